@@ -1,0 +1,168 @@
+//! The `plinth` command line: `serve`, `check` and `plugin inspect`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::runtime::{Runtime, grants};
+
+/// plinth hosts application features as sandboxed WebAssembly components
+/// behind a hardened HTTP edge.
+#[derive(Debug, Parser)]
+#[command(name = "plinth", version)]
+pub struct Cli {
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the deployment a config file describes, until SIGINT or SIGTERM.
+    Serve {
+        /// The config file (plinth.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Listen on this address instead of `server.listen` (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Keep data in this directory instead of `storage.path`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Validate a config and load every component, without serving or
+    /// touching data; exits non-zero on the first problem.
+    Check {
+        /// The config file (plinth.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// Plugin subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Print a component's imports and exports and the grants it needs.
+    Inspect {
+        /// The component file (.wasm).
+        file: PathBuf,
+    },
+}
+
+/// Sets up logging to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+    }
+}
+
+/// Runs a parsed command.
+pub async fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config, listen, data } => serve(&config, listen, data).await,
+        Command::Check { config } => check(&config).await,
+        Command::Plugin(PluginCommand::Inspect { file }) => inspect(&file).await,
+    }
+}
+
+/// Loads a config and applies the command-line overrides.
+pub fn load_config(file: &Path, listen: Option<SocketAddr>, data: Option<PathBuf>) -> anyhow::Result<Config> {
+    let mut config = Config::load(file)?;
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    if let Some(data) = data {
+        config.storage.path = data;
+    }
+    Ok(config)
+}
+
+async fn serve(file: &Path, listen: Option<SocketAddr>, data: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load_config(file, listen, data)?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let app = Arc::new(crate::App::build(config).await?);
+    // Scripts and tests read the bound address (port 0 picks one) from here.
+    println!("listening on {}", listener.local_addr()?);
+    crate::run(listener, app, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+async fn check(file: &Path) -> anyhow::Result<()> {
+    let config = Config::load(file)?;
+    let runtime = Runtime::new(1)?;
+    for plugin in &config.plugins {
+        let prepared = runtime.prepare(plugin).await?;
+        println!("ok: plugin `{}` sha256:{}", plugin.name, prepared.digest);
+    }
+    println!("ok: {} ({} plugins)", file.display(), config.plugins.len());
+    Ok(())
+}
+
+async fn inspect(file: &Path) -> anyhow::Result<()> {
+    let runtime = Runtime::new(1)?;
+    let (component, digest) = runtime.compile("inspect", file).await?;
+    let surface = grants::surface(runtime.engine(), &component);
+    println!("component: {}", file.display());
+    println!("sha256: {digest}");
+    println!("imports:");
+    let mut needed = Vec::new();
+    let mut refused = 0;
+    for import in &surface.imports {
+        let need = grants::need_of(import);
+        println!("  {import}  ({need})");
+        match need {
+            grants::Need::Grant(g) if !needed.contains(&g) => needed.push(g),
+            grants::Need::Refused(_) => refused += 1,
+            _ => {}
+        }
+    }
+    println!("exports:");
+    for export in &surface.exports {
+        println!("  {export}");
+    }
+    needed.sort();
+    let needed: Vec<_> = needed.iter().map(|g| format!("\"{g}\"")).collect();
+    println!("grants needed: [{}]", needed.join(", "));
+    anyhow::ensure!(refused == 0, "{refused} import(s) are never available to plugins");
+    anyhow::ensure!(
+        surface.exports.iter().any(|e| e == grants::HANDLER_EXPORT),
+        "the component does not export `{}`",
+        grants::HANDLER_EXPORT
+    );
+    Ok(())
+}

@@ -1,0 +1,422 @@
+//! `plinth.toml`: parsing, defaults and validation.
+//!
+//! Unknown keys are refused. Every error names the file, the key and what
+//! would be valid. Relative paths in the file are resolved against the
+//! directory that holds it, so a config works from any working directory.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::routes::{Route, RouteTable};
+
+/// A config that failed to load; the message is meant for an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or mistyped keys.
+    #[error("{file}: {message}")]
+    Parse {
+        /// The file.
+        file: PathBuf,
+        /// The parser's message, which names the key and the valid ones.
+        message: String,
+    },
+    /// A value is well-formed but not acceptable.
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// The dotted key, such as `plugins[0].component`.
+        key: String,
+        /// What is wrong and what would be valid.
+        message: String,
+    },
+}
+
+/// The whole deployment as the operator described it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listener, TLS and request bounds.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where data lives.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// The plugins to load, each with its routes and grants.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+    /// The file this was read from, for messages; not a key.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// Listener and the bounds every request lives within.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate and key; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+    /// Open connections at most; further ones wait in the accept backlog.
+    pub max_connections: usize,
+    /// Requests being handled at most; more get 503 at once.
+    pub max_in_flight: usize,
+    /// Largest request body accepted; larger gets 413.
+    pub max_body: ByteSize,
+    /// Most request headers accepted; more gets 431.
+    pub max_headers: usize,
+    /// Largest total size of request headers; larger gets 431.
+    pub max_header_bytes: ByteSize,
+    /// Whole-request deadline in milliseconds, body upload included.
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for in-flight requests, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: None,
+            max_connections: 1024,
+            max_in_flight: 256,
+            max_body: ByteSize(1024 * 1024),
+            max_headers: 64,
+            max_header_bytes: ByteSize(16 * 1024),
+            request_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The whole-request deadline.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The shutdown drain bound.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// PEM files for rustls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Storage location.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The data directory; the sled database lives here.
+    pub path: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("data") }
+    }
+}
+
+/// One plugin: its component, what it serves and what it may reach.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Unique name; also the name of its storage namespace.
+    pub name: String,
+    /// Path of the wasm component.
+    pub component: PathBuf,
+    /// Routes it serves, such as `"GET /v1/hello"` or `"/v1/things/**"`.
+    pub routes: Vec<String>,
+    /// Host interfaces it may import.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: PluginLimits,
+}
+
+/// A host interface a plugin can be granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Grant {
+    /// `plinth:platform/kv`: its own storage namespace.
+    Kv,
+    /// `plinth:platform/log`: structured log lines.
+    Log,
+    /// `plinth:platform/audit`: domain events into the audit log.
+    Audit,
+}
+
+impl Grant {
+    /// Every grant, for messages.
+    pub const ALL: [Grant; 3] = [Grant::Kv, Grant::Log, Grant::Audit];
+
+    /// The name used in config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Grant::Kv => "kv",
+            Grant::Log => "log",
+            Grant::Audit => "audit",
+        }
+    }
+}
+
+impl fmt::Display for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Per-plugin bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginLimits {
+    /// Linear memory one instance may grow to.
+    pub memory: ByteSize,
+    /// Wall-clock time one request may spend in the plugin, in milliseconds.
+    pub timeout_ms: u64,
+    /// Bytes (keys plus values) its kv namespace may hold.
+    pub kv_bytes: ByteSize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            memory: ByteSize(64 * 1024 * 1024),
+            timeout_ms: 2_000,
+            kv_bytes: ByteSize(64 * 1024 * 1024),
+        }
+    }
+}
+
+/// Largest memory cap a plugin may ask for; the pooling allocator reserves
+/// address space for this much per instance slot.
+pub const MAX_PLUGIN_MEMORY: u64 = 1024 * 1024 * 1024;
+
+/// A byte count written as an integer or as `"64MiB"`, `"512 KiB"`, `"1GB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses a size with an optional unit.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let unit_multiplier = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "KB" | "kB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            _ => 0,
+        };
+        digits
+            .parse::<u64>()
+            .ok()
+            .filter(|_| unit_multiplier != 0)
+            .and_then(|n| n.checked_mul(unit_multiplier))
+            .map(ByteSize)
+            .ok_or_else(|| {
+                format!("invalid size `{text}`: expected bytes as an integer, or a number with a unit B, KiB, MiB, GiB, KB, MB or GB")
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a size: an integer of bytes or a string such as \"64MiB\"")
+        })? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file; relative paths inside it
+    /// become relative to its directory.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, file)
+    }
+
+    /// Parses and validates config text that came from `file`.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.source = file.to_owned();
+        let base = file.parent().unwrap_or(Path::new(""));
+        config.storage.path = base.join(&config.storage.path);
+        if let Some(tls) = &mut config.server.tls {
+            tls.cert = base.join(&tls.cert);
+            tls.key = base.join(&tls.key);
+        }
+        for plugin in &mut config.plugins {
+            plugin.component = base.join(&plugin.component);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.source.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        for (key, value) in [
+            ("server.max_connections", server.max_connections as u64),
+            ("server.max_in_flight", server.max_in_flight as u64),
+            ("server.max_body", server.max_body.0),
+            ("server.max_headers", server.max_headers as u64),
+            ("server.max_header_bytes", server.max_header_bytes.0),
+            ("server.request_timeout_ms", server.request_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(self.invalid(key, "must be greater than zero"));
+            }
+        }
+        if let Some(tls) = &server.tls {
+            for (key, path) in [("server.tls.cert", &tls.cert), ("server.tls.key", &tls.key)] {
+                if !path.is_file() {
+                    return Err(self.invalid(key, format!("file `{}` does not exist", path.display())));
+                }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, plugin) in self.plugins.iter().enumerate() {
+            let key = |field: &str| format!("plugins[{i}].{field}");
+            let valid_name = !plugin.name.is_empty()
+                && plugin.name.len() <= 64
+                && plugin.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if !valid_name {
+                return Err(self.invalid(
+                    key("name"),
+                    format!("`{}` is not a plugin name: use 1 to 64 of a-z, 0-9, `-`, `_`", plugin.name),
+                ));
+            }
+            if !names.insert(&plugin.name) {
+                return Err(self.invalid(key("name"), format!("plugin `{}` is defined twice", plugin.name)));
+            }
+            if !plugin.component.is_file() {
+                return Err(self.invalid(
+                    key("component"),
+                    format!("component file `{}` does not exist", plugin.component.display()),
+                ));
+            }
+            if plugin.routes.is_empty() {
+                return Err(self.invalid(key("routes"), "a plugin needs at least one route"));
+            }
+            let limits = &plugin.limits;
+            if limits.memory.0 == 0 || limits.memory.0 > MAX_PLUGIN_MEMORY {
+                return Err(self.invalid(
+                    key("limits.memory"),
+                    format!("must be between 1 byte and {} MiB", MAX_PLUGIN_MEMORY >> 20),
+                ));
+            }
+            if limits.timeout_ms == 0 {
+                return Err(self.invalid(key("limits.timeout_ms"), "must be greater than zero"));
+            }
+        }
+        self.route_table()?;
+        Ok(())
+    }
+
+    /// Every plugin route in one table of plugin indexes; refuses a route
+    /// that is malformed or that overlaps another, naming both.
+    pub fn route_table(&self) -> Result<RouteTable<usize>, ConfigError> {
+        let mut table = RouteTable::default();
+        for (i, plugin) in self.plugins.iter().enumerate() {
+            for (j, text) in plugin.routes.iter().enumerate() {
+                let key = format!("plugins[{i}].routes[{j}]");
+                let route = Route::parse(text).map_err(|e| self.invalid(&key, e.to_string()))?;
+                if let Err((&owner, existing)) = table.insert(route, i) {
+                    let owner_name = &self.plugins[owner].name;
+                    let message = if owner == i {
+                        format!("route `{text}` overlaps route `{existing}` of the same plugin `{owner_name}`")
+                    } else {
+                        format!(
+                            "route `{text}` of plugin `{}` overlaps route `{existing}` of plugin `{owner_name}`",
+                            plugin.name
+                        )
+                    };
+                    return Err(self.invalid(key, message));
+                }
+            }
+        }
+        Ok(table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(ByteSize::parse("64MiB"), Ok(ByteSize(64 << 20)));
+        assert_eq!(ByteSize::parse("512 KiB"), Ok(ByteSize(512 << 10)));
+        assert_eq!(ByteSize::parse("2KB"), Ok(ByteSize(2000)));
+        assert_eq!(ByteSize::parse("17"), Ok(ByteSize(17)));
+        assert!(ByteSize::parse("12 parsecs").unwrap_err().contains("KiB, MiB"));
+        assert!(ByteSize::parse("MiB").is_err());
+        assert!(ByteSize::parse("99999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_the_valid_ones() {
+        let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x.toml: "), "{err}");
+        assert!(err.contains("listen_port"), "{err}");
+        assert!(err.contains("max_in_flight"), "{err}");
+    }
+
+    #[test]
+    fn unknown_grant_lists_the_valid_grants() {
+        let text = "[[plugins]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"/a\"]\ngrants = [\"network\"]\n";
+        let err = Config::parse(text, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(err.contains("network") && err.contains("`kv`"), "{err}");
+    }
+}

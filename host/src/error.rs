@@ -1,0 +1,42 @@
+//! The one shape every failure takes on the wire:
+//! `{"error": {"code": "...", "message": "...", "trace_id": "..."}}`.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+/// A failure to report to the client. `code` is stable and machine-readable;
+/// `message` is for people and may change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable, snake_case.
+    pub code: &'static str,
+    /// Human-readable detail; never a secret.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON response for this error.
+    pub fn into_response(self, trace_id: &str) -> Response<Full<Bytes>> {
+        let body = serde_json::json!({
+            "error": { "code": self.code, "message": self.message, "trace_id": trace_id }
+        });
+        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        *response.status_mut() = self.status;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+}

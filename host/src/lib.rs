@@ -1,0 +1,33 @@
+//! plinth: a hardened HTTP edge that hosts application features as
+//! sandboxed WebAssembly components.
+//!
+//! Map of the crate (see ARCHITECTURE.md for the invariants):
+//!
+//! - [`config`]: `plinth.toml`, parsed and validated; [`routes`]: route
+//!   patterns and the table that finds a request's plugin.
+//! - [`server`]: listener, TLS ([`tls`]), connections, graceful shutdown.
+//! - [`edge`]: one request from headers to response; [`error`] is the JSON
+//!   error shape and [`trace`] the trace ids.
+//! - [`runtime`]: wasmtime engine, plugin loading and grants, the host side
+//!   of each WIT interface, one instance per request.
+//! - [`storage`]: the storage trait and its sled backend; [`audit`]: the
+//!   hash-chained audit log on top of it.
+//! - [`app`]: everything one config describes, built and ready to serve.
+//! - [`cli`]: the `plinth` subcommands, called by the thin `main.rs`.
+
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod edge;
+pub mod error;
+pub mod routes;
+pub mod runtime;
+pub mod server;
+pub mod storage;
+mod tls;
+pub mod trace;
+
+pub use app::App;
+pub use config::Config;
+pub use server::run;

@@ -1,0 +1,317 @@
+//! Route patterns and the table that maps a request to the plugin that owns it.
+//!
+//! A pattern is a path of `/`-separated segments: literals, `{name}`
+//! parameters that match one segment, and an optional trailing `**` that
+//! matches zero or more segments. A route may be limited to some methods
+//! (`"GET,HEAD /v1/things/{id}"`). Because no path may match two routes
+//! (checked when the table is built), matching needs no priority rules.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use http::Method;
+
+/// One segment of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    /// Matches exactly this text.
+    Literal(String),
+    /// Matches any one non-empty segment and binds it to the name.
+    Param(String),
+    /// Matches the rest of the path, zero or more segments; only last.
+    Rest,
+}
+
+/// A parsed route: the methods it accepts and its path pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Methods this route accepts; `None` accepts every method.
+    methods: Option<BTreeSet<String>>,
+    /// The path pattern, segment by segment.
+    segments: Vec<Segment>,
+    /// The text it was parsed from, for messages.
+    source: String,
+}
+
+/// Why a route string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid route `{route}`: {reason}")]
+pub struct RouteError {
+    /// The route text as written.
+    pub route: String,
+    /// What is wrong with it and what would be valid.
+    pub reason: String,
+}
+
+impl Route {
+    /// Parses `"[METHOD[,METHOD...] ]/path/{param}/**"`.
+    pub fn parse(text: &str) -> Result<Self, RouteError> {
+        let fail = |reason: &str| RouteError {
+            route: text.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let trimmed = text.trim();
+        let (methods, path) = match trimmed.split_once(' ') {
+            Some((methods, path)) => (Some(parse_methods(methods).map_err(|r| fail(&r))?), path.trim()),
+            None => (None, trimmed),
+        };
+        let Some(rest) = path.strip_prefix('/') else {
+            return Err(fail("the path must start with `/`"));
+        };
+        let mut segments = Vec::new();
+        let mut names = BTreeSet::new();
+        let parts: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+        for (i, part) in parts.iter().enumerate() {
+            let segment = if *part == "**" {
+                if i + 1 != parts.len() {
+                    return Err(fail("`**` may only be the last segment"));
+                }
+                Segment::Rest
+            } else if let Some(name) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(fail("a parameter is `{name}` with letters, digits or `_`"));
+                }
+                if !names.insert(name.to_owned()) {
+                    return Err(fail(&format!("parameter `{name}` appears twice")));
+                }
+                Segment::Param(name.to_owned())
+            } else if part.is_empty() {
+                return Err(fail("empty segment (`//` or a trailing `/`)"));
+            } else if part.contains(['{', '}', '*', '?', '#']) {
+                return Err(fail(&format!(
+                    "segment `{part}` mixes text with `{{`, `}}`, `*`, `?` or `#`; use a whole `{{name}}` or a final `**`"
+                )));
+            } else {
+                Segment::Literal((*part).to_owned())
+            };
+            segments.push(segment);
+        }
+        Ok(Self {
+            methods,
+            segments,
+            source: text.trim().to_owned(),
+        })
+    }
+
+    /// True when this route accepts the method.
+    pub fn allows(&self, method: &Method) -> bool {
+        self.methods.as_ref().is_none_or(|m| m.contains(method.as_str()))
+    }
+
+    /// The methods this route accepts, `None` for all.
+    pub fn methods(&self) -> Option<impl Iterator<Item = &str>> {
+        self.methods.as_ref().map(|m| m.iter().map(String::as_str))
+    }
+
+    /// Matches a path, returning the bound parameters (and `**` as `rest`).
+    pub fn match_path(&self, path: &str) -> Option<Vec<(String, String)>> {
+        let rest = path.strip_prefix('/')?;
+        let mut parts = if rest.is_empty() { Vec::new() } else { rest.split('/').collect::<Vec<_>>() };
+        // A trailing slash is the same resource as without it.
+        if parts.last() == Some(&"") {
+            parts.pop();
+        }
+        let mut params = Vec::new();
+        for (i, segment) in self.segments.iter().enumerate() {
+            match segment {
+                Segment::Rest => {
+                    params.push(("rest".to_owned(), parts.get(i..).unwrap_or_default().join("/")));
+                    return Some(params);
+                }
+                Segment::Literal(lit) => {
+                    if parts.get(i) != Some(&lit.as_str()) {
+                        return None;
+                    }
+                }
+                Segment::Param(name) => match parts.get(i) {
+                    Some(value) if !value.is_empty() => params.push((name.clone(), (*value).to_owned())),
+                    _ => return None,
+                },
+            }
+        }
+        (parts.len() == self.segments.len()).then_some(params)
+    }
+
+    /// True when some request (method and path) would match both routes.
+    pub fn overlaps(&self, other: &Route) -> bool {
+        let methods_meet = match (&self.methods, &other.methods) {
+            (Some(a), Some(b)) => !a.is_disjoint(b),
+            _ => true,
+        };
+        methods_meet && segments_overlap(&self.segments, &other.segments)
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+fn parse_methods(text: &str) -> Result<BTreeSet<String>, String> {
+    let mut methods = BTreeSet::new();
+    for method in text.split(',') {
+        let method = method.trim();
+        let known = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+        if !known.contains(&method) {
+            return Err(format!("unknown method `{method}`; valid: {}", known.join(", ")));
+        }
+        methods.insert(method.to_owned());
+    }
+    Ok(methods)
+}
+
+fn segments_overlap(a: &[Segment], b: &[Segment]) -> bool {
+    match (a.first(), b.first()) {
+        (Some(Segment::Rest), _) | (_, Some(Segment::Rest)) => true,
+        (None, None) => true,
+        (None, Some(_)) | (Some(_), None) => false,
+        (Some(Segment::Literal(x)), Some(Segment::Literal(y))) if x != y => false,
+        _ => segments_overlap(&a[1..], &b[1..]),
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup<'a, T> {
+    /// A route matched path and method.
+    Found {
+        /// The value the route was registered with.
+        target: &'a T,
+        /// Its parameters.
+        params: Vec<(String, String)>,
+    },
+    /// A route matched the path but not the method; these methods would.
+    MethodNotAllowed(Vec<String>),
+    /// Nothing matched the path.
+    NotFound,
+}
+
+/// Routes with the value each leads to; built once, read by every request.
+#[derive(Debug, Clone)]
+pub struct RouteTable<T> {
+    /// In registration order; no two overlap, so order does not matter.
+    entries: Vec<(Route, T)>,
+}
+
+impl<T> Default for RouteTable<T> {
+    fn default() -> Self {
+        Self { entries: Vec::new() }
+    }
+}
+
+impl<T> RouteTable<T> {
+    /// Adds a route, refusing one that overlaps a route already present.
+    /// The error carries the value of the route it overlaps.
+    pub fn insert(&mut self, route: Route, target: T) -> Result<(), (&T, &Route)> {
+        if let Some(i) = self.entries.iter().position(|(r, _)| r.overlaps(&route)) {
+            let (existing, value) = &self.entries[i];
+            return Err((value, existing));
+        }
+        self.entries.push((route, target));
+        Ok(())
+    }
+
+    /// Finds the route for a request.
+    pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_, T> {
+        let mut allowed = Vec::new();
+        for (route, target) in &self.entries {
+            if let Some(params) = route.match_path(path) {
+                if route.allows(method) {
+                    return Lookup::Found { target, params };
+                }
+                allowed.extend(route.methods().into_iter().flatten().map(str::to_owned));
+            }
+        }
+        if allowed.is_empty() {
+            Lookup::NotFound
+        } else {
+            allowed.sort();
+            allowed.dedup();
+            Lookup::MethodNotAllowed(allowed)
+        }
+    }
+
+    /// Every route with its value.
+    pub fn iter(&self) -> impl Iterator<Item = &(Route, T)> {
+        self.entries.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(s: &str) -> Route {
+        Route::parse(s).unwrap()
+    }
+
+    #[test]
+    fn matches_literals_params_and_rest() {
+        let cases: &[(&str, &str, Option<&[(&str, &str)]>)] = &[
+            ("/v1/hello", "/v1/hello", Some(&[])),
+            ("/v1/hello", "/v1/hello/", Some(&[])),
+            ("/v1/hello", "/v1/hellox", None),
+            ("/v1/things/{id}", "/v1/things/42", Some(&[("id", "42")])),
+            ("/v1/things/{id}", "/v1/things", None),
+            ("/v1/things/{id}", "/v1/things/42/x", None),
+            ("/v1/me/**", "/v1/me", Some(&[("rest", "")])),
+            ("/v1/me/**", "/v1/me/password", Some(&[("rest", "password")])),
+            ("/v1/me/**", "/v1/me/a/b", Some(&[("rest", "a/b")])),
+            ("/v1/me/**", "/v1/mex", None),
+        ];
+        for (pattern, path, expected) in cases {
+            let got = route(pattern).match_path(path);
+            let expected = expected.map(|e| e.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>());
+            assert_eq!(got, expected, "{pattern} against {path}");
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_routes_with_a_reason() {
+        for (text, reason) in [
+            ("v1/hello", "must start with `/`"),
+            ("/v1/**/x", "last segment"),
+            ("/v1/{a}/{a}", "appears twice"),
+            ("/v1//x", "empty segment"),
+            ("/v1/x{id}", "mixes text"),
+            ("FETCH /v1/x", "unknown method `FETCH`"),
+            ("/v1/{}", "a parameter is"),
+        ] {
+            let err = Route::parse(text).unwrap_err();
+            assert!(err.reason.contains(reason), "{text}: {}", err.reason);
+        }
+    }
+
+    #[test]
+    fn detects_overlaps() {
+        let cases = [
+            ("/v1/things/{id}", "/v1/things/new", true),
+            ("/v1/things/{id}", "/v1/things/{key}", true),
+            ("/v1/accounts/**", "/v1/accounts", true),
+            ("/v1/accounts/**", "/v1/accounts/x/y", true),
+            ("/v1/accounts/**", "/v1/accountsx", false),
+            ("/v1/a", "/v1/b", false),
+            ("/v1/a/{x}", "/v1/a", false),
+            ("GET /v1/a", "POST /v1/a", false),
+            ("GET,POST /v1/a", "POST /v1/a", true),
+            ("/v1/a", "DELETE /v1/a", true),
+        ];
+        for (a, b, expected) in cases {
+            assert_eq!(route(a).overlaps(&route(b)), expected, "{a} vs {b}");
+            assert_eq!(route(b).overlaps(&route(a)), expected, "{b} vs {a}");
+        }
+    }
+
+    #[test]
+    fn table_reports_method_not_allowed() {
+        let mut table = RouteTable::default();
+        table.insert(route("GET /v1/hello"), 1).unwrap();
+        table.insert(route("POST /v1/hello/count"), 2).unwrap();
+        assert!(matches!(table.lookup(&Method::GET, "/v1/hello"), Lookup::Found { target: 1, .. }));
+        assert_eq!(table.lookup(&Method::DELETE, "/v1/hello"), Lookup::MethodNotAllowed(vec!["GET".into()]));
+        assert_eq!(table.lookup(&Method::GET, "/v2"), Lookup::NotFound);
+        let (owner, existing) = table.insert(route("/v1/hello"), 3).unwrap_err();
+        assert_eq!((*owner, existing.to_string()), (1, "GET /v1/hello".to_owned()));
+    }
+}

@@ -1,0 +1,182 @@
+//! Which imports a component may have, and which grant each one needs.
+//!
+//! Deny by default: an import is allowed only when it is the base contract
+//! (`plinth:platform/types`), the WASI baseline (with nothing inherited), or
+//! a host interface the plugin's grants list.
+
+use std::fmt;
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use crate::config::Grant;
+
+/// The WIT package version this host implements.
+pub const PLATFORM_VERSION: &str = "0.1.0";
+/// The export every plugin must have.
+pub const HANDLER_EXPORT: &str = "plinth:platform/handler@0.1.0";
+
+/// What a component import requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// Always linked: the platform types and the WASI baseline.
+    Base,
+    /// Linked only with this grant.
+    Grant(Grant),
+    /// Never linked; the reason says why.
+    Refused(String),
+}
+
+impl fmt::Display for Need {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Need::Base => f.write_str("always available"),
+            Need::Grant(g) => write!(f, "grant `{g}`"),
+            Need::Refused(why) => write!(f, "not available: {why}"),
+        }
+    }
+}
+
+/// Classifies one import name, such as `plinth:platform/kv@0.1.0`.
+pub fn need_of(import: &str) -> Need {
+    let (path, version) = import.split_once('@').unwrap_or((import, ""));
+    let Some((package, interface)) = path.split_once('/') else {
+        return Need::Refused("plinth provides only interfaces of `plinth:platform` and WASI".into());
+    };
+    match package {
+        "plinth:platform" => {
+            if !version.starts_with("0.1.") {
+                return Need::Refused(format!(
+                    "this host implements plinth:platform@{PLATFORM_VERSION}, not @{version}"
+                ));
+            }
+            match interface {
+                "types" => Need::Base,
+                "kv" => Need::Grant(Grant::Kv),
+                "log" => Need::Grant(Grant::Log),
+                "audit" => Need::Grant(Grant::Audit),
+                other => Need::Refused(format!("plinth:platform has no interface `{other}`")),
+            }
+        }
+        "wasi:sockets" | "wasi:http" => Need::Refused("plugins get no network access".into()),
+        "wasi:cli" | "wasi:io" | "wasi:clocks" | "wasi:random" | "wasi:filesystem" if version.starts_with("0.2.") => {
+            Need::Base
+        }
+        _ => Need::Refused("plinth provides only interfaces of `plinth:platform` and WASI 0.2".into()),
+    }
+}
+
+/// A component's imports and exports by name.
+#[derive(Debug, Clone)]
+pub struct Surface {
+    /// Imported interface names, sorted.
+    pub imports: Vec<String>,
+    /// Exported interface names, sorted.
+    pub exports: Vec<String>,
+}
+
+/// Reads the import and export names of a compiled component.
+pub fn surface(engine: &Engine, component: &Component) -> Surface {
+    let ty = component.component_type();
+    let mut imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
+    let mut exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    imports.sort();
+    exports.sort();
+    Surface { imports, exports }
+}
+
+/// Why a component may not run with the grants it was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    /// It imports a host interface its grants do not list.
+    #[error("imports `{import}`, which needs grant `{grant}`; its grants are [{granted}]; add \"{grant}\" to its grants to allow it")]
+    NotGranted {
+        /// The import.
+        import: String,
+        /// The grant it needs.
+        grant: Grant,
+        /// What it has.
+        granted: String,
+    },
+    /// It imports something plinth never provides.
+    #[error("imports `{import}`, which is {reason}")]
+    Refused {
+        /// The import.
+        import: String,
+        /// Why.
+        reason: String,
+    },
+    /// It lacks the handler export.
+    #[error("does not export `{HANDLER_EXPORT}`; build it against the `plinth:platform/plugin` world")]
+    NoHandler,
+}
+
+/// Checks a component's surface against its grants.
+pub fn check(surface: &Surface, grants: &[Grant]) -> Result<(), GrantError> {
+    for import in &surface.imports {
+        match need_of(import) {
+            Need::Base => {}
+            Need::Grant(grant) if grants.contains(&grant) => {}
+            Need::Grant(grant) => {
+                return Err(GrantError::NotGranted {
+                    import: import.clone(),
+                    grant,
+                    granted: grants.iter().map(|g| g.name()).collect::<Vec<_>>().join(", "),
+                });
+            }
+            Need::Refused(reason) => {
+                return Err(GrantError::Refused {
+                    import: import.clone(),
+                    reason: format!("not available to plugins: {reason}"),
+                });
+            }
+        }
+    }
+    if !surface.exports.iter().any(|e| e == HANDLER_EXPORT) {
+        return Err(GrantError::NoHandler);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imports_are_classified() {
+        let cases = [
+            ("plinth:platform/types@0.1.0", Need::Base),
+            ("plinth:platform/kv@0.1.0", Need::Grant(Grant::Kv)),
+            ("plinth:platform/log@0.1.3", Need::Grant(Grant::Log)),
+            ("plinth:platform/audit@0.1.0", Need::Grant(Grant::Audit)),
+            ("wasi:cli/environment@0.2.6", Need::Base),
+            ("wasi:io/streams@0.2.0", Need::Base),
+        ];
+        for (import, need) in cases {
+            assert_eq!(need_of(import), need, "{import}");
+        }
+        for refused in [
+            "wasi:sockets/tcp@0.2.0",
+            "wasi:http/outgoing-handler@0.2.0",
+            "plinth:platform/kv@0.2.0",
+            "plinth:platform/teleport@0.1.0",
+            "acme:evil/api@1.0.0",
+            "wasi:cli/environment@0.3.0",
+        ] {
+            assert!(matches!(need_of(refused), Need::Refused(_)), "{refused}");
+        }
+    }
+
+    #[test]
+    fn ungranted_import_names_the_grant() {
+        let surface = Surface {
+            imports: vec!["plinth:platform/kv@0.1.0".into()],
+            exports: vec![HANDLER_EXPORT.into()],
+        };
+        let err = check(&surface, &[Grant::Log]).unwrap_err().to_string();
+        assert!(err.contains("`plinth:platform/kv@0.1.0`") && err.contains("grant `kv`") && err.contains("[log]"), "{err}");
+        assert!(check(&surface, &[Grant::Kv]).is_ok());
+        let no_handler = Surface { imports: vec![], exports: vec![] };
+        assert_eq!(check(&no_handler, &[]), Err(GrantError::NoHandler));
+    }
+}

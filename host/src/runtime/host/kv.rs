@@ -1,0 +1,89 @@
+//! `plinth:platform/kv`: the plugin's own namespace. The namespace is fixed
+//! when the plugin loads; nothing a guest passes can name another one.
+
+use crate::runtime::bindings::kv::{Entry, Error, Host, Op, Page, Quota, Swap};
+use crate::runtime::state::HostState;
+use crate::storage::{self, StorageError};
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::QuotaExceeded { used, limit, requested } => Error::QuotaExceeded(Quota {
+                used,
+                limit,
+                requested,
+            }),
+            StorageError::InvalidKey(why) => Error::InvalidKey(why),
+            StorageError::ValueTooLarge => Error::ValueTooLarge(storage::MAX_VALUE_BYTES as u64),
+            StorageError::Backend(why) => {
+                tracing::error!(error = %why, "kv backend failure");
+                Error::Storage(why)
+            }
+        }
+    }
+}
+
+impl HostState {
+    /// Records that this request wrote, so the response waits for a flush.
+    fn wrote<T>(&mut self, result: Result<T, StorageError>) -> Result<T, Error> {
+        if result.is_ok() {
+            self.wrote = true;
+        }
+        result.map_err(Error::from)
+    }
+}
+
+impl Host for HostState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+        Ok(self.plugin.namespace.get(&key).await.map_err(Error::from))
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
+        let result = self.plugin.namespace.set(&key, value).await;
+        Ok(self.wrote(result))
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, Error>> {
+        let result = self.plugin.namespace.delete(&key).await;
+        Ok(self.wrote(result))
+    }
+
+    async fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> wasmtime::Result<Result<Swap, Error>> {
+        let result = self.plugin.namespace.compare_and_swap(&key, expected, new).await;
+        Ok(self.wrote(result).map(|swap| match swap {
+            storage::Swap::Swapped => Swap::Swapped,
+            storage::Swap::Conflict(current) => Swap::Conflict(current),
+        }))
+    }
+
+    async fn scan_prefix(
+        &mut self,
+        prefix: String,
+        start_after: Option<String>,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Page, Error>> {
+        let ns = &self.plugin.namespace;
+        let page = ns.scan_prefix(&prefix, start_after.as_deref(), limit as usize).await;
+        Ok(page.map_err(Error::from).map(|page| Page {
+            entries: page.entries.into_iter().map(|(key, value)| Entry { key, value }).collect(),
+            next: page.next,
+        }))
+    }
+
+    async fn batch(&mut self, ops: Vec<Op>) -> wasmtime::Result<Result<(), Error>> {
+        let ops = ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Set(Entry { key, value }) => storage::Op::Set(key, value),
+                Op::Delete(key) => storage::Op::Delete(key),
+            })
+            .collect();
+        let result = self.plugin.namespace.batch(ops).await;
+        Ok(self.wrote(result))
+    }
+}

@@ -1,0 +1,6 @@
+//! One file per WIT interface the host implements for plugins.
+
+pub mod audit;
+pub mod kv;
+pub mod log;
+pub mod types;

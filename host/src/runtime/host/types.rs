@@ -1,0 +1,164 @@
+//! `plinth:platform/types`: the request a plugin reads and the response it
+//! builds, as resources living in the store's table.
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use wasmtime::component::Resource;
+
+use crate::runtime::bindings::types::{Host, HostRequest, HostResponse, Principal};
+use crate::runtime::state::HostState;
+
+/// What the host tells a plugin about one request.
+#[derive(Debug, Clone)]
+pub struct RequestData {
+    /// Upper-case method.
+    pub method: String,
+    /// The path as sent, percent-encoding kept.
+    pub path: String,
+    /// Raw query without `?`.
+    pub query: Option<String>,
+    /// Lower-case names; credentials already removed by the edge.
+    pub headers: Vec<(String, String)>,
+    /// The body, already bounded by the edge.
+    pub body: Bytes,
+    /// W3C trace id.
+    pub trace_id: String,
+    /// The client address the edge settled on.
+    pub client_address: String,
+    /// Route parameters.
+    pub params: Vec<(String, String)>,
+    /// The signed-in principal, if any.
+    pub principal: Option<Principal>,
+}
+
+/// What a plugin builds as its answer.
+#[derive(Debug, Default)]
+pub struct ResponseData {
+    /// Status code, 100..=599.
+    pub status: u16,
+    /// Headers the plugin added; host-owned names are refused at `set-header`.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Response headers that only the host sets: framing, cookies, and the
+/// security headers the edge owns. A plugin may add others, never these.
+const HOST_OWNED_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "upgrade",
+    "trailer",
+    "keep-alive",
+    "set-cookie",
+    "server",
+    "x-powered-by",
+    "x-trace-id",
+    "strict-transport-security",
+    "content-security-policy",
+    "x-content-type-options",
+    "x-frame-options",
+    "referrer-policy",
+    "cross-origin-opener-policy",
+    "cross-origin-resource-policy",
+    "permissions-policy",
+    "clear-site-data",
+];
+
+impl Host for HostState {}
+
+impl HostRequest for HostState {
+    fn method(&mut self, req: Resource<RequestData>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&req)?.method.clone())
+    }
+
+    fn path(&mut self, req: Resource<RequestData>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&req)?.path.clone())
+    }
+
+    fn query(&mut self, req: Resource<RequestData>) -> wasmtime::Result<Option<String>> {
+        Ok(self.table.get(&req)?.query.clone())
+    }
+
+    fn headers(&mut self, req: Resource<RequestData>) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self.table.get(&req)?.headers.clone())
+    }
+
+    fn header(&mut self, req: Resource<RequestData>, name: String) -> wasmtime::Result<Option<String>> {
+        let name = name.to_ascii_lowercase();
+        let req = self.table.get(&req)?;
+        Ok(req.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()))
+    }
+
+    fn body(&mut self, req: Resource<RequestData>) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.table.get(&req)?.body.to_vec())
+    }
+
+    fn trace_id(&mut self, req: Resource<RequestData>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&req)?.trace_id.clone())
+    }
+
+    fn client_address(&mut self, req: Resource<RequestData>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&req)?.client_address.clone())
+    }
+
+    fn params(&mut self, req: Resource<RequestData>) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self.table.get(&req)?.params.clone())
+    }
+
+    fn param(&mut self, req: Resource<RequestData>, name: String) -> wasmtime::Result<Option<String>> {
+        let req = self.table.get(&req)?;
+        Ok(req.params.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()))
+    }
+
+    fn principal(&mut self, req: Resource<RequestData>) -> wasmtime::Result<Option<Principal>> {
+        Ok(self.table.get(&req)?.principal.clone())
+    }
+
+    fn drop(&mut self, req: Resource<RequestData>) -> wasmtime::Result<()> {
+        self.table.delete(req)?;
+        Ok(())
+    }
+}
+
+impl HostResponse for HostState {
+    fn new(&mut self, status: u16) -> wasmtime::Result<Resource<ResponseData>> {
+        if !(100..=599).contains(&status) {
+            wasmtime::bail!("plugin built a response with invalid status {status}");
+        }
+        Ok(self.table.push(ResponseData {
+            status,
+            ..ResponseData::default()
+        })?)
+    }
+
+    fn set_header(
+        &mut self,
+        resp: Resource<ResponseData>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let Ok(name) = HeaderName::try_from(name.as_str()) else {
+            return Ok(Err(format!("`{name}` is not a valid header name")));
+        };
+        if HOST_OWNED_HEADERS.contains(&name.as_str()) {
+            return Ok(Err(format!("`{name}` is set by the host only")));
+        }
+        let Ok(value) = HeaderValue::try_from(value) else {
+            return Ok(Err(format!("the value for `{name}` is not a valid header value")));
+        };
+        self.table.get_mut(&resp)?.headers.push((name, value));
+        Ok(Ok(()))
+    }
+
+    fn set_body(&mut self, resp: Resource<ResponseData>, body: Vec<u8>) -> wasmtime::Result<()> {
+        self.table.get_mut(&resp)?.body = body;
+        Ok(())
+    }
+
+    fn drop(&mut self, resp: Resource<ResponseData>) -> wasmtime::Result<()> {
+        self.table.delete(resp)?;
+        Ok(())
+    }
+}

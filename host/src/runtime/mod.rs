@@ -1,0 +1,322 @@
+//! The component runtime: one engine, one `InstancePre` per plugin, a fresh
+//! instance per request.
+//!
+//! Instances come from the pooling allocator, sized so that every in-flight
+//! request can have one. A request's time in the guest is bounded twice: the
+//! epoch callback traps a guest that computes past its deadline (yielding to
+//! tokio every tick until then, so a busy guest never holds a worker
+//! thread), and a tokio timeout ends one that waits in a host call.
+
+pub mod bindings;
+pub mod grants;
+pub mod host;
+mod output;
+pub mod state;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+
+use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
+use crate::runtime::bindings::{PluginBindingsPre, audit, kv, log, types};
+use crate::runtime::host::types::{RequestData, ResponseData};
+use crate::runtime::state::{HostState, PluginContext, RequestMeta};
+use crate::storage::Storage;
+
+/// How often the epoch advances; the granularity of plugin deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Core instances, memories and tables one component instance may use
+/// (a Rust wasip2 component has one core module; headroom for adapters).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// Memories (and tables) per component instance slot.
+const MEMORIES_PER_COMPONENT: u32 = 2;
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The component file could not be read.
+    #[error("plugin `{plugin}`: cannot read component `{path}`: {reason}")]
+    Read {
+        /// Plugin name.
+        plugin: String,
+        /// File.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The file is not a valid component for this engine.
+    #[error("plugin `{plugin}`: `{path}` is not a loadable wasm component: {reason}")]
+    Compile {
+        /// Plugin name.
+        plugin: String,
+        /// File.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Its imports or exports do not fit its grants.
+    #[error("plugin `{plugin}`: component {source}")]
+    Grants {
+        /// Plugin name.
+        plugin: String,
+        /// Which import or export.
+        source: grants::GrantError,
+    },
+    /// Linking failed (a type mismatch in an allowed interface).
+    #[error("plugin `{plugin}`: cannot link: {reason}")]
+    Link {
+        /// Plugin name.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How a request to a plugin failed; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginFailure {
+    /// The guest trapped (a bug in the plugin).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The guest ran past its deadline.
+    #[error("plugin ran past its {0:?} deadline")]
+    Deadline(Duration),
+    /// The guest tried to grow memory past its cap.
+    #[error("plugin reached its memory cap of {0} bytes")]
+    MemoryCap(usize),
+    /// A write could not be made durable, so the response is withheld.
+    #[error("storage flush failed: {0}")]
+    Flush(String),
+}
+
+/// Advances the engine epoch on its own thread until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("plinth-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn the epoch thread");
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The engine and what every plugin shares.
+pub struct Runtime {
+    /// One engine for all plugins.
+    engine: Engine,
+    /// Keeps plugin deadlines moving.
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// An engine whose pool holds `max_instances` concurrent instances.
+    pub fn new(max_instances: u32) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(max_instances)
+            .total_core_instances(max_instances * CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(max_instances * MEMORIES_PER_COMPONENT)
+            .total_tables(max_instances * MEMORIES_PER_COMPONENT)
+            .total_stacks(max_instances)
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .max_memory_size(MAX_PLUGIN_MEMORY as usize);
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self { engine, _ticker: ticker })
+    }
+
+    /// The engine, for inspecting components.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles a component file (on a blocking thread) and returns it with
+    /// the SHA-256 of its bytes.
+    pub async fn compile(&self, plugin: &str, path: &Path) -> Result<(Component, String), LoadError> {
+        let bytes = tokio::fs::read(path).await.map_err(|e| LoadError::Read {
+            plugin: plugin.to_owned(),
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let engine = self.engine.clone();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .expect("compile task panicked")
+            .map_err(|e| LoadError::Compile {
+                plugin: plugin.to_owned(),
+                path: path.display().to_string(),
+                reason: format!("{e:#}"),
+            })?;
+        Ok((component, digest))
+    }
+
+    /// Prepares a plugin: compile, check imports against grants, link only
+    /// what is granted, and pre-instantiate. Touches no storage, so
+    /// `plinth check` can run beside a live server.
+    pub async fn prepare(&self, config: &PluginConfig) -> Result<Prepared, LoadError> {
+        let (component, digest) = self.compile(&config.name, &config.component).await?;
+        let surface = grants::surface(&self.engine, &component);
+        grants::check(&surface, &config.grants).map_err(|source| LoadError::Grants {
+            plugin: config.name.clone(),
+            source,
+        })?;
+        let link_error = |e: wasmtime::Error| LoadError::Link {
+            plugin: config.name.clone(),
+            reason: format!("{e:#}"),
+        };
+        let linker = self.linker(&config.grants).map_err(link_error)?;
+        let pre = linker.instantiate_pre(&component).map_err(link_error)?;
+        let pre = PluginBindingsPre::new(pre).map_err(link_error)?;
+        Ok(Prepared {
+            pre,
+            digest,
+            memory_limit: config.limits.memory.0 as usize,
+            timeout: Duration::from_millis(config.limits.timeout_ms),
+        })
+    }
+
+    /// A linker with the base interfaces and exactly the granted ones.
+    fn linker(&self, grants: &[Grant]) -> wasmtime::Result<Linker<HostState>> {
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        for grant in grants {
+            match grant {
+                Grant::Kv => kv::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+                Grant::Log => log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+                Grant::Audit => audit::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+            }
+        }
+        Ok(linker)
+    }
+}
+
+/// A compiled, checked and linked plugin, not yet bound to storage.
+pub struct Prepared {
+    /// Linked and type-checked once; instantiated per request.
+    pre: PluginBindingsPre<HostState>,
+    /// SHA-256 of the component file.
+    pub digest: String,
+    /// Linear memory cap per instance.
+    memory_limit: usize,
+    /// Time one request may spend in the guest.
+    timeout: Duration,
+}
+
+impl Prepared {
+    /// Binds the plugin to its host handles, ready to serve.
+    pub fn bind(self, ctx: Arc<PluginContext>, storage: Arc<dyn Storage>) -> Plugin {
+        Plugin {
+            ctx,
+            storage,
+            pre: self.pre,
+            digest: self.digest,
+            memory_limit: self.memory_limit,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// A loaded plugin, ready to serve.
+pub struct Plugin {
+    /// Host handles shared by its requests.
+    ctx: Arc<PluginContext>,
+    /// Flushed before a response that follows a write.
+    storage: Arc<dyn Storage>,
+    /// Linked and type-checked once; instantiated per request.
+    pre: PluginBindingsPre<HostState>,
+    /// SHA-256 of the component file.
+    pub digest: String,
+    /// Linear memory cap per instance.
+    memory_limit: usize,
+    /// Time one request may spend in the guest.
+    timeout: Duration,
+}
+
+impl Plugin {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.ctx.name
+    }
+
+    /// Runs one request in a fresh instance. Nothing survives the call but
+    /// what the guest wrote through its grants.
+    pub async fn handle(&self, request: RequestData) -> Result<ResponseData, PluginFailure> {
+        let meta = RequestMeta {
+            trace_id: request.trace_id.clone(),
+            client_address: request.client_address.clone(),
+            principal: request.principal.clone(),
+        };
+        let mut store = Store::new(
+            self.pre.engine(),
+            HostState::new(self.ctx.clone(), meta, self.memory_limit),
+        );
+        store.limiter(|s| &mut s.memory);
+        let deadline = Instant::now() + self.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        let call = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            let req = store.data_mut().table.push(request)?;
+            let resp = instance.plinth_platform_handler().call_handle(&mut store, req).await?;
+            Ok::<_, wasmtime::Error>(store.data_mut().table.delete(resp)?)
+        };
+        let outcome = tokio::time::timeout(self.timeout, call).await;
+        let response = match outcome {
+            Err(_elapsed) => return Err(PluginFailure::Deadline(self.timeout)),
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return Err(self.classify(&store, e)),
+        };
+        if store.data().wrote {
+            self.storage
+                .flush()
+                .await
+                .map_err(|e| PluginFailure::Flush(e.to_string()))?;
+        }
+        Ok(response)
+    }
+
+    fn classify(&self, store: &Store<HostState>, e: wasmtime::Error) -> PluginFailure {
+        if store.data().memory.hit {
+            PluginFailure::MemoryCap(self.memory_limit)
+        } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+            PluginFailure::Deadline(self.timeout)
+        } else {
+            PluginFailure::Trap(format!("{e:#}"))
+        }
+    }
+}

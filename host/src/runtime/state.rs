@@ -1,0 +1,113 @@
+//! What a store holds for one request: the resource table, a WASI context
+//! with nothing inherited, the memory cap, and the plugin's host handles.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::audit::AuditLog;
+use crate::runtime::bindings::types::Principal;
+use crate::runtime::output::GuestOutput;
+use crate::storage::Namespace;
+
+/// Most table elements a guest may grow a table to.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Host handles one plugin's requests share.
+pub struct PluginContext {
+    /// The plugin's name.
+    pub name: Arc<str>,
+    /// Its storage namespace; the only one it can reach.
+    pub namespace: Arc<dyn Namespace>,
+    /// The audit log its events go to.
+    pub audit: Arc<AuditLog>,
+}
+
+/// Facts about the request the host uses to fill envelopes (audit, logs).
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    /// W3C trace id.
+    pub trace_id: String,
+    /// Client address.
+    pub client_address: String,
+    /// The signed-in principal, if any.
+    pub principal: Option<Principal>,
+}
+
+/// Refuses memory growth past the plugin's cap and remembers that it did,
+/// so the failure can be told apart from an ordinary trap.
+pub struct MemoryCap {
+    /// Bytes one linear memory may reach.
+    limit: usize,
+    /// Set when a growth was refused.
+    pub hit: bool,
+}
+
+/// The error a refused memory growth traps with.
+#[derive(Debug, thiserror::Error)]
+#[error("memory cap of {0} bytes reached")]
+pub struct MemoryCapHit(pub usize);
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Err(MemoryCapHit(self.limit).into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// The data of one request's store.
+pub struct HostState {
+    /// Resources the guest holds handles to (request, response, WASI streams).
+    pub table: ResourceTable,
+    /// WASI with no preopens, no environment, no network.
+    wasi: WasiCtx,
+    /// The memory cap.
+    pub memory: MemoryCap,
+    /// The plugin's host handles.
+    pub plugin: Arc<PluginContext>,
+    /// The request being served.
+    pub request: RequestMeta,
+    /// Whether the guest wrote to storage (then the response waits for a flush).
+    pub wrote: bool,
+}
+
+impl HostState {
+    /// State for one request to `plugin`, capped at `memory_limit` bytes.
+    pub fn new(plugin: Arc<PluginContext>, request: RequestMeta, memory_limit: usize) -> Self {
+        let wasi = WasiCtx::builder()
+            .stdout(GuestOutput::new(plugin.name.clone(), "stdout"))
+            .stderr(GuestOutput::new(plugin.name.clone(), "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            table: ResourceTable::new(),
+            wasi,
+            memory: MemoryCap {
+                limit: memory_limit,
+                hit: false,
+            },
+            plugin,
+            request,
+            wrote: false,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Storage behind a trait, so that a networked backend can follow sled.
+//!
+//! Everything is a namespace of string keys and byte values. A plugin gets
+//! exactly one namespace, named after it; the host keeps its own (audit, and
+//! later sessions) in system namespaces that no plugin name can reach.
+//! Writes are buffered; [`Storage::flush`] makes them survive a process kill,
+//! and the request path calls it before a write is acknowledged.
+
+mod sled_store;
+
+use std::sync::Arc;
+
+pub use sled_store::SledStorage;
+
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest single value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
+/// Most entries one scan page returns, whatever the caller asks.
+pub const MAX_SCAN_PAGE: usize = 1000;
+
+/// Which namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NamespaceId {
+    /// A plugin's own data, by plugin name.
+    Plugin(String),
+    /// Host-owned data such as the audit log.
+    System(&'static str),
+}
+
+/// Why a storage call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// The write would exceed the namespace's byte quota.
+    #[error("quota exceeded: {used} of {limit} bytes used, the write needs {requested} more")]
+    QuotaExceeded {
+        /// Bytes held now.
+        used: u64,
+        /// The quota.
+        limit: u64,
+        /// Additional bytes the write needed.
+        requested: u64,
+    },
+    /// The key is empty or too long.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// The value is over [`MAX_VALUE_BYTES`].
+    #[error("value larger than {MAX_VALUE_BYTES} bytes")]
+    ValueTooLarge,
+    /// The backend failed.
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// Result of a compare-and-swap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swap {
+    /// The expected value was there and has been replaced.
+    Swapped,
+    /// Something else was there; this is it.
+    Conflict(Option<Vec<u8>>),
+}
+
+/// One write of an atomic batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Store a value.
+    Set(String, Vec<u8>),
+    /// Remove a key.
+    Delete(String),
+}
+
+/// One page of a prefix scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Entries in key order.
+    pub entries: Vec<(String, Vec<u8>)>,
+    /// The key to continue after, when there is more.
+    pub next: Option<String>,
+}
+
+/// A database of namespaces.
+#[async_trait::async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Opens a namespace, creating it if needed. `quota` bounds the bytes
+    /// (keys plus values) it may hold; `None` is unbounded (system use).
+    fn namespace(&self, id: NamespaceId, quota: Option<u64>) -> Result<Arc<dyn Namespace>, StorageError>;
+
+    /// Makes every write made so far durable against a process kill.
+    async fn flush(&self) -> Result<(), StorageError>;
+}
+
+/// One namespace: keys name nothing outside it.
+#[async_trait::async_trait]
+pub trait Namespace: Send + Sync {
+    /// The value under a key.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Stores a value.
+    async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError>;
+    /// Removes a key; true when it was there.
+    async fn delete(&self, key: &str) -> Result<bool, StorageError>;
+    /// Replaces `expected` (`None`: absent) by `new` (`None`: delete).
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Result<Swap, StorageError>;
+    /// Keys starting with `prefix`, strictly after `start_after`, at most
+    /// `limit` (capped at [`MAX_SCAN_PAGE`]).
+    async fn scan_prefix(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Page, StorageError>;
+    /// Applies all ops or none.
+    async fn batch(&self, ops: Vec<Op>) -> Result<(), StorageError>;
+    /// Bytes held now.
+    fn used_bytes(&self) -> u64;
+}
+
+/// Refuses keys no backend should see.
+fn check_key(key: &str) -> Result<(), StorageError> {
+    if key.is_empty() {
+        return Err(StorageError::InvalidKey("the key is empty".into()));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(StorageError::InvalidKey(format!(
+            "the key is {} bytes; at most {MAX_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_value(value: &[u8]) -> Result<(), StorageError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(StorageError::ValueTooLarge);
+    }
+    Ok(())
+}
