@@ -45,12 +45,9 @@ impl App {
         let runtime = Runtime::new(max_in_flight)?;
         let mut plugins = Vec::with_capacity(config.plugins.len());
         for plugin in &config.plugins {
-            let namespace = storage.namespace(NamespaceId::Plugin(plugin.name.clone()), Some(plugin.limits.kv_bytes.0))?;
-            let ctx = Arc::new(PluginContext {
-                name: plugin.name.as_str().into(),
-                namespace,
-                audit: audit.clone(),
-            });
+            let namespace =
+                storage.namespace(NamespaceId::Plugin(plugin.name.clone()), Some(plugin.limits.kv_bytes.0))?;
+            let ctx = Arc::new(PluginContext { name: plugin.name.as_str().into(), namespace, audit: audit.clone() });
             let loaded = runtime.prepare(plugin).await?.bind(ctx, storage.clone());
             tracing::info!(plugin = %plugin.name, digest = %loaded.digest, "plugin loaded");
             audit

@@ -136,15 +136,9 @@ impl AuditLog {
         let tail = match ns.get(TAIL_KEY).await? {
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| StorageError::Backend(format!("audit tail is corrupt: {e}")))?,
-            None => Tail {
-                next_id: 1,
-                last_hash: GENESIS_HASH.to_owned(),
-            },
+            None => Tail { next_id: 1, last_hash: GENESIS_HASH.to_owned() },
         };
-        Ok(Self {
-            ns,
-            tail: tokio::sync::Mutex::new(tail),
-        })
+        Ok(Self { ns, tail: tokio::sync::Mutex::new(tail) })
     }
 
     /// Appends a record and returns it. Durable once storage is flushed,
@@ -165,17 +159,9 @@ impl AuditLog {
             prev_hash: tail.last_hash.clone(),
         };
         let bytes = serde_json::to_vec(&record).expect("audit records serialize");
-        let next = Tail {
-            next_id: record.id + 1,
-            last_hash: hex::encode(Sha256::digest(&bytes)),
-        };
+        let next = Tail { next_id: record.id + 1, last_hash: hex::encode(Sha256::digest(&bytes)) };
         let tail_bytes = serde_json::to_vec(&next).expect("audit tail serializes");
-        self.ns
-            .batch(vec![
-                Op::Set(record_key(record.id), bytes),
-                Op::Set(TAIL_KEY.to_owned(), tail_bytes),
-            ])
-            .await?;
+        self.ns.batch(vec![Op::Set(record_key(record.id), bytes), Op::Set(TAIL_KEY.to_owned(), tail_bytes)]).await?;
         *tail = next;
         Ok(record)
     }

@@ -202,11 +202,7 @@ pub struct PluginLimits {
 
 impl Default for PluginLimits {
     fn default() -> Self {
-        Self {
-            memory: ByteSize(64 * 1024 * 1024),
-            timeout_ms: 2_000,
-            kv_bytes: ByteSize(64 * 1024 * 1024),
-        }
+        Self { memory: ByteSize(64 * 1024 * 1024), timeout_ms: 2_000, kv_bytes: ByteSize(64 * 1024 * 1024) }
     }
 }
 
@@ -267,19 +263,15 @@ impl Config {
     /// Reads, parses and validates a config file; relative paths inside it
     /// become relative to its directory.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            file: file.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(file).map_err(|source| ConfigError::Read { file: file.to_owned(), source })?;
         Self::parse(&text, file)
     }
 
     /// Parses and validates config text that came from `file`.
     pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: file.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        let mut config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { file: file.to_owned(), message: e.to_string().trim_end().to_owned() })?;
         config.source = file.to_owned();
         let base = file.parent().unwrap_or(Path::new(""));
         config.storage.path = base.join(&config.storage.path);
@@ -295,11 +287,7 @@ impl Config {
     }
 
     fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            file: self.source.clone(),
-            key: key.into(),
-            message: message.into(),
-        }
+        ConfigError::Invalid { file: self.source.clone(), key: key.into(), message: message.into() }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -44,10 +44,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
             )
             .into_response(&trace_id),
         };
-        response.headers_mut().insert(
-            TRACE_ID_HEADER,
-            HeaderValue::from_str(&trace_id).expect("trace ids are hex"),
-        );
+        response.headers_mut().insert(TRACE_ID_HEADER, HeaderValue::from_str(&trace_id).expect("trace ids are hex"));
         tracing::info!(status = response.status().as_u16(), "served");
         response
     }
@@ -84,9 +81,7 @@ async fn route(
                 format!("{} is not allowed on {path}; allowed: {allow}", req.method()),
             )
             .into_response(trace_id);
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_str(&allow).expect("methods are tokens"));
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_str(&allow).expect("methods are tokens"));
             return Ok(response);
         }
         Lookup::NotFound => {
@@ -167,9 +162,7 @@ fn host_route(app: &App, method: &Method, path: &str) -> Option<Response<Full<By
         _ => return None,
     };
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Some(response)
 }
 

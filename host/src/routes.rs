@@ -46,10 +46,7 @@ pub struct RouteError {
 impl Route {
     /// Parses `"[METHOD[,METHOD...] ]/path/{param}/**"`.
     pub fn parse(text: &str) -> Result<Self, RouteError> {
-        let fail = |reason: &str| RouteError {
-            route: text.to_owned(),
-            reason: reason.to_owned(),
-        };
+        let fail = |reason: &str| RouteError { route: text.to_owned(), reason: reason.to_owned() };
         let trimmed = text.trim();
         let (methods, path) = match trimmed.split_once(' ') {
             Some((methods, path)) => (Some(parse_methods(methods).map_err(|r| fail(&r))?), path.trim()),
@@ -86,11 +83,7 @@ impl Route {
             };
             segments.push(segment);
         }
-        Ok(Self {
-            methods,
-            segments,
-            source: text.trim().to_owned(),
-        })
+        Ok(Self { methods, segments, source: text.trim().to_owned() })
     }
 
     /// True when this route accepts the method.
@@ -248,7 +241,8 @@ mod tests {
 
     #[test]
     fn matches_literals_params_and_rest() {
-        let cases: &[(&str, &str, Option<&[(&str, &str)]>)] = &[
+        type Case<'a> = (&'a str, &'a str, Option<&'a [(&'a str, &'a str)]>);
+        let cases: &[Case] = &[
             ("/v1/hello", "/v1/hello", Some(&[])),
             ("/v1/hello", "/v1/hello/", Some(&[])),
             ("/v1/hello", "/v1/hellox", None),

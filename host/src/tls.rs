@@ -14,11 +14,7 @@ pub fn acceptor(tls: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
     let certs = CertificateDer::pem_file_iter(&tls.cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .with_context(|| format!("server.tls.cert: cannot read certificates from {}", tls.cert.display()))?;
-    anyhow::ensure!(
-        !certs.is_empty(),
-        "server.tls.cert: {} holds no PEM certificate",
-        tls.cert.display()
-    );
+    anyhow::ensure!(!certs.is_empty(), "server.tls.cert: {} holds no PEM certificate", tls.cert.display());
     let key = PrivateKeyDer::from_pem_file(&tls.key)
         .with_context(|| format!("server.tls.key: cannot read a private key from {}", tls.key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());

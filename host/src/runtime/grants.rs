@@ -89,7 +89,9 @@ pub fn surface(engine: &Engine, component: &Component) -> Surface {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GrantError {
     /// It imports a host interface its grants do not list.
-    #[error("imports `{import}`, which needs grant `{grant}`; its grants are [{granted}]; add \"{grant}\" to its grants to allow it")]
+    #[error(
+        "imports `{import}`, which needs grant `{grant}`; its grants are [{granted}]; add \"{grant}\" to its grants to allow it"
+    )]
     NotGranted {
         /// The import.
         import: String,
@@ -169,12 +171,13 @@ mod tests {
 
     #[test]
     fn ungranted_import_names_the_grant() {
-        let surface = Surface {
-            imports: vec!["plinth:platform/kv@0.1.0".into()],
-            exports: vec![HANDLER_EXPORT.into()],
-        };
+        let surface =
+            Surface { imports: vec!["plinth:platform/kv@0.1.0".into()], exports: vec![HANDLER_EXPORT.into()] };
         let err = check(&surface, &[Grant::Log]).unwrap_err().to_string();
-        assert!(err.contains("`plinth:platform/kv@0.1.0`") && err.contains("grant `kv`") && err.contains("[log]"), "{err}");
+        assert!(
+            err.contains("`plinth:platform/kv@0.1.0`") && err.contains("grant `kv`") && err.contains("[log]"),
+            "{err}"
+        );
         assert!(check(&surface, &[Grant::Kv]).is_ok());
         let no_handler = Surface { imports: vec![], exports: vec![] };
         assert_eq!(check(&no_handler, &[]), Err(GrantError::NoHandler));

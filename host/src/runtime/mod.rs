@@ -184,14 +184,9 @@ impl Runtime {
     pub async fn prepare(&self, config: &PluginConfig) -> Result<Prepared, LoadError> {
         let (component, digest) = self.compile(&config.name, &config.component).await?;
         let surface = grants::surface(&self.engine, &component);
-        grants::check(&surface, &config.grants).map_err(|source| LoadError::Grants {
-            plugin: config.name.clone(),
-            source,
-        })?;
-        let link_error = |e: wasmtime::Error| LoadError::Link {
-            plugin: config.name.clone(),
-            reason: format!("{e:#}"),
-        };
+        grants::check(&surface, &config.grants)
+            .map_err(|source| LoadError::Grants { plugin: config.name.clone(), source })?;
+        let link_error = |e: wasmtime::Error| LoadError::Link { plugin: config.name.clone(), reason: format!("{e:#}") };
         let linker = self.linker(&config.grants).map_err(link_error)?;
         let pre = linker.instantiate_pre(&component).map_err(link_error)?;
         let pre = PluginBindingsPre::new(pre).map_err(link_error)?;
@@ -275,10 +270,7 @@ impl Plugin {
             client_address: request.client_address.clone(),
             principal: request.principal.clone(),
         };
-        let mut store = Store::new(
-            self.pre.engine(),
-            HostState::new(self.ctx.clone(), meta, self.memory_limit),
-        );
+        let mut store = Store::new(self.pre.engine(), HostState::new(self.ctx.clone(), meta, self.memory_limit));
         store.limiter(|s| &mut s.memory);
         let deadline = Instant::now() + self.timeout;
         store.set_epoch_deadline(1);
@@ -286,7 +278,9 @@ impl Plugin {
             Ok(if Instant::now() >= deadline {
                 UpdateDeadline::Interrupt
             } else {
-                UpdateDeadline::Yield(1)
+                // tokio's own yield, so the task goes to the back of the
+                // queue instead of being polled again at once.
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
             })
         });
         let call = async {
@@ -302,10 +296,7 @@ impl Plugin {
             Ok(Err(e)) => return Err(self.classify(&store, e)),
         };
         if store.data().wrote {
-            self.storage
-                .flush()
-                .await
-                .map_err(|e| PluginFailure::Flush(e.to_string()))?;
+            self.storage.flush().await.map_err(|e| PluginFailure::Flush(e.to_string()))?;
         }
         Ok(response)
     }

@@ -92,10 +92,7 @@ impl HostState {
         Self {
             table: ResourceTable::new(),
             wasi,
-            memory: MemoryCap {
-                limit: memory_limit,
-                hit: false,
-            },
+            memory: MemoryCap { limit: memory_limit, hit: false },
             plugin,
             request,
             wrote: false,
@@ -105,9 +102,6 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }

@@ -121,10 +121,7 @@ fn check_key(key: &str) -> Result<(), StorageError> {
         return Err(StorageError::InvalidKey("the key is empty".into()));
     }
     if key.len() > MAX_KEY_BYTES {
-        return Err(StorageError::InvalidKey(format!(
-            "the key is {} bytes; at most {MAX_KEY_BYTES}",
-            key.len()
-        )));
+        return Err(StorageError::InvalidKey(format!("the key is {} bytes; at most {MAX_KEY_BYTES}", key.len())));
     }
     Ok(())
 }

@@ -4,9 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::{
-    MAX_SCAN_PAGE, Namespace, NamespaceId, Op, Page, Storage, StorageError, Swap, check_key, check_value,
-};
+use super::{MAX_SCAN_PAGE, Namespace, NamespaceId, Op, Page, Storage, StorageError, Swap, check_key, check_value};
 
 /// A sled database holding every namespace.
 pub struct SledStorage {
@@ -24,10 +22,7 @@ impl SledStorage {
             .path(dir.join("db"))
             .open()
             .map_err(|e| StorageError::Backend(format!("cannot open {}: {e}", dir.display())))?;
-        Ok(Self {
-            db,
-            open: Mutex::new(HashMap::new()),
-        })
+        Ok(Self { db, open: Mutex::new(HashMap::new()) })
     }
 }
 
@@ -56,11 +51,7 @@ impl Storage for SledStorage {
             let (k, v) = entry.map_err(backend)?;
             used += (k.len() + v.len()) as u64;
         }
-        let ns = Arc::new(SledNamespace {
-            tree,
-            quota: Mutex::new(quota),
-            used: Mutex::new(used),
-        });
+        let ns = Arc::new(SledNamespace { tree, quota: Mutex::new(quota), used: Mutex::new(used) });
         open.insert(id, ns.clone());
         Ok(ns)
     }
@@ -90,11 +81,9 @@ impl SledNamespace {
     fn admit(&self, used: u64, freed: u64, added: u64) -> Result<(), StorageError> {
         let quota = *self.quota.lock().expect("quota lock poisoned");
         match quota {
-            Some(limit) if added > freed && used - freed + added > limit => Err(StorageError::QuotaExceeded {
-                used,
-                limit,
-                requested: added - freed,
-            }),
+            Some(limit) if added > freed && used - freed + added > limit => {
+                Err(StorageError::QuotaExceeded { used, limit, requested: added - freed })
+            }
             _ => Ok(()),
         }
     }
@@ -158,10 +147,9 @@ impl Namespace for SledNamespace {
     async fn scan_prefix(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Page, StorageError> {
         let limit = limit.clamp(1, MAX_SCAN_PAGE);
         let range = match start_after {
-            Some(after) => self.tree.range::<&[u8], _>((
-                std::ops::Bound::Excluded(after.as_bytes()),
-                std::ops::Bound::Unbounded,
-            )),
+            Some(after) => {
+                self.tree.range::<&[u8], _>((std::ops::Bound::Excluded(after.as_bytes()), std::ops::Bound::Unbounded))
+            }
             None => self.tree.range::<&[u8], _>(prefix.as_bytes()..),
         };
         let mut page = Page::default();
@@ -309,19 +297,12 @@ mod tests {
     async fn batch_is_all_or_nothing_under_quota() {
         let (_dir, s) = storage();
         let ns = s.namespace(NamespaceId::Plugin("b".into()), Some(8)).unwrap();
-        ns.batch(vec![Op::Set("a".into(), b"123".to_vec()), Op::Set("b".into(), b"123".to_vec())])
-            .await
-            .unwrap();
+        ns.batch(vec![Op::Set("a".into(), b"123".to_vec()), Op::Set("b".into(), b"123".to_vec())]).await.unwrap();
         assert_eq!(ns.used_bytes(), 8);
-        let err = ns
-            .batch(vec![Op::Delete("a".into()), Op::Set("c".into(), b"123456".to_vec())])
-            .await
-            .unwrap_err();
+        let err = ns.batch(vec![Op::Delete("a".into()), Op::Set("c".into(), b"123456".to_vec())]).await.unwrap_err();
         assert!(matches!(err, StorageError::QuotaExceeded { .. }));
         assert_eq!(ns.get("a").await.unwrap().unwrap(), b"123");
-        ns.batch(vec![Op::Delete("a".into()), Op::Set("c".into(), b"12".to_vec())])
-            .await
-            .unwrap();
+        ns.batch(vec![Op::Delete("a".into()), Op::Set("c".into(), b"12".to_vec())]).await.unwrap();
         assert_eq!((ns.get("a").await.unwrap(), ns.used_bytes()), (None, 7));
     }
 
@@ -334,9 +315,6 @@ mod tests {
             ns.set(&"x".repeat(super::super::MAX_KEY_BYTES + 1), vec![]).await,
             Err(StorageError::InvalidKey(_))
         ));
-        assert_eq!(
-            ns.set("v", vec![0; super::super::MAX_VALUE_BYTES + 1]).await,
-            Err(StorageError::ValueTooLarge)
-        );
+        assert_eq!(ns.set("v", vec![0; super::super::MAX_VALUE_BYTES + 1]).await, Err(StorageError::ValueTooLarge));
     }
 }

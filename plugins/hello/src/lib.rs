@@ -19,10 +19,7 @@ impl Guest for Hello {
     fn handle(req: Request) -> Response {
         match (req.method().as_str(), req.path().as_str()) {
             ("GET", "/v1/hello") => {
-                let name = req
-                    .principal()
-                    .map(|p| p.account_id)
-                    .unwrap_or_else(|| "world".to_owned());
+                let name = req.principal().map(|p| p.account_id).unwrap_or_else(|| "world".to_owned());
                 json(200, &serde_json::json!({ "message": format!("hello, {name}") }))
             }
             ("POST", "/v1/hello/count") => match increment() {
@@ -67,9 +64,7 @@ fn storage_error(e: kv::Error) -> Response {
 
 fn json(status: u16, body: &serde_json::Value) -> Response {
     let response = Response::new(status);
-    response
-        .set_header("content-type", "application/json")
-        .expect("content-type is a plugin header");
+    response.set_header("content-type", "application/json").expect("content-type is a plugin header");
     response.set_body(body.to_string().as_bytes());
     response
 }

@@ -8,11 +8,9 @@ use crate::storage::{self, StorageError};
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::QuotaExceeded { used, limit, requested } => Error::QuotaExceeded(Quota {
-                used,
-                limit,
-                requested,
-            }),
+            StorageError::QuotaExceeded { used, limit, requested } => {
+                Error::QuotaExceeded(Quota { used, limit, requested })
+            }
             StorageError::InvalidKey(why) => Error::InvalidKey(why),
             StorageError::ValueTooLarge => Error::ValueTooLarge(storage::MAX_VALUE_BYTES as u64),
             StorageError::Backend(why) => {

@@ -23,11 +23,8 @@ impl Host for HostState {
     fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
         let plugin = &*self.plugin.name;
         let message = bounded(&message);
-        let fields = fields
-            .iter()
-            .map(|(k, v)| format!("{}={:?}", bounded(k), bounded(v)))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let fields =
+            fields.iter().map(|(k, v)| format!("{}={:?}", bounded(k), bounded(v))).collect::<Vec<_>>().join(" ");
         match level {
             Level::Trace => tracing::trace!(target: "plugin", plugin, fields, "{message}"),
             Level::Debug => tracing::debug!(target: "plugin", plugin, fields, "{message}"),

@@ -127,10 +127,7 @@ impl HostResponse for HostState {
         if !(100..=599).contains(&status) {
             wasmtime::bail!("plugin built a response with invalid status {status}");
         }
-        Ok(self.table.push(ResponseData {
-            status,
-            ..ResponseData::default()
-        })?)
+        Ok(self.table.push(ResponseData { status, ..ResponseData::default() })?)
     }
 
     fn set_header(

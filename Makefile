@@ -1,0 +1,42 @@
+# The two commands: `make run` (build everything, serve examples/plinth.toml)
+# and `make test` (what CI runs). `make build` builds without running.
+
+WASM_TARGET := wasm32-wasip2
+# Plugins `make build` puts where examples/plinth.toml expects them.
+PLUGINS := hello
+GUEST_WORKSPACES := plugins tests/guests/wasm
+# Cargo's output; CI points this outside the clone to reuse it between runs.
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TARGET_DIR
+
+.PHONY: run build test wasm-target plugins host fmt-check clippy
+
+run: build
+	./target/release/plinth serve --config examples/plinth.toml --data data
+
+build: plugins host
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+plugins: wasm-target
+	cargo build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml
+	mkdir -p target/plugins
+	for p in $(PLUGINS); do cp "$(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/$$p.wasm" target/plugins/; done
+
+host:
+	cargo build --release -p plinth
+	@if [ "$(CARGO_TARGET_DIR)" != "$(CURDIR)/target" ]; then \
+		mkdir -p target/release && cp "$(CARGO_TARGET_DIR)/release/plinth" target/release/plinth; fi
+
+fmt-check:
+	cargo fmt --all -- --check
+	for w in $(GUEST_WORKSPACES); do cargo fmt --all --manifest-path $$w/Cargo.toml -- --check || exit 1; done
+
+clippy: wasm-target
+	cargo clippy --workspace --all-targets -- -D warnings
+	for w in $(GUEST_WORKSPACES); do \
+		cargo clippy --target $(WASM_TARGET) --manifest-path $$w/Cargo.toml -- -D warnings || exit 1; done
+
+test: wasm-target fmt-check clippy
+	cargo test --workspace

@@ -1,0 +1,57 @@
+//! Builds the wasm guests the integration tests run (the test-only ones in
+//! `wasm/` and the real plugins in `/plugins`), once per build, and writes a
+//! constant with the path of each component.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (workspace, crates) pairs to build, relative to this crate.
+const WORKSPACES: &[(&str, &[&str])] = &[("wasm", &["spin", "hog", "trap", "kvprobe"]), ("../../plugins", &["hello"])];
+
+fn main() {
+    let here = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    // OUT_DIR is <target>/<profile>/build/<crate>-<hash>/out; the guests get a
+    // target directory beside the profiles, shared by every build.
+    let target = out.ancestors().nth(4).expect("OUT_DIR is inside the target directory").join("wasm-guests");
+    println!("cargo:rerun-if-changed={}", here.join("../../wit").display());
+    let mut constants = String::new();
+    for (workspace, crates) in WORKSPACES {
+        let dir = here.join(workspace);
+        for watched in ["Cargo.toml", "Cargo.lock"] {
+            println!("cargo:rerun-if-changed={}", dir.join(watched).display());
+        }
+        for name in *crates {
+            println!("cargo:rerun-if-changed={}", dir.join(name).display());
+        }
+        build(&dir, &target);
+        for name in *crates {
+            let wasm = target.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+            assert!(wasm.is_file(), "{} was not built", wasm.display());
+            constants.push_str(&format!(
+                "/// The `{name}` component.\npub const {}: &str = {:?};\n",
+                name.to_uppercase(),
+                wasm.display().to_string()
+            ));
+        }
+    }
+    std::fs::write(out.join("guests.rs"), constants).unwrap();
+}
+
+fn build(workspace: &Path, target: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace).args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"]).arg(target);
+    // Flags meant for the host build must not leak into the guest build.
+    for var in
+        ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"]
+    {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("run cargo for the wasm guests");
+    assert!(
+        status.success(),
+        "building the wasm guests in {} failed; is the target installed? (rustup target add wasm32-wasip2)",
+        workspace.display()
+    );
+}

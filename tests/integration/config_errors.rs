@@ -1,0 +1,77 @@
+//! Bad config files each give a message naming the file, the key and what
+//! is valid.
+
+use crate::support::{Deployment, hello_plugin, plinth_cli, plugin};
+
+fn load_error(toml: &str) -> String {
+    let deployment = Deployment::new(toml);
+    let err = deployment.load().expect_err("the config should be refused");
+    let file = deployment.config_path().display().to_string();
+    assert!(err.starts_with(&file), "the message names the file: {err}");
+    err
+}
+
+#[test]
+fn unknown_key() {
+    let err = load_error(&format!("{}[server]\nlisten = \"127.0.0.1:0\"\nmax_conections = 5\n", hello_plugin()));
+    assert!(err.contains("max_conections"), "{err}");
+    assert!(err.contains("max_connections"), "lists the valid keys: {err}");
+}
+
+#[test]
+fn missing_component_file() {
+    let err = load_error(&plugin("ghost", "/nonexistent/ghost.wasm", &["/v1/ghost"], &[], ""));
+    assert!(err.contains("plugins[0].component"), "{err}");
+    assert!(err.contains("/nonexistent/ghost.wasm") && err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn overlapping_routes_in_one_plugin() {
+    let hello = plinth_test_guests::HELLO;
+    let err = load_error(&plugin("things", hello, &["/v1/things/{id}", "GET /v1/things/new"], &[], ""));
+    assert!(err.contains("plugins[0].routes[1]"), "{err}");
+    assert!(err.contains("`GET /v1/things/new` overlaps route `/v1/things/{id}`"), "{err}");
+}
+
+#[test]
+fn a_route_in_two_plugins() {
+    let hello = plinth_test_guests::HELLO;
+    let err = load_error(&format!(
+        "{}{}",
+        plugin("first", hello, &["/v1/shared/**"], &[], ""),
+        plugin("second", hello, &["POST /v1/shared/x"], &[], "")
+    ));
+    assert!(err.contains("plugins[1].routes[0]"), "{err}");
+    assert!(err.contains("of plugin `second` overlaps route `/v1/shared/**` of plugin `first`"), "{err}");
+}
+
+#[test]
+fn malformed_route_and_bad_size() {
+    let hello = plinth_test_guests::HELLO;
+    let err = load_error(&plugin("bad", hello, &["/v1/x{id}"], &[], ""));
+    assert!(err.contains("plugins[0].routes[0]") && err.contains("`{name}`"), "{err}");
+    let err = load_error(&plugin("bad", hello, &["/v1/x"], &[], "memory = \"lots\""));
+    assert!(err.contains("lots") && err.contains("MiB"), "{err}");
+}
+
+#[test]
+fn check_command_reports_and_fails() {
+    let good = Deployment::new(&hello_plugin());
+    let (ok, stdout, _) = plinth_cli(&["check", "--config", good.config_path().to_str().unwrap()]);
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("ok: plugin `hello` sha256:"), "{stdout}");
+
+    let ungranted = Deployment::new(&plugin("sneaky", plinth_test_guests::KVPROBE, &["/v1/k/{key}"], &[], ""));
+    let (ok, _, stderr) = plinth_cli(&["check", "--config", ungranted.config_path().to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("plugin `sneaky`") && stderr.contains("grant `kv`"), "{stderr}");
+}
+
+#[test]
+fn inspect_lists_imports_and_needed_grants() {
+    let (ok, stdout, stderr) = plinth_cli(&["plugin", "inspect", plinth_test_guests::HELLO]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("plinth:platform/kv@0.1.0  (grant `kv`)"), "{stdout}");
+    assert!(stdout.contains("exports:\n  plinth:platform/handler@0.1.0"), "{stdout}");
+    assert!(stdout.contains("grants needed: [\"kv\"]"), "{stdout}");
+}

@@ -1,0 +1,115 @@
+//! Guests that misbehave end their own request only; grants and
+//! namespaces hold.
+
+use std::time::Duration;
+
+use crate::support::{Deployment, TEST_SERVER, TestServer, assert_error, plugin};
+
+#[tokio::test]
+async fn a_looping_guest_is_cut_off_while_others_are_served() {
+    let deployment = Deployment::new(&format!(
+        "{TEST_SERVER}{}",
+        plugin("spin", plinth_test_guests::SPIN, &["GET /v1/spin/**"], &[], "timeout_ms = 1500")
+    ));
+    let server = TestServer::start(&deployment).await;
+    let client = reqwest::Client::new();
+    let spinning = tokio::spawn(client.get(server.url("/v1/spin")).send());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both worker threads stay available: the spinning guest yields every tick.
+    for _ in 0..5 {
+        let ok = client.get(server.url("/v1/spin/ok")).send().await.unwrap();
+        assert_eq!(ok.status(), 204);
+    }
+    if spinning.is_finished() {
+        let early = spinning.await.unwrap().unwrap();
+        panic!("the spinning request ended too early: {} {:?}", early.status(), early.text().await);
+    }
+    let response = spinning.await.unwrap().unwrap();
+    assert_error(response, 503, "plugin_timeout").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_allocating_guest_is_stopped_by_its_memory_cap() {
+    let deployment = Deployment::new(&format!(
+        "{TEST_SERVER}{}",
+        plugin("hog", plinth_test_guests::HOG, &["GET /v1/hog"], &[], "memory = \"8MiB\"")
+    ));
+    let server = TestServer::start(&deployment).await;
+    for _ in 0..2 {
+        let response = reqwest::get(server.url("/v1/hog")).await.unwrap();
+        let body = assert_error(response, 503, "plugin_memory_limit").await;
+        assert!(body["error"]["message"].as_str().unwrap().contains("8388608"));
+    }
+    assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_trapping_guest_gets_a_500_and_the_host_keeps_serving() {
+    let deployment = Deployment::new(&format!(
+        "{TEST_SERVER}{}",
+        plugin("trap", plinth_test_guests::TRAP, &["GET /v1/trap"], &[], "")
+    ));
+    let server = TestServer::start(&deployment).await;
+    for _ in 0..3 {
+        let response = reqwest::get(server.url("/v1/trap")).await.unwrap();
+        assert_error(response, 500, "plugin_trap").await;
+    }
+    assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_ungranted_import_is_refused_at_load() {
+    let deployment = Deployment::new(&format!(
+        "{TEST_SERVER}{}",
+        plugin("sneaky", plinth_test_guests::KVPROBE, &["/v1/sneaky/kv/{key}"], &["log"], "")
+    ));
+    let config = deployment.load().unwrap();
+    let err = match plinth::App::build(config).await {
+        Ok(_) => panic!("a component importing an ungranted interface loaded"),
+        Err(e) => format!("{e:#}"),
+    };
+    for part in ["plugin `sneaky`", "`plinth:platform/kv@0.1.0`", "grant `kv`", "[log]"] {
+        assert!(err.contains(part), "missing {part:?} in: {err}");
+    }
+}
+
+#[tokio::test]
+async fn two_plugins_writing_the_same_key_see_only_their_own() {
+    let deployment = Deployment::new(&format!(
+        "{TEST_SERVER}{}{}",
+        plugin("alpha", plinth_test_guests::KVPROBE, &["/v1/alpha/kv/{key}"], &["kv"], ""),
+        plugin("beta", plinth_test_guests::KVPROBE, &["/v1/beta/kv/{key}"], &["kv"], "")
+    ));
+    let server = TestServer::start(&deployment).await;
+    let client = reqwest::Client::new();
+    for (name, value) in [("alpha", "from alpha"), ("beta", "from beta")] {
+        let put = client.put(server.url(&format!("/v1/{name}/kv/shared"))).body(value).send().await.unwrap();
+        assert_eq!(put.status(), 204);
+    }
+    for (name, value) in [("alpha", "from alpha"), ("beta", "from beta")] {
+        let got = client.get(server.url(&format!("/v1/{name}/kv/shared"))).send().await.unwrap();
+        assert_eq!(got.text().await.unwrap(), value);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_write_over_quota_is_a_guest_visible_error() {
+    let deployment = Deployment::new(&format!(
+        "{TEST_SERVER}{}",
+        plugin("small", plinth_test_guests::KVPROBE, &["/v1/small/kv/{key}"], &["kv"], "kv_bytes = 64")
+    ));
+    let server = TestServer::start(&deployment).await;
+    let client = reqwest::Client::new();
+    let fits = client.put(server.url("/v1/small/kv/a")).body(vec![b'x'; 40]).send().await.unwrap();
+    assert_eq!(fits.status(), 204);
+    let over = client.put(server.url("/v1/small/kv/b")).body(vec![b'x'; 40]).send().await.unwrap();
+    assert_eq!(over.status(), 507, "the guest saw the error and answered itself");
+    assert!(over.text().await.unwrap().contains("QuotaExceeded"));
+    let first = client.get(server.url("/v1/small/kv/a")).send().await.unwrap();
+    assert_eq!(first.bytes().await.unwrap().len(), 40, "the earlier value is intact");
+    server.stop().await;
+}
