@@ -102,3 +102,36 @@ async fn health_and_readiness() {
     assert_eq!((ready["status"].as_str(), ready["plugins"].as_u64()), (Some("ready"), Some(1)));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn requests_beyond_max_in_flight_get_503() {
+    let deployment = Deployment::new(&format!(
+        "[server]\nmax_in_flight = 1\n\n{}",
+        crate::support::plugin("spin", plinth_test_guests::SPIN, &["GET /v1/spin/**"], &[], "timeout_ms = 1000")
+    ));
+    let server = TestServer::start(&deployment).await;
+    let spinning = tokio::spawn(reqwest::get(server.url("/v1/spin")));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let refused = reqwest::get(server.url("/v1/spin/ok")).await.unwrap();
+    assert_error(refused, 503, "overloaded").await;
+    assert_error(spinning.await.unwrap().unwrap(), 503, "plugin_timeout").await;
+    // The permit is back.
+    assert_eq!(reqwest::get(server.url("/v1/spin/ok")).await.unwrap().status(), 204);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_slower_than_the_request_timeout_gets_503() {
+    let deployment = Deployment::new(&format!("[server]\nrequest_timeout_ms = 300\n\n{}", hello_plugin()));
+    let server = TestServer::start(&deployment).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /v1/hello/count HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\nConnection: close\r\n\r\n123")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(response.contains("\"request_timeout\""), "{response}");
+    server.stop().await;
+}

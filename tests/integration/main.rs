@@ -4,6 +4,7 @@
 mod config_errors;
 mod hello;
 mod http_limits;
+mod logging;
 mod sandbox;
 mod shutdown;
 mod support;

@@ -34,6 +34,11 @@ impl Deployment {
         self.dir.path().join("data")
     }
 
+    /// Where a [`ServerProcess`] writes its log.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("plinth.log")
+    }
+
     /// Loads the config, failing with the loader's message.
     pub fn load(&self) -> Result<plinth::Config, String> {
         plinth::Config::load(&self.config_path()).map_err(|e| e.to_string())
@@ -114,14 +119,16 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Runs `plinth serve` on the deployment and waits for its address.
+    /// Its log (JSON lines) goes to [`Deployment::log_path`].
     pub fn start(deployment: &Deployment) -> Self {
+        let log = std::fs::File::create(deployment.log_path()).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(deployment.config_path())
             .arg("--data")
             .arg(deployment.data_path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut line = String::new();

@@ -1,0 +1,30 @@
+//! Log lines carry the trace id, and guest output reaches the host log
+//! tagged with the plugin.
+
+use crate::support::{Deployment, ServerProcess, TEST_SERVER, plugin};
+
+#[tokio::test]
+async fn guest_stderr_is_logged_with_plugin_and_trace_id() {
+    let deployment = Deployment::new(&format!(
+        "{TEST_SERVER}{}",
+        plugin("trap", plinth_test_guests::TRAP, &["GET /v1/trap"], &[], "")
+    ));
+    let server = ServerProcess::start(&deployment);
+    let response = reqwest::get(server.url("/v1/trap")).await.unwrap();
+    let trace_id = response.headers()["x-trace-id"].to_str().unwrap().to_owned();
+    assert_eq!(response.status(), 500);
+    server.signal("TERM");
+    drop(server);
+    let log = std::fs::read_to_string(deployment.log_path()).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let request_lines: Vec<_> = lines.iter().filter(|l| l["span"]["trace_id"] == trace_id.as_str()).collect();
+    let guest = request_lines
+        .iter()
+        .find(|l| l["message"] == "about to fail on /v1/trap")
+        .unwrap_or_else(|| panic!("no guest line for trace {trace_id} in:\n{log}"));
+    assert_eq!((guest["plugin"].as_str(), guest["stream"].as_str()), (Some("trap"), Some("stderr")));
+    assert!(
+        request_lines.iter().any(|l| l["message"] == "plugin request failed" && l["plugin"] == "trap"),
+        "the failure is logged with the plugin name and trace id:\n{log}"
+    );
+}
