@@ -4,6 +4,7 @@
 //! would be valid. Relative paths in the file are resolved against the
 //! directory that holds it, so a config works from any working directory.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::policy::Policy;
 use crate::routes::{Route, RouteTable};
 
 /// A config that failed to load; the message is meant for an operator.
@@ -57,9 +59,169 @@ pub struct Config {
     /// The plugins to load, each with its routes and grants.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    /// The route policy file.
+    #[serde(default = "default_policies")]
+    pub policies: PathBuf,
+    /// Session lifetimes and cookie settings.
+    #[serde(default)]
+    pub sessions: SessionConfig,
+    /// Which peers may set the client address.
+    #[serde(default)]
+    pub proxies: ProxyConfig,
+    /// Rate limits per route class.
+    #[serde(default)]
+    pub rate_limits: RateLimitConfig,
+    /// Security header values.
+    #[serde(default)]
+    pub headers: HeadersConfig,
+    /// Audit log options.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// The file this was read from, for messages; not a key.
     #[serde(skip)]
     pub source: PathBuf,
+    /// The parsed policy file; not a key.
+    #[serde(skip)]
+    pub policy: Policy,
+}
+
+fn default_policies() -> PathBuf {
+    PathBuf::from("policies/routes.toml")
+}
+
+/// Session settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// A session unused this long expires (`"30m"`).
+    pub idle_timeout: HumanDuration,
+    /// A session expires this long after sign-in, however used (`"12h"`).
+    pub absolute_timeout: HumanDuration,
+    /// Drops `Secure` and the `__Host-` prefix from the cookie, for plain-HTTP
+    /// localhost development only. Logged loudly when on.
+    pub dev_insecure_cookies: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: HumanDuration(Duration::from_secs(30 * 60)),
+            absolute_timeout: HumanDuration(Duration::from_secs(12 * 3600)),
+            dev_insecure_cookies: false,
+        }
+    }
+}
+
+/// Trusted reverse proxies.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Networks whose `X-Forwarded-For` / `Forwarded` are believed, such as
+    /// `"10.0.0.0/8"`. Empty: the peer address is the client address.
+    pub trusted: Vec<ipnet::IpNet>,
+}
+
+/// Rate limits: GCRA quotas per route class.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Most keys remembered per limiter; the least recently seen are
+    /// forgotten first, so memory stays bounded under any key flood.
+    pub max_tracked_keys: usize,
+    /// Quotas by class name; the built-in classes can be overridden.
+    pub classes: BTreeMap<String, ClassLimits>,
+}
+
+/// The quotas of one route class.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassLimits {
+    /// Requests per client address, such as `"10/min"` (burst = the count).
+    pub per_address: Rate,
+    /// Requests per signed-in principal; none for classes used anonymously.
+    pub per_principal: Option<Rate>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        let class = |addr: &str, principal: Option<&str>| ClassLimits {
+            per_address: Rate::parse(addr).expect("valid built-in rate"),
+            per_principal: principal.map(|p| Rate::parse(p).expect("valid built-in rate")),
+        };
+        Self {
+            max_tracked_keys: 100_000,
+            classes: BTreeMap::from([
+                (crate::policy::DEFAULT_CLASS.to_owned(), class("600/min", Some("1200/min"))),
+                ("login".to_owned(), class("10/min", None)),
+                ("password_reset".to_owned(), class("5/min", None)),
+                ("email".to_owned(), class("5/min", Some("10/h"))),
+                ("admin".to_owned(), class("300/min", Some("300/min"))),
+            ]),
+        }
+    }
+}
+
+/// A rate such as `"10/min"`: that many requests per period, in a burst or spread out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests per period (also the burst).
+    pub count: u32,
+    /// The period.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parses `N/s`, `N/min` or `N/h`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let invalid = || format!("invalid rate `{text}`: expected N/s, N/min or N/h with N at least 1");
+        let (count, unit) = text.trim().split_once('/').ok_or_else(invalid)?;
+        let count: u32 = count.trim().parse().ok().filter(|&n| n > 0).ok_or_else(invalid)?;
+        let per = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err(invalid()),
+        };
+        Ok(Self { count, per })
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Rate::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration written as `"30m"`, `"12h"`, `"90s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration `{text}` ({e}): expected e.g. \"90s\", \"30m\", \"12h\"")))
+    }
+}
+
+/// Security header values: `set` applies to every response, `classes`
+/// replace some for one route class. A value `""` removes the header.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadersConfig {
+    /// Header name → value, over the built-in defaults.
+    pub set: BTreeMap<String, String>,
+    /// Class name → (header name → value).
+    pub classes: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Audit log options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Also append each record as a JSON line to this file.
+    pub mirror: Option<PathBuf>,
 }
 
 /// Listener and the bounds every request lives within.
@@ -166,18 +328,24 @@ pub enum Grant {
     Log,
     /// `plinth:platform/audit`: domain events into the audit log.
     Audit,
+    /// `plinth:platform/principals`: the account registry.
+    Principals,
+    /// `plinth:platform/sessions`: issue and revoke sessions.
+    Sessions,
+    /// `plinth:platform/passwords`: argon2id hash and verify.
+    Passwords,
 }
 
 impl Grant {
-    /// Every grant, for messages.
-    pub const ALL: [Grant; 3] = [Grant::Kv, Grant::Log, Grant::Audit];
-
     /// The name used in config.
     pub fn name(self) -> &'static str {
         match self {
             Grant::Kv => "kv",
             Grant::Log => "log",
             Grant::Audit => "audit",
+            Grant::Principals => "principals",
+            Grant::Sessions => "sessions",
+            Grant::Passwords => "passwords",
         }
     }
 }
@@ -205,6 +373,9 @@ impl Default for PluginLimits {
         Self { memory: ByteSize(64 * 1024 * 1024), timeout_ms: 2_000, kv_bytes: ByteSize(64 * 1024 * 1024) }
     }
 }
+
+/// Routes the host serves itself; no plugin route may overlap them.
+pub const HOST_ROUTES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/admin/**"];
 
 /// Largest memory cap a plugin may ask for; the pooling allocator reserves
 /// address space for this much per instance slot.
@@ -282,7 +453,39 @@ impl Config {
         for plugin in &mut config.plugins {
             plugin.component = base.join(&plugin.component);
         }
+        config.policies = base.join(&config.policies);
+        if let Some(mirror) = &mut config.audit.mirror {
+            *mirror = base.join(&*mirror);
+        }
         config.validate()?;
+        let table = config.route_table()?;
+        match Policy::load(&config.policies)? {
+            Some(policy) => config.policy = policy,
+            None if config.plugins.is_empty() => {}
+            None => {
+                return Err(config.invalid(
+                    "policies",
+                    format!(
+                        "policy file `{}` does not exist; every plugin route needs a rule there",
+                        config.policies.display()
+                    ),
+                ));
+            }
+        }
+        config.policy.check_coverage(&table, |&i| config.plugins[i].name.clone())?;
+        for (i, rule) in config.policy.rules().iter().enumerate() {
+            if !config.rate_limits.classes.contains_key(&rule.class) {
+                return Err(ConfigError::Invalid {
+                    file: config.policy.source().to_owned(),
+                    key: format!("route[{i}].class"),
+                    message: format!(
+                        "unknown class `{}`; classes are those of [rate_limits.classes]: {}",
+                        rule.class,
+                        config.rate_limits.classes.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
         Ok(config)
     }
 
@@ -311,6 +514,20 @@ impl Config {
                 }
             }
         }
+        if self.sessions.idle_timeout.0.is_zero() || self.sessions.absolute_timeout.0 < self.sessions.idle_timeout.0 {
+            return Err(self.invalid(
+                "sessions.absolute_timeout",
+                "sessions need a non-zero idle_timeout and an absolute_timeout at least as long",
+            ));
+        }
+        if self.rate_limits.max_tracked_keys == 0 {
+            return Err(self.invalid("rate_limits.max_tracked_keys", "must be greater than zero"));
+        }
+        if !self.rate_limits.classes.contains_key(crate::policy::DEFAULT_CLASS) {
+            return Err(self.invalid("rate_limits.classes", "the `default` class cannot be removed"));
+        }
+        crate::edge::headers::SecurityHeaders::from_config(&self.headers, &self.rate_limits)
+            .map_err(|(key, message)| self.invalid(key, message))?;
         let mut names = std::collections::HashSet::new();
         for (i, plugin) in self.plugins.iter().enumerate() {
             let key = |field: &str| format!("plugins[{i}].{field}");
@@ -346,7 +563,6 @@ impl Config {
                 return Err(self.invalid(key("limits.timeout_ms"), "must be greater than zero"));
             }
         }
-        self.route_table()?;
         Ok(())
     }
 
@@ -358,6 +574,9 @@ impl Config {
             for (j, text) in plugin.routes.iter().enumerate() {
                 let key = format!("plugins[{i}].routes[{j}]");
                 let route = Route::parse(text).map_err(|e| self.invalid(&key, e.to_string()))?;
+                if let Some(host) = HOST_ROUTES.iter().find(|h| Route::parse(h).expect("valid").overlaps(&route)) {
+                    return Err(self.invalid(key, format!("route `{text}` overlaps the host's own route `{host}`")));
+                }
                 if let Err((&owner, existing)) = table.insert(route, i) {
                     let owner_name = &self.plugins[owner].name;
                     let message = if owner == i {

@@ -2,7 +2,7 @@
 //! `{"error": {"code": "...", "message": "...", "trace_id": "..."}}`.
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
 /// A failure to report to the client. `code` is stable and machine-readable;
@@ -15,12 +15,25 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable detail; never a secret.
     pub message: String,
+    /// Extra response headers, such as `Allow` or `Retry-After`.
+    pub headers: Vec<(HeaderName, String)>,
 }
 
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: HeaderName, value: String) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// The JSON response for this error.
@@ -30,7 +43,13 @@ impl ApiError {
         });
         let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
         *response.status_mut() = self.status;
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in self.headers {
+            if let Ok(value) = HeaderValue::try_from(value) {
+                headers.insert(name, value);
+            }
+        }
         response
     }
 }

@@ -125,6 +125,64 @@ impl Route {
         (parts.len() == self.segments.len()).then_some(params)
     }
 
+    /// True when every request this route matches, `other` matches too.
+    pub fn covered_by(&self, other: &Route) -> bool {
+        let methods_covered = match (&self.methods, &other.methods) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(mine), Some(theirs)) => mine.is_subset(theirs),
+        };
+        methods_covered && path_covered_by(&self.segments, &other.segments)
+    }
+
+    /// Orders routes by how specific they are, most specific greatest: per
+    /// segment a literal beats a parameter beats `**`, then a longer path
+    /// wins, then a route with methods beats one for every method.
+    pub fn specificity(&self) -> (Vec<u8>, bool) {
+        let mut rank: Vec<u8> = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(_) => 3,
+                Segment::Param(_) => 2,
+                Segment::Rest => 1,
+            })
+            .collect();
+        // A path that ends outranks `**` at that position, which also
+        // matches longer paths.
+        rank.push(if self.segments.last() == Some(&Segment::Rest) { 0 } else { 2 });
+        (rank, self.methods.is_some())
+    }
+
+    /// The path pattern without methods, such as `/v1/things/{id}`.
+    pub fn path_pattern(&self) -> String {
+        let parts: Vec<String> = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => l.clone(),
+                Segment::Param(p) => format!("{{{p}}}"),
+                Segment::Rest => "**".to_owned(),
+            })
+            .collect();
+        format!("/{}", parts.join("/"))
+    }
+
+    /// A path this route matches, for generated tests and matrices: each
+    /// parameter becomes `x`, `**` matches nothing.
+    pub fn example_path(&self) -> String {
+        let parts: Vec<&str> = self
+            .segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Literal(l) => Some(l.as_str()),
+                Segment::Param(_) => Some("x"),
+                Segment::Rest => None,
+            })
+            .collect();
+        format!("/{}", parts.join("/"))
+    }
+
     /// True when some request (method and path) would match both routes.
     pub fn overlaps(&self, other: &Route) -> bool {
         let methods_meet = match (&self.methods, &other.methods) {
@@ -152,6 +210,18 @@ fn parse_methods(text: &str) -> Result<BTreeSet<String>, String> {
         methods.insert(method.to_owned());
     }
     Ok(methods)
+}
+
+fn path_covered_by(inner: &[Segment], outer: &[Segment]) -> bool {
+    match (inner.first(), outer.first()) {
+        (_, Some(Segment::Rest)) => true,
+        (None, None) => true,
+        (Some(Segment::Literal(a)), Some(Segment::Literal(b))) if a == b => path_covered_by(&inner[1..], &outer[1..]),
+        (Some(Segment::Literal(_) | Segment::Param(_)), Some(Segment::Param(_))) => {
+            path_covered_by(&inner[1..], &outer[1..])
+        }
+        _ => false,
+    }
 }
 
 fn segments_overlap(a: &[Segment], b: &[Segment]) -> bool {
@@ -295,6 +365,21 @@ mod tests {
             assert_eq!(route(a).overlaps(&route(b)), expected, "{a} vs {b}");
             assert_eq!(route(b).overlaps(&route(a)), expected, "{b} vs {a}");
         }
+    }
+
+    #[test]
+    fn coverage_and_specificity() {
+        assert!(route("GET /v1/me").covered_by(&route("/v1/me/**")));
+        assert!(route("/v1/me/**").covered_by(&route("/v1/**")));
+        assert!(route("/v1/things/{id}").covered_by(&route("/v1/{kind}/{id}")));
+        assert!(!route("/v1/me/**").covered_by(&route("/v1/me/{x}")));
+        assert!(!route("/v1/me").covered_by(&route("GET /v1/me")));
+        assert!(!route("/v1/{x}").covered_by(&route("/v1/me")));
+        let mut ranked = ["/v1/**", "/v1/me/**", "/v1/me", "GET /v1/me", "/v1/{x}"].map(route);
+        ranked.sort_by_key(Route::specificity);
+        let order: Vec<String> = ranked.iter().map(ToString::to_string).collect();
+        assert_eq!(order, ["/v1/**", "/v1/{x}", "/v1/me/**", "/v1/me", "GET /v1/me"]);
+        assert_eq!(route("/v1/things/{id}/**").example_path(), "/v1/things/x");
     }
 
     #[test]

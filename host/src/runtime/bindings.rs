@@ -6,9 +6,9 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "plinth:platform/plugin",
     imports: {
-        "plinth:platform/kv": async | trappable,
-        "plinth:platform/audit": async | trappable,
-        default: trappable,
+        "plinth:platform/types": trappable,
+        "plinth:platform/log": trappable,
+        default: async | trappable,
     },
     exports: { default: async },
     with: {
@@ -19,4 +19,4 @@ wasmtime::component::bindgen!({
 
 pub use self::Plugin as PluginBindings;
 pub use self::PluginPre as PluginBindingsPre;
-pub use self::plinth::platform::{audit, kv, log, types};
+pub use self::plinth::platform::{audit, kv, log, passwords, principals, sessions, types};

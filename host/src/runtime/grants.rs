@@ -55,6 +55,9 @@ pub fn need_of(import: &str) -> Need {
                 "kv" => Need::Grant(Grant::Kv),
                 "log" => Need::Grant(Grant::Log),
                 "audit" => Need::Grant(Grant::Audit),
+                "principals" => Need::Grant(Grant::Principals),
+                "sessions" => Need::Grant(Grant::Sessions),
+                "passwords" => Need::Grant(Grant::Passwords),
                 other => Need::Refused(format!("plinth:platform has no interface `{other}`")),
             }
         }

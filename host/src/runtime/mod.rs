@@ -23,9 +23,9 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
 use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
-use crate::runtime::bindings::{PluginBindingsPre, audit, kv, log, types};
+use crate::runtime::bindings::{PluginBindingsPre, audit, kv, log, passwords, principals, sessions, types};
 use crate::runtime::host::types::{RequestData, ResponseData};
-use crate::runtime::state::{HostState, PluginContext, RequestMeta};
+use crate::runtime::state::{HostState, PluginContext, RequestMeta, SessionEffect};
 use crate::storage::Storage;
 
 /// How often the epoch advances; the granularity of plugin deadlines.
@@ -208,10 +208,22 @@ impl Runtime {
                 Grant::Kv => kv::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Log => log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Audit => audit::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+                Grant::Principals => principals::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+                Grant::Sessions => sessions::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+                Grant::Passwords => passwords::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
             }
         }
         Ok(linker)
     }
+}
+
+/// What a plugin produced for one request.
+#[derive(Debug)]
+pub struct PluginOutput {
+    /// The response it built.
+    pub response: ResponseData,
+    /// A session cookie change the host applies.
+    pub session: Option<SessionEffect>,
 }
 
 /// A compiled, checked and linked plugin, not yet bound to storage.
@@ -264,11 +276,12 @@ impl Plugin {
 
     /// Runs one request in a fresh instance. Nothing survives the call but
     /// what the guest wrote through its grants.
-    pub async fn handle(&self, request: RequestData) -> Result<ResponseData, PluginFailure> {
+    pub async fn handle(&self, request: RequestData, user_agent: String) -> Result<PluginOutput, PluginFailure> {
         let meta = RequestMeta {
             trace_id: request.trace_id.clone(),
             client_address: request.client_address.clone(),
             principal: request.principal.clone(),
+            user_agent,
         };
         let mut store = Store::new(self.pre.engine(), HostState::new(self.ctx.clone(), meta, self.memory_limit));
         store.limiter(|s| &mut s.memory);
@@ -298,7 +311,7 @@ impl Plugin {
         if store.data().wrote {
             self.storage.flush().await.map_err(|e| PluginFailure::Flush(e.to_string()))?;
         }
-        Ok(response)
+        Ok(PluginOutput { response, session: store.data_mut().session_effect.take() })
     }
 
     fn classify(&self, store: &Store<HostState>, e: wasmtime::Error) -> PluginFailure {

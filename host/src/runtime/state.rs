@@ -6,7 +6,9 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::audit::AuditLog;
+use crate::audit::{Actor, AuditLog, Envelope};
+use crate::identity::Identity;
+use crate::passwords::Passwords;
 use crate::runtime::bindings::types::Principal;
 use crate::runtime::output::GuestOutput;
 use crate::storage::Namespace;
@@ -22,6 +24,10 @@ pub struct PluginContext {
     pub namespace: Arc<dyn Namespace>,
     /// The audit log its events go to.
     pub audit: Arc<AuditLog>,
+    /// Registry and sessions (reachable only with those grants).
+    pub identity: Arc<Identity>,
+    /// Password hashing (reachable only with that grant).
+    pub passwords: Arc<Passwords>,
 }
 
 /// Facts about the request the host uses to fill envelopes (audit, logs).
@@ -33,6 +39,22 @@ pub struct RequestMeta {
     pub client_address: String,
     /// The signed-in principal, if any.
     pub principal: Option<Principal>,
+    /// The request's `User-Agent`, recorded with sessions it issues.
+    pub user_agent: String,
+}
+
+/// What the plugin did to the session cookie during this request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEffect {
+    /// A session was issued: set this token for this many seconds.
+    Issued {
+        /// The new token.
+        token: String,
+        /// Cookie lifetime.
+        max_age: u64,
+    },
+    /// The current session was revoked: clear the cookie.
+    Cleared,
 }
 
 /// Refuses memory growth past the plugin's cap and remembers that it did,
@@ -77,6 +99,8 @@ pub struct HostState {
     pub request: RequestMeta,
     /// Whether the guest wrote to storage (then the response waits for a flush).
     pub wrote: bool,
+    /// Cookie change to apply to the response.
+    pub session_effect: Option<SessionEffect>,
 }
 
 impl HostState {
@@ -96,6 +120,22 @@ impl HostState {
             plugin,
             request,
             wrote: false,
+            session_effect: None,
+        }
+    }
+}
+
+impl HostState {
+    /// The audit envelope of this request: its principal, client, trace, plugin.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            actor: match &self.request.principal {
+                Some(p) => Actor::Principal(p.account_id.clone()),
+                None => Actor::Anonymous,
+            },
+            client_address: Some(self.request.client_address.clone()),
+            trace_id: Some(self.request.trace_id.clone()),
+            plugin: Some(self.plugin.name.to_string()),
         }
     }
 }

@@ -3,4 +3,7 @@
 pub mod audit;
 pub mod kv;
 pub mod log;
+pub mod passwords;
+pub mod principals;
+pub mod sessions;
 pub mod types;

@@ -1,0 +1,55 @@
+//! The host's admin API (role `admin`): the audit log and its verification.
+
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::app::App;
+use crate::error::ApiError;
+
+/// Records per page when `limit` is not given.
+const DEFAULT_PAGE: usize = 100;
+/// Most records per page.
+const MAX_PAGE: usize = 1000;
+
+/// Serves `/admin/**`; authorization is already done.
+pub async fn handle(app: &App, method: &Method, path: &str, query: Option<&str>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let storage_error = |e: crate::audit::AuditError| {
+        tracing::error!(error = %e, "audit log unavailable");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", "the audit log cannot be read")
+    };
+    match (method, path) {
+        (&Method::GET, "/admin/audit") => {
+            let after = query_param(query, "after", 0)?;
+            let limit = query_param(query, "limit", DEFAULT_PAGE as u64)?;
+            if limit == 0 || limit > MAX_PAGE as u64 {
+                return Err(invalid_query("limit", &format!("must be between 1 and {MAX_PAGE}")));
+            }
+            let records = app.audit.records(after, limit as usize).await.map_err(storage_error)?;
+            let next = (records.len() == limit as usize).then(|| records.last().map(|r| r.id)).flatten();
+            Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "records": records, "next_after": next })))
+        }
+        (&Method::GET, "/admin/audit/verify") => {
+            let report = app.audit.verify().await.map_err(storage_error)?;
+            Ok(super::json_response(StatusCode::OK, &serde_json::to_value(report).expect("reports serialize")))
+        }
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no admin route {method} {path}"))),
+    }
+}
+
+fn invalid_query(name: &str, why: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("query parameter `{name}` {why}"))
+}
+
+fn query_param(query: Option<&str>, name: &str, default: u64) -> Result<u64, ApiError> {
+    let value = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value);
+    match value {
+        None => Ok(default),
+        Some(text) => text.parse().map_err(|_| invalid_query(name, "must be a non-negative integer")),
+    }
+}

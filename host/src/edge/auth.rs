@@ -1,0 +1,154 @@
+//! Credentials at the edge: the session token from the cookie or a bearer
+//! header, the session cookie itself, and CSRF checks.
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+
+/// The session cookie's name; `__Host-` binds it to this origin, `Secure`, `Path=/`.
+pub const COOKIE_NAME: &str = "__Host-plinth_session";
+/// The cookie name under `dev_insecure_cookies` (plain-HTTP localhost).
+pub const DEV_COOKIE_NAME: &str = "plinth_session";
+/// The request header carrying the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How a token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented {
+    /// In the session cookie: a browser; CSRF rules apply.
+    Cookie,
+    /// In `Authorization: Bearer`: an API client; exempt from CSRF.
+    Bearer,
+}
+
+/// Cookie attributes for this deployment.
+#[derive(Debug, Clone, Copy)]
+pub struct CookiePolicy {
+    /// Drop `Secure` and `__Host-` (development on plain HTTP only).
+    pub insecure: bool,
+}
+
+impl CookiePolicy {
+    /// The cookie name in use.
+    pub fn name(self) -> &'static str {
+        if self.insecure { DEV_COOKIE_NAME } else { COOKIE_NAME }
+    }
+
+    /// `Set-Cookie` carrying a token for `max_age` seconds.
+    pub fn issue(self, token: &str, max_age: u64) -> HeaderValue {
+        self.header(token, max_age)
+    }
+
+    /// `Set-Cookie` that removes the cookie.
+    pub fn clear(self) -> HeaderValue {
+        self.header("", 0)
+    }
+
+    fn header(self, value: &str, max_age: u64) -> HeaderValue {
+        let secure = if self.insecure { "" } else { "; Secure" };
+        HeaderValue::try_from(format!(
+            "{}={value}; Path=/{secure}; HttpOnly; SameSite=Lax; Max-Age={max_age}",
+            self.name()
+        ))
+        .expect("cookie values are hex")
+    }
+
+    /// The token a request presents, if any; a bearer header wins.
+    pub fn token(self, headers: &HeaderMap) -> Option<(String, Presented)> {
+        if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+            let (scheme, token) = auth.split_once(' ')?;
+            return scheme.eq_ignore_ascii_case("bearer").then(|| (token.trim().to_owned(), Presented::Bearer));
+        }
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == self.name())
+            .map(|(_, value)| (value.to_owned(), Presented::Cookie))
+    }
+}
+
+/// True for methods that may change state.
+pub fn is_unsafe(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+}
+
+/// CSRF rules for a state-changing request: a browser saying it is
+/// cross-site is refused, and a cookie-authenticated request must echo the
+/// session's CSRF token. Bearer clients are exempt.
+pub fn check_csrf(
+    method: &Method,
+    headers: &HeaderMap,
+    presented: Option<Presented>,
+    session_csrf: Option<&str>,
+) -> Result<(), ApiError> {
+    if !is_unsafe(method) || presented == Some(Presented::Bearer) {
+        return Ok(());
+    }
+    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf_cross_site",
+            "cross-site requests may not change state",
+        ));
+    }
+    if let Some(expected) = session_csrf {
+        let sent = headers.get(CSRF_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
+        if !bool::from(sent.ct_eq(expected.as_bytes())) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf_token_invalid",
+                format!("a cookie-authenticated {method} needs the session's CSRF token in `X-CSRF-Token`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        let strict = CookiePolicy { insecure: false }.issue("abc", 60);
+        assert_eq!(strict, "__Host-plinth_session=abc; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=60");
+        let dev = CookiePolicy { insecure: true }.clear();
+        assert_eq!(dev, "plinth_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    }
+
+    #[test]
+    fn tokens_from_cookie_or_bearer() {
+        let policy = CookiePolicy { insecure: false };
+        let cookie = headers(&[("cookie", "a=1; __Host-plinth_session=tok; b=2")]);
+        assert_eq!(policy.token(&cookie), Some(("tok".into(), Presented::Cookie)));
+        let bearer = headers(&[("authorization", "Bearer xyz"), ("cookie", "__Host-plinth_session=tok")]);
+        assert_eq!(policy.token(&bearer), Some(("xyz".into(), Presented::Bearer)));
+        assert_eq!(policy.token(&headers(&[("authorization", "Basic xyz")])), None);
+    }
+
+    #[test]
+    fn csrf_rules() {
+        let post = Method::POST;
+        let ok = headers(&[("x-csrf-token", "t1")]);
+        assert!(check_csrf(&post, &ok, Some(Presented::Cookie), Some("t1")).is_ok());
+        let wrong = headers(&[("x-csrf-token", "t2")]);
+        assert_eq!(check_csrf(&post, &wrong, Some(Presented::Cookie), Some("t1")).unwrap_err().code, "csrf_token_invalid");
+        assert!(check_csrf(&post, &HeaderMap::new(), Some(Presented::Cookie), Some("t1")).is_err());
+        assert!(check_csrf(&post, &HeaderMap::new(), Some(Presented::Bearer), Some("t1")).is_ok());
+        assert!(check_csrf(&Method::GET, &HeaderMap::new(), Some(Presented::Cookie), Some("t1")).is_ok());
+        let cross = headers(&[("sec-fetch-site", "cross-site")]);
+        assert_eq!(check_csrf(&post, &cross, None, None).unwrap_err().code, "csrf_cross_site");
+    }
+}

@@ -1,0 +1,371 @@
+//! The request path from a parsed HTTP request to a response:
+//!
+//! trace id → client address → in-flight permit → header limits → route
+//! (host or plugin, with its policy rule) → session → rate limit → CSRF →
+//! authorization → body limit → plugin → session cookie → security headers.
+//!
+//! Nothing here returns an error to hyper; every failure becomes a JSON
+//! response, and every response passes [`headers::SecurityHeaders::apply`].
+
+mod admin;
+pub mod auth;
+pub mod client;
+pub mod headers;
+pub mod rate_limit;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use crate::app::App;
+use crate::audit::{Actor, Envelope, Outcome};
+use crate::error::ApiError;
+use crate::identity::Authenticated;
+use crate::policy::{Access, DEFAULT_CLASS, Denial, is_sensitive_class};
+use crate::routes::Lookup;
+use crate::runtime::bindings::types::Principal;
+use crate::runtime::host::types::RequestData;
+use crate::runtime::state::SessionEffect;
+use crate::runtime::{Plugin, PluginFailure};
+use crate::trace;
+
+/// Response header that echoes the request's trace id.
+pub const TRACE_ID_HEADER: &str = "x-trace-id";
+
+/// Request headers a plugin never sees: credentials stay with the host.
+const WITHHELD_HEADERS: &[&str] = &["cookie", "authorization", "proxy-authorization"];
+
+/// What the finishing layers need to know about a request, filled in as
+/// the request goes.
+struct Outline {
+    /// The route class (rate limits, headers).
+    class: String,
+    /// A principal was involved: the response must not be cached.
+    authenticated: bool,
+    /// The rate-limit headers to send.
+    rate: Option<rate_limit::Verdict>,
+}
+
+/// Handles one request; always produces a response.
+pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    let trace_id = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(trace::from_traceparent)
+        .unwrap_or_else(trace::generate);
+    let client = client::client_address(peer.ip(), req.headers(), &app.config.proxies.trusted);
+    let span = tracing::info_span!("request", trace_id = %trace_id, %client, method = %req.method(), path = %req.uri().path());
+    async {
+        let mut outline = Outline {
+            class: DEFAULT_CLASS.to_owned(),
+            authenticated: false,
+            rate: None,
+        };
+        let timeout = app.config.server.request_timeout();
+        let routed = tokio::time::timeout(timeout, route(app, req, client, &trace_id, &mut outline)).await;
+        let mut response = match routed {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => error.into_response(&trace_id),
+            Err(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request_timeout",
+                format!("the request took longer than {timeout:?}"),
+            )
+            .into_response(&trace_id),
+        };
+        let headers = response.headers_mut();
+        if let Some(rate) = &outline.rate {
+            headers.insert("ratelimit-policy", HeaderValue::from_str(&rate.policy).expect("ascii"));
+            headers.insert("ratelimit", HeaderValue::from_str(&rate.state).expect("ascii"));
+        }
+        app.headers.apply(headers, &outline.class, app.config.server.tls.is_some(), outline.authenticated);
+        headers.insert(TRACE_ID_HEADER, HeaderValue::from_str(&trace_id).expect("trace ids are hex"));
+        tracing::info!(status = response.status().as_u16(), "served");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Where a request goes.
+enum Target<'a> {
+    /// `/healthz` or `/readyz`.
+    Health(&'a str),
+    /// The host's `/admin` API.
+    Admin,
+    /// A plugin, with the route's parameters.
+    Plugin(&'a Plugin, Vec<(String, String)>),
+}
+
+async fn route(
+    app: &App,
+    req: Request<Incoming>,
+    client: IpAddr,
+    trace_id: &str,
+    outline: &mut Outline,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let server = &app.config.server;
+    let _permit = app.in_flight.try_acquire().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("more than {} requests in flight; retry shortly", server.max_in_flight),
+        )
+    })?;
+    check_header_limits(app, &req)?;
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let admin_access = Access::Roles(BTreeSet::from([crate::policy::ADMIN_ROLE.to_owned()]));
+    let (target, access) = match (&method, path.as_str()) {
+        (&Method::GET, "/healthz" | "/readyz") => (Target::Health(path.as_str()), Access::Public),
+        _ if path == "/admin" || path.starts_with("/admin/") => {
+            outline.class = "admin".to_owned();
+            (Target::Admin, admin_access)
+        }
+        _ => match app.routes.lookup(&method, &path) {
+            Lookup::Found { target, params } => {
+                // Coverage is checked at load, so a missing rule is a bug; deny.
+                let rule = app.config.policy.lookup(&method, &path).ok_or_else(|| {
+                    ApiError::new(StatusCode::FORBIDDEN, "no_policy", format!("no policy rule covers {method} {path}"))
+                })?;
+                outline.class.clone_from(&rule.class);
+                (Target::Plugin(&app.plugins[*target], params), rule.access.clone())
+            }
+            Lookup::MethodNotAllowed(allowed) => return Err(method_not_allowed(&method, &path, &allowed)),
+            Lookup::NotFound => {
+                return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}")));
+            }
+        },
+    };
+
+    let presented = app.cookies.token(req.headers());
+    let signed_in = match &presented {
+        Some((token, _)) => app.identity.authenticate(token).await.map_err(|e| {
+            tracing::error!(error = %e, "session lookup failed");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "sessions are unavailable")
+        })?,
+        None => None,
+    };
+    outline.authenticated = signed_in.is_some();
+    let envelope = Envelope {
+        actor: signed_in.as_ref().map_or(Actor::Anonymous, |a| Actor::Principal(a.account.id.clone())),
+        client_address: Some(client.to_string()),
+        trace_id: Some(trace_id.to_owned()),
+        plugin: None,
+    };
+
+    let verdict = app.rate_limits.check(
+        &outline.class,
+        &client::limit_key(client),
+        signed_in.as_ref().map(|a| a.account.id.as_str()),
+    );
+    let retry_after = verdict.retry_after;
+    outline.rate = Some(verdict);
+    if let Some(wait) = retry_after {
+        if is_sensitive_class(&outline.class) {
+            let reason = Some(format!("class={}", outline.class));
+            let _ = app.audit.append(envelope.draft("ratelimit.blocked", &path, Outcome::Denied, reason)).await;
+        }
+        return Err(too_many_requests(wait));
+    }
+
+    let presented_as = signed_in.as_ref().and(presented.as_ref().map(|(_, how)| *how));
+    let csrf = signed_in.as_ref().map(|a| a.session.csrf_token.as_str());
+    if let Err(refusal) = auth::check_csrf(&method, req.headers(), presented_as, csrf) {
+        let reason = Some(refusal.code.to_owned());
+        let _ = app.audit.append(envelope.draft("csrf.refused", &path, Outcome::Denied, reason)).await;
+        return Err(refusal);
+    }
+
+    if let Err(denial) = access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
+        let reason = Some(format!("{method} {path} needs {access}"));
+        let _ = app.audit.append(envelope.draft("authz.denied", &path, Outcome::Denied, reason)).await;
+        return Err(match denial {
+            Denial::Unauthenticated => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in to use this route")
+            }
+            Denial::Forbidden => ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this route needs {access}")),
+        });
+    }
+
+    match target {
+        Target::Health(which) => Ok(health(app, which)),
+        Target::Admin => admin::handle(app, &method, &path, req.uri().query()).await,
+        Target::Plugin(plugin, params) => {
+            let response = call_plugin(app, plugin, req, params, client, trace_id, signed_in).await?;
+            if response.headers().contains_key(header::SET_COOKIE) {
+                outline.authenticated = true;
+            }
+            Ok(response)
+        }
+    }
+}
+
+async fn call_plugin(
+    app: &App,
+    plugin: &Plugin,
+    req: Request<Incoming>,
+    params: Vec<(String, String)>,
+    client: IpAddr,
+    trace_id: &str,
+    signed_in: Option<Authenticated>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, parts.headers.get(header::CONTENT_LENGTH), app.config.server.max_body.0).await?;
+    let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let request = RequestData {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts
+            .headers
+            .iter()
+            .filter(|(name, _)| !WITHHELD_HEADERS.contains(&name.as_str()))
+            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+            .collect(),
+        body,
+        trace_id: trace_id.to_owned(),
+        client_address: client.to_string(),
+        params,
+        principal: signed_in.map(|a| Principal {
+            account_id: a.account.id,
+            roles: a.account.roles,
+            session_id: a.session.id,
+        }),
+    };
+    let output = plugin.handle(request, user_agent.to_owned()).await.map_err(|failure| {
+        tracing::error!(plugin = plugin.name(), error = %failure, "plugin request failed");
+        plugin_error(plugin.name(), failure)
+    })?;
+    let mut response = Response::new(Full::new(Bytes::from(output.response.body)));
+    *response.status_mut() = StatusCode::from_u16(output.response.status).expect("status checked at construction");
+    let headers = response.headers_mut();
+    for (name, value) in output.response.headers {
+        headers.append(name, value);
+    }
+    match output.session {
+        Some(SessionEffect::Issued { token, max_age }) => {
+            headers.insert(header::SET_COOKIE, app.cookies.issue(&token, max_age));
+        }
+        Some(SessionEffect::Cleared) => {
+            headers.insert(header::SET_COOKIE, app.cookies.clear());
+            headers.insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
+        }
+        None => {}
+    }
+    Ok(response)
+}
+
+/// Maps a plugin failure to its response: the plugin's fault is a 500, a
+/// limit or the host's storage is a 503.
+fn plugin_error(plugin: &str, failure: PluginFailure) -> ApiError {
+    match failure {
+        PluginFailure::Trap(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "plugin_trap",
+            format!("plugin `{plugin}` failed while handling the request"),
+        ),
+        PluginFailure::Deadline(limit) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "plugin_timeout",
+            format!("plugin `{plugin}` did not answer within {} ms", limit.as_millis()),
+        ),
+        PluginFailure::MemoryCap(limit) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "plugin_memory_limit",
+            format!("plugin `{plugin}` reached its memory cap of {limit} bytes"),
+        ),
+        PluginFailure::Flush(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "the change could not be stored durably; it may not have been applied",
+        ),
+    }
+}
+
+fn method_not_allowed(method: &Method, path: &str, allowed: &[String]) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {path}; allowed: {}", allowed.join(", ")),
+    )
+    .with_header(header::ALLOW, allowed.join(", "))
+}
+
+fn too_many_requests(wait: std::time::Duration) -> ApiError {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests; retry in {seconds} s"),
+    )
+    .with_header(header::RETRY_AFTER, seconds.to_string())
+}
+
+/// `/healthz` and `/readyz`.
+fn health(app: &App, which: &str) -> Response<Full<Bytes>> {
+    let body = if which == "/healthz" {
+        serde_json::json!({ "status": "ok" })
+    } else {
+        serde_json::json!({ "status": "ready", "plugins": app.plugins.len() })
+    };
+    json_response(StatusCode::OK, &body)
+}
+
+/// A JSON response.
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn check_header_limits<B>(app: &App, req: &Request<B>) -> Result<(), ApiError> {
+    let server = &app.config.server;
+    let headers = req.headers();
+    if headers.len() > server.max_headers {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too_many_headers",
+            format!("{} headers; at most {}", headers.len(), server.max_headers),
+        ));
+    }
+    let bytes: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
+    if bytes as u64 > server.max_header_bytes.0 {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("{bytes} bytes of headers; at most {}", server.max_header_bytes.0),
+        ));
+    }
+    Ok(())
+}
+
+async fn read_body(body: Incoming, declared: Option<&HeaderValue>, limit: u64) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    };
+    let declared = declared.and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit as usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "body_unreadable",
+            format!("the request body could not be read: {e}"),
+        )),
+    }
+}

@@ -1,0 +1,420 @@
+//! The host's view of who is who: the principal registry (account id, roles,
+//! status) and the sessions bound to it.
+//!
+//! Session tokens are 256 random bits; only their SHA-256 is stored. Layout
+//! of the `sessions` system namespace: `t/{token hash}` → the session,
+//! `i/{session id}` → token hash, `a/{account}/{session id}` → token hash.
+//! Every security change is audited first and not made when the audit
+//! record cannot be written.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::audit::{AuditError, AuditLog, Envelope, Outcome};
+use crate::storage::{Namespace, NamespaceId, Op, Storage, StorageError};
+
+/// Longest account id.
+const MAX_ACCOUNT_ID: usize = 128;
+/// Most roles one account holds.
+const MAX_ROLES: usize = 32;
+/// Most sessions listed or revoked for one account in one call.
+const MAX_SESSIONS_PER_ACCOUNT: usize = 1000;
+/// `last_seen_at` is written at most this often per session, so a busy
+/// session does not cost a write per request.
+const LAST_SEEN_GRANULARITY: Duration = Duration::from_secs(60);
+
+/// Lifecycle state of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Signed up, not verified.
+    Pending,
+    /// May sign in.
+    Active,
+    /// Temporarily barred.
+    Suspended,
+    /// Gone for good.
+    Deactivated,
+}
+
+/// One account in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Chosen by the plugin that owns accounts.
+    pub id: String,
+    /// Roles, checked by route policies.
+    pub roles: Vec<String>,
+    /// Only `active` accounts have sessions.
+    pub status: Status,
+}
+
+/// A stored session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Public id (not the token), for listing and revoking.
+    pub id: String,
+    /// Whose.
+    pub account_id: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds, updated at most every [`LAST_SEEN_GRANULARITY`].
+    pub last_seen_at: u64,
+    /// Absolute expiry, unix seconds.
+    pub expires_at: u64,
+    /// Sent back in `X-CSRF-Token`; bound to this session.
+    pub csrf_token: String,
+    /// Where it was issued to.
+    pub client_address: String,
+    /// The `User-Agent` it was issued to (bounded).
+    pub user_agent: String,
+}
+
+/// A request's resolved identity.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The session presented.
+    pub session: Session,
+    /// The account as the registry has it now.
+    pub account: Account,
+}
+
+/// Why an identity operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Bad input; the text names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// Sessions are only for active accounts.
+    #[error("the account is not active")]
+    NotActive,
+    /// The audit record could not be written, so nothing was done.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Session lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// A session unused this long expires.
+    pub idle: Duration,
+    /// A session expires this long after issue, however used.
+    pub absolute: Duration,
+}
+
+/// Registry and sessions.
+pub struct Identity {
+    principals: Arc<dyn Namespace>,
+    sessions: Arc<dyn Namespace>,
+    audit: Arc<AuditLog>,
+    lifetimes: Lifetimes,
+}
+
+/// A fresh session token; the caller puts it in the cookie.
+pub struct IssuedToken(pub String);
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// The stored form of a token.
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, StorageError> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::Backend(format!("corrupt {what}: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("identity records serialize")
+}
+
+/// Checks an account id's shape.
+pub fn check_account_id(id: &str) -> Result<(), IdentityError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ACCOUNT_ID
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(IdentityError::Invalid(format!(
+            "account id `{id}`: use 1 to {MAX_ACCOUNT_ID} of a-z, A-Z, 0-9, `-`, `_`"
+        )))
+    }
+}
+
+impl Identity {
+    /// Opens the registry and session namespaces.
+    pub fn open(storage: &dyn Storage, audit: Arc<AuditLog>, lifetimes: Lifetimes) -> Result<Self, StorageError> {
+        Ok(Self {
+            principals: storage.namespace(NamespaceId::System("principals"), None)?,
+            sessions: storage.namespace(NamespaceId::System("sessions"), None)?,
+            audit,
+            lifetimes,
+        })
+    }
+
+    /// An account by id.
+    pub async fn account(&self, id: &str) -> Result<Option<Account>, IdentityError> {
+        check_account_id(id)?;
+        match self.principals.get(id).await? {
+            Some(bytes) => Ok(Some(decode("account", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates or replaces an account; leaving `active` revokes its sessions.
+    pub async fn put_account(&self, account: &Account, envelope: &Envelope) -> Result<(), IdentityError> {
+        check_account_id(&account.id)?;
+        if account.roles.len() > MAX_ROLES {
+            return Err(IdentityError::Invalid(format!("roles: at most {MAX_ROLES}")));
+        }
+        if let Some(role) = account.roles.iter().find(|r| !crate::policy::valid_role(r)) {
+            return Err(IdentityError::Invalid(format!(
+                "role `{role}`: use 1 to 64 of a-z, A-Z, 0-9, `-`, `_`"
+            )));
+        }
+        let reason = format!("status={:?} roles=[{}]", account.status, account.roles.join(",")).to_lowercase();
+        self.audit.append(envelope.draft("principal.updated", &account.id, Outcome::Success, Some(reason))).await?;
+        self.principals.set(&account.id, encode(account)).await?;
+        if account.status != Status::Active {
+            self.revoke_all(&account.id, None, envelope).await?;
+        }
+        Ok(())
+    }
+
+    /// Resolves a presented token: the session must exist and be within its
+    /// idle and absolute lifetimes, and its account must be active now.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Authenticated>, IdentityError> {
+        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let hash = token_hash(token);
+        let Some(bytes) = self.sessions.get(&format!("t/{hash}")).await? else {
+            return Ok(None);
+        };
+        let mut session: Session = decode("session", &bytes)?;
+        let now = now();
+        let idle_deadline = session.last_seen_at + self.lifetimes.idle.as_secs();
+        if now >= session.expires_at || now >= idle_deadline {
+            self.delete_session(&hash, &session).await?;
+            return Ok(None);
+        }
+        let Some(account) = self.account(&session.account_id).await? else {
+            return Ok(None);
+        };
+        if account.status != Status::Active {
+            return Ok(None);
+        }
+        let granularity = LAST_SEEN_GRANULARITY.min(self.lifetimes.idle / 4).as_secs();
+        if now.saturating_sub(session.last_seen_at) >= granularity.max(1) {
+            session.last_seen_at = now;
+            self.sessions.set(&format!("t/{hash}"), encode(&session)).await?;
+        }
+        Ok(Some(Authenticated { session, account }))
+    }
+
+    /// Issues a session to an active account.
+    pub async fn issue(
+        &self,
+        account_id: &str,
+        client_address: &str,
+        user_agent: &str,
+        envelope: &Envelope,
+    ) -> Result<(IssuedToken, Session), IdentityError> {
+        match self.account(account_id).await? {
+            Some(account) if account.status == Status::Active => {}
+            _ => return Err(IdentityError::NotActive),
+        }
+        let token = random_hex(32);
+        let hash = token_hash(&token);
+        let now = now();
+        let session = Session {
+            id: random_hex(16),
+            account_id: account_id.to_owned(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + self.lifetimes.absolute.as_secs(),
+            csrf_token: random_hex(32),
+            client_address: client_address.to_owned(),
+            user_agent: user_agent.chars().take(256).collect(),
+        };
+        self.audit
+            .append(envelope.draft("session.issued", account_id, Outcome::Success, Some(format!("session={}", session.id))))
+            .await?;
+        self.sessions
+            .batch(vec![
+                Op::Set(format!("t/{hash}"), encode(&session)),
+                Op::Set(format!("i/{}", session.id), hash.clone().into_bytes()),
+                Op::Set(format!("a/{account_id}/{}", session.id), hash.into_bytes()),
+            ])
+            .await?;
+        Ok((IssuedToken(token), session))
+    }
+
+    /// Revokes one session of an account; false when it was not there.
+    pub async fn revoke(&self, account_id: &str, session_id: &str, envelope: &Envelope) -> Result<bool, IdentityError> {
+        check_account_id(account_id)?;
+        let Some(hash) = self.sessions.get(&format!("a/{account_id}/{session_id}")).await? else {
+            return Ok(false);
+        };
+        let hash = String::from_utf8_lossy(&hash).into_owned();
+        let reason = Some(format!("session={session_id}"));
+        self.audit.append(envelope.draft("session.revoked", account_id, Outcome::Success, reason)).await?;
+        self.sessions
+            .batch(vec![
+                Op::Delete(format!("t/{hash}")),
+                Op::Delete(format!("i/{session_id}")),
+                Op::Delete(format!("a/{account_id}/{session_id}")),
+            ])
+            .await?;
+        Ok(true)
+    }
+
+    /// Revokes every session of an account but `except`; returns how many.
+    pub async fn revoke_all(
+        &self,
+        account_id: &str,
+        except: Option<&str>,
+        envelope: &Envelope,
+    ) -> Result<u32, IdentityError> {
+        let page = self.sessions.scan_prefix(&format!("a/{account_id}/"), None, MAX_SESSIONS_PER_ACCOUNT).await?;
+        let mut ops = Vec::new();
+        for (key, hash) in &page.entries {
+            let session_id = key.rsplit('/').next().unwrap_or_default();
+            if Some(session_id) == except {
+                continue;
+            }
+            ops.push(Op::Delete(format!("t/{}", String::from_utf8_lossy(hash))));
+            ops.push(Op::Delete(format!("i/{session_id}")));
+            ops.push(Op::Delete(key.clone()));
+        }
+        let count = (ops.len() / 3) as u32;
+        if count > 0 {
+            let reason = Some(format!("sessions={count}"));
+            self.audit.append(envelope.draft("session.revoked_all", account_id, Outcome::Success, reason)).await?;
+            self.sessions.batch(ops).await?;
+        }
+        Ok(count)
+    }
+
+    /// An account's live sessions.
+    pub async fn list(&self, account_id: &str) -> Result<Vec<Session>, IdentityError> {
+        check_account_id(account_id)?;
+        let page = self.sessions.scan_prefix(&format!("a/{account_id}/"), None, MAX_SESSIONS_PER_ACCOUNT).await?;
+        let mut sessions = Vec::with_capacity(page.entries.len());
+        let now = now();
+        for (_, hash) in page.entries {
+            let key = format!("t/{}", String::from_utf8_lossy(&hash));
+            if let Some(bytes) = self.sessions.get(&key).await? {
+                let session: Session = decode("session", &bytes)?;
+                let idle_deadline = session.last_seen_at + self.lifetimes.idle.as_secs();
+                if now < session.expires_at && now < idle_deadline {
+                    sessions.push(session);
+                }
+            }
+        }
+        Ok(sessions)
+    }
+
+    async fn delete_session(&self, hash: &str, session: &Session) -> Result<(), StorageError> {
+        self.sessions
+            .batch(vec![
+                Op::Delete(format!("t/{hash}")),
+                Op::Delete(format!("i/{}", session.id)),
+                Op::Delete(format!("a/{}/{}", session.account_id, session.id)),
+            ])
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::SledStorage;
+
+    async fn identity(idle: u64) -> (tempfile::TempDir, Identity) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SledStorage::open(dir.path()).unwrap();
+        let audit = Arc::new(AuditLog::open(&storage, None).await.unwrap());
+        let lifetimes = Lifetimes {
+            idle: Duration::from_secs(idle),
+            absolute: Duration::from_secs(3600),
+        };
+        (dir, Identity::open(&storage, audit, lifetimes).unwrap())
+    }
+
+    fn active(id: &str) -> Account {
+        Account {
+            id: id.to_owned(),
+            roles: vec!["user".into()],
+            status: Status::Active,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_resolve_until_revoked_and_only_their_hash_is_stored() {
+        let (_dir, ids) = identity(600).await;
+        let env = Envelope::system();
+        ids.put_account(&active("ann"), &env).await.unwrap();
+        let (token, session) = ids.issue("ann", "127.0.0.1", "test", &env).await.unwrap();
+        assert!(ids.sessions.get(&format!("t/{}", token.0)).await.unwrap().is_none());
+        let auth = ids.authenticate(&token.0).await.unwrap().unwrap();
+        assert_eq!((auth.account.id.as_str(), auth.session.id.as_str()), ("ann", session.id.as_str()));
+        assert!(ids.revoke("ann", &session.id, &env).await.unwrap());
+        assert!(ids.authenticate(&token.0).await.unwrap().is_none());
+        assert!(!ids.revoke("ann", &session.id, &env).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn leaving_active_kills_every_session() {
+        let (_dir, ids) = identity(600).await;
+        let env = Envelope::system();
+        ids.put_account(&active("bob"), &env).await.unwrap();
+        let (a, _) = ids.issue("bob", "127.0.0.1", "", &env).await.unwrap();
+        let (b, _) = ids.issue("bob", "127.0.0.1", "", &env).await.unwrap();
+        assert_eq!(ids.list("bob").await.unwrap().len(), 2);
+        let suspended = Account {
+            status: Status::Suspended,
+            ..active("bob")
+        };
+        ids.put_account(&suspended, &env).await.unwrap();
+        for token in [a, b] {
+            assert!(ids.authenticate(&token.0).await.unwrap().is_none());
+        }
+        assert!(matches!(ids.issue("bob", "127.0.0.1", "", &env).await, Err(IdentityError::NotActive)));
+        assert!(ids.list("bob").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn idle_sessions_expire() {
+        let (_dir, ids) = identity(1).await;
+        let env = Envelope::system();
+        ids.put_account(&active("cy"), &env).await.unwrap();
+        let (token, _) = ids.issue("cy", "127.0.0.1", "", &env).await.unwrap();
+        assert!(ids.authenticate(&token.0).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(ids.authenticate(&token.0).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn malformed_tokens_and_ids_are_refused() {
+        let (_dir, ids) = identity(600).await;
+        assert!(ids.authenticate("short").await.unwrap().is_none());
+        assert!(ids.authenticate(&"z".repeat(64)).await.unwrap().is_none());
+        assert!(matches!(ids.account("a/b").await, Err(IdentityError::Invalid(_))));
+    }
+}

@@ -1,0 +1,18 @@
+//! `plinth:platform/passwords`: argon2id on the host's bounded pool.
+
+use crate::runtime::bindings::passwords::{Host, Verdict};
+use crate::runtime::state::HostState;
+
+impl Host for HostState {
+    async fn hash(&mut self, password: String) -> wasmtime::Result<Result<String, String>> {
+        Ok(self.plugin.passwords.hash(password).await)
+    }
+
+    async fn verify(&mut self, password: String, stored: Option<String>) -> wasmtime::Result<Verdict> {
+        let verdict = self.plugin.passwords.verify(password, stored).await;
+        Ok(Verdict {
+            valid: verdict.valid,
+            needs_rehash: verdict.needs_rehash,
+        })
+    }
+}

@@ -1,0 +1,94 @@
+//! `plinth:platform/sessions`: sessions for accounts the plugin verified.
+//! The token stays in the host; the cookie change rides on the response.
+
+use crate::identity::IdentityError;
+use crate::runtime::bindings::sessions::{Error, Host, Issued, SessionInfo};
+use crate::runtime::state::{HostState, SessionEffect};
+
+impl From<IdentityError> for Error {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::NotActive => Error::AccountNotActive,
+            IdentityError::Audit(_) => Error::AuditUnavailable,
+            other => {
+                tracing::error!(error = %other, "session store failure");
+                Error::Storage(other.to_string())
+            }
+        }
+    }
+}
+
+impl Host for HostState {
+    async fn issue(&mut self, account_id: String) -> wasmtime::Result<Result<Issued, Error>> {
+        let envelope = self.envelope();
+        let identity = self.plugin.identity.clone();
+        self.wrote = true;
+        // No fixation: the session this request came with ends here.
+        if let Some(current) = &self.request.principal
+            && let Err(e) = identity.revoke(&current.account_id, &current.session_id, &envelope).await
+        {
+            return Ok(Err(e.into()));
+        }
+        let issued = identity
+            .issue(&account_id, &self.request.client_address, &self.request.user_agent, &envelope)
+            .await;
+        Ok(match issued {
+            Ok((token, session)) => {
+                self.session_effect = Some(SessionEffect::Issued {
+                    token: token.0,
+                    max_age: session.expires_at.saturating_sub(session.created_at),
+                });
+                Ok(Issued {
+                    session_id: session.id,
+                    csrf_token: session.csrf_token,
+                    expires_at: session.expires_at,
+                })
+            }
+            Err(e) => Err(e.into()),
+        })
+    }
+
+    async fn revoke_current(&mut self) -> wasmtime::Result<Result<bool, Error>> {
+        let Some(current) = self.request.principal.clone() else {
+            return Ok(Ok(false));
+        };
+        let envelope = self.envelope();
+        self.wrote = true;
+        let revoked = self.plugin.identity.revoke(&current.account_id, &current.session_id, &envelope).await;
+        if revoked.is_ok() {
+            self.session_effect = Some(SessionEffect::Cleared);
+        }
+        Ok(revoked.map_err(Error::from))
+    }
+
+    async fn revoke(&mut self, account_id: String, session_id: String) -> wasmtime::Result<Result<bool, Error>> {
+        let envelope = self.envelope();
+        self.wrote = true;
+        Ok(self.plugin.identity.revoke(&account_id, &session_id, &envelope).await.map_err(Error::from))
+    }
+
+    async fn revoke_all(&mut self, account_id: String, except: Option<String>) -> wasmtime::Result<Result<u32, Error>> {
+        let envelope = self.envelope();
+        self.wrote = true;
+        let revoked = self.plugin.identity.revoke_all(&account_id, except.as_deref(), &envelope).await;
+        Ok(revoked.map_err(Error::from))
+    }
+
+    async fn list(&mut self, account_id: String) -> wasmtime::Result<Result<Vec<SessionInfo>, Error>> {
+        let current = self.request.principal.as_ref().map(|p| p.session_id.clone());
+        let sessions = self.plugin.identity.list(&account_id).await;
+        Ok(sessions.map_err(Error::from).map(|sessions| {
+            sessions
+                .into_iter()
+                .map(|s| SessionInfo {
+                    current: current.as_deref() == Some(s.id.as_str()),
+                    session_id: s.id,
+                    created_at: s.created_at,
+                    last_seen_at: s.last_seen_at,
+                    client_address: s.client_address,
+                    user_agent: s.user_agent,
+                })
+                .collect()
+        }))
+    }
+}
