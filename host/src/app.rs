@@ -56,10 +56,8 @@ impl App {
         );
         let audit = Arc::new(AuditLog::open(storage.as_ref(), config.audit.mirror.as_deref()).await?);
         let routes = config.route_table()?;
-        let lifetimes = Lifetimes {
-            idle: config.sessions.idle_timeout.0,
-            absolute: config.sessions.absolute_timeout.0,
-        };
+        let lifetimes =
+            Lifetimes { idle: config.sessions.idle_timeout.0, absolute: config.sessions.absolute_timeout.0 };
         let identity = Arc::new(Identity::open(storage.as_ref(), audit.clone(), lifetimes)?);
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let passwords = Arc::new(Passwords::new(cores));
@@ -86,10 +84,7 @@ impl App {
             });
             let loaded = runtime.prepare(plugin).await?.bind(ctx, storage.clone());
             tracing::info!(plugin = %plugin.name, digest = %loaded.digest, "plugin loaded");
-            let envelope = Envelope {
-                plugin: Some(plugin.name.clone()),
-                ..Envelope::system()
-            };
+            let envelope = Envelope { plugin: Some(plugin.name.clone()), ..Envelope::system() };
             let reason = Some(format!("sha256:{}", loaded.digest));
             audit.append(envelope.draft("plugin.loaded", &plugin.name, Outcome::Success, reason)).await?;
             plugins.push(Arc::new(loaded));
@@ -103,9 +98,7 @@ impl App {
             passwords,
             rate_limits: RateLimits::new(&config.rate_limits),
             headers,
-            cookies: CookiePolicy {
-                insecure: config.sessions.dev_insecure_cookies,
-            },
+            cookies: CookiePolicy { insecure: config.sessions.dev_insecure_cookies },
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
             config,
             storage,

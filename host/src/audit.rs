@@ -72,23 +72,12 @@ pub struct Envelope {
 impl Envelope {
     /// Events of the host itself, outside any request.
     pub fn system() -> Self {
-        Self {
-            actor: Actor::System,
-            client_address: None,
-            trace_id: None,
-            plugin: None,
-        }
+        Self { actor: Actor::System, client_address: None, trace_id: None, plugin: None }
     }
 
     /// A draft record in this envelope.
     pub fn draft(&self, action: &str, target: &str, outcome: Outcome, reason: Option<String>) -> RecordDraft {
-        RecordDraft {
-            envelope: self.clone(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            outcome,
-            reason,
-        }
+        RecordDraft { envelope: self.clone(), action: action.to_owned(), target: target.to_owned(), outcome, reason }
     }
 }
 

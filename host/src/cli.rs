@@ -57,6 +57,36 @@ pub enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Work with route policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Work with the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Policy subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print route × method × required access; fails when any plugin route
+    /// has no rule.
+    Check {
+        /// The config file (plinth.toml) naming the policy file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Audit subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain of the audit log in a data directory (the
+    /// server must be stopped: the database allows one process).
+    Verify {
+        /// The data directory (`storage.path`).
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 /// Plugin subcommands.
@@ -86,6 +116,42 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config, listen, data } => serve(&config, listen, data).await,
         Command::Check { config } => check(&config).await,
         Command::Plugin(PluginCommand::Inspect { file }) => inspect(&file).await,
+        Command::Policy(PolicyCommand::Check { config }) => policy_check(&config),
+        Command::Audit(AuditCommand::Verify { data }) => audit_verify(&data).await,
+    }
+}
+
+fn policy_check(file: &Path) -> anyhow::Result<()> {
+    let config = Config::load(file)?;
+    let routes = config.route_table()?;
+    let rows = config.policy.matrix(&routes, |&i| config.plugins[i].name.clone());
+    println!("{:<8} {:<40} {:<28} {:<16} plugin", "method", "path", "access", "class");
+    for row in &rows {
+        let access = row.access.as_ref().map_or_else(|| "NO RULE".to_owned(), ToString::to_string);
+        println!("{:<8} {:<40} {:<28} {:<16} {}", row.method, row.path, access, row.class, row.plugin);
+    }
+    let gaps = rows.iter().filter(|r| r.access.is_none()).count();
+    anyhow::ensure!(gaps == 0, "{gaps} route(s) without a rule in {}", config.policy.source().display());
+    println!("ok: {} rules cover {} routes of {}", config.policy.rules().len(), rows.len(), file.display());
+    Ok(())
+}
+
+async fn audit_verify(data: &Path) -> anyhow::Result<()> {
+    let storage = crate::storage::SledStorage::open(data)
+        .with_context(|| format!("opening {} (is a server still running on it?)", data.display()))?;
+    let log = crate::audit::AuditLog::open(&storage, None).await?;
+    let report = log.verify().await?;
+    match report.broken {
+        None => {
+            println!("ok: {} audit records, chain intact", report.records);
+            Ok(())
+        }
+        Some(link) => anyhow::bail!(
+            "audit chain broken at record {}: {} ({} records before it verified)",
+            link.id,
+            link.reason,
+            report.records
+        ),
     }
 }
 

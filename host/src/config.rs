@@ -128,7 +128,8 @@ pub struct RateLimitConfig {
     /// Most keys remembered per limiter; the least recently seen are
     /// forgotten first, so memory stays bounded under any key flood.
     pub max_tracked_keys: usize,
-    /// Quotas by class name; the built-in classes can be overridden.
+    /// Quotas by class name, merged over the built-in classes (`default`,
+    /// `login`, `password_reset`, `email`, `admin`), each replaceable.
     pub classes: BTreeMap<String, ClassLimits>,
 }
 
@@ -199,9 +200,11 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map(HumanDuration)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration `{text}` ({e}): expected e.g. \"90s\", \"30m\", \"12h\"")))
+        humantime::parse_duration(&text).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration `{text}` ({e}): expected e.g. \"90s\", \"30m\", \"12h\""
+            ))
+        })
     }
 }
 
@@ -454,6 +457,10 @@ impl Config {
             plugin.component = base.join(&plugin.component);
         }
         config.policies = base.join(&config.policies);
+        // Configured classes add to the built-in ones or replace them one by one.
+        for (name, limits) in RateLimitConfig::default().classes {
+            config.rate_limits.classes.entry(name).or_insert(limits);
+        }
         if let Some(mirror) = &mut config.audit.mirror {
             *mirror = base.join(&*mirror);
         }
@@ -522,9 +529,6 @@ impl Config {
         }
         if self.rate_limits.max_tracked_keys == 0 {
             return Err(self.invalid("rate_limits.max_tracked_keys", "must be greater than zero"));
-        }
-        if !self.rate_limits.classes.contains_key(crate::policy::DEFAULT_CLASS) {
-            return Err(self.invalid("rate_limits.classes", "the `default` class cannot be removed"));
         }
         crate::edge::headers::SecurityHeaders::from_config(&self.headers, &self.rate_limits)
             .map_err(|(key, message)| self.invalid(key, message))?;

@@ -22,12 +22,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            headers: Vec::new(),
-        }
+        Self { status, code, message: message.into(), headers: Vec::new() }
     }
 
     /// Adds a response header.

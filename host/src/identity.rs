@@ -150,9 +150,7 @@ pub fn check_account_id(id: &str) -> Result<(), IdentityError> {
     if ok {
         Ok(())
     } else {
-        Err(IdentityError::Invalid(format!(
-            "account id `{id}`: use 1 to {MAX_ACCOUNT_ID} of a-z, A-Z, 0-9, `-`, `_`"
-        )))
+        Err(IdentityError::Invalid(format!("account id `{id}`: use 1 to {MAX_ACCOUNT_ID} of a-z, A-Z, 0-9, `-`, `_`")))
     }
 }
 
@@ -183,9 +181,7 @@ impl Identity {
             return Err(IdentityError::Invalid(format!("roles: at most {MAX_ROLES}")));
         }
         if let Some(role) = account.roles.iter().find(|r| !crate::policy::valid_role(r)) {
-            return Err(IdentityError::Invalid(format!(
-                "role `{role}`: use 1 to 64 of a-z, A-Z, 0-9, `-`, `_`"
-            )));
+            return Err(IdentityError::Invalid(format!("role `{role}`: use 1 to 64 of a-z, A-Z, 0-9, `-`, `_`")));
         }
         let reason = format!("status={:?} roles=[{}]", account.status, account.roles.join(",")).to_lowercase();
         self.audit.append(envelope.draft("principal.updated", &account.id, Outcome::Success, Some(reason))).await?;
@@ -253,7 +249,12 @@ impl Identity {
             user_agent: user_agent.chars().take(256).collect(),
         };
         self.audit
-            .append(envelope.draft("session.issued", account_id, Outcome::Success, Some(format!("session={}", session.id))))
+            .append(envelope.draft(
+                "session.issued",
+                account_id,
+                Outcome::Success,
+                Some(format!("session={}", session.id)),
+            ))
             .await?;
         self.sessions
             .batch(vec![
@@ -350,19 +351,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = SledStorage::open(dir.path()).unwrap();
         let audit = Arc::new(AuditLog::open(&storage, None).await.unwrap());
-        let lifetimes = Lifetimes {
-            idle: Duration::from_secs(idle),
-            absolute: Duration::from_secs(3600),
-        };
+        let lifetimes = Lifetimes { idle: Duration::from_secs(idle), absolute: Duration::from_secs(3600) };
         (dir, Identity::open(&storage, audit, lifetimes).unwrap())
     }
 
     fn active(id: &str) -> Account {
-        Account {
-            id: id.to_owned(),
-            roles: vec!["user".into()],
-            status: Status::Active,
-        }
+        Account { id: id.to_owned(), roles: vec!["user".into()], status: Status::Active }
     }
 
     #[tokio::test]
@@ -387,10 +381,7 @@ mod tests {
         let (a, _) = ids.issue("bob", "127.0.0.1", "", &env).await.unwrap();
         let (b, _) = ids.issue("bob", "127.0.0.1", "", &env).await.unwrap();
         assert_eq!(ids.list("bob").await.unwrap().len(), 2);
-        let suspended = Account {
-            status: Status::Suspended,
-            ..active("bob")
-        };
+        let suspended = Account { status: Status::Suspended, ..active("bob") };
         ids.put_account(&suspended, &env).await.unwrap();
         for token in [a, b] {
             assert!(ids.authenticate(&token.0).await.unwrap().is_none());
@@ -416,5 +407,21 @@ mod tests {
         assert!(ids.authenticate("short").await.unwrap().is_none());
         assert!(ids.authenticate(&"z".repeat(64)).await.unwrap().is_none());
         assert!(matches!(ids.account("a/b").await, Err(IdentityError::Invalid(_))));
+    }
+
+    #[tokio::test]
+    async fn nothing_happens_when_the_audit_record_cannot_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SledStorage::open(dir.path()).unwrap();
+        let audit = Arc::new(AuditLog::open(&storage, Some(std::path::Path::new("/dev/full"))).await.unwrap());
+        let lifetimes = Lifetimes { idle: Duration::from_secs(60), absolute: Duration::from_secs(60) };
+        let ids = Identity::open(&storage, audit, lifetimes).unwrap();
+        let env = Envelope::system();
+        assert!(matches!(ids.put_account(&active("dan"), &env).await, Err(IdentityError::Audit(_))));
+        assert_eq!(ids.account("dan").await.unwrap(), None, "the account was not created");
+        // An account written behind the log's back still gets no session.
+        ids.principals.set("dan", encode(&active("dan"))).await.unwrap();
+        assert!(matches!(ids.issue("dan", "127.0.0.1", "", &env).await, Err(IdentityError::Audit(_))));
+        assert!(ids.list("dan").await.unwrap().is_empty());
     }
 }

@@ -49,9 +49,7 @@ fn dummy_hash() -> &'static str {
 impl Passwords {
     /// A hasher allowing `permits` concurrent operations.
     pub fn new(permits: usize) -> Self {
-        Self {
-            permits: Arc::new(Semaphore::new(permits.max(1))),
-        }
+        Self { permits: Arc::new(Semaphore::new(permits.max(1))) }
     }
 
     /// A PHC string for the password.
@@ -76,16 +74,10 @@ impl Passwords {
         let _permit = self.permits.acquire().await.expect("the password semaphore is never closed");
         tokio::task::spawn_blocking(move || {
             let Ok(parsed) = PasswordHash::new(&stored) else {
-                return Verdict {
-                    valid: false,
-                    needs_rehash: known,
-                };
+                return Verdict { valid: false, needs_rehash: known };
             };
             let valid = known && argon2().verify_password(password.as_bytes(), &parsed).is_ok();
-            Verdict {
-                valid,
-                needs_rehash: known && valid && is_weaker(&parsed),
-            }
+            Verdict { valid, needs_rehash: known && valid && is_weaker(&parsed) }
         })
         .await
         .expect("the verification task panicked")

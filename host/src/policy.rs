@@ -126,24 +126,15 @@ impl Policy {
         match std::fs::read_to_string(file) {
             Ok(text) => Self::parse(&text, file).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(ConfigError::Read {
-                file: file.to_owned(),
-                source,
-            }),
+            Err(source) => Err(ConfigError::Read { file: file.to_owned(), source }),
         }
     }
 
     /// Parses policy text that came from `file`.
     pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
-        let raw: RawPolicy = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: file.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
-        let invalid = |key: String, message: String| ConfigError::Invalid {
-            file: file.to_owned(),
-            key,
-            message,
-        };
+        let raw: RawPolicy = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { file: file.to_owned(), message: e.to_string().trim_end().to_owned() })?;
+        let invalid = |key: String, message: String| ConfigError::Invalid { file: file.to_owned(), key, message };
         let mut rules: Vec<Rule> = Vec::with_capacity(raw.route.len());
         for (i, rule) in raw.route.into_iter().enumerate() {
             let route = Route::parse(&rule.route).map_err(|e| invalid(format!("route[{i}].route"), e.to_string()))?;
@@ -156,7 +147,8 @@ impl Policy {
                 _ => {
                     return Err(invalid(
                         format!("route[{i}].allow"),
-                        "expected \"public\", \"authenticated\" or a non-empty list of roles such as [\"admin\"]".into(),
+                        "expected \"public\", \"authenticated\" or a non-empty list of roles such as [\"admin\"]"
+                            .into(),
                     ));
                 }
             };
@@ -168,16 +160,9 @@ impl Policy {
                     format!("`{route}` overlaps `{}` and neither is more specific", other.route),
                 ));
             }
-            rules.push(Rule {
-                route,
-                access,
-                class: rule.class.unwrap_or_else(|| DEFAULT_CLASS.to_owned()),
-            });
+            rules.push(Rule { route, access, class: rule.class.unwrap_or_else(|| DEFAULT_CLASS.to_owned()) });
         }
-        Ok(Self {
-            rules,
-            source: file.to_owned(),
-        })
+        Ok(Self { rules, source: file.to_owned() })
     }
 
     /// The file it came from.
@@ -338,8 +323,10 @@ mod tests {
 
         let err = policy("[[route]]\nroute = \"/a\"\nallow = \"everyone\"\n").unwrap_err();
         assert!(err.contains("route[0].allow") && err.contains("\"authenticated\""), "{err}");
-        let err = policy("[[route]]\nroute = \"/a/{x}\"\nallow = \"public\"\n[[route]]\nroute = \"/a/{y}\"\nallow = \"public\"\n")
-            .unwrap_err();
+        let err = policy(
+            "[[route]]\nroute = \"/a/{x}\"\nallow = \"public\"\n[[route]]\nroute = \"/a/{y}\"\nallow = \"public\"\n",
+        )
+        .unwrap_err();
         assert!(err.contains("route[1].route") && err.contains("neither is more specific"), "{err}");
         let err = policy("[[route]]\nroute = \"/a\"\nallow = \"public\"\nwho = 1\n").unwrap_err();
         assert!(err.contains("who"), "{err}");

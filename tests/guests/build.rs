@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (workspace, crates) pairs to build, relative to this crate.
-const WORKSPACES: &[(&str, &[&str])] = &[("wasm", &["spin", "hog", "trap", "kvprobe"]), ("../../plugins", &["hello"])];
+const WORKSPACES: &[(&str, &[&str])] =
+    &[("wasm", &["spin", "hog", "trap", "kvprobe", "issuer"]), ("../../plugins", &["hello"])];
 
 fn main() {
     let here = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

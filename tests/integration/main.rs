@@ -1,11 +1,16 @@
 //! Integration tests: the real server over real sockets, real sled on disk,
 //! and real wasm components built from source by `plinth-test-guests`.
 
+mod audit;
 mod config_errors;
+mod headers;
 mod hello;
 mod http_limits;
 mod logging;
+mod policies;
+mod rate_limits;
 mod sandbox;
+mod sessions;
 mod shutdown;
 mod support;
 mod tls;

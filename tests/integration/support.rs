@@ -17,10 +17,18 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// Writes `toml` as `plinth.toml`; `[storage] path` defaults to `data`.
+    /// Writes `toml` as `plinth.toml` with a policy that makes every route
+    /// public; `[storage] path` defaults to `data`.
     pub fn new(toml: &str) -> Self {
+        Self::with_policy(toml, OPEN_POLICY)
+    }
+
+    /// Writes `toml` as `plinth.toml` and `policy` as `policies/routes.toml`.
+    pub fn with_policy(toml: &str, policy: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("plinth.toml"), toml).unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        std::fs::write(dir.path().join("policies/routes.toml"), policy).unwrap();
         Self { dir }
     }
 
@@ -64,6 +72,79 @@ pub fn hello_plugin() -> String {
         &["kv"],
         "memory = \"16MiB\", timeout_ms = 2000",
     )
+}
+
+/// A policy that lets anyone call anything: for tests about other things.
+pub const OPEN_POLICY: &str = "[[route]]\nroute = \"/**\"\nallow = \"public\"\n";
+
+/// The test-only issuer plugin (see `tests/guests/wasm/issuer`).
+pub fn issuer_plugin() -> String {
+    plugin("issuer", plinth_test_guests::ISSUER, &["/v1/test/**"], &["principals", "sessions"], "")
+}
+
+/// Policy rules for the issuer plugin.
+pub const ISSUER_POLICY: &str = r#"
+[[route]]
+route = "/v1/test/**"
+allow = "authenticated"
+
+[[route]]
+route = "POST /v1/test/login"
+allow = "public"
+class = "login"
+
+[[route]]
+route = "POST /v1/test/status/{id}/{status}"
+allow = "public"
+"#;
+
+/// Rate limits loose enough that tests signing in often are not throttled.
+pub const LOOSE_LIMITS: &str = "[rate_limits.classes.login]\nper_address = \"1000/min\"\n\n";
+
+/// A signed-in test principal.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// The session token (cookie value).
+    pub token: String,
+    /// The cookie's name (`__Host-plinth_session`, or the dev name).
+    pub cookie_name: String,
+    /// The full `Set-Cookie` header of the login.
+    pub set_cookie: String,
+    /// The session id.
+    pub session_id: String,
+    /// The CSRF token.
+    pub csrf: String,
+}
+
+impl SignedIn {
+    /// The `Cookie` header value carrying the session.
+    pub fn cookie(&self) -> String {
+        format!("{}={}", self.cookie_name, self.token)
+    }
+
+    /// The `Authorization` header value carrying the session.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+}
+
+/// Signs in `id` with `roles` through the issuer plugin; `already` is a
+/// session the browser already had (sent as a cookie, with its CSRF token).
+pub async fn sign_in(base: &str, id: &str, roles: &[&str], already: Option<&SignedIn>) -> SignedIn {
+    let mut request =
+        reqwest::Client::new().post(format!("{base}/v1/test/login")).body(format!("{id} {}", roles.join(",")));
+    if let Some(session) = already {
+        request = request.header("cookie", session.cookie()).header("x-csrf-token", &session.csrf);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200, "sign-in of {id} failed");
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let (cookie_name, rest) = set_cookie.split_once('=').expect("a cookie");
+    let token = rest.split(';').next().unwrap().to_owned();
+    let cookie_name = cookie_name.to_owned();
+    let body = response.text().await.unwrap();
+    let (session_id, csrf) = body.split_once(' ').unwrap();
+    SignedIn { token, cookie_name, set_cookie, session_id: session_id.to_owned(), csrf: csrf.to_owned() }
 }
 
 /// Server bounds small enough for tests to reach.

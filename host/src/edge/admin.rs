@@ -13,7 +13,12 @@ const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
 /// Serves `/admin/**`; authorization is already done.
-pub async fn handle(app: &App, method: &Method, path: &str, query: Option<&str>) -> Result<Response<Full<Bytes>>, ApiError> {
+pub async fn handle(
+    app: &App,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let storage_error = |e: crate::audit::AuditError| {
         tracing::error!(error = %e, "audit log unavailable");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", "the audit log cannot be read")

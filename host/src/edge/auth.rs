@@ -144,7 +144,10 @@ mod tests {
         let ok = headers(&[("x-csrf-token", "t1")]);
         assert!(check_csrf(&post, &ok, Some(Presented::Cookie), Some("t1")).is_ok());
         let wrong = headers(&[("x-csrf-token", "t2")]);
-        assert_eq!(check_csrf(&post, &wrong, Some(Presented::Cookie), Some("t1")).unwrap_err().code, "csrf_token_invalid");
+        assert_eq!(
+            check_csrf(&post, &wrong, Some(Presented::Cookie), Some("t1")).unwrap_err().code,
+            "csrf_token_invalid"
+        );
         assert!(check_csrf(&post, &HeaderMap::new(), Some(Presented::Cookie), Some("t1")).is_err());
         assert!(check_csrf(&post, &HeaderMap::new(), Some(Presented::Bearer), Some("t1")).is_ok());
         assert!(check_csrf(&Method::GET, &HeaderMap::new(), Some(Presented::Cookie), Some("t1")).is_ok());

@@ -11,10 +11,7 @@ use crate::config::{HeadersConfig, RateLimitConfig};
 /// The defaults: an API that renders nothing, frames nothing, leaks nothing.
 pub const DEFAULTS: [(&str, &str); 6] = [
     ("x-content-type-options", "nosniff"),
-    (
-        "content-security-policy",
-        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
-    ),
+    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
     ("referrer-policy", "no-referrer"),
     ("cross-origin-opener-policy", "same-origin"),
     ("cross-origin-resource-policy", "same-origin"),
@@ -41,11 +38,19 @@ pub struct SecurityHeaders {
 
 type Entries = Vec<(HeaderName, Option<HeaderValue>)>;
 
-fn merge(into: &mut Entries, overrides: &std::collections::BTreeMap<String, String>, key: &str) -> Result<(), (String, String)> {
+fn merge(
+    into: &mut Entries,
+    overrides: &std::collections::BTreeMap<String, String>,
+    key: &str,
+) -> Result<(), (String, String)> {
     for (name, value) in overrides {
         let invalid = |what: &str| (format!("{key}.\"{name}\""), format!("not a valid header {what}"));
         let name = HeaderName::try_from(name.as_str()).map_err(|_| invalid("name"))?;
-        let value = if value.is_empty() { None } else { Some(HeaderValue::try_from(value.as_str()).map_err(|_| invalid("value"))?) };
+        let value = if value.is_empty() {
+            None
+        } else {
+            Some(HeaderValue::try_from(value.as_str()).map_err(|_| invalid("value"))?)
+        };
         match into.iter_mut().find(|(n, _)| *n == name) {
             Some(entry) => entry.1 = value,
             None => into.push((name, value)),
@@ -57,10 +62,8 @@ fn merge(into: &mut Entries, overrides: &std::collections::BTreeMap<String, Stri
 impl SecurityHeaders {
     /// Builds from config; an error is (key, message).
     pub fn from_config(config: &HeadersConfig, limits: &RateLimitConfig) -> Result<Self, (String, String)> {
-        let mut base: Entries = DEFAULTS
-            .iter()
-            .map(|(n, v)| (HeaderName::from_static(n), Some(HeaderValue::from_static(v))))
-            .collect();
+        let mut base: Entries =
+            DEFAULTS.iter().map(|(n, v)| (HeaderName::from_static(n), Some(HeaderValue::from_static(v)))).collect();
         base.push((header::STRICT_TRANSPORT_SECURITY, Some(HeaderValue::from_static(HSTS))));
         merge(&mut base, &config.set, "headers.set")?;
         let mut classes = HashMap::new();
@@ -79,7 +82,10 @@ impl SecurityHeaders {
             classes.insert(class.clone(), entries);
         }
         let split = |entries: &mut Entries| {
-            let at = entries.iter().position(|(n, _)| n == header::STRICT_TRANSPORT_SECURITY).expect("hsts is in every list");
+            let at = entries
+                .iter()
+                .position(|(n, _)| n == header::STRICT_TRANSPORT_SECURITY)
+                .expect("hsts is in every list");
             entries.remove(at).1
         };
         let hsts = split(&mut base);
@@ -123,8 +129,11 @@ mod tests {
     fn class_overrides_and_removals() {
         let config = HeadersConfig {
             set: [("permissions-policy".to_owned(), String::new())].into(),
-            classes: [("login".to_owned(), [("content-security-policy".to_owned(), "default-src 'self'".to_owned())].into())]
-                .into(),
+            classes: [(
+                "login".to_owned(),
+                [("content-security-policy".to_owned(), "default-src 'self'".to_owned())].into(),
+            )]
+            .into(),
         };
         let headers = SecurityHeaders::from_config(&config, &RateLimitConfig::default()).unwrap();
         let mut map = HeaderMap::new();

@@ -60,13 +60,10 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
         .and_then(trace::from_traceparent)
         .unwrap_or_else(trace::generate);
     let client = client::client_address(peer.ip(), req.headers(), &app.config.proxies.trusted);
-    let span = tracing::info_span!("request", trace_id = %trace_id, %client, method = %req.method(), path = %req.uri().path());
+    let span =
+        tracing::info_span!("request", trace_id = %trace_id, %client, method = %req.method(), path = %req.uri().path());
     async {
-        let mut outline = Outline {
-            class: DEFAULT_CLASS.to_owned(),
-            authenticated: false,
-            rate: None,
-        };
+        let mut outline = Outline { class: DEFAULT_CLASS.to_owned(), authenticated: false, rate: None };
         let timeout = app.config.server.request_timeout();
         let routed = tokio::time::timeout(timeout, route(app, req, client, &trace_id, &mut outline)).await;
         let mut response = match routed {
@@ -190,7 +187,9 @@ async fn route(
             Denial::Unauthenticated => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in to use this route")
             }
-            Denial::Forbidden => ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this route needs {access}")),
+            Denial::Forbidden => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this route needs {access}"))
+            }
         });
     }
 
@@ -300,12 +299,8 @@ fn method_not_allowed(method: &Method, path: &str, allowed: &[String]) -> ApiErr
 
 fn too_many_requests(wait: std::time::Duration) -> ApiError {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!("too many requests; retry in {seconds} s"),
-    )
-    .with_header(header::RETRY_AFTER, seconds.to_string())
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests; retry in {seconds} s"))
+        .with_header(header::RETRY_AFTER, seconds.to_string())
 }
 
 /// `/healthz` and `/readyz`.

@@ -176,7 +176,10 @@ mod tests {
             max_tracked_keys: keys,
             classes: [(
                 "default".to_owned(),
-                ClassLimits { per_address: Rate::parse(rate).unwrap(), per_principal: Some(Rate::parse("2/min").unwrap()) },
+                ClassLimits {
+                    per_address: Rate::parse(rate).unwrap(),
+                    per_principal: Some(Rate::parse("2/min").unwrap()),
+                },
             )]
             .into(),
         };

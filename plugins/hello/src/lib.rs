@@ -26,6 +26,22 @@ impl Guest for Hello {
                 Ok(count) => json(200, &serde_json::json!({ "count": count })),
                 Err(response) => response,
             },
+            // Signed-in only (see policies/routes.toml): who the host says you are.
+            ("GET", "/v1/hello/me") => match req.principal() {
+                Some(p) => json(200, &serde_json::json!({ "account_id": p.account_id, "roles": p.roles })),
+                None => error(401, "unauthenticated", "no principal"),
+            },
+            // Admins only: the counter without changing it.
+            ("GET", "/v1/hello/stats") => match kv::get("count") {
+                Ok(current) => {
+                    let count = current.as_deref().map(parse_count).transpose();
+                    match count {
+                        Ok(count) => json(200, &serde_json::json!({ "count": count.unwrap_or(0) })),
+                        Err(response) => response,
+                    }
+                }
+                Err(e) => storage_error(e),
+            },
             _ => error(404, "not_found", "no such hello route"),
         }
     }

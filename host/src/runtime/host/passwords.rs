@@ -10,9 +10,6 @@ impl Host for HostState {
 
     async fn verify(&mut self, password: String, stored: Option<String>) -> wasmtime::Result<Verdict> {
         let verdict = self.plugin.passwords.verify(password, stored).await;
-        Ok(Verdict {
-            valid: verdict.valid,
-            needs_rehash: verdict.needs_rehash,
-        })
+        Ok(Verdict { valid: verdict.valid, needs_rehash: verdict.needs_rehash })
     }
 }

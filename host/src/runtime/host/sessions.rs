@@ -29,20 +29,15 @@ impl Host for HostState {
         {
             return Ok(Err(e.into()));
         }
-        let issued = identity
-            .issue(&account_id, &self.request.client_address, &self.request.user_agent, &envelope)
-            .await;
+        let issued =
+            identity.issue(&account_id, &self.request.client_address, &self.request.user_agent, &envelope).await;
         Ok(match issued {
             Ok((token, session)) => {
                 self.session_effect = Some(SessionEffect::Issued {
                     token: token.0,
                     max_age: session.expires_at.saturating_sub(session.created_at),
                 });
-                Ok(Issued {
-                    session_id: session.id,
-                    csrf_token: session.csrf_token,
-                    expires_at: session.expires_at,
-                })
+                Ok(Issued { session_id: session.id, csrf_token: session.csrf_token, expires_at: session.expires_at })
             }
             Err(e) => Err(e.into()),
         })

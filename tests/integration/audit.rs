@@ -1,0 +1,107 @@
+//! The audit log over HTTP and the CLI: paging, verification, tampering.
+
+use crate::support::{
+    Deployment, ISSUER_POLICY, LOOSE_LIMITS, TEST_SERVER, TestServer, issuer_plugin, plinth_cli, sign_in,
+};
+use plinth::storage::{NamespaceId, SledStorage, Storage};
+
+fn deployment() -> Deployment {
+    Deployment::with_policy(&format!("{LOOSE_LIMITS}{TEST_SERVER}{}", issuer_plugin()), ISSUER_POLICY)
+}
+
+#[tokio::test]
+async fn admins_page_and_verify_and_tampering_is_found() {
+    let deployment = deployment();
+    let server = TestServer::start(&deployment).await;
+    let base = server.url("");
+    let user = sign_in(&base, "kim", &["user"], None).await;
+    let admin = sign_in(&base, "boss", &["admin"], None).await;
+    let client = reqwest::Client::new();
+    let forbidden = client.get(server.url("/admin/audit")).header("authorization", user.bearer()).send().await.unwrap();
+    assert_eq!(forbidden.status(), 403);
+
+    let page: serde_json::Value = client
+        .get(server.url("/admin/audit?after=0&limit=2"))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let records = page["records"].as_array().unwrap();
+    assert_eq!((records.len(), records[0]["id"].as_u64(), page["next_after"].as_u64()), (2, Some(1), Some(2)));
+    let all = client
+        .get(server.url("/admin/audit?limit=1000"))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(all.contains("\"action\":\"session.issued\"") && all.contains("\"trace_id\""), "{all}");
+    assert!(!all.contains(&user.token) && !all.contains(&admin.csrf), "no secrets in the audit log");
+    let bad =
+        client.get(server.url("/admin/audit?limit=x")).header("authorization", admin.bearer()).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let verify: serde_json::Value = client
+        .get(server.url("/admin/audit/verify"))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+    server.stop().await;
+
+    let data = deployment.data_path();
+    let (ok, stdout, stderr) = plinth_cli(&["audit", "verify", "--data", data.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+
+    // Edit record 3 on disk, as someone with file access might.
+    {
+        let storage = SledStorage::open(&data).unwrap();
+        let ns = storage.namespace(NamespaceId::System("audit"), None).unwrap();
+        let key = format!("r/{:020}", 3);
+        let record = String::from_utf8(ns.get(&key).await.unwrap().unwrap()).unwrap();
+        let edited = record.replace("\"outcome\":\"success\"", "\"outcome\":\"failure\"");
+        assert_ne!(record, edited);
+        ns.set(&key, edited.into_bytes()).await.unwrap();
+        storage.flush().await.unwrap();
+    }
+    let (ok, _, stderr) = plinth_cli(&["audit", "verify", "--data", data.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("audit chain broken at record 4"), "{stderr}");
+
+    let server = TestServer::start(&deployment).await;
+    let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+    let verify: serde_json::Value = client
+        .get(server.url("/admin/audit/verify"))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((verify["ok"].as_bool(), verify["broken"]["id"].as_u64()), (Some(false), Some(4)), "{verify}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unwritable_audit_log_refuses_to_start() {
+    let deployment = Deployment::with_policy(
+        &format!("[audit]\nmirror = \"/dev/full\"\n\n{TEST_SERVER}{}", issuer_plugin()),
+        ISSUER_POLICY,
+    );
+    let err = match plinth::App::build(deployment.load().unwrap()).await {
+        Ok(_) => panic!("the server started without an audit log"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("audit"), "{err}");
+}

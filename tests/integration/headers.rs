@@ -1,0 +1,40 @@
+//! Security headers on every kind of response.
+
+use crate::support::{Deployment, TEST_SERVER, TestServer, hello_plugin, plugin};
+
+fn assert_security_headers(response: &reqwest::Response, what: &str) {
+    let headers = response.headers();
+    for (name, value) in plinth::edge::headers::DEFAULTS {
+        assert_eq!(headers.get(name).map(|v| v.to_str().unwrap()), Some(value), "{name} on {what}");
+    }
+    assert!(headers.get("server").is_none() && headers.get("x-powered-by").is_none(), "banner on {what}");
+    assert!(headers.get("strict-transport-security").is_none(), "HSTS only over TLS ({what})");
+}
+
+#[tokio::test]
+async fn present_on_404_413_429_500_and_200() {
+    let deployment = Deployment::new(&format!(
+        "[rate_limits.classes.default]\nper_address = \"6/min\"\n\n{TEST_SERVER}{}{}",
+        hello_plugin(),
+        plugin("trap", plinth_test_guests::TRAP, &["GET /v1/trap"], &[], "")
+    ));
+    let server = TestServer::start(&deployment).await;
+    let client = reqwest::Client::new();
+    let cases = [
+        ("200", client.get(server.url("/v1/hello")), 200),
+        ("404", client.get(server.url("/nothing")), 404),
+        ("413", client.post(server.url("/v1/hello/count")).body(vec![0u8; 4096]), 413),
+        ("500", client.get(server.url("/v1/trap")), 500),
+    ];
+    for (what, request, status) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{what}");
+        assert_security_headers(&response, what);
+    }
+    let mut last = client.get(server.url("/v1/hello")).send().await.unwrap();
+    while last.status() != 429 {
+        last = client.get(server.url("/v1/hello")).send().await.unwrap();
+    }
+    assert_security_headers(&last, "429");
+    server.stop().await;
+}

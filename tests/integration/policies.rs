@@ -1,0 +1,119 @@
+//! Route policies, generated from the example's policy file: every route ×
+//! {anonymous, user, admin} gets the status its rule says.
+
+use plinth::policy::Access;
+
+use crate::support::{Deployment, ISSUER_POLICY, LOOSE_LIMITS, TestServer, issuer_plugin, plinth_cli, sign_in};
+
+/// The example deployment (its config and policy file), with the hello
+/// component built for tests and the issuer plugin added to sign people in.
+fn example_deployment() -> Deployment {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let config = std::fs::read_to_string(format!("{root}/examples/plinth.toml")).unwrap();
+    let config = config
+        .replace("../target/plugins/hello.wasm", plinth_test_guests::HELLO)
+        .replace("policies = \"../policies/routes.toml\"", "policies = \"policies/routes.toml\"")
+        .replace("[storage]\npath = \"../data\"", "[storage]\npath = \"data\"")
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"");
+    let policy = std::fs::read_to_string(format!("{root}/policies/routes.toml")).unwrap();
+    Deployment::with_policy(
+        &format!("{config}\n{LOOSE_LIMITS}{}", issuer_plugin()),
+        &format!("{policy}\n{ISSUER_POLICY}"),
+    )
+}
+
+#[tokio::test]
+async fn every_example_route_answers_as_its_rule_says() {
+    let deployment = example_deployment();
+    let config = deployment.load().unwrap();
+    let routes = config.route_table().unwrap();
+    let rows: Vec<_> = config
+        .policy
+        .matrix(&routes, |&i| config.plugins[i].name.clone())
+        .into_iter()
+        .filter(|row| row.plugin != "issuer")
+        .collect();
+    assert!(rows.len() >= 4, "the example has routes: {rows:?}");
+    let server = TestServer::start_with(config).await;
+    let base = server.url("");
+    let user = sign_in(&base, "matrix-user", &["user"], None).await;
+    let admin = sign_in(&base, "matrix-admin", &["admin"], None).await;
+    let client = reqwest::Client::new();
+    for row in &rows {
+        let access = row.access.clone().expect("coverage is checked at load");
+        for (who, token) in [("anonymous", None), ("user", Some(&user)), ("admin", Some(&admin))] {
+            let method = reqwest::Method::from_bytes(row.method.as_bytes()).unwrap();
+            let mut request = client.request(method, server.url(&row.path));
+            if let Some(signed_in) = token {
+                request = request.header("authorization", signed_in.bearer());
+            }
+            let status = request.send().await.unwrap().status().as_u16();
+            let expected_denial = match (&access, who) {
+                (Access::Public, _) => None,
+                (_, "anonymous") => Some(401),
+                (Access::Authenticated, _) => None,
+                (Access::Roles(roles), who) => (!roles.contains(who)).then_some(403),
+            };
+            match expected_denial {
+                Some(code) => assert_eq!(status, code, "{} {} as {who}", row.method, row.path),
+                None => assert!(
+                    status != 401 && status != 403,
+                    "{} {} as {who} was refused with {status}",
+                    row.method,
+                    row.path
+                ),
+            }
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn denials_are_audited() {
+    let deployment = example_deployment();
+    let server = TestServer::start(&deployment).await;
+    let base = server.url("");
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(server.url("/v1/hello/stats")).send().await.unwrap().status(), 401);
+    let user = sign_in(&base, "nosy", &["user"], None).await;
+    let forbidden =
+        client.get(server.url("/v1/hello/stats")).header("authorization", user.bearer()).send().await.unwrap();
+    assert_eq!(forbidden.status(), 403);
+    let admin = sign_in(&base, "root", &["admin"], None).await;
+    let audit: serde_json::Value = client
+        .get(server.url("/admin/audit?limit=1000"))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let denials: Vec<_> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "authz.denied" && r["target"] == "/v1/hello/stats")
+        .map(|r| r["actor"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(denials, ["anonymous", "principal:nosy"]);
+    server.stop().await;
+}
+
+#[test]
+fn policy_check_prints_the_matrix_and_fails_on_a_gap() {
+    let deployment = example_deployment();
+    let config = deployment.config_path();
+    let (ok, stdout, stderr) = plinth_cli(&["policy", "check", "--config", config.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("GET      /v1/hello/stats"), "{stdout}");
+    assert!(stdout.contains("roles: admin"), "{stdout}");
+
+    let policy = deployment.dir.path().join("policies/routes.toml");
+    let text =
+        std::fs::read_to_string(&policy).unwrap().replace("route = \"GET /v1/hello/me\"", "route = \"GET /v1/other\"");
+    std::fs::write(&policy, text).unwrap();
+    let (ok, _, stderr) = plinth_cli(&["policy", "check", "--config", config.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("no rule covers `GET` on route `GET /v1/hello/me` of plugin `hello`"), "{stderr}");
+}

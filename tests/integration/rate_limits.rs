@@ -1,0 +1,47 @@
+//! 429s with Retry-After and RateLimit headers; forwarded addresses count
+//! only from trusted proxies.
+
+use crate::support::{Deployment, TEST_SERVER, TestServer, assert_error, hello_plugin};
+
+const TIGHT: &str = "[rate_limits.classes.default]\nper_address = \"3/min\"\n\n";
+
+async fn get(server: &TestServer, forwarded_for: Option<&str>) -> reqwest::Response {
+    let mut request = reqwest::Client::new().get(server.url("/v1/hello"));
+    if let Some(xff) = forwarded_for {
+        request = request.header("x-forwarded-for", xff);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn over_the_limit_is_429_and_spoofed_forwarding_changes_nothing() {
+    let deployment = Deployment::new(&format!("{TIGHT}{TEST_SERVER}{}", hello_plugin()));
+    let server = TestServer::start(&deployment).await;
+    for remaining in [2, 1, 0] {
+        let ok = get(&server, None).await;
+        assert_eq!(ok.status(), 200);
+        assert_eq!(ok.headers()["ratelimit-policy"], "\"address\";q=3;w=60");
+        assert_eq!(ok.headers()["ratelimit"], format!("\"address\";r={remaining};t=60").as_str());
+    }
+    let limited = get(&server, None).await;
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!(limited.headers().contains_key("ratelimit"));
+    assert_error(limited, 429, "rate_limited").await;
+    // The peer is not a trusted proxy: a forged X-Forwarded-For is ignored.
+    assert_eq!(get(&server, Some("198.51.100.1")).await.status(), 429);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_forwards_the_client_address() {
+    let deployment =
+        Deployment::new(&format!("{TIGHT}[proxies]\ntrusted = [\"127.0.0.1/32\"]\n\n{TEST_SERVER}{}", hello_plugin()));
+    let server = TestServer::start(&deployment).await;
+    for _ in 0..3 {
+        assert_eq!(get(&server, Some("198.51.100.1")).await.status(), 200);
+    }
+    assert_eq!(get(&server, Some("198.51.100.1")).await.status(), 429);
+    assert_eq!(get(&server, Some("198.51.100.2")).await.status(), 200, "another client has its own budget");
+    server.stop().await;
+}
