@@ -371,7 +371,9 @@ mod tests {
         assert!(log.append(draft("a")).await.is_err());
         let mirrored = dir.path().join("audit.jsonl");
         let log = AuditLog::open(&storage, Some(&mirrored)).await.unwrap();
-        log.append(draft("b")).await.unwrap();
-        assert!(std::fs::read_to_string(mirrored).unwrap().contains("\"action\":\"b\""));
+        log.append(draft("b\r\nforged: line\u{7}")).await.unwrap();
+        let text = std::fs::read_to_string(mirrored).unwrap();
+        assert_eq!(text.lines().count(), 1, "control characters are escaped, never raw: {text}");
+        assert!(text.contains("\"action\":\"b\\r\\nforged: line\\u0007\""), "{text}");
     }
 }

@@ -402,6 +402,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sessions_expire_at_their_absolute_deadline_however_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SledStorage::open(dir.path()).unwrap();
+        let audit = Arc::new(AuditLog::open(&storage, None).await.unwrap());
+        let lifetimes = Lifetimes { idle: Duration::from_secs(600), absolute: Duration::from_secs(1) };
+        let ids = Identity::open(&storage, audit, lifetimes).unwrap();
+        let env = Envelope::system();
+        ids.put_account(&active("eve"), &env).await.unwrap();
+        let (token, _) = ids.issue("eve", "127.0.0.1", "", &env).await.unwrap();
+        assert!(ids.authenticate(&token.0).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(ids.authenticate(&token.0).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
     async fn malformed_tokens_and_ids_are_refused() {
         let (_dir, ids) = identity(600).await;
         assert!(ids.authenticate("short").await.unwrap().is_none());

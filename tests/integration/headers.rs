@@ -1,6 +1,8 @@
 //! Security headers on every kind of response.
 
-use crate::support::{Deployment, TEST_SERVER, TestServer, hello_plugin, plugin};
+use crate::support::{
+    Deployment, ISSUER_POLICY, TEST_SERVER, TestServer, hello_plugin, issuer_plugin, plugin, sign_in,
+};
 
 fn assert_security_headers(response: &reqwest::Response, what: &str) {
     let headers = response.headers();
@@ -36,5 +38,23 @@ async fn present_on_404_413_429_500_and_200() {
         last = client.get(server.url("/v1/hello")).send().await.unwrap();
     }
     assert_security_headers(&last, "429");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_plugin_cannot_set_or_weaken_host_headers() {
+    let deployment = Deployment::with_policy(&format!("{TEST_SERVER}{}", issuer_plugin()), ISSUER_POLICY);
+    let server = TestServer::start(&deployment).await;
+    let lee = sign_in(&server.url(""), "lee", &[], None).await;
+    let response = reqwest::Client::new()
+        .get(server.url("/v1/test/headers"))
+        .header("authorization", lee.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-plugin"], "yes", "plugins may add their own headers");
+    assert!(response.headers().get("set-cookie").is_none());
+    assert_security_headers(&response, "plugin output");
+    assert_eq!(response.text().await.unwrap(), "content-security-policy,set-cookie,server");
     server.stop().await;
 }

@@ -25,6 +25,7 @@ async fn https_negotiates_h2_and_http1() {
         .unwrap();
     let response = h2.get(&url).send().await.unwrap();
     assert_eq!((response.status().as_u16(), response.version()), (200, Version::HTTP_2));
+    assert_eq!(response.headers()["strict-transport-security"], plinth::edge::headers::HSTS);
 
     let h1 = reqwest::Client::builder()
         .add_root_certificate(root)

@@ -10,6 +10,8 @@
 //! - `GET /v1/test/whoami`: `account_id roles,csv session_id`.
 //! - `GET /v1/test/sessions`: the caller's session ids, one per line.
 //! - `POST /v1/test/echo`: `ok` (a state-changing route for CSRF tests).
+//! - `GET /v1/test/headers`: tries to set host-owned headers and one of its
+//!   own; answers with what `set-header` refused.
 
 wit_bindgen::generate!({ path: "../../../../wit", world: "plinth:platform/plugin" });
 
@@ -82,6 +84,22 @@ impl exports::plinth::platform::handler::Guest for Issuer {
                 }
             }
             ("POST", ["v1", "test", "echo"]) => text(200, "ok"),
+            ("GET", ["v1", "test", "headers"]) => {
+                let response = Response::new(200);
+                let attempts = [
+                    ("content-security-policy", "default-src *"),
+                    ("set-cookie", "stolen=1"),
+                    ("server", "guest/1.0"),
+                    ("x-plugin", "yes"),
+                ];
+                let refused: Vec<&str> = attempts
+                    .iter()
+                    .filter(|(name, value)| response.set_header(name, value).is_err())
+                    .map(|(n, _)| *n)
+                    .collect();
+                response.set_body(refused.join(",").as_bytes());
+                response
+            }
             _ => text(404, "no such test route"),
         }
     }
