@@ -135,3 +135,22 @@ async fn a_request_slower_than_the_request_timeout_gets_503() {
     assert!(response.contains("\"request_timeout\""), "{response}");
     server.stop().await;
 }
+
+/// With one connection allowed, a second waits in the backlog until the
+/// first closes, then is served.
+#[tokio::test]
+async fn connections_beyond_the_bound_wait_for_a_free_slot() {
+    let deployment = Deployment::new(&format!("[server]\nmax_connections = 1\n\n{}", hello_plugin()));
+    let server = TestServer::start(&deployment).await;
+    let mut first = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    first.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 12];
+    first.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    let second = tokio::spawn(reqwest::get(server.url("/healthz")));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "a second connection was served while the first held the only slot");
+    drop(first);
+    assert_eq!(second.await.unwrap().unwrap().status(), 200);
+    server.stop().await;
+}
