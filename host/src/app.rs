@@ -12,6 +12,7 @@ use crate::edge::auth::CookiePolicy;
 use crate::edge::headers::SecurityHeaders;
 use crate::edge::rate_limit::RateLimits;
 use crate::identity::{Identity, Lifetimes};
+use crate::outbox::{Outbox, Sink};
 use crate::passwords::Passwords;
 use crate::routes::RouteTable;
 use crate::runtime::state::PluginContext;
@@ -40,6 +41,8 @@ pub struct App {
     pub headers: SecurityHeaders,
     /// Session cookie attributes.
     pub cookies: CookiePolicy,
+    /// The mail queue; its worker runs while the server serves.
+    pub outbox: Arc<Outbox>,
     /// Permits for requests being handled; bounds in-flight work (and so
     /// live instances, which the runtime's pool is sized for).
     pub in_flight: Arc<Semaphore>,
@@ -63,6 +66,11 @@ impl App {
         let passwords = Arc::new(Passwords::new(cores));
         let headers = SecurityHeaders::from_config(&config.headers, &config.rate_limits)
             .map_err(|(key, message)| anyhow::anyhow!("{}: {key}: {message}", config.source.display()))?;
+        let sink = match &config.mail.smtp {
+            Some(smtp) => Sink::smtp(smtp)?,
+            None => Sink::File(config.mail.file.clone().unwrap_or_else(|| config.storage.path.join("outbox.jsonl"))),
+        };
+        let outbox = Arc::new(Outbox::open(storage.clone(), sink)?);
         if config.sessions.dev_insecure_cookies {
             tracing::warn!(
                 "sessions.dev_insecure_cookies is ON: session cookies lack `Secure` and `__Host-`; \
@@ -81,6 +89,8 @@ impl App {
                 audit: audit.clone(),
                 identity: identity.clone(),
                 passwords: passwords.clone(),
+                outbox: outbox.clone(),
+                settings: plugin.settings.clone(),
             });
             let loaded = runtime.prepare(plugin).await?.bind(ctx, storage.clone());
             tracing::info!(plugin = %plugin.name, digest = %loaded.digest, "plugin loaded");
@@ -94,6 +104,7 @@ impl App {
         audit.append(Envelope::system().draft("config.loaded", &source, Outcome::Success, reason)).await?;
         storage.flush().await?;
         Ok(Self {
+            outbox,
             identity,
             passwords,
             rate_limits: RateLimits::new(&config.rate_limits),

@@ -77,6 +77,9 @@ pub struct Config {
     /// Audit log options.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Outgoing mail.
+    #[serde(default)]
+    pub mail: MailConfig,
     /// The file this was read from, for messages; not a key.
     #[serde(skip)]
     pub source: PathBuf,
@@ -219,6 +222,37 @@ pub struct HeadersConfig {
     pub classes: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+/// Outgoing mail: a JSON-lines file unless SMTP is configured.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// The file sink; default `outbox.jsonl` in the data directory.
+    pub file: Option<PathBuf>,
+    /// Deliver over SMTP instead.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// An SMTP relay.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Relay host name or address.
+    pub host: String,
+    /// Relay port.
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// The sender, such as `"plinth <noreply@example.com>"`.
+    pub from: String,
+    /// Login, when the relay wants one.
+    pub username: Option<String>,
+    /// Password for `username`.
+    pub password: Option<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+
 /// Audit log options.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -319,6 +353,9 @@ pub struct PluginConfig {
     /// Resource limits.
     #[serde(default)]
     pub limits: PluginLimits,
+    /// Settings the plugin reads through `plinth:platform/settings`.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
 }
 
 /// A host interface a plugin can be granted.
@@ -337,6 +374,8 @@ pub enum Grant {
     Sessions,
     /// `plinth:platform/passwords`: argon2id hash and verify.
     Passwords,
+    /// `plinth:platform/outbox`: queue e-mail.
+    Outbox,
 }
 
 impl Grant {
@@ -349,6 +388,7 @@ impl Grant {
             Grant::Principals => "principals",
             Grant::Sessions => "sessions",
             Grant::Passwords => "passwords",
+            Grant::Outbox => "outbox",
         }
     }
 }
@@ -460,6 +500,9 @@ impl Config {
         // Configured classes add to the built-in ones or replace them one by one.
         for (name, limits) in RateLimitConfig::default().classes {
             config.rate_limits.classes.entry(name).or_insert(limits);
+        }
+        if let Some(file) = &mut config.mail.file {
+            *file = base.join(&*file);
         }
         if let Some(mirror) = &mut config.audit.mirror {
             *mirror = base.join(&*mirror);

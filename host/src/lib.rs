@@ -12,6 +12,9 @@
 //!   of each WIT interface, one instance per request.
 //! - [`storage`]: the storage trait and its sled backend; [`audit`]: the
 //!   hash-chained audit log on top of it.
+//! - [`identity`]: principal registry and sessions; [`passwords`]: argon2id
+//!   and strength checks; [`policy`]: route rules; [`outbox`]: e-mail queue
+//!   and delivery.
 //! - [`app`]: everything one config describes, built and ready to serve.
 //! - [`cli`]: the `plinth` subcommands, called by the thin `main.rs`.
 
@@ -22,6 +25,7 @@ pub mod config;
 pub mod edge;
 pub mod error;
 pub mod identity;
+pub mod outbox;
 pub mod passwords;
 pub mod policy;
 pub mod routes;

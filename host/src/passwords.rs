@@ -15,6 +15,36 @@ pub const ITERATIONS: u32 = 2;
 pub const PARALLELISM: u32 = 1;
 /// Longest password accepted, in bytes, so hashing time stays bounded.
 pub const MAX_PASSWORD_BYTES: usize = 4096;
+/// Shortest and longest new password, in characters (not bytes).
+pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
+
+/// Refuses a new password that is too short, too long, or easy to guess
+/// (zxcvbn score below 3, counting `related` words such as the e-mail
+/// address). No composition rules. The message is for the user.
+pub fn check_strength(password: &str, related: &[String]) -> Result<(), String> {
+    let chars = password.chars().count();
+    if !PASSWORD_CHARS.contains(&chars) {
+        return Err(format!(
+            "passwords are {} to {} characters; this one has {chars}",
+            PASSWORD_CHARS.start(),
+            PASSWORD_CHARS.end()
+        ));
+    }
+    let related: Vec<&str> = related.iter().map(String::as_str).collect();
+    let entropy = zxcvbn::zxcvbn(password, &related);
+    if u8::from(entropy.score()) >= 3 {
+        return Ok(());
+    }
+    let feedback = entropy.feedback();
+    let warning = feedback.and_then(|f| f.warning()).map(|w| w.to_string());
+    let suggestion = feedback.and_then(|f| f.suggestions().first()).map(ToString::to_string);
+    Err(match (warning, suggestion) {
+        (Some(w), Some(s)) => format!("this password is too easy to guess: {w} {s}"),
+        (Some(w), None) => format!("this password is too easy to guess: {w}"),
+        (None, Some(s)) => format!("this password is too easy to guess. {s}"),
+        (None, None) => "this password is too easy to guess; a few unrelated words make a strong one".to_owned(),
+    })
+}
 
 /// The outcome of a verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +128,21 @@ fn is_weaker(hash: &PasswordHash<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strength_counts_characters_and_refuses_common_passwords() {
+        assert!(check_strength("tangerine piano voyage", &[]).is_ok());
+        let short = check_strength("ab€dé", &[]).unwrap_err();
+        assert!(short.contains("has 5"), "{short}");
+        let long = check_strength(&"é".repeat(128), &[]);
+        assert!(long.map_or_else(|e| !e.contains("characters"), |()| true), "128 two-byte characters fit");
+        assert!(check_strength(&"x".repeat(129), &[]).unwrap_err().contains("129"));
+        for weak in ["password123", "qwertyuiop", "iloveyou1"] {
+            assert!(check_strength(weak, &[]).unwrap_err().contains("too easy"), "{weak}");
+        }
+        let personal = check_strength("ada.lovelace1815", &["ada.lovelace1815@example.com".into()]);
+        assert!(personal.is_err(), "related words count");
+    }
 
     #[tokio::test]
     async fn hashes_verify_and_weak_hashes_ask_for_a_rehash() {

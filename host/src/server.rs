@@ -36,6 +36,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         tls = tls.is_some(),
         "listening"
     );
+    let (stop_outbox, outbox_stopped) = tokio::sync::oneshot::channel::<()>();
+    let outbox = tokio::spawn(app.outbox.clone().run(async {
+        let _ = outbox_stopped.await;
+    }));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -97,6 +101,8 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("drain bound reached; closing the remaining connections");
     }
+    let _ = stop_outbox.send(());
+    let _ = outbox.await;
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! The host's admin API (role `admin`): the audit log and its verification.
+//! The host's admin API (role `admin`): the audit log and its verification,
+//! and the outbox.
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
@@ -6,6 +7,7 @@ use http_body_util::Full;
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::outbox::State;
 
 /// Records per page when `limit` is not given.
 const DEFAULT_PAGE: usize = 100;
@@ -38,6 +40,20 @@ pub async fn handle(
             let report = app.audit.verify().await.map_err(storage_error)?;
             Ok(super::json_response(StatusCode::OK, &serde_json::to_value(report).expect("reports serialize")))
         }
+        (&Method::GET, "/admin/outbox") => {
+            let state = match query_text(query, "state").unwrap_or("failed") {
+                "queued" => State::Queued,
+                "sent" => State::Sent,
+                "failed" => State::Failed,
+                _ => return Err(invalid_query("state", "must be `queued`, `sent` or `failed`")),
+            };
+            let limit = query_param(query, "limit", DEFAULT_PAGE as u64)?.clamp(1, MAX_PAGE as u64);
+            let messages = app.outbox.list(state, limit as usize).await.map_err(|e| {
+                tracing::error!(error = %e, "outbox unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "outbox_unavailable", "the outbox cannot be read")
+            })?;
+            Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "messages": messages })))
+        }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no admin route {method} {path}"))),
     }
 }
@@ -46,14 +62,17 @@ fn invalid_query(name: &str, why: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("query parameter `{name}` {why}"))
 }
 
-fn query_param(query: Option<&str>, name: &str, default: u64) -> Result<u64, ApiError> {
-    let value = query
+fn query_text<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query
         .unwrap_or_default()
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .find(|(key, _)| *key == name)
-        .map(|(_, value)| value);
-    match value {
+        .map(|(_, v)| v)
+}
+
+fn query_param(query: Option<&str>, name: &str, default: u64) -> Result<u64, ApiError> {
+    match query_text(query, name) {
         None => Ok(default),
         Some(text) => text.parse().map_err(|_| invalid_query(name, "must be a non-negative integer")),
     }

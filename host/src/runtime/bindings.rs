@@ -8,6 +8,7 @@ wasmtime::component::bindgen!({
     imports: {
         "plinth:platform/types": trappable,
         "plinth:platform/log": trappable,
+        "plinth:platform/settings": trappable,
         default: async | trappable,
     },
     exports: { default: async },
@@ -19,4 +20,4 @@ wasmtime::component::bindgen!({
 
 pub use self::Plugin as PluginBindings;
 pub use self::PluginPre as PluginBindingsPre;
-pub use self::plinth::platform::{audit, kv, log, passwords, principals, sessions, types};
+pub use self::plinth::platform::{audit, kv, log, outbox, passwords, principals, sessions, settings, types};

@@ -58,6 +58,8 @@ pub fn need_of(import: &str) -> Need {
                 "principals" => Need::Grant(Grant::Principals),
                 "sessions" => Need::Grant(Grant::Sessions),
                 "passwords" => Need::Grant(Grant::Passwords),
+                "outbox" => Need::Grant(Grant::Outbox),
+                "settings" => Need::Base,
                 other => Need::Refused(format!("plinth:platform has no interface `{other}`")),
             }
         }

@@ -23,7 +23,9 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
 use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
-use crate::runtime::bindings::{PluginBindingsPre, audit, kv, log, passwords, principals, sessions, types};
+use crate::runtime::bindings::{
+    PluginBindingsPre, audit, kv, log, outbox, passwords, principals, sessions, settings, types,
+};
 use crate::runtime::host::types::{RequestData, ResponseData};
 use crate::runtime::state::{HostState, PluginContext, RequestMeta, SessionEffect};
 use crate::storage::Storage;
@@ -203,6 +205,7 @@ impl Runtime {
         let mut linker = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        settings::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         for grant in grants {
             match grant {
                 Grant::Kv => kv::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
@@ -211,6 +214,7 @@ impl Runtime {
                 Grant::Principals => principals::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Sessions => sessions::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Passwords => passwords::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+                Grant::Outbox => outbox::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
             }
         }
         Ok(linker)

@@ -8,6 +8,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::audit::{Actor, AuditLog, Envelope};
 use crate::identity::Identity;
+use crate::outbox::Outbox;
 use crate::passwords::Passwords;
 use crate::runtime::bindings::types::Principal;
 use crate::runtime::output::GuestOutput;
@@ -28,6 +29,10 @@ pub struct PluginContext {
     pub identity: Arc<Identity>,
     /// Password hashing (reachable only with that grant).
     pub passwords: Arc<Passwords>,
+    /// The mail queue (reachable only with that grant).
+    pub outbox: Arc<Outbox>,
+    /// The plugin's `[plugins.settings]`.
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 /// Facts about the request the host uses to fill envelopes (audit, logs).

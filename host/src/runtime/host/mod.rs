@@ -3,7 +3,9 @@
 pub mod audit;
 pub mod kv;
 pub mod log;
+pub mod outbox;
 pub mod passwords;
 pub mod principals;
 pub mod sessions;
+pub mod settings;
 pub mod types;

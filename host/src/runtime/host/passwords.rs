@@ -12,4 +12,8 @@ impl Host for HostState {
         let verdict = self.plugin.passwords.verify(password, stored).await;
         Ok(Verdict { valid: verdict.valid, needs_rehash: verdict.needs_rehash })
     }
+
+    async fn check_strength(&mut self, password: String, related: Vec<String>) -> wasmtime::Result<Result<(), String>> {
+        Ok(crate::passwords::check_strength(&password, &related))
+    }
 }
