@@ -3,7 +3,7 @@
 
 WASM_TARGET := wasm32-wasip2
 # Plugins `make build` puts where examples/plinth.toml expects them.
-PLUGINS := hello
+PLUGINS := hello accounts
 GUEST_WORKSPACES := plugins tests/guests/wasm
 # Cargo's output; CI points this outside the clone to reuse it between runs.
 CARGO_TARGET_DIR ?= $(CURDIR)/target

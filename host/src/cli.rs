@@ -63,6 +63,31 @@ pub enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Operator actions on accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// Admin subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Invite someone (such as the first admin) through the accounts
+    /// plugin's own invite path, as the `cli` actor, and print the invitation.
+    /// The server must be stopped: the database allows one process.
+    Invite {
+        /// The config file (plinth.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Use this data directory instead of `storage.path`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The address to invite.
+        #[arg(long)]
+        email: String,
+        /// Roles the account gets, comma-separated (such as `admin`).
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+    },
 }
 
 /// Policy subcommands.
@@ -118,6 +143,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(PluginCommand::Inspect { file }) => inspect(&file).await,
         Command::Policy(PolicyCommand::Check { config }) => policy_check(&config),
         Command::Audit(AuditCommand::Verify { data }) => audit_verify(&data).await,
+        Command::Admin(AdminCommand::Invite { config, data, email, roles }) => {
+            admin_invite(&config, data, &email, roles).await
+        }
     }
 }
 
@@ -230,5 +258,49 @@ async fn inspect(file: &Path) -> anyhow::Result<()> {
         "the component does not export `{}`",
         grants::HANDLER_EXPORT
     );
+    Ok(())
+}
+
+/// The route the accounts plugin serves invitations on.
+const INVITE_ROUTE: &str = "/v1/accounts/invite";
+
+async fn admin_invite(file: &Path, data: Option<PathBuf>, email: &str, roles: Vec<String>) -> anyhow::Result<()> {
+    use crate::routes::Lookup;
+    let config = load_config(file, None, data)?;
+    let data_dir = config.storage.path.clone();
+    let app = crate::App::build(config).await.with_context(|| {
+        format!("starting against {} (stop the server first: the database allows one process)", data_dir.display())
+    })?;
+    let Lookup::Found { target, params } = app.routes.lookup(&http::Method::POST, INVITE_ROUTE) else {
+        anyhow::bail!("no plugin serves POST {INVITE_ROUTE}; is the accounts plugin configured?");
+    };
+    let plugin = app.plugins[*target].clone();
+    let body = serde_json::json!({ "email": email, "roles": roles });
+    let request = crate::runtime::host::types::RequestData {
+        method: "POST".into(),
+        path: INVITE_ROUTE.into(),
+        query: None,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into(),
+        trace_id: crate::trace::generate(),
+        client_address: "cli".into(),
+        params,
+        principal: Some(crate::runtime::bindings::types::Principal {
+            account_id: "cli".into(),
+            roles: vec![crate::policy::ADMIN_ROLE.into()],
+            session_id: String::new(),
+        }),
+    };
+    let output = plugin.handle(request, "plinth-cli".into(), crate::audit::Actor::Cli).await?;
+    let answer = String::from_utf8_lossy(&output.response.body);
+    anyhow::ensure!(output.response.status == 201, "the invitation was refused ({}): {answer}", output.response.status);
+    app.outbox.deliver_due().await?;
+    let sent = app.outbox.list(crate::outbox::State::Sent, crate::storage::MAX_SCAN_PAGE).await?;
+    let invitation = sent.iter().rev().find(|m| m.kind == "invite" && m.to == email.trim().to_lowercase());
+    println!("invited {email} with roles [{}]", roles.join(", "));
+    match invitation {
+        Some(message) => println!("{}", message.body.trim_end()),
+        None => println!("the invitation is queued for delivery"),
+    }
     Ok(())
 }

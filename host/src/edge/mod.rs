@@ -218,6 +218,7 @@ async fn call_plugin(
     let (parts, body) = req.into_parts();
     let body = read_body(body, parts.headers.get(header::CONTENT_LENGTH), app.config.server.max_body.0).await?;
     let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let actor = signed_in.as_ref().map_or(Actor::Anonymous, |a| Actor::Principal(a.account.id.clone()));
     let request = RequestData {
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
@@ -238,7 +239,7 @@ async fn call_plugin(
             session_id: a.session.id,
         }),
     };
-    let output = plugin.handle(request, user_agent.to_owned()).await.map_err(|failure| {
+    let output = plugin.handle(request, user_agent.to_owned(), actor).await.map_err(|failure| {
         tracing::error!(plugin = plugin.name(), error = %failure, "plugin request failed");
         plugin_error(plugin.name(), failure)
     })?;

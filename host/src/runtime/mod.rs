@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
+use crate::audit::Actor;
 use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
 use crate::runtime::bindings::{
     PluginBindingsPre, audit, kv, log, outbox, passwords, principals, sessions, settings, types,
@@ -280,12 +281,15 @@ impl Plugin {
 
     /// Runs one request in a fresh instance. Nothing survives the call but
     /// what the guest wrote through its grants.
-    pub async fn handle(&self, request: RequestData, user_agent: String) -> Result<PluginOutput, PluginFailure> {
+    /// `actor` is who the audit log names (the principal, `anonymous`, or
+    /// `cli` for operator commands).
+    pub async fn handle(&self, request: RequestData, user_agent: String, actor: Actor) -> Result<PluginOutput, PluginFailure> {
         let meta = RequestMeta {
             trace_id: request.trace_id.clone(),
             client_address: request.client_address.clone(),
             principal: request.principal.clone(),
             user_agent,
+            actor,
         };
         let mut store = Store::new(self.pre.engine(), HostState::new(self.ctx.clone(), meta, self.memory_limit));
         store.limiter(|s| &mut s.memory);

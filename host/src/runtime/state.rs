@@ -46,6 +46,8 @@ pub struct RequestMeta {
     pub principal: Option<Principal>,
     /// The request's `User-Agent`, recorded with sessions it issues.
     pub user_agent: String,
+    /// Who the audit log names for this request's events.
+    pub actor: Actor,
 }
 
 /// What the plugin did to the session cookie during this request.
@@ -134,10 +136,7 @@ impl HostState {
     /// The audit envelope of this request: its principal, client, trace, plugin.
     pub fn envelope(&self) -> Envelope {
         Envelope {
-            actor: match &self.request.principal {
-                Some(p) => Actor::Principal(p.account_id.clone()),
-                None => Actor::Anonymous,
-            },
+            actor: self.request.actor.clone(),
             client_address: Some(self.request.client_address.clone()),
             trace_id: Some(self.request.trace_id.clone()),
             plugin: Some(self.plugin.name.to_string()),

@@ -1,0 +1,60 @@
+//! Administration: list accounts, suspend, reactivate, deactivate.
+
+use crate::http::{self, Failure, Outcome};
+use crate::lifecycle::conflict;
+use crate::model::{Account, State};
+use crate::plinth::platform::audit::Outcome as Audit;
+use crate::plinth::platform::types::Request;
+use crate::store;
+
+/// Most accounts one listing returns.
+const MAX_LIST: u32 = 1000;
+
+pub fn list(req: &Request) -> Outcome {
+    let query = req.query().unwrap_or_default();
+    let filter = match query.split('&').filter_map(|p| p.split_once('=')).find(|(k, _)| *k == "state") {
+        Some((_, value)) => Some(State::parse(value).ok_or_else(|| {
+            Failure::new(400, "invalid_query", "`state` must be pending, active, suspended or deactivated")
+        })?),
+        None => None,
+    };
+    let accounts: Vec<_> = store::accounts(MAX_LIST)?
+        .iter()
+        .filter(|a| filter.is_none_or(|s| a.state == s))
+        .map(Account::profile)
+        .collect();
+    Ok(http::json(200, &serde_json::json!({ "accounts": accounts })))
+}
+
+pub fn transition(id: &str, action: &str) -> Outcome {
+    let target = match action {
+        "suspend" => State::Suspended,
+        "reactivate" => State::Active,
+        "deactivate" => State::Deactivated,
+        _ => return Err(Failure::new(404, "not_found", "no such account action")),
+    };
+    let stored = store::account(id)?.ok_or_else(|| Failure::new(404, "not_found", "no such account"))?;
+    let state = stored.account.state.to(target).map_err(|why| Failure::new(409, "invalid_transition", why))?;
+    let action_name = format!("account.{}", target_action(target));
+    store::record(&action_name, id, Audit::Success, Some("by an admin".into()))?;
+    let updated = store::update(&stored, Account { state, ..stored.account.clone() })?.ok_or_else(conflict)?;
+    store::sync_principal(&updated)?;
+    if target != State::Active {
+        store::mail(
+            &updated.email,
+            "notice",
+            &format!("Your account was {}", target_action(target)),
+            format!("An administrator {} your account. Contact support if you think this is a mistake.", target_action(target)),
+        )?;
+    }
+    Ok(http::json(200, &serde_json::json!({ "id": updated.id, "state": updated.state.name() })))
+}
+
+fn target_action(state: State) -> &'static str {
+    match state {
+        State::Suspended => "suspended",
+        State::Active => "reactivated",
+        State::Deactivated => "deactivated",
+        State::Pending => "reset to pending",
+    }
+}

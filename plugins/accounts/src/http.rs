@@ -1,0 +1,94 @@
+//! Request parsing and response building, with the host's error shape.
+
+use serde::de::DeserializeOwned;
+
+use crate::plinth::platform::types::{Principal, Request, Response};
+
+/// A failure answered as `{"error": {"code", "message", "trace_id"}}`.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    /// Extra headers, such as `Retry-After`.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+pub type Outcome = Result<Response, Failure>;
+
+impl Failure {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), headers: Vec::new() }
+    }
+
+    pub fn invalid(field: &str, why: &str) -> Self {
+        Self::new(422, "invalid_field", format!("`{field}`: {why}"))
+    }
+
+    pub fn into_response(self, req: &Request) -> Response {
+        let body = serde_json::json!({
+            "error": { "code": self.code, "message": self.message, "trace_id": req.trace_id() }
+        });
+        let response = json(self.status, &body);
+        for (name, value) in self.headers {
+            let _ = response.set_header(name, &value);
+        }
+        response
+    }
+}
+
+/// Storage and host failures the user can do nothing about.
+pub fn unavailable(what: impl std::fmt::Debug) -> Failure {
+    crate::plinth::platform::log::log(
+        crate::plinth::platform::log::Level::Error,
+        "accounts: host call failed",
+        &[("error".into(), format!("{what:?}"))],
+    );
+    Failure::new(503, "unavailable", "the service is unavailable; retry shortly")
+}
+
+pub fn json(status: u16, body: &serde_json::Value) -> Response {
+    let response = Response::new(status);
+    let _ = response.set_header("content-type", "application/json");
+    response.set_body(body.to_string().as_bytes());
+    response
+}
+
+pub fn empty(status: u16) -> Response {
+    Response::new(status)
+}
+
+/// Parses the JSON body; unknown fields are refused by the types.
+pub fn body<T: DeserializeOwned>(req: &Request) -> Result<T, Failure> {
+    let bytes = req.body();
+    if bytes.is_empty() {
+        return Err(Failure::new(400, "missing_body", "this route needs a JSON body"));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| Failure::new(422, "invalid_body", format!("invalid JSON body: {e}")))
+}
+
+/// The signed-in principal; the host's policy guarantees one on these routes.
+pub fn principal(req: &Request) -> Result<Principal, Failure> {
+    req.principal().ok_or_else(|| Failure::new(401, "unauthenticated", "sign in to use this route"))
+}
+
+/// Trims and lower-cases an address and checks its shape.
+pub fn email(field: &str, raw: &str) -> Result<String, Failure> {
+    let email = raw.trim().to_lowercase();
+    let ok = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@')
+        });
+    if ok { Ok(email) } else { Err(Failure::invalid(field, "not an e-mail address")) }
+}
+
+/// A display name: 1 to 100 characters, no control characters.
+pub fn display_name(raw: &str) -> Result<String, Failure> {
+    let name = raw.trim();
+    let count = name.chars().count();
+    if count == 0 || count > 100 || name.chars().any(char::is_control) {
+        return Err(Failure::invalid("display_name", "1 to 100 characters, no control characters"));
+    }
+    Ok(name.to_owned())
+}

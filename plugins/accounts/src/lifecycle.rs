@@ -1,0 +1,222 @@
+//! Signup and verification, invitations, and password resets. Answers that
+//! could tell whether an address has an account are the same either way.
+
+use serde::Deserialize;
+
+use crate::http::{self, Failure, Outcome, unavailable};
+use crate::model::{Account, Purpose, State, Token};
+use crate::plinth::platform::audit::Outcome as Audit;
+use crate::plinth::platform::passwords;
+use crate::plinth::platform::types::Request;
+use crate::store;
+
+/// Longest a reset link may live, whatever the settings say.
+const MAX_RESET_TTL: u64 = 3600;
+
+fn accepted() -> Outcome {
+    Ok(http::json(202, &serde_json::json!({ "status": "accepted", "message": "if the address can receive it, an e-mail is on its way" })))
+}
+
+/// Refuses weak passwords with a 422 that says why.
+pub fn check_password(password: &str, related: &[&str]) -> Result<(), Failure> {
+    let related: Vec<String> = related.iter().map(|s| (*s).to_owned()).collect();
+    passwords::check_strength(password, &related).map_err(|why| Failure::new(422, "weak_password", why))
+}
+
+pub fn hash(password: &str) -> Result<String, Failure> {
+    passwords::hash(password).map_err(unavailable)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Signup {
+    email: String,
+    password: String,
+    display_name: String,
+}
+
+pub fn signup(req: &Request) -> Outcome {
+    let input: Signup = http::body(req)?;
+    let email = http::email("email", &input.email)?;
+    let display_name = http::display_name(&input.display_name)?;
+    check_password(&input.password, &[&email, &display_name])?;
+    // Hash either way, so an existing address costs the same time.
+    let password_hash = hash(&input.password)?;
+    let id = store::random_hex(16);
+    let account = Account {
+        id: id.clone(),
+        email: email.clone(),
+        display_name,
+        locale: None,
+        password_hash,
+        state: State::Pending,
+        roles: Vec::new(),
+        version: 1,
+        created_at: store::now(),
+    };
+    if store::account_by_email(&email)?.is_some() || !store::create(&account)? {
+        store::record("account.signup", &store::sha256(&email), Audit::Failure, Some("address taken".into()))?;
+        store::mail(
+            &email,
+            "notice",
+            "Someone tried to sign up with your address",
+            "Someone tried to create an account with this address, which already has one. If it was you, \
+             sign in or reset your password; otherwise you can ignore this message."
+                .into(),
+        )?;
+        return accepted();
+    }
+    store::record("account.signup", &id, Audit::Success, None)?;
+    store::sync_principal(&account)?;
+    let token = store::issue_token(&Token {
+        purpose: Purpose::Verify,
+        account_id: Some(id),
+        email: None,
+        roles: Vec::new(),
+        expires_at: store::now() + store::seconds("verify_ttl", "24h"),
+    })?;
+    let link = store::link("verify", &token);
+    store::mail(&email, "verify", "Confirm your e-mail address", format!("Open this link to activate your account:\n{link}\n"))?;
+    accepted()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenOnly {
+    token: String,
+}
+
+pub fn verify(req: &Request) -> Outcome {
+    let input: TokenOnly = http::body(req)?;
+    let token = store::redeem(&input.token, Purpose::Verify)?;
+    let id = token.account_id.unwrap_or_default();
+    let stored = store::account(&id)?.ok_or_else(|| Failure::new(400, "invalid_token", "the link is invalid"))?;
+    let state = stored.account.state.to(State::Active).map_err(|why| Failure::new(409, "invalid_transition", why))?;
+    store::record("account.verified", &id, Audit::Success, None)?;
+    let next = Account { state, ..stored.account.clone() };
+    let updated = store::update(&stored, next)?.ok_or_else(conflict)?;
+    store::sync_principal(&updated)?;
+    Ok(http::empty(204))
+}
+
+pub fn conflict() -> Failure {
+    Failure::new(409, "conflict", "the account changed meanwhile; retry")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Invite {
+    email: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+pub fn invite(req: &Request) -> Outcome {
+    let input: Invite = http::body(req)?;
+    let email = http::email("email", &input.email)?;
+    if let Some(role) = input.roles.iter().find(|r| r.is_empty() || r.len() > 64 || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
+        return Err(Failure::invalid("roles", &format!("`{role}` is not a role name (a-z, 0-9, `-`, `_`)")));
+    }
+    if store::account_by_email(&email)?.is_some() {
+        return Err(Failure::new(409, "email_taken", "an account with this address exists"));
+    }
+    store::record("account.invited", &store::sha256(&email), Audit::Success, Some(format!("roles=[{}]", input.roles.join(","))))?;
+    let token = store::issue_token(&Token {
+        purpose: Purpose::Invite,
+        account_id: None,
+        email: Some(email.clone()),
+        roles: input.roles,
+        expires_at: store::now() + store::seconds("invite_ttl", "72h"),
+    })?;
+    let link = store::link("accept-invite", &token);
+    store::mail(&email, "invite", "You are invited", format!("Open this link to create your account:\n{link}\n"))?;
+    Ok(http::json(201, &serde_json::json!({ "status": "invited", "email": email })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptInvite {
+    token: String,
+    password: String,
+    display_name: String,
+}
+
+pub fn accept_invite(req: &Request) -> Outcome {
+    let input: AcceptInvite = http::body(req)?;
+    let display_name = http::display_name(&input.display_name)?;
+    check_password(&input.password, &[&display_name])?;
+    let token = store::redeem(&input.token, Purpose::Invite)?;
+    let email = token.email.unwrap_or_default();
+    let account = Account {
+        id: store::random_hex(16),
+        email: email.clone(),
+        display_name,
+        locale: None,
+        password_hash: hash(&input.password)?,
+        state: State::Active,
+        roles: token.roles,
+        version: 1,
+        created_at: store::now(),
+    };
+    store::record("account.invite_accepted", &account.id, Audit::Success, None)?;
+    if !store::create(&account)? {
+        return Err(Failure::new(409, "email_taken", "an account with this address exists"));
+    }
+    store::sync_principal(&account)?;
+    Ok(http::json(201, &serde_json::json!({ "account_id": account.id })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    email: String,
+}
+
+pub fn request_reset(req: &Request) -> Outcome {
+    let input: ResetRequest = http::body(req)?;
+    let email = http::email("email", &input.email)?;
+    let Some(stored) = store::account_by_email(&email)? else {
+        store::record("account.reset_requested", &store::sha256(&email), Audit::Failure, Some("no account".into()))?;
+        return accepted();
+    };
+    if stored.account.state != State::Active {
+        store::record("account.reset_requested", &stored.account.id, Audit::Denied, Some(stored.account.state.name().into()))?;
+        return accepted();
+    }
+    store::record("account.reset_requested", &stored.account.id, Audit::Success, None)?;
+    let ttl = store::seconds("reset_ttl", "1h").clamp(60, MAX_RESET_TTL);
+    let token = store::issue_token(&Token {
+        purpose: Purpose::Reset,
+        account_id: Some(stored.account.id.clone()),
+        email: None,
+        roles: Vec::new(),
+        expires_at: store::now() + ttl,
+    })?;
+    let link = store::link("reset-password", &token);
+    store::mail(&email, "reset", "Reset your password", format!("Open this link within an hour to choose a new password:\n{link}\n"))?;
+    accepted()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetConfirm {
+    token: String,
+    password: String,
+}
+
+pub fn confirm_reset(req: &Request) -> Outcome {
+    let input: ResetConfirm = http::body(req)?;
+    let token = store::redeem(&input.token, Purpose::Reset)?;
+    let id = token.account_id.unwrap_or_default();
+    let stored = store::account(&id)?.ok_or_else(|| Failure::new(400, "invalid_token", "the link is invalid"))?;
+    if stored.account.state != State::Active {
+        return Err(Failure::new(400, "invalid_token", "the link is invalid"));
+    }
+    check_password(&input.password, &[&stored.account.email, &stored.account.display_name])?;
+    let next = Account { password_hash: hash(&input.password)?, ..stored.account.clone() };
+    store::record("account.password_reset", &id, Audit::Success, None)?;
+    let updated = store::update(&stored, next)?.ok_or_else(conflict)?;
+    crate::signin::revoke_all(&updated.id, None)?;
+    store::mail(&updated.email, "notice", "Your password was changed", "Your password was just reset, and every session was signed out. If this was not you, reset it again and contact support.".into())?;
+    Ok(http::empty(204))
+}

@@ -1,0 +1,122 @@
+//! Accounts, their states, and the one place transitions are decided.
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle state, mirrored into the host's principal registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Active,
+    Suspended,
+    Deactivated,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Active => "active",
+            State::Suspended => "suspended",
+            State::Deactivated => "deactivated",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [State::Pending, State::Active, State::Suspended, State::Deactivated].into_iter().find(|s| s.name() == text)
+    }
+
+    /// The only transitions there are: `pending → active ⇄ suspended`,
+    /// `active | suspended → deactivated`. Everything else is refused with
+    /// both states named.
+    pub fn to(self, next: State) -> Result<State, String> {
+        use State::*;
+        match (self, next) {
+            (Pending, Active) | (Active, Suspended) | (Suspended, Active) | (Active | Suspended, Deactivated) => Ok(next),
+            _ => Err(format!("an account cannot go from `{}` to `{}`", self.name(), next.name())),
+        }
+    }
+}
+
+/// One account as the plugin stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: String,
+    /// Normalized (trimmed, lower-case).
+    pub email: String,
+    pub display_name: String,
+    pub locale: Option<String>,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub state: State,
+    pub roles: Vec<String>,
+    /// Bumped on every change; the profile's ETag.
+    pub version: u64,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+impl Account {
+    pub fn etag(&self) -> String {
+        format!("\"v{}\"", self.version)
+    }
+
+    /// What the owner (and admins) see.
+    pub fn profile(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "email": self.email,
+            "display_name": self.display_name,
+            "locale": self.locale,
+            "state": self.state.name(),
+            "roles": self.roles,
+            "created_at": self.created_at,
+        })
+    }
+}
+
+/// What a single-use token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Verify,
+    Invite,
+    Reset,
+    EmailChange,
+}
+
+/// A stored token (under the hash of the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub purpose: Purpose,
+    /// The account it acts on (all but invites).
+    pub account_id: Option<String>,
+    /// The invited or new address.
+    pub email: Option<String>,
+    /// Roles an invite grants.
+    pub roles: Vec<String>,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_are_exactly_the_designed_ones() {
+        use State::*;
+        let all = [Pending, Active, Suspended, Deactivated];
+        let allowed = [(Pending, Active), (Active, Suspended), (Suspended, Active), (Active, Deactivated), (Suspended, Deactivated)];
+        for from in all {
+            for to in all {
+                let ok = from.to(to).is_ok();
+                assert_eq!(ok, allowed.contains(&(from, to)), "{from:?} -> {to:?}");
+                if !ok {
+                    let message = from.to(to).unwrap_err();
+                    assert!(message.contains(from.name()) && message.contains(to.name()));
+                }
+            }
+        }
+    }
+}

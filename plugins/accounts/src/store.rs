@@ -1,0 +1,182 @@
+//! The plugin's data and its host calls: accounts, the e-mail index,
+//! single-use tokens, sign-in failure counters, settings, audit and mail.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::http::{Failure, unavailable};
+use crate::model::{Account, Purpose, State, Token};
+use crate::plinth::platform::{audit, kv, outbox, principals, settings};
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `bytes` random bytes, hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the host provides randomness");
+    hex(&buf)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn sha256(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+fn get<T: DeserializeOwned>(key: &str) -> Result<Option<(T, Vec<u8>)>, Failure> {
+    match kv::get(key).map_err(unavailable)? {
+        Some(bytes) => {
+            let value = serde_json::from_slice(&bytes).map_err(unavailable)?;
+            Ok(Some((value, bytes)))
+        }
+        None => Ok(None),
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialize")
+}
+
+/// An account with the bytes it was read as (for compare-and-swap).
+pub struct Stored {
+    pub account: Account,
+    bytes: Vec<u8>,
+}
+
+pub fn account(id: &str) -> Result<Option<Stored>, Failure> {
+    Ok(get::<Account>(&format!("account/{id}"))?.map(|(account, bytes)| Stored { account, bytes }))
+}
+
+pub fn account_by_email(email: &str) -> Result<Option<Stored>, Failure> {
+    match kv::get(&format!("email/{email}")).map_err(unavailable)? {
+        Some(id) => account(&String::from_utf8_lossy(&id)),
+        None => Ok(None),
+    }
+}
+
+/// Creates an account and claims its address; false when the address was
+/// taken meanwhile.
+pub fn create(account: &Account) -> Result<bool, Failure> {
+    let index = format!("email/{}", account.email);
+    match kv::compare_and_swap(&index, None, Some(account.id.as_bytes())).map_err(unavailable)? {
+        kv::Swap::Swapped => {}
+        kv::Swap::Conflict(_) => return Ok(false),
+    }
+    kv::set(&format!("account/{}", account.id), &encode(account)).map_err(unavailable)?;
+    Ok(true)
+}
+
+/// Replaces an account if nobody changed it since it was read; the new
+/// version is one more. Returns false on a concurrent change.
+pub fn update(stored: &Stored, mut next: Account) -> Result<Option<Account>, Failure> {
+    next.version = stored.account.version + 1;
+    let key = format!("account/{}", next.id);
+    match kv::compare_and_swap(&key, Some(&stored.bytes), Some(&encode(&next))).map_err(unavailable)? {
+        kv::Swap::Swapped => Ok(Some(next)),
+        kv::Swap::Conflict(_) => Ok(None),
+    }
+}
+
+/// Moves an address in the index (e-mail change); false when taken.
+pub fn move_email(id: &str, from: &str, to: &str) -> Result<bool, Failure> {
+    match kv::compare_and_swap(&format!("email/{to}"), None, Some(id.as_bytes())).map_err(unavailable)? {
+        kv::Swap::Swapped => {
+            kv::delete(&format!("email/{from}")).map_err(unavailable)?;
+            Ok(true)
+        }
+        kv::Swap::Conflict(_) => Ok(false),
+    }
+}
+
+/// Every account (first `limit`), for admins.
+pub fn accounts(limit: u32) -> Result<Vec<Account>, Failure> {
+    let page = kv::scan_prefix("account/", None, limit).map_err(unavailable)?;
+    page.entries.iter().map(|e| serde_json::from_slice(&e.value).map_err(unavailable)).collect()
+}
+
+/// Mirrors an account into the host's registry, which every request checks.
+pub fn sync_principal(account: &Account) -> Result<(), Failure> {
+    let status = match account.state {
+        State::Pending => principals::Status::Pending,
+        State::Active => principals::Status::Active,
+        State::Suspended => principals::Status::Suspended,
+        State::Deactivated => principals::Status::Deactivated,
+    };
+    let record = principals::Account { id: account.id.clone(), roles: account.roles.clone(), status };
+    principals::put(&record).map_err(|e| match e {
+        principals::Error::AuditUnavailable => audit_unavailable(),
+        other => unavailable(other),
+    })
+}
+
+/// A new single-use token: the secret to send, its record stored by hash.
+pub fn issue_token(token: &Token) -> Result<String, Failure> {
+    let secret = random_hex(32);
+    kv::set(&format!("token/{}", sha256(&secret)), &encode(token)).map_err(unavailable)?;
+    Ok(secret)
+}
+
+/// Redeems a token once: of all concurrent redemptions exactly one gets it.
+pub fn redeem(secret: &str, purpose: Purpose) -> Result<Token, Failure> {
+    let invalid = || Failure::new(400, "invalid_token", "the link is invalid, used or expired");
+    if secret.len() != 64 {
+        return Err(invalid());
+    }
+    let key = format!("token/{}", sha256(secret));
+    let Some((token, bytes)) = get::<Token>(&key)? else {
+        return Err(invalid());
+    };
+    if token.purpose != purpose {
+        return Err(invalid());
+    }
+    match kv::compare_and_swap(&key, Some(&bytes), None).map_err(unavailable)? {
+        kv::Swap::Swapped if token.expires_at > now() => Ok(token),
+        _ => Err(invalid()),
+    }
+}
+
+/// A setting from plinth.toml, or its default.
+pub fn setting(name: &str, default: &str) -> String {
+    settings::get(name).unwrap_or_else(|| default.to_owned())
+}
+
+/// A duration setting such as `"24h"`, `"30m"`, `"90s"`, in seconds.
+pub fn seconds(name: &str, default: &str) -> u64 {
+    let text = setting(name, default);
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = digits.parse().unwrap_or(0);
+    n * match unit {
+        "h" => 3600,
+        "m" => 60,
+        _ => 1,
+    }
+}
+
+/// A link into the web front end, always from the configured base URL,
+/// never from the request's `Host`.
+pub fn link(path: &str, token: &str) -> String {
+    let base = setting("public_base_url", "http://localhost:8080");
+    format!("{}/{path}?token={token}", base.trim_end_matches('/'))
+}
+
+pub fn audit_unavailable() -> Failure {
+    Failure::new(503, "audit_unavailable", "the action could not be recorded, so it was not taken")
+}
+
+/// Records a domain event; the action must not proceed when this fails.
+pub fn record(action: &str, target: &str, outcome: audit::Outcome, reason: Option<String>) -> Result<(), Failure> {
+    audit::emit(&audit::Event { action: action.to_owned(), target: target.to_owned(), outcome, reason })
+        .map_err(|_| audit_unavailable())
+}
+
+/// Queues an e-mail.
+pub fn mail(to: &str, kind: &str, subject: &str, body: String) -> Result<(), Failure> {
+    let message = outbox::Message { to: to.to_owned(), subject: subject.to_owned(), body, kind: kind.to_owned() };
+    outbox::send(&message).map(drop).map_err(unavailable)
+}
