@@ -40,3 +40,4 @@ clippy: wasm-target
 
 test: wasm-target fmt-check clippy
 	cargo test --workspace
+	cargo test --manifest-path plugins/Cargo.toml

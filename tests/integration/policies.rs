@@ -3,23 +3,10 @@
 
 use plinth::policy::Access;
 
-use crate::support::{Deployment, ISSUER_POLICY, LOOSE_LIMITS, TestServer, issuer_plugin, plinth_cli, sign_in};
+use crate::support::{Deployment, TestServer, plinth_cli, sign_in};
 
-/// The example deployment (its config and policy file), with the hello
-/// component built for tests and the issuer plugin added to sign people in.
 fn example_deployment() -> Deployment {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let config = std::fs::read_to_string(format!("{root}/examples/plinth.toml")).unwrap();
-    let config = config
-        .replace("../target/plugins/hello.wasm", plinth_test_guests::HELLO)
-        .replace("policies = \"../policies/routes.toml\"", "policies = \"policies/routes.toml\"")
-        .replace("[storage]\npath = \"../data\"", "[storage]\npath = \"data\"")
-        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"");
-    let policy = std::fs::read_to_string(format!("{root}/policies/routes.toml")).unwrap();
-    Deployment::with_policy(
-        &format!("{config}\n{LOOSE_LIMITS}{}", issuer_plugin()),
-        &format!("{policy}\n{ISSUER_POLICY}"),
-    )
+    crate::support::example_deployment("")
 }
 
 #[tokio::test]
@@ -32,6 +19,8 @@ async fn every_example_route_answers_as_its_rule_says() {
         .matrix(&routes, |&i| config.plugins[i].name.clone())
         .into_iter()
         .filter(|row| row.plugin != "issuer")
+        // Signing out would end the session the rest of the matrix uses.
+        .filter(|row| !(row.method == "DELETE" && row.path.starts_with("/v1/sessions/")))
         .collect();
     assert!(rows.len() >= 4, "the example has routes: {rows:?}");
     let server = TestServer::start_with(config).await;

@@ -99,7 +99,34 @@ allow = "public"
 "#;
 
 /// Rate limits loose enough that tests signing in often are not throttled.
-pub const LOOSE_LIMITS: &str = "[rate_limits.classes.login]\nper_address = \"1000/min\"\n\n";
+pub const LOOSE_LIMITS: &str = "[rate_limits.classes.login]\nper_address = \"1000/min\"\n\n\
+[rate_limits.classes.email]\nper_address = \"1000/min\"\nper_principal = \"1000/min\"\n\n\
+[rate_limits.classes.password_reset]\nper_address = \"1000/min\"\n\n";
+
+/// The example deployment (examples/plinth.toml and policies/routes.toml)
+/// with components built for tests, loose rate limits, the issuer plugin
+/// added, and `extra` top-level settings spliced in.
+pub fn example_deployment(accounts_settings: &str) -> Deployment {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let config = std::fs::read_to_string(format!("{root}/examples/plinth.toml")).unwrap();
+    let mut config = config
+        .replace("../target/plugins/hello.wasm", plinth_test_guests::HELLO)
+        .replace("../target/plugins/accounts.wasm", plinth_test_guests::ACCOUNTS)
+        .replace("policies = \"../policies/routes.toml\"", "policies = \"policies/routes.toml\"")
+        .replace("[storage]\npath = \"../data\"", "[storage]\npath = \"data\"")
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace("dev_insecure_cookies = true", "dev_insecure_cookies = false");
+    if !accounts_settings.is_empty() {
+        let start = config.find("settings = {").expect("the accounts plugin has settings");
+        let end = start + config[start..].find('\n').unwrap();
+        config.replace_range(start..end, &format!("settings = {{ {accounts_settings} }}"));
+    }
+    let policy = std::fs::read_to_string(format!("{root}/policies/routes.toml")).unwrap();
+    Deployment::with_policy(
+        &format!("{config}\n{LOOSE_LIMITS}{}", issuer_plugin()),
+        &format!("{policy}\n{ISSUER_POLICY}"),
+    )
+}
 
 /// A signed-in test principal.
 #[derive(Debug, Clone)]

@@ -283,7 +283,12 @@ impl Plugin {
     /// what the guest wrote through its grants.
     /// `actor` is who the audit log names (the principal, `anonymous`, or
     /// `cli` for operator commands).
-    pub async fn handle(&self, request: RequestData, user_agent: String, actor: Actor) -> Result<PluginOutput, PluginFailure> {
+    pub async fn handle(
+        &self,
+        request: RequestData,
+        user_agent: String,
+        actor: Actor,
+    ) -> Result<PluginOutput, PluginFailure> {
         let meta = RequestMeta {
             trace_id: request.trace_id.clone(),
             client_address: request.client_address.clone(),

@@ -2,7 +2,7 @@
 
 use crate::http::{self, Failure, Outcome};
 use crate::lifecycle::conflict;
-use crate::model::{Account, State};
+use crate::model::{Account, Action, State};
 use crate::plinth::platform::audit::Outcome as Audit;
 use crate::plinth::platform::types::Request;
 use crate::store;
@@ -27,34 +27,37 @@ pub fn list(req: &Request) -> Outcome {
 }
 
 pub fn transition(id: &str, action: &str) -> Outcome {
-    let target = match action {
-        "suspend" => State::Suspended,
-        "reactivate" => State::Active,
-        "deactivate" => State::Deactivated,
+    let action = match action {
+        "suspend" => Action::Suspend,
+        "reactivate" => Action::Reactivate,
+        "deactivate" => Action::Deactivate,
         _ => return Err(Failure::new(404, "not_found", "no such account action")),
     };
     let stored = store::account(id)?.ok_or_else(|| Failure::new(404, "not_found", "no such account"))?;
-    let state = stored.account.state.to(target).map_err(|why| Failure::new(409, "invalid_transition", why))?;
-    let action_name = format!("account.{}", target_action(target));
+    let state = stored.account.state.apply(action).map_err(|why| Failure::new(409, "invalid_transition", why))?;
+    let action_name = format!("account.{}", past_tense(action));
     store::record(&action_name, id, Audit::Success, Some("by an admin".into()))?;
     let updated = store::update(&stored, Account { state, ..stored.account.clone() })?.ok_or_else(conflict)?;
     store::sync_principal(&updated)?;
-    if target != State::Active {
+    if state != State::Active {
         store::mail(
             &updated.email,
             "notice",
-            &format!("Your account was {}", target_action(target)),
-            format!("An administrator {} your account. Contact support if you think this is a mistake.", target_action(target)),
+            &format!("Your account was {}", past_tense(action)),
+            format!(
+                "An administrator {} your account. Contact support if you think this is a mistake.",
+                past_tense(action)
+            ),
         )?;
     }
     Ok(http::json(200, &serde_json::json!({ "id": updated.id, "state": updated.state.name() })))
 }
 
-fn target_action(state: State) -> &'static str {
-    match state {
-        State::Suspended => "suspended",
-        State::Active => "reactivated",
-        State::Deactivated => "deactivated",
-        State::Pending => "reset to pending",
+fn past_tense(action: Action) -> &'static str {
+    match action {
+        Action::Verify => "verified",
+        Action::Suspend => "suspended",
+        Action::Reactivate => "reactivated",
+        Action::Deactivate => "deactivated",
     }
 }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use crate::http::{self, Failure, Outcome, unavailable};
-use crate::model::{Account, Purpose, State, Token};
+use crate::model::{Account, Action, Purpose, State, Token};
 use crate::plinth::platform::audit::Outcome as Audit;
 use crate::plinth::platform::passwords;
 use crate::plinth::platform::types::Request;
@@ -14,7 +14,10 @@ use crate::store;
 const MAX_RESET_TTL: u64 = 3600;
 
 fn accepted() -> Outcome {
-    Ok(http::json(202, &serde_json::json!({ "status": "accepted", "message": "if the address can receive it, an e-mail is on its way" })))
+    Ok(http::json(
+        202,
+        &serde_json::json!({ "status": "accepted", "message": "if the address can receive it, an e-mail is on its way" }),
+    ))
 }
 
 /// Refuses weak passwords with a 422 that says why.
@@ -76,7 +79,12 @@ pub fn signup(req: &Request) -> Outcome {
         expires_at: store::now() + store::seconds("verify_ttl", "24h"),
     })?;
     let link = store::link("verify", &token);
-    store::mail(&email, "verify", "Confirm your e-mail address", format!("Open this link to activate your account:\n{link}\n"))?;
+    store::mail(
+        &email,
+        "verify",
+        "Confirm your e-mail address",
+        format!("Open this link to activate your account:\n{link}\n"),
+    )?;
     accepted()
 }
 
@@ -91,7 +99,8 @@ pub fn verify(req: &Request) -> Outcome {
     let token = store::redeem(&input.token, Purpose::Verify)?;
     let id = token.account_id.unwrap_or_default();
     let stored = store::account(&id)?.ok_or_else(|| Failure::new(400, "invalid_token", "the link is invalid"))?;
-    let state = stored.account.state.to(State::Active).map_err(|why| Failure::new(409, "invalid_transition", why))?;
+    let state =
+        stored.account.state.apply(Action::Verify).map_err(|why| Failure::new(409, "invalid_transition", why))?;
     store::record("account.verified", &id, Audit::Success, None)?;
     let next = Account { state, ..stored.account.clone() };
     let updated = store::update(&stored, next)?.ok_or_else(conflict)?;
@@ -114,13 +123,22 @@ struct Invite {
 pub fn invite(req: &Request) -> Outcome {
     let input: Invite = http::body(req)?;
     let email = http::email("email", &input.email)?;
-    if let Some(role) = input.roles.iter().find(|r| r.is_empty() || r.len() > 64 || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
+    if let Some(role) = input
+        .roles
+        .iter()
+        .find(|r| r.is_empty() || r.len() > 64 || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
         return Err(Failure::invalid("roles", &format!("`{role}` is not a role name (a-z, 0-9, `-`, `_`)")));
     }
     if store::account_by_email(&email)?.is_some() {
         return Err(Failure::new(409, "email_taken", "an account with this address exists"));
     }
-    store::record("account.invited", &store::sha256(&email), Audit::Success, Some(format!("roles=[{}]", input.roles.join(","))))?;
+    store::record(
+        "account.invited",
+        &store::sha256(&email),
+        Audit::Success,
+        Some(format!("roles=[{}]", input.roles.join(","))),
+    )?;
     let token = store::issue_token(&Token {
         purpose: Purpose::Invite,
         account_id: None,
@@ -180,7 +198,12 @@ pub fn request_reset(req: &Request) -> Outcome {
         return accepted();
     };
     if stored.account.state != State::Active {
-        store::record("account.reset_requested", &stored.account.id, Audit::Denied, Some(stored.account.state.name().into()))?;
+        store::record(
+            "account.reset_requested",
+            &stored.account.id,
+            Audit::Denied,
+            Some(stored.account.state.name().into()),
+        )?;
         return accepted();
     }
     store::record("account.reset_requested", &stored.account.id, Audit::Success, None)?;
@@ -193,7 +216,12 @@ pub fn request_reset(req: &Request) -> Outcome {
         expires_at: store::now() + ttl,
     })?;
     let link = store::link("reset-password", &token);
-    store::mail(&email, "reset", "Reset your password", format!("Open this link within an hour to choose a new password:\n{link}\n"))?;
+    store::mail(
+        &email,
+        "reset",
+        "Reset your password",
+        format!("Open this link within an hour to choose a new password:\n{link}\n"),
+    )?;
     accepted()
 }
 

@@ -26,14 +26,47 @@ impl State {
         [State::Pending, State::Active, State::Suspended, State::Deactivated].into_iter().find(|s| s.name() == text)
     }
 
-    /// The only transitions there are: `pending → active ⇄ suspended`,
-    /// `active | suspended → deactivated`. Everything else is refused with
-    /// both states named.
-    pub fn to(self, next: State) -> Result<State, String> {
+    /// The only transitions there are: verification `pending → active`,
+    /// `active ⇄ suspended`, `active | suspended → deactivated`. Anything
+    /// else is refused with both states named.
+    pub fn apply(self, action: Action) -> Result<State, String> {
         use State::*;
-        match (self, next) {
-            (Pending, Active) | (Active, Suspended) | (Suspended, Active) | (Active | Suspended, Deactivated) => Ok(next),
-            _ => Err(format!("an account cannot go from `{}` to `{}`", self.name(), next.name())),
+        let next = action.target();
+        match (action, self) {
+            (Action::Verify, Pending)
+            | (Action::Suspend, Active)
+            | (Action::Reactivate, Suspended)
+            | (Action::Deactivate, Active | Suspended) => Ok(next),
+            _ => Err(format!("an account cannot go from `{}` to `{}` ({})", self.name(), next.name(), action.name())),
+        }
+    }
+}
+
+/// What moves an account between states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Verify,
+    Suspend,
+    Reactivate,
+    Deactivate,
+}
+
+impl Action {
+    pub fn target(self) -> State {
+        match self {
+            Action::Verify | Action::Reactivate => State::Active,
+            Action::Suspend => State::Suspended,
+            Action::Deactivate => State::Deactivated,
+        }
+    }
+
+    /// The audit and e-mail wording.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Verify => "verification",
+            Action::Suspend => "suspension",
+            Action::Reactivate => "reactivation",
+            Action::Deactivate => "deactivation",
         }
     }
 }
@@ -106,15 +139,25 @@ mod tests {
     #[test]
     fn transitions_are_exactly_the_designed_ones() {
         use State::*;
-        let all = [Pending, Active, Suspended, Deactivated];
-        let allowed = [(Pending, Active), (Active, Suspended), (Suspended, Active), (Active, Deactivated), (Suspended, Deactivated)];
-        for from in all {
-            for to in all {
-                let ok = from.to(to).is_ok();
-                assert_eq!(ok, allowed.contains(&(from, to)), "{from:?} -> {to:?}");
-                if !ok {
-                    let message = from.to(to).unwrap_err();
-                    assert!(message.contains(from.name()) && message.contains(to.name()));
+        let actions = [Action::Verify, Action::Suspend, Action::Reactivate, Action::Deactivate];
+        let allowed = [
+            (Pending, Action::Verify),
+            (Active, Action::Suspend),
+            (Suspended, Action::Reactivate),
+            (Active, Action::Deactivate),
+            (Suspended, Action::Deactivate),
+        ];
+        for from in [Pending, Active, Suspended, Deactivated] {
+            for action in actions {
+                match from.apply(action) {
+                    Ok(to) => {
+                        assert!(allowed.contains(&(from, action)), "{from:?} {action:?}");
+                        assert_eq!(to, action.target());
+                    }
+                    Err(message) => {
+                        assert!(!allowed.contains(&(from, action)), "{from:?} {action:?}");
+                        assert!(message.contains(from.name()) && message.contains(action.target().name()), "{message}");
+                    }
                 }
             }
         }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::http::{self, Failure, Outcome};
 use crate::lifecycle::{check_password, conflict, hash};
-use crate::model::{Account, Purpose, State, Token};
+use crate::model::{Account, Action, Purpose, Token};
 use crate::plinth::platform::audit::Outcome as Audit;
 use crate::plinth::platform::passwords;
 use crate::plinth::platform::types::{Request, Response};
@@ -49,7 +49,8 @@ pub fn update(req: &Request) -> Outcome {
         next.display_name = http::display_name(&name)?;
     }
     if let Some(locale) = patch.locale {
-        let ok = locale.len() <= 35 && locale.split('-').all(|p| !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric()));
+        let ok = locale.len() <= 35
+            && locale.split('-').all(|p| !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric()));
         next.locale = match (locale.is_empty(), ok) {
             (true, _) => None,
             (false, true) => Some(locale),
@@ -117,15 +118,25 @@ pub fn change_email(req: &Request) -> Outcome {
             expires_at: store::now() + store::seconds("email_change_ttl", "1h"),
         })?;
         let link = store::link("confirm-email", &token);
-        store::mail(&email, "email_change", "Confirm your new e-mail address", format!("Open this link to make this your account's address:\n{link}\n"))?;
+        store::mail(
+            &email,
+            "email_change",
+            "Confirm your new e-mail address",
+            format!("Open this link to make this your account's address:\n{link}\n"),
+        )?;
     }
     store::mail(
         &stored.account.email,
         "notice",
         "Your e-mail address is changing",
-        format!("A change of your account's address to {email} was requested. It applies once confirmed from that address. If this was not you, change your password now."),
+        format!(
+            "A change of your account's address to {email} was requested. It applies once confirmed from that address. If this was not you, change your password now."
+        ),
     )?;
-    Ok(http::json(202, &serde_json::json!({ "status": "accepted", "message": "confirm the change from the new address" })))
+    Ok(http::json(
+        202,
+        &serde_json::json!({ "status": "accepted", "message": "confirm the change from the new address" }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -151,11 +162,17 @@ pub fn confirm_email(req: &Request) -> Outcome {
 
 pub fn deactivate(req: &Request) -> Outcome {
     let stored = mine(req)?;
-    let state = stored.account.state.to(State::Deactivated).map_err(|why| Failure::new(409, "invalid_transition", why))?;
+    let state =
+        stored.account.state.apply(Action::Deactivate).map_err(|why| Failure::new(409, "invalid_transition", why))?;
     store::record("account.deactivated", &stored.account.id, Audit::Success, Some("by the owner".into()))?;
     let updated = store::update(&stored, Account { state, ..stored.account.clone() })?.ok_or_else(conflict)?;
     crate::plinth::platform::sessions::revoke_current().map_err(session_error)?;
     store::sync_principal(&updated)?;
-    store::mail(&updated.email, "notice", "Your account was deactivated", "Your account was deactivated at your request.".into())?;
+    store::mail(
+        &updated.email,
+        "notice",
+        "Your account was deactivated",
+        "Your account was deactivated at your request.".into(),
+    )?;
     Ok(http::empty(204))
 }

@@ -43,7 +43,11 @@ fn check_throttle(key: &str) -> Result<(), Failure> {
     let now = store::now();
     let window_end = failures.window_start + FAILURE_WINDOW;
     if now < window_end && failures.count >= failure_limit() {
-        let mut refusal = Failure::new(429, "too_many_failed_logins", "too many failed sign-ins; try again later or reset your password");
+        let mut refusal = Failure::new(
+            429,
+            "too_many_failed_logins",
+            "too many failed sign-ins; try again later or reset your password",
+        );
         refusal.headers.push(("retry-after", (window_end - now).to_string()));
         return Err(refusal);
     }
@@ -78,7 +82,8 @@ pub fn sign_in(req: &Request) -> Outcome {
     let account = match stored {
         Some(stored) if verdict.valid && stored.account.state == State::Active => stored,
         other => {
-            let reason = other.map_or("unknown address", |s| if verdict.valid { s.account.state.name() } else { "wrong password" });
+            let reason = other
+                .map_or("unknown address", |s| if verdict.valid { s.account.state.name() } else { "wrong password" });
             count_failure(&key)?;
             store::record("session.login_failed", &store::sha256(&email), Audit::Failure, Some(reason.into()))?;
             return Err(Failure::new(401, "invalid_credentials", "the e-mail address or password is wrong"));
@@ -86,7 +91,10 @@ pub fn sign_in(req: &Request) -> Outcome {
     };
     kv::delete(&key).map_err(unavailable)?;
     let account = if verdict.needs_rehash {
-        let next = crate::model::Account { password_hash: crate::lifecycle::hash(&input.password)?, ..account.account.clone() };
+        let next = crate::model::Account {
+            password_hash: crate::lifecycle::hash(&input.password)?,
+            ..account.account.clone()
+        };
         store::update(&account, next)?.unwrap_or(account.account)
     } else {
         account.account
@@ -99,7 +107,9 @@ pub fn sign_in(req: &Request) -> Outcome {
 pub fn session_error(e: sessions::Error) -> Failure {
     match e {
         sessions::Error::AuditUnavailable => store::audit_unavailable(),
-        sessions::Error::AccountNotActive => Failure::new(401, "invalid_credentials", "the e-mail address or password is wrong"),
+        sessions::Error::AccountNotActive => {
+            Failure::new(401, "invalid_credentials", "the e-mail address or password is wrong")
+        }
         other => unavailable(other),
     }
 }
