@@ -9,7 +9,7 @@ GUEST_WORKSPACES := plugins tests/guests/wasm
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
-.PHONY: run build test wasm-target plugins host fmt-check clippy
+.PHONY: run build test wasm-target test-deps plugins host fmt-check clippy
 
 run: build
 	./target/release/plinth serve --config examples/plinth.toml --data data
@@ -18,6 +18,10 @@ build: plugins host
 
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+# The SMTP delivery test talks to a real SMTP server: aiosmtpd from PyPI.
+test-deps:
+	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 
 plugins: wasm-target
 	cargo build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml
@@ -38,6 +42,6 @@ clippy: wasm-target
 	for w in $(GUEST_WORKSPACES); do \
 		cargo clippy --target $(WASM_TARGET) --manifest-path $$w/Cargo.toml -- -D warnings || exit 1; done
 
-test: wasm-target fmt-check clippy
+test: wasm-target test-deps fmt-check clippy
 	cargo test --workspace
 	cargo test --manifest-path plugins/Cargo.toml

@@ -12,7 +12,7 @@ use crate::edge::auth::CookiePolicy;
 use crate::edge::headers::SecurityHeaders;
 use crate::edge::rate_limit::RateLimits;
 use crate::identity::{Identity, Lifetimes};
-use crate::outbox::{Outbox, Sink};
+use crate::outbox::{Outbox, Retry, Sink};
 use crate::passwords::Passwords;
 use crate::routes::RouteTable;
 use crate::runtime::state::PluginContext;
@@ -70,7 +70,8 @@ impl App {
             Some(smtp) => Sink::smtp(smtp)?,
             None => Sink::File(config.mail.file.clone().unwrap_or_else(|| config.storage.path.join("outbox.jsonl"))),
         };
-        let outbox = Arc::new(Outbox::open(storage.clone(), sink)?);
+        let retry = Retry { max_attempts: config.mail.max_attempts, base: config.mail.retry_base.0 };
+        let outbox = Arc::new(Outbox::open(storage.clone(), sink, retry)?);
         if config.sessions.dev_insecure_cookies {
             tracing::warn!(
                 "sessions.dev_insecure_cookies is ON: session cookies lack `Secure` and `__Host-`; \

@@ -223,13 +223,23 @@ pub struct HeadersConfig {
 }
 
 /// Outgoing mail: a JSON-lines file unless SMTP is configured.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MailConfig {
     /// The file sink; default `outbox.jsonl` in the data directory.
     pub file: Option<PathBuf>,
     /// Deliver over SMTP instead.
     pub smtp: Option<SmtpConfig>,
+    /// Attempts before a message is parked as failed.
+    pub max_attempts: u32,
+    /// The first retry waits this long; each next one twice as long (at most 5 min).
+    pub retry_base: HumanDuration,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self { file: None, smtp: None, max_attempts: 6, retry_base: HumanDuration(Duration::from_secs(2)) }
+    }
 }
 
 /// An SMTP relay.
@@ -569,6 +579,9 @@ impl Config {
                 "sessions.absolute_timeout",
                 "sessions need a non-zero idle_timeout and an absolute_timeout at least as long",
             ));
+        }
+        if self.mail.max_attempts == 0 || self.mail.retry_base.0.is_zero() {
+            return Err(self.invalid("mail", "max_attempts and retry_base must be greater than zero"));
         }
         if self.rate_limits.max_tracked_keys == 0 {
             return Err(self.invalid("rate_limits.max_tracked_keys", "must be greater than zero"));

@@ -16,8 +16,6 @@ use serde::{Deserialize, Serialize};
 use crate::config::SmtpConfig;
 use crate::storage::{Namespace, NamespaceId, Op, Storage, StorageError};
 
-/// Delivery attempts before a message is parked as failed.
-pub const MAX_ATTEMPTS: u32 = 6;
 /// How often the worker looks for due messages when nothing wakes it.
 const POLL: Duration = Duration::from_millis(500);
 /// Messages handled per worker pass.
@@ -36,7 +34,7 @@ pub enum State {
     Queued,
     /// Delivered to the sink.
     Sent,
-    /// Gave up after [`MAX_ATTEMPTS`].
+    /// Gave up after the configured number of attempts.
     Failed,
 }
 
@@ -139,22 +137,33 @@ fn key(state: State, id: &str) -> String {
     format!("{}{id}", state.prefix())
 }
 
+/// When to retry and when to give up.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Attempts before a message is parked as failed.
+    pub max_attempts: u32,
+    /// The wait after the first failure; doubles each time.
+    pub base: Duration,
+}
+
 /// The queue and its sink.
 pub struct Outbox {
     ns: Arc<dyn Namespace>,
     storage: Arc<dyn Storage>,
     sink: Sink,
+    retry: Retry,
     /// Wakes the worker when a message is queued.
     wake: tokio::sync::Notify,
 }
 
 impl Outbox {
-    /// Opens the queue in `storage`, delivering to `sink`.
-    pub fn open(storage: Arc<dyn Storage>, sink: Sink) -> Result<Self, StorageError> {
+    /// Opens the queue in `storage`, delivering to `sink`, retrying failures.
+    pub fn open(storage: Arc<dyn Storage>, sink: Sink, retry: Retry) -> Result<Self, StorageError> {
         Ok(Self {
             ns: storage.namespace(NamespaceId::System("outbox"), None)?,
             storage,
             sink,
+            retry,
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -238,10 +247,10 @@ impl Outbox {
                 Err(error) => {
                     tracing::warn!(id = %message.id, attempt = message.attempts, %error, "mail delivery failed");
                     message.last_error = Some(error);
-                    if message.attempts >= MAX_ATTEMPTS {
+                    if message.attempts >= self.retry.max_attempts {
                         message.state = State::Failed;
                     } else {
-                        let backoff = Duration::from_secs(1 << message.attempts.min(16)).min(MAX_BACKOFF);
+                        let backoff = (self.retry.base * (1 << (message.attempts - 1).min(16))).min(MAX_BACKOFF);
                         message.next_attempt_ms = now + backoff.as_millis() as u64;
                     }
                 }

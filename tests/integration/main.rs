@@ -8,6 +8,7 @@ mod headers;
 mod hello;
 mod http_limits;
 mod logging;
+mod mail;
 mod policies;
 mod rate_limits;
 mod sandbox;
