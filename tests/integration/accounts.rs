@@ -413,3 +413,53 @@ async fn weak_and_malformed_input_get_clear_422s() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn owners_can_deactivate_themselves_for_good() {
+    let (deployment, server, _admin) = with_admin("").await;
+    let mut dee = new_user(&deployment, &server, "dee@example.com").await;
+    let mut other_device = Browser::new(&server);
+    assert_eq!(other_device.sign_in("dee@example.com", PASSWORD).await.status(), 200);
+    let gone = dee.send(Method::DELETE, "/v1/me", None, &[]).await;
+    assert_eq!(gone.status(), 204);
+    assert!(dee.cookie.is_none(), "the cookie is cleared");
+    assert_eq!(other_device.get("/v1/me").await.status(), 401, "every session ends");
+    assert_error(dee.sign_in("dee@example.com", PASSWORD).await, 401, "invalid_credentials").await;
+    mail(&deployment, "dee@example.com", "notice", 1).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn expired_links_are_refused() {
+    let settings = "public_base_url = \"http://127.0.0.1:8080\", verify_ttl = \"1s\"";
+    let (deployment, server, _admin) = with_admin(settings).await;
+    let mut late = Browser::new(&server);
+    late.post("/v1/accounts/signup", json!({ "email": "late@example.com", "password": PASSWORD, "display_name": "L" }))
+        .await;
+    let token = token_in(&mail(&deployment, "late@example.com", "verify", 1).await);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_error(late.post("/v1/accounts/verify", json!({ "token": token })).await, 400, "invalid_token").await;
+    server.stop().await;
+}
+
+#[test]
+fn the_bootstrap_says_so_when_the_server_holds_the_database() {
+    let deployment = example_deployment("");
+    let _server = crate::support::ServerProcess::start(&deployment);
+    let config = deployment.config_path();
+    let data = deployment.data_path();
+    let (ok, _, stderr) = plinth_cli(&[
+        "admin",
+        "invite",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--email",
+        "a@example.com",
+        "--roles",
+        "admin",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("stop the server first"), "{stderr}");
+}
