@@ -1,13 +1,21 @@
-//! Everything one config describes, built and ready to serve: storage, the
-//! audit log, the runtime, the loaded plugins and the route table.
+//! The serving state. What lives as long as the process (storage, audit log,
+//! identity, outbox, engine, bounds) is in [`App`]; what a config reload may
+//! change (plugins, routes, policies, headers, rate limits) is one
+//! [`Deployment`] behind an atomic pointer. A request loads the deployment
+//! once and finishes on it, so a swap never changes a request midway.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::audit::{AuditLog, Envelope, Outcome};
-use crate::config::Config;
+use crate::config::{Config, PluginConfig, ServerConfig};
 use crate::edge::auth::CookiePolicy;
 use crate::edge::headers::SecurityHeaders;
 use crate::edge::rate_limit::RateLimits;
@@ -19,28 +27,111 @@ use crate::runtime::state::PluginContext;
 use crate::runtime::{Plugin, Runtime};
 use crate::storage::{NamespaceId, SledStorage, Storage};
 
-/// The serving state.
-pub struct App {
-    /// The config it was built from (overrides applied).
+/// A plugin as loaded, with what operators see of it.
+pub struct LoadedPlugin {
+    /// The runnable plugin.
+    pub plugin: Arc<Plugin>,
+    /// The config entry it was loaded from.
+    pub config: PluginConfig,
+    /// When it was loaded (RFC 3339).
+    pub loaded_at: String,
+}
+
+impl LoadedPlugin {
+    /// True when `config` describes exactly this plugin (same component
+    /// bytes, grants, limits, settings), so a reload can keep it.
+    fn same_as(&self, config: &PluginConfig, digest: &str) -> bool {
+        self.plugin.digest == digest
+            && self.config.grants == config.grants
+            && self.config.limits == config.limits
+            && self.config.settings == config.settings
+    }
+}
+
+/// Everything a reload may replace.
+pub struct Deployment {
+    /// The config it was built from (command-line overrides applied).
     pub config: Config,
-    /// The database.
-    pub storage: Arc<dyn Storage>,
-    /// The audit log.
-    pub audit: Arc<AuditLog>,
     /// Loaded plugins, indexed by the route table.
-    pub plugins: Vec<Arc<Plugin>>,
+    pub plugins: Vec<Arc<LoadedPlugin>>,
     /// Every plugin route.
     pub routes: RouteTable<usize>,
-    /// Registry and sessions.
-    pub identity: Arc<Identity>,
-    /// Password hashing pool.
-    pub passwords: Arc<Passwords>,
-    /// Rate limiters per class.
-    pub rate_limits: RateLimits,
+    /// Rate limiters per class (kept across reloads that leave them alone).
+    pub rate_limits: Arc<RateLimits>,
     /// Security headers per class.
     pub headers: SecurityHeaders,
     /// Session cookie attributes.
     pub cookies: CookiePolicy,
+}
+
+impl Deployment {
+    /// The plugin behind a route-table index.
+    pub fn plugin(&self, index: usize) -> &Plugin {
+        &self.plugins[index].plugin
+    }
+}
+
+/// What one reload did to one plugin.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PluginChange {
+    /// The plugin.
+    pub name: String,
+    /// `unchanged`, `loaded` (new or replaced), `removed` or `failed`.
+    pub outcome: &'static str,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The result of a reload.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadReport {
+    /// Whether the new deployment is serving.
+    pub applied: bool,
+    /// Per plugin.
+    pub plugins: Vec<PluginChange>,
+    /// Why nothing changed, when the whole config was refused.
+    pub error: Option<String>,
+}
+
+/// Where the config comes from, to read it again on reload.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The config file.
+    pub file: PathBuf,
+    /// `--data`, which outranks the file.
+    pub data: Option<PathBuf>,
+    /// `--listen`, which outranks the file.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl ConfigSource {
+    /// Loads the config with the overrides applied.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(&self.file)?;
+        if let Some(listen) = self.listen {
+            config.server.listen = listen;
+        }
+        if let Some(data) = &self.data {
+            config.storage.path.clone_from(data);
+        }
+        Ok(config)
+    }
+}
+
+/// The process-long serving state.
+pub struct App {
+    /// Listener and request bounds, fixed at start.
+    pub server: ServerConfig,
+    /// The current deployment; swapped whole by a reload.
+    pub deployment: ArcSwap<Deployment>,
+    /// The database.
+    pub storage: Arc<dyn Storage>,
+    /// The audit log.
+    pub audit: Arc<AuditLog>,
+    /// Registry and sessions.
+    pub identity: Arc<Identity>,
+    /// Password hashing pool.
+    pub passwords: Arc<Passwords>,
     /// The mail queue; its worker runs while the server serves.
     pub outbox: Arc<Outbox>,
     /// Permits for requests being handled; bounds in-flight work (and so
@@ -48,24 +139,37 @@ pub struct App {
     pub in_flight: Arc<Semaphore>,
     /// The engine and its epoch ticker.
     pub runtime: Runtime,
+    /// Where a reload reads the config; none for apps built from a value.
+    source: Option<ConfigSource>,
+    /// One reload at a time; a change arriving meanwhile waits its turn.
+    reloading: tokio::sync::Mutex<()>,
+    /// Each plugin's last load error, for `GET /admin/plugins`.
+    last_errors: std::sync::Mutex<HashMap<String, String>>,
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
 impl App {
     /// Opens storage, loads every plugin, and records the load in the audit log.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_from(config, None).await
+    }
+
+    /// Like [`App::build`], remembering where the config came from so that
+    /// [`App::reload`] can read it again.
+    pub async fn build_from(config: Config, source: Option<ConfigSource>) -> anyhow::Result<Self> {
         let storage: Arc<dyn Storage> = Arc::new(
             SledStorage::open(&config.storage.path)
                 .with_context(|| format!("opening storage in {}", config.storage.path.display()))?,
         );
         let audit = Arc::new(AuditLog::open(storage.as_ref(), config.audit.mirror.as_deref()).await?);
-        let routes = config.route_table()?;
         let lifetimes =
             Lifetimes { idle: config.sessions.idle_timeout.0, absolute: config.sessions.absolute_timeout.0 };
         let identity = Arc::new(Identity::open(storage.as_ref(), audit.clone(), lifetimes)?);
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let passwords = Arc::new(Passwords::new(cores));
-        let headers = SecurityHeaders::from_config(&config.headers, &config.rate_limits)
-            .map_err(|(key, message)| anyhow::anyhow!("{}: {key}: {message}", config.source.display()))?;
         let sink = match &config.mail.smtp {
             Some(smtp) => Sink::smtp(smtp)?,
             None => Sink::File(config.mail.file.clone().unwrap_or_else(|| config.storage.path.join("outbox.jsonl"))),
@@ -80,44 +184,191 @@ impl App {
         }
         let max_in_flight = u32::try_from(config.server.max_in_flight).context("server.max_in_flight is too large")?;
         let runtime = Runtime::new(max_in_flight)?;
-        let mut plugins = Vec::with_capacity(config.plugins.len());
-        for plugin in &config.plugins {
-            let namespace =
-                storage.namespace(NamespaceId::Plugin(plugin.name.clone()), Some(plugin.limits.kv_bytes.0))?;
-            let ctx = Arc::new(PluginContext {
-                name: plugin.name.as_str().into(),
-                namespace,
-                audit: audit.clone(),
-                identity: identity.clone(),
-                passwords: passwords.clone(),
-                outbox: outbox.clone(),
-                settings: plugin.settings.clone(),
-            });
-            let loaded = runtime.prepare(plugin).await?.bind(ctx, storage.clone());
-            tracing::info!(plugin = %plugin.name, digest = %loaded.digest, "plugin loaded");
-            let envelope = Envelope { plugin: Some(plugin.name.clone()), ..Envelope::system() };
-            let reason = Some(format!("sha256:{}", loaded.digest));
-            audit.append(envelope.draft("plugin.loaded", &plugin.name, Outcome::Success, reason)).await?;
-            plugins.push(Arc::new(loaded));
-        }
-        let reason = Some(format!("plugins={}", config.plugins.len()));
-        let source = config.source.display().to_string();
-        audit.append(Envelope::system().draft("config.loaded", &source, Outcome::Success, reason)).await?;
-        storage.flush().await?;
-        Ok(Self {
-            outbox,
-            identity,
-            passwords,
-            rate_limits: RateLimits::new(&config.rate_limits),
-            headers,
-            cookies: CookiePolicy { insecure: config.sessions.dev_insecure_cookies },
+        let mut app = Self {
+            server: config.server.clone(),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
-            config,
+            deployment: ArcSwap::from_pointee(Deployment {
+                config: config.clone(),
+                plugins: Vec::new(),
+                routes: RouteTable::default(),
+                rate_limits: Arc::new(RateLimits::new(&config.rate_limits)),
+                headers: SecurityHeaders::from_config(&config.headers, &config.rate_limits)
+                    .map_err(|(key, message)| anyhow::anyhow!("{}: {key}: {message}", config.source.display()))?,
+                cookies: CookiePolicy { insecure: config.sessions.dev_insecure_cookies },
+            }),
             storage,
             audit,
-            plugins,
-            routes,
+            identity,
+            passwords,
+            outbox,
             runtime,
-        })
+            source,
+            reloading: tokio::sync::Mutex::new(()),
+            last_errors: std::sync::Mutex::new(HashMap::new()),
+        };
+        let (deployment, _) = app.assemble(config, &[]).await;
+        app.deployment = ArcSwap::from_pointee(deployment?);
+        let loaded = app.deployment.load();
+        let reason = Some(format!("plugins={}", loaded.plugins.len()));
+        let source = loaded.config.source.display().to_string();
+        app.audit.append(Envelope::system().draft("config.loaded", &source, Outcome::Success, reason)).await?;
+        app.storage.flush().await?;
+        Ok(app)
+    }
+
+    /// Builds a deployment for `config`, keeping plugins from `current`
+    /// that did not change. Fails as a whole when anything fails.
+    async fn assemble(
+        &self,
+        config: Config,
+        current: &[Arc<LoadedPlugin>],
+    ) -> (anyhow::Result<Deployment>, Vec<PluginChange>) {
+        let mut changes = Vec::new();
+        let mut plugins = Vec::with_capacity(config.plugins.len());
+        let mut failed = None;
+        for entry in &config.plugins {
+            match self.load_plugin(entry, current).await {
+                Ok((plugin, outcome)) => {
+                    changes.push(PluginChange { name: entry.name.clone(), outcome, error: None });
+                    plugins.push(plugin);
+                }
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    changes.push(PluginChange {
+                        name: entry.name.clone(),
+                        outcome: "failed",
+                        error: Some(error.clone()),
+                    });
+                    failed.get_or_insert(error);
+                }
+            }
+        }
+        for old in current {
+            if !config.plugins.iter().any(|p| p.name == old.config.name) {
+                changes.push(PluginChange { name: old.config.name.clone(), outcome: "removed", error: None });
+            }
+        }
+        if let Some(error) = failed {
+            return (Err(anyhow::anyhow!(error)), changes);
+        }
+        let deployment = (|| {
+            let routes = config.route_table()?;
+            let headers = SecurityHeaders::from_config(&config.headers, &config.rate_limits)
+                .map_err(|(key, message)| anyhow::anyhow!("{}: {key}: {message}", config.source.display()))?;
+            let current_limits = self.deployment.load();
+            let rate_limits = if current_limits.config.rate_limits == config.rate_limits {
+                current_limits.rate_limits.clone()
+            } else {
+                Arc::new(RateLimits::new(&config.rate_limits))
+            };
+            let cookies = CookiePolicy { insecure: config.sessions.dev_insecure_cookies };
+            Ok(Deployment { config, plugins, routes, rate_limits, headers, cookies })
+        })();
+        (deployment, changes)
+    }
+
+    /// Loads one plugin, or keeps the current one when nothing changed.
+    async fn load_plugin(
+        &self,
+        entry: &PluginConfig,
+        current: &[Arc<LoadedPlugin>],
+    ) -> anyhow::Result<(Arc<LoadedPlugin>, &'static str)> {
+        let bytes = tokio::fs::read(&entry.component)
+            .await
+            .with_context(|| format!("plugin `{}`: reading {}", entry.name, entry.component.display()))?;
+        let digest = crate::runtime::digest(&bytes);
+        if let Some(same) = current.iter().find(|p| p.config.name == entry.name && p.same_as(entry, &digest)) {
+            let kept =
+                LoadedPlugin { plugin: same.plugin.clone(), config: entry.clone(), loaded_at: same.loaded_at.clone() };
+            return Ok((Arc::new(kept), "unchanged"));
+        }
+        let namespace =
+            self.storage.namespace(NamespaceId::Plugin(entry.name.clone()), Some(entry.limits.kv_bytes.0))?;
+        let ctx = Arc::new(PluginContext {
+            name: entry.name.as_str().into(),
+            namespace,
+            audit: self.audit.clone(),
+            identity: self.identity.clone(),
+            passwords: self.passwords.clone(),
+            outbox: self.outbox.clone(),
+            settings: entry.settings.clone(),
+        });
+        let plugin = self.runtime.prepare_bytes(entry, bytes, digest).await?.bind(ctx, self.storage.clone());
+        tracing::info!(plugin = %entry.name, digest = %plugin.digest, "plugin loaded");
+        let envelope = Envelope { plugin: Some(entry.name.clone()), ..Envelope::system() };
+        let reason = Some(format!("sha256:{}", plugin.digest));
+        self.audit.append(envelope.draft("plugin.loaded", &entry.name, Outcome::Success, reason)).await?;
+        let loaded = LoadedPlugin { plugin: Arc::new(plugin), config: entry.clone(), loaded_at: now_rfc3339() };
+        Ok((Arc::new(loaded), "loaded"))
+    }
+
+    /// Reads the config again and swaps in what changed. A config that does
+    /// not validate, or a plugin that does not load, changes nothing: the
+    /// current deployment keeps serving and the error is reported (here, in
+    /// the log, in the audit log, and per plugin in `GET /admin/plugins`).
+    pub async fn reload(&self, envelope: &Envelope) -> ReloadReport {
+        let _one_at_a_time = self.reloading.lock().await;
+        let current = self.deployment.load_full();
+        let loaded = match &self.source {
+            Some(source) => source.load().map_err(|e| format!("{e:#}")),
+            None => Err("this server was started from a config value, not a file".to_owned()),
+        };
+        let config = match loaded.and_then(|config| self.check_restart_only(&current.config, config)) {
+            Ok(config) => config,
+            Err(error) => return self.refused(envelope, error, Vec::new()).await,
+        };
+        let (deployment, changes) = self.assemble(config, &current.plugins).await;
+        {
+            let mut last_errors = self.last_errors.lock().expect("plugin error map poisoned");
+            for change in &changes {
+                match &change.error {
+                    Some(error) => last_errors.insert(change.name.clone(), error.clone()),
+                    None => last_errors.remove(&change.name),
+                };
+            }
+        }
+        let deployment = match deployment {
+            Ok(deployment) => deployment,
+            Err(e) => return self.refused(envelope, format!("{e:#}"), changes).await,
+        };
+        self.deployment.store(Arc::new(deployment));
+        let summary: Vec<String> = changes.iter().map(|c| format!("{}={}", c.name, c.outcome)).collect();
+        tracing::info!(changes = %summary.join(" "), "config reloaded");
+        let _ = self
+            .audit
+            .append(envelope.draft("config.reloaded", "plinth.toml", Outcome::Success, Some(summary.join(" "))))
+            .await;
+        let _ = self.storage.flush().await;
+        ReloadReport { applied: true, plugins: changes, error: None }
+    }
+
+    async fn refused(&self, envelope: &Envelope, error: String, plugins: Vec<PluginChange>) -> ReloadReport {
+        tracing::error!(%error, "reload refused; the current deployment keeps serving");
+        let _ = self
+            .audit
+            .append(envelope.draft("config.reloaded", "plinth.toml", Outcome::Failure, Some(error.clone())))
+            .await;
+        let _ = self.storage.flush().await;
+        ReloadReport { applied: false, plugins, error: Some(error) }
+    }
+
+    /// Settings fixed at start: a reload that changes them is refused.
+    fn check_restart_only(&self, current: &Config, next: Config) -> Result<Config, String> {
+        let fixed = [
+            ("server", format!("{:?}", current.server) == format!("{:?}", next.server)),
+            ("storage", current.storage.path == next.storage.path),
+            ("sessions", format!("{:?}", current.sessions) == format!("{:?}", next.sessions)),
+            ("mail", format!("{:?}", current.mail) == format!("{:?}", next.mail)),
+            ("audit", current.audit.mirror == next.audit.mirror),
+        ];
+        match fixed.iter().find(|(_, same)| !same) {
+            Some((section, _)) => Err(format!("[{section}] changed; it takes effect only on restart")),
+            None => Ok(next),
+        }
+    }
+
+    /// The last load error of each plugin that has one.
+    pub fn plugin_errors(&self) -> HashMap<String, String> {
+        self.last_errors.lock().expect("plugin error map poisoned").clone()
     }
 }

@@ -196,14 +196,26 @@ pub fn load_config(file: &Path, listen: Option<SocketAddr>, data: Option<PathBuf
 }
 
 async fn serve(file: &Path, listen: Option<SocketAddr>, data: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = load_config(file, listen, data)?;
+    let source = crate::app::ConfigSource { file: file.to_owned(), data, listen };
+    let config = source.load()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    let app = Arc::new(crate::App::build(config).await?);
+    let app = Arc::new(crate::App::build_from(config, Some(source)).await?);
+    tokio::spawn(reload_on_sighup(app.clone()));
     // Scripts and tests read the bound address (port 0 picks one) from here.
     println!("listening on {}", listener.local_addr()?);
     crate::run(listener, app, shutdown_signal()).await
+}
+
+/// Reloads the config on every SIGHUP.
+async fn reload_on_sighup(app: Arc<crate::App>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).expect("install the SIGHUP handler");
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP received; reloading");
+        app.reload(&crate::audit::Envelope::system()).await;
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -271,10 +283,11 @@ async fn admin_invite(file: &Path, data: Option<PathBuf>, email: &str, roles: Ve
     let app = crate::App::build(config).await.with_context(|| {
         format!("starting against {} (stop the server first: the database allows one process)", data_dir.display())
     })?;
-    let Lookup::Found { target, params } = app.routes.lookup(&http::Method::POST, INVITE_ROUTE) else {
+    let deployment = app.deployment.load_full();
+    let Lookup::Found { target, params } = deployment.routes.lookup(&http::Method::POST, INVITE_ROUTE) else {
         anyhow::bail!("no plugin serves POST {INVITE_ROUTE}; is the accounts plugin configured?");
     };
-    let plugin = app.plugins[*target].clone();
+    let plugin = deployment.plugins[*target].plugin.clone();
     let body = serde_json::json!({ "email": email, "roles": roles });
     let request = crate::runtime::host::types::RequestData {
         method: "POST".into(),

@@ -125,7 +125,7 @@ pub struct ProxyConfig {
 }
 
 /// Rate limits: GCRA quotas per route class.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Most keys remembered per limiter; the least recently seen are
@@ -410,7 +410,7 @@ impl fmt::Display for Grant {
 }
 
 /// Per-plugin bounds.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginLimits {
     /// Linear memory one instance may grow to.

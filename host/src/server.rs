@@ -26,7 +26,7 @@ const MIN_HYPER_BUF: usize = 8192;
 /// accepting (new connections are refused), lets in-flight requests finish
 /// within the configured grace, and returns.
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let server = &app.config.server;
+    let server = &app.server;
     let tls = server.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let builder = Arc::new(http_builder(&app));
     let connections = Arc::new(Semaphore::new(server.max_connections));
@@ -96,7 +96,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         });
     }
     drop(listener);
-    let grace = app.config.server.shutdown_grace();
+    let grace = app.server.shutdown_grace();
     tracing::info!(connections = graceful.count(), ?grace, "shutting down; draining in-flight requests");
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("drain bound reached; closing the remaining connections");
@@ -107,7 +107,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
 }
 
 fn http_builder(app: &App) -> auto::Builder<TokioExecutor> {
-    let server = &app.config.server;
+    let server = &app.server;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper's own limits sit above ours, so that a request just over ours
     // still reaches the edge and gets the JSON 431; hyper answers beyond.

@@ -7,7 +7,7 @@ use std::process::Command;
 
 /// (workspace, crates) pairs to build, relative to this crate.
 const WORKSPACES: &[(&str, &[&str])] =
-    &[("wasm", &["spin", "hog", "trap", "kvprobe", "issuer"]), ("../../plugins", &["hello", "accounts"])];
+    &[("wasm", &["spin", "hog", "trap", "kvprobe", "issuer", "version"]), ("../../plugins", &["hello", "accounts"])];
 
 fn main() {
     let here = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -11,6 +11,7 @@ mod logging;
 mod mail;
 mod policies;
 mod rate_limits;
+mod reload;
 mod sandbox;
 mod sessions;
 mod shutdown;

@@ -186,18 +186,28 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Builds the deployment's app and serves it.
+    /// Builds the deployment's app and serves it; it reloads from the
+    /// deployment's config file.
     pub async fn start(deployment: &Deployment) -> Self {
-        let mut config = deployment.load().expect("test config is valid");
-        config.server.listen = "127.0.0.1:0".parse().unwrap();
-        Self::start_with(config).await
+        let source = plinth::app::ConfigSource {
+            file: deployment.config_path(),
+            data: None,
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+        };
+        let config = source.load().expect("test config is valid");
+        Self::serve(config, Some(source)).await
     }
 
     /// Serves an already loaded config.
     pub async fn start_with(config: plinth::Config) -> Self {
+        Self::serve(config, None).await
+    }
+
+    async fn serve(mut config: plinth::Config, source: Option<plinth::app::ConfigSource>) -> Self {
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
         let listener = tokio::net::TcpListener::bind(config.server.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Arc::new(plinth::App::build(config).await.expect("app builds"));
+        let app = Arc::new(plinth::App::build_from(config, source).await.expect("app builds"));
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(plinth::run(listener, app, async {
             let _ = rx.await;

@@ -1,11 +1,12 @@
 //! The host's admin API (role `admin`): the audit log and its verification,
-//! and the outbox.
+//! the outbox, the loaded plugins, and reloads.
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::app::App;
+use crate::audit::Envelope;
 use crate::error::ApiError;
 use crate::outbox::State;
 
@@ -20,6 +21,7 @@ pub async fn handle(
     method: &Method,
     path: &str,
     query: Option<&str>,
+    envelope: &Envelope,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let storage_error = |e: crate::audit::AuditError| {
         tracing::error!(error = %e, "audit log unavailable");
@@ -39,6 +41,32 @@ pub async fn handle(
         (&Method::GET, "/admin/audit/verify") => {
             let report = app.audit.verify().await.map_err(storage_error)?;
             Ok(super::json_response(StatusCode::OK, &serde_json::to_value(report).expect("reports serialize")))
+        }
+        (&Method::POST, "/admin/reload") => {
+            let report = app.reload(envelope).await;
+            let status = if report.applied { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+            Ok(super::json_response(status, &serde_json::to_value(report).expect("reports serialize")))
+        }
+        (&Method::GET, "/admin/plugins") => {
+            let deployment = app.deployment.load();
+            let errors = app.plugin_errors();
+            let plugins: Vec<_> = deployment
+                .plugins
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "name": p.config.name,
+                        "version": p.config.settings.get("version"),
+                        "digest": p.plugin.digest,
+                        "state": "serving",
+                        "routes": p.config.routes,
+                        "grants": p.config.grants.iter().map(|g| g.name()).collect::<Vec<_>>(),
+                        "loaded_at": p.loaded_at,
+                        "last_error": errors.get(&p.config.name),
+                    })
+                })
+                .collect();
+            Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "plugins": plugins })))
         }
         (&Method::GET, "/admin/outbox") => {
             let state = match query_text(query, "state").unwrap_or("failed") {

@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::app::App;
+use crate::app::{App, Deployment};
 use crate::audit::{Actor, Envelope, Outcome};
 use crate::error::ApiError;
 use crate::identity::Authenticated;
@@ -59,13 +59,14 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
         .and_then(|v| v.to_str().ok())
         .and_then(trace::from_traceparent)
         .unwrap_or_else(trace::generate);
-    let client = client::client_address(peer.ip(), req.headers(), &app.config.proxies.trusted);
+    let deployment = app.deployment.load_full();
+    let client = client::client_address(peer.ip(), req.headers(), &deployment.config.proxies.trusted);
     let span =
         tracing::info_span!("request", trace_id = %trace_id, %client, method = %req.method(), path = %req.uri().path());
     async {
         let mut outline = Outline { class: DEFAULT_CLASS.to_owned(), authenticated: false, rate: None };
-        let timeout = app.config.server.request_timeout();
-        let routed = tokio::time::timeout(timeout, route(app, req, client, &trace_id, &mut outline)).await;
+        let timeout = app.server.request_timeout();
+        let routed = tokio::time::timeout(timeout, route(app, &deployment, req, client, &trace_id, &mut outline)).await;
         let mut response = match routed {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => error.into_response(&trace_id),
@@ -81,7 +82,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
             headers.insert("ratelimit-policy", HeaderValue::from_str(&rate.policy).expect("ascii"));
             headers.insert("ratelimit", HeaderValue::from_str(&rate.state).expect("ascii"));
         }
-        app.headers.apply(headers, &outline.class, app.config.server.tls.is_some(), outline.authenticated);
+        deployment.headers.apply(headers, &outline.class, app.server.tls.is_some(), outline.authenticated);
         headers.insert(TRACE_ID_HEADER, HeaderValue::from_str(&trace_id).expect("trace ids are hex"));
         tracing::info!(status = response.status().as_u16(), "served");
         response
@@ -102,12 +103,13 @@ enum Target<'a> {
 
 async fn route(
     app: &App,
+    deployment: &Deployment,
     req: Request<Incoming>,
     client: IpAddr,
     trace_id: &str,
     outline: &mut Outline,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let server = &app.config.server;
+    let server = &app.server;
     let _permit = app.in_flight.try_acquire().map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -125,14 +127,14 @@ async fn route(
             outline.class = "admin".to_owned();
             (Target::Admin, admin_access)
         }
-        _ => match app.routes.lookup(&method, &path) {
+        _ => match deployment.routes.lookup(&method, &path) {
             Lookup::Found { target, params } => {
                 // Coverage is checked at load, so a missing rule is a bug; deny.
-                let rule = app.config.policy.lookup(&method, &path).ok_or_else(|| {
+                let rule = deployment.config.policy.lookup(&method, &path).ok_or_else(|| {
                     ApiError::new(StatusCode::FORBIDDEN, "no_policy", format!("no policy rule covers {method} {path}"))
                 })?;
                 outline.class.clone_from(&rule.class);
-                (Target::Plugin(&app.plugins[*target], params), rule.access.clone())
+                (Target::Plugin(deployment.plugin(*target), params), rule.access.clone())
             }
             Lookup::MethodNotAllowed(allowed) => return Err(method_not_allowed(&method, &path, &allowed)),
             Lookup::NotFound => {
@@ -141,7 +143,7 @@ async fn route(
         },
     };
 
-    let presented = app.cookies.token(req.headers());
+    let presented = deployment.cookies.token(req.headers());
     let signed_in = match &presented {
         Some((token, _)) => app.identity.authenticate(token).await.map_err(|e| {
             tracing::error!(error = %e, "session lookup failed");
@@ -157,7 +159,7 @@ async fn route(
         plugin: None,
     };
 
-    let verdict = app.rate_limits.check(
+    let verdict = deployment.rate_limits.check(
         &outline.class,
         &client::limit_key(client),
         signed_in.as_ref().map(|a| a.account.id.as_str()),
@@ -194,10 +196,10 @@ async fn route(
     }
 
     match target {
-        Target::Health(which) => Ok(health(app, which)),
-        Target::Admin => admin::handle(app, &method, &path, req.uri().query()).await,
+        Target::Health(which) => Ok(health(deployment, which)),
+        Target::Admin => admin::handle(app, &method, &path, req.uri().query(), &envelope).await,
         Target::Plugin(plugin, params) => {
-            let response = call_plugin(app, plugin, req, params, client, trace_id, signed_in).await?;
+            let response = call_plugin(app, deployment, plugin, req, params, client, trace_id, signed_in).await?;
             if response.headers().contains_key(header::SET_COOKIE) {
                 outline.authenticated = true;
             }
@@ -206,8 +208,10 @@ async fn route(
     }
 }
 
+#[allow(clippy::too_many_arguments, reason = "one call site; the parts of one request")]
 async fn call_plugin(
     app: &App,
+    deployment: &Deployment,
     plugin: &Plugin,
     req: Request<Incoming>,
     params: Vec<(String, String)>,
@@ -216,7 +220,7 @@ async fn call_plugin(
     signed_in: Option<Authenticated>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (parts, body) = req.into_parts();
-    let body = read_body(body, parts.headers.get(header::CONTENT_LENGTH), app.config.server.max_body.0).await?;
+    let body = read_body(body, parts.headers.get(header::CONTENT_LENGTH), app.server.max_body.0).await?;
     let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let actor = signed_in.as_ref().map_or(Actor::Anonymous, |a| Actor::Principal(a.account.id.clone()));
     let request = RequestData {
@@ -251,10 +255,10 @@ async fn call_plugin(
     }
     match output.session {
         Some(SessionEffect::Issued { token, max_age }) => {
-            headers.insert(header::SET_COOKIE, app.cookies.issue(&token, max_age));
+            headers.insert(header::SET_COOKIE, deployment.cookies.issue(&token, max_age));
         }
         Some(SessionEffect::Cleared) => {
-            headers.insert(header::SET_COOKIE, app.cookies.clear());
+            headers.insert(header::SET_COOKIE, deployment.cookies.clear());
             headers.insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
         }
         None => {}
@@ -305,11 +309,11 @@ fn too_many_requests(wait: std::time::Duration) -> ApiError {
 }
 
 /// `/healthz` and `/readyz`.
-fn health(app: &App, which: &str) -> Response<Full<Bytes>> {
+fn health(deployment: &Deployment, which: &str) -> Response<Full<Bytes>> {
     let body = if which == "/healthz" {
         serde_json::json!({ "status": "ok" })
     } else {
-        serde_json::json!({ "status": "ready", "plugins": app.plugins.len() })
+        serde_json::json!({ "status": "ready", "plugins": deployment.plugins.len() })
     };
     json_response(StatusCode::OK, &body)
 }
@@ -323,7 +327,7 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<
 }
 
 fn check_header_limits<B>(app: &App, req: &Request<B>) -> Result<(), ApiError> {
-    let server = &app.config.server;
+    let server = &app.server;
     let headers = req.headers();
     if headers.len() > server.max_headers {
         return Err(ApiError::new(

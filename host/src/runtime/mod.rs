@@ -97,6 +97,19 @@ pub enum PluginFailure {
     Flush(String),
 }
 
+/// The SHA-256 (hex) of a component's bytes: its identity across reloads.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+async fn read_component(plugin: &str, path: &Path) -> Result<Vec<u8>, LoadError> {
+    tokio::fs::read(path).await.map_err(|e| LoadError::Read {
+        plugin: plugin.to_owned(),
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
 /// Advances the engine epoch on its own thread until dropped.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
@@ -160,32 +173,43 @@ impl Runtime {
         &self.engine
     }
 
-    /// Compiles a component file (on a blocking thread) and returns it with
-    /// the SHA-256 of its bytes.
+    /// Reads and compiles a component file (on a blocking thread); returns
+    /// it with the SHA-256 of its bytes.
     pub async fn compile(&self, plugin: &str, path: &Path) -> Result<(Component, String), LoadError> {
-        let bytes = tokio::fs::read(path).await.map_err(|e| LoadError::Read {
-            plugin: plugin.to_owned(),
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let digest = hex::encode(Sha256::digest(&bytes));
+        let bytes = read_component(plugin, path).await?;
+        let digest = digest(&bytes);
+        Ok((self.compile_bytes(plugin, path, bytes).await?, digest))
+    }
+
+    async fn compile_bytes(&self, plugin: &str, path: &Path, bytes: Vec<u8>) -> Result<Component, LoadError> {
         let engine = self.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+        tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
             .await
             .expect("compile task panicked")
             .map_err(|e| LoadError::Compile {
                 plugin: plugin.to_owned(),
                 path: path.display().to_string(),
                 reason: format!("{e:#}"),
-            })?;
-        Ok((component, digest))
+            })
+    }
+
+    /// Prepares a plugin from its component file; see [`Runtime::prepare_bytes`].
+    pub async fn prepare(&self, config: &PluginConfig) -> Result<Prepared, LoadError> {
+        let bytes = read_component(&config.name, &config.component).await?;
+        let digest = digest(&bytes);
+        self.prepare_bytes(config, bytes, digest).await
     }
 
     /// Prepares a plugin: compile, check imports against grants, link only
     /// what is granted, and pre-instantiate. Touches no storage, so
     /// `plinth check` can run beside a live server.
-    pub async fn prepare(&self, config: &PluginConfig) -> Result<Prepared, LoadError> {
-        let (component, digest) = self.compile(&config.name, &config.component).await?;
+    pub async fn prepare_bytes(
+        &self,
+        config: &PluginConfig,
+        bytes: Vec<u8>,
+        digest: String,
+    ) -> Result<Prepared, LoadError> {
+        let component = self.compile_bytes(&config.name, &config.component, bytes).await?;
         let surface = grants::surface(&self.engine, &component);
         grants::check(&surface, &config.grants)
             .map_err(|source| LoadError::Grants { plugin: config.name.clone(), source })?;

@@ -1,0 +1,111 @@
+//! In-process costs on the request path: a plugin call from `InstancePre`
+//! (instantiate + call + drop), kv, audit append, session lookup, policy
+//! match and rate-limit check. Results and the machine: BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Method;
+use plinth::audit::{AuditLog, Envelope, Outcome};
+use plinth::identity::{Account, Identity, Lifetimes, Status};
+use plinth::runtime::host::types::RequestData;
+use plinth::storage::{NamespaceId, SledStorage, Storage};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// A deployment with the hello plugin, built in a temp dir.
+fn hello_app(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, Arc<plinth::App>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[plugins]]\nname = \"hello\"\ncomponent = {:?}\nroutes = [\"GET /v1/hello\", \"POST /v1/hello/count\"]\ngrants = [\"kv\"]\n",
+        plinth_test_guests::HELLO
+    );
+    std::fs::write(dir.path().join("plinth.toml"), config).unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/routes.toml"), "[[route]]\nroute = \"/**\"\nallow = \"public\"\n")
+        .unwrap();
+    let config = plinth::Config::load(&dir.path().join("plinth.toml")).unwrap();
+    let app = rt.block_on(plinth::App::build(config)).unwrap();
+    (dir, Arc::new(app))
+}
+
+fn request(method: &str, path: &str) -> RequestData {
+    RequestData {
+        method: method.into(),
+        path: path.into(),
+        query: None,
+        headers: vec![("accept".into(), "application/json".into())],
+        body: bytes::Bytes::new(),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        client_address: "127.0.0.1".into(),
+        params: Vec::new(),
+        principal: None,
+    }
+}
+
+fn plugin_calls(c: &mut Criterion) {
+    let rt = runtime();
+    let (_dir, app) = hello_app(&rt);
+    let plugin = app.plugins[0].clone();
+    c.bench_function("plugin/hello GET (instantiate + call + drop)", |b| {
+        b.to_async(&rt).iter(|| async {
+            let out = plugin.handle(request("GET", "/v1/hello"), String::new(), plinth::audit::Actor::Anonymous).await;
+            black_box(out.unwrap());
+        })
+    });
+    c.bench_function("plugin/hello POST count (CAS write + flush)", |b| {
+        b.to_async(&rt).iter(|| async {
+            let out =
+                plugin.handle(request("POST", "/v1/hello/count"), String::new(), plinth::audit::Actor::Anonymous).await;
+            black_box(out.unwrap());
+        })
+    });
+}
+
+fn storage_and_audit(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = SledStorage::open(dir.path()).unwrap();
+    let ns = storage.namespace(NamespaceId::Plugin("bench".into()), Some(1 << 30)).unwrap();
+    rt.block_on(ns.set("key", vec![7; 64])).unwrap();
+    c.bench_function("kv/get 64 B", |b| b.to_async(&rt).iter(|| async { black_box(ns.get("key").await.unwrap()) }));
+    c.bench_function("kv/set 64 B", |b| b.to_async(&rt).iter(|| async { ns.set("key", vec![7; 64]).await.unwrap() }));
+    let audit = Arc::new(rt.block_on(AuditLog::open(&storage, None)).unwrap());
+    let envelope = Envelope::system();
+    c.bench_function("audit/append", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(audit.append(envelope.draft("bench.event", "target", Outcome::Success, None)).await.unwrap())
+        })
+    });
+    let lifetimes = Lifetimes { idle: Duration::from_secs(3600), absolute: Duration::from_secs(7200) };
+    let identity = Identity::open(&storage, audit.clone(), lifetimes).unwrap();
+    let account = Account { id: "bench".into(), roles: vec!["user".into()], status: Status::Active };
+    rt.block_on(identity.put_account(&account, &envelope)).unwrap();
+    let (token, _) = rt.block_on(identity.issue("bench", "127.0.0.1", "bench", &envelope)).unwrap();
+    c.bench_function("identity/authenticate (session + registry lookup)", |b| {
+        b.to_async(&rt).iter(|| async { black_box(identity.authenticate(&token.0).await.unwrap().unwrap()) })
+    });
+}
+
+fn policy_and_limits(c: &mut Criterion) {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/routes.toml");
+    let policy = plinth::policy::Policy::load(std::path::Path::new(root)).unwrap().unwrap();
+    c.bench_function("policy/lookup (example policy)", |b| {
+        b.iter(|| black_box(policy.lookup(&Method::PATCH, black_box("/v1/me")).unwrap()))
+    });
+    let limits = plinth::edge::rate_limit::RateLimits::new(&plinth::config::RateLimitConfig::default());
+    let mut i = 0u32;
+    c.bench_function("rate_limit/check (address + principal)", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(limits.check("default", &format!("10.0.{}.{}", (i >> 8) & 255, i & 255), Some("user")))
+        })
+    });
+}
+
+criterion_group!(benches, plugin_calls, storage_and_audit, policy_and_limits);
+criterion_main!(benches);

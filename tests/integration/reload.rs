@@ -1,0 +1,146 @@
+//! Reloads: swaps under load lose no request, a broken component changes
+//! nothing, SIGHUP works, and settings fixed at start are refused.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{
+    Deployment, ISSUER_POLICY, LOOSE_LIMITS, ServerProcess, TestServer, issuer_plugin, plugin, sign_in,
+};
+
+/// The config with the `version` plugin at `component`, with `version`.
+fn config(component: &str, version: &str, grants: &[&str]) -> String {
+    let versioned = plugin("version", component, &["GET /v1/version"], grants, "")
+        .replace("limits = {  }\n", &format!("limits = {{  }}\nsettings = {{ version = {version:?} }}\n"));
+    // Load tests come from one address; the default class must not throttle them.
+    let unthrottled = "[rate_limits.classes.default]\nper_address = \"1000000/min\"\n\n";
+    format!("{LOOSE_LIMITS}{unthrottled}{versioned}{}", issuer_plugin())
+}
+
+const POLICY: &str = "[[route]]\nroute = \"GET /v1/version\"\nallow = \"public\"\n";
+
+fn deployment(version: &str) -> Deployment {
+    Deployment::with_policy(&config(plinth_test_guests::VERSION, version, &[]), &format!("{POLICY}{ISSUER_POLICY}"))
+}
+
+async fn reload(server: &TestServer, admin: &str) -> (u16, Value) {
+    let response =
+        reqwest::Client::new().post(server.url("/admin/reload")).header("authorization", admin).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn version(server: &TestServer) -> String {
+    reqwest::get(server.url("/v1/version")).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_swaps_under_load_fail_no_request() {
+    let deployment = deployment("1");
+    let server = TestServer::start(&deployment).await;
+    let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, url) = (stop.clone(), server.url("/v1/version"));
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut seen = Vec::new();
+            // Bounded: stops when told, or after this many requests.
+            for _ in 0..20_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let response = client.get(&url).send().await.unwrap();
+                seen.push((response.status().as_u16(), response.text().await.unwrap()));
+            }
+            seen
+        })
+    };
+    for swap in 0..10 {
+        let next = if swap % 2 == 0 { "2" } else { "1" };
+        std::fs::write(deployment.config_path(), config(plinth_test_guests::VERSION, next, &[])).unwrap();
+        let (status, report) = reload(&server, &admin).await;
+        assert_eq!(status, 200, "{report}");
+        let changes = report["plugins"].as_array().unwrap();
+        assert!(changes.iter().any(|c| c["name"] == "version" && c["outcome"] == "loaded"), "{report}");
+        assert!(changes.iter().any(|c| c["name"] == "issuer" && c["outcome"] == "unchanged"), "{report}");
+        assert_eq!(version(&server).await, next, "new requests get the new version at once");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen = load.await.unwrap();
+    assert!(seen.len() > 20, "the load ran: {} requests", seen.len());
+    assert!(seen.iter().all(|(status, _)| *status == 200), "a request failed during a swap");
+    let flips = seen.windows(2).filter(|w| w[0].1 != w[1].1).count();
+    assert!(flips >= 5, "responses moved between versions {flips} times");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_component_changes_nothing_and_shows_its_error() {
+    let deployment = deployment("1");
+    let server = TestServer::start(&deployment).await;
+    let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
+    let broken = deployment.dir.path().join("broken.wasm");
+    std::fs::write(&broken, b"\0asm but not really").unwrap();
+    for (component, grants, needle) in [
+        (broken.to_str().unwrap(), &[][..], "not a loadable wasm component"),
+        (plinth_test_guests::KVPROBE, &[][..], "needs grant `kv`"),
+    ] {
+        std::fs::write(deployment.config_path(), config(component, "2", grants)).unwrap();
+        let (status, report) = reload(&server, &admin).await;
+        assert_eq!((status, report["applied"].as_bool()), (422, Some(false)), "{report}");
+        assert!(report["error"].as_str().unwrap().contains(needle), "{report}");
+        assert_eq!(version(&server).await, "1", "the old version keeps serving");
+        let plugins: Value = reqwest::Client::new()
+            .get(server.url("/admin/plugins"))
+            .header("authorization", &admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let listed = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
+        assert!(listed["last_error"].as_str().unwrap().contains(needle), "{listed}");
+        assert_eq!(listed["version"], "1");
+        assert_eq!(listed["digest"].as_str().unwrap().len(), 64);
+    }
+    std::fs::write(deployment.config_path(), config(plinth_test_guests::VERSION, "2", &[])).unwrap();
+    assert_eq!(reload(&server, &admin).await.0, 200);
+    assert_eq!(version(&server).await, "2");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn settings_fixed_at_start_are_refused_on_reload() {
+    let deployment = deployment("1");
+    let server = TestServer::start(&deployment).await;
+    let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
+    let changed = format!("[server]\nmax_body = \"2KiB\"\n\n{}", config(plinth_test_guests::VERSION, "2", &[]));
+    std::fs::write(deployment.config_path(), changed).unwrap();
+    let (status, report) = reload(&server, &admin).await;
+    assert_eq!(status, 422);
+    assert!(report["error"].as_str().unwrap().contains("[server] changed"), "{report}");
+    assert_eq!(version(&server).await, "1");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sighup_reloads() {
+    let deployment = deployment("1");
+    let server = ServerProcess::start(&deployment);
+    let get = || async { reqwest::get(server.url("/v1/version")).await.unwrap().text().await.unwrap() };
+    assert_eq!(get().await, "1");
+    std::fs::write(deployment.config_path(), config(plinth_test_guests::VERSION, "2", &[])).unwrap();
+    server.signal("HUP");
+    for _ in 0..100 {
+        if get().await == "2" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("SIGHUP did not reload");
+}
