@@ -50,7 +50,7 @@ fn request(method: &str, path: &str) -> RequestData {
 fn plugin_calls(c: &mut Criterion) {
     let rt = runtime();
     let (_dir, app) = hello_app(&rt);
-    let plugin = app.plugins[0].clone();
+    let plugin = app.deployment.load().plugins[0].plugin.clone();
     c.bench_function("plugin/hello GET (instantiate + call + drop)", |b| {
         b.to_async(&rt).iter(|| async {
             let out = plugin.handle(request("GET", "/v1/hello"), String::new(), plinth::audit::Actor::Anonymous).await;
