@@ -23,6 +23,7 @@ use crate::identity::{Identity, Lifetimes};
 use crate::outbox::{Outbox, Retry, Sink};
 use crate::passwords::Passwords;
 use crate::routes::RouteTable;
+use crate::runtime::cache::Origin;
 use crate::runtime::state::PluginContext;
 use crate::runtime::{Plugin, Runtime};
 use crate::storage::{NamespaceId, SledStorage, Storage};
@@ -35,6 +36,8 @@ pub struct LoadedPlugin {
     pub config: PluginConfig,
     /// When it was loaded (RFC 3339).
     pub loaded_at: String,
+    /// Whether its compiled code came from the on-disk cache.
+    pub origin: Origin,
 }
 
 impl LoadedPlugin {
@@ -183,7 +186,7 @@ impl App {
             );
         }
         let max_in_flight = u32::try_from(config.server.max_in_flight).context("server.max_in_flight is too large")?;
-        let runtime = Runtime::new(max_in_flight)?;
+        let runtime = Runtime::new(max_in_flight, Some(config.storage.path.join("compiled")))?;
         let mut app = Self {
             server: config.server.clone(),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
@@ -278,8 +281,12 @@ impl App {
             .with_context(|| format!("plugin `{}`: reading {}", entry.name, entry.component.display()))?;
         let digest = crate::runtime::digest(&bytes);
         if let Some(same) = current.iter().find(|p| p.config.name == entry.name && p.same_as(entry, &digest)) {
-            let kept =
-                LoadedPlugin { plugin: same.plugin.clone(), config: entry.clone(), loaded_at: same.loaded_at.clone() };
+            let kept = LoadedPlugin {
+                plugin: same.plugin.clone(),
+                config: entry.clone(),
+                loaded_at: same.loaded_at.clone(),
+                origin: same.origin,
+            };
             return Ok((Arc::new(kept), "unchanged"));
         }
         let namespace =
@@ -293,12 +300,14 @@ impl App {
             outbox: self.outbox.clone(),
             settings: entry.settings.clone(),
         });
-        let plugin = self.runtime.prepare_bytes(entry, bytes, digest).await?.bind(ctx, self.storage.clone());
-        tracing::info!(plugin = %entry.name, digest = %plugin.digest, "plugin loaded");
+        let prepared = self.runtime.prepare_bytes(entry, bytes, digest).await?;
+        let origin = prepared.origin;
+        let plugin = prepared.bind(ctx, self.storage.clone());
+        tracing::info!(plugin = %entry.name, digest = %plugin.digest, from_cache = origin == Origin::Cache, "plugin loaded");
         let envelope = Envelope { plugin: Some(entry.name.clone()), ..Envelope::system() };
         let reason = Some(format!("sha256:{}", plugin.digest));
         self.audit.append(envelope.draft("plugin.loaded", &entry.name, Outcome::Success, reason)).await?;
-        let loaded = LoadedPlugin { plugin: Arc::new(plugin), config: entry.clone(), loaded_at: now_rfc3339() };
+        let loaded = LoadedPlugin { plugin: Arc::new(plugin), config: entry.clone(), loaded_at: now_rfc3339(), origin };
         Ok((Arc::new(loaded), "loaded"))
     }
 

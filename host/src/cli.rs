@@ -230,7 +230,7 @@ async fn shutdown_signal() {
 
 async fn check(file: &Path) -> anyhow::Result<()> {
     let config = Config::load(file)?;
-    let runtime = Runtime::new(1)?;
+    let runtime = Runtime::new(1, None)?;
     for plugin in &config.plugins {
         let prepared = runtime.prepare(plugin).await?;
         println!("ok: plugin `{}` sha256:{}", plugin.name, prepared.digest);
@@ -240,7 +240,7 @@ async fn check(file: &Path) -> anyhow::Result<()> {
 }
 
 async fn inspect(file: &Path) -> anyhow::Result<()> {
-    let runtime = Runtime::new(1)?;
+    let runtime = Runtime::new(1, None)?;
     let (component, digest) = runtime.compile("inspect", file).await?;
     let surface = grants::surface(runtime.engine(), &component);
     println!("component: {}", file.display());

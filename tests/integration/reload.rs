@@ -144,3 +144,41 @@ async fn sighup_reloads() {
     }
     panic!("SIGHUP did not reload");
 }
+
+async fn compiled_from_cache(server: &TestServer, admin: &str) -> bool {
+    let plugins: Value = reqwest::Client::new()
+        .get(server.url("/admin/plugins"))
+        .header("authorization", admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let version = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
+    version["compiled_from_cache"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn restarts_use_the_compiled_cache_and_a_damaged_entry_is_rebuilt() {
+    let deployment = deployment("1");
+    let mut from_cache = Vec::new();
+    for round in 0..4 {
+        if round == 2 {
+            // Damage every entry: a truncated file must be detected, not trusted.
+            for entry in std::fs::read_dir(deployment.data_path().join("compiled")).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "cwasm") {
+                    let bytes = std::fs::read(&path).unwrap();
+                    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+                }
+            }
+        }
+        let server = TestServer::start(&deployment).await;
+        let admin = sign_in(&server.url(""), &format!("ops{round}"), &["admin"], None).await.bearer();
+        assert_eq!(version(&server).await, "1");
+        from_cache.push(compiled_from_cache(&server, &admin).await);
+        server.stop().await;
+    }
+    assert_eq!(from_cache, [false, true, false, true]);
+}

@@ -62,6 +62,7 @@ pub async fn handle(
                         "routes": p.config.routes,
                         "grants": p.config.grants.iter().map(|g| g.name()).collect::<Vec<_>>(),
                         "loaded_at": p.loaded_at,
+                        "compiled_from_cache": p.origin == crate::runtime::cache::Origin::Cache,
                         "last_error": errors.get(&p.config.name),
                     })
                 })

@@ -8,6 +8,7 @@
 //! thread), and a tokio timeout ends one that waits in a host call.
 
 pub mod bindings;
+pub mod cache;
 pub mod grants;
 pub mod host;
 mod output;
@@ -142,13 +143,16 @@ impl Drop for EpochTicker {
 pub struct Runtime {
     /// One engine for all plugins.
     engine: Engine,
+    /// Compiled components on disk; none for `check` and `inspect`.
+    cache: Option<cache::CompiledCache>,
     /// Keeps plugin deadlines moving.
     _ticker: EpochTicker,
 }
 
 impl Runtime {
-    /// An engine whose pool holds `max_instances` concurrent instances.
-    pub fn new(max_instances: u32) -> anyhow::Result<Self> {
+    /// An engine whose pool holds `max_instances` concurrent instances,
+    /// caching compiled components in `cache_dir` when given.
+    pub fn new(max_instances: u32, cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(max_instances)
             .total_core_instances(max_instances * CORE_INSTANCES_PER_COMPONENT)
@@ -165,7 +169,8 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Self { engine, _ticker: ticker })
+        let cache = cache_dir.map(|dir| cache::CompiledCache::new(dir, &engine));
+        Ok(Self { engine, cache, _ticker: ticker })
     }
 
     /// The engine, for inspecting components.
@@ -178,19 +183,33 @@ impl Runtime {
     pub async fn compile(&self, plugin: &str, path: &Path) -> Result<(Component, String), LoadError> {
         let bytes = read_component(plugin, path).await?;
         let digest = digest(&bytes);
-        Ok((self.compile_bytes(plugin, path, bytes).await?, digest))
+        Ok((self.compile_bytes(plugin, path, bytes, &digest).await?.0, digest))
     }
 
-    async fn compile_bytes(&self, plugin: &str, path: &Path, bytes: Vec<u8>) -> Result<Component, LoadError> {
+    /// Compiles on a blocking thread, or takes the compiled code from the cache.
+    async fn compile_bytes(
+        &self,
+        plugin: &str,
+        path: &Path,
+        bytes: Vec<u8>,
+        digest: &str,
+    ) -> Result<(Component, cache::Origin), LoadError> {
+        if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, digest)) {
+            return Ok((component, cache::Origin::Cache));
+        }
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
             .await
             .expect("compile task panicked")
             .map_err(|e| LoadError::Compile {
                 plugin: plugin.to_owned(),
                 path: path.display().to_string(),
                 reason: format!("{e:#}"),
-            })
+            })?;
+        if let Some(cache) = &self.cache {
+            cache.store(digest, &component);
+        }
+        Ok((component, cache::Origin::Compiled))
     }
 
     /// Prepares a plugin from its component file; see [`Runtime::prepare_bytes`].
@@ -209,7 +228,7 @@ impl Runtime {
         bytes: Vec<u8>,
         digest: String,
     ) -> Result<Prepared, LoadError> {
-        let component = self.compile_bytes(&config.name, &config.component, bytes).await?;
+        let (component, origin) = self.compile_bytes(&config.name, &config.component, bytes, &digest).await?;
         let surface = grants::surface(&self.engine, &component);
         grants::check(&surface, &config.grants)
             .map_err(|source| LoadError::Grants { plugin: config.name.clone(), source })?;
@@ -220,6 +239,7 @@ impl Runtime {
         Ok(Prepared {
             pre,
             digest,
+            origin,
             memory_limit: config.limits.memory.0 as usize,
             timeout: Duration::from_millis(config.limits.timeout_ms),
         })
@@ -261,6 +281,8 @@ pub struct Prepared {
     pre: PluginBindingsPre<HostState>,
     /// SHA-256 of the component file.
     pub digest: String,
+    /// Whether the compiled code came from the cache.
+    pub origin: cache::Origin,
     /// Linear memory cap per instance.
     memory_limit: usize,
     /// Time one request may spend in the guest.
