@@ -203,6 +203,7 @@ async fn serve(file: &Path, listen: Option<SocketAddr>, data: Option<PathBuf>) -
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let app = Arc::new(crate::App::build_from(config, Some(source)).await?);
     tokio::spawn(reload_on_sighup(app.clone()));
+    crate::watch::spawn(app.clone())?;
     // Scripts and tests read the bound address (port 0 picks one) from here.
     println!("listening on {}", listener.local_addr()?);
     crate::run(listener, app, shutdown_signal()).await

@@ -16,6 +16,7 @@
 //!   and strength checks; [`policy`]: route rules; [`outbox`]: e-mail queue
 //!   and delivery.
 //! - [`app`]: everything one config describes, built and ready to serve.
+//! - [`watch`]: reload when a config, policy or component file changes.
 //! - [`cli`]: the `plinth` subcommands, called by the thin `main.rs`.
 
 pub mod app;
@@ -34,6 +35,7 @@ pub mod server;
 pub mod storage;
 mod tls;
 pub mod trace;
+pub mod watch;
 
 pub use app::App;
 pub use config::Config;

@@ -207,7 +207,11 @@ impl TestServer {
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         let listener = tokio::net::TcpListener::bind(config.server.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let watch = source.is_some();
         let app = Arc::new(plinth::App::build_from(config, source).await.expect("app builds"));
+        if watch {
+            plinth::watch::spawn(app.clone()).unwrap();
+        }
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(plinth::run(listener, app, async {
             let _ = rx.await;

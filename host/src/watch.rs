@@ -1,0 +1,68 @@
+//! Reload when the config file, the policy file or a component file
+//! changes on disk (notify), debounced so that an editor's burst of writes
+//! or a copy in progress makes one reload.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher as _};
+
+use crate::app::App;
+use crate::audit::Envelope;
+
+/// Quiet time after the last change before reloading.
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// The files a reload reads, canonicalized.
+fn watched_files(app: &App) -> HashSet<PathBuf> {
+    let deployment = app.deployment.load();
+    let config = &deployment.config;
+    let mut files = vec![config.source.clone(), config.policies.clone()];
+    files.extend(config.plugins.iter().map(|p| p.component.clone()));
+    files.iter().filter_map(|f| f.canonicalize().ok()).collect()
+}
+
+/// Watches the deployment's files until the app is dropped.
+pub fn spawn(app: Arc<App>) -> anyhow::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !event.kind.is_access()
+        {
+            let _ = tx.send(event.paths);
+        }
+    })?;
+    let app = Arc::downgrade(&app);
+    tokio::spawn(async move {
+        let mut dirs: HashSet<PathBuf> = HashSet::new();
+        loop {
+            let Some(strong) = app.upgrade() else { return };
+            let files = watched_files(&strong);
+            drop(strong);
+            // Directories, not files: editors and `cp` replace files, which
+            // would end a watch on the file itself.
+            for dir in files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)) {
+                if !dirs.contains(&dir) {
+                    match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                        Ok(()) => drop(dirs.insert(dir)),
+                        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot watch"),
+                    }
+                }
+            }
+            let Some(paths) = rx.recv().await else { return };
+            let relevant = |paths: &[PathBuf]| {
+                paths.iter().any(|p| files.contains(p) || p.canonicalize().is_ok_and(|c| files.contains(&c)))
+            };
+            if !relevant(&paths) {
+                continue;
+            }
+            while let Ok(Some(_)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+            let Some(app) = app.upgrade() else { return };
+            tracing::info!("a watched file changed; reloading");
+            app.reload(&Envelope::system()).await;
+        }
+    });
+    Ok(())
+}
