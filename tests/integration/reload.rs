@@ -201,3 +201,16 @@ async fn editing_the_config_file_reloads() {
     }
     panic!("the file change was not picked up");
 }
+
+#[tokio::test]
+async fn a_reload_that_leaves_a_route_without_a_rule_is_refused() {
+    let deployment = deployment("1");
+    let server = TestServer::start(&deployment).await;
+    let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
+    std::fs::write(deployment.dir.path().join("policies/routes.toml"), ISSUER_POLICY).unwrap();
+    let (status, report) = reload(&server, &admin).await;
+    assert_eq!(status, 422);
+    assert!(report["error"].as_str().unwrap().contains("no rule covers `GET` on route `GET /v1/version`"), "{report}");
+    assert_eq!(version(&server).await, "1", "the old policy and plugin keep serving");
+    server.stop().await;
+}
