@@ -20,6 +20,7 @@ use crate::edge::auth::CookiePolicy;
 use crate::edge::headers::SecurityHeaders;
 use crate::edge::rate_limit::RateLimits;
 use crate::identity::{Identity, Lifetimes};
+use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Retry, Sink};
 use crate::passwords::Passwords;
 use crate::routes::RouteTable;
@@ -142,6 +143,8 @@ pub struct App {
     pub in_flight: Arc<Semaphore>,
     /// The engine and its epoch ticker.
     pub runtime: Runtime,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
     /// Where a reload reads the config; none for apps built from a value.
     source: Option<ConfigSource>,
     /// One reload at a time; a change arriving meanwhile waits its turn.
@@ -167,10 +170,14 @@ impl App {
             SledStorage::open(&config.storage.path)
                 .with_context(|| format!("opening storage in {}", config.storage.path.display()))?,
         );
-        let audit = Arc::new(AuditLog::open(storage.as_ref(), config.audit.mirror.as_deref()).await?);
+        let metrics = Arc::new(Metrics::default());
+        let audit = Arc::new(
+            AuditLog::open(storage.as_ref(), config.audit.mirror.as_deref()).await?.with_metrics(metrics.clone()),
+        );
         let lifetimes =
             Lifetimes { idle: config.sessions.idle_timeout.0, absolute: config.sessions.absolute_timeout.0 };
-        let identity = Arc::new(Identity::open(storage.as_ref(), audit.clone(), lifetimes)?);
+        let identity =
+            Arc::new(Identity::open(storage.as_ref(), audit.clone(), lifetimes)?.with_metrics(metrics.clone()));
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let passwords = Arc::new(Passwords::new(cores));
         let sink = match &config.mail.smtp {
@@ -205,6 +212,7 @@ impl App {
             passwords,
             outbox,
             runtime,
+            metrics,
             source,
             reloading: tokio::sync::Mutex::new(()),
             last_errors: std::sync::Mutex::new(HashMap::new()),
@@ -302,7 +310,7 @@ impl App {
         });
         let prepared = self.runtime.prepare_bytes(entry, bytes, digest).await?;
         let origin = prepared.origin;
-        let plugin = prepared.bind(ctx, self.storage.clone());
+        let plugin = prepared.bind(ctx, self.storage.clone(), self.metrics.clone());
         tracing::info!(plugin = %entry.name, digest = %plugin.digest, from_cache = origin == Origin::Cache, "plugin loaded");
         let envelope = Envelope { plugin: Some(entry.name.clone()), ..Envelope::system() };
         let reason = Some(format!("sha256:{}", plugin.digest));
@@ -341,6 +349,7 @@ impl App {
             Err(e) => return self.refused(envelope, format!("{e:#}"), changes).await,
         };
         self.deployment.store(Arc::new(deployment));
+        Metrics::count(&self.metrics.reloads, "ok");
         let summary: Vec<String> = changes.iter().map(|c| format!("{}={}", c.name, c.outcome)).collect();
         tracing::info!(changes = %summary.join(" "), "config reloaded");
         let _ = self
@@ -353,6 +362,7 @@ impl App {
 
     async fn refused(&self, envelope: &Envelope, error: String, plugins: Vec<PluginChange>) -> ReloadReport {
         tracing::error!(%error, "reload refused; the current deployment keeps serving");
+        Metrics::count(&self.metrics.reloads, "failed");
         let _ = self
             .audit
             .append(envelope.draft("config.reloaded", "plinth.toml", Outcome::Failure, Some(error.clone())))

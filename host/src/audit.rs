@@ -144,6 +144,8 @@ pub struct AuditLog {
     tail: tokio::sync::Mutex<Tail>,
     /// Optional JSON-lines copy; a failed write fails the append.
     mirror: Option<std::sync::Mutex<std::fs::File>>,
+    /// Counts appended records, when set.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The first broken link `verify` found.
@@ -190,7 +192,13 @@ impl AuditLog {
                 .map_err(|e| StorageError::Backend(format!("audit tail is corrupt: {e}")))?,
             None => Tail { next_id: 1, last_hash: GENESIS_HASH.to_owned() },
         };
-        Ok(Self { ns, tail: tokio::sync::Mutex::new(tail), mirror })
+        Ok(Self { ns, tail: tokio::sync::Mutex::new(tail), mirror, metrics: None })
+    }
+
+    /// Counts appended records in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Appends a record and returns it. Durable once storage is flushed,
@@ -216,6 +224,9 @@ impl AuditLog {
         let line = [bytes.as_slice(), b"\n"].concat();
         self.ns.batch(vec![Op::Set(record_key(record.id), bytes), Op::Set(TAIL_KEY.to_owned(), tail_bytes)]).await?;
         *tail = next;
+        if let Some(metrics) = &self.metrics {
+            metrics.audit_records.inc();
+        }
         if let Some(mirror) = &self.mirror {
             use std::io::Write as _;
             let mut file = mirror.lock().expect("audit mirror lock poisoned");

@@ -285,7 +285,7 @@ async fn admin_invite(file: &Path, data: Option<PathBuf>, email: &str, roles: Ve
         format!("starting against {} (stop the server first: the database allows one process)", data_dir.display())
     })?;
     let deployment = app.deployment.load_full();
-    let Lookup::Found { target, params } = deployment.routes.lookup(&http::Method::POST, INVITE_ROUTE) else {
+    let Lookup::Found { target, params, .. } = deployment.routes.lookup(&http::Method::POST, INVITE_ROUTE) else {
         anyhow::bail!("no plugin serves POST {INVITE_ROUTE}; is the accounts plugin configured?");
     };
     let plugin = deployment.plugins[*target].plugin.clone();

@@ -114,6 +114,8 @@ pub struct Identity {
     sessions: Arc<dyn Namespace>,
     audit: Arc<AuditLog>,
     lifetimes: Lifetimes,
+    /// Counts sessions issued and revoked, when set.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// A fresh session token; the caller puts it in the cookie.
@@ -162,7 +164,20 @@ impl Identity {
             sessions: storage.namespace(NamespaceId::System("sessions"), None)?,
             audit,
             lifetimes,
+            metrics: None,
         })
+    }
+
+    /// Counts sessions issued and revoked in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, event: &str, n: u64) {
+        if let Some(metrics) = &self.metrics {
+            metrics.sessions.get_or_create(&crate::metrics::Named { name: event.to_owned() }).inc_by(n);
+        }
     }
 
     /// An account by id.
@@ -263,6 +278,7 @@ impl Identity {
                 Op::Set(format!("a/{account_id}/{}", session.id), hash.into_bytes()),
             ])
             .await?;
+        self.count("issued", 1);
         Ok((IssuedToken(token), session))
     }
 
@@ -282,6 +298,7 @@ impl Identity {
                 Op::Delete(format!("a/{account_id}/{session_id}")),
             ])
             .await?;
+        self.count("revoked", 1);
         Ok(true)
     }
 
@@ -308,6 +325,7 @@ impl Identity {
             let reason = Some(format!("sessions={count}"));
             self.audit.append(envelope.draft("session.revoked_all", account_id, Outcome::Success, reason)).await?;
             self.sessions.batch(ops).await?;
+            self.count("revoked", u64::from(count));
         }
         Ok(count)
     }

@@ -26,6 +26,7 @@ pub mod config;
 pub mod edge;
 pub mod error;
 pub mod identity;
+pub mod metrics;
 pub mod outbox;
 pub mod passwords;
 pub mod policy;

@@ -241,6 +241,8 @@ pub enum Lookup<'a, T> {
     Found {
         /// The value the route was registered with.
         target: &'a T,
+        /// The route that matched.
+        route: &'a Route,
         /// Its parameters.
         params: Vec<(String, String)>,
     },
@@ -281,7 +283,7 @@ impl<T> RouteTable<T> {
         for (route, target) in &self.entries {
             if let Some(params) = route.match_path(path) {
                 if route.allows(method) {
-                    return Lookup::Found { target, params };
+                    return Lookup::Found { target, route, params };
                 }
                 allowed.extend(route.methods().into_iter().flatten().map(str::to_owned));
             }

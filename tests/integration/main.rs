@@ -9,6 +9,7 @@ mod hello;
 mod http_limits;
 mod logging;
 mod mail;
+mod metrics;
 mod policies;
 mod rate_limits;
 mod reload;

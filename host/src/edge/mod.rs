@@ -26,6 +26,7 @@ use crate::app::{App, Deployment};
 use crate::audit::{Actor, Envelope, Outcome};
 use crate::error::ApiError;
 use crate::identity::Authenticated;
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::policy::{Access, DEFAULT_CLASS, Denial, is_sensitive_class};
 use crate::routes::Lookup;
 use crate::runtime::bindings::types::Principal;
@@ -43,6 +44,8 @@ const WITHHELD_HEADERS: &[&str] = &["cookie", "authorization", "proxy-authorizat
 /// What the finishing layers need to know about a request, filled in as
 /// the request goes.
 struct Outline {
+    /// The route pattern, for metrics (`unmatched` until routed).
+    route: String,
     /// The route class (rate limits, headers).
     class: String,
     /// A principal was involved: the response must not be cached.
@@ -64,7 +67,14 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
     let span =
         tracing::info_span!("request", trace_id = %trace_id, %client, method = %req.method(), path = %req.uri().path());
     async {
-        let mut outline = Outline { class: DEFAULT_CLASS.to_owned(), authenticated: false, rate: None };
+        let started = std::time::Instant::now();
+        let method = req.method().to_string();
+        let mut outline = Outline {
+            route: "unmatched".to_owned(),
+            class: DEFAULT_CLASS.to_owned(),
+            authenticated: false,
+            rate: None,
+        };
         let timeout = app.server.request_timeout();
         let routed = tokio::time::timeout(timeout, route(app, &deployment, req, client, &trace_id, &mut outline)).await;
         let mut response = match routed {
@@ -84,7 +94,11 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
         }
         deployment.headers.apply(headers, &outline.class, app.server.tls.is_some(), outline.authenticated);
         headers.insert(TRACE_ID_HEADER, HeaderValue::from_str(&trace_id).expect("trace ids are hex"));
-        tracing::info!(status = response.status().as_u16(), "served");
+        let status = response.status().as_u16();
+        let metrics = &app.metrics;
+        metrics.requests.get_or_create(&RequestLabels { route: outline.route.clone(), method, status }).inc();
+        Metrics::observe(&metrics.latency.get_or_create(&RouteLabels { route: outline.route }), started.elapsed());
+        tracing::info!(status, "served");
         response
     }
     .instrument(span)
@@ -97,6 +111,8 @@ enum Target<'a> {
     Health(&'a str),
     /// The host's `/admin` API.
     Admin,
+    /// Prometheus metrics.
+    Metrics,
     /// A plugin, with the route's parameters.
     Plugin(&'a Plugin, Vec<(String, String)>),
 }
@@ -122,13 +138,23 @@ async fn route(
     let method = req.method().clone();
     let admin_access = Access::Roles(BTreeSet::from([crate::policy::ADMIN_ROLE.to_owned()]));
     let (target, access) = match (&method, path.as_str()) {
-        (&Method::GET, "/healthz" | "/readyz") => (Target::Health(path.as_str()), Access::Public),
+        (&Method::GET, "/healthz" | "/readyz") => {
+            outline.route.clone_from(&path);
+            (Target::Health(path.as_str()), Access::Public)
+        }
+        (&Method::GET, "/metrics") => {
+            outline.route.clone_from(&path);
+            outline.class = "admin".to_owned();
+            (Target::Metrics, admin_access)
+        }
         _ if path == "/admin" || path.starts_with("/admin/") => {
+            outline.route = "/admin/**".to_owned();
             outline.class = "admin".to_owned();
             (Target::Admin, admin_access)
         }
         _ => match deployment.routes.lookup(&method, &path) {
-            Lookup::Found { target, params } => {
+            Lookup::Found { target, params, route } => {
+                outline.route = route.to_string();
                 // Coverage is checked at load, so a missing rule is a bug; deny.
                 let rule = deployment.config.policy.lookup(&method, &path).ok_or_else(|| {
                     ApiError::new(StatusCode::FORBIDDEN, "no_policy", format!("no policy rule covers {method} {path}"))
@@ -171,6 +197,7 @@ async fn route(
             let reason = Some(format!("class={}", outline.class));
             let _ = app.audit.append(envelope.draft("ratelimit.blocked", &path, Outcome::Denied, reason)).await;
         }
+        Metrics::count(&app.metrics.rate_limited, &outline.class);
         return Err(too_many_requests(wait));
     }
 
@@ -197,6 +224,14 @@ async fn route(
 
     match target {
         Target::Health(which) => Ok(health(deployment, which)),
+        Target::Metrics => {
+            let mut response = Response::new(Full::new(Bytes::from(app.metrics.render())));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            Ok(response)
+        }
         Target::Admin => admin::handle(app, &method, &path, req.uri().query(), &envelope).await,
         Target::Plugin(plugin, params) => {
             let response = call_plugin(app, deployment, plugin, req, params, client, trace_id, signed_in).await?;

@@ -25,6 +25,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 
 use crate::audit::Actor;
 use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
+use crate::metrics::{FailureLabels, Metrics, PluginLabels};
 use crate::runtime::bindings::{
     PluginBindingsPre, audit, kv, log, outbox, passwords, principals, sessions, settings, types,
 };
@@ -291,8 +292,11 @@ pub struct Prepared {
 
 impl Prepared {
     /// Binds the plugin to its host handles, ready to serve.
-    pub fn bind(self, ctx: Arc<PluginContext>, storage: Arc<dyn Storage>) -> Plugin {
+    pub fn bind(self, ctx: Arc<PluginContext>, storage: Arc<dyn Storage>, metrics: Arc<Metrics>) -> Plugin {
+        let version = ctx.settings.get("version").cloned().unwrap_or_else(|| self.digest[..12].to_owned());
         Plugin {
+            labels: PluginLabels { plugin: ctx.name.to_string(), version },
+            metrics,
             ctx,
             storage,
             pre: self.pre,
@@ -305,6 +309,10 @@ impl Prepared {
 
 /// A loaded plugin, ready to serve.
 pub struct Plugin {
+    /// Its metric labels (name and version).
+    labels: PluginLabels,
+    /// Where its timings and failures are counted.
+    metrics: Arc<Metrics>,
     /// Host handles shared by its requests.
     ctx: Arc<PluginContext>,
     /// Flushed before a response that follows a write.
@@ -356,21 +364,42 @@ impl Plugin {
             })
         });
         let call = async {
+            let started = Instant::now();
             let instance = self.pre.instantiate_async(&mut store).await?;
+            let instantiated = Instant::now();
+            Metrics::observe(&self.metrics.instantiate.get_or_create(&self.labels), instantiated - started);
             let req = store.data_mut().table.push(request)?;
             let resp = instance.plinth_platform_handler().call_handle(&mut store, req).await?;
+            Metrics::observe(&self.metrics.call.get_or_create(&self.labels), instantiated.elapsed());
             Ok::<_, wasmtime::Error>(store.data_mut().table.delete(resp)?)
         };
         let outcome = tokio::time::timeout(self.timeout, call).await;
         let response = match outcome {
-            Err(_elapsed) => return Err(PluginFailure::Deadline(self.timeout)),
+            Err(_elapsed) => return Err(self.failed(PluginFailure::Deadline(self.timeout))),
             Ok(Ok(response)) => response,
-            Ok(Err(e)) => return Err(self.classify(&store, e)),
+            Ok(Err(e)) => return Err(self.failed(self.classify(&store, e))),
         };
         if store.data().wrote {
-            self.storage.flush().await.map_err(|e| PluginFailure::Flush(e.to_string()))?;
+            self.storage.flush().await.map_err(|e| self.failed(PluginFailure::Flush(e.to_string())))?;
         }
         Ok(PluginOutput { response, session: store.data_mut().session_effect.take() })
+    }
+
+    /// Counts a failure by kind and passes it on.
+    fn failed(&self, failure: PluginFailure) -> PluginFailure {
+        let kind = match failure {
+            PluginFailure::Trap(_) => "trap",
+            PluginFailure::Deadline(_) => "deadline",
+            PluginFailure::MemoryCap(_) => "memory",
+            PluginFailure::Flush(_) => "flush",
+        };
+        let labels = FailureLabels {
+            plugin: self.labels.plugin.clone(),
+            version: self.labels.version.clone(),
+            kind: kind.to_owned(),
+        };
+        self.metrics.plugin_failures.get_or_create(&labels).inc();
+        failure
     }
 
     fn classify(&self, store: &Store<HostState>, e: wasmtime::Error) -> PluginFailure {

@@ -1,0 +1,131 @@
+//! Prometheus metrics (prometheus-client), served at `GET /metrics` to
+//! admins. Labels are bounded: routes by pattern (never the raw path),
+//! plugins by name and version, failures and events by fixed names.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A request's route (pattern), method and status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route pattern, `host` routes by name, or `unmatched`.
+    pub route: String,
+    /// The method.
+    pub method: String,
+    /// The status code.
+    pub status: u16,
+}
+
+/// A route pattern.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route pattern.
+    pub route: String,
+}
+
+/// A plugin version.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    /// Plugin name.
+    pub plugin: String,
+    /// Its `version` setting, or the first 12 digits of its digest.
+    pub version: String,
+}
+
+/// A plugin failure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// Plugin name.
+    pub plugin: String,
+    /// Its version.
+    pub version: String,
+    /// `trap`, `deadline`, `memory` or `flush`.
+    pub kind: String,
+}
+
+/// One label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Named {
+    /// The value.
+    pub name: String,
+}
+
+/// Every metric the host records.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route, method and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency by route, seconds.
+    pub latency: Family<RouteLabels, Histogram>,
+    /// Instance creation time per plugin version, seconds.
+    pub instantiate: Family<PluginLabels, Histogram>,
+    /// Guest call time per plugin version, seconds.
+    pub call: Family<PluginLabels, Histogram>,
+    /// Traps, deadline and memory-cap hits, failed flushes.
+    pub plugin_failures: Family<FailureLabels, Counter>,
+    /// 429s by route class.
+    pub rate_limited: Family<Named, Counter>,
+    /// Reloads by outcome (`ok`, `failed`).
+    pub reloads: Family<Named, Counter>,
+    /// Sessions by event (`issued`, `revoked`).
+    pub sessions: Family<Named, Counter>,
+    /// Audit records appended.
+    pub audit_records: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~1.6 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("plinth");
+        let metrics = Self {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            instantiate: Family::new_with_constructor(latency_histogram),
+            call: Family::new_with_constructor(latency_histogram),
+            plugin_failures: Family::default(),
+            rate_limited: Family::default(),
+            reloads: Family::default(),
+            sessions: Family::default(),
+            audit_records: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("requests", "HTTP requests by route, method and status", metrics.requests.clone());
+        registry.register("request_duration_seconds", "Request latency by route", metrics.latency.clone());
+        registry.register("plugin_instantiate_seconds", "Instance creation time", metrics.instantiate.clone());
+        registry.register("plugin_call_seconds", "Guest handler time", metrics.call.clone());
+        registry.register("plugin_failures", "Traps, deadline and memory-cap hits", metrics.plugin_failures.clone());
+        registry.register("rate_limited", "Requests refused with 429, by class", metrics.rate_limited.clone());
+        registry.register("reloads", "Config reloads by outcome", metrics.reloads.clone());
+        registry.register("sessions", "Sessions issued and revoked", metrics.sessions.clone());
+        registry.register("audit_records", "Audit records appended", metrics.audit_records.clone());
+        Self { registry, ..metrics }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    /// Counts one event of a named family.
+    pub fn count(family: &Family<Named, Counter>, name: &str) {
+        family.get_or_create(&Named { name: name.to_owned() }).inc();
+    }
+
+    /// Records a duration in a histogram.
+    pub fn observe(histogram: &Histogram, took: Duration) {
+        histogram.observe(took.as_secs_f64());
+    }
+}
