@@ -30,6 +30,7 @@ use crate::runtime::{Plugin, Runtime};
 use crate::storage::{NamespaceId, SledStorage, Storage};
 
 /// A plugin as loaded, with what operators see of it.
+#[derive(Clone)]
 pub struct LoadedPlugin {
     /// The runnable plugin.
     pub plugin: Arc<Plugin>,
@@ -39,16 +40,40 @@ pub struct LoadedPlugin {
     pub loaded_at: String,
     /// Whether its compiled code came from the on-disk cache.
     pub origin: Origin,
+    /// The canary version and its share of requests, in percent.
+    pub canary: Option<(Arc<Plugin>, u8)>,
+    /// The version this one replaced, kept loaded for a rollback.
+    pub previous: Option<Arc<LoadedPlugin>>,
 }
 
 impl LoadedPlugin {
     /// True when `config` describes exactly this plugin (same component
     /// bytes, grants, limits, settings), so a reload can keep it.
-    fn same_as(&self, config: &PluginConfig, digest: &str) -> bool {
+    fn same_as(&self, config: &PluginConfig, digest: &str, canary_digest: Option<&str>) -> bool {
         self.plugin.digest == digest
             && self.config.grants == config.grants
             && self.config.limits == config.limits
             && self.config.settings == config.settings
+            && self.config.canary == config.canary
+            && self.canary.as_ref().map(|(c, _)| c.digest.as_str()) == canary_digest
+    }
+
+    /// The version that serves a request: the canary for its share, sticky
+    /// per session (the same session always lands on the same version).
+    pub fn choose(&self, session: Option<&str>) -> &Plugin {
+        let Some((canary, weight)) = &self.canary else {
+            return &self.plugin;
+        };
+        let bucket = match session {
+            Some(id) => {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                id.hash(&mut hasher);
+                (hasher.finish() % 100) as u8
+            }
+            None => rand::random_range(0..100u8),
+        };
+        if bucket < *weight { canary } else { &self.plugin }
     }
 }
 
@@ -69,9 +94,9 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// The plugin behind a route-table index.
-    pub fn plugin(&self, index: usize) -> &Plugin {
-        &self.plugins[index].plugin
+    /// The plugin version that serves a request to a route-table index.
+    pub fn plugin(&self, index: usize, session: Option<&str>) -> &Plugin {
+        self.plugins[index].choose(session)
     }
 }
 
@@ -284,19 +309,54 @@ impl App {
         entry: &PluginConfig,
         current: &[Arc<LoadedPlugin>],
     ) -> anyhow::Result<(Arc<LoadedPlugin>, &'static str)> {
-        let bytes = tokio::fs::read(&entry.component)
-            .await
-            .with_context(|| format!("plugin `{}`: reading {}", entry.name, entry.component.display()))?;
+        let read = |path: &std::path::Path| {
+            let path = path.to_owned();
+            let name = entry.name.clone();
+            async move {
+                tokio::fs::read(&path).await.with_context(|| format!("plugin `{name}`: reading {}", path.display()))
+            }
+        };
+        let bytes = read(&entry.component).await?;
         let digest = crate::runtime::digest(&bytes);
-        if let Some(same) = current.iter().find(|p| p.config.name == entry.name && p.same_as(entry, &digest)) {
-            let kept = LoadedPlugin {
-                plugin: same.plugin.clone(),
-                config: entry.clone(),
-                loaded_at: same.loaded_at.clone(),
-                origin: same.origin,
-            };
-            return Ok((Arc::new(kept), "unchanged"));
+        let canary_bytes = match &entry.canary {
+            Some(canary) => Some(read(&canary.component).await?),
+            None => None,
+        };
+        let canary_digest = canary_bytes.as_deref().map(crate::runtime::digest);
+        let existing = current.iter().find(|p| p.config.name == entry.name);
+        if let Some(same) = existing.filter(|p| p.same_as(entry, &digest, canary_digest.as_deref())) {
+            return Ok((Arc::new(LoadedPlugin { config: entry.clone(), ..LoadedPlugin::clone(same) }), "unchanged"));
         }
+        let (plugin, origin) = self.bind_plugin(entry, &entry.settings, bytes, digest).await?;
+        let canary = match (&entry.canary, canary_bytes, canary_digest) {
+            (Some(canary), Some(bytes), Some(digest)) => {
+                let mut settings = entry.settings.clone();
+                settings.extend(canary.settings.clone());
+                let (plugin, _) = self.bind_plugin(entry, &settings, bytes, digest).await?;
+                Some((Arc::new(plugin), canary.weight))
+            }
+            _ => None,
+        };
+        let previous = existing.map(|p| Arc::new(LoadedPlugin { previous: None, ..LoadedPlugin::clone(p) }));
+        let loaded = LoadedPlugin {
+            plugin: Arc::new(plugin),
+            config: entry.clone(),
+            loaded_at: now_rfc3339(),
+            origin,
+            canary,
+            previous,
+        };
+        Ok((Arc::new(loaded), "loaded"))
+    }
+
+    /// Compiles (or takes from the cache), links and binds one version.
+    async fn bind_plugin(
+        &self,
+        entry: &PluginConfig,
+        settings: &std::collections::BTreeMap<String, String>,
+        bytes: Vec<u8>,
+        digest: String,
+    ) -> anyhow::Result<(Plugin, Origin)> {
         let namespace =
             self.storage.namespace(NamespaceId::Plugin(entry.name.clone()), Some(entry.limits.kv_bytes.0))?;
         let ctx = Arc::new(PluginContext {
@@ -306,7 +366,7 @@ impl App {
             identity: self.identity.clone(),
             passwords: self.passwords.clone(),
             outbox: self.outbox.clone(),
-            settings: entry.settings.clone(),
+            settings: settings.clone(),
         });
         let prepared = self.runtime.prepare_bytes(entry, bytes, digest).await?;
         let origin = prepared.origin;
@@ -315,8 +375,42 @@ impl App {
         let envelope = Envelope { plugin: Some(entry.name.clone()), ..Envelope::system() };
         let reason = Some(format!("sha256:{}", plugin.digest));
         self.audit.append(envelope.draft("plugin.loaded", &entry.name, Outcome::Success, reason)).await?;
-        let loaded = LoadedPlugin { plugin: Arc::new(plugin), config: entry.clone(), loaded_at: now_rfc3339(), origin };
-        Ok((Arc::new(loaded), "loaded"))
+        Ok((plugin, origin))
+    }
+
+    /// Puts a plugin's previous version back in service (the current one
+    /// becomes its previous, so a rollback can be undone the same way).
+    pub async fn rollback(&self, name: &str, envelope: &Envelope) -> Result<(), String> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let current = self.deployment.load_full();
+        let index = current.plugins.iter().position(|p| p.config.name == name).ok_or(format!("no plugin `{name}`"))?;
+        let active = &current.plugins[index];
+        let Some(previous) = &active.previous else {
+            return Err(format!("plugin `{name}` has no previous version loaded"));
+        };
+        let restored = LoadedPlugin {
+            previous: Some(Arc::new(LoadedPlugin { previous: None, ..LoadedPlugin::clone(active) })),
+            loaded_at: now_rfc3339(),
+            ..LoadedPlugin::clone(previous)
+        };
+        let mut plugins = current.plugins.clone();
+        plugins[index] = Arc::new(restored);
+        let next = Deployment {
+            config: current.config.clone(),
+            plugins,
+            routes: current.routes.clone(),
+            rate_limits: current.rate_limits.clone(),
+            headers: current.headers.clone(),
+            cookies: current.cookies,
+        };
+        let reason = Some(format!("sha256:{}", previous.plugin.digest));
+        self.audit
+            .append(envelope.draft("plugin.rolled_back", name, Outcome::Success, reason))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.deployment.store(Arc::new(next));
+        let _ = self.storage.flush().await;
+        Ok(())
     }
 
     /// Reads the config again and swaps in what changed. A config that does

@@ -366,6 +366,21 @@ pub struct PluginConfig {
     /// Settings the plugin reads through `plinth:platform/settings`.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// A second version that takes a share of the requests.
+    pub canary: Option<CanaryConfig>,
+}
+
+/// A canary version of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryConfig {
+    /// Its component file.
+    pub component: PathBuf,
+    /// Percent of requests it serves, 0 to 100; sticky per session.
+    pub weight: u8,
+    /// Settings over the plugin's own, for this version only.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
 }
 
 /// A host interface a plugin can be granted.
@@ -505,6 +520,9 @@ impl Config {
         }
         for plugin in &mut config.plugins {
             plugin.component = base.join(&plugin.component);
+            if let Some(canary) = &mut plugin.canary {
+                canary.component = base.join(&canary.component);
+            }
         }
         config.policies = base.join(&config.policies);
         // Configured classes add to the built-in ones or replace them one by one.
@@ -608,6 +626,17 @@ impl Config {
                     key("component"),
                     format!("component file `{}` does not exist", plugin.component.display()),
                 ));
+            }
+            if let Some(canary) = &plugin.canary {
+                if canary.weight > 100 {
+                    return Err(self.invalid(key("canary.weight"), "a percentage, 0 to 100"));
+                }
+                if !canary.component.is_file() {
+                    return Err(self.invalid(
+                        key("canary.component"),
+                        format!("component file `{}` does not exist", canary.component.display()),
+                    ));
+                }
             }
             if plugin.routes.is_empty() {
                 return Err(self.invalid(key("routes"), "a plugin needs at least one route"));

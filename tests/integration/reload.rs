@@ -214,3 +214,75 @@ async fn a_reload_that_leaves_a_route_without_a_rule_is_refused() {
     assert_eq!(version(&server).await, "1", "the old policy and plugin keep serving");
     server.stop().await;
 }
+
+/// The config with a canary of the `version` plugin answering `2`.
+fn canary_config(weight: u8) -> String {
+    config(plinth_test_guests::VERSION, "1", &[]).replace(
+        "settings = { version = \"1\" }\n",
+        &format!(
+            "settings = {{ version = \"1\" }}\ncanary = {{ component = {:?}, weight = {weight}, settings = {{ version = \"2\" }} }}\n",
+            plinth_test_guests::VERSION
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_takes_its_share_sticky_per_session() {
+    let deployment = Deployment::with_policy(&canary_config(30), &format!("{POLICY}{ISSUER_POLICY}"));
+    let server = TestServer::start(&deployment).await;
+    let client = reqwest::Client::new();
+    let total = 2000;
+    let mut canary = 0;
+    for _ in 0..total {
+        if client.get(server.url("/v1/version")).send().await.unwrap().text().await.unwrap() == "2" {
+            canary += 1;
+        }
+    }
+    let share = f64::from(canary) / f64::from(total);
+    assert!((0.25..=0.35).contains(&share), "the canary served {share:.3} of requests, configured 0.30");
+    for who in ["s1", "s2", "s3", "s4"] {
+        let session = sign_in(&server.url(""), who, &[], None).await.bearer();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let response =
+                client.get(server.url("/v1/version")).header("authorization", &session).send().await.unwrap();
+            seen.insert(response.text().await.unwrap());
+        }
+        assert_eq!(seen.len(), 1, "session {who} moved between versions: {seen:?}");
+    }
+    let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
+    let plugins: Value = client
+        .get(server.url("/admin/plugins"))
+        .header("authorization", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
+    assert_eq!((listed["canary"]["weight"].as_u64(), listed["canary"]["version"].as_str()), (Some(30), Some("2")));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rollback_restores_the_previous_version() {
+    let deployment = deployment("1");
+    let server = TestServer::start(&deployment).await;
+    let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
+    let rollback = || {
+        reqwest::Client::new()
+            .post(server.url("/admin/plugins/version/rollback"))
+            .header("authorization", &admin)
+            .send()
+    };
+    assert_eq!(rollback().await.unwrap().status(), 409, "nothing to roll back to yet");
+    std::fs::write(deployment.config_path(), config(plinth_test_guests::VERSION, "2", &[])).unwrap();
+    assert_eq!(reload(&server, &admin).await.0, 200);
+    assert_eq!(version(&server).await, "2");
+    assert_eq!(rollback().await.unwrap().status(), 200);
+    assert_eq!(version(&server).await, "1");
+    assert_eq!(rollback().await.unwrap().status(), 200, "and forward again");
+    assert_eq!(version(&server).await, "2");
+    server.stop().await;
+}

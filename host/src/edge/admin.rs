@@ -47,6 +47,13 @@ pub async fn handle(
             let status = if report.applied { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
             Ok(super::json_response(status, &serde_json::to_value(report).expect("reports serialize")))
         }
+        (&Method::POST, _) if path.starts_with("/admin/plugins/") && path.ends_with("/rollback") => {
+            let name = path.trim_start_matches("/admin/plugins/").trim_end_matches("/rollback");
+            match app.rollback(name, envelope).await {
+                Ok(()) => Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "rolled_back": name }))),
+                Err(why) => Err(ApiError::new(StatusCode::CONFLICT, "rollback_refused", why)),
+            }
+        }
         (&Method::GET, "/admin/plugins") => {
             let deployment = app.deployment.load();
             let errors = app.plugin_errors();
@@ -63,6 +70,12 @@ pub async fn handle(
                         "grants": p.config.grants.iter().map(|g| g.name()).collect::<Vec<_>>(),
                         "loaded_at": p.loaded_at,
                         "compiled_from_cache": p.origin == crate::runtime::cache::Origin::Cache,
+                        "canary": p.canary.as_ref().map(|(canary, weight)| serde_json::json!({
+                            "digest": canary.digest,
+                            "weight": weight,
+                            "version": p.config.canary.as_ref().and_then(|c| c.settings.get("version")),
+                        })),
+                        "previous_digest": p.previous.as_ref().map(|prev| prev.plugin.digest.clone()),
                         "last_error": errors.get(&p.config.name),
                     })
                 })

@@ -113,8 +113,8 @@ enum Target<'a> {
     Admin,
     /// Prometheus metrics.
     Metrics,
-    /// A plugin, with the route's parameters.
-    Plugin(&'a Plugin, Vec<(String, String)>),
+    /// A plugin (by route-table index), with the route's parameters.
+    Plugin(usize, Vec<(String, String)>),
 }
 
 async fn route(
@@ -160,7 +160,7 @@ async fn route(
                     ApiError::new(StatusCode::FORBIDDEN, "no_policy", format!("no policy rule covers {method} {path}"))
                 })?;
                 outline.class.clone_from(&rule.class);
-                (Target::Plugin(deployment.plugin(*target), params), rule.access.clone())
+                (Target::Plugin(*target, params), rule.access.clone())
             }
             Lookup::MethodNotAllowed(allowed) => return Err(method_not_allowed(&method, &path, &allowed)),
             Lookup::NotFound => {
@@ -233,7 +233,8 @@ async fn route(
             Ok(response)
         }
         Target::Admin => admin::handle(app, &method, &path, req.uri().query(), &envelope).await,
-        Target::Plugin(plugin, params) => {
+        Target::Plugin(index, params) => {
+            let plugin = deployment.plugin(index, signed_in.as_ref().map(|a| a.session.id.as_str()));
             let response = call_plugin(app, deployment, plugin, req, params, client, trace_id, signed_in).await?;
             if response.headers().contains_key(header::SET_COOKIE) {
                 outline.authenticated = true;
