@@ -9,7 +9,7 @@ GUEST_WORKSPACES := plugins tests/guests/wasm
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
-.PHONY: run build test wasm-target test-deps plugins host fmt-check clippy
+.PHONY: run build test bench wasm-target test-deps plugins host fmt-check clippy
 
 run: build
 	./target/release/plinth serve --config examples/plinth.toml --data data
@@ -45,3 +45,8 @@ clippy: wasm-target
 test: wasm-target test-deps fmt-check clippy
 	cargo test --workspace
 	cargo test --manifest-path plugins/Cargo.toml
+
+# Micro-benchmarks (criterion) and load figures (wrk over loopback); see BENCHMARKS.md.
+bench: build
+	cargo bench -p plinth --bench runtime -- --warm-up-time 1 --measurement-time 3
+	bash benches/load.sh

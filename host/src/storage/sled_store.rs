@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{MAX_SCAN_PAGE, Namespace, NamespaceId, Op, Page, Storage, StorageError, Swap, check_key, check_value};
@@ -12,6 +13,13 @@ pub struct SledStorage {
     db: sled::Db,
     /// Open namespaces, so that one tree has one usage counter.
     open: Mutex<HashMap<NamespaceId, Arc<SledNamespace>>>,
+    /// Flush requests so far; a flush covers every request counted before
+    /// it started.
+    requested: AtomicU64,
+    /// One flush at a time (sled 0.34 can hang when flushes overlap), holding
+    /// the request count the last completed flush covered: concurrent
+    /// callers share one fsync (group commit).
+    flushed: tokio::sync::Mutex<u64>,
 }
 
 impl SledStorage {
@@ -22,7 +30,12 @@ impl SledStorage {
             .path(dir.join("db"))
             .open()
             .map_err(|e| StorageError::Backend(format!("cannot open {}: {e}", dir.display())))?;
-        Ok(Self { db, open: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            db,
+            open: Mutex::new(HashMap::new()),
+            requested: AtomicU64::new(0),
+            flushed: tokio::sync::Mutex::new(0),
+        })
     }
 }
 
@@ -57,7 +70,19 @@ impl Storage for SledStorage {
     }
 
     async fn flush(&self) -> Result<(), StorageError> {
-        self.db.flush_async().await.map(drop).map_err(backend)
+        let mine = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut flushed = self.flushed.lock().await;
+        if *flushed >= mine {
+            return Ok(());
+        }
+        let covers = self.requested.load(Ordering::SeqCst);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StorageError::Backend(format!("flush task: {e}")))?
+            .map_err(backend)?;
+        *flushed = covers;
+        Ok(())
     }
 }
 
