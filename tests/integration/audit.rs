@@ -1,7 +1,8 @@
 //! The audit log over HTTP and the CLI: paging, verification, tampering.
 
 use crate::support::{
-    Deployment, ISSUER_POLICY, LOOSE_LIMITS, TEST_SERVER, TestServer, issuer_plugin, plinth_cli, sign_in,
+    Deployment, ISSUER_POLICY, LOOSE_LIMITS, TEST_SERVER, TestServer, get_as, get_json, issuer_plugin, plinth_cli,
+    sign_in,
 };
 use plinth::storage::{NamespaceId, SledStorage, Storage};
 
@@ -20,41 +21,17 @@ async fn admins_page_and_verify_and_tampering_is_found() {
     let forbidden = client.get(server.url("/admin/audit")).header("authorization", user.bearer()).send().await.unwrap();
     assert_eq!(forbidden.status(), 403);
 
-    let page: serde_json::Value = client
-        .get(server.url("/admin/audit?after=0&limit=2"))
-        .header("authorization", admin.bearer())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: serde_json::Value = get_json(&server, "/admin/audit?after=0&limit=2", &admin.bearer()).await;
     let records = page["records"].as_array().unwrap();
     assert_eq!((records.len(), records[0]["id"].as_u64(), page["next_after"].as_u64()), (2, Some(1), Some(2)));
-    let all = client
-        .get(server.url("/admin/audit?limit=1000"))
-        .header("authorization", admin.bearer())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let all = get_as(&server, "/admin/audit?limit=1000", &admin.bearer()).await.text().await.unwrap();
     assert!(all.contains("\"action\":\"session.issued\"") && all.contains("\"trace_id\""), "{all}");
     assert!(!all.contains(&user.token) && !all.contains(&admin.csrf), "no secrets in the audit log");
     let bad =
         client.get(server.url("/admin/audit?limit=x")).header("authorization", admin.bearer()).send().await.unwrap();
     assert_eq!(bad.status(), 400);
 
-    let verify: serde_json::Value = client
-        .get(server.url("/admin/audit/verify"))
-        .header("authorization", admin.bearer())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let verify: serde_json::Value = get_json(&server, "/admin/audit/verify", &admin.bearer()).await;
     assert_eq!(verify["ok"], true, "{verify}");
     server.stop().await;
 
@@ -80,15 +57,7 @@ async fn admins_page_and_verify_and_tampering_is_found() {
 
     let server = TestServer::start(&deployment).await;
     let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
-    let verify: serde_json::Value = client
-        .get(server.url("/admin/audit/verify"))
-        .header("authorization", admin.bearer())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let verify: serde_json::Value = get_json(&server, "/admin/audit/verify", &admin.bearer()).await;
     assert_eq!((verify["ok"].as_bool(), verify["broken"]["id"].as_u64()), (Some(false), Some(4)), "{verify}");
     server.stop().await;
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, example_deployment, sign_in};
+use crate::support::{TestServer, example_deployment, get_json, sign_in};
 
 /// aiosmtpd writing what it receives into a maildir.
 struct SmtpServer(Child);
@@ -53,15 +53,7 @@ fn delivered(maildir: &std::path::Path) -> Vec<String> {
 }
 
 async fn outbox(server: &TestServer, bearer: &str, state: &str) -> Vec<Value> {
-    let body: Value = reqwest::Client::new()
-        .get(server.url(&format!("/admin/outbox?state={state}")))
-        .header("authorization", bearer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = get_json(&server, &format!("/admin/outbox?state={state}"), &bearer).await;
     body["messages"].as_array().unwrap().clone()
 }
 

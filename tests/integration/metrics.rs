@@ -1,7 +1,8 @@
 //! `GET /metrics`: admins only, Prometheus text with the host's counters.
 
 use crate::support::{
-    Deployment, ISSUER_POLICY, LOOSE_LIMITS, TEST_SERVER, TestServer, hello_plugin, issuer_plugin, plugin, sign_in,
+    Deployment, ISSUER_POLICY, LOOSE_LIMITS, TEST_SERVER, TestServer, get_as, hello_plugin, issuer_plugin, plugin,
+    sign_in,
 };
 
 #[tokio::test]
@@ -27,15 +28,7 @@ async fn admins_read_request_plugin_session_and_audit_metrics() {
     let forbidden = client.get(server.url("/metrics")).header("authorization", user.bearer()).send().await.unwrap();
     assert_eq!(forbidden.status(), 403);
     let admin = sign_in(&server.url(""), "ops", &["admin"], None).await;
-    let text = client
-        .get(server.url("/metrics"))
-        .header("authorization", admin.bearer())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_as(&server, "/metrics", &admin.bearer()).await.text().await.unwrap();
     for expected in [
         "plinth_requests_total{route=\"GET /v1/hello\",method=\"GET\",status=\"200\"} 2",
         "plinth_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",

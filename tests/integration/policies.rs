@@ -3,7 +3,7 @@
 
 use plinth::policy::Access;
 
-use crate::support::{Deployment, TestServer, plinth_cli, sign_in};
+use crate::support::{Deployment, TestServer, get_json, plinth_cli, sign_in};
 
 fn example_deployment() -> Deployment {
     crate::support::example_deployment("")
@@ -69,15 +69,7 @@ async fn denials_are_audited() {
         client.get(server.url("/v1/hello/stats")).header("authorization", user.bearer()).send().await.unwrap();
     assert_eq!(forbidden.status(), 403);
     let admin = sign_in(&base, "root", &["admin"], None).await;
-    let audit: serde_json::Value = client
-        .get(server.url("/admin/audit?limit=1000"))
-        .header("authorization", admin.bearer())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: serde_json::Value = get_json(&server, "/admin/audit?limit=1000", &admin.bearer()).await;
     let denials: Vec<_> = audit["records"]
         .as_array()
         .unwrap()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    Deployment, ISSUER_POLICY, LOOSE_LIMITS, ServerProcess, TestServer, issuer_plugin, plugin, sign_in,
+    Deployment, ISSUER_POLICY, LOOSE_LIMITS, ServerProcess, TestServer, get_json, issuer_plugin, plugin, sign_in,
 };
 
 /// The config with the `version` plugin at `component`, with `version`.
@@ -97,15 +97,7 @@ async fn a_broken_component_changes_nothing_and_shows_its_error() {
         assert_eq!((status, report["applied"].as_bool()), (422, Some(false)), "{report}");
         assert!(report["error"].as_str().unwrap().contains(needle), "{report}");
         assert_eq!(version(&server).await, "1", "the old version keeps serving");
-        let plugins: Value = reqwest::Client::new()
-            .get(server.url("/admin/plugins"))
-            .header("authorization", &admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let plugins: Value = get_json(&server, "/admin/plugins", &&admin).await;
         let listed = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
         assert!(listed["last_error"].as_str().unwrap().contains(needle), "{listed}");
         assert_eq!(listed["version"], "1");
@@ -149,15 +141,7 @@ async fn sighup_reloads() {
 }
 
 async fn compiled_from_cache(server: &TestServer, admin: &str) -> bool {
-    let plugins: Value = reqwest::Client::new()
-        .get(server.url("/admin/plugins"))
-        .header("authorization", admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plugins: Value = get_json(&server, "/admin/plugins", &admin).await;
     let version = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
     version["compiled_from_cache"].as_bool().unwrap()
 }
@@ -251,15 +235,7 @@ async fn a_canary_takes_its_share_sticky_per_session() {
         assert_eq!(seen.len(), 1, "session {who} moved between versions: {seen:?}");
     }
     let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
-    let plugins: Value = client
-        .get(server.url("/admin/plugins"))
-        .header("authorization", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plugins: Value = get_json(&server, "/admin/plugins", &&admin).await;
     let listed = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
     assert_eq!((listed["canary"]["weight"].as_u64(), listed["canary"]["version"].as_str()), (Some(30), Some("2")));
     server.stop().await;

@@ -305,3 +305,13 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
     assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     body
 }
+
+/// GETs `path` with a session token (`Authorization` value).
+pub async fn get_as(server: &TestServer, path: &str, authorization: &str) -> reqwest::Response {
+    reqwest::Client::new().get(server.url(path)).header("authorization", authorization).send().await.unwrap()
+}
+
+/// GETs `path` with a session token and reads the JSON answer.
+pub async fn get_json(server: &TestServer, path: &str, authorization: &str) -> serde_json::Value {
+    get_as(server, path, authorization).await.json().await.unwrap()
+}
