@@ -98,24 +98,18 @@ impl Browser {
 
 const PASSWORD: &str = "correct horse battery staple";
 
+/// `plinth admin invite` for an admin on the deployment's data directory.
+fn invite_admin(deployment: &Deployment, email: &str) -> (bool, String, String) {
+    let (config, data) = (deployment.config_path(), deployment.data_path());
+    let (config, data) = (config.to_str().unwrap(), data.to_str().unwrap());
+    plinth_cli(&["admin", "invite", "--config", config, "--data", data, "--email", email, "--roles", "admin"])
+}
+
 /// Bootstraps the first admin with the CLI (server stopped), starts the
 /// server, and signs the admin in.
 async fn with_admin(settings: &str) -> (Deployment, TestServer, Browser) {
     let deployment = example_deployment(settings);
-    let config = deployment.config_path();
-    let data = deployment.data_path();
-    let (ok, stdout, stderr) = plinth_cli(&[
-        "admin",
-        "invite",
-        "--config",
-        config.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--email",
-        "Root@Example.com",
-        "--roles",
-        "admin",
-    ]);
+    let (ok, stdout, stderr) = invite_admin(&deployment, "Root@Example.com");
     assert!(ok, "{stderr}");
     assert!(stdout.starts_with("invited Root@Example.com with roles [admin]"), "{stdout}");
     let token: String =
@@ -446,20 +440,7 @@ async fn expired_links_are_refused() {
 fn the_bootstrap_says_so_when_the_server_holds_the_database() {
     let deployment = example_deployment("");
     let _server = crate::support::ServerProcess::start(&deployment);
-    let config = deployment.config_path();
-    let data = deployment.data_path();
-    let (ok, _, stderr) = plinth_cli(&[
-        "admin",
-        "invite",
-        "--config",
-        config.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--email",
-        "a@example.com",
-        "--roles",
-        "admin",
-    ]);
+    let (ok, _, stderr) = invite_admin(&deployment, "a@example.com");
     assert!(!ok);
     assert!(stderr.contains("stop the server first"), "{stderr}");
 }

@@ -53,7 +53,7 @@ fn delivered(maildir: &std::path::Path) -> Vec<String> {
 }
 
 async fn outbox(server: &TestServer, bearer: &str, state: &str) -> Vec<Value> {
-    let body: Value = get_json(&server, &format!("/admin/outbox?state={state}"), &bearer).await;
+    let body: Value = get_json(server, &format!("/admin/outbox?state={state}"), bearer).await;
     body["messages"].as_array().unwrap().clone()
 }
 

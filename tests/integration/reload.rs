@@ -97,7 +97,7 @@ async fn a_broken_component_changes_nothing_and_shows_its_error() {
         assert_eq!((status, report["applied"].as_bool()), (422, Some(false)), "{report}");
         assert!(report["error"].as_str().unwrap().contains(needle), "{report}");
         assert_eq!(version(&server).await, "1", "the old version keeps serving");
-        let plugins: Value = get_json(&server, "/admin/plugins", &&admin).await;
+        let plugins: Value = get_json(&server, "/admin/plugins", &admin).await;
         let listed = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
         assert!(listed["last_error"].as_str().unwrap().contains(needle), "{listed}");
         assert_eq!(listed["version"], "1");
@@ -141,7 +141,7 @@ async fn sighup_reloads() {
 }
 
 async fn compiled_from_cache(server: &TestServer, admin: &str) -> bool {
-    let plugins: Value = get_json(&server, "/admin/plugins", &admin).await;
+    let plugins: Value = get_json(server, "/admin/plugins", admin).await;
     let version = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
     version["compiled_from_cache"].as_bool().unwrap()
 }
@@ -235,7 +235,7 @@ async fn a_canary_takes_its_share_sticky_per_session() {
         assert_eq!(seen.len(), 1, "session {who} moved between versions: {seen:?}");
     }
     let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
-    let plugins: Value = get_json(&server, "/admin/plugins", &&admin).await;
+    let plugins: Value = get_json(&server, "/admin/plugins", &admin).await;
     let listed = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
     assert_eq!((listed["canary"]["weight"].as_u64(), listed["canary"]["version"].as_str()), (Some(30), Some("2")));
     server.stop().await;
