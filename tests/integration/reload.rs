@@ -36,28 +36,49 @@ async fn version(server: &TestServer) -> String {
     reqwest::get(server.url("/v1/version")).await.unwrap().text().await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_swaps_under_load_fail_no_request() {
-    let deployment = deployment("1");
-    let server = TestServer::start(&deployment).await;
-    let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (stop, url) = (stop.clone(), server.url("/v1/version"));
-        tokio::spawn(async move {
+/// A client requesting `/v1/version` back to back until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<(u16, String)>>,
+}
+
+impl Load {
+    fn start(server: &TestServer) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, url) = (stop.clone(), server.url("/v1/version"));
+        let task = tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut seen = Vec::new();
             // Bounded: stops when told, or after this many requests.
             for _ in 0..20_000 {
-                if stop.load(Ordering::Relaxed) {
+                if flag.load(Ordering::Relaxed) {
                     break;
                 }
                 let response = client.get(&url).send().await.unwrap();
                 seen.push((response.status().as_u16(), response.text().await.unwrap()));
             }
             seen
-        })
-    };
+        });
+        Self { stop, task }
+    }
+
+    /// Stops and returns (status, body) of every request, after checking
+    /// that there were some and that none failed.
+    async fn finish(self) -> Vec<(u16, String)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let seen = self.task.await.unwrap();
+        assert!(seen.len() > 5, "the load ran: {} requests", seen.len());
+        assert!(seen.iter().all(|(status, _)| *status == 200), "a request failed under load");
+        seen
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_swaps_under_load_fail_no_request() {
+    let deployment = deployment("1");
+    let server = TestServer::start(&deployment).await;
+    let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
+    let load = Load::start(&server);
     for swap in 0..10 {
         let next = if swap % 2 == 0 { "2" } else { "1" };
         std::fs::write(deployment.config_path(), config(plinth_test_guests::VERSION, next, &[])).unwrap();
@@ -72,20 +93,18 @@ async fn ten_swaps_under_load_fail_no_request() {
         assert_eq!(version(&server).await, next, "new requests get the new version at once");
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    let seen = load.await.unwrap();
-    assert!(seen.len() > 20, "the load ran: {} requests", seen.len());
-    assert!(seen.iter().all(|(status, _)| *status == 200), "a request failed during a swap");
+    let seen = load.finish().await;
     let flips = seen.windows(2).filter(|w| w[0].1 != w[1].1).count();
     assert!(flips >= 5, "responses moved between versions {flips} times");
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_component_changes_nothing_and_shows_its_error() {
     let deployment = deployment("1");
     let server = TestServer::start(&deployment).await;
     let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
+    let load = Load::start(&server);
     let broken = deployment.dir.path().join("broken.wasm");
     std::fs::write(&broken, b"\0asm but not really").unwrap();
     for (component, grants, needle) in [
@@ -103,6 +122,8 @@ async fn a_broken_component_changes_nothing_and_shows_its_error() {
         assert_eq!(listed["version"], "1");
         assert_eq!(listed["digest"].as_str().unwrap().len(), 64);
     }
+    let seen = load.finish().await;
+    assert!(seen.iter().all(|(_, body)| body == "1"), "only the old version answered while the new one was broken");
     std::fs::write(deployment.config_path(), config(plinth_test_guests::VERSION, "2", &[])).unwrap();
     assert_eq!(reload(&server, &admin).await.0, 200);
     assert_eq!(version(&server).await, "2");
