@@ -48,5 +48,6 @@ test: wasm-target test-deps fmt-check clippy
 
 # Micro-benchmarks (criterion) and load figures (wrk over loopback); see BENCHMARKS.md.
 bench: build
+	cargo build --release -p bare-hyper
 	cargo bench -p plinth --bench runtime -- --warm-up-time 1 --measurement-time 3
 	bash benches/load.sh

@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/plinth}
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 work=$(mktemp -d)
@@ -41,6 +42,15 @@ run() { # name, wrk args...
 
 echo "| scenario | req/s | p50 | p99 |"
 echo "|---|---:|---:|---:|"
+
+# The ceiling: bare hyper, same machine, same wrk settings.
+BARE=${BARE:-$CARGO_TARGET_DIR/release/bare-hyper}
+"$BARE" > "$work/bare.out" &
+bare=$!
+for _ in $(seq 100); do grep -q listening "$work/bare.out" 2>/dev/null && break; sleep 0.1; done
+bare_base="http://$(sed 's/listening on //' "$work/bare.out")"
+for c in 1 32 128; do run "bare hyper hello, $c connections" -t $((c < 2 ? 1 : 2)) -c "$c" "$bare_base/"; done
+kill "$bare"
 for c in 1 32 128; do run "GET /v1/hello, $c connections" -t $((c < 2 ? 1 : 2)) -c "$c" "$base/v1/hello"; done
 
 # A signed-in user for PATCH /v1/me.

@@ -124,15 +124,19 @@ pub enum PluginCommand {
     },
 }
 
-/// Sets up logging to stderr; `RUST_LOG` filters (default `info`).
-pub fn init_logging(format: LogFormat) {
+/// Sets up logging to stderr; `RUST_LOG` filters (default `info`). Lines
+/// are written by a background thread, so a request never waits on the
+/// terminal or a pipe; keep the returned guard alive to flush at exit.
+pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
     }
+    guard
 }
 
 /// Runs a parsed command.

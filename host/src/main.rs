@@ -5,7 +5,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = plinth::cli::Cli::parse();
-    plinth::cli::init_logging(cli.log_format);
+    let _log_writer = plinth::cli::init_logging(cli.log_format);
     match plinth::cli::execute(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -9,11 +9,13 @@ async fn guest_stderr_is_logged_with_plugin_and_trace_id() {
         "{TEST_SERVER}{}",
         plugin("trap", plinth_test_guests::TRAP, &["GET /v1/trap"], &[], "")
     ));
-    let server = ServerProcess::start(&deployment);
+    let mut server = ServerProcess::start(&deployment);
     let response = reqwest::get(server.url("/v1/trap")).await.unwrap();
     let trace_id = response.headers()["x-trace-id"].to_str().unwrap().to_owned();
     assert_eq!(response.status(), 500);
     server.signal("TERM");
+    // Log lines are written in the background; a clean exit flushes them.
+    assert!(server.child.wait().unwrap().success());
     drop(server);
     let log = std::fs::read_to_string(deployment.log_path()).unwrap();
     let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
