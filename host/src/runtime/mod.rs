@@ -38,6 +38,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Core instances, memories and tables one component instance may use
 /// (a Rust wasip2 component has one core module; headroom for adapters).
 const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// Bytes of a freed slot's memory and tables reset with `memset` instead of
+/// `madvise`: under concurrency `madvise` means TLB shootdowns across cores.
+const KEEP_RESIDENT: usize = 128 * 1024;
 /// Memories (and tables) per component instance slot.
 const MEMORIES_PER_COMPONENT: u32 = 2;
 
@@ -162,7 +165,9 @@ impl Runtime {
             .total_stacks(max_instances)
             .max_memories_per_component(MEMORIES_PER_COMPONENT)
             .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
-            .max_memory_size(MAX_PLUGIN_MEMORY as usize);
+            .max_memory_size(MAX_PLUGIN_MEMORY as usize)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
         let mut config = wasmtime::Config::new();
         config
             .wasm_component_model(true)
