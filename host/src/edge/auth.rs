@@ -111,14 +111,7 @@ pub fn check_csrf(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
-        }
-        map
-    }
+    use crate::edge::test_headers as headers;
 
     #[test]
     fn cookie_attributes() {

@@ -35,6 +35,16 @@ use crate::runtime::state::SessionEffect;
 use crate::runtime::{Plugin, PluginFailure};
 use crate::trace;
 
+/// A header map from pairs, for unit tests of the edge's parts.
+#[cfg(test)]
+fn test_headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (k, v) in pairs {
+        map.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    map
+}
+
 /// Response header that echoes the request's trace id.
 pub const TRACE_ID_HEADER: &str = "x-trace-id";
 
