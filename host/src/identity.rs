@@ -365,12 +365,28 @@ mod tests {
     use super::*;
     use crate::storage::SledStorage;
 
-    async fn identity(idle: u64) -> (tempfile::TempDir, Identity) {
+    /// An identity store with these lifetimes (seconds) and audit mirror.
+    async fn identity_with(idle: u64, absolute: u64, mirror: Option<&str>) -> (tempfile::TempDir, Identity) {
         let dir = tempfile::tempdir().unwrap();
         let storage = SledStorage::open(dir.path()).unwrap();
-        let audit = Arc::new(AuditLog::open(&storage, None).await.unwrap());
-        let lifetimes = Lifetimes { idle: Duration::from_secs(idle), absolute: Duration::from_secs(3600) };
+        let audit = Arc::new(AuditLog::open(&storage, mirror.map(std::path::Path::new)).await.unwrap());
+        let lifetimes = Lifetimes { idle: Duration::from_secs(idle), absolute: Duration::from_secs(absolute) };
         (dir, Identity::open(&storage, audit, lifetimes).unwrap())
+    }
+
+    async fn identity(idle: u64) -> (tempfile::TempDir, Identity) {
+        identity_with(idle, 3600, None).await
+    }
+
+    /// Issues a session for a new account, and checks that it works now and
+    /// no longer does two seconds later.
+    async fn session_is_gone_after_two_seconds(ids: &Identity, id: &str) {
+        let env = Envelope::system();
+        ids.put_account(&active(id), &env).await.unwrap();
+        let (token, _) = ids.issue(id, "127.0.0.1", "", &env).await.unwrap();
+        assert!(ids.authenticate(&token.0).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(ids.authenticate(&token.0).await.unwrap().is_none());
     }
 
     fn active(id: &str) -> Account {
@@ -411,27 +427,13 @@ mod tests {
     #[tokio::test]
     async fn idle_sessions_expire() {
         let (_dir, ids) = identity(1).await;
-        let env = Envelope::system();
-        ids.put_account(&active("cy"), &env).await.unwrap();
-        let (token, _) = ids.issue("cy", "127.0.0.1", "", &env).await.unwrap();
-        assert!(ids.authenticate(&token.0).await.unwrap().is_some());
-        tokio::time::sleep(Duration::from_millis(2100)).await;
-        assert!(ids.authenticate(&token.0).await.unwrap().is_none());
+        session_is_gone_after_two_seconds(&ids, "cy").await;
     }
 
     #[tokio::test]
     async fn sessions_expire_at_their_absolute_deadline_however_used() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = SledStorage::open(dir.path()).unwrap();
-        let audit = Arc::new(AuditLog::open(&storage, None).await.unwrap());
-        let lifetimes = Lifetimes { idle: Duration::from_secs(600), absolute: Duration::from_secs(1) };
-        let ids = Identity::open(&storage, audit, lifetimes).unwrap();
-        let env = Envelope::system();
-        ids.put_account(&active("eve"), &env).await.unwrap();
-        let (token, _) = ids.issue("eve", "127.0.0.1", "", &env).await.unwrap();
-        assert!(ids.authenticate(&token.0).await.unwrap().is_some());
-        tokio::time::sleep(Duration::from_millis(2100)).await;
-        assert!(ids.authenticate(&token.0).await.unwrap().is_none());
+        let (_dir, ids) = identity_with(600, 1, None).await;
+        session_is_gone_after_two_seconds(&ids, "eve").await;
     }
 
     #[tokio::test]
@@ -444,11 +446,7 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_happens_when_the_audit_record_cannot_be_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = SledStorage::open(dir.path()).unwrap();
-        let audit = Arc::new(AuditLog::open(&storage, Some(std::path::Path::new("/dev/full"))).await.unwrap());
-        let lifetimes = Lifetimes { idle: Duration::from_secs(60), absolute: Duration::from_secs(60) };
-        let ids = Identity::open(&storage, audit, lifetimes).unwrap();
+        let (_dir, ids) = identity_with(60, 60, Some("/dev/full")).await;
         let env = Envelope::system();
         assert!(matches!(ids.put_account(&active("dan"), &env).await, Err(IdentityError::Audit(_))));
         assert_eq!(ids.account("dan").await.unwrap(), None, "the account was not created");

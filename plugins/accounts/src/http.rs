@@ -58,6 +58,13 @@ pub fn empty(status: u16) -> Response {
     Response::new(status)
 }
 
+/// A body that carries only a token from an e-mailed link.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenOnly {
+    pub token: String,
+}
+
 /// Parses the JSON body; unknown fields are refused by the types.
 pub fn body<T: DeserializeOwned>(req: &Request) -> Result<T, Failure> {
     let bytes = req.body();

@@ -88,14 +88,8 @@ pub fn signup(req: &Request) -> Outcome {
     accepted()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenOnly {
-    token: String,
-}
-
 pub fn verify(req: &Request) -> Outcome {
-    let input: TokenOnly = http::body(req)?;
+    let input: http::TokenOnly = http::body(req)?;
     let token = store::redeem(&input.token, Purpose::Verify)?;
     let id = token.account_id.unwrap_or_default();
     let stored = store::account(&id)?.ok_or_else(|| Failure::new(400, "invalid_token", "the link is invalid"))?;

@@ -139,14 +139,8 @@ pub fn change_email(req: &Request) -> Outcome {
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenOnly {
-    token: String,
-}
-
 pub fn confirm_email(req: &Request) -> Outcome {
-    let input: TokenOnly = http::body(req)?;
+    let input: http::TokenOnly = http::body(req)?;
     let token = store::redeem(&input.token, Purpose::EmailChange)?;
     let id = token.account_id.unwrap_or_default();
     let email = token.email.unwrap_or_default();
