@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
 use crate::audit::Actor;
 use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
@@ -38,8 +38,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Core instances, memories and tables one component instance may use
 /// (a Rust wasip2 component has one core module; headroom for adapters).
 const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
-/// Bytes of a freed slot's memory and tables reset with `memset` instead of
-/// `madvise`: under concurrency `madvise` means TLB shootdowns across cores.
+/// Most bytes of a freed slot's memory (and tables) reset in place instead of
+/// released with `madvise`, which under concurrency means TLB shootdowns
+/// across cores. With `PAGEMAP_SCAN` only the pages the guest dirtied are
+/// reset, so this bounds the work and the memory a slot keeps, not the cost.
 const KEEP_RESIDENT: usize = 128 * 1024;
 /// Memories (and tables) per component instance slot.
 const MEMORIES_PER_COMPONENT: u32 = 2;
@@ -167,7 +169,8 @@ impl Runtime {
             .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
             .max_memory_size(MAX_PLUGIN_MEMORY as usize)
             .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT);
+            .table_keep_resident(KEEP_RESIDENT)
+            .pagemap_scan(Enabled::Auto);
         let mut config = wasmtime::Config::new();
         config
             .wasm_component_model(true)
