@@ -1,11 +1,12 @@
-//! argon2id password hashing on a bounded blocking pool, so a login flood
-//! queues for hashing permits instead of stalling other requests.
+//! argon2id password hashing on dedicated threads below the edge's priority,
+//! so a login flood queues for hashing and uses idle cores, but cannot take
+//! them from other requests.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
 
 /// Memory cost in KiB (OWASP's argon2id minimum).
 pub const MEMORY_KIB: u32 = 19_456;
@@ -58,10 +59,19 @@ pub struct Verdict {
     pub needs_rehash: bool,
 }
 
-/// Hashes and verifies, at most `permits` at a time.
+/// Nice value of the hashing threads. At 10 (weight 110 against the edge's
+/// 1024) the scheduler runs a waiting request first and hashing still makes
+/// progress when the edge is busy.
+pub const HASHING_NICENESS: i32 = 10;
+
+/// Work for a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashes and verifies on its own threads, one hash per thread at a time
+/// (each uses ~19 MiB and a core); the rest wait in the queue.
 pub struct Passwords {
-    /// One permit per concurrent hash; each uses ~19 MiB and a core.
-    permits: Arc<Semaphore>,
+    /// The hashing threads' queue; they stop when it is dropped.
+    jobs: mpsc::Sender<Job>,
 }
 
 fn argon2() -> Argon2<'static> {
@@ -80,9 +90,44 @@ fn dummy_hash() -> &'static str {
 }
 
 impl Passwords {
-    /// A hasher allowing `permits` concurrent operations.
-    pub fn new(permits: usize) -> Self {
-        Self { permits: Arc::new(Semaphore::new(permits.max(1))) }
+    /// A hasher with `threads` hashing threads.
+    pub fn new(threads: usize) -> Self {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("plinth-argon2-{i}"))
+                .spawn(move || {
+                    // Linux keeps the nice value per thread; raising it is
+                    // always permitted.
+                    if let Err(e) =
+                        rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASHING_NICENESS)
+                    {
+                        tracing::warn!(error = %e, "cannot lower the hashing thread's priority");
+                    }
+                    loop {
+                        let job = queue.lock().expect("the hashing queue lock is never poisoned").recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(mpsc::RecvError) => return,
+                        }
+                    }
+                })
+                .expect("spawn a hashing thread");
+        }
+        Self { jobs }
+    }
+
+    /// Runs `work` on a hashing thread.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(work());
+            }))
+            .expect("the hashing threads run as long as the queue exists");
+        result.await.expect("a hashing job panicked")
     }
 
     /// A PHC string for the password.
@@ -90,13 +135,11 @@ impl Passwords {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(format!("passwords are at most {MAX_PASSWORD_BYTES} bytes"));
         }
-        let _permit = self.permits.acquire().await.expect("the password semaphore is never closed");
-        tokio::task::spawn_blocking(move || {
+        self.run(move || {
             let salt = SaltString::generate(&mut OsRng);
             argon2().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
         })
         .await
-        .expect("the hashing task panicked")
     }
 
     /// Checks a password against a stored hash (or, with none, a dummy).
@@ -104,8 +147,7 @@ impl Passwords {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| dummy_hash().to_owned());
         let password = if password.len() > MAX_PASSWORD_BYTES { String::new() } else { password };
-        let _permit = self.permits.acquire().await.expect("the password semaphore is never closed");
-        tokio::task::spawn_blocking(move || {
+        self.run(move || {
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return Verdict { valid: false, needs_rehash: known };
             };
@@ -113,7 +155,6 @@ impl Passwords {
             Verdict { valid, needs_rehash: known && valid && is_weaker(&parsed) }
         })
         .await
-        .expect("the verification task panicked")
     }
 }
 
@@ -165,5 +206,14 @@ mod tests {
             .to_string();
         let verdict = passwords.verify("old".into(), Some(weak)).await;
         assert_eq!(verdict, Verdict { valid: true, needs_rehash: true });
+    }
+
+    #[tokio::test]
+    async fn hashing_runs_below_the_edges_priority() {
+        let passwords = Passwords::new(2);
+        let ours = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let theirs = passwords.run(|| rustix::process::getpriority_process(Some(rustix::thread::gettid()))).await;
+        assert_eq!(theirs.unwrap(), HASHING_NICENESS);
+        assert_ne!(ours, HASHING_NICENESS, "the caller keeps its priority");
     }
 }
