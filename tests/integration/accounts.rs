@@ -324,6 +324,28 @@ async fn a_token_is_redeemed_once_under_concurrency() {
 }
 
 #[tokio::test]
+async fn concurrent_updates_without_if_match_all_apply_and_are_audited_once_each() {
+    let (deployment, server, mut admin) = with_admin("").await;
+    let mut uma = new_user(&deployment, &server, "many@example.com").await;
+    let version = |etag: &str| etag.trim_matches(['"', 'v']).parse::<u64>().unwrap();
+    let before = version(uma.get("/v1/me").await.headers()["etag"].to_str().unwrap());
+    let mut updates = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let mut tab = uma.clone();
+        updates.spawn(async move {
+            let body = json!({ "display_name": format!("Tab {i}") });
+            tab.send(Method::PATCH, "/v1/me", Some(body), &[]).await.status().as_u16()
+        });
+    }
+    assert_eq!(updates.join_all().await, [200; 12], "no update is lost to another's write");
+    let after = version(uma.get("/v1/me").await.headers()["etag"].to_str().unwrap());
+    assert_eq!(after, before + 12, "every update made a version");
+    let audit = admin.get("/admin/audit?limit=1000").await.text().await.unwrap();
+    assert_eq!(audit.matches("account.profile_updated").count(), 12, "one record per applied write");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn answers_do_not_tell_whether_an_account_exists() {
     let (deployment, server, _admin) = with_admin("").await;
     let _known = new_user(&deployment, &server, "known@example.com").await;

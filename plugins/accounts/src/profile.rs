@@ -35,32 +35,62 @@ struct Patch {
     locale: Option<String>,
 }
 
+/// Attempts of a PATCH without `If-Match` whose read is overtaken by another
+/// write to the account before its compare-and-swap.
+const MAX_UPDATE_ATTEMPTS: usize = 8;
+
+impl Patch {
+    fn apply(&self, mut account: Account) -> Result<Account, Failure> {
+        if let Some(name) = &self.display_name {
+            account.display_name = http::display_name(name)?;
+        }
+        if let Some(locale) = &self.locale {
+            let ok = locale.len() <= 35
+                && locale
+                    .split('-')
+                    .all(|p| !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric()));
+            account.locale = match (locale.is_empty(), ok) {
+                (true, _) => None,
+                (false, true) => Some(locale.clone()),
+                (false, false) => return Err(Failure::invalid("locale", "a language tag such as `en` or `pt-BR`")),
+            };
+        }
+        Ok(account)
+    }
+}
+
+/// With `If-Match`, the update applies only to that version (else 412);
+/// without it, a concurrent write is not the client's problem: re-read and
+/// apply again. The audit record follows the write it describes; if it
+/// cannot be written the write is undone.
 pub fn update(req: &Request) -> Outcome {
-    let stored = mine(req)?;
-    if let Some(expected) = req.header("if-match")
-        && expected.trim() != "*"
-        && expected.trim() != stored.account.etag()
-    {
-        return Err(Failure::new(412, "precondition_failed", "the profile changed since you read it; fetch it again"));
-    }
     let patch: Patch = http::body(req)?;
-    let mut next = stored.account.clone();
-    if let Some(name) = patch.display_name {
-        next.display_name = http::display_name(&name)?;
+    let precondition = req.header("if-match").map(|tag| tag.trim().to_owned()).filter(|tag| tag != "*");
+    for _ in 0..MAX_UPDATE_ATTEMPTS {
+        let stored = mine(req)?;
+        if precondition.as_ref().is_some_and(|tag| *tag != stored.account.etag()) {
+            return Err(Failure::new(
+                412,
+                "precondition_failed",
+                "the profile changed since you read it; fetch it again",
+            ));
+        }
+        let next = patch.apply(stored.account.clone())?;
+        match store::update(&stored, next)? {
+            Some(updated) => {
+                if let Err(failure) = store::record("account.profile_updated", &updated.id, Audit::Success, None) {
+                    store::revert(&stored, &updated)?;
+                    return Err(failure);
+                }
+                return Ok(profile_response(200, &updated));
+            }
+            None if precondition.is_some() => {
+                return Err(Failure::new(412, "precondition_failed", "the profile changed meanwhile; fetch it again"));
+            }
+            None => continue,
+        }
     }
-    if let Some(locale) = patch.locale {
-        let ok = locale.len() <= 35
-            && locale.split('-').all(|p| !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric()));
-        next.locale = match (locale.is_empty(), ok) {
-            (true, _) => None,
-            (false, true) => Some(locale),
-            (false, false) => return Err(Failure::invalid("locale", "a language tag such as `en` or `pt-BR`")),
-        };
-    }
-    store::record("account.profile_updated", &next.id, Audit::Success, None)?;
-    let updated = store::update(&stored, next)?
-        .ok_or_else(|| Failure::new(412, "precondition_failed", "the profile changed meanwhile; fetch it again"))?;
-    Ok(profile_response(200, &updated))
+    Err(Failure::new(409, "contended", "the profile is being changed by many requests at once; retry"))
 }
 
 fn require_password(account: &Account, password: &str) -> Result<(), Failure> {

@@ -83,6 +83,14 @@ pub fn update(stored: &Stored, mut next: Account) -> Result<Option<Account>, Fai
     }
 }
 
+/// Undoes [`update`] (its audit record could not be written), unless another
+/// write has replaced it since.
+pub fn revert(previous: &Stored, updated: &Account) -> Result<(), Failure> {
+    let key = format!("account/{}", updated.id);
+    kv::compare_and_swap(&key, Some(&encode(updated)), Some(&previous.bytes)).map_err(unavailable)?;
+    Ok(())
+}
+
 /// Moves an address in the index (e-mail change); false when taken.
 pub fn move_email(id: &str, from: &str, to: &str) -> Result<bool, Failure> {
     match kv::compare_and_swap(&format!("email/{to}"), None, Some(id.as_bytes())).map_err(unavailable)? {
