@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::Histogram;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
@@ -302,8 +303,13 @@ impl Prepared {
     /// Binds the plugin to its host handles, ready to serve.
     pub fn bind(self, ctx: Arc<PluginContext>, storage: Arc<dyn Storage>, metrics: Arc<Metrics>) -> Plugin {
         let version = ctx.settings.get("version").cloned().unwrap_or_else(|| self.digest[..12].to_owned());
+        let labels = PluginLabels { plugin: ctx.name.to_string(), version };
+        let instantiate_seconds = metrics.instantiate.get_or_create(&labels).clone();
+        let call_seconds = metrics.call.get_or_create(&labels).clone();
         Plugin {
-            labels: PluginLabels { plugin: ctx.name.to_string(), version },
+            instantiate_seconds,
+            call_seconds,
+            labels,
             metrics,
             ctx,
             storage,
@@ -319,8 +325,12 @@ impl Prepared {
 pub struct Plugin {
     /// Its metric labels (name and version).
     labels: PluginLabels,
-    /// Where its timings and failures are counted.
+    /// Where its failures are counted.
     metrics: Arc<Metrics>,
+    /// Its instantiation-time histogram, looked up once rather than per request.
+    instantiate_seconds: Histogram,
+    /// Its guest-call-time histogram, likewise.
+    call_seconds: Histogram,
     /// Host handles shared by its requests.
     ctx: Arc<PluginContext>,
     /// Flushed before a response that follows a write.
@@ -375,10 +385,10 @@ impl Plugin {
             let started = Instant::now();
             let instance = self.pre.instantiate_async(&mut store).await?;
             let instantiated = Instant::now();
-            Metrics::observe(&self.metrics.instantiate.get_or_create(&self.labels), instantiated - started);
+            Metrics::observe(&self.instantiate_seconds, instantiated - started);
             let req = store.data_mut().table.push(request)?;
             let resp = instance.plinth_platform_handler().call_handle(&mut store, req).await?;
-            Metrics::observe(&self.metrics.call.get_or_create(&self.labels), instantiated.elapsed());
+            Metrics::observe(&self.call_seconds, instantiated.elapsed());
             Ok::<_, wasmtime::Error>(store.data_mut().table.delete(resp)?)
         };
         let outcome = tokio::time::timeout(self.timeout, call).await;
