@@ -2,11 +2,12 @@
 //! so a login flood queues for hashing and uses idle cores, but cannot take
 //! them from other requests.
 
+use std::cell::RefCell;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString, rand_core::OsRng};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 /// Memory cost in KiB (OWASP's argon2id minimum).
 pub const MEMORY_KIB: u32 = 19_456;
@@ -74,19 +75,78 @@ pub struct Passwords {
     jobs: mpsc::Sender<Job>,
 }
 
-fn argon2() -> Argon2<'static> {
-    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).expect("valid argon2 parameters");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+/// Most memory a stored hash may ask for, in KiB: a hash handed in by a
+/// plugin (or a damaged record) cannot make a verification allocate without
+/// bound.
+const MAX_STORED_MEMORY_KIB: u32 = 4 * MEMORY_KIB;
+
+thread_local! {
+    /// Each hashing thread's argon2 memory, kept between hashes. A fresh
+    /// 19 MiB per hash meant ~4 900 page faults each, and the allocator
+    /// handing it back to the kernel stalled every thread of the process.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// argon2 over this thread's memory.
+fn compute(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> argon2::Result<()> {
+    let blocks = params.block_count();
+    MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        Argon2::new(algorithm, version, params).hash_password_into_with_memory(password, salt, out, &mut memory[..])
+    })
+}
+
+/// A PHC string of `password` with today's parameters and a fresh salt.
+fn hash_with_current_parameters(password: &[u8]) -> Result<String, String> {
+    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).map_err(|e| e.to_string())?;
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0; Salt::MAX_LENGTH];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|e| e.to_string())?;
+    let mut out = [0; Params::DEFAULT_OUTPUT_LEN];
+    compute(Algorithm::Argon2id, Version::V0x13, params.clone(), password, salt_bytes, &mut out)
+        .map_err(|e| e.to_string())?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| e.to_string())?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| e.to_string())?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches a parsed stored hash; `None` when the hash
+/// cannot be used (unknown algorithm, missing parts, too costly).
+fn matches(password: &[u8], stored: &PasswordHash<'_>) -> Option<bool> {
+    let algorithm = Algorithm::try_from(stored.algorithm).ok()?;
+    let version = stored.version.map(Version::try_from).transpose().ok()?.unwrap_or_default();
+    let params = Params::try_from(stored).ok()?;
+    if params.m_cost() > MAX_STORED_MEMORY_KIB {
+        return None;
+    }
+    let (salt, expected) = (stored.salt?, stored.hash?);
+    let mut salt_bytes = [0; Salt::MAX_LENGTH];
+    let salt = salt.decode_b64(&mut salt_bytes).ok()?;
+    let mut out = vec![0; expected.len()];
+    compute(algorithm, version, params, password, salt, &mut out).ok()?;
+    // `Output` compares in constant time.
+    Some(Output::new(&out).ok()? == expected)
 }
 
 /// A hash of a random password, verified when there is no stored hash so an
 /// unknown account costs the same as a known one.
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        let salt = SaltString::generate(&mut OsRng);
-        argon2().hash_password(b"plinth dummy password", &salt).expect("hash the dummy password").to_string()
-    })
+    DUMMY.get_or_init(|| hash_with_current_parameters(b"plinth dummy password").expect("hash the dummy password"))
 }
 
 impl Passwords {
@@ -135,11 +195,7 @@ impl Passwords {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(format!("passwords are at most {MAX_PASSWORD_BYTES} bytes"));
         }
-        self.run(move || {
-            let salt = SaltString::generate(&mut OsRng);
-            argon2().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
-        })
-        .await
+        self.run(move || hash_with_current_parameters(password.as_bytes())).await
     }
 
     /// Checks a password against a stored hash (or, with none, a dummy).
@@ -151,8 +207,8 @@ impl Passwords {
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return Verdict { valid: false, needs_rehash: known };
             };
-            let valid = known && argon2().verify_password(password.as_bytes(), &parsed).is_ok();
-            Verdict { valid, needs_rehash: known && valid && is_weaker(&parsed) }
+            let valid = known && matches(password.as_bytes(), &parsed) == Some(true);
+            Verdict { valid, needs_rehash: valid && is_weaker(&parsed) }
         })
         .await
     }
@@ -171,6 +227,8 @@ fn is_weaker(hash: &PasswordHash<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+
     use super::*;
 
     #[test]
@@ -206,6 +264,36 @@ mod tests {
             .to_string();
         let verdict = passwords.verify("old".into(), Some(weak)).await;
         assert_eq!(verdict, Verdict { valid: true, needs_rehash: true });
+    }
+
+    #[tokio::test]
+    async fn hashes_are_standard_phc_strings_both_ways() {
+        let passwords = Passwords::new(1);
+        let ours = passwords.hash("correct horse".into()).await.unwrap();
+        let reference = Argon2::default();
+        assert!(reference.verify_password(b"correct horse", &PasswordHash::new(&ours).unwrap()).is_ok());
+        assert!(reference.verify_password(b"correct horsf", &PasswordHash::new(&ours).unwrap()).is_err());
+        let theirs = reference.hash_password(b"battery staple", &SaltString::generate(&mut OsRng)).unwrap().to_string();
+        assert!(passwords.verify("battery staple".into(), Some(theirs.clone())).await.valid);
+        assert!(!passwords.verify("battery stapler".into(), Some(theirs)).await.valid);
+    }
+
+    #[tokio::test]
+    async fn stored_hashes_too_costly_or_damaged_never_match() {
+        let passwords = Passwords::new(1);
+        let costly = format!(
+            "$argon2id$v=19$m={},t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            MAX_STORED_MEMORY_KIB + 1
+        );
+        assert!(PasswordHash::new(&costly).is_ok(), "well-formed, only too costly");
+        assert!(!passwords.verify("anything".into(), Some(costly)).await.valid);
+        for damaged in [
+            "",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ",
+            "$scrypt$ln=16,r=8,p=1$aM15713r3Xsvxbi31lqr1Q$nFNh2CVHVjNldFVKDHDlm4CbdRSCdEBsjjJxD+iCs5E",
+        ] {
+            assert!(!passwords.verify("anything".into(), Some(damaged.into())).await.valid, "{damaged}");
+        }
     }
 
     #[tokio::test]
