@@ -4,7 +4,7 @@
 WASM_TARGET := wasm32-wasip2
 # Plugins `make build` puts where examples/plinth.toml expects them.
 PLUGINS := hello accounts
-GUEST_WORKSPACES := plugins tests/guests/wasm
+GUEST_WORKSPACES := plugins tests/guests/wasm benches/wasi-hello
 # Cargo's output; CI points this outside the clone to reuse it between runs.
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
@@ -46,8 +46,9 @@ test: wasm-target test-deps fmt-check clippy
 	cargo test --workspace
 	cargo test --manifest-path plugins/Cargo.toml
 
-# Micro-benchmarks (criterion) and load figures (wrk over loopback); see BENCHMARKS.md.
+# Micro-benchmarks (criterion) and load figures (wrk and oha over loopback,
+# beside bare hyper and `wasmtime serve`), written into BENCHMARKS.md.
 bench: build
 	cargo build --release -p bare-hyper
-	cargo bench -p plinth --bench runtime -- --warm-up-time 1 --measurement-time 3
-	bash benches/load.sh
+	cargo build --release --target $(WASM_TARGET) --manifest-path benches/wasi-hello/Cargo.toml
+	bash benches/run.sh

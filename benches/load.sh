@@ -1,19 +1,91 @@
 #!/usr/bin/env bash
-# Load figures against the release binary over loopback with wrk: hello at
-# 1/32/128 connections, PATCH /v1/me with a session at 32, and /healthz
-# latency alone and during a login (argon2) flood; plus the server's peak
-# RSS. Each scenario runs for $SECONDS_PER_RUN seconds and stops by itself.
+# HTTP figures over loopback, each scenario for $SECONDS_PER_RUN seconds:
+# hello from bare hyper (the ceiling), `wasmtime serve` (defaults, and tuned
+# like plinth's pool) and plinth, at 1/32/128 connections (wrk, closed loop);
+# PATCH /v1/me signed in, closed loop and at a fixed offered rate (oha);
+# /healthz sampled at a fixed rate, alone and during a flood of real (argon2)
+# sign-ins.
+#
+# Prints one tab-separated line per figure, which benches/run.sh renders:
+#   scenario  connections  req/s  p50 ms  p99 ms  non-2xx
+# and last `peak_rss_kib  <KiB>` for the plinth server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-target/release/plinth}
-CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+: "${CARGO_TARGET_DIR:=$PWD/target}"
+TOOLS=${PLINTH_BENCH_TOOLS:-$HOME/.cache/plinth-bench-tools}/bin
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+PATCH_RATE=${PATCH_RATE:-1000}
+HEALTHZ_RATE=${HEALTHZ_RATE:-500}
+CONNECTIONS=(1 32 128)
 work=$(mktemp -d)
-trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'jobs -p | xargs -r kill 2>/dev/null || true; rm -rf "$work"' EXIT
 
+# Waits for a server to print its address; echoes http://ADDR.
+wait_for_address() { # log file, pattern before the address
+  for _ in $(seq 200); do
+    local addr
+    addr=$(sed -n "s|.*$2\([0-9.:]*[0-9]\).*|\1|p" "$1" 2>/dev/null | head -1)
+    [ -n "$addr" ] && { echo "http://$addr"; return; }
+    sleep 0.05
+  done
+  echo "server did not start; its output:" >&2; cat "$1" >&2; exit 1
+}
+
+# wrk prints latencies as 71.00us / 3.93ms / 1.02s; figures are in ms.
+to_ms() { awk '{ v = $1 + 0; if ($1 ~ /us$/) v /= 1000; else if ($1 ~ /[0-9]s$/) v *= 1000; printf "%.3f", v }'; }
+
+wrk_report() { # scenario, connections, wrk output
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$(awk '/Requests\/sec/ {print $2}' "$3")" \
+    "$(awk '$1=="50%" {print $2}' "$3" | to_ms)" "$(awk '$1=="99%" {print $2}' "$3" | to_ms)" \
+    "$(awk '/Non-2xx/ {print $NF}' "$3" | grep . || echo 0)"
+}
+
+wrk_run() { # scenario, connections, url, [lua script]
+  local c=$2 script=${4:-}
+  wrk -d "${SECONDS_PER_RUN}s" -t $((c < 2 ? 1 : 2)) -c "$c" --latency ${script:+-s "$script"} "$3" > "$work/wrk.out"
+  wrk_report "$1" "$c" "$work/wrk.out"
+}
+
+# oha at a fixed offered rate, correcting for coordinated omission.
+oha_run() { # scenario, connections, rate, url, [oha options]
+  local scenario=$1 c=$2 rate=$3 url=$4
+  shift 4
+  "$TOOLS/oha" -z "${SECONDS_PER_RUN}s" -c "$c" -q "$rate" --latency-correction --no-tui --output-format json \
+    "$@" "$url" > "$work/oha.json"
+  python3 - "$work/oha.json" "$scenario" "$c" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+bad = sum(n for code, n in r.get("statusCodeDistribution", {}).items() if not code.startswith("2"))
+pct = r["latencyPercentiles"]
+print(f"{sys.argv[2]}\t{sys.argv[3]}\t{r['summary']['requestsPerSec']:.2f}\t{pct['p50'] * 1000:.3f}\t{pct['p99'] * 1000:.3f}\t{bad}")
+PY
+}
+
+hello_at_each() { # scenario, url
+  for c in "${CONNECTIONS[@]}"; do wrk_run "$1" "$c" "$2"; done
+}
+
+# The ceiling.
+"$CARGO_TARGET_DIR/release/bare-hyper" > "$work/bare.log" &
+bare=$!
+hello_at_each "bare hyper hello" "$(wait_for_address "$work/bare.log" "listening on ")/v1/hello"
+kill "$bare"
+
+# wasmtime serve, as shipped and with the pool reset tuned as plinth's is.
+wasi_hello="$CARGO_TARGET_DIR/wasm32-wasip2/release/wasi_hello.wasm"
+tuned=pooling-allocator=y,pooling-pagemap-scan=auto,pooling-memory-keep-resident=131072,pooling-table-keep-resident=131072
+for variant in defaults tuned; do
+  opts=()
+  [ "$variant" = tuned ] && opts=(-O "$tuned")
+  "$TOOLS/wasmtime" serve -S cli "${opts[@]}" --addr 127.0.0.1:0 "$wasi_hello" > "$work/serve.log" 2>&1 &
+  serve=$!
+  hello_at_each "wasmtime serve hello ($variant)" "$(wait_for_address "$work/serve.log" "Serving HTTP on http://")/v1/hello"
+  kill "$serve"
+done
+
+# plinth on the example configuration, limits raised out of the way.
 sed -e "s|../target/plugins/|$PWD/target/plugins/|" -e "s|../policies/|$PWD/policies/|" \
-    -e 's|listen = "127.0.0.1:8080"|listen = "127.0.0.1:0"|' examples/plinth.toml > "$work/plinth.toml"
+  -e 's|listen = "127.0.0.1:8080"|listen = "127.0.0.1:0"|' examples/plinth.toml > "$work/plinth.toml"
 cat >> "$work/plinth.toml" <<'TOML'
 
 [rate_limits.classes.default]
@@ -25,65 +97,49 @@ per_address = "100000000/min"
 per_address = "100000000/min"
 per_principal = "100000000/min"
 TOML
-"$BIN" serve --config "$work/plinth.toml" --data "$work/data" > "$work/out" 2> "$work/log" &
-echo $! > "$work/pid"
-for _ in $(seq 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.1; done
-base="http://$(sed 's/listening on //' "$work/out")"
+target/release/plinth serve --config "$work/plinth.toml" --data "$work/data" > "$work/plinth.log" 2> "$work/plinth.err" &
+plinth=$!
+base=$(wait_for_address "$work/plinth.log" "listening on ")
+hello_at_each "plinth GET /v1/hello (edge + plugin)" "$base/v1/hello"
 
-run() { # name, wrk args...
-  local name=$1; shift
-  wrk -d "${SECONDS_PER_RUN}s" --latency "$@" > "$work/wrk" 2>&1
-  local rps p50 p99
-  rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk")
-  p50=$(awk '$1=="50%" {print $2}' "$work/wrk")
-  p99=$(awk '$1=="99%" {print $2}' "$work/wrk")
-  printf '| %-44s | %10s | %9s | %9s |\n' "$name" "$rps" "$p50" "$p99"
-}
-
-echo "| scenario | req/s | p50 | p99 |"
-echo "|---|---:|---:|---:|"
-
-# The ceiling: bare hyper, same machine, same wrk settings.
-BARE=${BARE:-$CARGO_TARGET_DIR/release/bare-hyper}
-"$BARE" > "$work/bare.out" &
-bare=$!
-for _ in $(seq 100); do grep -q listening "$work/bare.out" 2>/dev/null && break; sleep 0.1; done
-bare_base="http://$(sed 's/listening on //' "$work/bare.out")"
-for c in 1 32 128; do run "bare hyper hello, $c connections" -t $((c < 2 ? 1 : 2)) -c "$c" "$bare_base/"; done
-kill "$bare"
-for c in 1 32 128; do run "GET /v1/hello, $c connections" -t $((c < 2 ? 1 : 2)) -c "$c" "$base/v1/hello"; done
-
-# A signed-in user for PATCH /v1/me.
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
-curl -s "$base/v1/accounts/signup" -H 'content-type: application/json' \
-  -d '{"email":"bench@example.com","password":"velvet lantern orchard","display_name":"Bench"}' > /dev/null
-for _ in $(seq 50); do grep -q bench@example.com "$work/data/outbox.jsonl" 2>/dev/null && break; sleep 0.1; done
+# A signed-in user: sign up, verify through the outbox file, sign in.
+email=bench@example.com password="velvet lantern orchard"
+curl -sf "$base/v1/accounts/signup" -H 'content-type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"$password\",\"display_name\":\"Bench\"}" > /dev/null
+for _ in $(seq 100); do grep -q "$email" "$work/data/outbox.jsonl" 2>/dev/null && break; sleep 0.05; done
 token=$(grep -o 'token=[0-9a-f]*' "$work/data/outbox.jsonl" | tail -1 | cut -d= -f2)
-curl -s "$base/v1/accounts/verify" -H 'content-type: application/json' -d "{\"token\":\"$token\"}" > /dev/null
-login=$(curl -s -D "$work/headers" "$base/v1/sessions" -H 'content-type: application/json' \
-  -d '{"email":"bench@example.com","password":"velvet lantern orchard"}')
-csrf=$(echo "$login" | json "['csrf_token']")
-cookie=$(grep -i '^set-cookie' "$work/headers" | sed 's/^[Ss]et-[Cc]ookie: //; s/;.*//')
+curl -sf "$base/v1/accounts/verify" -H 'content-type: application/json' -d "{\"token\":\"$token\"}" > /dev/null
+login=$(curl -sf -D "$work/headers" "$base/v1/sessions" -H 'content-type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"$password\"}")
+csrf=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])' <<< "$login")
+cookie=$(sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' "$work/headers")
+
+patch_body='{"display_name":"Bench Mark"}'
 cat > "$work/patch.lua" <<LUA
 wrk.method = "PATCH"
-wrk.body = '{"display_name":"Bench Mark"}'
+wrk.body = '$patch_body'
 wrk.headers["content-type"] = "application/json"
 wrk.headers["cookie"] = "$cookie"
 wrk.headers["x-csrf-token"] = "$csrf"
 LUA
-run "PATCH /v1/me (session, authz, plugin, write, audit), 32" -t 2 -c 32 -s "$work/patch.lua" "$base/v1/me"
+wrk_run "plinth PATCH /v1/me, closed loop" 32 "$base/v1/me" "$work/patch.lua"
 
-run "GET /healthz alone, 1 connection" -t 1 -c 1 "$base/healthz"
-cat > "$work/login.lua" <<'LUA'
+# The same requests offered at a fixed rate: latency at a stated load.
+oha_run "plinth PATCH /v1/me at $PATCH_RATE req/s offered" 32 "$PATCH_RATE" "$base/v1/me" \
+  -m PATCH -T application/json -H "cookie: $cookie" -H "x-csrf-token: $csrf" -d "$patch_body"
+
+# /healthz sampled at a low fixed rate, alone and while 32 connections sign
+# in as fast as they can (each sign-in is an argon2 verification).
+oha_run "plinth GET /healthz sampled, alone" 1 "$HEALTHZ_RATE" "$base/healthz"
+cat > "$work/login.lua" <<LUA
 wrk.method = "POST"
-wrk.body = '{"email":"bench@example.com","password":"wrong wrong wrong"}'
+wrk.body = '{"email":"$email","password":"$password"}'
 wrk.headers["content-type"] = "application/json"
 LUA
-wrk -d "${SECONDS_PER_RUN}s" -t 1 -c 32 -s "$work/login.lua" "$base/v1/sessions" > "$work/flood" 2>&1 &
+wrk -d "$((SECONDS_PER_RUN + 1))s" -t 2 -c 32 --latency -s "$work/login.lua" "$base/v1/sessions" > "$work/flood.out" &
 flood=$!
 sleep 0.5
-run "GET /healthz during a 32-connection login flood" -t 1 -c 1 "$base/healthz"
+oha_run "plinth GET /healthz sampled, during the login flood" 1 "$HEALTHZ_RATE" "$base/healthz"
 wait "$flood"
-printf '| %-44s | %10s | %9s | %9s |\n' "login flood (argon2 verify), 32 connections" "$(awk '/Requests\/sec/ {print $2}' "$work/flood")" "" ""
-echo
-echo "peak RSS of the server: $(awk '/VmHWM/ {print $2, $3}' /proc/"$(cat "$work/pid")"/status)"
+wrk_report "plinth POST /v1/sessions (argon2 login flood)" 32 "$work/flood.out"
+printf 'peak_rss_kib\t%s\n' "$(awk '/VmHWM/ {print $2}' "/proc/$plinth/status")"

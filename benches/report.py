@@ -1,0 +1,156 @@
+"""Renders one `make bench` run as Markdown and writes it into BENCHMARKS.md.
+
+Inputs: the tab-separated lines of benches/load.sh, the criterion results of
+this run (estimates written after `started`), and facts about the run. The
+text between the markers in BENCHMARKS.md is replaced; the rest (analysis,
+history) is kept.
+
+usage: report.py LOAD_TSV CRITERION_DIR STARTED_EPOCH BENCHMARKS_MD COMMAND
+"""
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+BEGIN = "<!-- make bench: generated from here -->"
+END = "<!-- make bench: generated up to here -->"
+
+# Budget (DESIGN.md, "Performance budget").
+PLUGIN_CALL_US = 10.0
+HELLO_VS_BARE = 0.5
+HELLO_VS_SERVE = 1.0
+PATCH_P50_MS, PATCH_P99_MS = 1.0, 5.0
+HEALTHZ_FLOOD_FACTOR = 2.0
+
+PLUGIN_CALL = "plugin/hello GET (instantiate + call + drop)"
+
+
+def criterion_medians(root, started):
+    """{benchmark id: median ns} for the benchmarks this run measured."""
+    medians = {}
+    for dirpath, _, files in os.walk(root):
+        if not dirpath.endswith(os.sep + "new") or "estimates.json" not in files:
+            continue
+        estimates = os.path.join(dirpath, "estimates.json")
+        if os.path.getmtime(estimates) < started:
+            continue
+        with open(os.path.join(dirpath, "benchmark.json")) as f:
+            name = json.load(f)["full_id"]
+        with open(estimates) as f:
+            medians[name] = json.load(f)["median"]["point_estimate"]
+    return medians
+
+
+def load_figures(path):
+    rows, rss = [], None
+    with open(path) as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            if fields[0] == "peak_rss_kib":
+                rss = int(fields[1])
+            elif len(fields) == 6:
+                name, conns, rps, p50, p99, bad = fields
+                rows.append((name, int(conns), float(rps), float(p50), float(p99), int(bad)))
+    return rows, rss
+
+
+def duration(ns):
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} µs"
+    return f"{ns:.0f} ns"
+
+
+def machine():
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    return f"{cpu}, {os.cpu_count()} cores, {mem_kib / 2**20:.0f} GiB, Linux {platform.release()}"
+
+
+def commit():
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
+    return rev + (" with uncommitted changes" if dirty else "")
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def render(medians, rows, rss, command):
+    by = {(name, conns): (rps, p50, p99, bad) for name, conns, rps, p50, p99, bad in rows}
+
+    def find(prefix, conns):
+        return next((v for (name, c), v in by.items() if name.startswith(prefix) and c == conns), None)
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = [BEGIN, "", "## Latest run", ""]
+    out += [f"- When: {now}; commit {commit()}", f"- Machine: {machine()}", f"- Command: `{command}`", ""]
+
+    out += ["### In-process (criterion, median)", "", "| benchmark | median |", "|---|---:|"]
+    out += [f"| {name} | {duration(ns)} |" for name, ns in sorted(medians.items())]
+
+    out += ["", "### Over HTTP (loopback; the load generator shares the cores)", ""]
+    out += ["| scenario | connections | req/s | p50 ms | p99 ms | non-2xx |", "|---|---:|---:|---:|---:|---:|"]
+    out += [f"| {n} | {c} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {bad} |" for n, c, rps, p50, p99, bad in rows]
+    if rss is not None:
+        out += ["", f"Peak RSS of the plinth server over the run: {rss / 1024:.0f} MiB."]
+
+    out += ["", "### Against the budget", "", "| target | measured | |", "|---|---|---|"]
+    call = medians.get(PLUGIN_CALL)
+    if call is not None:
+        out.append(
+            f"| plugin call ≤ {PLUGIN_CALL_US:.0f} µs | {duration(call)} | {verdict(call <= PLUGIN_CALL_US * 1e3)} |"
+        )
+    for ceiling, factor in (("bare hyper hello", HELLO_VS_BARE), ("wasmtime serve hello (defaults)", HELLO_VS_SERVE),
+                            ("wasmtime serve hello (tuned)", HELLO_VS_SERVE)):
+        for conns in (1, 32, 128):
+            ours, theirs = find("plinth GET /v1/hello", conns), find(ceiling, conns)
+            if ours and theirs:
+                ratio = ours[0] / theirs[0]
+                out.append(f"| hello ≥ {factor}× {ceiling}, {conns} conn. | {ratio:.2f}× | {verdict(ratio >= factor)} |")
+    for prefix in ("plinth PATCH /v1/me at", "plinth PATCH /v1/me, closed loop"):
+        patch = find(prefix, 32)
+        if patch:
+            _, p50, p99, _ = patch
+            ok = p50 <= PATCH_P50_MS and p99 <= PATCH_P99_MS
+            label = prefix.removeprefix("plinth ").replace(" at", ", fixed rate")
+            out.append(f"| {label}: p50 ≤ {PATCH_P50_MS:g} ms, p99 ≤ {PATCH_P99_MS:g} ms, 32 conn. "
+                       f"| p50 {p50:.2f} ms, p99 {p99:.2f} ms | {verdict(ok)} |")
+    alone, flood = find("plinth GET /healthz sampled, alone", 1), find("plinth GET /healthz sampled, during", 1)
+    if alone and flood:
+        factor = flood[2] / alone[2]
+        out.append(f"| /healthz p99 during a login flood ≤ {HEALTHZ_FLOOD_FACTOR:g}× alone "
+                   f"| {flood[2]:.2f} ms vs {alone[2]:.2f} ms ({factor:.1f}×) "
+                   f"| {verdict(factor <= HEALTHZ_FLOOD_FACTOR)} |")
+    out += ["", END]
+    return "\n".join(out) + "\n"
+
+
+def main():
+    load_tsv, criterion_dir, started, target, command = sys.argv[1:6]
+    medians = criterion_medians(criterion_dir, float(started))
+    rows, rss = load_figures(load_tsv)
+    section = render(medians, rows, rss, command)
+    sys.stdout.write(section)
+    text = open(target).read() if os.path.exists(target) else "# Benchmarks\n\n" + BEGIN + "\n" + END + "\n"
+    if BEGIN not in text or END not in text:
+        sys.exit(f"{target}: the markers `{BEGIN}` and `{END}` are missing; add them where the run should go")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    with open(target, "w") as f:
+        f.write(head + section.rstrip("\n") + tail)
+
+
+if __name__ == "__main__":
+    main()
