@@ -203,8 +203,11 @@ impl App {
             Lifetimes { idle: config.sessions.idle_timeout.0, absolute: config.sessions.absolute_timeout.0 };
         let identity =
             Arc::new(Identity::open(storage.as_ref(), audit.clone(), lifetimes)?.with_metrics(metrics.clone()));
+        // One core is left to the edge: a login flood then never delays other
+        // requests by more than the scheduler's wake-up latency (measured in
+        // BENCHMARKS.md); `Passwords` keeps at least one thread.
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let passwords = Arc::new(Passwords::new(cores));
+        let passwords = Arc::new(Passwords::new(cores.saturating_sub(1)));
         let sink = match &config.mail.smtp {
             Some(smtp) => Sink::smtp(smtp)?,
             None => Sink::File(config.mail.file.clone().unwrap_or_else(|| config.storage.path.join("outbox.jsonl"))),

@@ -150,7 +150,7 @@ fn dummy_hash() -> &'static str {
 }
 
 impl Passwords {
-    /// A hasher with `threads` hashing threads.
+    /// A hasher with `threads` hashing threads (at least one).
     pub fn new(threads: usize) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
