@@ -101,7 +101,19 @@ fn compute(
         if memory.len() < blocks {
             memory.resize(blocks, Block::default());
         }
-        Argon2::new(algorithm, version, params).hash_password_into_with_memory(password, salt, out, &mut memory[..])
+        let result = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+            password,
+            salt,
+            out,
+            &mut memory[..],
+        );
+        // A costlier stored hash does not leave its memory behind (a block
+        // is 1 KiB, so today's parameters use `MEMORY_KIB` blocks).
+        if memory.len() > MEMORY_KIB as usize {
+            memory.truncate(MEMORY_KIB as usize);
+            memory.shrink_to_fit();
+        }
+        result
     })
 }
 
@@ -201,10 +213,11 @@ impl Passwords {
     /// Checks a password against a stored hash (or, with none, a dummy).
     pub async fn verify(&self, password: String, stored: Option<String>) -> Verdict {
         let known = stored.is_some();
-        let stored = stored.unwrap_or_else(|| dummy_hash().to_owned());
         let password = if password.len() > MAX_PASSWORD_BYTES { String::new() } else { password };
         self.run(move || {
-            let Ok(parsed) = PasswordHash::new(&stored) else {
+            // On a hashing thread: the first call computes the dummy.
+            let stored = stored.as_deref().unwrap_or_else(|| dummy_hash());
+            let Ok(parsed) = PasswordHash::new(stored) else {
                 return Verdict { valid: false, needs_rehash: known };
             };
             let valid = known && matches(password.as_bytes(), &parsed) == Some(true);
