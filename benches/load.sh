@@ -6,7 +6,7 @@
 # /healthz sampled at a fixed rate, alone and during a flood of real (argon2)
 # sign-ins.
 #
-# Prints one tab-separated line per figure, which benches/run.sh renders:
+# Prints one tab-separated line per figure, which benches/report.py renders:
 #   scenario  connections  req/s  p50 ms  p99 ms  non-2xx
 # and last `peak_rss_kib  <KiB>` for the plinth server.
 set -euo pipefail
