@@ -96,8 +96,9 @@ impl wasmtime::ResourceLimiter for MemoryCap {
 pub struct HostState {
     /// Resources the guest holds handles to (request, response, WASI streams).
     pub table: ResourceTable,
-    /// WASI with no preopens, no environment, no network.
-    wasi: WasiCtx,
+    /// WASI with no preopens, no environment, no network; built on the
+    /// guest's first WASI call, since many requests make none.
+    wasi: Option<WasiCtx>,
     /// The memory cap.
     pub memory: MemoryCap,
     /// The plugin's host handles.
@@ -113,16 +114,9 @@ pub struct HostState {
 impl HostState {
     /// State for one request to `plugin`, capped at `memory_limit` bytes.
     pub fn new(plugin: Arc<PluginContext>, request: RequestMeta, memory_limit: usize) -> Self {
-        let wasi = WasiCtx::builder()
-            .stdout(GuestOutput::new(plugin.name.clone(), "stdout"))
-            .stderr(GuestOutput::new(plugin.name.clone(), "stderr"))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         Self {
             table: ResourceTable::new(),
-            wasi,
+            wasi: None,
             memory: MemoryCap { limit: memory_limit, hit: false },
             plugin,
             request,
@@ -146,6 +140,16 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        let name = &self.plugin.name;
+        let ctx = self.wasi.get_or_insert_with(|| {
+            WasiCtx::builder()
+                .stdout(GuestOutput::new(name.clone(), "stdout"))
+                .stderr(GuestOutput::new(name.clone(), "stderr"))
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build()
+        });
+        WasiCtxView { ctx, table: &mut self.table }
     }
 }
