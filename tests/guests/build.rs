@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// (workspace, crates) pairs to build, relative to this crate.
-const WORKSPACES: &[(&str, &[&str])] =
-    &[("wasm", &["spin", "hog", "trap", "kvprobe", "issuer", "version"]), ("../../plugins", &["hello", "accounts"])];
+const WORKSPACES: &[(&str, &[&str])] = &[
+    ("wasm", &["spin", "hog", "trap", "kvprobe", "issuer", "version", "wasiprobe"]),
+    ("../../plugins", &["hello", "accounts"]),
+];
 
 fn main() {
     let here = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

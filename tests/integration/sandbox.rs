@@ -61,6 +61,22 @@ async fn a_trapping_guest_gets_a_500_and_the_host_keeps_serving() {
 }
 
 #[tokio::test]
+async fn wasi_gives_a_guest_clocks_and_randomness_and_nothing_else() {
+    assert!(std::env::vars_os().count() > 0, "the host has an environment a guest could inherit");
+    let deployment = Deployment::new(&format!(
+        "{TEST_SERVER}{}",
+        plugin("wasiprobe", plinth_test_guests::WASIPROBE, &["GET /v1/wasiprobe"], &[], "")
+    ));
+    let server = TestServer::start(&deployment).await;
+    let response = reqwest::get(server.url("/v1/wasiprobe")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let report = response.text().await.unwrap();
+    assert_eq!(report, "env=0\nargs=0\nread_root=false\nread_cwd=false\ncreate_file=false\nclock=true\nrandom=true\n");
+    assert!(!std::path::Path::new("probe.txt").exists(), "nothing was written beside the host");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn an_ungranted_import_is_refused_at_load() {
     let deployment = Deployment::new(&format!(
         "{TEST_SERVER}{}",
