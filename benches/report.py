@@ -24,6 +24,7 @@ HELLO_VS_BARE = 0.5
 HELLO_VS_SERVE = 1.0
 PATCH_P50_MS, PATCH_P99_MS = 1.0, 5.0
 HEALTHZ_FLOOD_FACTOR = 2.0
+STARTUP_WARM_MS = 200
 
 PLUGIN_CALL = "plugin/hello GET (instantiate + call + drop)"
 
@@ -45,16 +46,18 @@ def criterion_medians(root, started):
 
 
 def load_figures(path):
-    rows, rss = [], None
+    rows, rss, startups = [], None, []
     with open(path) as f:
         for line in f:
             fields = line.rstrip("\n").split("\t")
             if fields[0] == "peak_rss_kib":
                 rss = int(fields[1])
+            elif fields[0] == "startup_ms":
+                startups.append((fields[1], int(fields[2])))
             elif len(fields) == 6:
                 name, conns, rps, p50, p99, bad = fields
                 rows.append((name, int(conns), float(rps), float(p50), float(p99), int(bad)))
-    return rows, rss
+    return rows, rss, startups
 
 
 def duration(ns):
@@ -87,7 +90,7 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
-def render(medians, rows, rss, command):
+def render(medians, rows, rss, startups, command):
     by = {(name, conns): (rps, p50, p99, bad) for name, conns, rps, p50, p99, bad in rows}
 
     def find(prefix, conns):
@@ -105,6 +108,9 @@ def render(medians, rows, rss, command):
     out += [f"| {n} | {c} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {bad} |" for n, c, rps, p50, p99, bad in rows]
     if rss is not None:
         out += ["", f"Peak RSS of the plinth server over the run: {rss / 1024:.0f} MiB."]
+    if startups:
+        out += ["", "### Start-up (exec to `listening on`, examples/plinth.toml)", "", "| compiled cache | ms |", "|---|---:|"]
+        out += [f"| {cache} | {ms} |" for cache, ms in startups]
 
     out += ["", "### Against the budget", "", "| target | measured | |", "|---|---|---|"]
     call = medians.get(PLUGIN_CALL)
@@ -133,6 +139,10 @@ def render(medians, rows, rss, command):
         out.append(f"| /healthz p99 during a login flood ≤ {HEALTHZ_FLOOD_FACTOR:g}× alone "
                    f"| {flood[2]:.2f} ms vs {alone[2]:.2f} ms ({factor:.1f}×) "
                    f"| {verdict(factor <= HEALTHZ_FLOOD_FACTOR)} |")
+    warm = [ms for cache, ms in startups if cache == "warm"]
+    if warm:
+        out.append(f"| start-up with a warm cache ≤ {STARTUP_WARM_MS} ms | {max(warm)} ms (slowest) "
+                   f"| {verdict(max(warm) <= STARTUP_WARM_MS)} |")
     out += ["", END]
     return "\n".join(out) + "\n"
 
@@ -140,8 +150,8 @@ def render(medians, rows, rss, command):
 def main():
     load_tsv, criterion_dir, started, target, command = sys.argv[1:6]
     medians = criterion_medians(criterion_dir, float(started))
-    rows, rss = load_figures(load_tsv)
-    section = render(medians, rows, rss, command)
+    rows, rss, startups = load_figures(load_tsv)
+    section = render(medians, rows, rss, startups, command)
     sys.stdout.write(section)
     text = open(target).read() if os.path.exists(target) else "# Benchmarks\n\n" + BEGIN + "\n" + END + "\n"
     if BEGIN not in text or END not in text:
