@@ -91,11 +91,6 @@ def verdict(ok):
 
 
 def render(medians, rows, rss, startups, command):
-    by = {(name, conns): (rps, p50, p99, bad) for name, conns, rps, p50, p99, bad in rows}
-
-    def find(prefix, conns):
-        return next((v for (name, c), v in by.items() if name.startswith(prefix) and c == conns), None)
-
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = [BEGIN, "", "## Latest run", ""]
     out += [f"- When: {now}; commit {commit()}", f"- Machine: {machine()}", f"- Command: `{command}`", ""]
@@ -113,6 +108,19 @@ def render(medians, rows, rss, startups, command):
         out += [f"| {cache} | {ms} |" for cache, ms in startups]
 
     out += ["", "### Against the budget", "", "| target | measured | |", "|---|---|---|"]
+    out += budget(medians, rows, startups)
+    out += ["", END]
+    return "\n".join(out) + "\n"
+
+
+def budget(medians, rows, startups):
+    """One table row per budget line the run has figures for."""
+    by = {(name, conns): (rps, p50, p99, bad) for name, conns, rps, p50, p99, bad in rows}
+
+    def find(prefix, conns):
+        return next((v for (name, c), v in by.items() if name.startswith(prefix) and c == conns), None)
+
+    out = []
     call = medians.get(PLUGIN_CALL)
     if call is not None:
         out.append(
@@ -143,8 +151,7 @@ def render(medians, rows, rss, startups, command):
     if warm:
         out.append(f"| start-up with a warm cache ≤ {STARTUP_WARM_MS} ms | {max(warm)} ms (slowest) "
                    f"| {verdict(max(warm) <= STARTUP_WARM_MS)} |")
-    out += ["", END]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def main():
