@@ -71,19 +71,15 @@ pub fn signup(req: &Request) -> Outcome {
     }
     store::record("account.signup", &id, Audit::Success, None)?;
     store::sync_principal(&account)?;
-    let token = store::issue_token(&Token {
-        purpose: Purpose::Verify,
-        account_id: Some(id),
-        email: None,
-        roles: Vec::new(),
-        expires_at: store::now() + store::seconds("verify_ttl", "24h"),
-    })?;
-    let link = store::link("verify", &token);
-    store::mail(
+    store::mail_link(
         &email,
-        "verify",
-        "Confirm your e-mail address",
-        format!("Open this link to activate your account:\n{link}\n"),
+        &Token {
+            purpose: Purpose::Verify,
+            account_id: Some(id),
+            email: None,
+            roles: Vec::new(),
+            expires_at: store::now() + store::seconds("verify_ttl", "24h"),
+        },
     )?;
     accepted()
 }
@@ -133,15 +129,16 @@ pub fn invite(req: &Request) -> Outcome {
         Audit::Success,
         Some(format!("roles=[{}]", input.roles.join(","))),
     )?;
-    let token = store::issue_token(&Token {
-        purpose: Purpose::Invite,
-        account_id: None,
-        email: Some(email.clone()),
-        roles: input.roles,
-        expires_at: store::now() + store::seconds("invite_ttl", "72h"),
-    })?;
-    let link = store::link("accept-invite", &token);
-    store::mail(&email, "invite", "You are invited", format!("Open this link to create your account:\n{link}\n"))?;
+    store::mail_link(
+        &email,
+        &Token {
+            purpose: Purpose::Invite,
+            account_id: None,
+            email: Some(email.clone()),
+            roles: input.roles,
+            expires_at: store::now() + store::seconds("invite_ttl", "72h"),
+        },
+    )?;
     Ok(http::json(201, &serde_json::json!({ "status": "invited", "email": email })))
 }
 
@@ -202,19 +199,15 @@ pub fn request_reset(req: &Request) -> Outcome {
     }
     store::record("account.reset_requested", &stored.account.id, Audit::Success, None)?;
     let ttl = store::seconds("reset_ttl", "1h").clamp(60, MAX_RESET_TTL);
-    let token = store::issue_token(&Token {
-        purpose: Purpose::Reset,
-        account_id: Some(stored.account.id.clone()),
-        email: None,
-        roles: Vec::new(),
-        expires_at: store::now() + ttl,
-    })?;
-    let link = store::link("reset-password", &token);
-    store::mail(
+    store::mail_link(
         &email,
-        "reset",
-        "Reset your password",
-        format!("Open this link within an hour to choose a new password:\n{link}\n"),
+        &Token {
+            purpose: Purpose::Reset,
+            account_id: Some(stored.account.id.clone()),
+            email: None,
+            roles: Vec::new(),
+            expires_at: store::now() + ttl,
+        },
     )?;
     accepted()
 }

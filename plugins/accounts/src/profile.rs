@@ -140,19 +140,15 @@ pub fn change_email(req: &Request) -> Outcome {
     }
     store::record("account.email_change_requested", &stored.account.id, Audit::Success, None)?;
     if store::account_by_email(&email)?.is_none() {
-        let token = store::issue_token(&Token {
-            purpose: Purpose::EmailChange,
-            account_id: Some(stored.account.id.clone()),
-            email: Some(email.clone()),
-            roles: Vec::new(),
-            expires_at: store::now() + store::seconds("email_change_ttl", "1h"),
-        })?;
-        let link = store::link("confirm-email", &token);
-        store::mail(
+        store::mail_link(
             &email,
-            "email_change",
-            "Confirm your new e-mail address",
-            format!("Open this link to make this your account's address:\n{link}\n"),
+            &Token {
+                purpose: Purpose::EmailChange,
+                account_id: Some(stored.account.id.clone()),
+                email: Some(email.clone()),
+                roles: Vec::new(),
+                expires_at: store::now() + store::seconds("email_change_ttl", "1h"),
+            },
         )?;
     }
     store::mail(

@@ -124,7 +124,7 @@ pub fn sync_principal(account: &Account) -> Result<(), Failure> {
 }
 
 /// A new single-use token: the secret to send, its record stored by hash.
-pub fn issue_token(token: &Token) -> Result<String, Failure> {
+fn issue_token(token: &Token) -> Result<String, Failure> {
     let secret = random_hex(32);
     kv::set(&format!("token/{}", sha256(&secret)), &encode(token)).map_err(unavailable)?;
     Ok(secret)
@@ -168,7 +168,7 @@ pub fn seconds(name: &str, default: &str) -> u64 {
 
 /// A link into the web front end, always from the configured base URL,
 /// never from the request's `Host`.
-pub fn link(path: &str, token: &str) -> String {
+fn link(path: &str, token: &str) -> String {
     let base = setting("public_base_url", "http://localhost:8080");
     format!("{}/{path}?token={token}", base.trim_end_matches('/'))
 }
@@ -181,6 +181,31 @@ pub fn audit_unavailable() -> Failure {
 pub fn record(action: &str, target: &str, outcome: audit::Outcome, reason: Option<String>) -> Result<(), Failure> {
     audit::emit(&audit::Event { action: action.to_owned(), target: target.to_owned(), outcome, reason })
         .map_err(|_| audit_unavailable())
+}
+
+/// Issues `token` and mails its link to `to`; the page it opens, the mail's
+/// kind, subject and text follow from the token's purpose.
+pub fn mail_link(to: &str, token: &Token) -> Result<(), Failure> {
+    let (page, kind, subject, lead) = match token.purpose {
+        Purpose::Verify => {
+            ("verify", "verify", "Confirm your e-mail address", "Open this link to activate your account:")
+        }
+        Purpose::Invite => ("accept-invite", "invite", "You are invited", "Open this link to create your account:"),
+        Purpose::Reset => (
+            "reset-password",
+            "reset",
+            "Reset your password",
+            "Open this link within an hour to choose a new password:",
+        ),
+        Purpose::EmailChange => (
+            "confirm-email",
+            "email_change",
+            "Confirm your new e-mail address",
+            "Open this link to make this your account's address:",
+        ),
+    };
+    let secret = issue_token(token)?;
+    mail(to, kind, subject, format!("{lead}\n{}\n", link(page, &secret)))
 }
 
 /// Queues an e-mail.
