@@ -23,6 +23,7 @@ use crate::identity::{Identity, Lifetimes};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Retry, Sink};
 use crate::passwords::Passwords;
+use crate::per_client::PerClientLimit;
 use crate::routes::RouteTable;
 use crate::runtime::cache::Origin;
 use crate::runtime::state::PluginContext;
@@ -166,6 +167,9 @@ pub struct App {
     /// Permits for requests being handled; bounds in-flight work (and so
     /// live instances, which the runtime's pool is sized for).
     pub in_flight: Arc<Semaphore>,
+    /// Each client address's share of requests in progress (body upload
+    /// included), so no one client can hold every permit.
+    pub client_in_flight: Arc<PerClientLimit<String>>,
     /// The engine and its epoch ticker.
     pub runtime: Runtime,
     /// Prometheus metrics.
@@ -207,7 +211,7 @@ impl App {
         // requests by more than the scheduler's wake-up latency (measured in
         // BENCHMARKS.md); `Passwords` keeps at least one thread.
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let passwords = Arc::new(Passwords::new(cores.saturating_sub(1)));
+        let passwords = Arc::new(Passwords::new(cores.saturating_sub(1)).with_counter(metrics.password_hashes.clone()));
         let sink = match &config.mail.smtp {
             Some(smtp) => Sink::smtp(smtp)?,
             None => Sink::File(config.mail.file.clone().unwrap_or_else(|| config.storage.path.join("outbox.jsonl"))),
@@ -225,6 +229,7 @@ impl App {
         let mut app = Self {
             server: config.server.clone(),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
+            client_in_flight: PerClientLimit::new(config.server.in_flight_per_client()),
             deployment: ArcSwap::from_pointee(Deployment {
                 config: config.clone(),
                 plugins: Vec::new(),

@@ -279,10 +279,32 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Serve HTTPS with this certificate and key; plain HTTP when absent.
     pub tls: Option<TlsConfig>,
-    /// Open connections at most; further ones wait in the accept backlog.
+    /// Open connections at most; past it the longest-idle connection is
+    /// closed to make room, or, when none is idle, the new one is refused.
     pub max_connections: usize,
+    /// Open connections from one client address at most (IPv6 by /64;
+    /// trusted proxies are exempt, as every client arrives through them).
+    /// Default: 32, or `max_connections` when smaller.
+    pub max_connections_per_client: Option<usize>,
     /// Requests being handled at most; more get 503 at once.
     pub max_in_flight: usize,
+    /// Requests from one client address in progress at most (body upload
+    /// included); more get 429 at once. Default: 32, or `max_in_flight`
+    /// when smaller.
+    pub max_in_flight_per_client: Option<usize>,
+    /// Concurrent HTTP/2 streams one connection may open. Default: 32, or
+    /// the per-client in-flight cap when smaller.
+    pub max_streams_per_connection: Option<usize>,
+    /// A new connection must send its first request's headers within this
+    /// many milliseconds (TLS handshake included), and every request's
+    /// headers must arrive within it once they start.
+    pub header_timeout_ms: u64,
+    /// A connection with no request in flight for this many milliseconds is
+    /// closed (HTTP/1 keep-alive and HTTP/2 alike).
+    pub idle_timeout_ms: u64,
+    /// After a grace of `BODY_RATE_GRACE`, a request body must arrive at
+    /// this many bytes per second on average, or the request gets 408.
+    pub min_body_rate: ByteSize,
     /// Largest request body accepted; larger gets 413.
     pub max_body: ByteSize,
     /// Most request headers accepted; more gets 431.
@@ -301,7 +323,13 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls: None,
             max_connections: 1024,
+            max_connections_per_client: None,
             max_in_flight: 256,
+            max_in_flight_per_client: None,
+            max_streams_per_connection: None,
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            min_body_rate: ByteSize(1024),
             max_body: ByteSize(1024 * 1024),
             max_headers: 64,
             max_header_bytes: ByteSize(16 * 1024),
@@ -320,6 +348,31 @@ impl ServerConfig {
     /// The shutdown drain bound.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// Open connections one client address may hold.
+    pub fn connections_per_client(&self) -> usize {
+        self.max_connections_per_client.unwrap_or(DEFAULT_CLIENT_SHARE.min(self.max_connections))
+    }
+
+    /// Requests one client address may have in progress.
+    pub fn in_flight_per_client(&self) -> usize {
+        self.max_in_flight_per_client.unwrap_or(DEFAULT_CLIENT_SHARE.min(self.max_in_flight))
+    }
+
+    /// HTTP/2 streams one connection may have open.
+    pub fn streams_per_connection(&self) -> usize {
+        self.max_streams_per_connection.unwrap_or(DEFAULT_CLIENT_SHARE.min(self.in_flight_per_client()))
+    }
+
+    /// Time to send headers, and a new connection's first request.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
+
+    /// Time a connection may sit with no request in flight.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
     }
 }
 
@@ -441,6 +494,10 @@ impl Default for PluginLimits {
         Self { memory: ByteSize(64 * 1024 * 1024), timeout_ms: 2_000, kv_bytes: ByteSize(64 * 1024 * 1024) }
     }
 }
+
+/// Default share of connections, in-flight requests and HTTP/2 streams one
+/// client (or connection) may hold.
+pub const DEFAULT_CLIENT_SHARE: usize = 32;
 
 /// Routes the host serves itself; no plugin route may overlap them.
 pub const HOST_ROUTES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/admin/**"];
@@ -575,7 +632,13 @@ impl Config {
         let server = &self.server;
         for (key, value) in [
             ("server.max_connections", server.max_connections as u64),
+            ("server.max_connections_per_client", server.connections_per_client() as u64),
             ("server.max_in_flight", server.max_in_flight as u64),
+            ("server.max_in_flight_per_client", server.in_flight_per_client() as u64),
+            ("server.max_streams_per_connection", server.streams_per_connection() as u64),
+            ("server.header_timeout_ms", server.header_timeout_ms),
+            ("server.idle_timeout_ms", server.idle_timeout_ms),
+            ("server.min_body_rate", server.min_body_rate.0),
             ("server.max_body", server.max_body.0),
             ("server.max_headers", server.max_headers as u64),
             ("server.max_header_bytes", server.max_header_bytes.0),
@@ -583,6 +646,28 @@ impl Config {
         ] {
             if value == 0 {
                 return Err(self.invalid(key, "must be greater than zero"));
+            }
+        }
+        for (key, share, whole, whole_key) in [
+            (
+                "server.max_connections_per_client",
+                server.connections_per_client(),
+                server.max_connections,
+                "max_connections",
+            ),
+            ("server.max_in_flight_per_client", server.in_flight_per_client(), server.max_in_flight, "max_in_flight"),
+            (
+                "server.max_streams_per_connection",
+                server.streams_per_connection(),
+                server.in_flight_per_client(),
+                "max_in_flight_per_client",
+            ),
+        ] {
+            if share > whole {
+                return Err(self.invalid(
+                    key,
+                    format!("{share} is more than {whole_key} ({whole}); one client's share is at most the whole"),
+                ));
             }
         }
         if let Some(tls) = &server.tls {

@@ -3,9 +3,12 @@
 //!
 //! Map of the crate (see ARCHITECTURE.md for the invariants):
 //!
-//! - [`config`]: `plinth.toml`, parsed and validated; [`routes`]: route
-//!   patterns and the table that finds a request's plugin.
-//! - [`server`]: listener, TLS ([`tls`]), connections, graceful shutdown.
+//! - [`config`]: `plinth.toml`, parsed and validated; [`path`]: the one
+//!   canonical reading of a request path; [`routes`]: route patterns and
+//!   the table that finds a request's plugin.
+//! - [`server`]: listener, TLS ([`tls`]), connections (admission, idle
+//!   and shedding), graceful shutdown; [`per_client`]: one client's share
+//!   of a capacity.
 //! - [`edge`]: one request from headers to response; [`error`] is the JSON
 //!   error shape and [`trace`] the trace ids.
 //! - [`runtime`]: wasmtime engine, plugin loading and grants, the host side
@@ -29,6 +32,8 @@ pub mod identity;
 pub mod metrics;
 pub mod outbox;
 pub mod passwords;
+pub mod path;
+pub mod per_client;
 pub mod policy;
 pub mod routes;
 pub mod runtime;

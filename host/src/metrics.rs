@@ -76,6 +76,13 @@ pub struct Metrics {
     pub sessions: Family<Named, Counter>,
     /// Audit records appended.
     pub audit_records: Counter,
+    /// Connections refused or shed at accept, by reason (`client_full`, `full`).
+    pub connections_refused: Family<Named, Counter>,
+    /// Requests refused because their client had its share in flight, or
+    /// whose body arrived too slowly, by reason.
+    pub requests_shed: Family<Named, Counter>,
+    /// argon2 computations (hashes and verifications, dummy ones included).
+    pub password_hashes: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -96,6 +103,9 @@ impl Default for Metrics {
             reloads: Family::default(),
             sessions: Family::default(),
             audit_records: Counter::default(),
+            connections_refused: Family::default(),
+            requests_shed: Family::default(),
+            password_hashes: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "HTTP requests by route, method and status", metrics.requests.clone());
@@ -107,6 +117,21 @@ impl Default for Metrics {
         registry.register("reloads", "Config reloads by outcome", metrics.reloads.clone());
         registry.register("sessions", "Sessions issued and revoked", metrics.sessions.clone());
         registry.register("audit_records", "Audit records appended", metrics.audit_records.clone());
+        registry.register(
+            "connections_refused",
+            "Connections refused at accept, by reason",
+            metrics.connections_refused.clone(),
+        );
+        registry.register(
+            "requests_shed",
+            "Requests refused for their client's share or a too slow body, by reason",
+            metrics.requests_shed.clone(),
+        );
+        registry.register(
+            "password_hashes",
+            "argon2 computations, dummy verifications included",
+            metrics.password_hashes.clone(),
+        );
         Self { registry, ..metrics }
     }
 }

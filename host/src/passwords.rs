@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use prometheus_client::metrics::counter::Counter;
 
 /// Memory cost in KiB (OWASP's argon2id minimum).
 pub const MEMORY_KIB: u32 = 19_456;
@@ -73,6 +74,8 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct Passwords {
     /// The hashing threads' queue; they stop when it is dropped.
     jobs: mpsc::Sender<Job>,
+    /// argon2 computations done, dummy verifications included.
+    computed: Counter,
 }
 
 /// Most memory a stored hash may ask for, in KiB: a hash handed in by a
@@ -138,7 +141,7 @@ fn hash_with_current_parameters(password: &[u8]) -> Result<String, String> {
 
 /// Whether `password` matches a parsed stored hash; `None` when the hash
 /// cannot be used (unknown algorithm, missing parts, too costly).
-fn matches(password: &[u8], stored: &PasswordHash<'_>) -> Option<bool> {
+fn matches(password: &[u8], stored: &PasswordHash<'_>, computed: &Counter) -> Option<bool> {
     let algorithm = Algorithm::try_from(stored.algorithm).ok()?;
     let version = stored.version.map(Version::try_from).transpose().ok()?.unwrap_or_default();
     let params = Params::try_from(stored).ok()?;
@@ -149,6 +152,7 @@ fn matches(password: &[u8], stored: &PasswordHash<'_>) -> Option<bool> {
     let mut salt_bytes = [0; Salt::MAX_LENGTH];
     let salt = salt.decode_b64(&mut salt_bytes).ok()?;
     let mut out = vec![0; expected.len()];
+    computed.inc();
     compute(algorithm, version, params, password, salt, &mut out).ok()?;
     // `Output` compares in constant time.
     Some(Output::new(&out).ok()? == expected)
@@ -188,7 +192,13 @@ impl Passwords {
                 })
                 .expect("spawn a hashing thread");
         }
-        Self { jobs }
+        Self { jobs, computed: Counter::default() }
+    }
+
+    /// Counts argon2 computations into this counter (the metrics').
+    pub fn with_counter(mut self, computed: Counter) -> Self {
+        self.computed = computed;
+        self
     }
 
     /// Runs `work` on a hashing thread.
@@ -207,20 +217,29 @@ impl Passwords {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(format!("passwords are at most {MAX_PASSWORD_BYTES} bytes"));
         }
-        self.run(move || hash_with_current_parameters(password.as_bytes())).await
+        let computed = self.computed.clone();
+        self.run(move || {
+            computed.inc();
+            hash_with_current_parameters(password.as_bytes())
+        })
+        .await
     }
 
     /// Checks a password against a stored hash (or, with none, a dummy).
     pub async fn verify(&self, password: String, stored: Option<String>) -> Verdict {
         let known = stored.is_some();
         let password = if password.len() > MAX_PASSWORD_BYTES { String::new() } else { password };
+        let computed = self.computed.clone();
         self.run(move || {
             // On a hashing thread: the first call computes the dummy.
             let stored = stored.as_deref().unwrap_or_else(|| dummy_hash());
             let Ok(parsed) = PasswordHash::new(stored) else {
                 return Verdict { valid: false, needs_rehash: known };
             };
-            let valid = known && matches(password.as_bytes(), &parsed) == Some(true);
+            // Computed whether or not the account is known: an unknown
+            // address must cost what a known one does.
+            let matched = matches(password.as_bytes(), &parsed, &computed) == Some(true);
+            let valid = known && matched;
             Verdict { valid, needs_rehash: valid && is_weaker(&parsed) }
         })
         .await
@@ -268,7 +287,9 @@ mod tests {
         let good = passwords.verify("correct horse".into(), Some(hash.clone())).await;
         assert_eq!(good, Verdict { valid: true, needs_rehash: false });
         assert!(!passwords.verify("wrong".into(), Some(hash)).await.valid);
+        let before = passwords.computed.get();
         assert!(!passwords.verify("anything".into(), None).await.valid);
+        assert_eq!(passwords.computed.get(), before + 1, "an unknown account is checked against the dummy hash");
 
         let weak_params = Params::new(8, 1, 1, None).unwrap();
         let weak = Argon2::new(Algorithm::Argon2id, Version::V0x13, weak_params)

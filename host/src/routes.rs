@@ -96,14 +96,12 @@ impl Route {
         self.methods.as_ref().map(|m| m.iter().map(String::as_str))
     }
 
-    /// Matches a path, returning the bound parameters (and `**` as `rest`).
+    /// Matches a canonical path ([`crate::path`]) segment by segment, exactly:
+    /// `/v1/hello/` is not `/v1/hello`. Returns the bound parameters (and
+    /// `**` as `rest`).
     pub fn match_path(&self, path: &str) -> Option<Vec<(String, String)>> {
         let rest = path.strip_prefix('/')?;
-        let mut parts = if rest.is_empty() { Vec::new() } else { rest.split('/').collect::<Vec<_>>() };
-        // A trailing slash is the same resource as without it.
-        if parts.last() == Some(&"") {
-            parts.pop();
-        }
+        let parts = if rest.is_empty() { Vec::new() } else { rest.split('/').collect::<Vec<_>>() };
         let mut params = Vec::new();
         for (i, segment) in self.segments.iter().enumerate() {
             match segment {
@@ -316,7 +314,9 @@ mod tests {
         type Case<'a> = (&'a str, &'a str, Option<&'a [(&'a str, &'a str)]>);
         let cases: &[Case] = &[
             ("/v1/hello", "/v1/hello", Some(&[])),
-            ("/v1/hello", "/v1/hello/", Some(&[])),
+            ("/v1/hello", "/v1/hello/", None),
+            ("/v1/hello", "/v1//hello", None),
+            ("/v1/things/{id}", "/v1/things//", None),
             ("/v1/hello", "/v1/hellox", None),
             ("/v1/things/{id}", "/v1/things/42", Some(&[("id", "42")])),
             ("/v1/things/{id}", "/v1/things", None),

@@ -2,7 +2,7 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{Deployment, TEST_SERVER, TestServer, assert_error, hello_plugin};
+use crate::support::{Deployment, TEST_SERVER, TestServer, assert_error, client_from, hello_plugin};
 
 async fn server() -> (Deployment, TestServer) {
     let deployment = Deployment::new(&format!("{TEST_SERVER}{}", hello_plugin()));
@@ -112,7 +112,8 @@ async fn requests_beyond_max_in_flight_get_503() {
     let server = TestServer::start(&deployment).await;
     let spinning = tokio::spawn(reqwest::get(server.url("/v1/spin")));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let refused = reqwest::get(server.url("/v1/spin/ok")).await.unwrap();
+    // Another client: the same one would be over its own share first.
+    let refused = client_from("127.0.0.2").get(server.url("/v1/spin/ok")).send().await.unwrap();
     assert_error(refused, 503, "overloaded").await;
     assert_error(spinning.await.unwrap().unwrap(), 503, "plugin_timeout").await;
     // The permit is back.
@@ -136,21 +137,31 @@ async fn a_request_slower_than_the_request_timeout_gets_503() {
     server.stop().await;
 }
 
-/// With one connection allowed, a second waits in the backlog until the
-/// first closes, then is served.
+/// With one connection allowed: an idle one is closed to make room for a
+/// newcomer, a busy one is not (the newcomer is refused at once, never left
+/// waiting in the backlog).
 #[tokio::test]
-async fn connections_beyond_the_bound_wait_for_a_free_slot() {
-    let deployment = Deployment::new(&format!("[server]\nmax_connections = 1\n\n{}", hello_plugin()));
+async fn at_the_connection_bound_idle_connections_make_room_and_busy_ones_do_not() {
+    let deployment = Deployment::new(&format!(
+        "[server]\nmax_connections = 1\n\n{}",
+        crate::support::plugin("spin", plinth_test_guests::SPIN, &["GET /v1/spin/**"], &[], "timeout_ms = 1000")
+    ));
     let server = TestServer::start(&deployment).await;
-    let mut first = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    first.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
     let mut buf = [0u8; 12];
-    first.read_exact(&mut buf).await.unwrap();
+    idle.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"HTTP/1.1 200");
-    let second = tokio::spawn(reqwest::get(server.url("/healthz")));
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!second.is_finished(), "a second connection was served while the first held the only slot");
-    drop(first);
-    assert_eq!(second.await.unwrap().unwrap().status(), 200);
+    // Newcomers from other addresses: one address holds at most its share
+    // (here the one connection) whatever the total.
+    let spinning = tokio::spawn(client_from("127.0.0.2").get(server.url("/v1/spin")).send());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(2), idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok_and(|read| read.is_ok()), "the idle connection was closed for the newcomer");
+    let refused = client_from("127.0.0.3").get(server.url("/healthz")).send().await;
+    assert!(refused.is_err(), "no room beside a busy connection: {refused:?}");
+    assert_error(spinning.await.unwrap().unwrap(), 503, "plugin_timeout").await;
+    assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 200);
     server.stop().await;
 }

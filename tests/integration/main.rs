@@ -4,12 +4,14 @@
 mod accounts;
 mod audit;
 mod config_errors;
+mod exhaustion;
 mod headers;
 mod hello;
 mod http_limits;
 mod logging;
 mod mail;
 mod metrics;
+mod paths;
 mod policies;
 mod rate_limits;
 mod reload;

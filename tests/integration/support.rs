@@ -315,3 +315,45 @@ pub async fn get_as(server: &TestServer, path: &str, authorization: &str) -> req
 pub async fn get_json(server: &TestServer, path: &str, authorization: &str) -> serde_json::Value {
     get_as(server, path, authorization).await.json().await.unwrap()
 }
+
+/// An HTTP/1.1 answer read off the wire.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// The status code.
+    pub status: u16,
+    /// The head (status line and headers), lower-cased.
+    pub head: String,
+    /// The body.
+    pub body: String,
+}
+
+/// Sends `method target` as written, byte for byte (no client library
+/// normalizes it), with `headers` and `body`, and reads the answer.
+pub async fn raw_http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = format!("{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {answer:?}"));
+    RawResponse { status, head: head.to_lowercase(), body: body.to_owned() }
+}
+
+/// A client whose connections come from `source` (another loopback address
+/// stands for another client).
+pub fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder().local_address(source.parse::<std::net::IpAddr>().unwrap()).build().unwrap()
+}

@@ -90,7 +90,7 @@ pub async fn handle(
                 _ => return Err(invalid_query("state", "must be `queued`, `sent` or `failed`")),
             };
             let limit = query_param(query, "limit", DEFAULT_PAGE as u64)?.clamp(1, MAX_PAGE as u64);
-            let messages = app.outbox.list(state, limit as usize).await.map_err(|e| {
+            let messages = app.outbox.envelopes(state, limit as usize).await.map_err(|e| {
                 tracing::error!(error = %e, "outbox unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "outbox_unavailable", "the outbox cannot be read")
             })?;

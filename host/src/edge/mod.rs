@@ -1,14 +1,16 @@
 //! The request path from a parsed HTTP request to a response:
 //!
-//! trace id → client address → in-flight permit → header limits → route
+//! trace id → client address → header limits → canonical path → route
 //! (host or plugin, with its policy rule) → session → rate limit → CSRF →
-//! authorization → body limit → plugin → session cookie → security headers.
+//! authorization → the client's in-flight share → body (size and minimum
+//! rate) → in-flight permit → plugin → session cookie → security headers.
 //!
 //! Nothing here returns an error to hyper; every failure becomes a JSON
 //! response, and every response passes [`headers::SecurityHeaders::apply`].
 
 mod admin;
 pub mod auth;
+mod body;
 pub mod client;
 pub mod headers;
 pub mod rate_limit;
@@ -18,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
@@ -135,25 +137,19 @@ async fn route(
     trace_id: &str,
     outline: &mut Outline,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let server = &app.server;
-    let _permit = app.in_flight.try_acquire().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            format!("more than {} requests in flight; retry shortly", server.max_in_flight),
-        )
-    })?;
     check_header_limits(app, &req)?;
-    let path = req.uri().path().to_owned();
+    let path = crate::path::canonicalize(req.uri().path())
+        .map_err(|refusal| ApiError::new(StatusCode::BAD_REQUEST, "non_canonical_path", refusal.to_string()))?;
+    let path = path.as_str();
     let method = req.method().clone();
     let admin_access = Access::Roles(BTreeSet::from([crate::policy::ADMIN_ROLE.to_owned()]));
-    let (target, access) = match (&method, path.as_str()) {
+    let (target, access) = match (&method, path) {
         (&Method::GET, "/healthz" | "/readyz") => {
-            outline.route.clone_from(&path);
-            (Target::Health(path.as_str()), Access::Public)
+            path.clone_into(&mut outline.route);
+            (Target::Health(path), Access::Public)
         }
         (&Method::GET, "/metrics") => {
-            outline.route.clone_from(&path);
+            path.clone_into(&mut outline.route);
             outline.class = "admin".to_owned();
             (Target::Metrics, admin_access)
         }
@@ -162,17 +158,17 @@ async fn route(
             outline.class = "admin".to_owned();
             (Target::Admin, admin_access)
         }
-        _ => match deployment.routes.lookup(&method, &path) {
+        _ => match deployment.routes.lookup(&method, path) {
             Lookup::Found { target, params, route } => {
                 outline.route = route.to_string();
                 // Coverage is checked at load, so a missing rule is a bug; deny.
-                let rule = deployment.config.policy.lookup(&method, &path).ok_or_else(|| {
+                let rule = deployment.config.policy.lookup(&method, path).ok_or_else(|| {
                     ApiError::new(StatusCode::FORBIDDEN, "no_policy", format!("no policy rule covers {method} {path}"))
                 })?;
                 outline.class.clone_from(&rule.class);
                 (Target::Plugin(*target, params), rule.access.clone())
             }
-            Lookup::MethodNotAllowed(allowed) => return Err(method_not_allowed(&method, &path, &allowed)),
+            Lookup::MethodNotAllowed(allowed) => return Err(method_not_allowed(&method, path, &allowed)),
             Lookup::NotFound => {
                 return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}")));
             }
@@ -205,7 +201,7 @@ async fn route(
     if let Some(wait) = retry_after {
         if is_sensitive_class(&outline.class) {
             let reason = Some(format!("class={}", outline.class));
-            let _ = app.audit.append(envelope.draft("ratelimit.blocked", &path, Outcome::Denied, reason)).await;
+            let _ = app.audit.append(envelope.draft("ratelimit.blocked", path, Outcome::Denied, reason)).await;
         }
         Metrics::count(&app.metrics.rate_limited, &outline.class);
         return Err(too_many_requests(wait));
@@ -215,13 +211,13 @@ async fn route(
     let csrf = signed_in.as_ref().map(|a| a.session.csrf_token.as_str());
     if let Err(refusal) = auth::check_csrf(&method, req.headers(), presented_as, csrf) {
         let reason = Some(refusal.code.to_owned());
-        let _ = app.audit.append(envelope.draft("csrf.refused", &path, Outcome::Denied, reason)).await;
+        let _ = app.audit.append(envelope.draft("csrf.refused", path, Outcome::Denied, reason)).await;
         return Err(refusal);
     }
 
     if let Err(denial) = access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
         let reason = Some(format!("{method} {path} needs {access}"));
-        let _ = app.audit.append(envelope.draft("authz.denied", &path, Outcome::Denied, reason)).await;
+        let _ = app.audit.append(envelope.draft("authz.denied", path, Outcome::Denied, reason)).await;
         return Err(match denial {
             Denial::Unauthenticated => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in to use this route")
@@ -231,6 +227,37 @@ async fn route(
             }
         });
     }
+
+    let client_key = client::limit_key(client);
+    let _share = app.client_in_flight.try_acquire(client_key).ok_or_else(|| {
+        Metrics::count(&app.metrics.requests_shed, "client_in_flight");
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_in_flight",
+            format!("this client has {} requests in progress already; retry shortly", app.client_in_flight.max()),
+        )
+        .with_header(header::RETRY_AFTER, "1".to_owned())
+    })?;
+    let (parts, body) = req.into_parts();
+    let body = match target {
+        Target::Plugin(..) => {
+            body::read(body, parts.headers.get(header::CONTENT_LENGTH), &app.server).await.inspect_err(|e| {
+                if e.code == body::TOO_SLOW {
+                    Metrics::count(&app.metrics.requests_shed, body::TOO_SLOW);
+                }
+            })?
+        }
+        _ => Bytes::new(),
+    };
+    // The scarce permit is taken last, once the request is whole: a client
+    // that sends slowly holds only its own share.
+    let _permit = app.in_flight.try_acquire().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("more than {} requests in flight; retry shortly", app.server.max_in_flight),
+        )
+    })?;
 
     match target {
         Target::Health(which) => Ok(health(deployment, which)),
@@ -242,10 +269,11 @@ async fn route(
             );
             Ok(response)
         }
-        Target::Admin => admin::handle(app, &method, &path, req.uri().query(), &envelope).await,
+        Target::Admin => admin::handle(app, &method, path, parts.uri.query(), &envelope).await,
         Target::Plugin(index, params) => {
             let plugin = deployment.plugin(index, signed_in.as_ref().map(|a| a.session.id.as_str()));
-            let response = call_plugin(app, deployment, plugin, req, params, client, trace_id, signed_in).await?;
+            let request = PluginRequest { parts, path, body, params, client, trace_id, signed_in };
+            let response = call_plugin(deployment, plugin, request).await?;
             if response.headers().contains_key(header::SET_COOKIE) {
                 outline.authenticated = true;
             }
@@ -254,24 +282,35 @@ async fn route(
     }
 }
 
-#[allow(clippy::too_many_arguments, reason = "one call site; the parts of one request")]
+/// A request the edge has judged, ready for its plugin.
+struct PluginRequest<'a> {
+    /// Method, URI and headers as received.
+    parts: http::request::Parts,
+    /// The canonical path: the one the route and policy were decided on.
+    path: &'a str,
+    /// The whole body.
+    body: Bytes,
+    /// The route's parameters.
+    params: Vec<(String, String)>,
+    /// The client address.
+    client: IpAddr,
+    /// The trace id.
+    trace_id: &'a str,
+    /// The caller, when signed in.
+    signed_in: Option<Authenticated>,
+}
+
 async fn call_plugin(
-    app: &App,
     deployment: &Deployment,
     plugin: &Plugin,
-    req: Request<Incoming>,
-    params: Vec<(String, String)>,
-    client: IpAddr,
-    trace_id: &str,
-    signed_in: Option<Authenticated>,
+    request: PluginRequest<'_>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (parts, body) = req.into_parts();
-    let body = read_body(body, parts.headers.get(header::CONTENT_LENGTH), app.server.max_body.0).await?;
+    let PluginRequest { parts, path, body, params, client, trace_id, signed_in } = request;
     let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let actor = signed_in.as_ref().map_or(Actor::Anonymous, |a| Actor::Principal(a.account.id.clone()));
     let request = RequestData {
         method: parts.method.as_str().to_owned(),
-        path: parts.uri.path().to_owned(),
+        path: path.to_owned(),
         query: parts.uri.query().map(str::to_owned),
         headers: parts
             .headers
@@ -391,27 +430,4 @@ fn check_header_limits<B>(app: &App, req: &Request<B>) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-async fn read_body(body: Incoming, declared: Option<&HeaderValue>, limit: u64) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the request body is larger than {limit} bytes"),
-        )
-    };
-    let declared = declared.and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    match Limited::new(body, limit as usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "body_unreadable",
-            format!("the request body could not be read: {e}"),
-        )),
-    }
 }

@@ -79,6 +79,19 @@ pub fn principal(req: &Request) -> Result<Principal, Failure> {
     req.principal().ok_or_else(|| Failure::new(401, "unauthenticated", "sign in to use this route"))
 }
 
+/// The role that may invite and manage accounts.
+pub const ADMIN_ROLE: &str = "admin";
+
+/// Refuses a caller without the admin role. The host's policy already
+/// requires it on these routes; this holds even if a policy is wrong.
+pub fn admin(req: &Request) -> Result<(), Failure> {
+    if principal(req)?.roles.iter().any(|r| r == ADMIN_ROLE) {
+        Ok(())
+    } else {
+        Err(Failure::new(403, "forbidden", "this action needs the admin role"))
+    }
+}
+
 /// Trims and lower-cases an address and checks its shape.
 pub fn email(field: &str, raw: &str) -> Result<String, Failure> {
     let email = raw.trim().to_lowercase();

@@ -30,11 +30,14 @@ impl Guest for Accounts {
     fn handle(req: Request) -> Response {
         let method = req.method();
         let path = req.path();
-        let segments: Vec<&str> = path.trim_start_matches('/').trim_end_matches('/').split('/').collect();
+        // The host hands over the canonical path its route and policy were
+        // decided on; match it exactly, segment by segment, so no other
+        // spelling reaches a handler.
+        let segments: Vec<&str> = path.strip_prefix('/').map(|rest| rest.split('/').collect()).unwrap_or_default();
         let result = match (method.as_str(), segments.as_slice()) {
             ("POST", ["v1", "accounts", "signup"]) => lifecycle::signup(&req),
             ("POST", ["v1", "accounts", "verify"]) => lifecycle::verify(&req),
-            ("POST", ["v1", "accounts", "invite"]) => lifecycle::invite(&req),
+            ("POST", ["v1", "accounts", "invite"]) => http::admin(&req).and_then(|()| lifecycle::invite(&req)),
             ("POST", ["v1", "accounts", "accept-invite"]) => lifecycle::accept_invite(&req),
             ("POST", ["v1", "accounts", "password-reset"]) => lifecycle::request_reset(&req),
             ("POST", ["v1", "accounts", "password-reset", "confirm"]) => lifecycle::confirm_reset(&req),
@@ -48,8 +51,10 @@ impl Guest for Accounts {
             ("DELETE", ["v1", "me"]) => profile::deactivate(&req),
             ("POST", ["v1", "me", "password"]) => profile::change_password(&req),
             ("POST", ["v1", "me", "email"]) => profile::change_email(&req),
-            ("GET", ["v1", "admin", "accounts"]) => admin::list(&req),
-            ("POST", ["v1", "admin", "accounts", id, action]) => admin::transition(id, action),
+            ("GET", ["v1", "admin", "accounts"]) => http::admin(&req).and_then(|()| admin::list(&req)),
+            ("POST", ["v1", "admin", "accounts", id, action]) => {
+                http::admin(&req).and_then(|()| admin::transition(id, action))
+            }
             _ => Err(http::Failure::new(404, "not_found", "no such accounts route")),
         };
         result.unwrap_or_else(|failure| failure.into_response(&req))

@@ -1,0 +1,190 @@
+//! The listener: accepts connections (TLS when configured), serves HTTP/1.1
+//! and HTTP/2 through hyper, bounds connections, and drains on shutdown.
+//! Invariant: only this module and `edge` know hyper.
+
+mod connections;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+pub use connections::{Connections, Refusal};
+
+use crate::app::App;
+use crate::edge;
+use crate::metrics::Metrics;
+
+/// Smallest read buffer hyper accepts.
+const MIN_HYPER_BUF: usize = 8192;
+/// How long a connection closed for idleness or shed may take to say
+/// goodbye (HTTP/2 GOAWAY) before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops
+/// accepting (new connections are refused), lets in-flight requests finish
+/// within the configured grace, and returns.
+pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let server = &app.server;
+    let tls = server.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+    let builder = Arc::new(http_builder(&app));
+    let connections = Connections::new(server.max_connections, server.connections_per_client());
+    tracing::info!(
+        address = %listener.local_addr()?,
+        tls = tls.is_some(),
+        "listening"
+    );
+    let (stop_outbox, outbox_stopped) = tokio::sync::oneshot::channel::<()>();
+    let outbox = tokio::spawn(app.outbox.clone().run(async {
+        let _ = outbox_stopped.await;
+    }));
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Usually EMFILE or a connection reset before accept; pause so a
+                    // persistent error does not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let proxied = app.deployment.load().config.proxies.trusted.iter().any(|net| net.contains(&peer.ip()));
+        let admitted = match connections.admit(peer.ip(), proxied) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                tracing::debug!(%peer, reason = refusal.name(), "connection refused");
+                Metrics::count(&app.metrics.connections_refused, refusal.name());
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let builder = builder.clone();
+        let tls = tls.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let header_timeout = app.server.header_timeout();
+            let served = match tls {
+                Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve(&builder, stream, peer, app, &admitted, stop).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        Ok(())
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        Ok(())
+                    }
+                },
+                None => serve(&builder, stream, peer, app, &admitted, stop).await,
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(admitted);
+        });
+    }
+    drop(listener);
+    let grace = app.server.shutdown_grace();
+    tracing::info!(connections = connections.count(), ?grace, "shutting down; draining in-flight requests");
+    let _ = stopping.send(true);
+    connections.close_all();
+    if tokio::time::timeout(grace, connections.drained()).await.is_err() {
+        tracing::warn!("drain bound reached; closing the remaining connections");
+    }
+    let _ = stop_outbox.send(());
+    let _ = outbox.await;
+    Ok(())
+}
+
+/// Serves one connection until the client closes it, it is idle too long,
+/// the registry sheds it, or the server stops (then in-flight requests
+/// finish first).
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: S,
+    peer: SocketAddr,
+    app: Arc<App>,
+    admitted: &connections::Admitted,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (header_timeout, idle_timeout) = (app.server.header_timeout(), app.server.idle_timeout());
+    let tracker = admitted.tracker();
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        let busy = tracker.busy();
+        async move {
+            let response = edge::handle(&app, req, peer).await;
+            drop(busy);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut closing: Option<tokio::time::Instant> = None;
+    loop {
+        let idle = admitted.idle_deadline(header_timeout, idle_timeout);
+        let wake = closing.or(idle.map(tokio::time::Instant::from_std));
+        tokio::select! {
+            served = conn.as_mut() => return served,
+            () = sleep_until(wake) => {
+                if closing.is_some() {
+                    return Ok(());
+                }
+                if admitted.idle_deadline(header_timeout, idle_timeout).is_some_and(|d| d <= std::time::Instant::now()) {
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                }
+            }
+            () = admitted.went_idle() => {}
+            () = admitted.close_requested(), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                // Shed while idle: close soon. Shutting down: let requests finish.
+                if !*stop.borrow_and_update() {
+                    closing = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn http_builder(app: &App) -> auto::Builder<TokioExecutor> {
+    let server = &app.server;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own limits sit above ours, so that a request just over ours
+    // still reaches the edge and gets the JSON 431; hyper answers beyond.
+    let header_bytes = usize::try_from(server.max_header_bytes.0).unwrap_or(usize::MAX);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_timeout())
+        .max_headers(server.max_headers.saturating_mul(2).max(100))
+        .max_buf_size(header_bytes.saturating_mul(2).max(MIN_HYPER_BUF));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(u32::try_from(server.streams_per_connection()).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from(header_bytes.saturating_mul(2)).unwrap_or(u32::MAX));
+    builder
+}
