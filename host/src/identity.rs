@@ -21,8 +21,11 @@ use crate::storage::{Namespace, NamespaceId, Op, Storage, StorageError};
 const MAX_ACCOUNT_ID: usize = 128;
 /// Most roles one account holds.
 const MAX_ROLES: usize = 32;
-/// Most sessions listed or revoked for one account in one call.
-const MAX_SESSIONS_PER_ACCOUNT: usize = 1000;
+/// Most live sessions one account holds; signing in once more ends the
+/// oldest, so an account's sessions can always be listed and revoked whole.
+pub const MAX_SESSIONS_PER_ACCOUNT: usize = 100;
+/// Index entries read per storage call when walking an account's sessions.
+const SESSION_PAGE: usize = 256;
 /// `last_seen_at` is written at most this often per session, so a busy
 /// session does not cost a write per request.
 const LAST_SEEN_GRANULARITY: Duration = Duration::from_secs(60);
@@ -250,6 +253,7 @@ impl Identity {
             Some(account) if account.status == Status::Active => {}
             _ => return Err(IdentityError::NotActive),
         }
+        self.make_room(account_id, envelope).await?;
         let token = random_hex(32);
         let hash = token_hash(&token);
         let now = now();
@@ -302,6 +306,46 @@ impl Identity {
         Ok(true)
     }
 
+    /// Every session index entry of an account (`a/{account}/{session}` →
+    /// token hash), however many there are.
+    async fn index(&self, account_id: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let prefix = format!("a/{account_id}/");
+        let mut entries = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.sessions.scan_prefix(&prefix, after.as_deref(), SESSION_PAGE).await?;
+            entries.extend(page.entries);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(entries),
+            }
+        }
+    }
+
+    /// Ends the oldest sessions of an account until one more fits under
+    /// [`MAX_SESSIONS_PER_ACCOUNT`].
+    async fn make_room(&self, account_id: &str, envelope: &Envelope) -> Result<(), IdentityError> {
+        let index = self.index(account_id).await?;
+        if index.len() < MAX_SESSIONS_PER_ACCOUNT {
+            return Ok(());
+        }
+        let mut by_age = Vec::with_capacity(index.len());
+        for (key, hash) in index {
+            let session_id = key.rsplit('/').next().unwrap_or_default().to_owned();
+            let created_at = match self.sessions.get(&format!("t/{}", String::from_utf8_lossy(&hash))).await? {
+                Some(bytes) => decode::<Session>("session", &bytes)?.created_at,
+                None => 0,
+            };
+            by_age.push((created_at, session_id));
+        }
+        by_age.sort();
+        let excess = by_age.len() + 1 - MAX_SESSIONS_PER_ACCOUNT;
+        for (_, session_id) in by_age.into_iter().take(excess) {
+            self.revoke(account_id, &session_id, envelope).await?;
+        }
+        Ok(())
+    }
+
     /// Revokes every session of an account but `except`; returns how many.
     pub async fn revoke_all(
         &self,
@@ -309,9 +353,9 @@ impl Identity {
         except: Option<&str>,
         envelope: &Envelope,
     ) -> Result<u32, IdentityError> {
-        let page = self.sessions.scan_prefix(&format!("a/{account_id}/"), None, MAX_SESSIONS_PER_ACCOUNT).await?;
+        let index = self.index(account_id).await?;
         let mut ops = Vec::new();
-        for (key, hash) in &page.entries {
+        for (key, hash) in &index {
             let session_id = key.rsplit('/').next().unwrap_or_default();
             if Some(session_id) == except {
                 continue;
@@ -333,10 +377,10 @@ impl Identity {
     /// An account's live sessions.
     pub async fn list(&self, account_id: &str) -> Result<Vec<Session>, IdentityError> {
         check_account_id(account_id)?;
-        let page = self.sessions.scan_prefix(&format!("a/{account_id}/"), None, MAX_SESSIONS_PER_ACCOUNT).await?;
-        let mut sessions = Vec::with_capacity(page.entries.len());
+        let index = self.index(account_id).await?;
+        let mut sessions = Vec::with_capacity(index.len());
         let now = now();
-        for (_, hash) in page.entries {
+        for (_, hash) in index {
             let key = format!("t/{}", String::from_utf8_lossy(&hash));
             if let Some(bytes) = self.sessions.get(&key).await? {
                 let session: Session = decode("session", &bytes)?;
@@ -405,6 +449,26 @@ mod tests {
         assert!(ids.revoke("ann", &session.id, &env).await.unwrap());
         assert!(ids.authenticate(&token.0).await.unwrap().is_none());
         assert!(!ids.revoke("ann", &session.id, &env).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_account_holds_a_bounded_number_of_sessions_and_loses_them_all() {
+        let (_dir, ids) = identity(600).await;
+        let env = Envelope::system();
+        ids.put_account(&active("cat"), &env).await.unwrap();
+        let mut tokens = Vec::new();
+        for _ in 0..MAX_SESSIONS_PER_ACCOUNT + 5 {
+            tokens.push(ids.issue("cat", "127.0.0.1", "", &env).await.unwrap().0);
+        }
+        assert_eq!(ids.list("cat").await.unwrap().len(), MAX_SESSIONS_PER_ACCOUNT, "the oldest made room");
+        assert!(ids.authenticate(&tokens.last().unwrap().0).await.unwrap().is_some());
+        let suspended = Account { status: Status::Suspended, ..active("cat") };
+        ids.put_account(&suspended, &env).await.unwrap();
+        ids.put_account(&active("cat"), &env).await.unwrap();
+        for token in &tokens {
+            assert!(ids.authenticate(&token.0).await.unwrap().is_none(), "no session comes back on reactivation");
+        }
+        assert!(ids.sessions.scan_prefix("a/cat/", None, 10).await.unwrap().entries.is_empty());
     }
 
     #[tokio::test]
