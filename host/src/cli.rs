@@ -315,12 +315,13 @@ async fn admin_invite(file: &Path, data: Option<PathBuf>, email: &str, roles: Ve
     let output = plugin.handle(request, "plinth-cli".into(), crate::audit::Actor::Cli).await?;
     let answer = String::from_utf8_lossy(&output.response.body);
     anyhow::ensure!(output.response.status == 201, "the invitation was refused ({}): {answer}", output.response.status);
+    // The body (with the link) is read while queued: delivery drops it.
+    let queued = app.outbox.list(crate::outbox::State::Queued, crate::storage::MAX_SCAN_PAGE).await?;
+    let invitation = queued.into_iter().rev().find(|m| m.kind == "invite" && m.to == email.trim().to_lowercase());
     app.outbox.deliver_due().await?;
-    let sent = app.outbox.list(crate::outbox::State::Sent, crate::storage::MAX_SCAN_PAGE).await?;
-    let invitation = sent.iter().rev().find(|m| m.kind == "invite" && m.to == email.trim().to_lowercase());
     println!("invited {email} with roles [{}]", roles.join(", "));
-    match invitation {
-        Some(message) => println!("{}", message.body.trim_end()),
+    match invitation.and_then(|m| m.body) {
+        Some(body) => println!("{}", body.trim_end()),
         None => println!("the invitation is queued for delivery"),
     }
     Ok(())

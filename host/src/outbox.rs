@@ -5,6 +5,11 @@
 //!
 //! Layout of the `outbox` system namespace, by state: `q/{id}` queued,
 //! `s/{id}` sent, `f/{id}` failed; ids sort by queue time.
+//!
+//! A message's body (which may carry a live single-use link) is kept only
+//! while it waits for delivery: a sent or parked message keeps its
+//! envelope, never its body, and no admin view shows a body. Sent and
+//! failed records are deleted after [`RETENTION`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +30,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Longest subject and body accepted, in bytes.
 const MAX_SUBJECT: usize = 256;
 const MAX_BODY: usize = 64 * 1024;
+/// How long sent and failed records are kept.
+pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Where a message is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,8 +64,9 @@ pub struct Message {
     pub to: String,
     /// Subject line.
     pub subject: String,
-    /// Plain-text body.
-    pub body: String,
+    /// Plain-text body; only while queued (`None` once sent or parked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     /// `verify`, `invite`, `reset`, `notice`...
     pub kind: String,
     /// The plugin that queued it.
@@ -121,7 +129,7 @@ impl Sink {
                     .from(smtp.from.clone())
                     .to(to)
                     .subject(&message.subject)
-                    .body(message.body.clone())
+                    .body(message.body.clone().unwrap_or_default())
                     .map_err(|e| e.to_string())?;
                 smtp.transport.send(email).await.map(drop).map_err(|e| e.to_string())
             }
@@ -187,7 +195,7 @@ impl Outbox {
             id: format!("{now:016}-{}", hex::encode(suffix)),
             to: to.to_owned(),
             subject: subject.to_owned(),
-            body: body.to_owned(),
+            body: Some(body.to_owned()),
             kind: kind.to_owned(),
             plugin: plugin.to_owned(),
             state: State::Queued,
@@ -199,6 +207,16 @@ impl Outbox {
         self.ns.set(&key(State::Queued, &message.id), bytes).await.map_err(|e| e.to_string())?;
         self.wake.notify_one();
         Ok(message.id)
+    }
+
+    /// Messages in a state, oldest first, at most `limit`, without bodies:
+    /// what an operator may see.
+    pub async fn envelopes(&self, state: State, limit: usize) -> Result<Vec<Message>, StorageError> {
+        let mut messages = self.list(state, limit).await?;
+        for message in &mut messages {
+            message.body = None;
+        }
+        Ok(messages)
     }
 
     /// Messages in a state, oldest first, at most `limit`.
@@ -255,6 +273,9 @@ impl Outbox {
                     }
                 }
             }
+            if message.state != State::Queued {
+                message.body = None;
+            }
             let bytes = serde_json::to_vec(&message).expect("messages serialize");
             let mut ops = vec![Op::Set(key(message.state, &message.id), bytes)];
             if message.state != State::Queued {
@@ -263,9 +284,59 @@ impl Outbox {
             self.ns.batch(ops).await?;
             changed = true;
         }
+        changed |= self.prune(now).await?;
         if changed {
             self.storage.flush().await?;
         }
         Ok(())
+    }
+
+    /// Deletes sent and failed records older than [`RETENTION`] (ids start
+    /// with their queue time, so each scan stops at the first young one).
+    async fn prune(&self, now: u64) -> Result<bool, StorageError> {
+        let cutoff = now.saturating_sub(RETENTION.as_millis() as u64);
+        let mut ops = Vec::new();
+        for state in [State::Sent, State::Failed] {
+            let page = self.ns.scan_prefix(state.prefix(), None, BATCH).await?;
+            for (key, _) in page.entries {
+                let queued_at = key[state.prefix().len()..].split('-').next().and_then(|t| t.parse::<u64>().ok());
+                if queued_at.is_none_or(|t| t >= cutoff) {
+                    break;
+                }
+                ops.push(Op::Delete(key));
+            }
+        }
+        if ops.is_empty() {
+            return Ok(false);
+        }
+        self.ns.batch(ops).await?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::SledStorage;
+
+    #[tokio::test]
+    async fn delivered_mail_keeps_no_body_and_old_records_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+        let sink = Sink::File(dir.path().join("outbox.jsonl"));
+        let outbox = Outbox::open(storage, sink, Retry { max_attempts: 1, base: Duration::from_secs(1) }).unwrap();
+        outbox.queue("accounts", "a@example.com", "Reset", "https://x/reset?token=secret", "reset").await.unwrap();
+        assert!(outbox.envelopes(State::Queued, 10).await.unwrap()[0].body.is_none(), "admins never see a body");
+        outbox.deliver_due().await.unwrap();
+        let delivered = std::fs::read_to_string(dir.path().join("outbox.jsonl")).unwrap();
+        assert!(delivered.contains("token=secret"), "the sink got the body");
+        let sent = outbox.list(State::Sent, 10).await.unwrap();
+        assert_eq!((sent.len(), sent[0].body.as_deref()), (1, None), "the stored record has none");
+
+        let old = Message { id: format!("{:016}-00000000", 1_000), ..sent[0].clone() };
+        outbox.ns.set(&key(State::Failed, &old.id), serde_json::to_vec(&old).unwrap()).await.unwrap();
+        outbox.deliver_due().await.unwrap();
+        assert!(outbox.list(State::Failed, 10).await.unwrap().is_empty(), "older than the retention");
+        assert_eq!(outbox.list(State::Sent, 10).await.unwrap().len(), 1, "a recent record stays");
     }
 }
