@@ -122,7 +122,7 @@ curl -sf "$base/v1/accounts/signup" -H 'content-type: application/json' \
   -d "{\"email\":\"$email\",\"password\":\"$password\",\"display_name\":\"Bench\"}" > /dev/null
 for _ in $(seq 100); do grep -q "$email" "$work/data/outbox.jsonl" 2>/dev/null && break; sleep 0.05; done
 token=$(grep -o 'token=[0-9a-f]*' "$work/data/outbox.jsonl" | tail -1 | cut -d= -f2)
-curl -sf "$base/v1/accounts/verify" -H 'content-type: application/json' -d "{\"token\":\"$token\"}" > /dev/null
+curl -sf "$base/v1/accounts/verify" -H 'content-type: application/json' -d "{\"token\":\"$token\",\"password\":\"$password\"}" > /dev/null
 login=$(curl -sf -D "$work/headers" "$base/v1/sessions" -H 'content-type: application/json' \
   -d "{\"email\":\"$email\",\"password\":\"$password\"}")
 csrf=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])' <<< "$login")

@@ -45,6 +45,17 @@ pub fn signup(req: &Request) -> Outcome {
     check_password(&input.password, &[&email, &display_name])?;
     // Hash either way, so an existing address costs the same time.
     let password_hash = hash(&input.password)?;
+    let existing = store::account_by_email(&email)?;
+    if let Some(pending) = existing.as_ref().filter(|s| s.account.state == State::Pending) {
+        // Nobody has proven this address yet, so it is not held: the new
+        // signup replaces the old one, whose links stop working (the
+        // credential stamp changes with the password).
+        let next = Account { password_hash, display_name, ..pending.account.clone() };
+        store::record("account.signup", &next.id, Audit::Success, Some("replaced an unverified signup".into()))?;
+        let updated = store::update(pending, next)?.ok_or_else(conflict)?;
+        mail_verification(&updated)?;
+        return accepted();
+    }
     let id = store::random_hex(16);
     let account = Account {
         id: id.clone(),
@@ -57,7 +68,7 @@ pub fn signup(req: &Request) -> Outcome {
         version: 1,
         created_at: store::now(),
     };
-    if store::account_by_email(&email)?.is_some() || !store::create(&account)? {
+    if existing.is_some() || !store::create(&account)? {
         store::record("account.signup", &store::sha256(&email), Audit::Failure, Some("address taken".into()))?;
         store::mail(
             &email,
@@ -71,26 +82,44 @@ pub fn signup(req: &Request) -> Outcome {
     }
     store::record("account.signup", &id, Audit::Success, None)?;
     store::sync_principal(&account)?;
-    store::mail_link(
-        &email,
-        &Token {
-            purpose: Purpose::Verify,
-            account_id: Some(id),
-            email: None,
-            roles: Vec::new(),
-            expires_at: store::now() + store::seconds("verify_ttl", "24h"),
-        },
-    )?;
+    mail_verification(&account)?;
     accepted()
 }
 
+/// Mails a pending account its verification link.
+fn mail_verification(account: &Account) -> Result<(), Failure> {
+    store::mail_link(
+        &account.email,
+        &Token {
+            purpose: Purpose::Verify,
+            account_id: Some(account.id.clone()),
+            email: None,
+            roles: Vec::new(),
+            expires_at: store::now() + store::seconds("verify_ttl", "24h"),
+            stamp: Some(account.credential_stamp()),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Verify {
+    token: String,
+    password: String,
+}
+
+/// Activates a pending account. The link proves the address; the password
+/// proves that whoever follows it is who signed up, so a link mailed for
+/// somebody else's signup cannot hand its owner an account with a
+/// password they did not choose.
 pub fn verify(req: &Request) -> Outcome {
-    let input: http::TokenOnly = http::body(req)?;
-    let token = store::redeem(&input.token, Purpose::Verify)?;
-    let id = token.account_id.unwrap_or_default();
-    let stored = store::account(&id)?.ok_or_else(|| Failure::new(400, "invalid_token", "the link is invalid"))?;
+    let input: Verify = http::body(req)?;
+    let (held, stored) = store::peek_for_account(&input.token, Purpose::Verify)?;
+    crate::signin::check_password_attempt(&stored.account, &input.password)?;
+    let id = stored.account.id.clone();
     let state =
         stored.account.state.apply(Action::Verify).map_err(|why| Failure::new(409, "invalid_transition", why))?;
+    store::consume(held)?;
     store::record("account.verified", &id, Audit::Success, None)?;
     let next = Account { state, ..stored.account.clone() };
     let updated = store::update(&stored, next)?.ok_or_else(conflict)?;
@@ -137,6 +166,7 @@ pub fn invite(req: &Request) -> Outcome {
             email: Some(email.clone()),
             roles: input.roles,
             expires_at: store::now() + store::seconds("invite_ttl", "72h"),
+            stamp: None,
         },
     )?;
     Ok(http::json(201, &serde_json::json!({ "status": "invited", "email": email })))
@@ -188,7 +218,9 @@ pub fn request_reset(req: &Request) -> Outcome {
         store::record("account.reset_requested", &store::sha256(&email), Audit::Failure, Some("no account".into()))?;
         return accepted();
     };
-    if stored.account.state != State::Active {
+    // A pending account may reset too: the link proves the address, so its
+    // owner can take it over from whoever signed up with it.
+    if !matches!(stored.account.state, State::Active | State::Pending) {
         store::record(
             "account.reset_requested",
             &stored.account.id,
@@ -207,6 +239,7 @@ pub fn request_reset(req: &Request) -> Outcome {
             email: None,
             roles: Vec::new(),
             expires_at: store::now() + ttl,
+            stamp: Some(stored.account.credential_stamp()),
         },
     )?;
     accepted()
@@ -219,18 +252,24 @@ struct ResetConfirm {
     password: String,
 }
 
+/// Sets a new password from a reset link. Every older link of the account
+/// (resets, verification) stops working, as the credential stamp changes;
+/// a pending account becomes active, its address now proven.
 pub fn confirm_reset(req: &Request) -> Outcome {
     let input: ResetConfirm = http::body(req)?;
-    let token = store::redeem(&input.token, Purpose::Reset)?;
-    let id = token.account_id.unwrap_or_default();
-    let stored = store::account(&id)?.ok_or_else(|| Failure::new(400, "invalid_token", "the link is invalid"))?;
-    if stored.account.state != State::Active {
-        return Err(Failure::new(400, "invalid_token", "the link is invalid"));
+    let (held, stored) = store::peek_for_account(&input.token, Purpose::Reset)?;
+    if !matches!(stored.account.state, State::Active | State::Pending) {
+        return Err(Failure::new(400, "invalid_token", "the link is invalid, used or expired"));
     }
+    let state = State::Active;
     check_password(&input.password, &[&stored.account.email, &stored.account.display_name])?;
-    let next = Account { password_hash: hash(&input.password)?, ..stored.account.clone() };
-    store::record("account.password_reset", &id, Audit::Success, None)?;
+    let next = Account { password_hash: hash(&input.password)?, state, ..stored.account.clone() };
+    store::consume(held)?;
+    store::record("account.password_reset", &next.id, Audit::Success, None)?;
     let updated = store::update(&stored, next)?.ok_or_else(conflict)?;
+    if stored.account.state != updated.state {
+        store::sync_principal(&updated)?;
+    }
     crate::signin::revoke_all(&updated.id, None)?;
     store::mail(&updated.email, "notice", "Your password was changed", "Your password was just reset, and every session was signed out. If this was not you, reset it again and contact support.".into())?;
     Ok(http::empty(204))

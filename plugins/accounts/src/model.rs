@@ -94,6 +94,15 @@ impl Account {
         format!("\"v{}\"", self.version)
     }
 
+    /// Changes whenever the password or the address does; tokens carry
+    /// it so that a reset, a password change or a new signup voids every
+    /// older link.
+    pub fn credential_stamp(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("{}\n{}", self.password_hash, self.email).as_bytes());
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// What the owner (and admins) see.
     pub fn profile(&self) -> serde_json::Value {
         serde_json::json!({
@@ -130,6 +139,11 @@ pub struct Token {
     pub roles: Vec<String>,
     /// Unix seconds.
     pub expires_at: u64,
+    /// The account's [`Account::credential_stamp`] when the token was
+    /// issued: a token acting on an account is void once its password or
+    /// address has changed since.
+    #[serde(default)]
+    pub stamp: Option<String>,
 }
 
 #[cfg(test)]

@@ -7,9 +7,8 @@ use crate::http::{self, Failure, Outcome};
 use crate::lifecycle::{check_password, conflict, hash};
 use crate::model::{Account, Action, Purpose, Token};
 use crate::plinth::platform::audit::Outcome as Audit;
-use crate::plinth::platform::passwords;
 use crate::plinth::platform::types::{Request, Response};
-use crate::signin::{revoke_all, session_error};
+use crate::signin::{check_password_attempt, revoke_all, session_error};
 use crate::store::{self, Stored};
 
 fn mine(req: &Request) -> Result<Stored, Failure> {
@@ -93,15 +92,6 @@ pub fn update(req: &Request) -> Outcome {
     Err(Failure::new(409, "contended", "the profile is being changed by many requests at once; retry"))
 }
 
-fn require_password(account: &Account, password: &str) -> Result<(), Failure> {
-    if passwords::verify(password, Some(&account.password_hash)).valid {
-        Ok(())
-    } else {
-        store::record("account.password_check_failed", &account.id, Audit::Failure, None)?;
-        Err(Failure::new(403, "wrong_password", "the current password is wrong"))
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PasswordChange {
@@ -113,7 +103,7 @@ pub fn change_password(req: &Request) -> Outcome {
     let me = http::principal(req)?;
     let stored = mine(req)?;
     let input: PasswordChange = http::body(req)?;
-    require_password(&stored.account, &input.current_password)?;
+    check_password_attempt(&stored.account, &input.current_password)?;
     check_password(&input.password, &[&stored.account.email, &stored.account.display_name])?;
     let next = Account { password_hash: hash(&input.password)?, ..stored.account.clone() };
     store::record("account.password_changed", &me.account_id, Audit::Success, None)?;
@@ -133,7 +123,7 @@ struct EmailChange {
 pub fn change_email(req: &Request) -> Outcome {
     let stored = mine(req)?;
     let input: EmailChange = http::body(req)?;
-    require_password(&stored.account, &input.current_password)?;
+    check_password_attempt(&stored.account, &input.current_password)?;
     let email = http::email("email", &input.email)?;
     if email == stored.account.email {
         return Err(Failure::invalid("email", "this is already your address"));
@@ -148,6 +138,7 @@ pub fn change_email(req: &Request) -> Outcome {
                 email: Some(email.clone()),
                 roles: Vec::new(),
                 expires_at: store::now() + store::seconds("email_change_ttl", "1h"),
+                stamp: Some(stored.account.credential_stamp()),
             },
         )?;
     }
@@ -167,10 +158,9 @@ pub fn change_email(req: &Request) -> Outcome {
 
 pub fn confirm_email(req: &Request) -> Outcome {
     let input: http::TokenOnly = http::body(req)?;
-    let token = store::redeem(&input.token, Purpose::EmailChange)?;
-    let id = token.account_id.unwrap_or_default();
+    let (token, stored) = store::redeem_for_account(&input.token, Purpose::EmailChange)?;
+    let id = stored.account.id.clone();
     let email = token.email.unwrap_or_default();
-    let stored = store::account(&id)?.ok_or_else(|| Failure::new(400, "invalid_token", "the link is invalid"))?;
     store::record("account.email_changed", &id, Audit::Success, None)?;
     if !store::move_email(&id, &stored.account.email, &email)? {
         return Err(Failure::new(409, "email_taken", "this address was taken meanwhile"));

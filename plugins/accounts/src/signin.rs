@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::http::{self, Failure, Outcome, unavailable};
-use crate::model::State;
+use crate::model::{Account, State};
 use crate::plinth::platform::audit::Outcome as Audit;
 use crate::plinth::platform::types::Request;
 use crate::plinth::platform::{kv, passwords, sessions};
@@ -71,10 +71,30 @@ fn count_failure(key: &str) -> Result<(), Failure> {
     Err(unavailable("failure counter contended"))
 }
 
+/// The failed-attempt counter of an address (sign-ins and password checks
+/// of a signed-in user count together).
+fn failure_key(email: &str) -> String {
+    format!("fail/{}", store::sha256(email))
+}
+
+/// Checks a password a signed-in user (or a verifying one) re-enters:
+/// 403 when wrong, and counted with failed sign-ins, so a stolen session
+/// cannot guess the password faster than a sign-in form could.
+pub fn check_password_attempt(account: &Account, password: &str) -> Result<(), Failure> {
+    let key = failure_key(&account.email);
+    check_throttle(&key)?;
+    if passwords::verify(password, Some(&account.password_hash)).valid {
+        return Ok(());
+    }
+    count_failure(&key)?;
+    store::record("account.password_check_failed", &account.id, Audit::Failure, None)?;
+    Err(Failure::new(403, "wrong_password", "the password is wrong"))
+}
+
 pub fn sign_in(req: &Request) -> Outcome {
     let input: Credentials = http::body(req)?;
     let email = input.email.trim().to_lowercase();
-    let key = format!("fail/{}", store::sha256(&email));
+    let key = failure_key(&email);
     check_throttle(&key)?;
     let stored = store::account_by_email(&email)?;
     // Unknown addresses are checked against a dummy hash: same cost.

@@ -130,23 +130,67 @@ fn issue_token(token: &Token) -> Result<String, Failure> {
     Ok(secret)
 }
 
-/// Redeems a token once: of all concurrent redemptions exactly one gets it.
-pub fn redeem(secret: &str, purpose: Purpose) -> Result<Token, Failure> {
-    let invalid = || Failure::new(400, "invalid_token", "the link is invalid, used or expired");
+/// A token looked up, valid now, not yet redeemed.
+pub struct Held {
+    pub token: Token,
+    /// Where it is stored and the bytes read, for the compare-and-swap.
+    key: String,
+    bytes: Vec<u8>,
+}
+
+fn invalid_token() -> Failure {
+    Failure::new(400, "invalid_token", "the link is invalid, used or expired")
+}
+
+/// Looks up an unexpired token for `purpose` without using it.
+pub fn peek(secret: &str, purpose: Purpose) -> Result<Held, Failure> {
     if secret.len() != 64 {
-        return Err(invalid());
+        return Err(invalid_token());
     }
     let key = format!("token/{}", sha256(secret));
     let Some((token, bytes)) = get::<Token>(&key)? else {
-        return Err(invalid());
+        return Err(invalid_token());
     };
     if token.purpose != purpose {
-        return Err(invalid());
+        return Err(invalid_token());
     }
-    match kv::compare_and_swap(&key, Some(&bytes), None).map_err(unavailable)? {
-        kv::Swap::Swapped if token.expires_at > now() => Ok(token),
-        _ => Err(invalid()),
+    if token.expires_at <= now() {
+        // Expired tokens are removed when next presented.
+        kv::compare_and_swap(&key, Some(&bytes), None).map_err(unavailable)?;
+        return Err(invalid_token());
     }
+    Ok(Held { token, key, bytes })
+}
+
+/// Uses a token once: of all concurrent redemptions exactly one gets it.
+pub fn consume(held: Held) -> Result<Token, Failure> {
+    match kv::compare_and_swap(&held.key, Some(&held.bytes), None).map_err(unavailable)? {
+        kv::Swap::Swapped => Ok(held.token),
+        kv::Swap::Conflict(_) => Err(invalid_token()),
+    }
+}
+
+/// Redeems a token that acts on no account yet (an invitation).
+pub fn redeem(secret: &str, purpose: Purpose) -> Result<Token, Failure> {
+    consume(peek(secret, purpose)?)
+}
+
+/// Looks up a token that acts on an account, with the account; refused
+/// when the account's password or address changed since it was issued.
+pub fn peek_for_account(secret: &str, purpose: Purpose) -> Result<(Held, Stored), Failure> {
+    let held = peek(secret, purpose)?;
+    let id = held.token.account_id.clone().unwrap_or_default();
+    let stored = account(&id)?.ok_or_else(invalid_token)?;
+    if held.token.stamp.as_deref() != Some(stored.account.credential_stamp().as_str()) {
+        return Err(invalid_token());
+    }
+    Ok((held, stored))
+}
+
+/// [`peek_for_account`], then redeemed.
+pub fn redeem_for_account(secret: &str, purpose: Purpose) -> Result<(Token, Stored), Failure> {
+    let (held, stored) = peek_for_account(secret, purpose)?;
+    Ok((consume(held)?, stored))
 }
 
 /// A setting from plinth.toml, or its default.
