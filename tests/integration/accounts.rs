@@ -9,13 +9,13 @@ use serde_json::{Value, json};
 use crate::support::{Deployment, TestServer, assert_error, example_deployment, plinth_cli};
 
 /// The addresses' mail, as the file sink wrote it.
-fn mailbox(deployment: &Deployment) -> Vec<Value> {
+pub fn mailbox(deployment: &Deployment) -> Vec<Value> {
     let path = deployment.data_path().join("outbox.jsonl");
     std::fs::read_to_string(path).unwrap_or_default().lines().map(|line| serde_json::from_str(line).unwrap()).collect()
 }
 
 /// Waits for the `n`th (from 1) message of `kind` to `to`, and returns it.
-async fn mail(deployment: &Deployment, to: &str, kind: &str, n: usize) -> Value {
+pub async fn mail(deployment: &Deployment, to: &str, kind: &str, n: usize) -> Value {
     for _ in 0..100 {
         let matching: Vec<Value> =
             mailbox(deployment).into_iter().filter(|m| m["to"] == to && m["kind"] == kind).collect();
@@ -28,7 +28,7 @@ async fn mail(deployment: &Deployment, to: &str, kind: &str, n: usize) -> Value 
 }
 
 /// The token in a message's link.
-fn token_in(message: &Value) -> String {
+pub fn token_in(message: &Value) -> String {
     let body = message["body"].as_str().unwrap();
     let at = body.find("token=").expect("a link with a token") + "token=".len();
     body[at..].chars().take_while(char::is_ascii_hexdigit).collect()
@@ -36,19 +36,20 @@ fn token_in(message: &Value) -> String {
 
 /// A client that keeps the session cookie and CSRF token like a browser app.
 #[derive(Clone)]
-struct Browser {
+pub struct Browser {
     base: String,
     http: reqwest::Client,
-    cookie: Option<String>,
+    /// The session cookie, as the browser would send it.
+    pub cookie: Option<String>,
     csrf: Option<String>,
 }
 
 impl Browser {
-    fn new(server: &TestServer) -> Self {
+    pub fn new(server: &TestServer) -> Self {
         Self { base: server.url(""), http: reqwest::Client::new(), cookie: None, csrf: None }
     }
 
-    async fn send(
+    pub async fn send(
         &mut self,
         method: Method,
         path: &str,
@@ -77,15 +78,15 @@ impl Browser {
         response
     }
 
-    async fn post(&mut self, path: &str, body: Value) -> reqwest::Response {
+    pub async fn post(&mut self, path: &str, body: Value) -> reqwest::Response {
         self.send(Method::POST, path, Some(body), &[]).await
     }
 
-    async fn get(&mut self, path: &str) -> reqwest::Response {
+    pub async fn get(&mut self, path: &str) -> reqwest::Response {
         self.send(Method::GET, path, None, &[]).await
     }
 
-    async fn sign_in(&mut self, email: &str, password: &str) -> reqwest::Response {
+    pub async fn sign_in(&mut self, email: &str, password: &str) -> reqwest::Response {
         let response = self.post("/v1/sessions", json!({ "email": email, "password": password })).await;
         if response.status() == 200 {
             let body: Value = response.json().await.unwrap();
@@ -96,7 +97,7 @@ impl Browser {
     }
 }
 
-const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "correct horse battery staple";
 
 /// `plinth admin invite` for an admin on the deployment's data directory.
 fn invite_admin(deployment: &Deployment, email: &str) -> (bool, String, String) {
@@ -107,7 +108,7 @@ fn invite_admin(deployment: &Deployment, email: &str) -> (bool, String, String) 
 
 /// Bootstraps the first admin with the CLI (server stopped), starts the
 /// server, and signs the admin in.
-async fn with_admin(settings: &str) -> (Deployment, TestServer, Browser) {
+pub async fn with_admin(settings: &str) -> (Deployment, TestServer, Browser) {
     let deployment = example_deployment(settings);
     let (ok, stdout, stderr) = invite_admin(&deployment, "Root@Example.com");
     assert!(ok, "{stderr}");
@@ -126,7 +127,7 @@ async fn with_admin(settings: &str) -> (Deployment, TestServer, Browser) {
 }
 
 /// Signs up and verifies `email`, returning a signed-in browser.
-async fn new_user(deployment: &Deployment, server: &TestServer, email: &str) -> Browser {
+pub async fn new_user(deployment: &Deployment, server: &TestServer, email: &str) -> Browser {
     let mut user = Browser::new(server);
     let signup =
         user.post("/v1/accounts/signup", json!({ "email": email, "password": PASSWORD, "display_name": "Uma" })).await;

@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real sockets, real sled on disk,
 //! and real wasm components built from source by `plinth-test-guests`.
 
+mod account_abuse;
 mod accounts;
 mod audit;
 mod config_errors;

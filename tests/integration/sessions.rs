@@ -105,6 +105,29 @@ async fn suspension_kills_live_sessions_at_once() {
     server.stop().await;
 }
 
+/// However many times an account signs in, a suspension ends every one
+/// of its sessions, and a reactivation brings none back (finding 5).
+#[tokio::test]
+async fn no_session_outlives_a_suspension_however_many_there_are() {
+    let (_d, server) = server("").await;
+    let mut sessions = Vec::new();
+    for _ in 0..110 {
+        sessions.push(sign_in(&server.url(""), "kit", &[], None).await);
+    }
+    let client = reqwest::Client::new();
+    let listed = client.get(server.url("/v1/test/sessions")).header("authorization", sessions[109].bearer());
+    let listed = listed.send().await.unwrap().text().await.unwrap();
+    assert_eq!(listed.lines().count(), 100, "an account holds at most 100 sessions; the oldest made room");
+    for status in ["suspended", "active"] {
+        let changed = client.post(server.url(&format!("/v1/test/status/kit/{status}"))).send().await.unwrap();
+        assert_eq!(changed.status(), 204);
+    }
+    for session in &sessions {
+        assert_eq!(whoami(&server, ("authorization", session.bearer())).await.status(), 401);
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn csrf_missing_wrong_and_cross_site_are_refused() {
     let (_d, server) = server("").await;
