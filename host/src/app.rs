@@ -219,10 +219,14 @@ impl App {
         let retry = Retry { max_attempts: config.mail.max_attempts, base: config.mail.retry_base.0 };
         let outbox = Arc::new(Outbox::open(storage.clone(), sink, retry)?);
         if config.sessions.dev_insecure_cookies {
-            tracing::warn!(
-                "sessions.dev_insecure_cookies is ON: session cookies lack `Secure` and `__Host-`; \
-                 use this only for plain-HTTP development on localhost"
-            );
+            if config.server.tls.is_some() {
+                tracing::warn!("sessions.dev_insecure_cookies is ignored: TLS is on, so cookies stay `Secure`");
+            } else {
+                tracing::warn!(
+                    "sessions.dev_insecure_cookies is ON: session cookies lack `Secure` and `__Host-`; \
+                     use this only for plain-HTTP development on localhost"
+                );
+            }
         }
         let max_in_flight = u32::try_from(config.server.max_in_flight).context("server.max_in_flight is too large")?;
         let runtime = Runtime::new(max_in_flight, Some(config.storage.path.join("compiled")))?;
@@ -237,7 +241,7 @@ impl App {
                 rate_limits: Arc::new(RateLimits::new(&config.rate_limits)),
                 headers: SecurityHeaders::from_config(&config.headers, &config.rate_limits)
                     .map_err(|(key, message)| anyhow::anyhow!("{}: {key}: {message}", config.source.display()))?,
-                cookies: CookiePolicy { insecure: config.sessions.dev_insecure_cookies },
+                cookies: CookiePolicy::for_config(&config),
             }),
             storage,
             audit,
@@ -305,7 +309,7 @@ impl App {
             } else {
                 Arc::new(RateLimits::new(&config.rate_limits))
             };
-            let cookies = CookiePolicy { insecure: config.sessions.dev_insecure_cookies };
+            let cookies = CookiePolicy::for_config(&config);
             Ok(Deployment { config, plugins, routes, rate_limits, headers, cookies })
         })();
         (deployment, changes)

@@ -101,8 +101,11 @@ pub struct SessionConfig {
     /// A session expires this long after sign-in, however used (`"12h"`).
     pub absolute_timeout: HumanDuration,
     /// Drops `Secure` and the `__Host-` prefix from the cookie, for plain-HTTP
-    /// localhost development only. Logged loudly when on.
+    /// localhost development only; ignored over TLS. Logged loudly when on.
     pub dev_insecure_cookies: bool,
+    /// Origins (`https://app.example.com`) whose pages may send
+    /// state-changing requests besides the server's own host.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for SessionConfig {
@@ -111,6 +114,7 @@ impl Default for SessionConfig {
             idle_timeout: HumanDuration(Duration::from_secs(30 * 60)),
             absolute_timeout: HumanDuration(Duration::from_secs(12 * 3600)),
             dev_insecure_cookies: false,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -675,6 +679,21 @@ impl Config {
                 if !path.is_file() {
                     return Err(self.invalid(key, format!("file `{}` does not exist", path.display())));
                 }
+            }
+        }
+        for (i, origin) in self.sessions.allowed_origins.iter().enumerate() {
+            let well_formed = origin.split_once("://").is_some_and(|(scheme, authority)| {
+                matches!(scheme, "http" | "https")
+                    && !authority.is_empty()
+                    && !authority.contains(['/', '?', '#', '@', ' '])
+            });
+            if !well_formed {
+                return Err(self.invalid(
+                    format!("sessions.allowed_origins[{i}]"),
+                    format!(
+                        "`{origin}` is not an origin; write scheme://host[:port], such as \"https://app.example.com\""
+                    ),
+                ));
             }
         }
         if self.sessions.idle_timeout.0.is_zero() || self.sessions.absolute_timeout.0 < self.sessions.idle_timeout.0 {

@@ -1,6 +1,8 @@
-//! One reading of a request path: every spelling other than the canonical
-//! one is refused at the edge, so no route, policy rule or rate-limit class
-//! can be chosen by writing a path differently (THREATS.md, finding 1).
+//! One reading of a request: every spelling of a path other than the
+//! canonical one is refused at the edge, so no route, policy rule or
+//! rate-limit class can be chosen by writing a path differently (THREATS.md,
+//! finding 1); and where a request comes from is judged before it changes
+//! anything (finding 12).
 
 use crate::support::{TestServer, assert_error, example_deployment, raw_http, sign_in};
 
@@ -121,5 +123,29 @@ async fn the_accounts_plugin_checks_the_admin_role_itself() {
     let admin = sign_in(&server.url(""), "root", &["admin"], None).await;
     let list = http.get(server.url("/v1/admin/accounts")).header("authorization", admin.bearer()).send().await.unwrap();
     assert_eq!(list.status(), 200);
+    server.stop().await;
+}
+
+/// A sign-in form posted from another site (`text/plain` needs no CORS
+/// preflight) gets no session (finding 12).
+#[tokio::test]
+async fn a_sign_in_posted_from_another_site_gets_no_session() {
+    let deployment = example_deployment("");
+    let server = TestServer::start(&deployment).await;
+    let body = r#"{"email":"a@example.com","password":"correct horse battery staple"}"#;
+    let own = format!("http://{}", server.addr);
+    for (headers, status, code) in [
+        (vec![("origin", "https://evil.example"), ("content-type", "text/plain")], 403, "csrf_cross_origin"),
+        (vec![("origin", "null"), ("content-type", "application/json")], 403, "csrf_cross_origin"),
+        (vec![("sec-fetch-site", "cross-site"), ("content-type", "text/plain")], 403, "csrf_cross_site"),
+        (vec![("origin", own.as_str()), ("content-type", "text/plain")], 415, "unsupported_media_type"),
+        (vec![("content-type", "application/x-www-form-urlencoded")], 415, "unsupported_media_type"),
+        (vec![("origin", own.as_str()), ("content-type", "application/json")], 401, "invalid_credentials"),
+    ] {
+        let answer = raw_http(server.addr, "POST", "/v1/sessions", &headers, body).await;
+        assert_eq!(answer.status, status, "{headers:?}: {answer:?}");
+        assert!(answer.body.contains(&format!("\"{code}\"")), "{headers:?}: {answer:?}");
+        assert!(!answer.head.contains("set-cookie"), "{headers:?}");
+    }
     server.stop().await;
 }

@@ -2,7 +2,7 @@
 
 use reqwest::Version;
 
-use crate::support::{Deployment, TEST_SERVER, TestServer, hello_plugin};
+use crate::support::{Deployment, ISSUER_POLICY, TEST_SERVER, TestServer, hello_plugin, issuer_plugin};
 
 #[tokio::test]
 async fn https_negotiates_h2_and_http1() {
@@ -50,5 +50,34 @@ async fn plain_http1_and_h2c() {
     let h2c = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
     let response = h2c.get(server.url("/v1/hello")).send().await.unwrap();
     assert_eq!((response.status().as_u16(), response.version()), (200, Version::HTTP_2));
+    server.stop().await;
+}
+
+/// `dev_insecure_cookies` is for plain-HTTP localhost: over TLS the cookie
+/// keeps `Secure` and `__Host-` (finding 11).
+#[tokio::test]
+async fn the_development_cookie_setting_never_weakens_tls() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let deployment = Deployment::with_policy(
+        &format!(
+            "{}\ntls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n\n[sessions]\ndev_insecure_cookies = true\n\n{}",
+            TEST_SERVER.trim_end(),
+            issuer_plugin()
+        ),
+        ISSUER_POLICY,
+    );
+    std::fs::write(deployment.dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(deployment.dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let server = TestServer::start(&deployment).await;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", server.addr)
+        .build()
+        .unwrap();
+    let login = client.post(format!("https://localhost:{}/v1/test/login", server.addr.port())).body("ann").send();
+    let login = login.await.unwrap();
+    assert_eq!(login.status(), 200);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("__Host-plinth_session=") && cookie.contains("; Secure"), "{cookie}");
     server.stop().await;
 }

@@ -30,6 +30,12 @@ pub struct CookiePolicy {
 }
 
 impl CookiePolicy {
+    /// The policy a config asks for: `dev_insecure_cookies` applies to
+    /// plain HTTP only, never over TLS.
+    pub fn for_config(config: &crate::Config) -> Self {
+        Self { insecure: config.sessions.dev_insecure_cookies && config.server.tls.is_none() }
+    }
+
     /// The cookie name in use.
     pub fn name(self) -> &'static str {
         if self.insecure { DEV_COOKIE_NAME } else { COOKIE_NAME }
@@ -76,12 +82,45 @@ pub fn is_unsafe(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
 }
 
+/// Where a request says it comes from, for CSRF checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Origins<'a> {
+    /// The host the request was sent to (`Host`, or HTTP/2's `:authority`).
+    pub host: Option<&'a str>,
+    /// Origins (`https://app.example.com`) allowed besides the request's
+    /// own host; from `sessions.allowed_origins`.
+    pub allowed: &'a [String],
+}
+
+impl Origins<'_> {
+    /// True when a browser's `Origin` names a site other than this one and
+    /// the allowed ones (`null`, from sandboxed or privacy-redirected
+    /// pages, counts as foreign).
+    fn foreign(&self, origin: &str) -> bool {
+        if self.allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+            return false;
+        }
+        let Some((scheme, authority)) = origin.split_once("://") else {
+            return true;
+        };
+        let default_port = if scheme.eq_ignore_ascii_case("https") { ":443" } else { ":80" };
+        let origin_authority = authority.strip_suffix(default_port).unwrap_or(authority);
+        self.host.is_none_or(|host| {
+            let host = host.strip_suffix(default_port).unwrap_or(host);
+            !host.eq_ignore_ascii_case(origin_authority)
+        })
+    }
+}
+
 /// CSRF rules for a state-changing request: a browser saying it is
-/// cross-site is refused, and a cookie-authenticated request must echo the
-/// session's CSRF token. Bearer clients are exempt.
+/// cross-site, or sending an `Origin` that is neither this host nor an
+/// allowed origin, is refused whether signed in or not (a login form
+/// posted from elsewhere included); a cookie-authenticated request must
+/// also echo the session's CSRF token. Bearer clients are exempt.
 pub fn check_csrf(
     method: &Method,
     headers: &HeaderMap,
+    origins: Origins<'_>,
     presented: Option<Presented>,
     session_csrf: Option<&str>,
 ) -> Result<(), ApiError> {
@@ -94,6 +133,15 @@ pub fn check_csrf(
             "csrf_cross_site",
             "cross-site requests may not change state",
         ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        if origin.to_str().map_or(true, |origin| origins.foreign(origin)) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf_cross_origin",
+                "requests from another origin may not change state; list it in sessions.allowed_origins",
+            ));
+        }
     }
     if let Some(expected) = session_csrf {
         let sent = headers.get(CSRF_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
@@ -134,17 +182,43 @@ mod tests {
     #[test]
     fn csrf_rules() {
         let post = Method::POST;
+        let here = Origins { host: Some("app.example"), allowed: &[] };
         let ok = headers(&[("x-csrf-token", "t1")]);
-        assert!(check_csrf(&post, &ok, Some(Presented::Cookie), Some("t1")).is_ok());
+        assert!(check_csrf(&post, &ok, here, Some(Presented::Cookie), Some("t1")).is_ok());
         let wrong = headers(&[("x-csrf-token", "t2")]);
         assert_eq!(
-            check_csrf(&post, &wrong, Some(Presented::Cookie), Some("t1")).unwrap_err().code,
+            check_csrf(&post, &wrong, here, Some(Presented::Cookie), Some("t1")).unwrap_err().code,
             "csrf_token_invalid"
         );
-        assert!(check_csrf(&post, &HeaderMap::new(), Some(Presented::Cookie), Some("t1")).is_err());
-        assert!(check_csrf(&post, &HeaderMap::new(), Some(Presented::Bearer), Some("t1")).is_ok());
-        assert!(check_csrf(&Method::GET, &HeaderMap::new(), Some(Presented::Cookie), Some("t1")).is_ok());
+        assert!(check_csrf(&post, &HeaderMap::new(), here, Some(Presented::Cookie), Some("t1")).is_err());
+        assert!(check_csrf(&post, &HeaderMap::new(), here, Some(Presented::Bearer), Some("t1")).is_ok());
+        assert!(check_csrf(&Method::GET, &HeaderMap::new(), here, Some(Presented::Cookie), Some("t1")).is_ok());
         let cross = headers(&[("sec-fetch-site", "cross-site")]);
-        assert_eq!(check_csrf(&post, &cross, None, None).unwrap_err().code, "csrf_cross_site");
+        assert_eq!(check_csrf(&post, &cross, here, None, None).unwrap_err().code, "csrf_cross_site");
+    }
+
+    #[test]
+    fn a_foreign_origin_may_not_change_state_even_signed_out() {
+        let post = Method::POST;
+        let allowed = ["https://front.example".to_owned()];
+        let origins = Origins { host: Some("api.example:443"), allowed: &allowed };
+        for (origin, foreign) in [
+            ("https://api.example", false),
+            ("https://API.example:443", false),
+            ("https://front.example", false),
+            ("https://evil.example", true),
+            ("http://api.example:8080", true),
+            ("null", true),
+        ] {
+            let sent = headers(&[("origin", origin)]);
+            let verdict = check_csrf(&post, &sent, origins, None, None);
+            assert_eq!(verdict.is_err(), foreign, "{origin}");
+            if foreign {
+                assert_eq!(verdict.unwrap_err().code, "csrf_cross_origin");
+            }
+        }
+        let evil = headers(&[("origin", "https://evil.example")]);
+        assert!(check_csrf(&post, &evil, origins, Some(Presented::Bearer), None).is_ok(), "API clients are exempt");
+        assert!(check_csrf(&Method::GET, &evil, origins, None, None).is_ok(), "reads are not CSRF");
     }
 }

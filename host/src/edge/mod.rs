@@ -209,7 +209,10 @@ async fn route(
 
     let presented_as = signed_in.as_ref().and(presented.as_ref().map(|(_, how)| *how));
     let csrf = signed_in.as_ref().map(|a| a.session.csrf_token.as_str());
-    if let Err(refusal) = auth::check_csrf(&method, req.headers(), presented_as, csrf) {
+    let host = req.uri().authority().map(http::uri::Authority::as_str);
+    let host = host.or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()));
+    let origins = auth::Origins { host, allowed: &deployment.config.sessions.allowed_origins };
+    if let Err(refusal) = auth::check_csrf(&method, req.headers(), origins, presented_as, csrf) {
         let reason = Some(refusal.code.to_owned());
         let _ = app.audit.append(envelope.draft("csrf.refused", path, Outcome::Denied, reason)).await;
         return Err(refusal);

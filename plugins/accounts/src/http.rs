@@ -65,11 +65,18 @@ pub struct TokenOnly {
     pub token: String,
 }
 
-/// Parses the JSON body; unknown fields are refused by the types.
+/// Parses the JSON body; unknown fields are refused by the types. The
+/// body must say it is JSON: a form or `text/plain` post, which a page on
+/// another site can send without asking, is refused.
 pub fn body<T: DeserializeOwned>(req: &Request) -> Result<T, Failure> {
     let bytes = req.body();
     if bytes.is_empty() {
         return Err(Failure::new(400, "missing_body", "this route needs a JSON body"));
+    }
+    let media_type = req.header("content-type").unwrap_or_default();
+    let media_type = media_type.split(';').next().unwrap_or_default().trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Err(Failure::new(415, "unsupported_media_type", "send the body as `content-type: application/json`"));
     }
     serde_json::from_slice(&bytes).map_err(|e| Failure::new(422, "invalid_body", format!("invalid JSON body: {e}")))
 }
