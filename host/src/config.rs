@@ -123,9 +123,23 @@ impl Default for SessionConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
-    /// Networks whose `X-Forwarded-For` / `Forwarded` are believed, such as
+    /// Networks whose forwarding header is believed, such as
     /// `"10.0.0.0/8"`. Empty: the peer address is the client address.
     pub trusted: Vec<ipnet::IpNet>,
+    /// The header those proxies set: `"x-forwarded-for"` (default) or
+    /// `"forwarded"`. Only that one is read.
+    pub header: ForwardedHeader,
+}
+
+/// The header trusted proxies use to pass on the client address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, ...`.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
 }
 
 /// Rate limits: GCRA quotas per route class.

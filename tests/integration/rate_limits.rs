@@ -45,3 +45,27 @@ async fn a_trusted_proxy_forwards_the_client_address() {
     assert_eq!(get(&server, Some("198.51.100.2")).await.status(), 200, "another client has its own budget");
     server.stop().await;
 }
+
+/// Behind a proxy that sets `Forwarded`, a client's own X-Forwarded-For
+/// chooses nothing (finding 13).
+#[tokio::test]
+async fn only_the_header_the_proxy_sets_is_believed() {
+    let deployment = Deployment::new(&format!(
+        "{TIGHT}[proxies]\ntrusted = [\"127.0.0.1/32\"]\nheader = \"forwarded\"\n\n{TEST_SERVER}{}",
+        hello_plugin()
+    ));
+    let server = TestServer::start(&deployment).await;
+    let client = reqwest::Client::new();
+    for spoof in ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"] {
+        let answer = client
+            .get(server.url("/v1/hello"))
+            .header("forwarded", "for=203.0.113.5")
+            .header("x-forwarded-for", spoof)
+            .send()
+            .await
+            .unwrap();
+        let expected = if spoof.ends_with('4') { 429 } else { 200 };
+        assert_eq!(answer.status(), expected, "one client, however many addresses it claims");
+    }
+    server.stop().await;
+}

@@ -75,7 +75,8 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
         .and_then(trace::from_traceparent)
         .unwrap_or_else(trace::generate);
     let deployment = app.deployment.load_full();
-    let client = client::client_address(peer.ip(), req.headers(), &deployment.config.proxies.trusted);
+    let proxies = &deployment.config.proxies;
+    let client = client::client_address(peer.ip(), req.headers(), &proxies.trusted, proxies.header);
     let span =
         tracing::info_span!("request", trace_id = %trace_id, %client, method = %req.method(), path = %req.uri().path());
     async {
