@@ -98,3 +98,23 @@ async fn an_address_cannot_be_squatted() {
     assert_error(dead, 400, "invalid_token").await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn look_alike_addresses_are_one_account_and_hidden_characters_are_refused() {
+    let (deployment, server, _admin) = with_admin("").await;
+    let _ada = new_user(&deployment, &server, "ada@example.com").await;
+    let mut anon = Browser::new(&server);
+    let signup = |email: &str| json!({ "email": email, "password": PASSWORD, "display_name": "A" });
+    for twin in ["\u{ff41}da@example.com", "ADA@EXAMPLE.COM", " ada@example.com"] {
+        assert_eq!(anon.post("/v1/accounts/signup", signup(twin)).await.status(), 202, "{twin:?}");
+    }
+    mail(&deployment, "ada@example.com", "notice", 3).await;
+    assert_eq!(anon.sign_in("\u{ff41}da@example.com", PASSWORD).await.status(), 200, "one account, either spelling");
+    for hidden in ["ada\u{200b}@example.com", "a\u{202e}da@example.com"] {
+        assert_error(anon.post("/v1/accounts/signup", signup(hidden)).await, 422, "invalid_field").await;
+    }
+    let long = format!("{}@example.com", "a".repeat(2048));
+    let answer = anon.post("/v1/sessions", json!({ "email": long, "password": PASSWORD })).await;
+    assert_error(answer, 422, "invalid_field").await;
+    server.stop().await;
+}

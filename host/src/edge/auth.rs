@@ -134,14 +134,14 @@ pub fn check_csrf(
             "cross-site requests may not change state",
         ));
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        if origin.to_str().map_or(true, |origin| origins.foreign(origin)) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "csrf_cross_origin",
-                "requests from another origin may not change state; list it in sessions.allowed_origins",
-            ));
-        }
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && origin.to_str().map_or(true, |origin| origins.foreign(origin))
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf_cross_origin",
+            "requests from another origin may not change state; list it in sessions.allowed_origins",
+        ));
     }
     if let Some(expected) = session_csrf {
         let sent = headers.get(CSRF_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();

@@ -99,19 +99,37 @@ pub fn admin(req: &Request) -> Result<(), Failure> {
     }
 }
 
-/// Trims and lower-cases an address and checks its shape.
+/// Longest address, in bytes once normalized.
+const MAX_EMAIL_BYTES: usize = 254;
+
+/// The one spelling of an address: trimmed, NFKC-normalized (composed
+/// accents, fullwidth letters as ASCII) and lower-cased, so that spellings
+/// a person cannot tell apart name one account. Refuses anything else that
+/// could hide in an address: whitespace, control and invisible characters
+/// (only ASCII symbols and letters or digits of any script are accepted).
 pub fn email(field: &str, raw: &str) -> Result<String, Failure> {
-    let email = raw.trim().to_lowercase();
-    let ok = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains('@')
+    use unicode_normalization::UnicodeNormalization;
+    let invalid = |why: &str| Failure::invalid(field, why);
+    if raw.len() > 4 * MAX_EMAIL_BYTES {
+        return Err(invalid("not an e-mail address (too long)"));
+    }
+    let email: String = raw.trim().nfkc().collect::<String>().to_lowercase().nfkc().collect();
+    if email.len() > MAX_EMAIL_BYTES {
+        return Err(invalid("not an e-mail address (too long)"));
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return Err(invalid("not an e-mail address"));
+    };
+    let local_ok = !local.is_empty()
+        && local.chars().all(|c| c.is_alphanumeric() || (c.is_ascii_graphic() && !matches!(c, '@' | '"' | '\\')));
+    let domain_ok = domain.contains('.')
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
         });
-    if ok { Ok(email) } else { Err(Failure::invalid(field, "not an e-mail address")) }
+    if local_ok && domain_ok { Ok(email) } else { Err(invalid("not an e-mail address")) }
 }
 
 /// A display name: 1 to 100 characters, no control characters.
@@ -122,4 +140,42 @@ pub fn display_name(raw: &str) -> Result<String, Failure> {
         return Err(Failure::invalid("display_name", "1 to 100 characters, no control characters"));
     }
     Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_that_look_alike_are_one_address() {
+        for (raw, normal) in [
+            ("  Ada@Example.COM ", "ada@example.com"),
+            ("jos\u{e9}@example.com", "jos\u{e9}@example.com"),
+            ("jose\u{301}@example.com", "jos\u{e9}@example.com"),
+            ("\u{ff41}da@example.com", "ada@example.com"),
+            ("a.b+tag@sub.example.org", "a.b+tag@sub.example.org"),
+        ] {
+            assert_eq!(email("email", raw).map_err(|f| f.message).as_deref(), Ok(normal), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn hidden_or_malformed_addresses_are_refused() {
+        let long = format!("{}@example.com", "a".repeat(2048));
+        for raw in [
+            "ada\u{200b}@example.com",
+            "ada@exa\u{200d}mple.com",
+            "ad\u{202e}a@example.com",
+            "a da@example.com",
+            "ada@example",
+            "ada@-example.com",
+            "ada@example..com",
+            "@example.com",
+            "ada",
+            "a\"b@example.com",
+            long.as_str(),
+        ] {
+            assert!(email("email", raw).is_err(), "{raw:?}");
+        }
+    }
 }

@@ -93,7 +93,7 @@ pub fn check_password_attempt(account: &Account, password: &str) -> Result<(), F
 
 pub fn sign_in(req: &Request) -> Outcome {
     let input: Credentials = http::body(req)?;
-    let email = input.email.trim().to_lowercase();
+    let email = http::email("email", &input.email)?;
     let key = failure_key(&email);
     check_throttle(&key)?;
     let stored = store::account_by_email(&email)?;
