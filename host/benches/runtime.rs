@@ -74,7 +74,8 @@ fn storage_and_audit(c: &mut Criterion) {
     rt.block_on(ns.set("key", vec![7; 64])).unwrap();
     c.bench_function("kv/get 64 B", |b| b.to_async(&rt).iter(|| async { black_box(ns.get("key").await.unwrap()) }));
     c.bench_function("kv/set 64 B", |b| b.to_async(&rt).iter(|| async { ns.set("key", vec![7; 64]).await.unwrap() }));
-    let audit = Arc::new(rt.block_on(AuditLog::open(&storage, None)).unwrap());
+    let audit =
+        Arc::new(rt.block_on(AuditLog::open(&storage, None, plinth::audit::AuditKey::from_bytes([1; 32]))).unwrap());
     let envelope = Envelope::system();
     c.bench_function("audit/append", |b| {
         b.to_async(&rt).iter(|| async {

@@ -14,8 +14,8 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::audit::{AuditLog, Envelope, Outcome};
-use crate::config::{Config, PluginConfig, ServerConfig};
+use crate::audit::{AuditKey, AuditLog, Envelope, Outcome};
+use crate::config::{Config, OnBroken, PluginConfig, ServerConfig};
 use crate::edge::auth::CookiePolicy;
 use crate::edge::headers::SecurityHeaders;
 use crate::edge::rate_limit::RateLimits;
@@ -167,6 +167,8 @@ pub struct App {
     /// Permits for requests being handled; bounds in-flight work (and so
     /// live instances, which the runtime's pool is sized for).
     pub in_flight: Arc<Semaphore>,
+    /// Which edge refusals get an audit record (one per client and kind a minute).
+    pub denials: crate::edge::denials::DenialSampler,
     /// Each client address's share of requests in progress (body upload
     /// included), so no one client can hold every permit.
     pub client_in_flight: Arc<PerClientLimit<String>>,
@@ -200,9 +202,21 @@ impl App {
                 .with_context(|| format!("opening storage in {}", config.storage.path.display()))?,
         );
         let metrics = Arc::new(Metrics::default());
+        let key = AuditKey::load_or_create(&config.audit.key_file)?;
         let audit = Arc::new(
-            AuditLog::open(storage.as_ref(), config.audit.mirror.as_deref()).await?.with_metrics(metrics.clone()),
+            AuditLog::open(storage.as_ref(), config.audit.mirror.as_deref(), key).await?.with_metrics(metrics.clone()),
         );
+        if let Err(broken) = audit.check_ends().await? {
+            let message = format!(
+                "the audit chain is broken at record {}: {} (check with `plinth audit verify`; \
+                 a log from before audit keys is sealed once with `plinth audit seal`)",
+                broken.id, broken.reason
+            );
+            match config.audit.on_broken {
+                OnBroken::Refuse => anyhow::bail!("{message}; not starting (audit.on_broken = \"refuse\")"),
+                OnBroken::Warn => tracing::error!("{message}; starting anyway (audit.on_broken = \"warn\")"),
+            }
+        }
         let lifetimes =
             Lifetimes { idle: config.sessions.idle_timeout.0, absolute: config.sessions.absolute_timeout.0 };
         let identity =
@@ -234,6 +248,7 @@ impl App {
             server: config.server.clone(),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
             client_in_flight: PerClientLimit::new(config.server.in_flight_per_client()),
+            denials: crate::edge::denials::DenialSampler::default(),
             deployment: ArcSwap::from_pointee(Deployment {
                 config: config.clone(),
                 plugins: Vec::new(),
@@ -484,7 +499,7 @@ impl App {
             ("storage", current.storage.path == next.storage.path),
             ("sessions", format!("{:?}", current.sessions) == format!("{:?}", next.sessions)),
             ("mail", format!("{:?}", current.mail) == format!("{:?}", next.mail)),
-            ("audit", current.audit.mirror == next.audit.mirror),
+            ("audit", format!("{:?}", current.audit) == format!("{:?}", next.audit)),
         ];
         match fixed.iter().find(|(_, same)| !same) {
             Some((section, _)) => Err(format!("[{section}] changed; it takes effect only on restart")),

@@ -102,15 +102,28 @@ pub enum PolicyCommand {
     },
 }
 
-/// Audit subcommands.
+/// Audit subcommands. Both read the key and the data directory from the
+/// config; the server must be stopped (the database allows one process).
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Verify the hash chain of the audit log in a data directory (the
-    /// server must be stopped: the database allows one process).
+    /// Verify the keyed hash chain of the audit log; names the first break.
     Verify {
-        /// The data directory (`storage.path`).
+        /// The config file (plinth.toml): `storage.path` and `audit.key_file`.
         #[arg(long)]
-        data: PathBuf,
+        config: PathBuf,
+        /// The data directory, instead of `storage.path`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Seal a log written before audit keys with the configured key, after
+    /// verifying its unkeyed chain; only for a log you know is genuine.
+    Seal {
+        /// The config file (plinth.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory, instead of `storage.path`.
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
 }
 
@@ -149,7 +162,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => check(&config).await,
         Command::Plugin(PluginCommand::Inspect { file }) => inspect(&file).await,
         Command::Policy(PolicyCommand::Check { config }) => policy_check(&config),
-        Command::Audit(AuditCommand::Verify { data }) => audit_verify(&data).await,
+        Command::Audit(AuditCommand::Verify { config, data }) => audit_check(&config, data, false).await,
+        Command::Audit(AuditCommand::Seal { config, data }) => audit_check(&config, data, true).await,
         Command::Admin(AdminCommand::Invite { config, data, email, roles }) => {
             admin_invite(&config, data, &email, roles).await
         }
@@ -171,12 +185,26 @@ fn policy_check(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn audit_verify(data: &Path) -> anyhow::Result<()> {
+/// `plinth audit verify` and, with `seal`, `plinth audit seal`.
+async fn audit_check(file: &Path, data: Option<PathBuf>, seal: bool) -> anyhow::Result<()> {
+    use crate::storage::Storage as _;
+    let config = load_config(file, None, data)?;
+    let data = &config.storage.path;
     let storage = crate::storage::SledStorage::open(data)
         .with_context(|| format!("opening {} (is a server still running on it?)", data.display()))?;
-    let log = crate::audit::AuditLog::open(&storage, None).await?;
-    let report = log.verify().await?;
+    let key = crate::audit::AuditKey::load_or_create(&config.audit.key_file)?;
+    let log = crate::audit::AuditLog::open(&storage, None, key).await?;
+    let report = if seal { log.seal_unkeyed().await? } else { log.verify().await? };
+    storage.flush().await?;
     match report.broken {
+        None if seal => {
+            println!(
+                "ok: {} audit records verified; the chain is sealed with {}",
+                report.records,
+                config.audit.key_file.display()
+            );
+            Ok(())
+        }
         None => {
             println!("ok: {} audit records, chain intact", report.records);
             Ok(())

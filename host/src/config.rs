@@ -282,11 +282,44 @@ fn default_smtp_port() -> u16 {
 }
 
 /// Audit log options.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
     /// Also append each record as a JSON line to this file.
     pub mirror: Option<PathBuf>,
+    /// The key the chain is MAC'd with (64 hex digits), created on first
+    /// start. Keep it outside the data directory and its backups: with the
+    /// key, whoever holds the data could rewrite history unseen.
+    pub key_file: PathBuf,
+    /// What start-up does when the chain's ends do not check out:
+    /// `"refuse"` (default) or `"warn"`.
+    pub on_broken: OnBroken,
+    /// Records older than this are removed (`"400days"`).
+    pub retention: HumanDuration,
+    /// Past this size the oldest records are removed.
+    pub max_bytes: ByteSize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            mirror: None,
+            key_file: PathBuf::from("audit.key"),
+            on_broken: OnBroken::Refuse,
+            retention: HumanDuration(Duration::from_secs(400 * 24 * 3600)),
+            max_bytes: ByteSize(1 << 30),
+        }
+    }
+}
+
+/// What start-up does with a broken audit chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBroken {
+    /// Do not start.
+    Refuse,
+    /// Start, logging the break as an error.
+    Warn,
 }
 
 /// Listener and the bounds every request lives within.
@@ -607,6 +640,7 @@ impl Config {
         if let Some(file) = &mut config.mail.file {
             *file = base.join(&*file);
         }
+        config.audit.key_file = base.join(&config.audit.key_file);
         if let Some(mirror) = &mut config.audit.mirror {
             *mirror = base.join(&*mirror);
         }

@@ -413,7 +413,11 @@ mod tests {
     async fn identity_with(idle: u64, absolute: u64, mirror: Option<&str>) -> (tempfile::TempDir, Identity) {
         let dir = tempfile::tempdir().unwrap();
         let storage = SledStorage::open(dir.path()).unwrap();
-        let audit = Arc::new(AuditLog::open(&storage, mirror.map(std::path::Path::new)).await.unwrap());
+        let audit = Arc::new(
+            AuditLog::open(&storage, mirror.map(std::path::Path::new), crate::audit::AuditKey::from_bytes([1; 32]))
+                .await
+                .unwrap(),
+        );
         let lifetimes = Lifetimes { idle: Duration::from_secs(idle), absolute: Duration::from_secs(absolute) };
         (dir, Identity::open(&storage, audit, lifetimes).unwrap())
     }

@@ -98,3 +98,20 @@ fn policy_check_prints_the_matrix_and_fails_on_a_gap() {
     assert!(!ok);
     assert!(stderr.contains("no rule covers `GET` on route `GET /v1/hello/me` of plugin `hello`"), "{stderr}");
 }
+
+/// A flood of refusals from one client is one audit record a minute, with
+/// the rest counted; the audit log does not grow with the flood.
+#[tokio::test]
+async fn a_flood_of_denials_is_recorded_once_with_a_count() {
+    let deployment = example_deployment();
+    let server = TestServer::start(&deployment).await;
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        assert_eq!(client.get(server.url("/v1/hello/stats")).send().await.unwrap().status(), 401);
+    }
+    let admin = sign_in(&server.url(""), "root", &["admin"], None).await;
+    let audit: serde_json::Value = get_json(&server, "/admin/audit?limit=1000", &admin.bearer()).await;
+    let denials = audit["records"].as_array().unwrap().iter().filter(|r| r["action"] == "authz.denied").count();
+    assert_eq!(denials, 1, "{audit}");
+    server.stop().await;
+}

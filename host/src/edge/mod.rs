@@ -12,6 +12,7 @@ mod admin;
 pub mod auth;
 mod body;
 pub mod client;
+pub mod denials;
 pub mod headers;
 pub mod rate_limit;
 
@@ -192,17 +193,21 @@ async fn route(
         plugin: None,
     };
 
-    let verdict = deployment.rate_limits.check(
-        &outline.class,
-        &client::limit_key(client),
-        signed_in.as_ref().map(|a| a.account.id.as_str()),
-    );
+    let client_key = client::limit_key(client);
+    let verdict =
+        deployment.rate_limits.check(&outline.class, &client_key, signed_in.as_ref().map(|a| a.account.id.as_str()));
     let retry_after = verdict.retry_after;
     outline.rate = Some(verdict);
+    let denier = format!("{client_key} {}", envelope.actor);
+    let record_denial = async |action: &'static str, reason: String| {
+        if let Some(suppressed) = app.denials.sample(action, &denier) {
+            let reason = Some(denials::with_suppressed(reason, suppressed));
+            let _ = app.audit.append(envelope.draft(action, path, Outcome::Denied, reason)).await;
+        }
+    };
     if let Some(wait) = retry_after {
         if is_sensitive_class(&outline.class) {
-            let reason = Some(format!("class={}", outline.class));
-            let _ = app.audit.append(envelope.draft("ratelimit.blocked", path, Outcome::Denied, reason)).await;
+            record_denial("ratelimit.blocked", format!("class={}", outline.class)).await;
         }
         Metrics::count(&app.metrics.rate_limited, &outline.class);
         return Err(too_many_requests(wait));
@@ -214,14 +219,12 @@ async fn route(
     let host = host.or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()));
     let origins = auth::Origins { host, allowed: &deployment.config.sessions.allowed_origins };
     if let Err(refusal) = auth::check_csrf(&method, req.headers(), origins, presented_as, csrf) {
-        let reason = Some(refusal.code.to_owned());
-        let _ = app.audit.append(envelope.draft("csrf.refused", path, Outcome::Denied, reason)).await;
+        record_denial("csrf.refused", refusal.code.to_owned()).await;
         return Err(refusal);
     }
 
     if let Err(denial) = access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
-        let reason = Some(format!("{method} {path} needs {access}"));
-        let _ = app.audit.append(envelope.draft("authz.denied", path, Outcome::Denied, reason)).await;
+        record_denial("authz.denied", format!("{method} {path} needs {access}")).await;
         return Err(match denial {
             Denial::Unauthenticated => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in to use this route")
@@ -232,8 +235,7 @@ async fn route(
         });
     }
 
-    let client_key = client::limit_key(client);
-    let _share = app.client_in_flight.try_acquire(client_key).ok_or_else(|| {
+    let _share = app.client_in_flight.try_acquire(client_key.clone()).ok_or_else(|| {
         Metrics::count(&app.metrics.requests_shed, "client_in_flight");
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -45,6 +45,12 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     let outbox = tokio::spawn(app.outbox.clone().run(async {
         let _ = outbox_stopped.await;
     }));
+    let audit_config = app.deployment.load().config.audit.clone();
+    let retention = crate::audit::Retention { max_age: audit_config.retention.0, max_bytes: audit_config.max_bytes.0 };
+    let (stop_upkeep, upkeep_stopped) = tokio::sync::oneshot::channel::<()>();
+    let upkeep = tokio::spawn(crate::audit::upkeep(app.audit.clone(), retention, async {
+        let _ = upkeep_stopped.await;
+    }));
     let (stopping, stop) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -107,6 +113,8 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     }
     let _ = stop_outbox.send(());
     let _ = outbox.await;
+    let _ = stop_upkeep.send(());
+    let _ = upkeep.await;
     Ok(())
 }
 
