@@ -31,12 +31,14 @@ impl ApiError {
         self
     }
 
+    /// The JSON body: `{"error": {"code", "message", "trace_id"}}`.
+    pub fn body(&self, trace_id: &str) -> String {
+        serde_json::json!({ "error": { "code": self.code, "message": self.message, "trace_id": trace_id } }).to_string()
+    }
+
     /// The JSON response for this error.
     pub fn into_response(self, trace_id: &str) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({
-            "error": { "code": self.code, "message": self.message, "trace_id": trace_id }
-        });
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        let mut response = Response::new(Full::new(Bytes::from(self.body(trace_id))));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

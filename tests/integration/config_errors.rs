@@ -75,3 +75,22 @@ fn inspect_lists_imports_and_needed_grants() {
     assert!(stdout.contains("exports:\n  plinth:platform/handler@0.1.0"), "{stdout}");
     assert!(stdout.contains("grants needed: [\"kv\"]"), "{stdout}");
 }
+
+/// No plugin can take a path the host serves itself (THREATS.md A18), and
+/// the new server settings are checked like the rest.
+#[test]
+fn host_routes_and_shares_cannot_be_claimed_or_overdrawn() {
+    let hello = plinth_test_guests::HELLO;
+    for route in ["/admin/**", "GET /admin/audit", "/healthz", "/metrics", "/**"] {
+        let err = load_error(&plugin("grabby", hello, &[route], &[], ""));
+        assert!(err.contains("plugins[0].routes[0]") && err.contains("host"), "{route}: {err}");
+    }
+    let err = load_error(&format!("[server]\nmax_in_flight = 8\nmax_in_flight_per_client = 9\n\n{}", hello_plugin()));
+    assert!(err.contains("server.max_in_flight_per_client") && err.contains("max_in_flight (8)"), "{err}");
+    let err = load_error(&format!("[sessions]\nallowed_origins = [\"app.example.com\"]\n\n{}", hello_plugin()));
+    assert!(err.contains("sessions.allowed_origins[0]") && err.contains("scheme://host"), "{err}");
+    let err = load_error(&format!("[proxies]\nheader = \"x-real-ip\"\n\n{}", hello_plugin()));
+    assert!(err.contains("x-forwarded-for") && err.contains("forwarded"), "{err}");
+    let err = load_error(&format!("[audit]\non_broken = \"ignore\"\n\n{}", hello_plugin()));
+    assert!(err.contains("refuse") && err.contains("warn"), "{err}");
+}

@@ -58,3 +58,38 @@ async fn a_plugin_cannot_set_or_weaken_host_headers() {
     assert_eq!(response.text().await.unwrap(), "content-security-policy,set-cookie,server");
     server.stop().await;
 }
+
+/// Requests hyper refuses before the edge sees them (too many or too large
+/// headers, bytes that are not HTTP) still get the edge's answer: JSON
+/// error, trace id, every security header (finding 10).
+#[tokio::test]
+async fn hypers_own_refusals_carry_security_headers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deployment = Deployment::new(&format!("{TEST_SERVER}{}", hello_plugin()));
+    let server = TestServer::start(&deployment).await;
+    let many: String = (0..200).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let huge = format!("x: {}\r\n", "a".repeat(40_000));
+    for (what, request, status, code) in [
+        ("too many headers", format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{many}\r\n"), 431, "headers_too_large"),
+        ("too large headers", format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{huge}\r\n"), 431, "headers_too_large"),
+        ("not HTTP", "GET /he\u{1}lthz HTTP/1.1\r\nhost: x\r\n\r\n".to_owned(), 400, "malformed_request"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer).to_lowercase();
+        assert!(answer.starts_with(&format!("http/1.1 {status}")), "{what}: {answer}");
+        for (name, value) in plinth::edge::headers::DEFAULTS {
+            assert!(
+                answer.contains(&format!("\r\n{name}: {}\r\n", value.to_lowercase())),
+                "{name} on {what}: {answer}"
+            );
+        }
+        assert!(
+            answer.contains("\r\nx-trace-id: ") && answer.contains(&format!("\"code\":\"{code}\"")),
+            "{what}: {answer}"
+        );
+    }
+    server.stop().await;
+}

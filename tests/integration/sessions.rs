@@ -150,3 +150,30 @@ async fn csrf_missing_wrong_and_cross_site_are_refused() {
     assert_eq!(bearer.status(), 200, "bearer clients are exempt");
     server.stop().await;
 }
+
+/// Credentials stay with the host: a plugin never sees `Cookie`,
+/// `Authorization` or `Proxy-Authorization`, only who the host says is
+/// signed in (THREATS.md A26).
+#[tokio::test]
+async fn credentials_never_reach_a_plugin() {
+    let (_d, server) = server("").await;
+    let ann = sign_in(&server.url(""), "ann", &[], None).await;
+    let seen = reqwest::Client::new()
+        .get(server.url("/v1/test/seen"))
+        .header("cookie", ann.cookie())
+        .header("authorization", ann.bearer())
+        .header("proxy-authorization", "Basic YTpi")
+        .header("x-visible", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seen.status(), 200, "signed in by the host");
+    let seen = seen.text().await.unwrap();
+    let names: Vec<&str> = seen.lines().collect();
+    assert!(names.contains(&"x-visible"), "{seen}");
+    for withheld in ["cookie", "authorization", "proxy-authorization"] {
+        assert!(!names.contains(&withheld), "{withheld} reached the plugin: {seen}");
+    }
+    assert!(!seen.contains(&ann.token), "{seen}");
+    server.stop().await;
+}

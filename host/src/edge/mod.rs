@@ -119,6 +119,31 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
     .await
 }
 
+/// The edge's answer to an HTTP/1 request hyper refused before the edge
+/// saw it (see `server::refusals`), as bytes: the JSON error and every
+/// security header, like any other response.
+pub fn refusal_bytes(app: &App, status: StatusCode) -> Vec<u8> {
+    let (code, message) = match status {
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ("headers_too_large", "the request headers are too large"),
+        StatusCode::URI_TOO_LONG => ("uri_too_long", "the request target is too long"),
+        _ => ("malformed_request", "the request is not well-formed HTTP/1.1"),
+    };
+    let trace_id = trace::generate();
+    let error = ApiError::new(status, code, message);
+    let body = error.body(&trace_id);
+    let mut response = error.into_response(&trace_id);
+    let headers = response.headers_mut();
+    app.deployment.load().headers.apply(headers, DEFAULT_CLASS, app.server.tls.is_some(), false);
+    headers.insert(TRACE_ID_HEADER, HeaderValue::from_str(&trace_id).expect("trace ids are hex"));
+    let mut bytes = format!("HTTP/1.1 {} {}\r\n", status.as_str(), status.canonical_reason().unwrap_or("Error"));
+    for (name, value) in response.headers() {
+        bytes.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or_default()));
+    }
+    bytes.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()));
+    tracing::info!(status = status.as_u16(), trace_id, "refused before parsing");
+    bytes.into_bytes()
+}
+
 /// Where a request goes.
 enum Target<'a> {
     /// `/healthz` or `/readyz`.

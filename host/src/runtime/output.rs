@@ -140,3 +140,23 @@ impl tokio::io::AsyncWrite for GuestOutput {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_logs_at_most_its_budget_in_bounded_lines() {
+        let output = GuestOutput::new("chatty".into(), "stdout");
+        let line = [b'x'; 999];
+        for _ in 0..200 {
+            output.write_bytes(&line);
+            output.write_bytes(b"\n");
+        }
+        output.write_bytes(&[b'y'; 3 * MAX_LINE_BYTES]);
+        let buffer = output.inner.lock().unwrap();
+        assert_eq!(buffer.budget, 0, "200 KB written, {MAX_GUEST_OUTPUT_BYTES} bytes logged");
+        assert!(buffer.truncated);
+        assert!(buffer.pending.len() <= MAX_LINE_BYTES);
+    }
+}

@@ -3,6 +3,7 @@
 //! Invariant: only this module and `edge` know hyper.
 
 mod connections;
+mod refusals;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +36,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     let server = &app.server;
     let tls = server.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let builder = Arc::new(http_builder(&app));
+    let render: refusals::Render = {
+        let app = app.clone();
+        Arc::new(move |status| edge::refusal_bytes(&app, status))
+    };
     let connections = Connections::new(server.max_connections, server.connections_per_client());
     tracing::info!(
         address = %listener.local_addr()?,
@@ -81,11 +86,14 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         let builder = builder.clone();
         let tls = tls.clone();
         let stop = stop.clone();
+        let render = render.clone();
         tokio::spawn(async move {
             let header_timeout = app.server.header_timeout();
             let served = match tls {
                 Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => serve(&builder, stream, peer, app, &admitted, stop).await,
+                    Ok(Ok(stream)) => {
+                        serve(&builder, refusals::EdgeRefusals::new(stream, render), peer, app, &admitted, stop).await
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                         Ok(())
@@ -95,7 +103,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
                         Ok(())
                     }
                 },
-                None => serve(&builder, stream, peer, app, &admitted, stop).await,
+                None => serve(&builder, refusals::EdgeRefusals::new(stream, render), peer, app, &admitted, stop).await,
             };
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -13,7 +13,8 @@ use crate::runtime::state::HostState;
 pub struct RequestData {
     /// Upper-case method.
     pub method: String,
-    /// The path as sent, percent-encoding kept.
+    /// The canonical path the edge routed and authorized (see `crate::path`):
+    /// decoded once, never with empty or dot segments.
     pub path: String,
     /// Raw query without `?`.
     pub query: Option<String>,

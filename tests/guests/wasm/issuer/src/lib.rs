@@ -12,6 +12,8 @@
 //! - `POST /v1/test/echo`: `ok` (a state-changing route for CSRF tests).
 //! - `GET /v1/test/headers`: tries to set host-owned headers and one of its
 //!   own; answers with what `set-header` refused.
+//! - `GET /v1/test/seen`: the request header names it was handed, one per
+//!   line, then its path.
 
 wit_bindgen::generate!({ path: "../../../../wit", world: "plinth:platform/plugin" });
 
@@ -99,6 +101,10 @@ impl exports::plinth::platform::handler::Guest for Issuer {
                     .collect();
                 response.set_body(refused.join(",").as_bytes());
                 response
+            }
+            ("GET", ["v1", "test", "seen"]) => {
+                let names: Vec<String> = req.headers().into_iter().map(|(name, _)| name).collect();
+                text(200, &format!("{}\n{}", names.join("\n"), req.path()))
             }
             _ => text(404, "no such test route"),
         }

@@ -1,0 +1,158 @@
+//! hyper answers some malformed HTTP/1 requests itself, before the edge
+//! sees them (400 for bytes it cannot parse, 431 past its own header
+//! bounds), with a bare head: no security headers, no JSON body, no trace
+//! id. This wraps a connection's stream and swaps such an answer for the
+//! edge's, so that every response really does pass the headers layer.
+//!
+//! A hyper answer is recognised by its shape: a whole head with
+//! `content-length: 0` and no `x-trace-id`, which every response of the
+//! edge carries. HTTP/2 frames never start with a status line.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Renders the edge's answer for a status, as HTTP/1.1 bytes.
+pub type Render = Arc<dyn Fn(StatusCode) -> Vec<u8> + Send + Sync>;
+
+/// A stream whose hyper-made refusals are replaced by the edge's.
+pub struct EdgeRefusals<S> {
+    /// The connection.
+    inner: S,
+    /// The edge's answer for a status.
+    render: Render,
+    /// A replacement being written, and how much of it is out.
+    pending: Option<(Vec<u8>, usize)>,
+}
+
+impl<S> EdgeRefusals<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, render: Render) -> Self {
+        Self { inner, render, pending: None }
+    }
+}
+
+/// The status of a head hyper wrote by itself, if `buf` is one.
+fn hyper_refusal(buf: &[u8]) -> Option<StatusCode> {
+    let rest = buf.strip_prefix(b"HTTP/1.1 ")?;
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..head_end]).ok()?.to_ascii_lowercase();
+    if !head.contains("\r\ncontent-length: 0") || head.contains("\r\nx-trace-id:") {
+        return None;
+    }
+    let status = StatusCode::from_bytes(rest.get(..3)?).ok()?;
+    (status.is_client_error() || status.is_server_error()).then_some(status)
+}
+
+impl<S: AsyncWrite + Unpin> EdgeRefusals<S> {
+    /// Writes out a pending replacement.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some((bytes, written)) = &mut self.pending {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+            if *written == bytes.len() {
+                self.pending = None;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes `buf` as written when it is a hyper refusal, queueing the
+    /// edge's answer instead.
+    fn replace(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Option<Poll<io::Result<usize>>> {
+        let status = hyper_refusal(buf)?;
+        self.pending = Some(((self.render)(status), 0));
+        Some(match self.poll_pending(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            // The rest goes out on the flush or shutdown that follows.
+            _ => Poll::Ready(Ok(buf.len())),
+        })
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for EdgeRefusals<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for EdgeRefusals<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        ready!(this.poll_pending(cx))?;
+        if let Some(replaced) = this.replace(cx, buf) {
+            return replaced;
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        ready!(this.poll_pending(cx))?;
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty())
+            && let Some(replaced) = this.replace(cx, first)
+        {
+            return replaced.map_ok(|_| bufs.iter().map(|b| b.len()).sum());
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_pending(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hypers_bare_refusals_are_recognised() {
+        let hyper = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Thu, 26 Nov 2026 00:10:08 GMT\r\n\r\n";
+        assert_eq!(hyper_refusal(hyper), Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+        let bad = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(hyper_refusal(bad), Some(StatusCode::BAD_REQUEST));
+        let ours = b"HTTP/1.1 400 Bad Request\r\nx-trace-id: 1756\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(hyper_refusal(ours), None, "the edge's own answers carry a trace id");
+        let ok = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(hyper_refusal(ok), None);
+        assert_eq!(hyper_refusal(b"\x00\x00\x12\x04\x00"), None, "HTTP/2 frames pass");
+        assert_eq!(hyper_refusal(b"HTTP/1.1 431 Request Header"), None, "only a whole head");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_replaced_and_everything_else_passes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let render: Render = Arc::new(|status| format!("EDGE {}", status.as_u16()).into_bytes());
+        let (client, server) = tokio::io::duplex(1024);
+        let mut wrapped = EdgeRefusals::new(server, render);
+        let mut client = client;
+        wrapped.write_all(b"HTTP/1.1 200 OK\r\nx-trace-id: 1\r\ncontent-length: 2\r\n\r\nhi").await.unwrap();
+        wrapped.write_all(b"HTTP/1.1 431 Too Large\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+        wrapped.shutdown().await.unwrap();
+        let mut seen = String::new();
+        client.read_to_string(&mut seen).await.unwrap();
+        assert_eq!(seen, "HTTP/1.1 200 OK\r\nx-trace-id: 1\r\ncontent-length: 2\r\n\r\nhiEDGE 431");
+    }
+}
