@@ -9,7 +9,13 @@ GUEST_WORKSPACES := plugins tests/guests/wasm benches/wasi-hello
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
-.PHONY: run build test bench wasm-target test-deps plugins host fmt-check clippy
+# cargo-fuzz, installed once outside the clone; each target runs this long.
+PLINTH_TOOLS ?= $(HOME)/.cache/plinth-tools
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := path config traceparent headers accounts_bodies
+
+.PHONY: run build test bench fuzz wasm-target test-deps plugins host fmt-check clippy
 
 run: build
 	./target/release/plinth serve --config examples/plinth.toml --data data
@@ -45,6 +51,20 @@ clippy: wasm-target
 test: wasm-target test-deps fmt-check clippy
 	cargo test --workspace
 	cargo test --manifest-path plugins/Cargo.toml
+	$(MAKE) fuzz
+
+# Each fuzz target for FUZZ_SECONDS over its checked-in corpus (fuzz/corpus,
+# read only; what it finds goes under the target directory). cargo-fuzz on
+# stable, without sanitizers: Rust is memory-safe here, the targets assert.
+fuzz: plugins
+	@"$(PLINTH_TOOLS)/bin/cargo-fuzz" --version 2>/dev/null | grep -qF "$(CARGO_FUZZ_VERSION)" || \
+		CARGO_TARGET_DIR="$(PLINTH_TOOLS)/build" cargo install --quiet --locked --root "$(PLINTH_TOOLS)" cargo-fuzz@$(CARGO_FUZZ_VERSION)
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p "$(CARGO_TARGET_DIR)/fuzz-corpus/$$t" && \
+		PATH="$(PLINTH_TOOLS)/bin:$$PATH" PLINTH_ACCOUNTS_WASM="$(CURDIR)/target/plugins/accounts.wasm" \
+		cargo fuzz run --sanitizer none --fuzz-dir fuzz $$t "$(CARGO_TARGET_DIR)/fuzz-corpus/$$t" fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 || exit 1; \
+	done
 
 # Micro-benchmarks (criterion) and load figures (wrk and oha over loopback,
 # beside bare hyper and `wasmtime serve`), written into BENCHMARKS.md.

@@ -4,7 +4,8 @@
 # like plinth's pool) and plinth, at 1/32/128 connections (wrk, closed loop);
 # PATCH /v1/me signed in, closed loop and at a fixed offered rate (oha);
 # /healthz sampled at a fixed rate, alone and during a flood of real (argon2)
-# sign-ins.
+# sign-ins; /healthz and /v1/hello sampled while another address holds the
+# server under a resource attack (benches/attack.py).
 #
 # Prints one tab-separated line per figure, which benches/report.py renders:
 #   scenario  connections  req/s  p50 ms  p99 ms  non-2xx
@@ -17,6 +18,7 @@ TOOLS=${PLINTH_BENCH_TOOLS:-$HOME/.cache/plinth-bench-tools}/bin
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 PATCH_RATE=${PATCH_RATE:-1000}
 HEALTHZ_RATE=${HEALTHZ_RATE:-500}
+ATTACK_RATE=${ATTACK_RATE:-200}
 CONNECTIONS=(1 32 128)
 work=$(mktemp -d)
 trap 'jobs -p | xargs -r kill 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -156,4 +158,17 @@ sleep 0.5
 oha_run "plinth GET /healthz sampled, during the login flood" 1 "$HEALTHZ_RATE" "$base/healthz"
 wait "$flood"
 wrk_report "plinth POST /v1/sessions (argon2 login flood)" 32 "$work/flood.out"
+# Another address (127.0.0.2) attacks: 1,500 silent connections and 300
+# slow bodies, then one HTTP/2 connection holding every stream it may open
+# without bodies. This address is sampled meanwhile.
+for mode in silent streams; do
+  python3 benches/attack.py "$mode" "${base#http://}" 127.0.0.2 &
+  attack=$!
+  sleep 2
+  for path in /healthz /v1/hello; do
+    oha_run "plinth GET $path sampled, another address attacking ($mode)" 1 "$ATTACK_RATE" "$base$path"
+  done
+  kill "$attack"
+  wait "$attack" 2> /dev/null || true
+done
 printf 'peak_rss_kib\t%s\n' "$(awk '/VmHWM/ {print $2}' "/proc/$plinth/status")"

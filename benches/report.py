@@ -24,6 +24,7 @@ HELLO_VS_BARE = 0.5
 HELLO_VS_SERVE = 1.0
 PATCH_P50_MS, PATCH_P99_MS = 1.0, 5.0
 HEALTHZ_FLOOD_FACTOR = 2.0
+UNDER_ATTACK_P99_MS = 100.0
 STARTUP_WARM_MS = 200
 
 PLUGIN_CALL = "plugin/hello GET (instantiate + call + drop)"
@@ -147,6 +148,11 @@ def budget(medians, rows, startups):
         out.append(f"| /healthz p99 during a login flood ≤ {HEALTHZ_FLOOD_FACTOR:g}× alone "
                    f"| {flood[2]:.2f} ms vs {alone[2]:.2f} ms ({factor:.1f}×) "
                    f"| {verdict(factor <= HEALTHZ_FLOOD_FACTOR)} |")
+    for (name, conns), (_, _, p99, bad) in sorted(by.items()):
+        if "another address attacking" in name:
+            label = name.removeprefix("plinth ").replace(" sampled,", ",")
+            out.append(f"| {label}: every answer 2xx, p99 ≤ {UNDER_ATTACK_P99_MS:g} ms | p99 {p99:.2f} ms, "
+                       f"{bad} non-2xx | {verdict(p99 <= UNDER_ATTACK_P99_MS and bad == 0)} |")
     warm = [ms for cache, ms in startups if cache == "warm"]
     if warm:
         out.append(f"| start-up with a warm cache ≤ {STARTUP_WARM_MS} ms | {max(warm)} ms (slowest) "
