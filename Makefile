@@ -5,6 +5,8 @@ WASM_TARGET := wasm32-wasip2
 # Plugins `make build` puts where examples/plinth.toml expects them.
 PLUGINS := hello accounts
 GUEST_WORKSPACES := plugins tests/guests/wasm benches/wasi-hello
+# Formatted like the rest; built only by `make fuzz`.
+FMT_ONLY_WORKSPACES := fuzz
 # Cargo's output; CI points this outside the clone to reuse it between runs.
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
@@ -41,7 +43,7 @@ host:
 
 fmt-check:
 	cargo fmt --all -- --check
-	for w in $(GUEST_WORKSPACES); do cargo fmt --all --manifest-path $$w/Cargo.toml -- --check || exit 1; done
+	for w in $(GUEST_WORKSPACES) $(FMT_ONLY_WORKSPACES); do cargo fmt --all --manifest-path $$w/Cargo.toml -- --check || exit 1; done
 
 clippy: wasm-target
 	cargo clippy --workspace --all-targets -- -D warnings
