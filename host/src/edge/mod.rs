@@ -223,9 +223,8 @@ async fn route(
         deployment.rate_limits.check(&outline.class, &client_key, signed_in.as_ref().map(|a| a.account.id.as_str()));
     let retry_after = verdict.retry_after;
     outline.rate = Some(verdict);
-    let denier = format!("{client_key} {}", envelope.actor);
     let record_denial = async |action: &'static str, reason: String| {
-        if let Some(suppressed) = app.denials.sample(action, &denier) {
+        if let Some(suppressed) = app.denials.sample(action, &format!("{client_key} {}", envelope.actor)) {
             let reason = Some(denials::with_suppressed(reason, suppressed));
             let _ = app.audit.append(envelope.draft(action, path, Outcome::Denied, reason)).await;
         }

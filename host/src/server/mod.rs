@@ -17,7 +17,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-pub use connections::{Connections, Refusal};
+use connections::Connections;
 
 use crate::app::App;
 use crate::edge;
@@ -189,7 +189,8 @@ fn http_builder(app: &App) -> auto::Builder<TokioExecutor> {
     let server = &app.server;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper's own limits sit above ours, so that a request just over ours
-    // still reaches the edge and gets the JSON 431; hyper answers beyond.
+    // still reaches the edge and gets the JSON 431; beyond them hyper
+    // refuses it, and `refusals` swaps in the edge's answer.
     let header_bytes = usize::try_from(server.max_header_bytes.0).unwrap_or(usize::MAX);
     builder
         .http1()

@@ -261,9 +261,8 @@ pub fn confirm_reset(req: &Request) -> Outcome {
     if !matches!(stored.account.state, State::Active | State::Pending) {
         return Err(Failure::new(400, "invalid_token", "the link is invalid, used or expired"));
     }
-    let state = State::Active;
     check_password(&input.password, &[&stored.account.email, &stored.account.display_name])?;
-    let next = Account { password_hash: hash(&input.password)?, state, ..stored.account.clone() };
+    let next = Account { password_hash: hash(&input.password)?, state: State::Active, ..stored.account.clone() };
     store::consume(held)?;
     store::record("account.password_reset", &next.id, Audit::Success, None)?;
     let updated = store::update(&stored, next)?.ok_or_else(conflict)?;
