@@ -36,6 +36,9 @@ def literal(text):
 POST_BLOCK = (
     b"\x83\x86" + b"\x04" + literal(b"/v1/hello/count") + b"\x01" + literal(b"localhost") + b"\x0f\x0d" + literal(b"100")
 )
+# An h2c connection opening 256 such streams (the server refuses those past
+# its limit), none ever sending its body.
+HELD_STREAMS = PREFACE + frame(0x4, 0, 0) + b"".join(frame(0x1, 0x4, 2 * i + 1, POST_BLOCK) for i in range(256))
 
 
 async def hold(host, port, source, payload):
@@ -54,23 +57,6 @@ async def hold(host, port, source, payload):
         await asyncio.sleep(REOPEN_AFTER)
 
 
-async def streams(host, port, source):
-    """One h2c connection with every stream it may open waiting for a body."""
-    while True:
-        try:
-            reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0))
-            writer.write(PREFACE + frame(0x4, 0, 0))
-            for i in range(256):
-                writer.write(frame(0x1, 0x4, 2 * i + 1, POST_BLOCK))
-            await writer.drain()
-            while await reader.read(65536):
-                pass
-            writer.close()
-        except OSError:
-            pass
-        await asyncio.sleep(REOPEN_AFTER)
-
-
 async def main(mode, target, source):
     host, port = target.rsplit(":", 1)
     port = int(port)
@@ -79,7 +65,7 @@ async def main(mode, target, source):
         tasks = [hold(host, port, source, b"") for _ in range(SILENT)]
         tasks += [hold(host, port, source, slow) for _ in range(SLOW)]
     elif mode == "streams":
-        tasks = [streams(host, port, source)]
+        tasks = [hold(host, port, source, HELD_STREAMS)]
     else:
         sys.exit(f"unknown mode {mode!r}; use silent or streams")
     await asyncio.gather(*tasks)

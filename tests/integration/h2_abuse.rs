@@ -78,6 +78,15 @@ async fn cut_off(stream: &mut TcpStream, within: Duration) -> (bool, Option<u32>
     }
 }
 
+/// Opens a connection, sends `attack` (as much as the server reads), and
+/// reports how the server ended it, as [`cut_off`] does.
+async fn attack(server: &TestServer, attack: &[u8]) -> (bool, Option<u32>) {
+    let mut attacker = open(server).await;
+    // The server may stop reading once it has had enough.
+    let _ = tokio::time::timeout(Duration::from_secs(10), attacker.write_all(attack)).await;
+    cut_off(&mut attacker, Duration::from_secs(10)).await
+}
+
 async fn still_served(server: &TestServer) {
     let answer = client_from("127.0.0.2").get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(answer.status(), 200);
@@ -92,16 +101,13 @@ async fn server() -> (Deployment, TestServer) {
 #[tokio::test]
 async fn rapid_reset_is_cut_off() {
     let (_d, server) = server().await;
-    let mut attacker = open(&server).await;
     let mut burst = Vec::new();
     for i in 0..20_000u32 {
         let id = 2 * i + 1;
         burst.extend(frame(HEADERS, END_HEADERS | END_STREAM, id, &get_block("/healthz")));
         burst.extend(frame(RST_STREAM, 0, id, &8u32.to_be_bytes()));
     }
-    // The server may stop reading once it has had enough.
-    let _ = tokio::time::timeout(Duration::from_secs(10), attacker.write_all(&burst)).await;
-    let (closed, goaway) = cut_off(&mut attacker, Duration::from_secs(10)).await;
+    let (closed, goaway) = attack(&server, &burst).await;
     assert!(closed, "a connection resetting every stream it opens is closed");
     assert!(goaway.is_some(), "with a GOAWAY");
     still_served(&server).await;
@@ -111,15 +117,13 @@ async fn rapid_reset_is_cut_off() {
 #[tokio::test]
 async fn a_continuation_flood_is_cut_off() {
     let (_d, server) = server().await;
-    let mut attacker = open(&server).await;
     let mut flood = frame(HEADERS, 0, 1, &get_block("/healthz"));
     // Literal header `x-a: <100 bytes>`, new name, without indexing.
     let header = [&[0x00][..], &literal(b"x-a"), &literal(&[b'a'; 100])].concat();
     for _ in 0..20_000 {
         flood.extend(frame(CONTINUATION, 0, 1, &header));
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), attacker.write_all(&flood)).await;
-    let (closed, _) = cut_off(&mut attacker, Duration::from_secs(10)).await;
+    let (closed, _) = attack(&server, &flood).await;
     assert!(closed, "a header block that never ends is cut off");
     still_served(&server).await;
     server.stop().await;
@@ -178,15 +182,11 @@ async fn ping_and_settings_floods_are_cut_off() {
         Deployment::new(&format!("[server]\nheader_timeout_ms = 1000\nidle_timeout_ms = 1000\n\n{}", hello_plugin()));
     let server = TestServer::start(&deployment).await;
     for kind in [PING, SETTINGS] {
-        let mut attacker = open(&server).await;
         let payload: &[u8] = if kind == PING { &[0; 8] } else { &[] };
         let flood: Vec<u8> = (0..200_000).flat_map(|_| frame(kind, 0, 0, payload)).collect();
-        // Never reading the acknowledgements: the server must neither queue
-        // them without bound nor stop serving others.
-        let _ = tokio::time::timeout(Duration::from_secs(10), attacker.write_all(&flood)).await;
-        still_served(&server).await;
-        let (closed, _) = cut_off(&mut attacker, Duration::from_secs(10)).await;
+        let (closed, _) = attack(&server, &flood).await;
         assert!(closed, "a connection flooding {kind:#x} frames is closed");
+        still_served(&server).await;
     }
     // A DATA frame on a stream never opened is a connection error, too.
     let mut confused = open(&server).await;
