@@ -21,9 +21,19 @@ pub const MAX_PASSWORD_BYTES: usize = 4096;
 /// Shortest and longest new password, in characters (not bytes).
 pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
 
+/// Characters of a password zxcvbn scores. Its cost grows faster than the
+/// length (a crafted 128-character password took ~0.7 s, 32 characters
+/// ~50 ms); a longer password is only stronger than its scored prefix.
+pub const SCORED_CHARS: usize = 32;
+/// Characters of each related word zxcvbn is given.
+const RELATED_CHARS: usize = 100;
+
 /// Refuses a new password that is too short, too long, or easy to guess
-/// (zxcvbn score below 3, counting `related` words such as the e-mail
-/// address). No composition rules. The message is for the user.
+/// (zxcvbn score below 3 for its first [`SCORED_CHARS`] characters,
+/// counting `related` words such as the e-mail address). No composition
+/// rules. The message is for the user. CPU-bound: callers on the request
+/// path use [`Passwords::check_strength`], which runs it on the hashing
+/// threads.
 pub fn check_strength(password: &str, related: &[String]) -> Result<(), String> {
     let chars = password.chars().count();
     if !PASSWORD_CHARS.contains(&chars) {
@@ -35,9 +45,11 @@ pub fn check_strength(password: &str, related: &[String]) -> Result<(), String> 
     }
     // Whole inputs and their words: `ada.lovelace@example.com` also counts
     // as `ada`, `lovelace` and `example`.
+    let related: Vec<String> = related.iter().map(|r| r.chars().take(RELATED_CHARS).collect()).collect();
     let mut words: Vec<&str> = related.iter().map(String::as_str).collect();
     words.extend(related.iter().flat_map(|r| r.split(|c: char| !c.is_alphanumeric())).filter(|w| w.len() >= 3));
-    let entropy = zxcvbn::zxcvbn(password, &words);
+    let scored: String = password.chars().take(SCORED_CHARS).collect();
+    let entropy = zxcvbn::zxcvbn(&scored, &words);
     if u8::from(entropy.score()) >= 3 {
         return Ok(());
     }
@@ -202,14 +214,26 @@ impl Passwords {
     }
 
     /// Runs `work` on a hashing thread.
+    /// A job whose request has gone (timed out, client left) is skipped, so
+    /// the queue holds only work someone still waits for.
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
         let (done, result) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Box::new(move || {
-                let _ = done.send(work());
+                if !done.is_closed() {
+                    let _ = done.send(work());
+                }
             }))
             .expect("the hashing threads run as long as the queue exists");
         result.await.expect("a hashing job panicked")
+    }
+
+    /// [`check_strength`] on a hashing thread.
+    pub async fn check_strength(&self, password: String, related: Vec<String>) -> Result<(), String> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(format!("passwords are at most {MAX_PASSWORD_BYTES} bytes"));
+        }
+        self.run(move || check_strength(&password, &related)).await
     }
 
     /// A PHC string for the password.
@@ -259,6 +283,8 @@ fn is_weaker(hash: &PasswordHash<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
     use super::*;
@@ -277,6 +303,35 @@ mod tests {
         assert!(check_strength("zephyrquillborne", &[]).is_ok(), "strong without context");
         let personal = check_strength("zephyrquillborne", &["zephyr.quillborne@example.com".into()]);
         assert!(personal.is_err(), "related words count");
+    }
+
+    #[test]
+    fn only_a_prefix_is_scored() {
+        let weak_start = format!("{}{}", "password".repeat(4), "x7#Qv9!zR2");
+        assert!(check_strength(&weak_start, &[]).is_err(), "a weak first {SCORED_CHARS} characters");
+        let strong_start = format!("tangerine piano voyage cobalt{}", "a".repeat(90));
+        assert!(check_strength(&strong_start, &[]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_job_nobody_waits_for_is_skipped() {
+        let passwords = Passwords::new(1);
+        let (started, running) = std::sync::mpsc::channel();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        // Occupy the one thread, then queue a hash and give up on it.
+        let busy = passwords.run(move || {
+            started.send(()).unwrap();
+            hold.recv().unwrap();
+        });
+        let busy = tokio::spawn(async move { busy.await });
+        running.recv().unwrap();
+        let before = passwords.computed.get();
+        let abandoned = tokio::time::timeout(Duration::from_millis(50), passwords.hash("given up on".into())).await;
+        assert!(abandoned.is_err());
+        release.send(()).unwrap();
+        busy.await.unwrap();
+        passwords.run(|| ()).await;
+        assert_eq!(passwords.computed.get(), before, "the abandoned hash never ran");
     }
 
     #[tokio::test]

@@ -69,11 +69,12 @@ async fn an_address_cannot_be_squatted() {
     assert_error(followed, 403, "wrong_password").await;
     assert_error(squatter.sign_in("vic@example.com", squat).await, 401, "invalid_credentials").await;
 
-    // The owner signs up: the unverified signup is replaced, its link dies.
+    // The owner signs up: the unverified signup's password is replaced, so
+    // the squatter's password opens nothing, with either link.
     assert_eq!(owner.post("/v1/accounts/signup", signup(PASSWORD)).await.status(), 202);
     let owners_link = token_in(&mail(&deployment, "vic@example.com", "verify", 2).await);
     let replaced = squatter.post("/v1/accounts/verify", verify(&squatters_link, squat)).await;
-    assert_error(replaced, 400, "invalid_token").await;
+    assert_error(replaced, 403, "wrong_password").await;
     assert_eq!(owner.post("/v1/accounts/verify", verify(&owners_link, PASSWORD)).await.status(), 204);
     assert_eq!(owner.sign_in("vic@example.com", PASSWORD).await.status(), 200);
     assert_error(squatter.sign_in("vic@example.com", squat).await, 401, "invalid_credentials").await;
@@ -96,6 +97,77 @@ async fn an_address_cannot_be_squatted() {
     let squatters_link = token_in(&mail(&deployment, "wen@example.com", "verify", 1).await);
     let dead = squatter.post("/v1/accounts/verify", verify(&squatters_link, squat)).await;
     assert_error(dead, 400, "invalid_token").await;
+    server.stop().await;
+}
+
+/// A squatter re-signing up cannot void the owner's reset link, nor flood
+/// the owner's inbox, nor keep an invitation from being accepted.
+#[tokio::test]
+async fn squatting_blocks_neither_a_reset_nor_an_invitation() {
+    let settings = "public_base_url = \"http://127.0.0.1:8080\", max_mails_per_address_per_hour = \"4\"";
+    let (deployment, server, mut admin) = with_admin(settings).await;
+    let mut squatter = Browser::new(&server);
+    let signup = |email: &str, password: &str| json!({ "email": email, "password": password, "display_name": "S" });
+    let squat = "squatter's own password";
+    assert_eq!(squatter.post("/v1/accounts/signup", signup("erin@example.com", squat)).await.status(), 202);
+    let mut erin = Browser::new(&server);
+    assert_eq!(erin.post("/v1/accounts/password-reset", json!({ "email": "erin@example.com" })).await.status(), 202);
+    let reset = token_in(&mail(&deployment, "erin@example.com", "reset", 1).await);
+    for _ in 0..5 {
+        assert_eq!(squatter.post("/v1/accounts/signup", signup("erin@example.com", squat)).await.status(), 202);
+    }
+    let confirmed =
+        erin.post("/v1/accounts/password-reset/confirm", json!({ "token": reset, "password": PASSWORD })).await;
+    assert_eq!(confirmed.status(), 204, "the reset link outlives the squatter's signups");
+    assert_eq!(erin.sign_in("erin@example.com", PASSWORD).await.status(), 200);
+    let mails = crate::accounts::mailbox(&deployment).iter().filter(|m| m["to"] == "erin@example.com").count();
+    assert!(mails <= 5, "at most 4 form mails an hour, then the reset notice: {mails}");
+
+    // An invitation to an address a squatter signed up with goes through,
+    // and accepting it takes the unverified signup over.
+    assert_eq!(squatter.post("/v1/accounts/signup", signup("carol@example.com", squat)).await.status(), 202);
+    let invite = json!({ "email": "carol@example.com", "roles": ["admin"] });
+    assert_eq!(admin.post("/v1/accounts/invite", invite).await.status(), 201);
+    let token = token_in(&mail(&deployment, "carol@example.com", "invite", 1).await);
+    let mut carol = Browser::new(&server);
+    let accept = json!({ "token": token, "password": PASSWORD, "display_name": "Carol" });
+    assert_eq!(carol.post("/v1/accounts/accept-invite", accept).await.status(), 201);
+    assert_eq!(carol.sign_in("carol@example.com", PASSWORD).await.status(), 200);
+    let me: serde_json::Value = carol.get("/v1/me").await.json().await.unwrap();
+    assert_eq!((me["state"].as_str(), me["roles"][0].as_str()), (Some("active"), Some("admin")));
+    assert_error(squatter.sign_in("carol@example.com", squat).await, 401, "invalid_credentials").await;
+    server.stop().await;
+}
+
+/// Two confirmations of two e-mail changes at once: the account ends with
+/// one address, and the index holds no other (finding 9 of the second
+/// review).
+#[tokio::test]
+async fn racing_email_changes_leave_one_address() {
+    let (deployment, server, _admin) = with_admin("").await;
+    let mut uma = new_user(&deployment, &server, "uma@example.com").await;
+    for new in ["uma-a@example.com", "uma-b@example.com"] {
+        let change = json!({ "current_password": PASSWORD, "email": new });
+        assert_eq!(uma.post("/v1/me/email", change).await.status(), 202);
+    }
+    let a = token_in(&mail(&deployment, "uma-a@example.com", "email_change", 1).await);
+    let b = token_in(&mail(&deployment, "uma-b@example.com", "email_change", 1).await);
+    let (mut x, mut y) = (Browser::new(&server), Browser::new(&server));
+    let (ra, rb) = tokio::join!(
+        x.post("/v1/accounts/confirm-email", json!({ "token": a })),
+        y.post("/v1/accounts/confirm-email", json!({ "token": b }))
+    );
+    let statuses = [ra.status().as_u16(), rb.status().as_u16()];
+    assert!(statuses.contains(&204), "{statuses:?}");
+    let me: serde_json::Value = uma.get("/v1/me").await.json().await.unwrap();
+    let now = me["email"].as_str().unwrap().to_owned();
+    let mut signed_in = Vec::new();
+    for address in ["uma@example.com", "uma-a@example.com", "uma-b@example.com"] {
+        if Browser::new(&server).sign_in(address, PASSWORD).await.status() == 200 {
+            signed_in.push(address);
+        }
+    }
+    assert_eq!(signed_in, [now.as_str()], "only the account's address signs in");
     server.stop().await;
 }
 

@@ -1,9 +1,7 @@
 //! Administration: list accounts, suspend, reactivate, deactivate.
 
 use crate::http::{self, Failure, Outcome};
-use crate::lifecycle::conflict;
 use crate::model::{Account, Action, State};
-use crate::plinth::platform::audit::Outcome as Audit;
 use crate::plinth::platform::types::Request;
 use crate::store;
 
@@ -36,8 +34,8 @@ pub fn transition(id: &str, action: &str) -> Outcome {
     let stored = store::account(id)?.ok_or_else(|| Failure::new(404, "not_found", "no such account"))?;
     let state = stored.account.state.apply(action).map_err(|why| Failure::new(409, "invalid_transition", why))?;
     let action_name = format!("account.{}", past_tense(action));
-    store::record(&action_name, id, Audit::Success, Some("by an admin".into()))?;
-    let updated = store::update(&stored, Account { state, ..stored.account.clone() })?.ok_or_else(conflict)?;
+    let next = Account { state, ..stored.account.clone() };
+    let updated = store::update_recorded(&stored, next, &action_name, Some("by an admin".into()))?;
     store::sync_principal(&updated)?;
     if state != State::Active {
         store::mail(

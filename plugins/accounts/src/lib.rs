@@ -6,7 +6,8 @@
 //!
 //! Storage (its own kv namespace): `account/{id}`, `email/{address}` → id,
 //! `token/{sha256 of token}` → single-use token, `fail/{sha256 of address}`
-//! → failed sign-ins this hour.
+//! → failed sign-ins this hour, `mailed/{sha256 of address}` → mails the
+//! forms sent it this hour.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -14,6 +15,7 @@ wit_bindgen::generate!({
 });
 
 mod admin;
+mod hourly;
 mod http;
 mod lifecycle;
 mod model;

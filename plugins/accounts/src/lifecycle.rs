@@ -48,12 +48,15 @@ pub fn signup(req: &Request) -> Outcome {
     let existing = store::account_by_email(&email)?;
     if let Some(pending) = existing.as_ref().filter(|s| s.account.state == State::Pending) {
         // Nobody has proven this address yet, so it is not held: the new
-        // signup replaces the old one, whose links stop working (the
-        // credential stamp changes with the password).
+        // signup replaces the old one's password. Its links stay valid (a
+        // pending account's stamp is its address), but verification needs
+        // the password now in force, and a reset needs only the address.
         let next = Account { password_hash, display_name, ..pending.account.clone() };
-        store::record("account.signup", &next.id, Audit::Success, Some("replaced an unverified signup".into()))?;
-        let updated = store::update(pending, next)?.ok_or_else(conflict)?;
-        mail_verification(&updated)?;
+        let reason = Some("replaced an unverified signup".into());
+        let updated = store::update_recorded(pending, next, "account.signup", reason)?;
+        if store::may_mail(&email)? {
+            mail_verification(&updated)?;
+        }
         return accepted();
     }
     let id = store::random_hex(16);
@@ -70,19 +73,23 @@ pub fn signup(req: &Request) -> Outcome {
     };
     if existing.is_some() || !store::create(&account)? {
         store::record("account.signup", &store::sha256(&email), Audit::Failure, Some("address taken".into()))?;
-        store::mail(
-            &email,
-            "notice",
-            "Someone tried to sign up with your address",
-            "Someone tried to create an account with this address, which already has one. If it was you, \
-             sign in or reset your password; otherwise you can ignore this message."
-                .into(),
-        )?;
+        if store::may_mail(&email)? {
+            store::mail(
+                &email,
+                "notice",
+                "Someone tried to sign up with your address",
+                "Someone tried to create an account with this address, which already has one. If it was you, \
+                 sign in or reset your password; otherwise you can ignore this message."
+                    .into(),
+            )?;
+        }
         return accepted();
     }
     store::record("account.signup", &id, Audit::Success, None)?;
     store::sync_principal(&account)?;
-    mail_verification(&account)?;
+    if store::may_mail(&email)? {
+        mail_verification(&account)?;
+    }
     accepted()
 }
 
@@ -116,13 +123,11 @@ pub fn verify(req: &Request) -> Outcome {
     let input: Verify = http::body(req)?;
     let (held, stored) = store::peek_for_account(&input.token, Purpose::Verify)?;
     crate::signin::check_password_attempt(&stored.account, &input.password)?;
-    let id = stored.account.id.clone();
     let state =
         stored.account.state.apply(Action::Verify).map_err(|why| Failure::new(409, "invalid_transition", why))?;
     store::consume(held)?;
-    store::record("account.verified", &id, Audit::Success, None)?;
     let next = Account { state, ..stored.account.clone() };
-    let updated = store::update(&stored, next)?.ok_or_else(conflict)?;
+    let updated = store::update_recorded(&stored, next, "account.verified", None)?;
     store::sync_principal(&updated)?;
     Ok(http::empty(204))
 }
@@ -149,7 +154,8 @@ pub fn invite(req: &Request) -> Outcome {
     {
         return Err(Failure::invalid("roles", &format!("`{role}` is not a role name (a-z, 0-9, `-`, `_`)")));
     }
-    if store::account_by_email(&email)?.is_some() {
+    // An unverified signup does not hold the address: accepting takes it over.
+    if store::account_by_email(&email)?.is_some_and(|s| s.account.state != State::Pending) {
         return Err(Failure::new(409, "email_taken", "an account with this address exists"));
     }
     store::record(
@@ -180,28 +186,53 @@ struct AcceptInvite {
     display_name: String,
 }
 
+/// Creates the invited account. The token is looked up before any costly
+/// check, and used only once the account can be made. The invitation
+/// proves the address, so an unverified signup holding it is taken over.
 pub fn accept_invite(req: &Request) -> Outcome {
     let input: AcceptInvite = http::body(req)?;
     let display_name = http::display_name(&input.display_name)?;
-    check_password(&input.password, &[&display_name])?;
-    let token = store::redeem(&input.token, Purpose::Invite)?;
-    let email = token.email.unwrap_or_default();
-    let account = Account {
-        id: store::random_hex(16),
-        email: email.clone(),
-        display_name,
-        locale: None,
-        password_hash: hash(&input.password)?,
-        state: State::Active,
-        roles: token.roles,
-        version: 1,
-        created_at: store::now(),
-    };
-    store::record("account.invite_accepted", &account.id, Audit::Success, None)?;
-    if !store::create(&account)? {
-        return Err(Failure::new(409, "email_taken", "an account with this address exists"));
+    let held = store::peek(&input.token, Purpose::Invite)?;
+    let email = held.token.email.clone().unwrap_or_default();
+    check_password(&input.password, &[&email, &display_name])?;
+    let password_hash = hash(&input.password)?;
+    let taken = || Failure::new(409, "email_taken", "an account with this address exists");
+    let existing = store::account_by_email(&email)?;
+    if existing.as_ref().is_some_and(|s| s.account.state != State::Pending) {
+        return Err(taken());
     }
+    let token = store::consume(held)?;
+    let account = match existing {
+        Some(pending) => {
+            let next = Account {
+                display_name,
+                password_hash,
+                state: State::Active,
+                roles: token.roles,
+                ..pending.account.clone()
+            };
+            store::update(&pending, next)?.ok_or_else(conflict)?
+        }
+        None => {
+            let account = Account {
+                id: store::random_hex(16),
+                email,
+                display_name,
+                locale: None,
+                password_hash,
+                state: State::Active,
+                roles: token.roles,
+                version: 1,
+                created_at: store::now(),
+            };
+            if !store::create(&account)? {
+                return Err(taken());
+            }
+            account
+        }
+    };
     store::sync_principal(&account)?;
+    store::record("account.invite_accepted", &account.id, Audit::Success, None)?;
     Ok(http::json(201, &serde_json::json!({ "account_id": account.id })))
 }
 
@@ -230,6 +261,9 @@ pub fn request_reset(req: &Request) -> Outcome {
         return accepted();
     }
     store::record("account.reset_requested", &stored.account.id, Audit::Success, None)?;
+    if !store::may_mail(&email)? {
+        return accepted();
+    }
     let ttl = store::seconds("reset_ttl", "1h").clamp(60, MAX_RESET_TTL);
     store::mail_link(
         &email,
@@ -264,8 +298,7 @@ pub fn confirm_reset(req: &Request) -> Outcome {
     check_password(&input.password, &[&stored.account.email, &stored.account.display_name])?;
     let next = Account { password_hash: hash(&input.password)?, state: State::Active, ..stored.account.clone() };
     store::consume(held)?;
-    store::record("account.password_reset", &next.id, Audit::Success, None)?;
-    let updated = store::update(&stored, next)?.ok_or_else(conflict)?;
+    let updated = store::update_recorded(&stored, next, "account.password_reset", None)?;
     if stored.account.state != updated.state {
         store::sync_principal(&updated)?;
     }

@@ -95,11 +95,16 @@ impl Account {
     }
 
     /// Changes whenever the password or the address does; tokens carry
-    /// it so that a reset, a password change or a new signup voids every
-    /// older link.
+    /// it so that a reset or a password change voids every older link. A
+    /// pending account's stamp is its address alone: a new signup for it
+    /// (anyone may make one) must not void the owner's links.
     pub fn credential_stamp(&self) -> String {
         use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(format!("{}\n{}", self.password_hash, self.email).as_bytes());
+        let credentials = match self.state {
+            State::Pending => format!("pending\n{}", self.email),
+            _ => format!("{}\n{}", self.password_hash, self.email),
+        };
+        let digest = Sha256::digest(credentials.as_bytes());
         digest[..16].iter().map(|b| format!("{b:02x}")).collect()
     }
 

@@ -4,8 +4,8 @@
 use serde::Deserialize;
 
 use crate::http::{self, Failure, Outcome};
-use crate::lifecycle::{check_password, conflict, hash};
-use crate::model::{Account, Action, Purpose, Token};
+use crate::lifecycle::{check_password, hash};
+use crate::model::{Account, Action, Purpose, State, Token};
 use crate::plinth::platform::audit::Outcome as Audit;
 use crate::plinth::platform::types::{Request, Response};
 use crate::signin::{check_password_attempt, revoke_all, session_error};
@@ -75,6 +75,10 @@ pub fn update(req: &Request) -> Outcome {
             ));
         }
         let next = patch.apply(stored.account.clone())?;
+        if next == stored.account {
+            // Nothing changes, so nothing is written or recorded.
+            return Ok(profile_response(200, &stored.account));
+        }
         match store::update(&stored, next)? {
             Some(updated) => {
                 if let Err(failure) = store::record("account.profile_updated", &updated.id, Audit::Success, None) {
@@ -106,8 +110,7 @@ pub fn change_password(req: &Request) -> Outcome {
     check_password_attempt(&stored.account, &input.current_password)?;
     check_password(&input.password, &[&stored.account.email, &stored.account.display_name])?;
     let next = Account { password_hash: hash(&input.password)?, ..stored.account.clone() };
-    store::record("account.password_changed", &me.account_id, Audit::Success, None)?;
-    let updated = store::update(&stored, next)?.ok_or_else(conflict)?;
+    let updated = store::update_recorded(&stored, next, "account.password_changed", None)?;
     revoke_all(&updated.id, Some(&me.session_id))?;
     store::mail(&updated.email, "notice", "Your password was changed", "Your password was just changed, and your other sessions were signed out. If this was not you, reset your password now.".into())?;
     Ok(http::empty(204))
@@ -156,26 +159,41 @@ pub fn change_email(req: &Request) -> Outcome {
     ))
 }
 
+/// Moves the account to the confirmed address: the new address is claimed
+/// first, the token used, then the account written; any step failing gives
+/// back what the earlier ones took, so the index never keeps an address the
+/// account does not have.
 pub fn confirm_email(req: &Request) -> Outcome {
     let input: http::TokenOnly = http::body(req)?;
-    let (token, stored) = store::redeem_for_account(&input.token, Purpose::EmailChange)?;
+    let (held, stored) = store::peek_for_account(&input.token, Purpose::EmailChange)?;
+    if stored.account.state != State::Active {
+        return Err(Failure::new(400, "invalid_token", "the link is invalid, used or expired"));
+    }
     let id = stored.account.id.clone();
-    let email = token.email.unwrap_or_default();
-    store::record("account.email_changed", &id, Audit::Success, None)?;
-    if !store::move_email(&id, &stored.account.email, &email)? {
+    let email = held.token.email.clone().unwrap_or_default();
+    if !store::claim_email(&id, &email)? {
         return Err(Failure::new(409, "email_taken", "this address was taken meanwhile"));
     }
-    let next = Account { email, ..stored.account.clone() };
-    store::update(&stored, next)?.ok_or_else(conflict)?;
-    Ok(http::empty(204))
+    let next = Account { email: email.clone(), ..stored.account.clone() };
+    let moved = store::consume(held).and_then(|_| store::update_recorded(&stored, next, "account.email_changed", None));
+    match moved {
+        Ok(_) => {
+            store::release_email(&id, &stored.account.email)?;
+            Ok(http::empty(204))
+        }
+        Err(failure) => {
+            store::release_email(&id, &email)?;
+            Err(failure)
+        }
+    }
 }
 
 pub fn deactivate(req: &Request) -> Outcome {
     let stored = mine(req)?;
     let state =
         stored.account.state.apply(Action::Deactivate).map_err(|why| Failure::new(409, "invalid_transition", why))?;
-    store::record("account.deactivated", &stored.account.id, Audit::Success, Some("by the owner".into()))?;
-    let updated = store::update(&stored, Account { state, ..stored.account.clone() })?.ok_or_else(conflict)?;
+    let next = Account { state, ..stored.account.clone() };
+    let updated = store::update_recorded(&stored, next, "account.deactivated", Some("by the owner".into()))?;
     crate::plinth::platform::sessions::revoke_current().map_err(session_error)?;
     store::sync_principal(&updated)?;
     store::mail(

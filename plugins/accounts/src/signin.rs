@@ -3,7 +3,9 @@
 //! address so one account cannot be guessed at more than the configured
 //! number of times an hour (the host also limits each client address).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+use crate::hourly;
 
 use crate::http::{self, Failure, Outcome, unavailable};
 use crate::model::{Account, State};
@@ -12,8 +14,6 @@ use crate::plinth::platform::types::Request;
 use crate::plinth::platform::{kv, passwords, sessions};
 use crate::store;
 
-/// The window failed sign-ins are counted in.
-const FAILURE_WINDOW: u64 = 3600;
 /// The most failures an account may have per window, whatever the settings.
 const MAX_FAILURES: u64 = 100;
 
@@ -24,51 +24,23 @@ struct Credentials {
     password: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Failures {
-    window_start: u64,
-    count: u64,
-}
-
 fn failure_limit() -> u64 {
     store::setting("max_failed_logins_per_hour", "20").parse().unwrap_or(20).clamp(1, MAX_FAILURES)
 }
 
 /// Refuses while this address has used up its failures for the hour.
 fn check_throttle(key: &str) -> Result<(), Failure> {
-    let Some(bytes) = kv::get(key).map_err(unavailable)? else {
-        return Ok(());
-    };
-    let failures: Failures = serde_json::from_slice(&bytes).map_err(unavailable)?;
-    let now = store::now();
-    let window_end = failures.window_start + FAILURE_WINDOW;
-    if now < window_end && failures.count >= failure_limit() {
+    let (failures, left) = hourly::current(key)?;
+    if failures >= failure_limit() {
         let mut refusal = Failure::new(
             429,
             "too_many_failed_logins",
             "too many failed sign-ins; try again later or reset your password",
         );
-        refusal.headers.push(("retry-after", (window_end - now).to_string()));
+        refusal.headers.push(("retry-after", left.to_string()));
         return Err(refusal);
     }
     Ok(())
-}
-
-/// Counts one failure, with compare-and-swap so concurrent failures all count.
-fn count_failure(key: &str) -> Result<(), Failure> {
-    for _ in 0..16 {
-        let current = kv::get(key).map_err(unavailable)?;
-        let now = store::now();
-        let next = match current.as_deref().and_then(|b| serde_json::from_slice::<Failures>(b).ok()) {
-            Some(f) if now < f.window_start + FAILURE_WINDOW => Failures { count: f.count + 1, ..f },
-            _ => Failures { window_start: now, count: 1 },
-        };
-        let bytes = serde_json::to_vec(&next).expect("counters serialize");
-        if let kv::Swap::Swapped = kv::compare_and_swap(key, current.as_deref(), Some(&bytes)).map_err(unavailable)? {
-            return Ok(());
-        }
-    }
-    Err(unavailable("failure counter contended"))
 }
 
 /// The failed-attempt counter of an address (sign-ins and password checks
@@ -86,7 +58,7 @@ pub fn check_password_attempt(account: &Account, password: &str) -> Result<(), F
     if passwords::verify(password, Some(&account.password_hash)).valid {
         return Ok(());
     }
-    count_failure(&key)?;
+    hourly::count(&key)?;
     store::record("account.password_check_failed", &account.id, Audit::Failure, None)?;
     Err(Failure::new(403, "wrong_password", "the password is wrong"))
 }
@@ -104,7 +76,7 @@ pub fn sign_in(req: &Request) -> Outcome {
         other => {
             let reason = other
                 .map_or("unknown address", |s| if verdict.valid { s.account.state.name() } else { "wrong password" });
-            count_failure(&key)?;
+            hourly::count(&key)?;
             store::record("session.login_failed", &store::sha256(&email), Audit::Failure, Some(reason.into()))?;
             return Err(Failure::new(401, "invalid_credentials", "the e-mail address or password is wrong"));
         }

@@ -91,15 +91,35 @@ pub fn revert(previous: &Stored, updated: &Account) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Moves an address in the index (e-mail change); false when taken.
-pub fn move_email(id: &str, from: &str, to: &str) -> Result<bool, Failure> {
-    match kv::compare_and_swap(&format!("email/{to}"), None, Some(id.as_bytes())).map_err(unavailable)? {
-        kv::Swap::Swapped => {
-            kv::delete(&format!("email/{from}")).map_err(unavailable)?;
-            Ok(true)
-        }
+/// Writes `next` over `stored` and records `action` about it; when the
+/// record cannot be written the write is undone. So nothing is done
+/// unrecorded, and nothing recorded that was not done.
+pub fn update_recorded(
+    stored: &Stored,
+    next: Account,
+    action: &str,
+    reason: Option<String>,
+) -> Result<Account, Failure> {
+    let updated = update(stored, next)?.ok_or_else(crate::lifecycle::conflict)?;
+    if let Err(failure) = record(action, &updated.id, audit::Outcome::Success, reason) {
+        revert(stored, &updated)?;
+        return Err(failure);
+    }
+    Ok(updated)
+}
+
+/// Points an address at an account in the index; false when it is taken.
+pub fn claim_email(id: &str, email: &str) -> Result<bool, Failure> {
+    match kv::compare_and_swap(&format!("email/{email}"), None, Some(id.as_bytes())).map_err(unavailable)? {
+        kv::Swap::Swapped => Ok(true),
         kv::Swap::Conflict(_) => Ok(false),
     }
+}
+
+/// Removes an address from the index if it still points at this account.
+pub fn release_email(id: &str, email: &str) -> Result<(), Failure> {
+    kv::compare_and_swap(&format!("email/{email}"), Some(id.as_bytes()), None).map_err(unavailable)?;
+    Ok(())
 }
 
 /// Every account (first `limit`), for admins.
@@ -170,11 +190,6 @@ pub fn consume(held: Held) -> Result<Token, Failure> {
     }
 }
 
-/// Redeems a token that acts on no account yet (an invitation).
-pub fn redeem(secret: &str, purpose: Purpose) -> Result<Token, Failure> {
-    consume(peek(secret, purpose)?)
-}
-
 /// Looks up a token that acts on an account, with the account; refused
 /// when the account's password or address changed since it was issued.
 pub fn peek_for_account(secret: &str, purpose: Purpose) -> Result<(Held, Stored), Failure> {
@@ -185,12 +200,6 @@ pub fn peek_for_account(secret: &str, purpose: Purpose) -> Result<(Held, Stored)
         return Err(invalid_token());
     }
     Ok((held, stored))
-}
-
-/// [`peek_for_account`], then redeemed.
-pub fn redeem_for_account(secret: &str, purpose: Purpose) -> Result<(Token, Stored), Failure> {
-    let (held, stored) = peek_for_account(secret, purpose)?;
-    Ok((consume(held)?, stored))
 }
 
 /// A setting from plinth.toml, or its default.
@@ -250,6 +259,18 @@ pub fn mail_link(to: &str, token: &Token) -> Result<(), Failure> {
     };
     let secret = issue_token(token)?;
     mail(to, kind, subject, format!("{lead}\n{}\n", link(page, &secret)))
+}
+
+/// Most mails anyone may trigger to one address an hour (signup and reset
+/// links, signup notices), whatever the settings.
+const MAX_MAILS_PER_ADDRESS: u64 = 100;
+
+/// Counts a mail an anonymous request wants sent to `email`; false when the
+/// address had its share this hour (the answer stays the same; the mail is
+/// not sent), so nobody can flood an inbox through the forms.
+pub fn may_mail(email: &str) -> Result<bool, Failure> {
+    let limit = setting("max_mails_per_address_per_hour", "10").parse().unwrap_or(10).clamp(1, MAX_MAILS_PER_ADDRESS);
+    Ok(crate::hourly::count(&format!("mailed/{}", sha256(email)))? <= limit)
 }
 
 /// Queues an e-mail.

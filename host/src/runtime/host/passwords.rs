@@ -1,4 +1,5 @@
-//! `plinth:platform/passwords`: argon2id on the host's bounded pool.
+//! `plinth:platform/passwords`: argon2id and strength checks on the host's
+//! hashing threads, never on the edge's.
 
 use crate::runtime::bindings::passwords::{Host, Verdict};
 use crate::runtime::state::HostState;
@@ -14,6 +15,6 @@ impl Host for HostState {
     }
 
     async fn check_strength(&mut self, password: String, related: Vec<String>) -> wasmtime::Result<Result<(), String>> {
-        Ok(crate::passwords::check_strength(&password, &related))
+        Ok(self.plugin.passwords.check_strength(password, related).await)
     }
 }
