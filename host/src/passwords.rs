@@ -313,18 +313,22 @@ mod tests {
         assert!(check_strength(&strong_start, &[]).is_ok());
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_nobody_waits_for_is_skipped() {
-        let passwords = Passwords::new(1);
+        let passwords = Arc::new(Passwords::new(1));
         let (started, running) = std::sync::mpsc::channel();
         let (release, hold) = std::sync::mpsc::channel::<()>();
         // Occupy the one thread, then queue a hash and give up on it.
-        let busy = passwords.run(move || {
-            started.send(()).unwrap();
-            hold.recv().unwrap();
+        let occupier = passwords.clone();
+        let busy = tokio::spawn(async move {
+            occupier
+                .run(move || {
+                    started.send(()).unwrap();
+                    hold.recv().unwrap();
+                })
+                .await
         });
-        let busy = tokio::spawn(async move { busy.await });
-        running.recv().unwrap();
+        tokio::task::spawn_blocking(move || running.recv().unwrap()).await.unwrap();
         let before = passwords.computed.get();
         let abandoned = tokio::time::timeout(Duration::from_millis(50), passwords.hash("given up on".into())).await;
         assert!(abandoned.is_err());
