@@ -184,3 +184,17 @@ async fn a_body_slower_than_the_minimum_rate_is_cut_off() {
     assert!(answer.contains("\"body_too_slow\""), "{answer}");
     server.stop().await;
 }
+
+/// Started under a low soft limit on open files, the server raises it to
+/// what `max_connections` needs, so `accept` does not fail before
+/// admission can shed (second attack round, finding 6).
+#[test]
+fn the_open_file_limit_is_raised_to_what_the_connections_need() {
+    let deployment = Deployment::new(&hello_plugin());
+    let server = crate::support::ServerProcess::start_with_open_files(&deployment, 300);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3].parse::<u64>().unwrap(), fields[4].parse::<u64>().unwrap_or(u64::MAX));
+    assert_eq!(soft, hard.min(1024 + 256), "{line}");
+}

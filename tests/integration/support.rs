@@ -243,8 +243,20 @@ impl ServerProcess {
     /// Runs `plinth serve` on the deployment and waits for its address.
     /// Its log (JSON lines) goes to [`Deployment::log_path`].
     pub fn start(deployment: &Deployment) -> Self {
+        Self::start_from(deployment, Command::new(env!("CARGO_BIN_EXE_plinth")))
+    }
+
+    /// Like [`ServerProcess::start`], with the soft limit on open files
+    /// lowered to `open_files` first, as a shell's `ulimit -Sn` would.
+    pub fn start_with_open_files(deployment: &Deployment, open_files: u64) -> Self {
+        let mut shell = Command::new("sh");
+        shell.args(["-c", &format!("ulimit -Sn {open_files} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_plinth")]);
+        Self::start_from(deployment, shell)
+    }
+
+    fn start_from(deployment: &Deployment, mut command: Command) -> Self {
         let log = std::fs::File::create(deployment.log_path()).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
+        let mut child = command
             .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(deployment.config_path())
             .arg("--data")

@@ -18,45 +18,69 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet], head
         return peer;
     }
     // Hops in order client, proxy1, proxy2...; the peer appended the last.
+    // Walk back over trusted hops; a hop that cannot be read (`unknown`, an
+    // obfuscated name, garbage) ends the walk at the peer, since anything
+    // left of it may have come from the client.
     let hops = match header {
         ForwardedHeader::XForwardedFor => x_forwarded_for(headers),
         ForwardedHeader::Forwarded => forwarded(headers),
     };
-    hops.iter().rev().find(|ip| !is_trusted(ip)).copied().unwrap_or(peer)
+    for hop in hops.iter().rev() {
+        match hop {
+            Some(ip) if is_trusted(ip) => continue,
+            Some(ip) => return *ip,
+            None => return peer,
+        }
+    }
+    peer
 }
 
-fn x_forwarded_for(headers: &HeaderMap) -> Vec<IpAddr> {
+/// One hop as proxies write it: `192.0.2.1`, `192.0.2.1:80`, `2001:db8::1`,
+/// `[2001:db8::1]` or `[2001:db8::1]:443`; `None` for anything else.
+fn hop(text: &str) -> Option<IpAddr> {
+    let text = text.trim().trim_matches('"');
+    if let Ok(ip) = text.parse() {
+        return Some(ip);
+    }
+    match text.strip_prefix('[') {
+        Some(rest) => {
+            let (ip, port) = rest.split_once(']')?;
+            (port.is_empty() || port.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok()))
+                .then(|| ip.parse().ok())
+                .flatten()
+        }
+        None => {
+            let (ip, port) = text.split_once(':')?;
+            port.parse::<u16>().ok()?;
+            ip.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+        }
+    }
+}
+
+fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
+        .map(|v| v.to_str().ok())
+        .flat_map(|v| v.map_or_else(|| vec![None], |v| v.split(',').map(hop).collect()))
         .collect()
 }
 
-fn forwarded(headers: &HeaderMap) -> Vec<IpAddr> {
+fn forwarded(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     headers
         .get_all("forwarded")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (key, value) = pair.trim().split_once('=')?;
-                if !key.trim().eq_ignore_ascii_case("for") {
-                    return None;
-                }
-                let value = value.trim().trim_matches('"');
-                // `[2001:db8::1]:443` or `192.0.2.1:80` or a bare address.
-                let host = match value.strip_prefix('[') {
-                    Some(rest) => rest.split(']').next()?,
-                    None => value.split(':').next()?,
-                };
-                host.parse().ok()
-            })
-        })
+        .map(|v| v.to_str().ok())
+        .flat_map(|v| v.map_or_else(|| vec![None], |v| v.split(',').map(forwarded_for).collect()))
         .collect()
+}
+
+/// The `for=` of one `Forwarded` element, read as [`hop`].
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    element.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        key.trim().eq_ignore_ascii_case("for").then(|| hop(value)).flatten()
+    })
 }
 
 /// The rate-limit key of an address: IPv6 by its /64, which one client
@@ -105,6 +129,27 @@ mod tests {
         let several = headers(&[("forwarded", "for=192.0.2.60;proto=http, For = 198.51.100.17:80")]);
         let nearest = client_address(proxy, &several, &trusted, ForwardedHeader::Forwarded);
         assert_eq!(nearest, "198.51.100.17".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn an_unreadable_hop_ends_the_walk() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let xff = ForwardedHeader::XForwardedFor;
+        for (chain, expected) in [
+            ("6.6.6.6, 9.9.9.9", "9.9.9.9"),
+            ("6.6.6.6, 9.9.9.9:5555", "9.9.9.9"),
+            ("6.6.6.6, [2001:db8::9]", "2001:db8::9"),
+            ("6.6.6.6, [2001:db8::9]:443", "2001:db8::9"),
+            ("6.6.6.6, unknown", "10.0.0.2"),
+            ("6.6.6.6, 9.9.9.9:port", "10.0.0.2"),
+            ("6.6.6.6, 10.0.0.7", "6.6.6.6"),
+        ] {
+            let sent = headers(&[("x-forwarded-for", chain)]);
+            assert_eq!(client_address(proxy, &sent, &trusted, xff), expected.parse::<IpAddr>().unwrap(), "{chain}");
+        }
+        let hidden = headers(&[("forwarded", "for=6.6.6.6, for=_hidden")]);
+        assert_eq!(client_address(proxy, &hidden, &trusted, ForwardedHeader::Forwarded), proxy);
     }
 
     #[test]

@@ -29,11 +29,41 @@ const MIN_HYPER_BUF: usize = 8192;
 /// goodbye (HTTP/2 GOAWAY) before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// File descriptors wanted beyond one per connection: the listener, sled's
+/// files, the log, the compiled cache, the mail sink.
+const SPARE_DESCRIPTORS: u64 = 256;
+
+/// Raises the soft limit on open files to what `max_connections` needs (up
+/// to the hard limit): past it `accept` fails before admission can shed a
+/// connection, and silent clients keep everyone out. Warns when the hard
+/// limit is too low.
+fn raise_open_file_limit(max_connections: usize) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let needed = max_connections as u64 + SPARE_DESCRIPTORS;
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|current| current < needed) {
+        limit.current = Some(limit.maximum.map_or(needed, |hard| hard.min(needed)));
+        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+    let current = getrlimit(Resource::Nofile).current;
+    if current.is_some_and(|current| current < needed) {
+        tracing::warn!(
+            open_files = current,
+            needed,
+            "the open-file limit is below server.max_connections + {SPARE_DESCRIPTORS}: connections past it fail \
+             at accept, before they can be shed; raise the hard limit (ulimit -Hn) or lower max_connections"
+        );
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting (new connections are refused), lets in-flight requests finish
 /// within the configured grace, and returns.
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let server = &app.server;
+    raise_open_file_limit(server.max_connections);
     let tls = server.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let builder = Arc::new(http_builder(&app));
     let render: refusals::Render = {
