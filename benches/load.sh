@@ -8,7 +8,7 @@
 # server under a resource attack (benches/attack.py).
 #
 # Prints one tab-separated line per figure, which benches/report.py renders:
-#   scenario  connections  req/s  p50 ms  p99 ms  non-2xx
+#   scenario  connections  req/s  p50 ms  p99 ms  failed-or-non-2xx
 # `startup_ms  cold|warm  <ms>` for each start of plinth, and last
 # `peak_rss_kib  <KiB>` for the plinth server.
 set -euo pipefail
@@ -59,8 +59,11 @@ oha_run() { # scenario, connections, rate, url, [oha options]
 import json, sys
 r = json.load(open(sys.argv[1]))
 bad = sum(n for code, n in r.get("statusCodeDistribution", {}).items() if not code.startswith("2"))
-pct = r["latencyPercentiles"]
-print(f"{sys.argv[2]}\t{sys.argv[3]}\t{r['summary']['requestsPerSec']:.2f}\t{pct['p50'] * 1000:.3f}\t{pct['p99'] * 1000:.3f}\t{bad}")
+# No latencies when no request succeeded: report them as NaN with the
+# failures. Requests cut by oha's own deadline at the end are not failures.
+errors = sum(n for e, n in r.get("errorDistribution", {}).items() if "deadline" not in e)
+pct = {k: (v if v is not None else float("nan")) for k, v in r["latencyPercentiles"].items()}
+print(f"{sys.argv[2]}\t{sys.argv[3]}\t{r['summary']['requestsPerSec']:.2f}\t{pct['p50'] * 1000:.3f}\t{pct['p99'] * 1000:.3f}\t{bad + errors}")
 PY
 }
 
@@ -86,10 +89,13 @@ for variant in defaults tuned; do
   kill "$serve"
 done
 
-# plinth on the example configuration, limits raised out of the way.
+# plinth on the example configuration, rate limits raised out of the way
+# (plinth-defaults.toml, for the attack scenarios); for the throughput runs
+# (plinth.toml) also the per-client shares, as every load generator
+# connection comes from one address.
 sed -e "s|../target/plugins/|$PWD/target/plugins/|" -e "s|../policies/|$PWD/policies/|" \
-  -e 's|listen = "127.0.0.1:8080"|listen = "127.0.0.1:0"|' examples/plinth.toml > "$work/plinth.toml"
-cat >> "$work/plinth.toml" <<'TOML'
+  -e 's|listen = "127.0.0.1:8080"|listen = "127.0.0.1:0"|' examples/plinth.toml > "$work/plinth-defaults.toml"
+cat >> "$work/plinth-defaults.toml" <<'TOML'
 
 [rate_limits.classes.default]
 per_address = "100000000/min"
@@ -100,6 +106,9 @@ per_address = "100000000/min"
 per_address = "100000000/min"
 per_principal = "100000000/min"
 TOML
+sed -e 's|^max_in_flight = 256$|max_in_flight = 256\nmax_in_flight_per_client = 256\nmax_connections_per_client = 1024|' \
+  "$work/plinth-defaults.toml" > "$work/plinth.toml"
+grep -q max_connections_per_client "$work/plinth.toml" || { echo "benches/load.sh: could not raise the per-client shares" >&2; exit 1; }
 # Start-up, exec to `listening on`: first on an empty data directory (both
 # components compiled), then twice more with the compiled cache warm; the
 # last server stays up for the scenarios below.
@@ -130,19 +139,22 @@ login=$(curl -sf -D "$work/headers" "$base/v1/sessions" -H 'content-type: applic
 csrf=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])' <<< "$login")
 cookie=$(sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' "$work/headers")
 
-patch_body='{"display_name":"Bench Mark"}'
+# Every PATCH changes the name (a PATCH that changes nothing writes nothing).
 cat > "$work/patch.lua" <<LUA
 wrk.method = "PATCH"
-wrk.body = '$patch_body'
 wrk.headers["content-type"] = "application/json"
 wrk.headers["cookie"] = "$cookie"
 wrk.headers["x-csrf-token"] = "$csrf"
+request = function()
+  return wrk.format(nil, nil, nil, '{"display_name":"Bench ' .. math.random(1, 1000000000) .. '"}')
+end
 LUA
+seq 1 100000 | sed 's/.*/{"display_name":"Bench &"}/' > "$work/patch-bodies"
 wrk_run "plinth PATCH /v1/me, closed loop" 32 "$base/v1/me" "$work/patch.lua"
 
 # The same requests offered at a fixed rate: latency at a stated load.
 oha_run "plinth PATCH /v1/me at $PATCH_RATE req/s offered" 32 "$PATCH_RATE" "$base/v1/me" \
-  -m PATCH -T application/json -H "cookie: $cookie" -H "x-csrf-token: $csrf" -d "$patch_body"
+  -m PATCH -T application/json -H "cookie: $cookie" -H "x-csrf-token: $csrf" -Z "$work/patch-bodies"
 
 # /healthz sampled at a low fixed rate, alone and while 32 connections sign
 # in as fast as they can (each sign-in is an argon2 verification).
@@ -158,9 +170,17 @@ sleep 0.5
 oha_run "plinth GET /healthz sampled, during the login flood" 1 "$HEALTHZ_RATE" "$base/healthz"
 wait "$flood"
 wrk_report "plinth POST /v1/sessions (argon2 login flood)" 32 "$work/flood.out"
-# Another address (127.0.0.2) attacks: 1,500 silent connections and 300
-# slow bodies, then one HTTP/2 connection holding every stream it may open
-# without bodies. This address is sampled meanwhile.
+printf 'peak_rss_kib\t%s\n' "$(awk '/VmHWM/ {print $2}' "/proc/$plinth/status")"
+
+# Another address (127.0.0.2) attacks a plinth with the default shares:
+# 1,500 silent connections and 300 slow bodies, then one HTTP/2 connection
+# holding every stream it may open without bodies. This address is sampled
+# meanwhile.
+kill "$plinth"
+wait "$plinth" || true
+target/release/plinth serve --config "$work/plinth-defaults.toml" --data "$work/data" > "$work/plinth.log" 2> "$work/plinth.err" &
+plinth=$!
+base=$(wait_for_address "$work/plinth.log" "listening on ")
 for mode in silent streams; do
   python3 benches/attack.py "$mode" "${base#http://}" 127.0.0.2 &
   attack=$!
@@ -171,4 +191,3 @@ for mode in silent streams; do
   kill "$attack"
   wait "$attack" 2> /dev/null || true
 done
-printf 'peak_rss_kib\t%s\n' "$(awk '/VmHWM/ {print $2}' "/proc/$plinth/status")"

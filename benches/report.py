@@ -100,7 +100,7 @@ def render(medians, rows, rss, startups, command):
     out += [f"| {name} | {duration(ns)} |" for name, ns in sorted(medians.items())]
 
     out += ["", "### Over HTTP (loopback; the load generator shares the cores)", ""]
-    out += ["| scenario | connections | req/s | p50 ms | p99 ms | non-2xx |", "|---|---:|---:|---:|---:|---:|"]
+    out += ["| scenario | connections | req/s | p50 ms | p99 ms | failed or non-2xx |", "|---|---:|---:|---:|---:|---:|"]
     out += [f"| {n} | {c} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {bad} |" for n, c, rps, p50, p99, bad in rows]
     if rss is not None:
         out += ["", f"Peak RSS of the plinth server over the run: {rss / 1024:.0f} MiB."]
@@ -152,7 +152,7 @@ def budget(medians, rows, startups):
         if "another address attacking" in name:
             label = name.removeprefix("plinth ").replace(" sampled,", ",")
             out.append(f"| {label}: every answer 2xx, p99 ≤ {UNDER_ATTACK_P99_MS:g} ms | p99 {p99:.2f} ms, "
-                       f"{bad} non-2xx | {verdict(p99 <= UNDER_ATTACK_P99_MS and bad == 0)} |")
+                       f"{bad} failed or non-2xx | {verdict(p99 <= UNDER_ATTACK_P99_MS and bad == 0)} |")
     warm = [ms for cache, ms in startups if cache == "warm"]
     if warm:
         out.append(f"| start-up with a warm cache ≤ {STARTUP_WARM_MS} ms | {max(warm)} ms (slowest) "
