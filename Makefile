@@ -67,6 +67,7 @@ fuzz: plugins
 		cargo fuzz run --sanitizer none --fuzz-dir fuzz $$t "$(CARGO_TARGET_DIR)/fuzz-corpus/$$t" fuzz/corpus/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 || exit 1; \
 	done
+	@echo "fuzz: $(words $(FUZZ_TARGETS)) passed, 0 failed"
 
 # Micro-benchmarks (criterion) and load figures (wrk and oha over loopback,
 # beside bare hyper and `wasmtime serve`), written into BENCHMARKS.md.
