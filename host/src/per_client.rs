@@ -46,7 +46,6 @@ impl<K: Eq + Hash + Clone> PerClientLimit<K> {
         *count += 1;
         Some(Share { limit: self.clone(), key })
     }
-
 }
 
 impl<K: Eq + Hash + Clone> Drop for Share<K> {
