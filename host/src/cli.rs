@@ -233,6 +233,7 @@ pub fn load_config(file: &Path, listen: Option<SocketAddr>, data: Option<PathBuf
 async fn serve(file: &Path, listen: Option<SocketAddr>, data: Option<PathBuf>) -> anyhow::Result<()> {
     let source = crate::app::ConfigSource { file: file.to_owned(), data, listen };
     let config = source.load()?;
+    crate::server::raise_open_file_limit(config.server.max_connections);
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;

@@ -36,8 +36,9 @@ const SPARE_DESCRIPTORS: u64 = 256;
 /// Raises the soft limit on open files to what `max_connections` needs (up
 /// to the hard limit): past it `accept` fails before admission can shed a
 /// connection, and silent clients keep everyone out. Warns when the hard
-/// limit is too low.
-fn raise_open_file_limit(max_connections: usize) {
+/// limit is too low. [`run`] calls it; `plinth serve` calls it before it
+/// says it is listening.
+pub fn raise_open_file_limit(max_connections: usize) {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let needed = max_connections as u64 + SPARE_DESCRIPTORS;
     let mut limit = getrlimit(Resource::Nofile);
