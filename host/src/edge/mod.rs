@@ -129,14 +129,13 @@ pub fn refusal_bytes(app: &App, status: StatusCode) -> Vec<u8> {
         _ => ("malformed_request", "the request is not well-formed HTTP/1.1"),
     };
     let trace_id = trace::generate();
-    let error = ApiError::new(status, code, message);
-    let body = error.body(&trace_id);
-    let mut response = error.into_response(&trace_id);
-    let headers = response.headers_mut();
-    app.deployment.load().headers.apply(headers, DEFAULT_CLASS, app.server.tls.is_some(), false);
+    let body = ApiError::new(status, code, message).body(&trace_id);
+    let mut headers = http::HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    app.deployment.load().headers.apply(&mut headers, DEFAULT_CLASS, app.server.tls.is_some(), false);
     headers.insert(TRACE_ID_HEADER, HeaderValue::from_str(&trace_id).expect("trace ids are hex"));
     let mut bytes = format!("HTTP/1.1 {} {}\r\n", status.as_str(), status.canonical_reason().unwrap_or("Error"));
-    for (name, value) in response.headers() {
+    for (name, value) in &headers {
         bytes.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or_default()));
     }
     bytes.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()));
