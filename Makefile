@@ -4,7 +4,10 @@
 WASM_TARGET := wasm32-wasip2
 # Plugins `make build` puts where examples/plinth.toml expects them.
 PLUGINS := hello accounts
-GUEST_WORKSPACES := plugins tests/guests/wasm benches/wasi-hello
+GUEST_WORKSPACES := plugins tests/guests/wasm benches/wasi-hello kit
+# Built for wasm32 and also natively, where their unit tests run against the
+# kit's in-memory host.
+NATIVE_WORKSPACES := kit plugins
 # Formatted like the rest; built only by `make fuzz`.
 FMT_ONLY_WORKSPACES := fuzz
 # Cargo's output; CI points this outside the clone to reuse it between runs.
@@ -49,10 +52,12 @@ clippy: wasm-target
 	cargo clippy --workspace --all-targets -- -D warnings
 	for w in $(GUEST_WORKSPACES); do \
 		cargo clippy --target $(WASM_TARGET) --manifest-path $$w/Cargo.toml -- -D warnings || exit 1; done
+	for w in $(NATIVE_WORKSPACES); do \
+		cargo clippy --all-targets --manifest-path $$w/Cargo.toml -- -D warnings || exit 1; done
 
 test: wasm-target test-deps fmt-check clippy
 	cargo test --workspace
-	cargo test --manifest-path plugins/Cargo.toml
+	for w in $(NATIVE_WORKSPACES); do cargo test --manifest-path $$w/Cargo.toml || exit 1; done
 	$(MAKE) fuzz
 
 # Each fuzz target for FUZZ_SECONDS over its checked-in corpus (fuzz/corpus,

@@ -8,6 +8,7 @@ use std::sync::{Arc, LazyLock};
 
 use libfuzzer_sys::fuzz_target;
 use plinth::App;
+use plinth::app::Deployment;
 use plinth::audit::Actor;
 use plinth::routes::Lookup;
 use plinth::runtime::Plugin;
@@ -38,6 +39,8 @@ const ROUTES: [(&str, &str); 17] = [
 struct Harness {
     runtime: tokio::runtime::Runtime,
     plugin: Arc<Plugin>,
+    /// Its routes, to find the declared route of each request.
+    deployment: Arc<Deployment>,
     /// Storage, audit log and the rest the plugin writes through.
     _app: App,
     /// Keeps the data directory for the life of the process.
@@ -61,11 +64,11 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
     let config = plinth::Config::load(&dir.path().join("plinth.toml")).unwrap();
     let app = runtime.block_on(App::build(config)).unwrap();
     let deployment = app.deployment.load_full();
-    let Lookup::Found { target, .. } = deployment.routes.lookup(&http::Method::GET, "/v1/me") else {
+    let Lookup::Found { target, .. } = deployment.routes.lookup("GET", "/v1/me") else {
         panic!("the accounts plugin is loaded")
     };
-    let plugin = deployment.plugins[*target].plugin.clone();
-    Harness { runtime, plugin, _app: app, _dir: dir }
+    let plugin = deployment.plugins[target.plugin].plugin.clone();
+    Harness { runtime, plugin, deployment: deployment.clone(), _app: app, _dir: dir }
 });
 
 fuzz_target!(|data: &[u8]| {
@@ -77,6 +80,10 @@ fuzz_target!(|data: &[u8]| {
         _ => Some(vec!["admin".to_owned()]),
     }
     .map(|roles| Principal { account_id: "fuzz".into(), roles, session_id: "s".into() });
+    let harness = &*HARNESS;
+    let Lookup::Found { target, params, .. } = harness.deployment.routes.lookup(method, path) else {
+        panic!("{method} {path} is an accounts route")
+    };
     let request = RequestData {
         method: method.into(),
         path: path.into(),
@@ -85,10 +92,10 @@ fuzz_target!(|data: &[u8]| {
         body: body.to_vec().into(),
         trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
         client_address: "192.0.2.1".into(),
-        params: Vec::new(),
+        route: target.declared.clone(),
+        params,
         principal,
     };
-    let harness = &*HARNESS;
     let output = harness.runtime.block_on(harness.plugin.handle(request, "fuzz".into(), Actor::Anonymous));
     let output = output.unwrap_or_else(|failure| panic!("{method} {path}: {failure}"));
     let status = output.response.status;

@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Retry, Sink};
 use crate::passwords::Passwords;
 use crate::per_client::PerClientLimit;
-use crate::routes::RouteTable;
+use crate::routes::{Route, RouteTable};
 use crate::runtime::cache::Origin;
 use crate::runtime::state::PluginContext;
 use crate::runtime::{Plugin, Runtime};
@@ -84,14 +84,62 @@ pub struct Deployment {
     pub config: Config,
     /// Loaded plugins, indexed by the route table.
     pub plugins: Vec<Arc<LoadedPlugin>>,
-    /// Every plugin route.
-    pub routes: RouteTable<usize>,
+    /// Every route a plugin serves.
+    pub routes: RouteTable<ServedRoute>,
     /// Rate limiters per class (kept across reloads that leave them alone).
     pub rate_limits: Arc<RateLimits>,
     /// Security headers per class.
     pub headers: SecurityHeaders,
     /// Session cookie attributes.
     pub cookies: CookiePolicy,
+}
+
+/// A route in service: which plugin serves it, and the route the plugin
+/// declared that it reaches (what the plugin dispatches on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedRoute {
+    /// Index into [`Deployment::plugins`].
+    pub plugin: usize,
+    /// The declared route, as the plugin spelled it.
+    pub declared: String,
+}
+
+/// The routes in service: each plugin's declared routes, restricted to what
+/// its `routes` in the config cover. A declared route inside a config route
+/// is served as declared; a config route inside a declared one (a plugin
+/// that declares `/v1/x/**`, granted only `GET /v1/x/list`) is served as
+/// configured. A config route that reaches none of the declared routes is
+/// an error naming it, so config and component cannot silently disagree.
+/// `declared` holds each plugin's declared routes, in config order.
+pub fn served_routes(config: &Config, declared: &[&[Route]]) -> anyhow::Result<RouteTable<ServedRoute>> {
+    let mut table = RouteTable::default();
+    for (i, (entry, declared)) in config.plugins.iter().zip(declared).enumerate() {
+        for (j, text) in entry.routes.iter().enumerate() {
+            let granted = Route::parse(text)?;
+            let inside: Vec<&Route> = declared.iter().filter(|d| d.covered_by(&granted)).collect();
+            for route in &inside {
+                table.push((*route).clone(), ServedRoute { plugin: i, declared: route.to_string() });
+            }
+            let around = declared.iter().filter(|d| granted.covered_by(d)).max_by_key(|d| d.specificity());
+            match (inside.is_empty(), around) {
+                (false, _) => {}
+                (true, Some(route)) => {
+                    table.push(granted.clone(), ServedRoute { plugin: i, declared: route.to_string() });
+                }
+                (true, None) => {
+                    let list: Vec<String> = declared.iter().map(|d| format!("`{d}`")).collect();
+                    anyhow::bail!(
+                        "{}: plugins[{i}].routes[{j}]: route `{text}` of plugin `{}` reaches none of the routes its \
+                         component declares ({})",
+                        config.source.display(),
+                        entry.name,
+                        list.join(", ")
+                    );
+                }
+            }
+        }
+    }
+    Ok(table)
 }
 
 impl Deployment {
@@ -315,7 +363,11 @@ impl App {
             return (Err(anyhow::anyhow!(error)), changes);
         }
         let deployment = (|| {
-            let routes = config.route_table()?;
+            let declared: Vec<&[Route]> = plugins.iter().map(|p| p.plugin.routes()).collect();
+            let routes = served_routes(&config, &declared)?;
+            for rule in config.policy.unused_rules(&routes) {
+                tracing::warn!(rule = %rule.route, policies = %config.policy.source().display(), "policy rule matches no route");
+            }
             let headers = SecurityHeaders::from_config(&config.headers, &config.rate_limits)
                 .map_err(|(key, message)| anyhow::anyhow!("{}: {key}: {message}", config.source.display()))?;
             let current_limits = self.deployment.load();
@@ -422,10 +474,12 @@ impl App {
         };
         let mut plugins = current.plugins.clone();
         plugins[index] = Arc::new(restored);
+        let declared: Vec<&[Route]> = plugins.iter().map(|p| p.plugin.routes()).collect();
+        let routes = served_routes(&current.config, &declared).map_err(|e| format!("{e:#}"))?;
         let next = Deployment {
             config: current.config.clone(),
             plugins,
-            routes: current.routes.clone(),
+            routes,
             rate_limits: current.rate_limits.clone(),
             headers: current.headers.clone(),
             cookies: current.cookies,

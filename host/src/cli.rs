@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
+use crate::routes::RouteTable;
 use crate::runtime::{Runtime, grants};
 
 /// plinth hosts application features as sandboxed WebAssembly components
@@ -161,7 +162,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config, listen, data } => serve(&config, listen, data).await,
         Command::Check { config } => check(&config).await,
         Command::Plugin(PluginCommand::Inspect { file }) => inspect(&file).await,
-        Command::Policy(PolicyCommand::Check { config }) => policy_check(&config),
+        Command::Policy(PolicyCommand::Check { config }) => policy_check(&config).await,
         Command::Audit(AuditCommand::Verify { config, data }) => audit_check(&config, data, false).await,
         Command::Audit(AuditCommand::Seal { config, data }) => audit_check(&config, data, true).await,
         Command::Admin(AdminCommand::Invite { config, data, email, roles }) => {
@@ -170,14 +171,16 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn policy_check(file: &Path) -> anyhow::Result<()> {
-    let config = Config::load(file)?;
-    let routes = config.route_table()?;
-    let rows = config.policy.matrix(&routes, |&i| config.plugins[i].name.clone());
+async fn policy_check(file: &Path) -> anyhow::Result<()> {
+    let (config, routes) = served(file).await?;
+    let rows = config.policy.matrix(&routes, |served| config.plugins[served.plugin].name.clone());
     println!("{:<8} {:<40} {:<28} {:<16} plugin", "method", "path", "access", "class");
     for row in &rows {
         let access = row.access.as_ref().map_or_else(|| "NO RULE".to_owned(), ToString::to_string);
         println!("{:<8} {:<40} {:<28} {:<16} {}", row.method, row.path, access, row.class, row.plugin);
+    }
+    for rule in config.policy.unused_rules(&routes) {
+        println!("warning: rule `{}` in {} matches no route", rule.route, config.policy.source().display());
     }
     let gaps = rows.iter().filter(|r| r.access.is_none()).count();
     anyhow::ensure!(gaps == 0, "{gaps} route(s) without a rule in {}", config.policy.source().display());
@@ -266,14 +269,28 @@ async fn shutdown_signal() {
 }
 
 async fn check(file: &Path) -> anyhow::Result<()> {
-    let config = Config::load(file)?;
-    let runtime = Runtime::new(1, None)?;
-    for plugin in &config.plugins {
-        let prepared = runtime.prepare(plugin).await?;
-        println!("ok: plugin `{}` sha256:{}", plugin.name, prepared.digest);
+    let (config, routes) = served(file).await?;
+    for (route, served) in routes.iter() {
+        println!("route: {route:<48} plugin `{}`", config.plugins[served.plugin].name);
     }
     println!("ok: {} ({} plugins)", file.display(), config.plugins.len());
     Ok(())
+}
+
+/// Loads a config and its components (compiled, checked, not bound to
+/// storage) and returns the routes they would serve.
+async fn served(file: &Path) -> anyhow::Result<(Config, RouteTable<crate::app::ServedRoute>)> {
+    let config = Config::load(file)?;
+    let runtime = Runtime::new(1, None)?;
+    let mut declared = Vec::with_capacity(config.plugins.len());
+    for plugin in &config.plugins {
+        let prepared = runtime.prepare(plugin).await?;
+        println!("ok: plugin `{}` sha256:{}", plugin.name, prepared.digest);
+        declared.push(prepared.routes);
+    }
+    let declared: Vec<&[crate::routes::Route]> = declared.iter().map(Vec::as_slice).collect();
+    let routes = crate::app::served_routes(&config, &declared)?;
+    Ok((config, routes))
 }
 
 async fn inspect(file: &Path) -> anyhow::Result<()> {
@@ -321,10 +338,10 @@ async fn admin_invite(file: &Path, data: Option<PathBuf>, email: &str, roles: Ve
         format!("starting against {} (stop the server first: the database allows one process)", data_dir.display())
     })?;
     let deployment = app.deployment.load_full();
-    let Lookup::Found { target, params, .. } = deployment.routes.lookup(&http::Method::POST, INVITE_ROUTE) else {
+    let Lookup::Found { target, params, .. } = deployment.routes.lookup("POST", INVITE_ROUTE) else {
         anyhow::bail!("no plugin serves POST {INVITE_ROUTE}; is the accounts plugin configured?");
     };
-    let plugin = deployment.plugins[*target].plugin.clone();
+    let plugin = deployment.plugins[target.plugin].plugin.clone();
     let body = serde_json::json!({ "email": email, "roles": roles });
     let request = crate::runtime::host::types::RequestData {
         method: "POST".into(),
@@ -334,6 +351,7 @@ async fn admin_invite(file: &Path, data: Option<PathBuf>, email: &str, roles: Ve
         body: body.to_string().into(),
         trace_id: crate::trace::generate(),
         client_address: "cli".into(),
+        route: target.declared.clone(),
         params,
         principal: Some(crate::runtime::bindings::types::Principal {
             account_id: "cli".into(),

@@ -493,7 +493,8 @@ pub struct CanaryConfig {
 pub enum Grant {
     /// `plinth:platform/kv`: its own storage namespace.
     Kv,
-    /// `plinth:platform/log`: structured log lines.
+    /// `plinth:platform/log`: linked for every plugin (the plugin kit logs
+    /// its host failures); still accepted here for older configs.
     Log,
     /// `plinth:platform/audit`: domain events into the audit log.
     Audit,

@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use http::Method;
 use serde::Deserialize;
 
 use crate::config::ConfigError;
@@ -176,7 +175,7 @@ impl Policy {
     }
 
     /// The most specific rule for a request, if any.
-    pub fn lookup(&self, method: &Method, path: &str) -> Option<&Rule> {
+    pub fn lookup(&self, method: &str, path: &str) -> Option<&Rule> {
         self.rules
             .iter()
             .filter(|r| r.route.allows(method) && r.route.match_path(path).is_some())
@@ -204,16 +203,21 @@ impl Policy {
         Ok(())
     }
 
+    /// Rules that match no route in the table: a typo, or a route that
+    /// is gone. Harmless to serve, but worth a word.
+    pub fn unused_rules<T>(&self, routes: &RouteTable<T>) -> Vec<&Rule> {
+        self.rules.iter().filter(|rule| !routes.iter().any(|(route, _)| route.overlaps(&rule.route))).collect()
+    }
+
     /// Route × method × access, for `plinth policy check` and generated tests:
     /// each plugin route with each of its methods, plus every rule refining it.
     pub fn matrix<T>(&self, routes: &RouteTable<T>, owner: impl Fn(&T) -> String) -> Vec<MatrixRow> {
         let mut rows = Vec::new();
         for (route, target) in routes.iter() {
             for method in route_methods(route) {
-                let m = Method::from_bytes(method.as_bytes()).expect("known method");
                 let mut paths = vec![route.example_path()];
                 for rule in &self.rules {
-                    if rule.route.allows(&m) && rule.route.overlaps(route) && !route.covered_by(&rule.route) {
+                    if rule.route.allows(method) && rule.route.overlaps(route) && !route.covered_by(&rule.route) {
                         paths.push(rule.route.example_path());
                     }
                 }
@@ -221,7 +225,7 @@ impl Policy {
                     if route.match_path(&path).is_none() {
                         continue;
                     }
-                    let rule = self.lookup(&m, &path);
+                    let rule = self.lookup(method, &path);
                     rows.push(MatrixRow {
                         plugin: owner(target),
                         method: method.to_owned(),
@@ -294,11 +298,11 @@ mod tests {
     #[test]
     fn the_most_specific_rule_applies() {
         let p = policy(RULES).unwrap();
-        let signup = p.lookup(&Method::POST, "/v1/accounts/signup").unwrap();
+        let signup = p.lookup("POST", "/v1/accounts/signup").unwrap();
         assert_eq!((&signup.access, signup.class.as_str()), (&Access::Public, "email"));
-        let other = p.lookup(&Method::GET, "/v1/accounts/signup").unwrap();
+        let other = p.lookup("GET", "/v1/accounts/signup").unwrap();
         assert!(matches!(other.access, Access::Roles(_)));
-        assert!(p.lookup(&Method::GET, "/v2/x").is_none());
+        assert!(p.lookup("GET", "/v2/x").is_none());
     }
 
     #[test]

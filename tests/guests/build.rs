@@ -17,7 +17,10 @@ fn main() {
     // OUT_DIR is <target>/<profile>/build/<crate>-<hash>/out; the guests get a
     // target directory beside the profiles, shared by every build.
     let target = out.ancestors().nth(4).expect("OUT_DIR is inside the target directory").join("wasm-guests");
-    println!("cargo:rerun-if-changed={}", here.join("../../wit").display());
+    // The WIT (kept in the kit) and the kit and route crates the plugins use.
+    for shared in ["../../kit/wit", "../../kit/src", "../../kit/Cargo.toml", "../../routes/src"] {
+        println!("cargo:rerun-if-changed={}", here.join(shared).display());
+    }
     let mut constants = String::new();
     for (workspace, crates) in WORKSPACES {
         let dir = here.join(workspace);

@@ -23,7 +23,7 @@ async fn unknown_route_is_a_json_404_with_a_trace_id() {
 async fn wrong_method_is_405_with_allow() {
     let (_d, server) = server().await;
     let response = reqwest::Client::new().delete(server.url("/v1/hello")).send().await.unwrap();
-    assert_eq!(response.headers()["allow"], "GET");
+    assert_eq!(response.headers()["allow"], "GET, HEAD, OPTIONS");
     assert_error(response, 405, "method_not_allowed").await;
     server.stop().await;
 }

@@ -181,6 +181,8 @@ pub const TEST_SERVER: &str = "[server]\nmax_in_flight = 32\nmax_body = \"1KiB\"
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// The app it serves, to read its deployment.
+    pub app: Arc<plinth::App>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -213,10 +215,10 @@ impl TestServer {
             plinth::watch::spawn(app.clone()).unwrap();
         }
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(plinth::run(listener, app, async {
+        let task = tokio::spawn(plinth::run(listener, app.clone(), async {
             let _ = rx.await;
         }));
-        Self { addr, shutdown: Some(tx), task: Some(task) }
+        Self { addr, app, shutdown: Some(tx), task: Some(task) }
     }
 
     /// `http://addr/path`.

@@ -25,13 +25,14 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
+use crate::app::ServedRoute;
 use crate::app::{App, Deployment};
 use crate::audit::{Actor, Envelope, Outcome};
 use crate::error::ApiError;
 use crate::identity::Authenticated;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::policy::{Access, DEFAULT_CLASS, Denial, is_sensitive_class};
-use crate::routes::Lookup;
+use crate::routes::{Lookup, Params};
 use crate::runtime::bindings::types::Principal;
 use crate::runtime::host::types::RequestData;
 use crate::runtime::state::SessionEffect;
@@ -151,8 +152,8 @@ enum Target<'a> {
     Admin,
     /// Prometheus metrics.
     Metrics,
-    /// A plugin (by route-table index), with the route's parameters.
-    Plugin(usize, Vec<(String, String)>),
+    /// A plugin's route, with its parameters.
+    Plugin(ServedRoute, Vec<(String, String)>),
 }
 
 async fn route(
@@ -167,7 +168,7 @@ async fn route(
     let path = crate::path::canonicalize(req.uri().path())
         .map_err(|refusal| ApiError::new(StatusCode::BAD_REQUEST, "non_canonical_path", refusal.to_string()))?;
     let path = path.as_str();
-    let method = req.method().clone();
+    let mut method = req.method().clone();
     let admin_access = Access::Roles(BTreeSet::from([crate::policy::ADMIN_ROLE.to_owned()]));
     let (target, access) = match (&method, path) {
         (&Method::GET, "/healthz" | "/readyz") => {
@@ -184,21 +185,24 @@ async fn route(
             outline.class = "admin".to_owned();
             (Target::Admin, admin_access)
         }
-        _ => match deployment.routes.lookup(&method, path) {
-            Lookup::Found { target, params, route } => {
-                outline.route = route.to_string();
-                // Coverage is checked at load, so a missing rule is a bug; deny.
-                let rule = deployment.config.policy.lookup(&method, path).ok_or_else(|| {
-                    ApiError::new(StatusCode::FORBIDDEN, "no_policy", format!("no policy rule covers {method} {path}"))
-                })?;
-                outline.class.clone_from(&rule.class);
-                (Target::Plugin(*target, params), rule.access.clone())
+        _ => {
+            let (served, params) = match find_route(deployment, &method, path) {
+                Ok(found) => found,
+                Err(RouteMiss::Options(allowed)) => return Ok(options(&allowed)),
+                Err(RouteMiss::Refused(e)) => return Err(e),
+            };
+            outline.route.clone_from(&served.declared);
+            // HEAD is judged and served as the GET it mirrors.
+            if method == Method::HEAD {
+                method = Method::GET;
             }
-            Lookup::MethodNotAllowed(allowed) => return Err(method_not_allowed(&method, path, &allowed)),
-            Lookup::NotFound => {
-                return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}")));
-            }
-        },
+            // Coverage is checked at load, so a missing rule is a bug; deny.
+            let rule = deployment.config.policy.lookup(method.as_str(), path).ok_or_else(|| {
+                ApiError::new(StatusCode::FORBIDDEN, "no_policy", format!("no policy rule covers {method} {path}"))
+            })?;
+            outline.class.clone_from(&rule.class);
+            (Target::Plugin(served.clone(), params), rule.access.clone())
+        }
     };
 
     let presented = deployment.cookies.token(req.headers());
@@ -299,9 +303,19 @@ async fn route(
             Ok(response)
         }
         Target::Admin => admin::handle(app, &method, path, parts.uri.query(), &envelope).await,
-        Target::Plugin(index, params) => {
-            let plugin = deployment.plugin(index, signed_in.as_ref().map(|a| a.session.id.as_str()));
-            let request = PluginRequest { parts, path, body, params, client, trace_id, signed_in };
+        Target::Plugin(served, params) => {
+            let plugin = deployment.plugin(served.plugin, signed_in.as_ref().map(|a| a.session.id.as_str()));
+            let request = PluginRequest {
+                method,
+                parts,
+                path,
+                body,
+                route: served.declared,
+                params,
+                client,
+                trace_id,
+                signed_in,
+            };
             let response = call_plugin(deployment, plugin, request).await?;
             if response.headers().contains_key(header::SET_COOKIE) {
                 outline.authenticated = true;
@@ -313,12 +327,16 @@ async fn route(
 
 /// A request the edge has judged, ready for its plugin.
 struct PluginRequest<'a> {
-    /// Method, URI and headers as received.
+    /// The method the route was judged for (`GET` for a `HEAD`).
+    method: Method,
+    /// URI and headers as received.
     parts: http::request::Parts,
     /// The canonical path: the one the route and policy were decided on.
     path: &'a str,
     /// The whole body.
     body: Bytes,
+    /// The declared route that matched.
+    route: String,
     /// The route's parameters.
     params: Vec<(String, String)>,
     /// The client address.
@@ -334,11 +352,11 @@ async fn call_plugin(
     plugin: &Plugin,
     request: PluginRequest<'_>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let PluginRequest { parts, path, body, params, client, trace_id, signed_in } = request;
+    let PluginRequest { method, parts, path, body, route, params, client, trace_id, signed_in } = request;
     let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let actor = signed_in.as_ref().map_or(Actor::Anonymous, |a| Actor::Principal(a.account.id.clone()));
     let request = RequestData {
-        method: parts.method.as_str().to_owned(),
+        method: method.as_str().to_owned(),
         path: path.to_owned(),
         query: parts.uri.query().map(str::to_owned),
         headers: parts
@@ -350,6 +368,7 @@ async fn call_plugin(
         body,
         trace_id: trace_id.to_owned(),
         client_address: client.to_string(),
+        route,
         params,
         principal: signed_in.map(|a| Principal {
             account_id: a.account.id,
@@ -407,13 +426,68 @@ fn plugin_error(plugin: &str, failure: PluginFailure) -> ApiError {
     }
 }
 
-fn method_not_allowed(method: &Method, path: &str, allowed: &[String]) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{method} is not allowed on {path}; allowed: {}", allowed.join(", ")),
-    )
-    .with_header(header::ALLOW, allowed.join(", "))
+/// Why a request found no plugin route.
+enum RouteMiss {
+    /// An `OPTIONS` the edge answers: the methods the path allows.
+    Options(Vec<String>),
+    /// A 404 or 405.
+    Refused(ApiError),
+}
+
+/// The plugin route for a request. `HEAD` goes to the `GET` route, and
+/// `OPTIONS` to a route only when one declares it; otherwise the edge
+/// answers with the methods the path allows, as it does for a 405.
+fn find_route<'a>(
+    deployment: &'a Deployment,
+    method: &Method,
+    path: &str,
+) -> Result<(&'a ServedRoute, Params), RouteMiss> {
+    let found = match deployment.routes.lookup(method.as_str(), path) {
+        Lookup::MethodNotAllowed(_) | Lookup::NotFound if method == Method::HEAD => {
+            deployment.routes.lookup(Method::GET.as_str(), path)
+        }
+        other => other,
+    };
+    match found {
+        Lookup::Found { target, params, .. } => Ok((target, params)),
+        Lookup::MethodNotAllowed(allowed) => {
+            let allowed = with_derived_methods(allowed);
+            if method == Method::OPTIONS {
+                return Err(RouteMiss::Options(allowed));
+            }
+            Err(RouteMiss::Refused(
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{method} is not allowed on {path}; allowed: {}", allowed.join(", ")),
+                )
+                .with_header(header::ALLOW, allowed.join(", ")),
+            ))
+        }
+        Lookup::NotFound => {
+            Err(RouteMiss::Refused(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"))))
+        }
+    }
+}
+
+/// A path's methods as `Allow` lists them: with `HEAD` where `GET` is, and
+/// `OPTIONS`, which the edge always answers.
+fn with_derived_methods(mut allowed: Vec<String>) -> Vec<String> {
+    if allowed.iter().any(|m| m == "GET") {
+        allowed.push("HEAD".to_owned());
+    }
+    allowed.push("OPTIONS".to_owned());
+    allowed.sort();
+    allowed.dedup();
+    allowed
+}
+
+/// The edge's answer to `OPTIONS`: no body, the methods in `Allow`.
+fn options(allowed: &[String]) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_str(&allowed.join(", ")).expect("method names"));
+    response
 }
 
 fn too_many_requests(wait: std::time::Duration) -> ApiError {

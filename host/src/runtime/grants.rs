@@ -1,8 +1,9 @@
 //! Which imports a component may have, and which grant each one needs.
 //!
 //! Deny by default: an import is allowed only when it is the base contract
-//! (`plinth:platform/types`), the WASI baseline (with nothing inherited), or
-//! a host interface the plugin's grants list.
+//! (`plinth:platform/types`, `settings` and `log`, which reach nothing
+//! outside the plugin), the WASI baseline (with nothing inherited), or a
+//! host interface the plugin's grants list.
 
 use std::fmt;
 
@@ -53,7 +54,7 @@ pub fn need_of(import: &str) -> Need {
             match interface {
                 "types" => Need::Base,
                 "kv" => Need::Grant(Grant::Kv),
-                "log" => Need::Grant(Grant::Log),
+                "log" => Need::Base,
                 "audit" => Need::Grant(Grant::Audit),
                 "principals" => Need::Grant(Grant::Principals),
                 "sessions" => Need::Grant(Grant::Sessions),
@@ -154,7 +155,7 @@ mod tests {
         let cases = [
             ("plinth:platform/types@0.1.0", Need::Base),
             ("plinth:platform/kv@0.1.0", Need::Grant(Grant::Kv)),
-            ("plinth:platform/log@0.1.3", Need::Grant(Grant::Log)),
+            ("plinth:platform/log@0.1.3", Need::Base),
             ("plinth:platform/audit@0.1.0", Need::Grant(Grant::Audit)),
             ("wasi:cli/environment@0.2.6", Need::Base),
             ("wasi:io/streams@0.2.0", Need::Base),

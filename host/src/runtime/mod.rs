@@ -27,6 +27,7 @@ use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationCon
 use crate::audit::Actor;
 use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
 use crate::metrics::{FailureLabels, Metrics, PluginLabels};
+use crate::routes::Route;
 use crate::runtime::bindings::{
     PluginBindingsPre, audit, kv, log, outbox, passwords, principals, sessions, settings, types,
 };
@@ -46,6 +47,13 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
 const KEEP_RESIDENT: usize = 128 * 1024;
 /// Memories (and tables) per component instance slot.
 const MEMORIES_PER_COMPONENT: u32 = 2;
+/// Most routes one plugin may declare, and the longest route text.
+const MAX_DECLARED_ROUTES: usize = 256;
+const MAX_ROUTE_BYTES: usize = 512;
+/// Epoch ticks `routes` may run at load before it is stopped (about 1 s).
+const ROUTES_DEADLINE_TICKS: u64 = 200;
+/// Memory `routes` may use at load.
+const ROUTES_MEMORY: usize = 16 << 20;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +85,14 @@ pub enum LoadError {
         plugin: String,
         /// Which import or export.
         source: grants::GrantError,
+    },
+    /// The routes it declares could not be read or are malformed.
+    #[error("plugin `{plugin}`: {reason}")]
+    Routes {
+        /// Plugin name.
+        plugin: String,
+        /// Which route and why.
+        reason: String,
     },
     /// Linking failed (a type mismatch in an allowed interface).
     #[error("plugin `{plugin}`: cannot link: {reason}")]
@@ -246,13 +262,61 @@ impl Runtime {
         let linker = self.linker(&config.grants).map_err(link_error)?;
         let pre = linker.instantiate_pre(&component).map_err(link_error)?;
         let pre = PluginBindingsPre::new(pre).map_err(link_error)?;
+        let routes = self.declared_routes(&config.name, &component).await?;
         Ok(Prepared {
             pre,
+            routes,
             digest,
             origin,
             memory_limit: config.limits.memory.0 as usize,
             timeout: Duration::from_millis(config.limits.timeout_ms),
         })
+    }
+
+    /// Calls the component's `routes` in an instance that can reach nothing
+    /// (every import traps), under a small memory cap and a deadline.
+    async fn declared_routes(&self, plugin: &str, component: &Component) -> Result<Vec<Route>, LoadError> {
+        let fail = |reason: String| LoadError::Routes { plugin: plugin.to_owned(), reason };
+        let mut linker = Linker::<state::MemoryCap>::new(&self.engine);
+        linker.define_unknown_imports_as_traps(component).map_err(|e| fail(format!("{e:#}")))?;
+        let mut store = Store::new(&self.engine, state::MemoryCap::new(ROUTES_MEMORY));
+        store.limiter(|cap| cap);
+        store.set_epoch_deadline(ROUTES_DEADLINE_TICKS);
+        store.epoch_deadline_trap();
+        // Looked up by name: the typed bindings would check `handle`'s
+        // resources too, which here are stand-ins.
+        let texts = async {
+            let instance = linker.instantiate_async(&mut store, component).await?;
+            let handler = instance
+                .get_export_index(&mut store, None, grants::HANDLER_EXPORT)
+                .ok_or_else(|| wasmtime::format_err!("no `{}` export", grants::HANDLER_EXPORT))?;
+            let routes = instance
+                .get_export_index(&mut store, Some(&handler), "routes")
+                .ok_or_else(|| wasmtime::format_err!("no `routes` function in `{}`", grants::HANDLER_EXPORT))?;
+            let routes = instance.get_typed_func::<(), (Vec<String>,)>(&mut store, routes)?;
+            let (texts,) = routes.call_async(&mut store, ()).await?;
+            Ok::<_, wasmtime::Error>(texts)
+        }
+        .await
+        .map_err(|e| fail(format!("its `routes` export failed: {e:#}")))?;
+        if texts.is_empty() || texts.len() > MAX_DECLARED_ROUTES {
+            return Err(fail(format!(
+                "it declares {} routes; a plugin declares 1 to {MAX_DECLARED_ROUTES}",
+                texts.len()
+            )));
+        }
+        let mut routes: Vec<Route> = Vec::with_capacity(texts.len());
+        for text in texts {
+            if text.len() > MAX_ROUTE_BYTES {
+                return Err(fail(format!("a declared route is {} bytes; at most {MAX_ROUTE_BYTES}", text.len())));
+            }
+            let route = Route::parse(&text).map_err(|e| fail(format!("it declares an {e}")))?;
+            if let Some(same) = routes.iter().find(|r| r.path_pattern() == route.path_pattern() && r.overlaps(&route)) {
+                return Err(fail(format!("it declares `{route}` twice (overlapping `{same}`)")));
+            }
+            routes.push(route);
+        }
+        Ok(routes)
     }
 
     /// A linker with the base interfaces and exactly the granted ones.
@@ -261,10 +325,12 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         settings::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         for grant in grants {
             match grant {
                 Grant::Kv => kv::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
-                Grant::Log => log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+                // Linked for every plugin above.
+                Grant::Log => {}
                 Grant::Audit => audit::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Principals => principals::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Sessions => sessions::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
@@ -289,6 +355,8 @@ pub struct PluginOutput {
 pub struct Prepared {
     /// Linked and type-checked once; instantiated per request.
     pre: PluginBindingsPre<HostState>,
+    /// The routes the component declares.
+    pub routes: Vec<Route>,
     /// SHA-256 of the component file.
     pub digest: String,
     /// Whether the compiled code came from the cache.
@@ -314,6 +382,7 @@ impl Prepared {
             ctx,
             storage,
             pre: self.pre,
+            routes: self.routes,
             digest: self.digest,
             memory_limit: self.memory_limit,
             timeout: self.timeout,
@@ -337,6 +406,8 @@ pub struct Plugin {
     storage: Arc<dyn Storage>,
     /// Linked and type-checked once; instantiated per request.
     pre: PluginBindingsPre<HostState>,
+    /// The routes the component declares.
+    routes: Vec<Route>,
     /// SHA-256 of the component file.
     pub digest: String,
     /// Linear memory cap per instance.
@@ -346,6 +417,11 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// The routes the component declares, in its order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
     /// The plugin's name.
     pub fn name(&self) -> &str {
         &self.ctx.name

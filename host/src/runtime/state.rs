@@ -78,6 +78,13 @@ pub struct MemoryCap {
 #[error("memory cap of {0} bytes reached")]
 pub struct MemoryCapHit(pub usize);
 
+impl MemoryCap {
+    /// A cap of `limit` bytes per linear memory.
+    pub fn new(limit: usize) -> Self {
+        Self { limit, hit: false }
+    }
+}
+
 impl wasmtime::ResourceLimiter for MemoryCap {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
@@ -117,7 +124,7 @@ impl HostState {
         Self {
             table: ResourceTable::new(),
             wasi: None,
-            memory: MemoryCap { limit: memory_limit, hit: false },
+            memory: MemoryCap::new(memory_limit),
             plugin,
             request,
             wrote: false,

@@ -4,9 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::http::{Failure, unavailable};
-use crate::plinth::platform::kv;
 use crate::store;
+use plinth_kit::{Error, kv};
 
 /// The window events are counted in.
 pub const WINDOW: u64 = 3600;
@@ -20,28 +19,30 @@ struct Count {
 }
 
 /// Events under `key` in the current window, and the seconds until it ends.
-pub fn current(key: &str) -> Result<(u64, u64), Failure> {
-    let Some(bytes) = kv::get(key).map_err(unavailable)? else {
+pub fn current(key: &str) -> Result<(u64, u64), Error> {
+    let Some(bytes) = kv::get(key).map_err(Error::unavailable)? else {
         return Ok((0, 0));
     };
-    let count: Count = serde_json::from_slice(&bytes).map_err(unavailable)?;
+    let count: Count = serde_json::from_slice(&bytes).map_err(Error::unavailable)?;
     let (now, end) = (store::now(), count.window_start + WINDOW);
     Ok(if now < end { (count.count, end - now) } else { (0, 0) })
 }
 
 /// Counts one event under `key`; returns the count in this window with it.
-pub fn count(key: &str) -> Result<u64, Failure> {
+pub fn count(key: &str) -> Result<u64, Error> {
     for _ in 0..MAX_ATTEMPTS {
-        let current = kv::get(key).map_err(unavailable)?;
+        let current = kv::get(key).map_err(Error::unavailable)?;
         let now = store::now();
         let next = match current.as_deref().and_then(|b| serde_json::from_slice::<Count>(b).ok()) {
             Some(c) if now < c.window_start + WINDOW => Count { count: c.count + 1, ..c },
             _ => Count { window_start: now, count: 1 },
         };
         let bytes = serde_json::to_vec(&next).expect("counters serialize");
-        if let kv::Swap::Swapped = kv::compare_and_swap(key, current.as_deref(), Some(&bytes)).map_err(unavailable)? {
+        if let kv::Swap::Swapped =
+            kv::compare_and_swap(key, current.as_deref(), Some(&bytes)).map_err(Error::unavailable)?
+        {
             return Ok(next.count);
         }
     }
-    Err(unavailable("counter contended"))
+    Err(Error::unavailable("counter contended"))
 }

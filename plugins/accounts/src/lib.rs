@@ -9,58 +9,42 @@
 //! → failed sign-ins this hour, `mailed/{sha256 of address}` → mails the
 //! forms sent it this hour.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "plinth:platform/plugin",
-});
-
 mod admin;
+mod fields;
 mod hourly;
-mod http;
 mod lifecycle;
 mod model;
 mod profile;
 mod signin;
 mod store;
 
-use exports::plinth::platform::handler::Guest;
-use plinth::platform::types::{Request, Response};
+use plinth_kit::Router;
 
-struct Accounts;
+/// The role that may invite and manage accounts. The host's policy already
+/// requires it on those routes; the handlers check it too, so a loosened
+/// policy opens nothing.
+pub const ADMIN_ROLE: &str = "admin";
 
-impl Guest for Accounts {
-    fn handle(req: Request) -> Response {
-        let method = req.method();
-        let path = req.path();
-        // The host hands over the canonical path its route and policy were
-        // decided on; match it exactly, segment by segment, so no other
-        // spelling reaches a handler.
-        let segments: Vec<&str> = path.strip_prefix('/').map(|rest| rest.split('/').collect()).unwrap_or_default();
-        let result = match (method.as_str(), segments.as_slice()) {
-            ("POST", ["v1", "accounts", "signup"]) => lifecycle::signup(&req),
-            ("POST", ["v1", "accounts", "verify"]) => lifecycle::verify(&req),
-            ("POST", ["v1", "accounts", "invite"]) => http::admin(&req).and_then(|()| lifecycle::invite(&req)),
-            ("POST", ["v1", "accounts", "accept-invite"]) => lifecycle::accept_invite(&req),
-            ("POST", ["v1", "accounts", "password-reset"]) => lifecycle::request_reset(&req),
-            ("POST", ["v1", "accounts", "password-reset", "confirm"]) => lifecycle::confirm_reset(&req),
-            ("POST", ["v1", "accounts", "confirm-email"]) => profile::confirm_email(&req),
-            ("POST", ["v1", "sessions"]) => signin::sign_in(&req),
-            ("GET", ["v1", "sessions"]) => signin::list(&req),
-            ("DELETE", ["v1", "sessions", "current"]) => signin::sign_out(&req),
-            ("DELETE", ["v1", "sessions", id]) => signin::revoke(&req, id),
-            ("GET", ["v1", "me"]) => profile::get(&req),
-            ("PATCH", ["v1", "me"]) => profile::update(&req),
-            ("DELETE", ["v1", "me"]) => profile::deactivate(&req),
-            ("POST", ["v1", "me", "password"]) => profile::change_password(&req),
-            ("POST", ["v1", "me", "email"]) => profile::change_email(&req),
-            ("GET", ["v1", "admin", "accounts"]) => http::admin(&req).and_then(|()| admin::list(&req)),
-            ("POST", ["v1", "admin", "accounts", id, action]) => {
-                http::admin(&req).and_then(|()| admin::transition(id, action))
-            }
-            _ => Err(http::Failure::new(404, "not_found", "no such accounts route")),
-        };
-        result.unwrap_or_else(|failure| failure.into_response(&req))
-    }
+fn router() -> Router {
+    Router::new()
+        .post("/v1/accounts/signup", lifecycle::signup)
+        .post("/v1/accounts/verify", lifecycle::verify)
+        .post("/v1/accounts/invite", lifecycle::invite)
+        .post("/v1/accounts/accept-invite", lifecycle::accept_invite)
+        .post("/v1/accounts/password-reset", lifecycle::request_reset)
+        .post("/v1/accounts/password-reset/confirm", lifecycle::confirm_reset)
+        .post("/v1/accounts/confirm-email", profile::confirm_email)
+        .post("/v1/sessions", signin::sign_in)
+        .get("/v1/sessions", signin::list)
+        .delete("/v1/sessions/current", signin::sign_out)
+        .delete("/v1/sessions/{id}", signin::revoke)
+        .get("/v1/me", profile::get)
+        .patch("/v1/me", profile::update)
+        .delete("/v1/me", profile::deactivate)
+        .post("/v1/me/password", profile::change_password)
+        .post("/v1/me/email", profile::change_email)
+        .get("/v1/admin/accounts", admin::list)
+        .post("/v1/admin/accounts/{id}/{action}", admin::transition)
 }
 
-export!(Accounts);
+plinth_kit::plugin!(router);

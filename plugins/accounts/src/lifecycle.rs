@@ -3,31 +3,31 @@
 
 use serde::Deserialize;
 
-use crate::http::{self, Failure, Outcome, unavailable};
+use crate::fields;
 use crate::model::{Account, Action, Purpose, State, Token};
-use crate::plinth::platform::audit::Outcome as Audit;
-use crate::plinth::platform::passwords;
-use crate::plinth::platform::types::Request;
 use crate::store;
+use plinth_kit::audit::Outcome as Audit;
+use plinth_kit::passwords;
+use plinth_kit::{Error, Request, Response, Result};
 
 /// Longest a reset link may live, whatever the settings say.
 const MAX_RESET_TTL: u64 = 3600;
 
-fn accepted() -> Outcome {
-    Ok(http::json(
+fn accepted() -> Result<Response> {
+    Ok(Response::json(
         202,
         &serde_json::json!({ "status": "accepted", "message": "if the address can receive it, an e-mail is on its way" }),
     ))
 }
 
 /// Refuses weak passwords with a 422 that says why.
-pub fn check_password(password: &str, related: &[&str]) -> Result<(), Failure> {
+pub fn check_password(password: &str, related: &[&str]) -> Result<(), Error> {
     let related: Vec<String> = related.iter().map(|s| (*s).to_owned()).collect();
-    passwords::check_strength(password, &related).map_err(|why| Failure::new(422, "weak_password", why))
+    passwords::check_strength(password, &related).map_err(|why| Error::new(422, "weak_password", why))
 }
 
-pub fn hash(password: &str) -> Result<String, Failure> {
-    passwords::hash(password).map_err(unavailable)
+pub fn hash(password: &str) -> Result<String, Error> {
+    passwords::hash(password).map_err(Error::unavailable)
 }
 
 #[derive(Deserialize)]
@@ -38,10 +38,10 @@ struct Signup {
     display_name: String,
 }
 
-pub fn signup(req: &Request) -> Outcome {
-    let input: Signup = http::body(req)?;
-    let email = http::email("email", &input.email)?;
-    let display_name = http::display_name(&input.display_name)?;
+pub fn signup(req: &Request) -> Result<Response> {
+    let input: Signup = req.json()?;
+    let email = fields::email("email", &input.email)?;
+    let display_name = fields::display_name(&input.display_name)?;
     check_password(&input.password, &[&email, &display_name])?;
     // Hash either way, so an existing address costs the same time.
     let password_hash = hash(&input.password)?;
@@ -94,7 +94,7 @@ pub fn signup(req: &Request) -> Outcome {
 }
 
 /// Mails a pending account its verification link.
-fn mail_verification(account: &Account) -> Result<(), Failure> {
+fn mail_verification(account: &Account) -> Result<(), Error> {
     store::mail_link(
         &account.email,
         &Token {
@@ -119,21 +119,20 @@ struct Verify {
 /// proves that whoever follows it is who signed up, so a link mailed for
 /// somebody else's signup cannot hand its owner an account with a
 /// password they did not choose.
-pub fn verify(req: &Request) -> Outcome {
-    let input: Verify = http::body(req)?;
+pub fn verify(req: &Request) -> Result<Response> {
+    let input: Verify = req.json()?;
     let (held, stored) = store::peek_for_account(&input.token, Purpose::Verify)?;
     crate::signin::check_password_attempt(&stored.account, &input.password)?;
-    let state =
-        stored.account.state.apply(Action::Verify).map_err(|why| Failure::new(409, "invalid_transition", why))?;
+    let state = stored.account.state.apply(Action::Verify).map_err(|why| Error::new(409, "invalid_transition", why))?;
     store::consume(held)?;
     let next = Account { state, ..stored.account.clone() };
     let updated = store::update_recorded(&stored, next, "account.verified", None)?;
     store::sync_principal(&updated)?;
-    Ok(http::empty(204))
+    Ok(Response::empty(204))
 }
 
-pub fn conflict() -> Failure {
-    Failure::new(409, "conflict", "the account changed meanwhile; retry")
+pub fn conflict() -> Error {
+    Error::new(409, "conflict", "the account changed meanwhile; retry")
 }
 
 #[derive(Deserialize)]
@@ -144,19 +143,20 @@ struct Invite {
     roles: Vec<String>,
 }
 
-pub fn invite(req: &Request) -> Outcome {
-    let input: Invite = http::body(req)?;
-    let email = http::email("email", &input.email)?;
+pub fn invite(req: &Request) -> Result<Response> {
+    req.require_role(crate::ADMIN_ROLE)?;
+    let input: Invite = req.json()?;
+    let email = fields::email("email", &input.email)?;
     if let Some(role) = input
         .roles
         .iter()
         .find(|r| r.is_empty() || r.len() > 64 || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
     {
-        return Err(Failure::invalid("roles", &format!("`{role}` is not a role name (a-z, 0-9, `-`, `_`)")));
+        return Err(Error::invalid("roles", &format!("`{role}` is not a role name (a-z, 0-9, `-`, `_`)")));
     }
     // An unverified signup does not hold the address: accepting takes it over.
     if store::account_by_email(&email)?.is_some_and(|s| s.account.state != State::Pending) {
-        return Err(Failure::new(409, "email_taken", "an account with this address exists"));
+        return Err(Error::new(409, "email_taken", "an account with this address exists"));
     }
     store::record(
         "account.invited",
@@ -175,7 +175,7 @@ pub fn invite(req: &Request) -> Outcome {
             stamp: None,
         },
     )?;
-    Ok(http::json(201, &serde_json::json!({ "status": "invited", "email": email })))
+    Ok(Response::json(201, &serde_json::json!({ "status": "invited", "email": email })))
 }
 
 #[derive(Deserialize)]
@@ -189,14 +189,14 @@ struct AcceptInvite {
 /// Creates the invited account. The token is looked up before any costly
 /// check, and used only once the account can be made. The invitation
 /// proves the address, so an unverified signup holding it is taken over.
-pub fn accept_invite(req: &Request) -> Outcome {
-    let input: AcceptInvite = http::body(req)?;
-    let display_name = http::display_name(&input.display_name)?;
+pub fn accept_invite(req: &Request) -> Result<Response> {
+    let input: AcceptInvite = req.json()?;
+    let display_name = fields::display_name(&input.display_name)?;
     let held = store::peek(&input.token, Purpose::Invite)?;
     let email = held.token.email.clone().unwrap_or_default();
     check_password(&input.password, &[&email, &display_name])?;
     let password_hash = hash(&input.password)?;
-    let taken = || Failure::new(409, "email_taken", "an account with this address exists");
+    let taken = || Error::new(409, "email_taken", "an account with this address exists");
     let existing = store::account_by_email(&email)?;
     if existing.as_ref().is_some_and(|s| s.account.state != State::Pending) {
         return Err(taken());
@@ -233,7 +233,7 @@ pub fn accept_invite(req: &Request) -> Outcome {
     };
     store::sync_principal(&account)?;
     store::record("account.invite_accepted", &account.id, Audit::Success, None)?;
-    Ok(http::json(201, &serde_json::json!({ "account_id": account.id })))
+    Ok(Response::json(201, &serde_json::json!({ "account_id": account.id })))
 }
 
 #[derive(Deserialize)]
@@ -242,9 +242,9 @@ struct ResetRequest {
     email: String,
 }
 
-pub fn request_reset(req: &Request) -> Outcome {
-    let input: ResetRequest = http::body(req)?;
-    let email = http::email("email", &input.email)?;
+pub fn request_reset(req: &Request) -> Result<Response> {
+    let input: ResetRequest = req.json()?;
+    let email = fields::email("email", &input.email)?;
     let Some(stored) = store::account_by_email(&email)? else {
         store::record("account.reset_requested", &store::sha256(&email), Audit::Failure, Some("no account".into()))?;
         return accepted();
@@ -289,11 +289,11 @@ struct ResetConfirm {
 /// Sets a new password from a reset link. Every older link of the account
 /// (resets, verification) stops working, as the credential stamp changes;
 /// a pending account becomes active, its address now proven.
-pub fn confirm_reset(req: &Request) -> Outcome {
-    let input: ResetConfirm = http::body(req)?;
+pub fn confirm_reset(req: &Request) -> Result<Response> {
+    let input: ResetConfirm = req.json()?;
     let (held, stored) = store::peek_for_account(&input.token, Purpose::Reset)?;
     if !matches!(stored.account.state, State::Active | State::Pending) {
-        return Err(Failure::new(400, "invalid_token", "the link is invalid, used or expired"));
+        return Err(Error::new(400, "invalid_token", "the link is invalid, used or expired"));
     }
     check_password(&input.password, &[&stored.account.email, &stored.account.display_name])?;
     let next = Account { password_hash: hash(&input.password)?, state: State::Active, ..stored.account.clone() };
@@ -304,5 +304,5 @@ pub fn confirm_reset(req: &Request) -> Outcome {
     }
     crate::signin::revoke_all(&updated.id, None)?;
     store::mail(&updated.email, "notice", "Your password was changed", "Your password was just reset, and every session was signed out. If this was not you, reset it again and contact support.".into())?;
-    Ok(http::empty(204))
+    Ok(Response::empty(204))
 }

@@ -5,14 +5,13 @@
 
 use serde::Deserialize;
 
-use crate::hourly;
+use crate::{fields, hourly};
 
-use crate::http::{self, Failure, Outcome, unavailable};
 use crate::model::{Account, State};
-use crate::plinth::platform::audit::Outcome as Audit;
-use crate::plinth::platform::types::Request;
-use crate::plinth::platform::{kv, passwords, sessions};
 use crate::store;
+use plinth_kit::audit::Outcome as Audit;
+use plinth_kit::{Error, Request, Response, Result};
+use plinth_kit::{kv, passwords, sessions};
 
 /// The most failures an account may have per window, whatever the settings.
 const MAX_FAILURES: u64 = 100;
@@ -29,16 +28,15 @@ fn failure_limit() -> u64 {
 }
 
 /// Refuses while this address has used up its failures for the hour.
-fn check_throttle(key: &str) -> Result<(), Failure> {
+fn check_throttle(key: &str) -> Result<(), Error> {
     let (failures, left) = hourly::current(key)?;
     if failures >= failure_limit() {
-        let mut refusal = Failure::new(
+        return Err(Error::new(
             429,
             "too_many_failed_logins",
             "too many failed sign-ins; try again later or reset your password",
-        );
-        refusal.headers.push(("retry-after", left.to_string()));
-        return Err(refusal);
+        )
+        .with_header("retry-after", left.to_string()));
     }
     Ok(())
 }
@@ -52,7 +50,7 @@ fn failure_key(email: &str) -> String {
 /// Checks a password a signed-in user (or a verifying one) re-enters:
 /// 403 when wrong, and counted with failed sign-ins, so a stolen session
 /// cannot guess the password faster than a sign-in form could.
-pub fn check_password_attempt(account: &Account, password: &str) -> Result<(), Failure> {
+pub fn check_password_attempt(account: &Account, password: &str) -> Result<(), Error> {
     let key = failure_key(&account.email);
     check_throttle(&key)?;
     if passwords::verify(password, Some(&account.password_hash)).valid {
@@ -60,12 +58,12 @@ pub fn check_password_attempt(account: &Account, password: &str) -> Result<(), F
     }
     hourly::count(&key)?;
     store::record("account.password_check_failed", &account.id, Audit::Failure, None)?;
-    Err(Failure::new(403, "wrong_password", "the password is wrong"))
+    Err(Error::new(403, "wrong_password", "the password is wrong"))
 }
 
-pub fn sign_in(req: &Request) -> Outcome {
-    let input: Credentials = http::body(req)?;
-    let email = http::email("email", &input.email)?;
+pub fn sign_in(req: &Request) -> Result<Response> {
+    let input: Credentials = req.json()?;
+    let email = fields::email("email", &input.email)?;
     let key = failure_key(&email);
     check_throttle(&key)?;
     let stored = store::account_by_email(&email)?;
@@ -78,10 +76,10 @@ pub fn sign_in(req: &Request) -> Outcome {
                 .map_or("unknown address", |s| if verdict.valid { s.account.state.name() } else { "wrong password" });
             hourly::count(&key)?;
             store::record("session.login_failed", &store::sha256(&email), Audit::Failure, Some(reason.into()))?;
-            return Err(Failure::new(401, "invalid_credentials", "the e-mail address or password is wrong"));
+            return Err(Error::new(401, "invalid_credentials", "the e-mail address or password is wrong"));
         }
     };
-    kv::delete(&key).map_err(unavailable)?;
+    kv::delete(&key).map_err(Error::unavailable)?;
     let account = if verdict.needs_rehash {
         let next = crate::model::Account {
             password_hash: crate::lifecycle::hash(&input.password)?,
@@ -93,21 +91,21 @@ pub fn sign_in(req: &Request) -> Outcome {
     };
     store::record("session.login", &account.id, Audit::Success, None)?;
     let issued = sessions::issue(&account.id).map_err(session_error)?;
-    Ok(http::json(200, &serde_json::json!({ "account_id": account.id, "csrf_token": issued.csrf_token })))
+    Ok(Response::json(200, &serde_json::json!({ "account_id": account.id, "csrf_token": issued.csrf_token })))
 }
 
-pub fn session_error(e: sessions::Error) -> Failure {
+pub fn session_error(e: sessions::Error) -> Error {
     match e {
         sessions::Error::AuditUnavailable => store::audit_unavailable(),
         sessions::Error::AccountNotActive => {
-            Failure::new(401, "invalid_credentials", "the e-mail address or password is wrong")
+            Error::new(401, "invalid_credentials", "the e-mail address or password is wrong")
         }
-        other => unavailable(other),
+        other => Error::unavailable(other),
     }
 }
 
-pub fn list(req: &Request) -> Outcome {
-    let me = http::principal(req)?;
+pub fn list(req: &Request) -> Result<Response> {
+    let me = req.signed_in()?;
     let sessions = sessions::list(&me.account_id).map_err(session_error)?;
     let sessions: Vec<_> = sessions
         .into_iter()
@@ -122,27 +120,29 @@ pub fn list(req: &Request) -> Outcome {
             })
         })
         .collect();
-    Ok(http::json(200, &serde_json::json!({ "sessions": sessions })))
+    Ok(Response::json(200, &serde_json::json!({ "sessions": sessions })))
 }
 
-pub fn sign_out(req: &Request) -> Outcome {
-    let me = http::principal(req)?;
+pub fn sign_out(req: &Request) -> Result<Response> {
+    let me = req.signed_in()?;
     store::record("session.logout", &me.account_id, Audit::Success, None)?;
     sessions::revoke_current().map_err(session_error)?;
-    Ok(http::empty(204))
+    Ok(Response::empty(204))
 }
 
-pub fn revoke(req: &Request, session_id: &str) -> Outcome {
-    let me = http::principal(req)?;
+/// `DELETE /v1/sessions/{id}`.
+pub fn revoke(req: &Request) -> Result<Response> {
+    let me = req.signed_in()?;
+    let session_id: String = req.param("id")?;
     // Only the caller's own sessions: the host looks it up under this account.
-    if sessions::revoke(&me.account_id, session_id).map_err(session_error)? {
-        Ok(http::empty(204))
+    if sessions::revoke(&me.account_id, &session_id).map_err(session_error)? {
+        Ok(Response::empty(204))
     } else {
-        Err(Failure::new(404, "not_found", "no such session"))
+        Err(Error::new(404, "not_found", "no such session"))
     }
 }
 
 /// Revokes every session of an account but `except`.
-pub fn revoke_all(account_id: &str, except: Option<&str>) -> Result<u32, Failure> {
+pub fn revoke_all(account_id: &str, except: Option<&str>) -> Result<u32, Error> {
     sessions::revoke_all(account_id, except).map_err(session_error)
 }

@@ -5,9 +5,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::http::{Failure, unavailable};
 use crate::model::{Account, Purpose, State, Token};
-use crate::plinth::platform::{audit, kv, outbox, principals, settings};
+use plinth_kit::{Error, audit, kv, outbox, principals, settings};
 
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
@@ -29,10 +28,10 @@ pub fn sha256(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
 
-fn get<T: DeserializeOwned>(key: &str) -> Result<Option<(T, Vec<u8>)>, Failure> {
-    match kv::get(key).map_err(unavailable)? {
+fn get<T: DeserializeOwned>(key: &str) -> Result<Option<(T, Vec<u8>)>, Error> {
+    match kv::get(key).map_err(Error::unavailable)? {
         Some(bytes) => {
-            let value = serde_json::from_slice(&bytes).map_err(unavailable)?;
+            let value = serde_json::from_slice(&bytes).map_err(Error::unavailable)?;
             Ok(Some((value, bytes)))
         }
         None => Ok(None),
@@ -49,12 +48,12 @@ pub struct Stored {
     bytes: Vec<u8>,
 }
 
-pub fn account(id: &str) -> Result<Option<Stored>, Failure> {
+pub fn account(id: &str) -> Result<Option<Stored>, Error> {
     Ok(get::<Account>(&format!("account/{id}"))?.map(|(account, bytes)| Stored { account, bytes }))
 }
 
-pub fn account_by_email(email: &str) -> Result<Option<Stored>, Failure> {
-    match kv::get(&format!("email/{email}")).map_err(unavailable)? {
+pub fn account_by_email(email: &str) -> Result<Option<Stored>, Error> {
+    match kv::get(&format!("email/{email}")).map_err(Error::unavailable)? {
         Some(id) => account(&String::from_utf8_lossy(&id)),
         None => Ok(None),
     }
@@ -62,22 +61,22 @@ pub fn account_by_email(email: &str) -> Result<Option<Stored>, Failure> {
 
 /// Creates an account and claims its address; false when the address was
 /// taken meanwhile.
-pub fn create(account: &Account) -> Result<bool, Failure> {
+pub fn create(account: &Account) -> Result<bool, Error> {
     let index = format!("email/{}", account.email);
-    match kv::compare_and_swap(&index, None, Some(account.id.as_bytes())).map_err(unavailable)? {
+    match kv::compare_and_swap(&index, None, Some(account.id.as_bytes())).map_err(Error::unavailable)? {
         kv::Swap::Swapped => {}
         kv::Swap::Conflict(_) => return Ok(false),
     }
-    kv::set(&format!("account/{}", account.id), &encode(account)).map_err(unavailable)?;
+    kv::set(&format!("account/{}", account.id), &encode(account)).map_err(Error::unavailable)?;
     Ok(true)
 }
 
 /// Replaces an account if nobody changed it since it was read; the new
 /// version is one more. Returns false on a concurrent change.
-pub fn update(stored: &Stored, mut next: Account) -> Result<Option<Account>, Failure> {
+pub fn update(stored: &Stored, mut next: Account) -> Result<Option<Account>, Error> {
     next.version = stored.account.version + 1;
     let key = format!("account/{}", next.id);
-    match kv::compare_and_swap(&key, Some(&stored.bytes), Some(&encode(&next))).map_err(unavailable)? {
+    match kv::compare_and_swap(&key, Some(&stored.bytes), Some(&encode(&next))).map_err(Error::unavailable)? {
         kv::Swap::Swapped => Ok(Some(next)),
         kv::Swap::Conflict(_) => Ok(None),
     }
@@ -85,21 +84,16 @@ pub fn update(stored: &Stored, mut next: Account) -> Result<Option<Account>, Fai
 
 /// Undoes [`update`] (its audit record could not be written), unless another
 /// write has replaced it since.
-pub fn revert(previous: &Stored, updated: &Account) -> Result<(), Failure> {
+pub fn revert(previous: &Stored, updated: &Account) -> Result<(), Error> {
     let key = format!("account/{}", updated.id);
-    kv::compare_and_swap(&key, Some(&encode(updated)), Some(&previous.bytes)).map_err(unavailable)?;
+    kv::compare_and_swap(&key, Some(&encode(updated)), Some(&previous.bytes)).map_err(Error::unavailable)?;
     Ok(())
 }
 
 /// Writes `next` over `stored` and records `action` about it; when the
 /// record cannot be written the write is undone. So nothing is done
 /// unrecorded, and nothing recorded that was not done.
-pub fn update_recorded(
-    stored: &Stored,
-    next: Account,
-    action: &str,
-    reason: Option<String>,
-) -> Result<Account, Failure> {
+pub fn update_recorded(stored: &Stored, next: Account, action: &str, reason: Option<String>) -> Result<Account, Error> {
     let updated = update(stored, next)?.ok_or_else(crate::lifecycle::conflict)?;
     if let Err(failure) = record(action, &updated.id, audit::Outcome::Success, reason) {
         revert(stored, &updated)?;
@@ -109,27 +103,27 @@ pub fn update_recorded(
 }
 
 /// Points an address at an account in the index; false when it is taken.
-pub fn claim_email(id: &str, email: &str) -> Result<bool, Failure> {
-    match kv::compare_and_swap(&format!("email/{email}"), None, Some(id.as_bytes())).map_err(unavailable)? {
+pub fn claim_email(id: &str, email: &str) -> Result<bool, Error> {
+    match kv::compare_and_swap(&format!("email/{email}"), None, Some(id.as_bytes())).map_err(Error::unavailable)? {
         kv::Swap::Swapped => Ok(true),
         kv::Swap::Conflict(_) => Ok(false),
     }
 }
 
 /// Removes an address from the index if it still points at this account.
-pub fn release_email(id: &str, email: &str) -> Result<(), Failure> {
-    kv::compare_and_swap(&format!("email/{email}"), Some(id.as_bytes()), None).map_err(unavailable)?;
+pub fn release_email(id: &str, email: &str) -> Result<(), Error> {
+    kv::compare_and_swap(&format!("email/{email}"), Some(id.as_bytes()), None).map_err(Error::unavailable)?;
     Ok(())
 }
 
 /// Every account (first `limit`), for admins.
-pub fn accounts(limit: u32) -> Result<Vec<Account>, Failure> {
-    let page = kv::scan_prefix("account/", None, limit).map_err(unavailable)?;
-    page.entries.iter().map(|e| serde_json::from_slice(&e.value).map_err(unavailable)).collect()
+pub fn accounts(limit: u32) -> Result<Vec<Account>, Error> {
+    let page = kv::scan_prefix("account/", None, limit).map_err(Error::unavailable)?;
+    page.entries.iter().map(|e| serde_json::from_slice(&e.value).map_err(Error::unavailable)).collect()
 }
 
 /// Mirrors an account into the host's registry, which every request checks.
-pub fn sync_principal(account: &Account) -> Result<(), Failure> {
+pub fn sync_principal(account: &Account) -> Result<(), Error> {
     let status = match account.state {
         State::Pending => principals::Status::Pending,
         State::Active => principals::Status::Active,
@@ -139,14 +133,14 @@ pub fn sync_principal(account: &Account) -> Result<(), Failure> {
     let record = principals::Account { id: account.id.clone(), roles: account.roles.clone(), status };
     principals::put(&record).map_err(|e| match e {
         principals::Error::AuditUnavailable => audit_unavailable(),
-        other => unavailable(other),
+        other => Error::unavailable(other),
     })
 }
 
 /// A new single-use token: the secret to send, its record stored by hash.
-fn issue_token(token: &Token) -> Result<String, Failure> {
+fn issue_token(token: &Token) -> Result<String, Error> {
     let secret = random_hex(32);
-    kv::set(&format!("token/{}", sha256(&secret)), &encode(token)).map_err(unavailable)?;
+    kv::set(&format!("token/{}", sha256(&secret)), &encode(token)).map_err(Error::unavailable)?;
     Ok(secret)
 }
 
@@ -158,12 +152,12 @@ pub struct Held {
     bytes: Vec<u8>,
 }
 
-fn invalid_token() -> Failure {
-    Failure::new(400, "invalid_token", "the link is invalid, used or expired")
+fn invalid_token() -> Error {
+    Error::new(400, "invalid_token", "the link is invalid, used or expired")
 }
 
 /// Looks up an unexpired token for `purpose` without using it.
-pub fn peek(secret: &str, purpose: Purpose) -> Result<Held, Failure> {
+pub fn peek(secret: &str, purpose: Purpose) -> Result<Held, Error> {
     if secret.len() != 64 {
         return Err(invalid_token());
     }
@@ -176,15 +170,15 @@ pub fn peek(secret: &str, purpose: Purpose) -> Result<Held, Failure> {
     }
     if token.expires_at <= now() {
         // Expired tokens are removed when next presented.
-        kv::compare_and_swap(&key, Some(&bytes), None).map_err(unavailable)?;
+        kv::compare_and_swap(&key, Some(&bytes), None).map_err(Error::unavailable)?;
         return Err(invalid_token());
     }
     Ok(Held { token, key, bytes })
 }
 
 /// Uses a token once: of all concurrent redemptions exactly one gets it.
-pub fn consume(held: Held) -> Result<Token, Failure> {
-    match kv::compare_and_swap(&held.key, Some(&held.bytes), None).map_err(unavailable)? {
+pub fn consume(held: Held) -> Result<Token, Error> {
+    match kv::compare_and_swap(&held.key, Some(&held.bytes), None).map_err(Error::unavailable)? {
         kv::Swap::Swapped => Ok(held.token),
         kv::Swap::Conflict(_) => Err(invalid_token()),
     }
@@ -192,7 +186,7 @@ pub fn consume(held: Held) -> Result<Token, Failure> {
 
 /// Looks up a token that acts on an account, with the account; refused
 /// when the account's password or address changed since it was issued.
-pub fn peek_for_account(secret: &str, purpose: Purpose) -> Result<(Held, Stored), Failure> {
+pub fn peek_for_account(secret: &str, purpose: Purpose) -> Result<(Held, Stored), Error> {
     let held = peek(secret, purpose)?;
     let id = held.token.account_id.clone().unwrap_or_default();
     let stored = account(&id)?.ok_or_else(invalid_token)?;
@@ -226,19 +220,19 @@ fn link(path: &str, token: &str) -> String {
     format!("{}/{path}?token={token}", base.trim_end_matches('/'))
 }
 
-pub fn audit_unavailable() -> Failure {
-    Failure::new(503, "audit_unavailable", "the action could not be recorded, so it was not taken")
+pub fn audit_unavailable() -> Error {
+    Error::new(503, "audit_unavailable", "the action could not be recorded, so it was not taken")
 }
 
 /// Records a domain event; the action must not proceed when this fails.
-pub fn record(action: &str, target: &str, outcome: audit::Outcome, reason: Option<String>) -> Result<(), Failure> {
+pub fn record(action: &str, target: &str, outcome: audit::Outcome, reason: Option<String>) -> Result<(), Error> {
     audit::emit(&audit::Event { action: action.to_owned(), target: target.to_owned(), outcome, reason })
         .map_err(|_| audit_unavailable())
 }
 
 /// Issues `token` and mails its link to `to`; the page it opens, the mail's
 /// kind, subject and text follow from the token's purpose.
-pub fn mail_link(to: &str, token: &Token) -> Result<(), Failure> {
+pub fn mail_link(to: &str, token: &Token) -> Result<(), Error> {
     let (page, kind, subject, lead) = match token.purpose {
         Purpose::Verify => {
             ("verify", "verify", "Confirm your e-mail address", "Open this link to activate your account:")
@@ -268,13 +262,13 @@ const MAX_MAILS_PER_ADDRESS: u64 = 100;
 /// Counts a mail an anonymous request wants sent to `email`; false when the
 /// address had its share this hour (the answer stays the same; the mail is
 /// not sent), so nobody can flood an inbox through the forms.
-pub fn may_mail(email: &str) -> Result<bool, Failure> {
+pub fn may_mail(email: &str) -> Result<bool, Error> {
     let limit = setting("max_mails_per_address_per_hour", "10").parse().unwrap_or(10).clamp(1, MAX_MAILS_PER_ADDRESS);
     Ok(crate::hourly::count(&format!("mailed/{}", sha256(email)))? <= limit)
 }
 
 /// Queues an e-mail.
-pub fn mail(to: &str, kind: &str, subject: &str, body: String) -> Result<(), Failure> {
+pub fn mail(to: &str, kind: &str, subject: &str, body: String) -> Result<(), Error> {
     let message = outbox::Message { to: to.to_owned(), subject: subject.to_owned(), body, kind: kind.to_owned() };
-    outbox::send(&message).map(drop).map_err(unavailable)
+    outbox::send(&message).map(drop).map_err(Error::unavailable)
 }

@@ -1,92 +1,71 @@
 //! `GET /v1/hello` greets; `POST /v1/hello/count` bumps a counter in kv and
-//! returns it. The counter is stored as a decimal string under `count`.
+//! returns it. The counter is stored as a JSON number under `count`.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "plinth:platform/plugin",
-});
+use plinth_kit::prelude::*;
+use serde_json::json;
 
-use exports::plinth::platform::handler::Guest;
-use plinth::platform::kv;
-use plinth::platform::types::{Request, Response};
+fn router() -> Router {
+    Router::new()
+        .get("/v1/hello", greet)
+        .post("/v1/hello/count", count)
+        // Signed-in only (see policies/routes.toml): who the host says you are.
+        .get("/v1/hello/me", me)
+        // Admins only: the counter without changing it.
+        .get("/v1/hello/stats", stats)
+}
 
-struct Hello;
+plinth_kit::plugin!(router);
 
-/// Attempts before a contended counter update gives up with a 409.
-const MAX_CAS_ATTEMPTS: usize = 16;
+fn greet(req: &Request) -> Result<Response> {
+    let name = req.principal().map_or_else(|| "world".to_owned(), |p| p.account_id);
+    Ok(Response::json(200, &json!({ "message": format!("hello, {name}") })))
+}
 
-impl Guest for Hello {
-    fn handle(req: Request) -> Response {
-        match (req.method().as_str(), req.path().as_str()) {
-            ("GET", "/v1/hello") => {
-                let name = req.principal().map(|p| p.account_id).unwrap_or_else(|| "world".to_owned());
-                json(200, &serde_json::json!({ "message": format!("hello, {name}") }))
-            }
-            ("POST", "/v1/hello/count") => match increment() {
-                Ok(count) => json(200, &serde_json::json!({ "count": count })),
-                Err(response) => response,
-            },
-            // Signed-in only (see policies/routes.toml): who the host says you are.
-            ("GET", "/v1/hello/me") => match req.principal() {
-                Some(p) => json(200, &serde_json::json!({ "account_id": p.account_id, "roles": p.roles })),
-                None => error(401, "unauthenticated", "no principal"),
-            },
-            // Admins only: the counter without changing it.
-            ("GET", "/v1/hello/stats") => match kv::get("count") {
-                Ok(current) => {
-                    let count = current.as_deref().map(parse_count).transpose();
-                    match count {
-                        Ok(count) => json(200, &serde_json::json!({ "count": count.unwrap_or(0) })),
-                        Err(response) => response,
-                    }
-                }
-                Err(e) => storage_error(e),
-            },
-            _ => error(404, "not_found", "no such hello route"),
+/// Compare-and-swap, so that concurrent increments never lose a count.
+fn count(_req: &Request) -> Result<Response> {
+    let counted = kv::update("count", None, |count: Option<u64>| Ok(Some(count.unwrap_or(0) + 1)))?;
+    Ok(Response::json(200, &json!({ "count": counted.map_or(0, |c| c.value) })))
+}
+
+fn me(req: &Request) -> Result<Response> {
+    let principal = req.signed_in()?;
+    Ok(Response::json(200, &json!({ "account_id": principal.account_id, "roles": principal.roles })))
+}
+
+fn stats(req: &Request) -> Result<Response> {
+    req.require_role("admin")?;
+    let count: Option<u64> = kv::get_json("count")?;
+    Ok(Response::json(200, &json!({ "count": count.unwrap_or(0) })))
+}
+
+#[cfg(test)]
+mod tests {
+    use plinth_kit::testing::{TestHost, TestRequest};
+    use serde_json::Value;
+
+    use super::*;
+
+    #[test]
+    fn counts_and_reports_the_count() {
+        let host = TestHost::new(router());
+        for expected in 1..=3 {
+            let response = host.send(TestRequest::post("/v1/hello/count"));
+            assert_eq!(response.body_json::<Value>()["count"], expected);
         }
+        let stats = host.send(TestRequest::get("/v1/hello/stats").signed_in("root", &["admin"]));
+        assert_eq!(stats.body_json::<Value>()["count"], 3);
+        let refused = host.send(TestRequest::get("/v1/hello/stats").signed_in("ada", &["user"]));
+        assert_eq!((refused.status, refused.body_json::<Value>()["error"]["code"].clone()), (403, "forbidden".into()));
+    }
+
+    #[test]
+    fn greets_the_principal() {
+        let host = TestHost::new(router());
+        let anonymous = host.send(TestRequest::get("/v1/hello"));
+        assert_eq!(anonymous.body_json::<Value>()["message"], "hello, world");
+        let ada = host.send(TestRequest::get("/v1/hello").signed_in("ada", &[]));
+        assert_eq!(ada.body_json::<Value>()["message"], "hello, ada");
+        let head = host.send(TestRequest::new("HEAD", "/v1/hello"));
+        assert_eq!((head.status, head.body.len()), (200, 0));
     }
 }
-
-/// Compare-and-swap so that concurrent increments never lose a count.
-fn increment() -> Result<u64, Response> {
-    for _ in 0..MAX_CAS_ATTEMPTS {
-        let current = kv::get("count").map_err(storage_error)?;
-        let count = match &current {
-            Some(bytes) => parse_count(bytes)? + 1,
-            None => 1,
-        };
-        let next = count.to_string().into_bytes();
-        match kv::compare_and_swap("count", current.as_deref(), Some(&next)).map_err(storage_error)? {
-            kv::Swap::Swapped => return Ok(count),
-            kv::Swap::Conflict(_) => continue,
-        }
-    }
-    Err(error(409, "contended", "the counter is too contended; retry"))
-}
-
-fn parse_count(bytes: &[u8]) -> Result<u64, Response> {
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| error(500, "corrupt_counter", "the stored counter is not a number"))
-}
-
-fn storage_error(e: kv::Error) -> Response {
-    match e {
-        kv::Error::QuotaExceeded(_) => error(507, "quota_exceeded", "the hello namespace is full"),
-        other => error(500, "storage", &format!("{other:?}")),
-    }
-}
-
-fn json(status: u16, body: &serde_json::Value) -> Response {
-    let response = Response::new(status);
-    response.set_header("content-type", "application/json").expect("content-type is a plugin header");
-    response.set_body(body.to_string().as_bytes());
-    response
-}
-
-fn error(status: u16, code: &str, message: &str) -> Response {
-    json(status, &serde_json::json!({ "error": { "code": code, "message": message } }))
-}
-
-export!(Hello);

@@ -26,6 +26,8 @@ pub struct RequestData {
     pub trace_id: String,
     /// The client address the edge settled on.
     pub client_address: String,
+    /// The declared route that matched, as the plugin spelled it.
+    pub route: String,
     /// Route parameters.
     pub params: Vec<(String, String)>,
     /// The signed-in principal, if any.
@@ -102,6 +104,10 @@ impl HostRequest for HostState {
 
     fn client_address(&mut self, req: Resource<RequestData>) -> wasmtime::Result<String> {
         Ok(self.table.get(&req)?.client_address.clone())
+    }
+
+    fn route(&mut self, req: Resource<RequestData>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&req)?.route.clone())
     }
 
     fn params(&mut self, req: Resource<RequestData>) -> wasmtime::Result<Vec<(String, String)>> {

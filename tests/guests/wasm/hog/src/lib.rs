@@ -7,6 +7,11 @@ use plinth::platform::types::{Request, Response};
 struct Hog;
 
 impl exports::plinth::platform::handler::Guest for Hog {
+    /// Any path: each test's config grants the routes it serves.
+    fn routes() -> Vec<String> {
+        vec!["/**".to_owned()]
+    }
+
     fn handle(_req: Request) -> Response {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {

@@ -30,6 +30,11 @@ fn text(status: u16, body: &str) -> Response {
 }
 
 impl exports::plinth::platform::handler::Guest for Issuer {
+    /// Any path: each test's config grants the routes it serves.
+    fn routes() -> Vec<String> {
+        vec!["/**".to_owned()]
+    }
+
     fn handle(req: Request) -> Response {
         let path = req.path();
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();

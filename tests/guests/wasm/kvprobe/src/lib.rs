@@ -10,6 +10,11 @@ use plinth::platform::types::{Request, Response};
 struct Probe;
 
 impl exports::plinth::platform::handler::Guest for Probe {
+    /// Any path: each test's config grants the routes it serves.
+    fn routes() -> Vec<String> {
+        vec!["/**".to_owned()]
+    }
+
     fn handle(req: Request) -> Response {
         let Some(key) = req.param("key") else {
             return Response::new(400);

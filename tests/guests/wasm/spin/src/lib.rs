@@ -8,6 +8,11 @@ use plinth::platform::types::{Request, Response};
 struct Spin;
 
 impl exports::plinth::platform::handler::Guest for Spin {
+    /// Any path: each test's config grants the routes it serves.
+    fn routes() -> Vec<String> {
+        vec!["/**".to_owned()]
+    }
+
     fn handle(req: Request) -> Response {
         if req.path() == "/v1/spin/ok" {
             return Response::new(204);

@@ -9,6 +9,11 @@ use plinth::platform::types::{Request, Response};
 struct Version;
 
 impl exports::plinth::platform::handler::Guest for Version {
+    /// Any path: each test's config grants the routes it serves.
+    fn routes() -> Vec<String> {
+        vec!["/**".to_owned()]
+    }
+
     fn handle(_req: Request) -> Response {
         let response = Response::new(200);
         response.set_body(settings::get("version").unwrap_or_default().as_bytes());

@@ -10,6 +10,11 @@ use plinth::platform::types::{Request, Response};
 struct Probe;
 
 impl exports::plinth::platform::handler::Guest for Probe {
+    /// Any path: each test's config grants the routes it serves.
+    fn routes() -> Vec<String> {
+        vec!["/**".to_owned()]
+    }
+
     fn handle(_req: Request) -> Response {
         let mut random = [0u8; 16];
         let report = [

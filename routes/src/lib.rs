@@ -1,15 +1,17 @@
-//! Route patterns and the table that maps a request to the plugin that owns it.
+//! Route patterns and the table that maps a request to what serves it: one
+//! parser and one matcher, shared by the host's edge and the plugin kit, so
+//! that the two can never read a route differently.
 //!
 //! A pattern is a path of `/`-separated segments: literals, `{name}`
 //! parameters that match one segment, and an optional trailing `**` that
-//! matches zero or more segments. A route may be limited to some methods
-//! (`"GET,HEAD /v1/things/{id}"`). Because no path may match two routes
-//! (checked when the table is built), matching needs no priority rules.
+//! matches zero or more segments (so `/v1/x/**` matches `/v1/x` itself). A
+//! route may be limited to some methods (`"GET,POST /v1/things/{id}"`).
+//! Paths are matched as the host's canonical path: already percent-decoded
+//! once, with no empty segment, so `/v1/x/` never matches `/v1/x` and a
+//! parameter's value is the decoded segment.
 
 use std::collections::BTreeSet;
 use std::fmt;
-
-use http::Method;
 
 /// One segment of a pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,14 +36,24 @@ pub struct Route {
 }
 
 /// Why a route string was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid route `{route}`: {reason}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteError {
     /// The route text as written.
     pub route: String,
     /// What is wrong with it and what would be valid.
     pub reason: String,
 }
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid route `{}`: {}", self.route, self.reason)
+    }
+}
+
+impl std::error::Error for RouteError {}
+
+/// The methods a route may name.
+pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 impl Route {
     /// Parses `"[METHOD[,METHOD...] ]/path/{param}/**"`.
@@ -87,8 +99,8 @@ impl Route {
     }
 
     /// True when this route accepts the method.
-    pub fn allows(&self, method: &Method) -> bool {
-        self.methods.as_ref().is_none_or(|m| m.contains(method.as_str()))
+    pub fn allows(&self, method: &str) -> bool {
+        self.methods.as_ref().is_none_or(|m| m.contains(method))
     }
 
     /// The methods this route accepts, `None` for all.
@@ -201,9 +213,8 @@ fn parse_methods(text: &str) -> Result<BTreeSet<String>, String> {
     let mut methods = BTreeSet::new();
     for method in text.split(',') {
         let method = method.trim();
-        let known = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
-        if !known.contains(&method) {
-            return Err(format!("unknown method `{method}`; valid: {}", known.join(", ")));
+        if !METHODS.contains(&method) {
+            return Err(format!("unknown method `{method}`; valid: {}", METHODS.join(", ")));
         }
         methods.insert(method.to_owned());
     }
@@ -232,6 +243,9 @@ fn segments_overlap(a: &[Segment], b: &[Segment]) -> bool {
     }
 }
 
+/// A route's bound parameters, in path order.
+pub type Params = Vec<(String, String)>;
+
 /// What a lookup found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lookup<'a, T> {
@@ -251,9 +265,11 @@ pub enum Lookup<'a, T> {
 }
 
 /// Routes with the value each leads to; built once, read by every request.
+/// Where routes overlap (only ever added with [`RouteTable::push`]), the
+/// most specific one that allows the method wins.
 #[derive(Debug, Clone)]
 pub struct RouteTable<T> {
-    /// In registration order; no two overlap, so order does not matter.
+    /// In registration order.
     entries: Vec<(Route, T)>,
 }
 
@@ -275,16 +291,27 @@ impl<T> RouteTable<T> {
         Ok(())
     }
 
-    /// Finds the route for a request.
-    pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_, T> {
+    /// Adds a route that may overlap others; see [`Route::specificity`].
+    pub fn push(&mut self, route: Route, target: T) {
+        self.entries.push((route, target));
+    }
+
+    /// Finds the route for a request: of the routes that match the path and
+    /// allow the method, the most specific.
+    pub fn lookup(&self, method: &str, path: &str) -> Lookup<'_, T> {
         let mut allowed = Vec::new();
+        let mut best: Option<(&Route, &T, Params)> = None;
         for (route, target) in &self.entries {
             if let Some(params) = route.match_path(path) {
-                if route.allows(method) {
-                    return Lookup::Found { target, route, params };
+                if !route.allows(method) {
+                    allowed.extend(route.methods().into_iter().flatten().map(str::to_owned));
+                } else if best.as_ref().is_none_or(|(b, ..)| route.specificity() > b.specificity()) {
+                    best = Some((route, target, params));
                 }
-                allowed.extend(route.methods().into_iter().flatten().map(str::to_owned));
             }
+        }
+        if let Some((route, target, params)) = best {
+            return Lookup::Found { target, route, params };
         }
         if allowed.is_empty() {
             Lookup::NotFound
@@ -389,10 +416,28 @@ mod tests {
         let mut table = RouteTable::default();
         table.insert(route("GET /v1/hello"), 1).unwrap();
         table.insert(route("POST /v1/hello/count"), 2).unwrap();
-        assert!(matches!(table.lookup(&Method::GET, "/v1/hello"), Lookup::Found { target: 1, .. }));
-        assert_eq!(table.lookup(&Method::DELETE, "/v1/hello"), Lookup::MethodNotAllowed(vec!["GET".into()]));
-        assert_eq!(table.lookup(&Method::GET, "/v2"), Lookup::NotFound);
+        assert!(matches!(table.lookup("GET", "/v1/hello"), Lookup::Found { target: 1, .. }));
+        assert_eq!(table.lookup("DELETE", "/v1/hello"), Lookup::MethodNotAllowed(vec!["GET".into()]));
+        assert_eq!(table.lookup("GET", "/v2"), Lookup::NotFound);
         let (owner, existing) = table.insert(route("/v1/hello"), 3).unwrap_err();
         assert_eq!((*owner, existing.to_string()), (1, "GET /v1/hello".to_owned()));
+    }
+
+    #[test]
+    fn overlapping_routes_go_to_the_most_specific() {
+        let mut table = RouteTable::default();
+        table.push(route("DELETE /v1/sessions/{id}"), "one");
+        table.push(route("DELETE /v1/sessions/current"), "current");
+        table.push(route("GET /v1/sessions"), "list");
+        table.push(route("/v1/**"), "rest");
+        let found = |method, path| match table.lookup(method, path) {
+            Lookup::Found { target, params, .. } => Some((*target, params)),
+            _ => None,
+        };
+        assert_eq!(found("DELETE", "/v1/sessions/current"), Some(("current", vec![])));
+        assert_eq!(found("DELETE", "/v1/sessions/abc"), Some(("one", vec![("id".into(), "abc".into())])));
+        assert_eq!(found("GET", "/v1/sessions").map(|f| f.0), Some("list"));
+        assert_eq!(found("POST", "/v1/sessions").map(|f| f.0), Some("rest"));
+        assert_eq!(found("GET", "/v1").map(|f| f.0), Some("rest"));
     }
 }

@@ -1,0 +1,107 @@
+//! The plinth plugin kit: write a plugin as a [`Router`] of handlers that
+//! take a [`Request`] and return a [`Response`] or an [`Error`], which is
+//! already in the platform's error shape.
+//!
+//! ```ignore
+//! use plinth_kit::prelude::*;
+//!
+//! fn router() -> Router {
+//!     Router::new().get("/v1/greeting/{name}", greet)
+//! }
+//!
+//! fn greet(req: &Request) -> Result<Response> {
+//!     let name: String = req.param("name")?;
+//!     Ok(Response::json(200, &serde_json::json!({ "hello": name })))
+//! }
+//!
+//! plinth_kit::plugin!(router);
+//! ```
+//!
+//! The routes are declared once, in the router: the host asks the component
+//! for them at load and dispatches each request to the route it matched, so
+//! the kit never reads the path a second time. Everything the WIT offers
+//! stays reachable: [`bindings`] is the generated code, and each interface
+//! module ([`kv`], [`audit`], [`sessions`]...) re-exports its types and
+//! functions beside the kit's helpers.
+//!
+//! On the developer's machine (any target but wasm32) the same calls go to
+//! an in-memory host, [`testing::TestHost`], so a plugin's handlers run in a
+//! plain `cargo test`. Integration tests still run the real component.
+
+mod error;
+mod request;
+mod response;
+mod router;
+
+pub mod audit;
+pub mod kv;
+pub mod log;
+pub mod outbox;
+pub mod passwords;
+pub mod principals;
+pub mod sessions;
+pub mod settings;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+/// The code `wit-bindgen` generates for `plinth:platform/plugin`.
+#[allow(missing_docs, unsafe_code, reason = "generated; the WIT documents it")]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "plinth:platform/plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_bindings",
+        default_bindings_module: "plinth_kit::bindings",
+    });
+}
+
+pub use error::{Error, Result};
+pub use request::{Principal, Request};
+pub use response::Response;
+pub use router::{Handler, Router};
+
+/// What a plugin module usually needs.
+pub mod prelude {
+    pub use crate::{Error, Principal, Request, Response, Result, Router, kv};
+}
+
+/// A random id: 22 characters of URL-safe base64 (128 bits), for records.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the host provides randomness");
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bits: u128 = u128::from_le_bytes(bytes);
+    (0..22)
+        .map(|_| {
+            let c = ALPHABET[(bits & 63) as usize] as char;
+            bits >>= 6;
+            c
+        })
+        .collect()
+}
+
+/// Exports a router as the plugin: `plinth_kit::plugin!(router)` where
+/// `router` is a `fn() -> Router`. Declares the router's routes to the host
+/// and serves each request with the handler of the route the host matched.
+#[macro_export]
+macro_rules! plugin {
+    ($router:path) => {
+        #[doc(hidden)]
+        pub struct PlinthKitPlugin;
+
+        impl $crate::bindings::exports::plinth::platform::handler::Guest for PlinthKitPlugin {
+            fn routes() -> ::std::vec::Vec<::std::string::String> {
+                $router().declared()
+            }
+
+            fn handle(
+                req: $crate::bindings::plinth::platform::types::Request,
+            ) -> $crate::bindings::plinth::platform::types::Response {
+                $router().serve_host(req)
+            }
+        }
+
+        $crate::bindings::export_bindings!(PlinthKitPlugin with_types_in $crate::bindings);
+    };
+}

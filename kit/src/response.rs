@@ -1,0 +1,40 @@
+//! The response a handler builds.
+
+use serde::Serialize;
+
+/// Status, headers and body; turned into the host's response once the
+/// handler returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, in order. The host refuses the ones it owns (`set-cookie`,
+    /// security headers, framing); see `types.response.set-header`.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A response with no body, such as `Response::empty(204)`.
+    pub fn empty(status: u16) -> Self {
+        Self { status, headers: Vec::new(), body: Vec::new() }
+    }
+
+    /// A JSON body with `content-type: application/json`.
+    pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Self {
+        let body = serde_json::to_vec(value).expect("a value that serializes to JSON");
+        Self { status, headers: vec![("content-type".to_owned(), "application/json".to_owned())], body }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}

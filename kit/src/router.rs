@@ -1,0 +1,130 @@
+//! Routes declared once: the router tells the host its routes at load, and
+//! serves each request with the handler of the route the host matched.
+
+use plinth_routes::Route;
+
+use crate::error::{Error, Result};
+use crate::request::Request;
+use crate::response::Response;
+
+/// A request handler.
+pub type Handler = fn(&Request) -> Result<Response>;
+
+/// A plugin's routes and their handlers. Patterns are the config's route
+/// syntax: `"GET /v1/things/{id}"`, a final `**` for a subtree.
+#[derive(Default)]
+pub struct Router {
+    /// The declared route (as the host will name it) and its handler.
+    routes: Vec<(Route, Handler)>,
+}
+
+impl Router {
+    /// A router with no routes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a route, `"[METHOD[,METHOD...] ]/path"`.
+    ///
+    /// # Panics
+    ///
+    /// On a malformed route or one declared twice: a mistake in the plugin's
+    /// code, caught by its first unit test (and refused by the host at load).
+    pub fn route(mut self, route: &str, handler: Handler) -> Self {
+        let parsed = Route::parse(route).unwrap_or_else(|e| panic!("{e}"));
+        if let Some((same, _)) =
+            self.routes.iter().find(|(r, _)| r.path_pattern() == parsed.path_pattern() && r.overlaps(&parsed))
+        {
+            panic!("route `{parsed}` is declared twice (it overlaps `{same}`)");
+        }
+        self.routes.push((parsed, handler));
+        self
+    }
+
+    /// Adds a `GET` route (which also answers `HEAD`).
+    pub fn get(self, path: &str, handler: Handler) -> Self {
+        self.route(&format!("GET {path}"), handler)
+    }
+
+    /// Adds a `POST` route.
+    pub fn post(self, path: &str, handler: Handler) -> Self {
+        self.route(&format!("POST {path}"), handler)
+    }
+
+    /// Adds a `PUT` route.
+    pub fn put(self, path: &str, handler: Handler) -> Self {
+        self.route(&format!("PUT {path}"), handler)
+    }
+
+    /// Adds a `PATCH` route.
+    pub fn patch(self, path: &str, handler: Handler) -> Self {
+        self.route(&format!("PATCH {path}"), handler)
+    }
+
+    /// Adds a `DELETE` route.
+    pub fn delete(self, path: &str, handler: Handler) -> Self {
+        self.route(&format!("DELETE {path}"), handler)
+    }
+
+    /// The routes, as the host reads them at load.
+    pub fn declared(&self) -> Vec<String> {
+        self.routes.iter().map(|(r, _)| r.to_string()).collect()
+    }
+
+    /// Serves a request with the handler of the route the host matched; a
+    /// failure becomes its error response.
+    pub fn handle(&self, req: &Request) -> Response {
+        let route = req.route();
+        let outcome = match self.routes.iter().find(|(r, _)| r.to_string() == route) {
+            Some((_, handler)) => handler(req),
+            None => Err(Error::not_found(format!("this plugin declares no route `{route}`"))),
+        };
+        outcome.unwrap_or_else(|e| e.into_response(&req.trace_id()))
+    }
+
+    /// The routes as a table, for the in-memory host to match paths with
+    /// the same rules as the host's edge.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn table(&self) -> plinth_routes::RouteTable<String> {
+        let mut table = plinth_routes::RouteTable::default();
+        for (route, _) in &self.routes {
+            table.push(route.clone(), route.to_string());
+        }
+        table
+    }
+
+    /// Serves one request from the host; used by [`crate::plugin!`].
+    #[cfg(target_arch = "wasm32")]
+    pub fn serve_host(
+        &self,
+        req: crate::bindings::plinth::platform::types::Request,
+    ) -> crate::bindings::plinth::platform::types::Response {
+        let req = Request::from_host(req);
+        let response = self.handle(&req);
+        into_host(response).unwrap_or_else(|refused| {
+            crate::log::error("the host refused a response header", &[("error", &refused)]);
+            let error = Error::new(500, "invalid_response_header", refused);
+            into_host(error.into_response(&req.trace_id())).expect("error responses carry only content-type")
+        })
+    }
+
+    /// Only a wasm build is served by a host; see [`crate::testing`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn serve_host(
+        &self,
+        _req: crate::bindings::plinth::platform::types::Request,
+    ) -> crate::bindings::plinth::platform::types::Response {
+        unreachable!("only a wasm32 build is served by the plinth host")
+    }
+}
+
+/// The host's response resource for a response.
+#[cfg(target_arch = "wasm32")]
+fn into_host(response: Response) -> std::result::Result<crate::bindings::plinth::platform::types::Response, String> {
+    let out = crate::bindings::plinth::platform::types::Response::new(response.status);
+    for (name, value) in &response.headers {
+        out.set_header(name, value)?;
+    }
+    out.set_body(&response.body);
+    Ok(out)
+}

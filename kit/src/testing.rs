@@ -1,0 +1,541 @@
+//! An in-memory host for a plugin's unit tests: on any target but wasm32,
+//! every host call the kit makes lands here instead of in the plinth host,
+//! so handlers run in a plain `cargo test`.
+//!
+//! ```ignore
+//! let host = TestHost::new(router());
+//! let created = host.send(TestRequest::post("/v1/notes").signed_in("ada", &[]).json(&json!({"text": "hi"})));
+//! assert_eq!(created.status, 201);
+//! ```
+//!
+//! It keeps the host's rules where a plugin could come to rely on them
+//! (route matching, `HEAD` as `GET`, 404 and 405, kv key and value limits
+//! and scan pages), and fakes the rest plainly: passwords are not hashed,
+//! sessions are counters. It is for unit tests only; integration tests run
+//! the real component in the real host. State is per thread, and a new
+//! [`TestHost`] starts empty, so tests running in parallel never meet.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use plinth_routes::Lookup;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bindings::plinth::platform as wit;
+use crate::request::{Principal, Request};
+use crate::response::Response;
+use crate::router::Router;
+
+/// What the host tells a plugin about one request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestData {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) route: String,
+    pub(crate) query: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) trace_id: String,
+    pub(crate) client_address: String,
+    pub(crate) params: Vec<(String, String)>,
+    pub(crate) principal: Option<Principal>,
+}
+
+/// One line a plugin logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Its level.
+    pub level: wit::log::Level,
+    /// The message.
+    pub message: String,
+    /// Its `key = value` fields.
+    pub fields: Vec<(String, String)>,
+}
+
+/// Everything the in-memory host holds.
+#[derive(Default)]
+struct State {
+    kv: BTreeMap<String, Vec<u8>>,
+    kv_quota: Option<u64>,
+    audit: Vec<wit::audit::Event>,
+    audit_fails: bool,
+    logs: Vec<LogLine>,
+    settings: BTreeMap<String, String>,
+    accounts: BTreeMap<String, wit::principals::Account>,
+    sessions: Vec<(String, wit::sessions::SessionInfo)>,
+    /// The session of the request being served.
+    current_session: Option<String>,
+    outbox: Vec<wit::outbox::Message>,
+    counter: u64,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    STATE.with(|state| f(&mut state.borrow_mut()))
+}
+
+fn next_id(prefix: &str) -> String {
+    with(|s| {
+        s.counter += 1;
+        format!("{prefix}{}", s.counter)
+    })
+}
+
+/// A plugin's router with an in-memory host behind it.
+pub struct TestHost {
+    router: Router,
+}
+
+impl TestHost {
+    /// A host serving `router`, with empty storage and no settings.
+    pub fn new(router: Router) -> Self {
+        with(|s| *s = State::default());
+        Self { router }
+    }
+
+    /// Sets one of the plugin's settings.
+    pub fn setting(self, name: &str, value: &str) -> Self {
+        with(|s| s.settings.insert(name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Caps the kv namespace at `bytes` (keys and values counted).
+    pub fn kv_quota(self, bytes: u64) -> Self {
+        with(|s| s.kv_quota = Some(bytes));
+        self
+    }
+
+    /// Makes every audit record fail to store, as when the log is unavailable.
+    pub fn audit_fails(&self, fails: bool) {
+        with(|s| s.audit_fails = fails);
+    }
+
+    /// Serves one request as the host's edge would route it: the most
+    /// specific declared route, `HEAD` as `GET` without a body, 404 when no
+    /// route matches the path and 405 with `Allow` when none allows the method.
+    pub fn send(&self, request: TestRequest) -> Response {
+        let head = request.data.method == "HEAD";
+        let method = if head { "GET".to_owned() } else { request.data.method.clone() };
+        let table = self.router.table();
+        let (route, params) = match table.lookup(&method, &request.data.path) {
+            Lookup::Found { target, params, .. } => (target.clone(), params),
+            Lookup::MethodNotAllowed(allowed) => {
+                let error = crate::Error::new(405, "method_not_allowed", format!("{method} is not allowed here"));
+                return error.with_header("allow", allowed.join(", ")).into_response(&request.data.trace_id);
+            }
+            Lookup::NotFound => {
+                let error = crate::Error::not_found(format!("no route for {}", request.data.path));
+                return error.into_response(&request.data.trace_id);
+            }
+        };
+        let data = RequestData { method, route, params, ..request.data };
+        with(|s| s.current_session = data.principal.as_ref().map(|p| p.session_id.clone()));
+        let mut response = self.router.handle(&Request::from_test(data));
+        if head {
+            response.body.clear();
+        }
+        response
+    }
+
+    /// The raw value under a key.
+    pub fn kv(&self, key: &str) -> Option<Vec<u8>> {
+        with(|s| s.kv.get(key).cloned())
+    }
+
+    /// The JSON value under a key.
+    pub fn kv_json<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.kv(key).map(|bytes| serde_json::from_slice(&bytes).expect("a JSON value"))
+    }
+
+    /// Stores a JSON value directly, to set up a test.
+    pub fn put_kv_json<T: Serialize>(&self, key: &str, value: &T) {
+        with(|s| s.kv.insert(key.to_owned(), serde_json::to_vec(value).expect("JSON")));
+    }
+
+    /// Every key, in order.
+    pub fn kv_keys(&self) -> Vec<String> {
+        with(|s| s.kv.keys().cloned().collect())
+    }
+
+    /// The audit events recorded so far.
+    pub fn audit_events(&self) -> Vec<wit::audit::Event> {
+        with(|s| s.audit.clone())
+    }
+
+    /// The log lines written so far.
+    pub fn logs(&self) -> Vec<LogLine> {
+        with(|s| s.logs.clone())
+    }
+
+    /// The mail queued so far.
+    pub fn outbox(&self) -> Vec<wit::outbox::Message> {
+        with(|s| s.outbox.clone())
+    }
+
+    /// An account in the principal registry.
+    pub fn account(&self, id: &str) -> Option<wit::principals::Account> {
+        with(|s| s.accounts.get(id).cloned())
+    }
+
+    /// The live sessions of an account.
+    pub fn sessions_of(&self, account_id: &str) -> Vec<wit::sessions::SessionInfo> {
+        sessions::list(account_id).expect("the in-memory host does not fail")
+    }
+}
+
+/// A request for [`TestHost::send`].
+#[derive(Debug, Clone)]
+pub struct TestRequest {
+    data: RequestData,
+}
+
+impl TestRequest {
+    /// A request with this method and canonical path (`/v1/x`, with a query
+    /// after `?` if any).
+    pub fn new(method: &str, target: &str) -> Self {
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query.to_owned())),
+            None => (target, None),
+        };
+        Self {
+            data: RequestData {
+                method: method.to_ascii_uppercase(),
+                path: path.to_owned(),
+                query,
+                trace_id: "0af7651916cd43dd8448eb211c80319c".to_owned(),
+                client_address: "192.0.2.1".to_owned(),
+                ..RequestData::default()
+            },
+        }
+    }
+
+    /// A `GET`.
+    pub fn get(target: &str) -> Self {
+        Self::new("GET", target)
+    }
+
+    /// A `POST`.
+    pub fn post(target: &str) -> Self {
+        Self::new("POST", target)
+    }
+
+    /// A `PUT`.
+    pub fn put(target: &str) -> Self {
+        Self::new("PUT", target)
+    }
+
+    /// A `PATCH`.
+    pub fn patch(target: &str) -> Self {
+        Self::new("PATCH", target)
+    }
+
+    /// A `DELETE`.
+    pub fn delete(target: &str) -> Self {
+        Self::new("DELETE", target)
+    }
+
+    /// Adds a header (the name lower-cased, as the host hands it over).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.data.headers.push((name.to_ascii_lowercase(), value.to_owned()));
+        self
+    }
+
+    /// A JSON body, with its content type.
+    pub fn json<T: Serialize>(self, value: &T) -> Self {
+        self.header("content-type", "application/json").body(serde_json::to_vec(value).expect("JSON"))
+    }
+
+    /// A raw body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.data.body = body.into();
+        self
+    }
+
+    /// Signed in as `account_id` with these roles (session `session-of-{id}`).
+    pub fn signed_in(mut self, account_id: &str, roles: &[&str]) -> Self {
+        self.data.principal = Some(Principal {
+            account_id: account_id.to_owned(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            session_id: format!("session-of-{account_id}"),
+        });
+        self
+    }
+}
+
+impl Response {
+    /// The body as JSON, for assertions.
+    pub fn body_json<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// `plinth:platform/kv`, in memory, with the host's limits.
+pub mod kv {
+    use super::with;
+    use crate::bindings::plinth::platform::kv::{Entry, Error, Op, Page, Quota, Swap};
+
+    const MAX_KEY_BYTES: usize = 1024;
+    const MAX_VALUE_BYTES: usize = 4 << 20;
+
+    fn check_key(key: &str) -> Result<(), Error> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(Error::InvalidKey(format!("a key is 1 to {MAX_KEY_BYTES} bytes; this one is {}", key.len())));
+        }
+        Ok(())
+    }
+
+    fn check_write(key: &str, value: Option<&[u8]>) -> Result<(), Error> {
+        check_key(key)?;
+        let Some(value) = value else { return Ok(()) };
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(Error::ValueTooLarge(MAX_VALUE_BYTES as u64));
+        }
+        with(|s| {
+            let Some(limit) = s.kv_quota else { return Ok(()) };
+            let used: u64 = s.kv.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+            let old = s.kv.get(key).map_or(0, |v| (key.len() + v.len()) as u64);
+            let requested = (key.len() + value.len()) as u64;
+            if used - old + requested > limit {
+                return Err(Error::QuotaExceeded(Quota { used, limit, requested }));
+            }
+            Ok(())
+        })
+    }
+
+    /// See the WIT.
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>, Error> {
+        check_key(key)?;
+        Ok(with(|s| s.kv.get(key).cloned()))
+    }
+
+    /// See the WIT.
+    pub fn set(key: &str, value: &[u8]) -> Result<(), Error> {
+        check_write(key, Some(value))?;
+        with(|s| s.kv.insert(key.to_owned(), value.to_vec()));
+        Ok(())
+    }
+
+    /// See the WIT.
+    pub fn delete(key: &str) -> Result<bool, Error> {
+        check_key(key)?;
+        Ok(with(|s| s.kv.remove(key).is_some()))
+    }
+
+    /// See the WIT.
+    pub fn compare_and_swap(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> Result<Swap, Error> {
+        check_write(key, new)?;
+        with(|s| {
+            let current = s.kv.get(key).cloned();
+            if current.as_deref() != expected {
+                return Ok(Swap::Conflict(current));
+            }
+            match new {
+                Some(value) => s.kv.insert(key.to_owned(), value.to_vec()),
+                None => s.kv.remove(key),
+            };
+            Ok(Swap::Swapped)
+        })
+    }
+
+    /// See the WIT.
+    pub fn scan_prefix(prefix: &str, start_after: Option<&str>, limit: u32) -> Result<Page, Error> {
+        let limit = limit.clamp(1, crate::kv::MAX_SCAN_PAGE) as usize;
+        with(|s| {
+            let mut matching =
+                s.kv.range(prefix.to_owned()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .filter(|(k, _)| start_after.is_none_or(|after| k.as_str() > after));
+            let entries: Vec<Entry> =
+                matching.by_ref().take(limit).map(|(k, v)| Entry { key: k.clone(), value: v.clone() }).collect();
+            let next = if matching.next().is_some() { entries.last().map(|e| e.key.clone()) } else { None };
+            Ok(Page { entries, next })
+        })
+    }
+
+    /// See the WIT.
+    pub fn batch(ops: &[Op]) -> Result<(), Error> {
+        for op in ops {
+            match op {
+                Op::Set(entry) => check_write(&entry.key, Some(&entry.value))?,
+                Op::Delete(key) => check_key(key)?,
+            }
+        }
+        with(|s| {
+            for op in ops {
+                match op {
+                    Op::Set(entry) => s.kv.insert(entry.key.clone(), entry.value.clone()),
+                    Op::Delete(key) => s.kv.remove(key),
+                };
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `plinth:platform/log`, kept for [`TestHost::logs`].
+pub mod log {
+    use crate::bindings::plinth::platform::log::Level;
+
+    /// See the WIT.
+    pub fn log(level: Level, message: &str, fields: &[(String, String)]) {
+        let line = super::LogLine { level, message: message.to_owned(), fields: fields.to_vec() };
+        super::with(|s| s.logs.push(line));
+    }
+}
+
+/// `plinth:platform/audit`, kept for [`TestHost::audit_events`].
+pub mod audit {
+    use crate::bindings::plinth::platform::audit::Event;
+
+    /// See the WIT; fails when [`super::TestHost::audit_fails`] says so.
+    pub fn emit(event: &Event) -> Result<(), String> {
+        super::with(|s| {
+            if s.audit_fails {
+                return Err("the audit log is unavailable (TestHost::audit_fails)".to_owned());
+            }
+            s.audit.push(event.clone());
+            Ok(())
+        })
+    }
+}
+
+/// `plinth:platform/settings`, from [`super::TestHost::setting`].
+pub mod settings {
+    /// See the WIT.
+    pub fn get(name: &str) -> Option<String> {
+        super::with(|s| s.settings.get(name).cloned())
+    }
+}
+
+/// `plinth:platform/principals`, in memory.
+pub mod principals {
+    use crate::bindings::plinth::platform::principals::{Account, Error, Status};
+
+    /// See the WIT.
+    pub fn get(id: &str) -> Result<Option<Account>, Error> {
+        Ok(super::with(|s| s.accounts.get(id).cloned()))
+    }
+
+    /// See the WIT; a status other than active ends the account's sessions.
+    pub fn put(account: &Account) -> Result<(), Error> {
+        let id_ok = (1..=128).contains(&account.id.len())
+            && account.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !id_ok {
+            return Err(Error::Invalid(format!("id `{}`: 1 to 128 of a-z, A-Z, 0-9, `-`, `_`", account.id)));
+        }
+        super::with(|s| {
+            if account.status != Status::Active {
+                s.sessions.retain(|(owner, _)| *owner != account.id);
+            }
+            s.accounts.insert(account.id.clone(), account.clone());
+        });
+        Ok(())
+    }
+}
+
+/// `plinth:platform/sessions`, as counters: no tokens, no cookies.
+pub mod sessions {
+    use crate::bindings::plinth::platform::principals::Status;
+    use crate::bindings::plinth::platform::sessions::{Error, Issued, SessionInfo};
+
+    /// See the WIT; the account must exist and be active.
+    pub fn issue(account_id: &str) -> Result<Issued, Error> {
+        let active = super::with(|s| s.accounts.get(account_id).is_some_and(|a| a.status == Status::Active));
+        if !active {
+            return Err(Error::AccountNotActive);
+        }
+        let session_id = super::next_id("session-");
+        let info = SessionInfo {
+            session_id: session_id.clone(),
+            created_at: 0,
+            last_seen_at: 0,
+            client_address: "192.0.2.1".to_owned(),
+            user_agent: "test".to_owned(),
+            current: false,
+        };
+        super::with(|s| s.sessions.push((account_id.to_owned(), info)));
+        Ok(Issued { csrf_token: format!("csrf-{session_id}"), session_id, expires_at: 43_200 })
+    }
+
+    /// See the WIT.
+    pub fn revoke_current() -> Result<bool, Error> {
+        let current = super::with(|s| s.current_session.clone());
+        Ok(current.is_some_and(|id| remove(|_, info| info.session_id == id) > 0))
+    }
+
+    /// See the WIT.
+    pub fn revoke(account_id: &str, session_id: &str) -> Result<bool, Error> {
+        Ok(remove(|owner, info| owner == account_id && info.session_id == session_id) > 0)
+    }
+
+    /// See the WIT.
+    pub fn revoke_all(account_id: &str, except: Option<&str>) -> Result<u32, Error> {
+        Ok(remove(|owner, info| owner == account_id && except != Some(info.session_id.as_str())))
+    }
+
+    /// See the WIT.
+    pub fn list(account_id: &str) -> Result<Vec<SessionInfo>, Error> {
+        Ok(super::with(|s| {
+            let current = s.current_session.clone();
+            s.sessions
+                .iter()
+                .filter(|(owner, _)| owner == account_id)
+                .map(|(_, info)| SessionInfo { current: Some(&info.session_id) == current.as_ref(), ..info.clone() })
+                .collect()
+        }))
+    }
+
+    fn remove(matches: impl Fn(&str, &SessionInfo) -> bool) -> u32 {
+        super::with(|s| {
+            let before = s.sessions.len();
+            s.sessions.retain(|(owner, info)| !matches(owner, info));
+            u32::try_from(before - s.sessions.len()).expect("few sessions")
+        })
+    }
+}
+
+/// `plinth:platform/passwords`, without hashing: fast, and plainly fake.
+pub mod passwords {
+    use crate::bindings::plinth::platform::passwords::Verdict;
+
+    const PREFIX: &str = "$test-not-hashed$";
+
+    /// See the WIT.
+    pub fn hash(password: &str) -> Result<String, String> {
+        Ok(format!("{PREFIX}{password}"))
+    }
+
+    /// See the WIT.
+    pub fn verify(password: &str, stored: Option<&str>) -> Verdict {
+        let valid = stored.and_then(|s| s.strip_prefix(PREFIX)) == Some(password);
+        Verdict { valid, needs_rehash: false }
+    }
+
+    /// See the WIT: 8 to 128 characters, and not one of the `related` words.
+    pub fn check_strength(password: &str, related: &[String]) -> Result<(), String> {
+        let count = password.chars().count();
+        if !(8..=128).contains(&count) {
+            return Err("use 8 to 128 characters".to_owned());
+        }
+        let lower = password.to_lowercase();
+        if related.iter().any(|word| !word.is_empty() && lower.contains(&word.to_lowercase())) {
+            return Err("do not build the password from your name or address".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// `plinth:platform/outbox`, kept for [`TestHost::outbox`].
+pub mod outbox {
+    use crate::bindings::plinth::platform::outbox::Message;
+
+    /// See the WIT.
+    pub fn send(message: &Message) -> Result<String, String> {
+        super::with(|s| s.outbox.push(message.clone()));
+        Ok(super::next_id("mail-"))
+    }
+}
