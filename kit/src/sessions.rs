@@ -1,7 +1,7 @@
 //! Sessions the host keeps; the host sets and clears the cookie.
 
-pub use crate::bindings::plinth::platform::sessions::{Error, Issued, SessionInfo};
+pub use crate::bindings::plinth::platform::sessions::{Error, Issued, IssuedToken, SessionInfo};
 #[cfg(target_arch = "wasm32")]
-pub use crate::bindings::plinth::platform::sessions::{issue, list, revoke, revoke_all, revoke_current};
+pub use crate::bindings::plinth::platform::sessions::{issue, issue_token, list, revoke, revoke_all, revoke_current};
 #[cfg(not(target_arch = "wasm32"))]
-pub use crate::testing::sessions::{issue, list, revoke, revoke_all, revoke_current};
+pub use crate::testing::sessions::{issue, issue_token, list, revoke, revoke_all, revoke_current};

@@ -440,7 +440,7 @@ pub mod principals {
 /// `plinth:platform/sessions`, as counters: no tokens, no cookies.
 pub mod sessions {
     use crate::bindings::plinth::platform::principals::Status;
-    use crate::bindings::plinth::platform::sessions::{Error, Issued, SessionInfo};
+    use crate::bindings::plinth::platform::sessions::{Error, Issued, IssuedToken, SessionInfo};
 
     /// See the WIT; the account must exist and be active.
     pub fn issue(account_id: &str) -> Result<Issued, Error> {
@@ -459,6 +459,12 @@ pub mod sessions {
         };
         super::with(|s| s.sessions.push((account_id.to_owned(), info)));
         Ok(Issued { csrf_token: format!("csrf-{session_id}"), session_id, expires_at: 43_200 })
+    }
+
+    /// See the WIT; the token is `token-{session id}`.
+    pub fn issue_token(account_id: &str) -> Result<IssuedToken, Error> {
+        let session = issue(account_id)?;
+        Ok(IssuedToken { token: format!("token-{}", session.session_id), session })
     }
 
     /// See the WIT.

@@ -14,6 +14,7 @@ mod logging;
 mod mail;
 mod metrics;
 mod paths;
+mod plugin_routes;
 mod policies;
 mod rate_limits;
 mod reload;

@@ -35,6 +35,7 @@ fn router() -> Router {
         .post("/v1/accounts/password-reset/confirm", lifecycle::confirm_reset)
         .post("/v1/accounts/confirm-email", profile::confirm_email)
         .post("/v1/sessions", signin::sign_in)
+        .post("/v1/sessions/token", signin::sign_in_for_api)
         .get("/v1/sessions", signin::list)
         .delete("/v1/sessions/current", signin::sign_out)
         .delete("/v1/sessions/{id}", signin::revoke)

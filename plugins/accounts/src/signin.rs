@@ -61,7 +61,32 @@ pub fn check_password_attempt(account: &Account, password: &str) -> Result<(), E
     Err(Error::new(403, "wrong_password", "the password is wrong"))
 }
 
+/// `POST /v1/sessions`: browser sign-in; the host sets the session cookie.
 pub fn sign_in(req: &Request) -> Result<Response> {
+    let account = check_credentials(req)?;
+    let issued = sessions::issue(&account.id).map_err(session_error)?;
+    Ok(Response::json(200, &serde_json::json!({ "account_id": account.id, "csrf_token": issued.csrf_token })))
+}
+
+/// `POST /v1/sessions/token`: API sign-in. No cookie: the bearer token is
+/// in the body, for `Authorization: Bearer` (which needs no CSRF token).
+pub fn sign_in_for_api(req: &Request) -> Result<Response> {
+    let account = check_credentials(req)?;
+    let issued = sessions::issue_token(&account.id).map_err(session_error)?;
+    Ok(Response::json(
+        200,
+        &serde_json::json!({
+            "account_id": account.id,
+            "token": issued.token,
+            "token_type": "Bearer",
+            "expires_at": issued.session.expires_at,
+        }),
+    ))
+}
+
+/// The active account whose e-mail address and password the body carries,
+/// with the throttle, the constant-cost check and the audit record.
+fn check_credentials(req: &Request) -> Result<Account> {
     let input: Credentials = req.json()?;
     let email = fields::email("email", &input.email)?;
     let key = failure_key(&email);
@@ -90,8 +115,7 @@ pub fn sign_in(req: &Request) -> Result<Response> {
         account.account
     };
     store::record("session.login", &account.id, Audit::Success, None)?;
-    let issued = sessions::issue(&account.id).map_err(session_error)?;
-    Ok(Response::json(200, &serde_json::json!({ "account_id": account.id, "csrf_token": issued.csrf_token })))
+    Ok(account)
 }
 
 pub fn session_error(e: sessions::Error) -> Error {

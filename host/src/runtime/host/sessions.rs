@@ -2,7 +2,8 @@
 //! The token stays in the host; the cookie change rides on the response.
 
 use crate::identity::IdentityError;
-use crate::runtime::bindings::sessions::{Error, Host, Issued, SessionInfo};
+use crate::identity::{IssuedToken as Token, Session};
+use crate::runtime::bindings::sessions::{Error, Host, Issued, IssuedToken, SessionInfo};
 use crate::runtime::state::{HostState, SessionEffect};
 
 impl From<IdentityError> for Error {
@@ -18,29 +19,40 @@ impl From<IdentityError> for Error {
     }
 }
 
-impl Host for HostState {
-    async fn issue(&mut self, account_id: String) -> wasmtime::Result<Result<Issued, Error>> {
+impl HostState {
+    /// Issues a session, first revoking the one the request came with (no
+    /// fixation).
+    async fn new_session(&mut self, account_id: &str) -> Result<(Token, Session), Error> {
         let envelope = self.envelope();
         let identity = self.plugin.identity.clone();
         self.wrote = true;
-        // No fixation: the session this request came with ends here.
-        if let Some(current) = &self.request.principal
-            && let Err(e) = identity.revoke(&current.account_id, &current.session_id, &envelope).await
-        {
-            return Ok(Err(e.into()));
+        if let Some(current) = &self.request.principal {
+            identity.revoke(&current.account_id, &current.session_id, &envelope).await?;
         }
-        let issued =
-            identity.issue(&account_id, &self.request.client_address, &self.request.user_agent, &envelope).await;
-        Ok(match issued {
-            Ok((token, session)) => {
-                self.session_effect = Some(SessionEffect::Issued {
-                    token: token.0,
-                    max_age: session.expires_at.saturating_sub(session.created_at),
-                });
-                Ok(Issued { session_id: session.id, csrf_token: session.csrf_token, expires_at: session.expires_at })
-            }
-            Err(e) => Err(e.into()),
-        })
+        Ok(identity.issue(account_id, &self.request.client_address, &self.request.user_agent, &envelope).await?)
+    }
+}
+
+fn issued(session: Session) -> Issued {
+    Issued { session_id: session.id, csrf_token: session.csrf_token, expires_at: session.expires_at }
+}
+
+impl Host for HostState {
+    async fn issue(&mut self, account_id: String) -> wasmtime::Result<Result<Issued, Error>> {
+        Ok(self.new_session(&account_id).await.map(|(token, session)| {
+            self.session_effect = Some(SessionEffect::Issued {
+                token: token.0,
+                max_age: session.expires_at.saturating_sub(session.created_at),
+            });
+            issued(session)
+        }))
+    }
+
+    async fn issue_token(&mut self, account_id: String) -> wasmtime::Result<Result<IssuedToken, Error>> {
+        Ok(self
+            .new_session(&account_id)
+            .await
+            .map(|(token, session)| IssuedToken { session: issued(session), token: token.0 }))
     }
 
     async fn revoke_current(&mut self) -> wasmtime::Result<Result<bool, Error>> {
