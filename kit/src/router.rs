@@ -32,10 +32,8 @@ impl Router {
     /// code, caught by its first unit test (and refused by the host at load).
     pub fn route(mut self, route: &str, handler: Handler) -> Self {
         let parsed = Route::parse(route).unwrap_or_else(|e| panic!("{e}"));
-        if let Some((same, _)) =
-            self.routes.iter().find(|(r, _)| r.path_pattern() == parsed.path_pattern() && r.overlaps(&parsed))
-        {
-            panic!("route `{parsed}` is declared twice (it overlaps `{same}`)");
+        if let Some((same, _)) = self.routes.iter().find(|(r, _)| r.ambiguous_with(&parsed)) {
+            panic!("route `{parsed}` is declared twice (it overlaps `{same}` and neither is more specific)");
         }
         self.routes.push((parsed, handler));
         self

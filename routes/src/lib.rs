@@ -193,6 +193,12 @@ impl Route {
         format!("/{}", parts.join("/"))
     }
 
+    /// True when the two routes would match some request alike: they
+    /// overlap and neither is more specific, so neither could win it.
+    pub fn ambiguous_with(&self, other: &Route) -> bool {
+        self.overlaps(other) && self.specificity() == other.specificity()
+    }
+
     /// True when some request (method and path) would match both routes.
     pub fn overlaps(&self, other: &Route) -> bool {
         let methods_meet = match (&self.methods, &other.methods) {
@@ -439,5 +445,8 @@ mod tests {
         assert_eq!(found("GET", "/v1/sessions").map(|f| f.0), Some("list"));
         assert_eq!(found("POST", "/v1/sessions").map(|f| f.0), Some("rest"));
         assert_eq!(found("GET", "/v1").map(|f| f.0), Some("rest"));
+        assert!(route("GET /a/{x}").ambiguous_with(&route("GET /a/{y}")));
+        assert!(!route("DELETE /v1/sessions/{id}").ambiguous_with(&route("DELETE /v1/sessions/current")));
+        assert!(!route("GET /a/{x}").ambiguous_with(&route("POST /a/{y}")));
     }
 }

@@ -311,8 +311,10 @@ impl Runtime {
                 return Err(fail(format!("a declared route is {} bytes; at most {MAX_ROUTE_BYTES}", text.len())));
             }
             let route = Route::parse(&text).map_err(|e| fail(format!("it declares an {e}")))?;
-            if let Some(same) = routes.iter().find(|r| r.path_pattern() == route.path_pattern() && r.overlaps(&route)) {
-                return Err(fail(format!("it declares `{route}` twice (overlapping `{same}`)")));
+            if let Some(same) = routes.iter().find(|r| r.ambiguous_with(&route)) {
+                return Err(fail(format!(
+                    "it declares `{route}` twice (it overlaps `{same}` and neither is more specific)"
+                )));
             }
             routes.push(route);
         }
