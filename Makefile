@@ -4,10 +4,10 @@
 WASM_TARGET := wasm32-wasip2
 # Plugins `make build` puts where examples/plinth.toml expects them.
 PLUGINS := hello accounts
-GUEST_WORKSPACES := plugins tests/guests/wasm benches/wasi-hello kit
+GUEST_WORKSPACES := plugins tests/guests/wasm benches/wasi-hello kit examples/notes
 # Built for wasm32 and also natively, where their unit tests run against the
 # kit's in-memory host.
-NATIVE_WORKSPACES := kit plugins
+NATIVE_WORKSPACES := kit plugins examples/notes
 # Formatted like the rest; built only by `make fuzz`.
 FMT_ONLY_WORKSPACES := fuzz
 # Cargo's output; CI points this outside the clone to reuse it between runs.

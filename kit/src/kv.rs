@@ -93,18 +93,19 @@ pub fn get_versioned<T: DeserializeOwned>(key: &str) -> crate::Result<Option<Ver
     }
 }
 
-/// Stores `value` as JSON under `key`, whatever was there.
-pub fn set_json<T: Serialize>(key: &str, value: &T) -> crate::Result<Versioned<()>> {
+/// Stores `value` as JSON under `key`, whatever was there; returns its ETag.
+pub fn set_json<T: Serialize>(key: &str, value: &T) -> crate::Result<String> {
     let bytes = encode(value);
     set(key, &bytes)?;
-    Ok(Versioned { value: (), bytes })
+    Ok(etag(&bytes))
 }
 
-/// Stores `value` under `key` only if nothing is there; false if something was.
-pub fn insert_json<T: Serialize>(key: &str, value: &T) -> crate::Result<Option<Versioned<()>>> {
+/// Stores `value` under `key` only if nothing is there; returns its ETag,
+/// or none (and changes nothing) when something was.
+pub fn insert_json<T: Serialize>(key: &str, value: &T) -> crate::Result<Option<String>> {
     let bytes = encode(value);
     match compare_and_swap(key, None, Some(&bytes))? {
-        Swap::Swapped => Ok(Some(Versioned { value: (), bytes })),
+        Swap::Swapped => Ok(Some(etag(&bytes))),
         Swap::Conflict(_) => Ok(None),
     }
 }

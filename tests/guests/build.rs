@@ -9,6 +9,7 @@ use std::process::Command;
 const WORKSPACES: &[(&str, &[&str])] = &[
     ("wasm", &["spin", "hog", "trap", "kvprobe", "issuer", "version", "wasiprobe"]),
     ("../../plugins", &["hello", "accounts"]),
+    ("../../examples/notes", &["notes"]),
 ];
 
 fn main() {

@@ -13,6 +13,7 @@ mod http_limits;
 mod logging;
 mod mail;
 mod metrics;
+mod notes;
 mod paths;
 mod plugin_routes;
 mod policies;
