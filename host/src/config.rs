@@ -552,7 +552,7 @@ impl Default for PluginLimits {
 pub const DEFAULT_CLIENT_SHARE: usize = 32;
 
 /// Routes the host serves itself; no plugin route may overlap them.
-pub const HOST_ROUTES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/admin/**"];
+pub const HOST_ROUTES: [&str; 5] = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/admin/**"];
 
 /// Largest memory cap a plugin may ask for; the pooling allocator reserves
 /// address space for this much per instance slot.

@@ -30,6 +30,7 @@ pub mod edge;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod passwords;
 pub mod path;

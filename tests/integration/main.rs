@@ -14,6 +14,7 @@ mod logging;
 mod mail;
 mod metrics;
 mod notes;
+mod openapi;
 mod paths;
 mod plugin_routes;
 mod policies;

@@ -152,6 +152,8 @@ enum Target<'a> {
     Admin,
     /// Prometheus metrics.
     Metrics,
+    /// The OpenAPI document.
+    OpenApi,
     /// A plugin's route, with its parameters.
     Plugin(ServedRoute, Vec<(String, String)>),
 }
@@ -174,6 +176,10 @@ async fn route(
         (&Method::GET, "/healthz" | "/readyz") => {
             path.clone_into(&mut outline.route);
             (Target::Health(path), Access::Public)
+        }
+        (&Method::GET, "/openapi.json") => {
+            path.clone_into(&mut outline.route);
+            (Target::OpenApi, Access::Public)
         }
         (&Method::GET, "/metrics") => {
             path.clone_into(&mut outline.route);
@@ -300,6 +306,11 @@ async fn route(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
             );
+            Ok(response)
+        }
+        Target::OpenApi => {
+            let mut response = Response::new(Full::new(Bytes::from_static(crate::openapi::DOCUMENT.as_bytes())));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Ok(response)
         }
         Target::Admin => admin::handle(app, &method, path, parts.uri.query(), &envelope).await,
