@@ -67,6 +67,26 @@ pub enum Command {
     /// Operator actions on accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Start something new.
+    #[command(subcommand)]
+    New(NewCommand),
+}
+
+/// What `plinth new` creates.
+#[derive(Debug, Subcommand)]
+pub enum NewCommand {
+    /// A plugin crate on the kit: a first route and its unit test, a
+    /// plinth.toml that serves it, and its policy rules.
+    Plugin {
+        /// The plugin's name: a-z, 0-9 and `-`; also its crate and URL prefix.
+        name: String,
+        /// Where to create it (default: ./NAME); must not exist.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The plinth kit to depend on (default: the one this binary was built with).
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../kit"))]
+        kit: PathBuf,
+    },
 }
 
 /// Admin subcommands.
@@ -165,6 +185,17 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCommand::Check { config }) => policy_check(&config).await,
         Command::Audit(AuditCommand::Verify { config, data }) => audit_check(&config, data, false).await,
         Command::Audit(AuditCommand::Seal { config, data }) => audit_check(&config, data, true).await,
+        Command::New(NewCommand::Plugin { name, dir, kit }) => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            for file in crate::scaffold::new_plugin(&name, &dir, &kit)? {
+                println!("created {}", file.display());
+            }
+            println!(
+                "next: cd {} && cargo test && cargo build --release --target wasm32-wasip2 --target-dir target && plinth serve --config plinth.toml",
+                dir.display()
+            );
+            Ok(())
+        }
         Command::Admin(AdminCommand::Invite { config, data, email, roles }) => {
             admin_invite(&config, data, &email, roles).await
         }

@@ -38,6 +38,7 @@ pub use plinth_routes as routes;
 pub mod per_client;
 pub mod policy;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;
 pub mod storage;
 mod tls;

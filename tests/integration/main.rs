@@ -6,6 +6,7 @@ mod accounts;
 mod audit;
 mod config_errors;
 mod exhaustion;
+mod guide;
 mod h2_abuse;
 mod headers;
 mod hello;

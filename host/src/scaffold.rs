@@ -1,0 +1,202 @@
+//! `plinth new plugin NAME`: a plugin crate on the kit, ready to build,
+//! test and serve: a first route with its unit test, a `plinth.toml` that
+//! serves it, and its policy rules.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+/// Names Rust or cargo would refuse for a crate.
+const RESERVED: &[&str] = &["test", "std", "core", "alloc", "proc_macro", "self", "super", "crate", "build"];
+
+/// Why a scaffold was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    /// Not usable as both a crate and a plugin name.
+    #[error(
+        "`{0}` is not a valid plugin name: use 1 to 63 of a-z, 0-9, `-`, starting with a letter, and not a reserved word"
+    )]
+    InvalidName(String),
+    /// The directory exists; nothing is overwritten.
+    #[error("`{0}` already exists; choose another name or --dir")]
+    Exists(PathBuf),
+}
+
+/// True for a name that is a valid crate name, plugin name and URL segment.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-')
+        && !RESERVED.contains(&name)
+}
+
+/// Writes the plugin crate `name` into `dir`, depending on the kit at `kit`.
+pub fn new_plugin(name: &str, dir: &Path, kit: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !valid_name(name) {
+        return Err(ScaffoldError::InvalidName(name.to_owned()).into());
+    }
+    if dir.exists() {
+        return Err(ScaffoldError::Exists(dir.to_owned()).into());
+    }
+    let kit = std::path::absolute(kit).with_context(|| format!("resolving the kit path {}", kit.display()))?;
+    anyhow::ensure!(
+        kit.join("wit/platform.wit").is_file(),
+        "`{}` is not the plinth kit (no wit/platform.wit); pass --kit",
+        kit.display()
+    );
+    let wasm = name.replace('-', "_");
+    let files = [
+        ("Cargo.toml", cargo_toml(name, &kit)),
+        ("src/lib.rs", lib_rs(name)),
+        ("plinth.toml", plinth_toml(name, &wasm)),
+        ("policies/routes.toml", policy(name)),
+        (".gitignore", "/target\n/data\n".to_owned()),
+    ];
+    let mut written = Vec::new();
+    for (file, text) in files {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().expect("files are inside the crate"))
+            .with_context(|| format!("creating {}", path.display()))?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn cargo_toml(name: &str, kit: &Path) -> String {
+    format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+plinth-kit = {{ path = {kit:?} }}
+serde = {{ version = "1", features = ["derive"] }}
+serde_json = "1"
+
+[profile.release]
+opt-level = "s"
+lto = true
+codegen-units = 1
+strip = true
+
+[workspace]
+"#,
+        kit = kit.display().to_string()
+    )
+}
+
+fn lib_rs(name: &str) -> String {
+    format!(
+        r#"//! The `{name}` plugin.
+
+use plinth_kit::prelude::*;
+use serde_json::json;
+
+fn router() -> Router {{
+    Router::new().get("/v1/{name}", hello)
+}}
+
+plinth_kit::plugin!(router);
+
+fn hello(req: &Request) -> Result<Response> {{
+    let who = req.principal().map_or_else(|| "world".to_owned(), |p| p.account_id);
+    Ok(Response::json(200, &json!({{ "plugin": "{name}", "hello": who }})))
+}}
+
+#[cfg(test)]
+mod tests {{
+    use plinth_kit::testing::{{TestHost, TestRequest}};
+    use serde_json::Value;
+
+    use super::router;
+
+    #[test]
+    fn greets_whoever_calls() {{
+        let host = TestHost::new(router());
+        let response = host.send(TestRequest::get("/v1/{name}").signed_in("ada", &[]));
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body_json::<Value>()["hello"], "ada");
+    }}
+}}
+"#
+    )
+}
+
+fn plinth_toml(name: &str, wasm: &str) -> String {
+    format!(
+        r#"# Serves the `{name}` plugin on http://127.0.0.1:8080 for development:
+#   cargo build --release --target wasm32-wasip2 --target-dir target
+#   plinth serve --config plinth.toml
+policies = "policies/routes.toml"
+
+[server]
+listen = "127.0.0.1:8080"
+
+[sessions]
+# Plain HTTP on localhost only; never on a deployment others reach.
+dev_insecure_cookies = true
+
+[storage]
+path = "data"
+
+[[plugins]]
+name = "{name}"
+component = "target/wasm32-wasip2/release/{wasm}.wasm"
+# The URL space this plugin may claim; it serves the routes its router
+# declares inside it.
+routes = ["/v1/{name}/**"]
+grants = ["kv"]
+limits = {{ memory = "16MiB", timeout_ms = 1000, kv_bytes = "16MiB" }}
+"#
+    )
+}
+
+fn policy(name: &str) -> String {
+    format!(
+        r#"# Who may call the `{name}` plugin's routes; the most specific rule applies.
+
+[[route]]
+route = "/v1/{name}/**"
+allow = "authenticated"
+
+[[route]]
+route = "GET /v1/{name}"
+allow = "public"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_crate_plugin_and_path_names() {
+        for good in ["notes", "a", "todo-list", "v2-api"] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", "Notes", "1st", "-x", "x-", "a_b", "a/b", "a b", "test", "self", &"x".repeat(64)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refuses_an_existing_directory_and_a_bad_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let kit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kit");
+        let err = new_plugin("Bad Name", &dir.path().join("x"), &kit).unwrap_err().to_string();
+        assert!(err.contains("`Bad Name` is not a valid plugin name"), "{err}");
+        let err = new_plugin("notes", dir.path(), &kit).unwrap_err().to_string();
+        assert!(err.contains("already exists"), "{err}");
+        let err = new_plugin("notes", &dir.path().join("n"), dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is not the plinth kit"), "{err}");
+    }
+}

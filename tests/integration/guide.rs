@@ -1,0 +1,39 @@
+//! docs/plugins.md, run as written: every command in its `sh` blocks, in
+//! order, in a fresh directory, with this build's `plinth` on the PATH.
+
+use std::process::Command;
+
+#[test]
+fn the_plugin_guide_runs_as_written() {
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/plugins.md")).unwrap();
+    let mut script = String::from("set -euo pipefail\n");
+    let mut in_block = false;
+    for line in guide.lines() {
+        match line.trim() {
+            "```sh" => in_block = true,
+            "```" if in_block => in_block = false,
+            command if in_block => script.push_str(&format!("{command}\n")),
+            _ => {}
+        }
+    }
+    assert!(script.contains("plinth new plugin greeter") && script.contains("curl"), "{script}");
+    // The guide's port, moved to a free one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let script = script.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let plinth = std::path::Path::new(env!("CARGO_BIN_EXE_plinth"));
+    let path = format!("{}:{}", plinth.parent().unwrap().display(), std::env::var("PATH").unwrap());
+    let output = Command::new("timeout")
+        .args(["1200", "bash", "-c", &script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the guide failed:\n{script}\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert!(stdout.contains(r#"{"hello":"world","plugin":"greeter"}"#), "{stdout}");
+    assert!(stdout.contains("route: GET /v1/greeter"), "plinth check lists the route: {stdout}");
+    assert!(stdout.contains("test tests::greets_whoever_calls ... ok"), "{stdout}");
+}
