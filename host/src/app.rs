@@ -118,13 +118,13 @@ pub fn served_routes(config: &Config, declared: &[&[Route]]) -> anyhow::Result<R
             let granted = Route::parse(text)?;
             let inside: Vec<&Route> = declared.iter().filter(|d| d.covered_by(&granted)).collect();
             for route in &inside {
-                table.push((*route).clone(), ServedRoute { plugin: i, declared: route.to_string() });
+                table.push((*route).clone(), ServedRoute { plugin: i, declared: route.as_str().to_owned() });
             }
             let around = declared.iter().filter(|d| granted.covered_by(d)).max_by_key(|d| d.specificity());
             match (inside.is_empty(), around) {
                 (false, _) => {}
                 (true, Some(route)) => {
-                    table.push(granted.clone(), ServedRoute { plugin: i, declared: route.to_string() });
+                    table.push(granted.clone(), ServedRoute { plugin: i, declared: route.as_str().to_owned() });
                 }
                 (true, None) => {
                     let list: Vec<String> = declared.iter().map(|d| format!("`{d}`")).collect();

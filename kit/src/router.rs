@@ -12,10 +12,15 @@ pub type Handler = fn(&Request) -> Result<Response>;
 
 /// A plugin's routes and their handlers. Patterns are the config's route
 /// syntax: `"GET /v1/things/{id}"`, a final `**` for a subtree.
+///
+/// A fresh instance serves each request and builds its router anew, so
+/// serving only compares route texts; parsing and checking happen where the
+/// routes are declared: at load, and in the plugin's unit tests.
 #[derive(Default)]
 pub struct Router {
-    /// The declared route (as the host will name it) and its handler.
-    routes: Vec<(Route, Handler)>,
+    /// The declared route, exactly as the host will name it in
+    /// `request.route`, and its handler.
+    routes: Vec<(String, Handler)>,
 }
 
 impl Router {
@@ -24,18 +29,10 @@ impl Router {
         Self::default()
     }
 
-    /// Adds a route, `"[METHOD[,METHOD...] ]/path"`.
-    ///
-    /// # Panics
-    ///
-    /// On a malformed route or one declared twice: a mistake in the plugin's
-    /// code, caught by its first unit test (and refused by the host at load).
+    /// Adds a route, `"[METHOD[,METHOD...] ]/path"` (checked by
+    /// [`Router::declared`]).
     pub fn route(mut self, route: &str, handler: Handler) -> Self {
-        let parsed = Route::parse(route).unwrap_or_else(|e| panic!("{e}"));
-        if let Some((same, _)) = self.routes.iter().find(|(r, _)| r.ambiguous_with(&parsed)) {
-            panic!("route `{parsed}` is declared twice (it overlaps `{same}` and neither is more specific)");
-        }
-        self.routes.push((parsed, handler));
+        self.routes.push((route.trim().to_owned(), handler));
         self
     }
 
@@ -65,15 +62,34 @@ impl Router {
     }
 
     /// The routes, as the host reads them at load.
+    ///
+    /// # Panics
+    ///
+    /// On a malformed route or one declared twice: a mistake in the plugin's
+    /// code, caught by its first unit test ([`crate::testing::TestHost::new`]
+    /// calls this) and, in a wasm build, refused by the host at load.
     pub fn declared(&self) -> Vec<String> {
-        self.routes.iter().map(|(r, _)| r.to_string()).collect()
+        self.parsed().iter().map(|r| r.as_str().to_owned()).collect()
+    }
+
+    /// Every route parsed, refusing malformed and ambiguous ones.
+    fn parsed(&self) -> Vec<Route> {
+        let mut parsed: Vec<Route> = Vec::with_capacity(self.routes.len());
+        for (text, _) in &self.routes {
+            let route = Route::parse(text).unwrap_or_else(|e| panic!("{e}"));
+            if let Some(same) = parsed.iter().find(|r| r.ambiguous_with(&route)) {
+                panic!("route `{route}` is declared twice (it overlaps `{same}` and neither is more specific)");
+            }
+            parsed.push(route);
+        }
+        parsed
     }
 
     /// Serves a request with the handler of the route the host matched; a
     /// failure becomes its error response.
     pub fn handle(&self, req: &Request) -> Response {
         let route = req.route();
-        let outcome = match self.routes.iter().find(|(r, _)| r.to_string() == route) {
+        let outcome = match self.routes.iter().find(|(text, _)| *text == route) {
             Some((_, handler)) => handler(req),
             None => Err(Error::not_found(format!("this plugin declares no route `{route}`"))),
         };
@@ -85,8 +101,9 @@ impl Router {
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn table(&self) -> plinth_routes::RouteTable<String> {
         let mut table = plinth_routes::RouteTable::default();
-        for (route, _) in &self.routes {
-            table.push(route.clone(), route.to_string());
+        for route in self.parsed() {
+            let text = route.as_str().to_owned();
+            table.push(route, text);
         }
         table
     }

@@ -92,7 +92,13 @@ pub struct TestHost {
 
 impl TestHost {
     /// A host serving `router`, with empty storage and no settings.
+    ///
+    /// # Panics
+    ///
+    /// When the router declares a malformed or ambiguous route, as the host
+    /// would refuse it at load.
     pub fn new(router: Router) -> Self {
+        router.declared();
         with(|s| *s = State::default());
         Self { router }
     }

@@ -121,7 +121,7 @@ fn routing_matches_the_edge() {
 #[test]
 #[should_panic(expected = "declared twice")]
 fn a_route_declared_twice_is_a_mistake_caught_at_once() {
-    let _ = Router::new().get("/a/{x}", list).get("/a/{y}", list);
+    let _ = TestHost::new(Router::new().get("/a/{x}", list).get("/a/{y}", list));
 }
 
 #[test]

@@ -98,6 +98,12 @@ impl Route {
         Ok(Self { methods, segments, source: text.trim().to_owned() })
     }
 
+    /// The route as written (ends trimmed): what the host hands a plugin as
+    /// `request.route`.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
     /// True when this route accepts the method.
     pub fn allows(&self, method: &str) -> bool {
         self.methods.as_ref().is_none_or(|m| m.contains(method))
@@ -111,28 +117,28 @@ impl Route {
     /// Matches a canonical path ([`crate::path`]) segment by segment, exactly:
     /// `/v1/hello/` is not `/v1/hello`. Returns the bound parameters (and
     /// `**` as `rest`).
-    pub fn match_path(&self, path: &str) -> Option<Vec<(String, String)>> {
+    pub fn match_path(&self, path: &str) -> Option<Params> {
         let rest = path.strip_prefix('/')?;
-        let parts = if rest.is_empty() { Vec::new() } else { rest.split('/').collect::<Vec<_>>() };
+        let mut parts = (!rest.is_empty()).then(|| rest.split('/')).into_iter().flatten();
         let mut params = Vec::new();
-        for (i, segment) in self.segments.iter().enumerate() {
+        for segment in &self.segments {
             match segment {
                 Segment::Rest => {
-                    params.push(("rest".to_owned(), parts.get(i..).unwrap_or_default().join("/")));
+                    params.push(("rest".to_owned(), parts.collect::<Vec<_>>().join("/")));
                     return Some(params);
                 }
                 Segment::Literal(lit) => {
-                    if parts.get(i) != Some(&lit.as_str()) {
+                    if parts.next() != Some(lit.as_str()) {
                         return None;
                     }
                 }
-                Segment::Param(name) => match parts.get(i) {
-                    Some(value) if !value.is_empty() => params.push((name.clone(), (*value).to_owned())),
+                Segment::Param(name) => match parts.next() {
+                    Some(value) if !value.is_empty() => params.push((name.clone(), value.to_owned())),
                     _ => return None,
                 },
             }
         }
-        (parts.len() == self.segments.len()).then_some(params)
+        parts.next().is_none().then_some(params)
     }
 
     /// True when every request this route matches, `other` matches too.
@@ -211,7 +217,7 @@ impl Route {
 
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.source)
+        f.write_str(self.as_str())
     }
 }
 
