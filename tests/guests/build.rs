@@ -7,7 +7,7 @@ use std::process::Command;
 
 /// (workspace, crates) pairs to build, relative to this crate.
 const WORKSPACES: &[(&str, &[&str])] = &[
-    ("wasm", &["spin", "hog", "trap", "kvprobe", "issuer", "version", "wasiprobe"]),
+    ("wasm", &["spin", "hog", "trap", "kvprobe", "issuer", "version", "wasiprobe", "ambiguous"]),
     ("../../plugins", &["hello", "accounts"]),
     ("../../examples/notes", &["notes"]),
 ];

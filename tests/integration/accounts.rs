@@ -99,6 +99,12 @@ impl Browser {
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// An API client's sign-in: `POST /v1/sessions/token`, no cookie jar.
+pub async fn api_sign_in(server: &TestServer, email: &str, password: &str) -> reqwest::Response {
+    let body = json!({ "email": email, "password": password });
+    reqwest::Client::new().post(server.url("/v1/sessions/token")).json(&body).send().await.unwrap()
+}
+
 /// `plinth admin invite` for an admin on the deployment's data directory.
 fn invite_admin(deployment: &Deployment, email: &str) -> (bool, String, String) {
     let (config, data) = (deployment.config_path(), deployment.data_path());

@@ -5,7 +5,7 @@ use jsonschema::Validator;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::accounts::{PASSWORD, new_user};
+use crate::accounts::{PASSWORD, api_sign_in, new_user};
 use crate::support::{TestServer, example_deployment};
 
 /// The schema the document gives for `method path` answering `status`,
@@ -60,14 +60,8 @@ async fn every_route_is_documented_and_responses_fit_the_document() {
         check(method, path, status, &response.json().await.unwrap());
     }
 
-    let user = new_user(&deployment, &server, "doc@example.com").await;
-    drop(user);
-    let token = client
-        .post(server.url("/v1/sessions/token"))
-        .json(&json!({ "email": "doc@example.com", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    new_user(&deployment, &server, "doc@example.com").await;
+    let token = api_sign_in(&server, "doc@example.com", PASSWORD).await;
     assert_eq!(token.status(), 200);
     let token: Value = token.json().await.unwrap();
     check("POST", "/v1/sessions/token", 200, &token);

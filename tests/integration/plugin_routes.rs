@@ -6,7 +6,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::accounts::{PASSWORD, new_user};
+use crate::accounts::{PASSWORD, api_sign_in, new_user};
 use crate::support::{Deployment, TestServer, assert_error, example_deployment, plugin};
 
 #[tokio::test]
@@ -22,6 +22,12 @@ async fn head_mirrors_get_and_options_lists_the_methods() {
     assert_eq!(head.headers()["content-type"], "application/json");
     assert_eq!(head.headers()["content-length"], get_length.to_string().as_str());
     assert!(head.bytes().await.unwrap().is_empty());
+
+    // The host's own GET routes too.
+    for path in ["/healthz", "/readyz", "/openapi.json"] {
+        let head = client.head(server.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), 200, "{path}");
+    }
 
     // HEAD is judged as the GET: an admin-only GET stays admin-only.
     let head_stats = client.head(server.url("/v1/hello/stats")).send().await.unwrap();
@@ -68,6 +74,11 @@ async fn a_config_route_that_reaches_no_declared_route_is_refused_at_load() {
     assert!(err.contains("route `/v1/goodbye/**` of plugin `hello` reaches none of the routes"), "{err}");
     assert!(err.contains("`GET /v1/hello`") && err.contains("`POST /v1/hello/count`"), "{err}");
 
+    let ambiguous = plinth_test_guests::AMBIGUOUS;
+    let deployment = Deployment::new(&plugin("twice", ambiguous, &["/v1/x/**"], &[], ""));
+    let err = format!("{:#}", plinth::App::build(deployment.load().unwrap()).await.err().expect("refused"));
+    assert!(err.contains("plugin `twice`: it declares `GET /v1/x/{b}` twice (it overlaps `GET /v1/x/{a}`"), "{err}");
+
     // A narrower config route serves only what it covers.
     let deployment = Deployment::new(&plugin("hello", hello, &["GET /v1/hello"], &["kv"], ""));
     let server = TestServer::start(&deployment).await;
@@ -84,21 +95,11 @@ async fn api_sign_in_returns_a_bearer_token_and_sets_no_cookie() {
     new_user(&deployment, &server, "api@example.com").await;
     let client = reqwest::Client::new();
 
-    let wrong = client
-        .post(server.url("/v1/sessions/token"))
-        .json(&json!({ "email": "api@example.com", "password": "not the password" }))
-        .send()
-        .await
-        .unwrap();
+    let wrong = api_sign_in(&server, "api@example.com", "not the password").await;
     assert!(wrong.headers().get("set-cookie").is_none());
     assert_error(wrong, 401, "invalid_credentials").await;
 
-    let signed_in = client
-        .post(server.url("/v1/sessions/token"))
-        .json(&json!({ "email": "api@example.com", "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
+    let signed_in = api_sign_in(&server, "api@example.com", PASSWORD).await;
     assert_eq!(signed_in.status(), 200);
     assert!(signed_in.headers().get("set-cookie").is_none(), "no cookie for an API client");
     let body: Value = signed_in.json().await.unwrap();

@@ -170,7 +170,9 @@ async fn route(
     let path = crate::path::canonicalize(req.uri().path())
         .map_err(|refusal| ApiError::new(StatusCode::BAD_REQUEST, "non_canonical_path", refusal.to_string()))?;
     let path = path.as_str();
-    let mut method = req.method().clone();
+    // HEAD is the GET it mirrors, for every route: judged, routed and served
+    // as GET (hyper sends no body for it).
+    let method = if req.method() == Method::HEAD { Method::GET } else { req.method().clone() };
     let admin_access = Access::Roles(BTreeSet::from([crate::policy::ADMIN_ROLE.to_owned()]));
     let (target, access) = match (&method, path) {
         (&Method::GET, "/healthz" | "/readyz") => {
@@ -198,10 +200,6 @@ async fn route(
                 Err(RouteMiss::Refused(e)) => return Err(e),
             };
             outline.route.clone_from(&served.declared);
-            // HEAD is judged and served as the GET it mirrors.
-            if method == Method::HEAD {
-                method = Method::GET;
-            }
             // Coverage is checked at load, so a missing rule is a bug; deny.
             let rule = deployment.config.policy.lookup(method.as_str(), path).ok_or_else(|| {
                 ApiError::new(StatusCode::FORBIDDEN, "no_policy", format!("no policy rule covers {method} {path}"))
@@ -445,21 +443,15 @@ enum RouteMiss {
     Refused(ApiError),
 }
 
-/// The plugin route for a request. `HEAD` goes to the `GET` route, and
-/// `OPTIONS` to a route only when one declares it; otherwise the edge
-/// answers with the methods the path allows, as it does for a 405.
+/// The plugin route for a request. `OPTIONS` goes to a route only when one
+/// declares it; otherwise the edge answers with the methods the path
+/// allows, as it does for a 405.
 fn find_route<'a>(
     deployment: &'a Deployment,
     method: &Method,
     path: &str,
 ) -> Result<(&'a ServedRoute, Params), RouteMiss> {
-    let found = match deployment.routes.lookup(method.as_str(), path) {
-        Lookup::MethodNotAllowed(_) | Lookup::NotFound if method == Method::HEAD => {
-            deployment.routes.lookup(Method::GET.as_str(), path)
-        }
-        other => other,
-    };
-    match found {
+    match deployment.routes.lookup(method.as_str(), path) {
         Lookup::Found { target, params, .. } => Ok((target, params)),
         Lookup::MethodNotAllowed(allowed) => {
             let allowed = with_derived_methods(allowed);

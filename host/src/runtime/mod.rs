@@ -311,6 +311,9 @@ impl Runtime {
                 return Err(fail(format!("a declared route is {} bytes; at most {MAX_ROUTE_BYTES}", text.len())));
             }
             let route = Route::parse(&text).map_err(|e| fail(format!("it declares an {e}")))?;
+            if route.methods().is_some_and(|mut methods| methods.any(|m| m == "HEAD")) {
+                return Err(fail(format!("it declares `{route}`; HEAD is served by the GET route, declare GET")));
+            }
             if let Some(same) = routes.iter().find(|r| r.ambiguous_with(&route)) {
                 return Err(fail(format!(
                     "it declares `{route}` twice (it overlaps `{same}` and neither is more specific)"
