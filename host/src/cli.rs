@@ -48,6 +48,20 @@ pub enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Build the plugins the config names a `source` for, serve, and rebuild
+    /// and swap a plugin when its source changes (build errors are printed;
+    /// the running version keeps serving). For development.
+    Dev {
+        /// The config file (plinth.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Listen on this address instead of `server.listen` (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Keep data in this directory instead of `storage.path`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Validate a config and load every component, without serving or
     /// touching data; exits non-zero on the first problem.
     Check {
@@ -180,6 +194,7 @@ pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::Worker
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen, data } => serve(&config, listen, data).await,
+        Command::Dev { config, listen, data } => dev(&config, listen, data).await,
         Command::Check { config } => check(&config).await,
         Command::Plugin(PluginCommand::Inspect { file }) => inspect(&file).await,
         Command::Policy(PolicyCommand::Check { config }) => policy_check(&config).await,
@@ -277,6 +292,21 @@ async fn serve(file: &Path, listen: Option<SocketAddr>, data: Option<PathBuf>) -
     // Scripts and tests read the bound address (port 0 picks one) from here.
     println!("listening on {}", listener.local_addr()?);
     crate::run(listener, app, shutdown_signal()).await
+}
+
+async fn dev(file: &Path, listen: Option<SocketAddr>, data: Option<PathBuf>) -> anyhow::Result<()> {
+    let plugins = crate::dev::plugins(file)?;
+    let first = plugins.clone();
+    tokio::task::spawn_blocking(move || {
+        for plugin in &first {
+            if let Err(e) = crate::dev::build(plugin) {
+                eprintln!("dev: {e:#}");
+            }
+        }
+    })
+    .await?;
+    crate::dev::watch(plugins)?;
+    serve(file, listen, data).await
 }
 
 /// Reloads the config on every SIGHUP.

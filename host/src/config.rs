@@ -472,6 +472,9 @@ pub struct PluginConfig {
     pub settings: BTreeMap<String, String>,
     /// A second version that takes a share of the requests.
     pub canary: Option<CanaryConfig>,
+    /// The crate that builds `component`, for `plinth dev` (which rebuilds
+    /// it on change); the server itself never reads it.
+    pub source: Option<PathBuf>,
 }
 
 /// A canary version of a plugin.
@@ -629,6 +632,9 @@ impl Config {
         }
         for plugin in &mut config.plugins {
             plugin.component = base.join(&plugin.component);
+            if let Some(source) = &mut plugin.source {
+                *source = base.join(&*source);
+            }
             if let Some(canary) = &mut plugin.canary {
                 canary.component = base.join(&canary.component);
             }

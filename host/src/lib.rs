@@ -26,6 +26,7 @@ pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod edge;
 pub mod error;
 pub mod identity;

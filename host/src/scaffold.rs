@@ -133,6 +133,8 @@ mod tests {{
 fn plinth_toml(name: &str, wasm: &str) -> String {
     format!(
         r#"# Serves the `{name}` plugin on http://127.0.0.1:8080 for development:
+#   plinth dev --config plinth.toml    (builds, serves, rebuilds and swaps on change)
+# or, step by step:
 #   cargo build --release --target wasm32-wasip2 --target-dir target
 #   plinth serve --config plinth.toml
 policies = "policies/routes.toml"
@@ -150,6 +152,8 @@ path = "data"
 [[plugins]]
 name = "{name}"
 component = "target/wasm32-wasip2/release/{wasm}.wasm"
+# The crate `plinth dev` builds the component from.
+source = "."
 # The URL space this plugin may claim; it serves the routes its router
 # declares inside it.
 routes = ["/v1/{name}/**"]

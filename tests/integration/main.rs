@@ -5,6 +5,7 @@ mod account_abuse;
 mod accounts;
 mod audit;
 mod config_errors;
+mod dev;
 mod exhaustion;
 mod guide;
 mod h2_abuse;

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
@@ -248,6 +248,14 @@ impl ServerProcess {
         Self::start_from(deployment, Command::new(env!("CARGO_BIN_EXE_plinth")))
     }
 
+    /// Runs `plinth dev` on a config (data in `data`, stderr to `log`) and
+    /// waits for its address, which it prints once its first builds are done.
+    pub fn dev(config: &Path, data: &Path, log: &Path) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plinth"));
+        command.arg("dev");
+        Self::spawn(command, config, data, log)
+    }
+
     /// Like [`ServerProcess::start`], with the soft limit on open files
     /// lowered to `open_files` first, as a shell's `ulimit -Sn` would.
     pub fn start_with_open_files(deployment: &Deployment, open_files: u64) -> Self {
@@ -257,12 +265,17 @@ impl ServerProcess {
     }
 
     fn start_from(deployment: &Deployment, mut command: Command) -> Self {
-        let log = std::fs::File::create(deployment.log_path()).unwrap();
+        command.arg("serve");
+        Self::spawn(command, &deployment.config_path(), &deployment.data_path(), &deployment.log_path())
+    }
+
+    fn spawn(mut command: Command, config: &Path, data: &Path, log: &Path) -> Self {
+        let log = std::fs::File::create(log).unwrap();
         let mut child = command
-            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(deployment.config_path())
+            .args(["--log-format", "json", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
             .arg("--data")
-            .arg(deployment.data_path())
+            .arg(data)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
