@@ -14,13 +14,40 @@ pub type Handler = fn(&Request) -> Result<Response>;
 /// syntax: `"GET /v1/things/{id}"`, a final `**` for a subtree.
 ///
 /// A fresh instance serves each request and builds its router anew, so
-/// serving only compares route texts; parsing and checking happen where the
-/// routes are declared: at load, and in the plugin's unit tests.
+/// building it copies nothing and serving only compares route texts;
+/// parsing and checking happen where the routes are declared: at load, and
+/// in the plugin's unit tests.
 #[derive(Default)]
 pub struct Router {
-    /// The declared route, exactly as the host will name it in
-    /// `request.route`, and its handler.
-    routes: Vec<(String, Handler)>,
+    routes: Vec<Entry>,
+}
+
+/// One route: `method` and `pattern` together are the text the host names
+/// in `request.route`.
+struct Entry {
+    /// Set by [`Router::get`] and its siblings; `None` when `pattern` is a
+    /// whole route with its methods.
+    method: Option<&'static str>,
+    pattern: &'static str,
+    handler: Handler,
+}
+
+impl Entry {
+    /// The route as declared to the host.
+    fn text(&self) -> String {
+        match self.method {
+            Some(method) => format!("{method} {}", self.pattern),
+            None => self.pattern.to_owned(),
+        }
+    }
+
+    /// True when the host's `request.route` names this route.
+    fn is(&self, route: &str) -> bool {
+        match self.method {
+            Some(method) => route.strip_prefix(method).and_then(|r| r.strip_prefix(' ')) == Some(self.pattern),
+            None => route == self.pattern,
+        }
+    }
 }
 
 impl Router {
@@ -31,34 +58,38 @@ impl Router {
 
     /// Adds a route, `"[METHOD[,METHOD...] ]/path"` (checked by
     /// [`Router::declared`]).
-    pub fn route(mut self, route: &str, handler: Handler) -> Self {
-        self.routes.push((route.trim().to_owned(), handler));
+    pub fn route(self, route: &'static str, handler: Handler) -> Self {
+        self.add(None, route, handler)
+    }
+
+    fn add(mut self, method: Option<&'static str>, pattern: &'static str, handler: Handler) -> Self {
+        self.routes.push(Entry { method, pattern: pattern.trim(), handler });
         self
     }
 
     /// Adds a `GET` route (which also answers `HEAD`).
-    pub fn get(self, path: &str, handler: Handler) -> Self {
-        self.route(&format!("GET {path}"), handler)
+    pub fn get(self, path: &'static str, handler: Handler) -> Self {
+        self.add(Some("GET"), path, handler)
     }
 
     /// Adds a `POST` route.
-    pub fn post(self, path: &str, handler: Handler) -> Self {
-        self.route(&format!("POST {path}"), handler)
+    pub fn post(self, path: &'static str, handler: Handler) -> Self {
+        self.add(Some("POST"), path, handler)
     }
 
     /// Adds a `PUT` route.
-    pub fn put(self, path: &str, handler: Handler) -> Self {
-        self.route(&format!("PUT {path}"), handler)
+    pub fn put(self, path: &'static str, handler: Handler) -> Self {
+        self.add(Some("PUT"), path, handler)
     }
 
     /// Adds a `PATCH` route.
-    pub fn patch(self, path: &str, handler: Handler) -> Self {
-        self.route(&format!("PATCH {path}"), handler)
+    pub fn patch(self, path: &'static str, handler: Handler) -> Self {
+        self.add(Some("PATCH"), path, handler)
     }
 
     /// Adds a `DELETE` route.
-    pub fn delete(self, path: &str, handler: Handler) -> Self {
-        self.route(&format!("DELETE {path}"), handler)
+    pub fn delete(self, path: &'static str, handler: Handler) -> Self {
+        self.add(Some("DELETE"), path, handler)
     }
 
     /// The routes, as the host reads them at load.
@@ -75,8 +106,8 @@ impl Router {
     /// Every route parsed, refusing malformed and ambiguous ones.
     fn parsed(&self) -> Vec<Route> {
         let mut parsed: Vec<Route> = Vec::with_capacity(self.routes.len());
-        for (text, _) in &self.routes {
-            let route = Route::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        for entry in &self.routes {
+            let route = Route::parse(&entry.text()).unwrap_or_else(|e| panic!("{e}"));
             if let Some(same) = parsed.iter().find(|r| r.ambiguous_with(&route)) {
                 panic!("route `{route}` is declared twice (it overlaps `{same}` and neither is more specific)");
             }
@@ -89,8 +120,8 @@ impl Router {
     /// failure becomes its error response.
     pub fn handle(&self, req: &Request) -> Response {
         let route = req.route();
-        let outcome = match self.routes.iter().find(|(text, _)| *text == route) {
-            Some((_, handler)) => handler(req),
+        let outcome = match self.routes.iter().find(|entry| entry.is(&route)) {
+            Some(entry) => (entry.handler)(req),
             None => Err(Error::not_found(format!("this plugin declares no route `{route}`"))),
         };
         outcome.unwrap_or_else(|e| e.into_response(&req.trace_id()))
