@@ -49,12 +49,16 @@ async fn an_allocating_guest_is_stopped_by_its_memory_cap() {
 async fn a_trapping_guest_gets_a_500_and_the_host_keeps_serving() {
     let deployment = Deployment::new(&format!(
         "{TEST_SERVER}{}",
-        plugin("trap", plinth_test_guests::TRAP, &["GET /v1/trap"], &[], "")
+        plugin("trap", plinth_test_guests::TRAP, &["GET /v1/trap", "GET /v1/trap/overflow"], &[], "")
     ));
     let server = TestServer::start(&deployment).await;
     for _ in 0..3 {
         let response = reqwest::get(server.url("/v1/trap")).await.unwrap();
         assert_error(response, 500, "plugin_trap").await;
+        // A guest that exhausts its stack ends the same way.
+        let response = reqwest::get(server.url("/v1/trap/overflow")).await.unwrap();
+        let body = assert_error(response, 500, "plugin_trap").await;
+        assert!(!body.to_string().contains("stack"), "no internals in the answer: {body}");
     }
     assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 200);
     server.stop().await;

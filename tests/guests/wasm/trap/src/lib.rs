@@ -1,4 +1,5 @@
-//! Panics (a trap) on every request after writing to stderr.
+//! Fails every request after writing to stderr: `.../overflow` by
+//! recursing until the stack is gone, anything else by panicking.
 
 wit_bindgen::generate!({ path: "../../../../wit", world: "plinth:platform/plugin" });
 
@@ -14,8 +15,23 @@ impl exports::plinth::platform::handler::Guest for Trap {
 
     fn handle(req: Request) -> Response {
         eprintln!("about to fail on {}", req.path());
+        if req.path().ends_with("/overflow") {
+            let depth = recurse(std::hint::black_box(1));
+            return Response::new(u16::try_from(depth % 100 + 200).unwrap_or(200));
+        }
         panic!("the trap plugin always fails");
     }
+}
+
+/// Recursion with a frame the optimizer cannot remove, deeper than any
+/// stack.
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    if n == u64::MAX {
+        return n;
+    }
+    let frame = std::hint::black_box([n; 64]);
+    frame[(n % 64) as usize] + recurse(std::hint::black_box(n + 1))
 }
 
 export!(Trap);
