@@ -411,8 +411,15 @@ impl App {
             (Some(canary), Some(bytes), Some(digest)) => {
                 let mut settings = entry.settings.clone();
                 settings.extend(canary.settings.clone());
-                let (plugin, _) = self.bind_plugin(entry, &settings, bytes, digest).await?;
-                Some((Arc::new(plugin), canary.weight))
+                let (canary_plugin, _) = self.bind_plugin(entry, &settings, bytes, digest).await?;
+                // Requests are routed by the main version's routes.
+                anyhow::ensure!(
+                    canary_plugin.routes() == plugin.routes(),
+                    "plugin `{}`: its canary declares other routes than the main version; a canary may change \
+                     behaviour, not routes (serve new routes from the main version first)",
+                    entry.name
+                );
+                Some((Arc::new(canary_plugin), canary.weight))
             }
             _ => None,
         };

@@ -1,6 +1,7 @@
 //! `plinth new plugin NAME`: a plugin crate on the kit, ready to build,
-//! test and serve: a first route with its unit test, a `plinth.toml` that
-//! serves it, and its policy rules.
+//! test and serve: a first route with its unit test, an integration test
+//! against the real host, a `plinth.toml` that serves it (and names its
+//! `source` for `plinth dev`), and its policy rules.
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,7 @@ pub fn new_plugin(name: &str, dir: &Path, kit: &Path) -> anyhow::Result<Vec<Path
     let files = [
         ("Cargo.toml", cargo_toml(name, &kit)),
         ("src/lib.rs", lib_rs(name)),
+        ("tests/serve.rs", SERVE_TEST.replace("NAME", name)),
         ("plinth.toml", plinth_toml(name, &wasm)),
         ("policies/routes.toml", policy(name)),
         (".gitignore", "/target\n/data\n".to_owned()),
@@ -129,6 +131,63 @@ mod tests {{
 "#
     )
 }
+
+/// The scaffold's integration test: the component, built for wasm32, in the
+/// real host, over HTTP. `NAME` is the plugin's name.
+const SERVE_TEST: &str = r##"//! The component in the real plinth host: builds it for wasm32-wasip2,
+//! serves this crate's plinth.toml with `plinth serve` (on the PATH, or the
+//! binary the PLINTH variable names) and calls it over HTTP.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::process::{Command, Stdio};
+
+#[test]
+fn the_component_answers_over_http() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir", "target"])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(built.success(), "the component builds");
+    let data = tempfile_dir();
+    let plinth = std::env::var("PLINTH").unwrap_or_else(|_| "plinth".into());
+    let mut server = Command::new(&plinth)
+        .args(["serve", "--config", "plinth.toml", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running `{plinth}` (put plinth on the PATH or set PLINTH): {e}"));
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let answer = line.trim().strip_prefix("listening on ").map(|addr| {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(stream, "GET /v1/NAME HTTP/1.1
+host: localhost
+connection: close
+
+").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&data);
+    let answer = answer.unwrap_or_else(|| panic!("plinth did not start: {line:?}"));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""plugin":"NAME""#), "{answer}");
+}
+
+/// A fresh data directory for this run.
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("NAME-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+"##;
 
 fn plinth_toml(name: &str, wasm: &str) -> String {
     format!(

@@ -36,4 +36,8 @@ fn the_plugin_guide_runs_as_written() {
     assert!(stdout.contains(r#"{"hello":"world","plugin":"greeter"}"#), "{stdout}");
     assert!(stdout.contains("route: GET /v1/greeter"), "plinth check lists the route: {stdout}");
     assert!(stdout.contains("test tests::greets_whoever_calls ... ok"), "{stdout}");
+    assert!(
+        stdout.contains("test the_component_answers_over_http ... ok"),
+        "the scaffold's integration test ran: {stdout}"
+    );
 }

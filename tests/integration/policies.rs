@@ -90,8 +90,19 @@ fn policy_check_prints_the_matrix_and_fails_on_a_gap() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("GET      /v1/hello/stats"), "{stdout}");
     assert!(stdout.contains("roles: admin"), "{stdout}");
+    assert!(!stdout.contains("warning"), "{stdout}");
 
+    // A rule that matches no route is reported, not refused.
     let policy = deployment.dir.path().join("policies/routes.toml");
+    let original = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, format!("{original}\n[[route]]\nroute = \"GET /v1/nowhere\"\nallow = \"public\"\n"))
+        .unwrap();
+    let (ok, stdout, stderr) = plinth_cli(&["policy", "check", "--config", config.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("warning: rule `GET /v1/nowhere` in"), "{stdout}");
+    assert!(stdout.contains("matches no route"), "{stdout}");
+    std::fs::write(&policy, original).unwrap();
+
     let text =
         std::fs::read_to_string(&policy).unwrap().replace("route = \"GET /v1/hello/me\"", "route = \"GET /v1/other\"");
     std::fs::write(&policy, text).unwrap();

@@ -263,6 +263,18 @@ async fn a_canary_takes_its_share_sticky_per_session() {
 }
 
 #[tokio::test]
+async fn a_canary_that_declares_other_routes_is_refused() {
+    let config = canary_config(10).replace(
+        &format!("component = {:?}, weight", plinth_test_guests::VERSION),
+        &format!("component = {:?}, weight", plinth_test_guests::HELLO),
+    );
+    let config = config.replace("grants = []", "grants = [\"kv\"]");
+    let deployment = Deployment::with_policy(&config, &format!("{POLICY}{ISSUER_POLICY}"));
+    let err = format!("{:#}", plinth::App::build(deployment.load().unwrap()).await.err().expect("refused"));
+    assert!(err.contains("plugin `version`: its canary declares other routes than the main version"), "{err}");
+}
+
+#[tokio::test]
 async fn a_rollback_restores_the_previous_version() {
     let deployment = deployment("1");
     let server = TestServer::start(&deployment).await;
