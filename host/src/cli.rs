@@ -295,8 +295,8 @@ async fn serve(file: &Path, listen: Option<SocketAddr>, data: Option<PathBuf>) -
 }
 
 async fn dev(file: &Path, listen: Option<SocketAddr>, data: Option<PathBuf>) -> anyhow::Result<()> {
-    let plugins = crate::dev::plugins(file)?;
-    let first = plugins.clone();
+    let config = crate::dev::load(file, data.as_deref())?;
+    let first = config.plugins.clone();
     tokio::task::spawn_blocking(move || {
         for plugin in &first {
             if let Err(e) = crate::dev::build(plugin) {
@@ -305,7 +305,7 @@ async fn dev(file: &Path, listen: Option<SocketAddr>, data: Option<PathBuf>) -> 
         }
     })
     .await?;
-    crate::dev::watch(plugins)?;
+    crate::dev::watch(config)?;
     serve(file, listen, data).await
 }
 

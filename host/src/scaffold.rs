@@ -8,7 +8,20 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 /// Names Rust or cargo would refuse for a crate.
-const RESERVED: &[&str] = &["test", "std", "core", "alloc", "proc_macro", "self", "super", "crate", "build"];
+const RESERVED: &[&str] = &[
+    "test",
+    "std",
+    "core",
+    "alloc",
+    "proc_macro",
+    "self",
+    "super",
+    "crate",
+    "build",
+    // The crates a plugin depends on.
+    "plinth-kit",
+    "plinth-routes",
+];
 
 /// Why a scaffold was refused.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +67,7 @@ pub fn new_plugin(name: &str, dir: &Path, kit: &Path) -> anyhow::Result<Vec<Path
         ("tests/serve.rs", SERVE_TEST.replace("NAME", name)),
         ("plinth.toml", plinth_toml(name, &wasm)),
         ("policies/routes.toml", policy(name)),
-        (".gitignore", "/target\n/data\n".to_owned()),
+        (".gitignore", "/target\n/.plinth\n".to_owned()),
     ];
     let mut written = Vec::new();
     for (file, text) in files {
@@ -205,8 +218,12 @@ listen = "127.0.0.1:8080"
 # Plain HTTP on localhost only; never on a deployment others reach.
 dev_insecure_cookies = true
 
+# The database and the audit key, kept apart from the sources.
 [storage]
-path = "data"
+path = ".plinth/data"
+
+[audit]
+key_file = ".plinth/audit.key"
 
 [[plugins]]
 name = "{name}"
@@ -246,7 +263,8 @@ mod tests {
         for good in ["notes", "a", "todo-list", "v2-api"] {
             assert!(valid_name(good), "{good}");
         }
-        for bad in ["", "Notes", "1st", "-x", "x-", "a_b", "a/b", "a b", "test", "self", &"x".repeat(64)] {
+        for bad in ["", "Notes", "1st", "-x", "x-", "a_b", "a/b", "a b", "test", "self", "plinth-kit", &"x".repeat(64)]
+        {
             assert!(!valid_name(bad), "{bad}");
         }
     }

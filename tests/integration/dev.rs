@@ -29,11 +29,16 @@ async fn a_source_change_is_swapped_under_load_and_a_broken_one_keeps_the_old_ve
     std::fs::write(&config, format!("{scaffolded}\n[rate_limits.classes.default]\nper_address = \"1000000/min\"\n"))
         .unwrap();
     let log = dir.path().join("dev.log");
-    let server = ServerProcess::dev(&config, &dir.path().join("data"), &log);
+    // Data inside the crate, as an operator might put it: writes there are no source change.
+    let server = ServerProcess::dev(&config, &krate.join("data"), &log);
     let url = server.url("/v1/devdemo");
     let client = reqwest::Client::new();
     let body = async |client: &reqwest::Client| client.get(&url).send().await.unwrap().text().await.unwrap();
     assert!(body(&client).await.contains(r#""plugin":"devdemo""#));
+    // The server writing its data and audit log triggers no build.
+    let builds = || std::fs::read_to_string(&log).unwrap().matches("dev: building `devdemo`").count();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(builds(), 1, "only the first build: {}", std::fs::read_to_string(&log).unwrap());
 
     let stop = Arc::new(AtomicBool::new(false));
     let (served, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));

@@ -102,6 +102,7 @@ async fn api_sign_in_returns_a_bearer_token_and_sets_no_cookie() {
     let signed_in = api_sign_in(&server, "api@example.com", PASSWORD).await;
     assert_eq!(signed_in.status(), 200);
     assert!(signed_in.headers().get("set-cookie").is_none(), "no cookie for an API client");
+    assert_eq!(signed_in.headers()["cache-control"], "no-store", "a token in a body is never stored");
     let body: Value = signed_in.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
     let token = body["token"].as_str().unwrap();

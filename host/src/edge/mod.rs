@@ -325,10 +325,9 @@ async fn route(
                 trace_id,
                 signed_in,
             };
-            let response = call_plugin(deployment, plugin, request).await?;
-            if response.headers().contains_key(header::SET_COOKIE) {
-                outline.authenticated = true;
-            }
+            let (response, credentials) = call_plugin(deployment, plugin, request).await?;
+            // A response that sets, clears or carries a session is never stored.
+            outline.authenticated |= credentials;
             Ok(response)
         }
     }
@@ -356,11 +355,13 @@ struct PluginRequest<'a> {
     signed_in: Option<Authenticated>,
 }
 
+/// Runs the plugin and builds its response; the flag says whether the
+/// plugin issued, revoked or handed out a session.
 async fn call_plugin(
     deployment: &Deployment,
     plugin: &Plugin,
     request: PluginRequest<'_>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Result<(Response<Full<Bytes>>, bool), ApiError> {
     let PluginRequest { method, parts, path, body, route, params, client, trace_id, signed_in } = request;
     let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let actor = signed_in.as_ref().map_or(Actor::Anonymous, |a| Actor::Principal(a.account.id.clone()));
@@ -395,6 +396,7 @@ async fn call_plugin(
     for (name, value) in output.response.headers {
         headers.append(name, value);
     }
+    let credentials = output.session.is_some();
     match output.session {
         Some(SessionEffect::Issued { token, max_age }) => {
             headers.insert(header::SET_COOKIE, deployment.cookies.issue(&token, max_age));
@@ -403,9 +405,9 @@ async fn call_plugin(
             headers.insert(header::SET_COOKIE, deployment.cookies.clear());
             headers.insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
         }
-        None => {}
+        Some(SessionEffect::TokenIssued) | None => {}
     }
-    Ok(response)
+    Ok((response, credentials))
 }
 
 /// Maps a plugin failure to its response: the plugin's fault is a 500, a

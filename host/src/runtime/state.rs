@@ -62,6 +62,8 @@ pub enum SessionEffect {
     },
     /// The current session was revoked: clear the cookie.
     Cleared,
+    /// A session was issued for an API client and its token is in the body.
+    TokenIssued,
 }
 
 /// Refuses memory growth past the plugin's cap and remembers that it did,

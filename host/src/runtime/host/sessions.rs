@@ -49,10 +49,10 @@ impl Host for HostState {
     }
 
     async fn issue_token(&mut self, account_id: String) -> wasmtime::Result<Result<IssuedToken, Error>> {
-        Ok(self
-            .new_session(&account_id)
-            .await
-            .map(|(token, session)| IssuedToken { session: issued(session), token: token.0 }))
+        Ok(self.new_session(&account_id).await.map(|(token, session)| {
+            self.session_effect = Some(SessionEffect::TokenIssued);
+            IssuedToken { session: issued(session), token: token.0 }
+        }))
     }
 
     async fn revoke_current(&mut self) -> wasmtime::Result<Result<bool, Error>> {
