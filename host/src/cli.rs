@@ -37,31 +37,11 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the deployment a config file describes, until SIGINT or SIGTERM.
-    Serve {
-        /// The config file (plinth.toml).
-        #[arg(long)]
-        config: PathBuf,
-        /// Listen on this address instead of `server.listen` (port 0 picks a free port).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Keep data in this directory instead of `storage.path`.
-        #[arg(long)]
-        data: Option<PathBuf>,
-    },
+    Serve(ServeArgs),
     /// Build the plugins the config names a `source` for, serve, and rebuild
     /// and swap a plugin when its source changes (build errors are printed;
     /// the running version keeps serving). For development.
-    Dev {
-        /// The config file (plinth.toml).
-        #[arg(long)]
-        config: PathBuf,
-        /// Listen on this address instead of `server.listen` (port 0 picks a free port).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Keep data in this directory instead of `storage.path`.
-        #[arg(long)]
-        data: Option<PathBuf>,
-    },
+    Dev(ServeArgs),
     /// Validate a config and load every component, without serving or
     /// touching data; exits non-zero on the first problem.
     Check {
@@ -101,6 +81,20 @@ pub enum NewCommand {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../kit"))]
         kit: PathBuf,
     },
+}
+
+/// What `serve` and `dev` serve, and where.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The config file (plinth.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Listen on this address instead of `server.listen` (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Keep data in this directory instead of `storage.path`.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 /// Admin subcommands.
@@ -193,8 +187,8 @@ pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::Worker
 /// Runs a parsed command.
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config, listen, data } => serve(&config, listen, data).await,
-        Command::Dev { config, listen, data } => dev(&config, listen, data).await,
+        Command::Serve(ServeArgs { config, listen, data }) => serve(&config, listen, data).await,
+        Command::Dev(ServeArgs { config, listen, data }) => dev(&config, listen, data).await,
         Command::Check { config } => check(&config).await,
         Command::Plugin(PluginCommand::Inspect { file }) => inspect(&file).await,
         Command::Policy(PolicyCommand::Check { config }) => policy_check(&config).await,
