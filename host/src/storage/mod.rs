@@ -70,6 +70,48 @@ pub enum Op {
     Delete(String),
 }
 
+/// The result of a versioned write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionedWrite {
+    /// Written; the key's new version (for a delete, the deletion's).
+    Written(u64),
+    /// The key's version was another; this one (`None`: absent).
+    Conflict(Option<u64>),
+}
+
+/// A versioned write: `value` (`None` deletes) under `key` when its
+/// version is `expected` (`None`: absent), with `also` in the same batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedOp {
+    /// The versioned key.
+    pub key: String,
+    /// The version the writer read.
+    pub expected: Option<u64>,
+    /// The new value.
+    pub value: Option<Vec<u8>>,
+    /// Plain writes that commit with it (never to `key`).
+    pub also: Vec<Op>,
+}
+
+/// Bytes of the version header in front of a versioned value.
+const VERSION_HEADER: usize = 8;
+
+/// A versioned key's stored bytes: the version, then the value.
+fn encode_versioned(version: u64, value: &[u8]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(VERSION_HEADER + value.len());
+    stored.extend_from_slice(&version.to_be_bytes());
+    stored.extend_from_slice(value);
+    stored
+}
+
+/// A versioned key's version and value, from its stored bytes.
+fn decode_versioned(key: &str, stored: &[u8]) -> Result<(u64, Vec<u8>), StorageError> {
+    let (header, value) = stored.split_at_checked(VERSION_HEADER).ok_or_else(|| {
+        StorageError::InvalidKey(format!("`{key}` holds a plain value, not one written with a version"))
+    })?;
+    Ok((u64::from_be_bytes(header.try_into().expect("eight bytes")), value.to_vec()))
+}
+
 /// One page of a prefix scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
@@ -111,6 +153,19 @@ pub trait Namespace: Send + Sync {
     async fn scan_prefix(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<Page, StorageError>;
     /// Applies all ops or none.
     async fn batch(&self, ops: Vec<Op>) -> Result<(), StorageError>;
+    /// The value and version of a key written by [`Namespace::write_versioned`].
+    async fn get_versioned(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, StorageError>;
+    /// Applies `op` when the key's version is the expected one. Versions
+    /// come from one database-wide counter: they only grow, and a key
+    /// deleted and created again never takes an old version. `committed`
+    /// runs with the new version before any other write to this namespace
+    /// can commit, so its effects (such as publishing the change) happen in
+    /// commit order.
+    async fn write_versioned(
+        &self,
+        op: VersionedOp,
+        committed: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<VersionedWrite, StorageError>;
     /// Bytes held now.
     fn used_bytes(&self) -> u64;
 }

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{MAX_SCAN_PAGE, Namespace, NamespaceId, Op, Page, Storage, StorageError, Swap, check_key, check_value};
+use super::{
+    MAX_SCAN_PAGE, Namespace, NamespaceId, Op, Page, Storage, StorageError, Swap, VersionedOp, VersionedWrite,
+    check_key, check_value, decode_versioned, encode_versioned,
+};
 
 /// A sled database holding every namespace.
 pub struct SledStorage {
@@ -64,7 +67,8 @@ impl Storage for SledStorage {
             let (k, v) = entry.map_err(backend)?;
             used += (k.len() + v.len()) as u64;
         }
-        let ns = Arc::new(SledNamespace { tree, quota: Mutex::new(quota), used: Mutex::new(used) });
+        let ns =
+            Arc::new(SledNamespace { db: self.db.clone(), tree, quota: Mutex::new(quota), used: Mutex::new(used) });
         open.insert(id, ns.clone());
         Ok(ns)
     }
@@ -88,6 +92,8 @@ impl Storage for SledStorage {
 
 /// One tree with its byte accounting.
 struct SledNamespace {
+    /// The database, for its version counter.
+    db: sled::Db,
     tree: sled::Tree,
     /// Byte quota; replaced when a plugin is reconfigured.
     quota: Mutex<Option<u64>>,
@@ -115,6 +121,48 @@ impl SledNamespace {
 
     fn old_size(&self, key: &str) -> Result<u64, StorageError> {
         Ok(self.tree.get(key).map_err(backend)?.map_or(0, |v| size(key, &v)))
+    }
+
+    /// Applies `ops` as one sled batch, all or none, within the quota; the
+    /// caller holds the usage lock.
+    fn apply(&self, used: &mut u64, ops: &[Op]) -> Result<(), StorageError> {
+        // Sizes as the batch goes, so that two ops on one key count once.
+        let mut sizes: HashMap<&str, u64> = HashMap::new();
+        let mut batch = sled::Batch::default();
+        for op in ops {
+            let key = match op {
+                Op::Set(key, value) => {
+                    check_key(key)?;
+                    check_value(value)?;
+                    key
+                }
+                Op::Delete(key) => {
+                    check_key(key)?;
+                    key
+                }
+            };
+            if !sizes.contains_key(key.as_str()) {
+                sizes.insert(key, self.old_size(key)?);
+            }
+        }
+        let before: u64 = sizes.values().sum();
+        for op in ops {
+            match op {
+                Op::Set(key, value) => {
+                    sizes.insert(key, size(key, value));
+                    batch.insert(key.as_bytes(), value.as_slice());
+                }
+                Op::Delete(key) => {
+                    sizes.insert(key, 0);
+                    batch.remove(key.as_bytes());
+                }
+            }
+        }
+        let after: u64 = sizes.values().sum();
+        self.admit(*used, before, after)?;
+        self.tree.apply_batch(batch).map_err(backend)?;
+        *used = *used - before + after;
+        Ok(())
     }
 }
 
@@ -195,43 +243,44 @@ impl Namespace for SledNamespace {
 
     async fn batch(&self, ops: Vec<Op>) -> Result<(), StorageError> {
         let mut used = self.used.lock().expect("usage lock poisoned");
-        // Sizes as the batch goes, so that two ops on one key count once.
-        let mut sizes: HashMap<&str, u64> = HashMap::new();
-        let mut batch = sled::Batch::default();
-        for op in &ops {
-            let key = match op {
-                Op::Set(key, value) => {
-                    check_key(key)?;
-                    check_value(value)?;
-                    key
-                }
-                Op::Delete(key) => {
-                    check_key(key)?;
-                    key
-                }
-            };
-            if !sizes.contains_key(key.as_str()) {
-                sizes.insert(key, self.old_size(key)?);
-            }
+        self.apply(&mut used, &ops)
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
+        check_key(key)?;
+        self.tree.get(key).map_err(backend)?.map(|stored| decode_versioned(key, &stored)).transpose()
+    }
+
+    async fn write_versioned(
+        &self,
+        op: VersionedOp,
+        committed: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<VersionedWrite, StorageError> {
+        let VersionedOp { key, expected, value, also } = op;
+        check_key(&key)?;
+        if also.iter().any(|op| matches!(op, Op::Set(k, _) | Op::Delete(k) if *k == key)) {
+            return Err(StorageError::InvalidKey(format!(
+                "`{key}` is the versioned key; it cannot also be in the batch"
+            )));
         }
-        let before: u64 = sizes.values().sum();
-        for op in &ops {
-            match op {
-                Op::Set(key, value) => {
-                    sizes.insert(key, size(key, value));
-                    batch.insert(key.as_bytes(), value.as_slice());
-                }
-                Op::Delete(key) => {
-                    sizes.insert(key, 0);
-                    batch.remove(key.as_bytes());
-                }
-            }
+        let mut used = self.used.lock().expect("usage lock poisoned");
+        let current = match self.tree.get(&key).map_err(backend)? {
+            Some(stored) => Some(decode_versioned(&key, &stored)?.0),
+            None => None,
+        };
+        if current != expected {
+            return Ok(VersionedWrite::Conflict(current));
         }
-        let after: u64 = sizes.values().sum();
-        self.admit(*used, before, after)?;
-        self.tree.apply_batch(batch).map_err(backend)?;
-        *used = *used - before + after;
-        Ok(())
+        let version = self.db.generate_id().map_err(backend)? + 1;
+        let mut ops = Vec::with_capacity(also.len() + 1);
+        ops.push(match &value {
+            Some(value) => Op::Set(key.clone(), encode_versioned(version, value)),
+            None => Op::Delete(key.clone()),
+        });
+        ops.extend(also);
+        self.apply(&mut used, &ops)?;
+        committed(version);
+        Ok(VersionedWrite::Written(version))
     }
 
     fn used_bytes(&self) -> u64 {
@@ -329,6 +378,51 @@ mod tests {
         assert_eq!(ns.get("a").await.unwrap().unwrap(), b"123");
         ns.batch(vec![Op::Delete("a".into()), Op::Set("c".into(), b"12".to_vec())]).await.unwrap();
         assert_eq!((ns.get("a").await.unwrap(), ns.used_bytes()), (None, 7));
+    }
+
+    #[tokio::test]
+    async fn versioned_writes_compare_versions_and_commit_in_order() {
+        let (_dir, s) = storage();
+        let ns = s.namespace(NamespaceId::Plugin("v".into()), None).unwrap();
+        let seen = Mutex::new(Vec::new());
+        let hook = |v: u64| seen.lock().unwrap().push(v);
+        let create = VersionedOp { key: "doc".into(), expected: None, value: Some(b"one".to_vec()), also: vec![] };
+        let VersionedWrite::Written(v1) = ns.write_versioned(create.clone(), &hook).await.unwrap() else {
+            panic!("create conflicted")
+        };
+        assert_eq!(ns.write_versioned(create, &hook).await.unwrap(), VersionedWrite::Conflict(Some(v1)));
+        let replace = VersionedOp {
+            key: "doc".into(),
+            expected: Some(v1),
+            value: Some(b"two".to_vec()),
+            also: vec![Op::Set("log/1".into(), b"x".to_vec())],
+        };
+        let VersionedWrite::Written(v2) = ns.write_versioned(replace.clone(), &hook).await.unwrap() else {
+            panic!("replace conflicted")
+        };
+        assert!(v2 > v1);
+        assert_eq!(ns.get_versioned("doc").await.unwrap(), Some((v2, b"two".to_vec())));
+        assert_eq!(ns.get("log/1").await.unwrap().as_deref(), Some(&b"x"[..]));
+        // The stale writer loses and nothing of its batch lands.
+        let stale = VersionedOp { also: vec![Op::Set("log/2".into(), b"y".to_vec())], ..replace };
+        assert_eq!(ns.write_versioned(stale, &hook).await.unwrap(), VersionedWrite::Conflict(Some(v2)));
+        assert_eq!(ns.get("log/2").await.unwrap(), None);
+        let delete = VersionedOp { key: "doc".into(), expected: Some(v2), value: None, also: vec![] };
+        let VersionedWrite::Written(v3) = ns.write_versioned(delete, &hook).await.unwrap() else {
+            panic!("delete conflicted")
+        };
+        let again = VersionedOp { key: "doc".into(), expected: None, value: Some(b"new".to_vec()), also: vec![] };
+        let VersionedWrite::Written(v4) = ns.write_versioned(again, &hook).await.unwrap() else {
+            panic!("re-create conflicted")
+        };
+        assert!(v4 > v3 && v3 > v2, "versions are never reused");
+        assert_eq!(*seen.lock().unwrap(), vec![v1, v2, v3, v4]);
+        assert_eq!(ns.used_bytes(), (3 + 8 + 3 + "log/1".len() + 1) as u64);
+        let clash =
+            VersionedOp { key: "doc".into(), expected: Some(v4), value: None, also: vec![Op::Delete("doc".into())] };
+        assert!(matches!(ns.write_versioned(clash, &hook).await, Err(StorageError::InvalidKey(_))));
+        ns.set("plain", b"1".to_vec()).await.unwrap();
+        assert!(matches!(ns.get_versioned("plain").await, Err(StorageError::InvalidKey(_))));
     }
 
     #[tokio::test]
