@@ -41,6 +41,7 @@ pub mod policy;
 pub mod runtime;
 pub mod scaffold;
 pub mod server;
+pub mod signing;
 pub mod storage;
 mod tls;
 pub mod trace;
