@@ -19,6 +19,7 @@ use crate::config::{Config, OnBroken, PluginConfig, ServerConfig};
 use crate::edge::auth::CookiePolicy;
 use crate::edge::headers::SecurityHeaders;
 use crate::edge::rate_limit::RateLimits;
+use crate::events::Events;
 use crate::identity::{Identity, Lifetimes};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Retry, Sink};
@@ -28,6 +29,7 @@ use crate::routes::{Route, RouteTable};
 use crate::runtime::cache::Origin;
 use crate::runtime::state::PluginContext;
 use crate::runtime::{Plugin, Runtime};
+use crate::signing::SigningKeys;
 use crate::storage::{NamespaceId, SledStorage, Storage};
 
 /// A plugin as loaded, with what operators see of it.
@@ -212,6 +214,10 @@ pub struct App {
     pub passwords: Arc<Passwords>,
     /// The mail queue; its worker runs while the server serves.
     pub outbox: Arc<Outbox>,
+    /// Root keys of plugins' signing keys.
+    pub signing: Arc<SigningKeys>,
+    /// Change feeds and the streams that follow them.
+    pub events: Arc<Events>,
     /// Permits for requests being handled; bounds in-flight work (and so
     /// live instances, which the runtime's pool is sized for).
     pub in_flight: Arc<Semaphore>,
@@ -280,6 +286,8 @@ impl App {
         };
         let retry = Retry { max_attempts: config.mail.max_attempts, base: config.mail.retry_base.0 };
         let outbox = Arc::new(Outbox::open(storage.clone(), sink, retry)?);
+        let signing = Arc::new(SigningKeys::open(storage.as_ref()).await.context("opening the signing keys")?);
+        let events = Arc::new(Events::new(config.streams.max_total, config.streams.max_per_client));
         if config.sessions.dev_insecure_cookies {
             if config.server.tls.is_some() {
                 tracing::warn!("sessions.dev_insecure_cookies is ignored: TLS is on, so cookies stay `Secure`");
@@ -311,6 +319,8 @@ impl App {
             identity,
             passwords,
             outbox,
+            signing,
+            events,
             runtime,
             metrics,
             source,
@@ -452,6 +462,9 @@ impl App {
             identity: self.identity.clone(),
             passwords: self.passwords.clone(),
             outbox: self.outbox.clone(),
+            signing: self.signing.clone(),
+            events: self.events.clone(),
+            metrics: self.metrics.clone(),
             settings: settings.clone(),
         });
         let prepared = self.runtime.prepare_bytes(entry, bytes, digest).await?;

@@ -413,6 +413,7 @@ async fn admin_invite(file: &Path, data: Option<PathBuf>, email: &str, roles: Ve
             roles: vec![crate::policy::ADMIN_ROLE.into()],
             session_id: String::new(),
         }),
+        revalidation: false,
     };
     let output = plugin.handle(request, "plinth-cli".into(), crate::audit::Actor::Cli).await?;
     let answer = String::from_utf8_lossy(&output.response.body);

@@ -80,6 +80,9 @@ pub struct Config {
     /// Outgoing mail.
     #[serde(default)]
     pub mail: MailConfig,
+    /// Live change streams (Server-Sent Events); fixed at start.
+    #[serde(default)]
+    pub streams: StreamsConfig,
     /// The file this was read from, for messages; not a key.
     #[serde(skip)]
     pub source: PathBuf,
@@ -257,6 +260,25 @@ pub struct MailConfig {
 impl Default for MailConfig {
     fn default() -> Self {
         Self { file: None, smtp: None, max_attempts: 6, retry_base: HumanDuration(Duration::from_secs(2)) }
+    }
+}
+
+/// Live change streams the host serves for plugins.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamsConfig {
+    /// Streams open at once on the whole server; past it, 503.
+    pub max_total: usize,
+    /// Streams one principal (or, signed out, one client address) may hold; past it, 429.
+    pub max_per_client: usize,
+    /// How often a stream sends a heartbeat and re-checks its session and
+    /// access (`"15s"`).
+    pub heartbeat: HumanDuration,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        Self { max_total: 10_000, max_per_client: 16, heartbeat: HumanDuration(Duration::from_secs(15)) }
     }
 }
 
@@ -509,6 +531,11 @@ pub enum Grant {
     Passwords,
     /// `plinth:platform/outbox`: queue e-mail.
     Outbox,
+    /// `plinth:platform/signing`: tokens signed with the plugin's own key.
+    Signing,
+    /// `plinth:platform/events`: versioned writes that publish changes, and
+    /// live streams of them (needs `kv`: the writes go to its namespace).
+    Events,
 }
 
 impl Grant {
@@ -522,6 +549,8 @@ impl Grant {
             Grant::Sessions => "sessions",
             Grant::Passwords => "passwords",
             Grant::Outbox => "outbox",
+            Grant::Signing => "signing",
+            Grant::Events => "events",
         }
     }
 }
@@ -760,6 +789,12 @@ impl Config {
         if self.mail.max_attempts == 0 || self.mail.retry_base.0.is_zero() {
             return Err(self.invalid("mail", "max_attempts and retry_base must be greater than zero"));
         }
+        if self.streams.max_total == 0 || self.streams.max_per_client == 0 || self.streams.heartbeat.0.is_zero() {
+            return Err(self.invalid("streams", "max_total, max_per_client and heartbeat must be greater than zero"));
+        }
+        if self.streams.max_per_client > self.streams.max_total {
+            return Err(self.invalid("streams.max_per_client", "is more than streams.max_total"));
+        }
         if self.rate_limits.max_tracked_keys == 0 {
             return Err(self.invalid("rate_limits.max_tracked_keys", "must be greater than zero"));
         }
@@ -779,6 +814,12 @@ impl Config {
             }
             if !names.insert(&plugin.name) {
                 return Err(self.invalid(key("name"), format!("plugin `{}` is defined twice", plugin.name)));
+            }
+            if plugin.grants.contains(&Grant::Events) && !plugin.grants.contains(&Grant::Kv) {
+                return Err(self.invalid(
+                    key("grants"),
+                    "grant `events` writes to the plugin's kv namespace, so it needs grant `kv` too",
+                ));
             }
             if !plugin.component.is_file() {
                 return Err(self.invalid(

@@ -29,6 +29,7 @@ pub mod config;
 pub mod dev;
 pub mod edge;
 pub mod error;
+pub mod events;
 pub mod identity;
 pub mod metrics;
 pub mod openapi;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -83,6 +84,15 @@ pub struct Metrics {
     pub requests_shed: Family<Named, Counter>,
     /// argon2 computations (hashes and verifications, dummy ones included).
     pub password_hashes: Counter,
+    /// Versioned writes by outcome (`written`, `conflict`).
+    pub versioned_writes: Family<Named, Counter>,
+    /// Change streams opened.
+    pub streams_opened: Counter,
+    /// Change streams open now.
+    pub streams_open: Gauge,
+    /// Change streams closed, by reason (`client_gone`, `slow`, `gap`,
+    /// `ended`, `shutdown`).
+    pub streams_closed: Family<Named, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -106,6 +116,10 @@ impl Default for Metrics {
             connections_refused: Family::default(),
             requests_shed: Family::default(),
             password_hashes: Counter::default(),
+            versioned_writes: Family::default(),
+            streams_opened: Counter::default(),
+            streams_open: Gauge::default(),
+            streams_closed: Family::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "HTTP requests by route, method and status", metrics.requests.clone());
@@ -131,6 +145,14 @@ impl Default for Metrics {
             "password_hashes",
             "argon2 computations, dummy verifications included",
             metrics.password_hashes.clone(),
+        );
+        registry.register("versioned_writes", "Versioned writes by outcome", metrics.versioned_writes.clone());
+        registry.register("streams_opened", "Change streams opened", metrics.streams_opened.clone());
+        registry.register("streams_open", "Change streams open now", metrics.streams_open.clone());
+        registry.register(
+            "streams_closed",
+            "Change streams closed, by reason (slow: a subscriber fell behind)",
+            metrics.streams_closed.clone(),
         );
         Self { registry, ..metrics }
     }

@@ -36,6 +36,11 @@ impl<K: Eq + Hash + Clone> PerClientLimit<K> {
         self.max
     }
 
+    /// How many shares `key` holds now.
+    pub fn held(&self, key: &K) -> usize {
+        self.held.lock().expect("the per-client map lock is never poisoned").get(key).copied().unwrap_or(0)
+    }
+
     /// A share for `key`, or `None` when it already holds `max`.
     pub fn try_acquire(self: &Arc<Self>, key: K) -> Option<Share<K>> {
         let mut held = self.held.lock().expect("the per-client map lock is never poisoned");

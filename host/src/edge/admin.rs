@@ -6,7 +6,7 @@ use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::app::App;
-use crate::audit::Envelope;
+use crate::audit::{Envelope, Outcome};
 use crate::error::ApiError;
 use crate::outbox::State;
 
@@ -77,10 +77,29 @@ pub async fn handle(
                         })),
                         "previous_digest": p.previous.as_ref().map(|prev| prev.plugin.digest.clone()),
                         "last_error": errors.get(&p.config.name),
+                        "open_streams": app.events.open_streams_of(&p.config.name),
                     })
                 })
                 .collect();
             Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "plugins": plugins })))
+        }
+        (&Method::GET, "/admin/signing-keys") => {
+            Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "keys": app.signing.list() })))
+        }
+        (&Method::POST, "/admin/signing-keys/rotate") => {
+            let key = app.signing.rotate().await.map_err(signing_unavailable)?;
+            let reason = Some(format!("signing with key {}", key.id));
+            audited(app, envelope.draft("signing.rotated", "signing-keys", Outcome::Success, reason)).await?;
+            Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "keys": app.signing.list() })))
+        }
+        (&Method::POST, "/admin/signing-keys/retire") => {
+            let retired = app.signing.retire_old().await.map_err(signing_unavailable)?;
+            let reason = Some(format!("retired keys {retired:?}"));
+            audited(app, envelope.draft("signing.retired", "signing-keys", Outcome::Success, reason)).await?;
+            Ok(super::json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "retired": retired, "keys": app.signing.list() }),
+            ))
         }
         (&Method::GET, "/admin/outbox") => {
             let state = match query_text(query, "state").unwrap_or("failed") {
@@ -98,6 +117,27 @@ pub async fn handle(
         }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no admin route {method} {path}"))),
     }
+}
+
+fn signing_unavailable(e: crate::storage::StorageError) -> ApiError {
+    tracing::error!(error = %e, "signing keys unavailable");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the signing keys cannot be stored")
+}
+
+/// Records an operator's change, durably, before answering.
+async fn audited(app: &App, draft: crate::audit::RecordDraft) -> Result<(), ApiError> {
+    let stored = async {
+        app.audit.append(draft).await.map_err(|e| e.to_string())?;
+        app.storage.flush().await.map_err(|e| e.to_string())
+    };
+    stored.await.map_err(|e| {
+        tracing::error!(error = %e, "audit record not stored");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            "the change was made but its audit record could not be stored",
+        )
+    })
 }
 
 fn invalid_query(name: &str, why: &str) -> ApiError {

@@ -15,9 +15,11 @@ pub mod client;
 pub mod denials;
 pub mod headers;
 pub mod rate_limit;
+pub mod stream;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -28,13 +30,14 @@ use tracing::Instrument;
 use crate::app::ServedRoute;
 use crate::app::{App, Deployment};
 use crate::audit::{Actor, Envelope, Outcome};
+use crate::edge::stream::ResponseBody;
 use crate::error::ApiError;
 use crate::identity::Authenticated;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::policy::{Access, DEFAULT_CLASS, Denial, is_sensitive_class};
 use crate::routes::{Lookup, Params};
 use crate::runtime::bindings::types::Principal;
-use crate::runtime::host::types::RequestData;
+use crate::runtime::host::types::{Follow, RequestData};
 use crate::runtime::state::SessionEffect;
 use crate::runtime::{Plugin, PluginFailure};
 use crate::trace;
@@ -69,7 +72,7 @@ struct Outline {
 }
 
 /// Handles one request; always produces a response.
-pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+pub async fn handle(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
     let trace_id = req
         .headers()
         .get("traceparent")
@@ -94,13 +97,14 @@ pub async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Resp
         let routed = tokio::time::timeout(timeout, route(app, &deployment, req, client, &trace_id, &mut outline)).await;
         let mut response = match routed {
             Ok(Ok(response)) => response,
-            Ok(Err(error)) => error.into_response(&trace_id),
+            Ok(Err(error)) => error.into_response(&trace_id).map(ResponseBody::from),
             Err(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "request_timeout",
                 format!("the request took longer than {timeout:?}"),
             )
-            .into_response(&trace_id),
+            .into_response(&trace_id)
+            .map(ResponseBody::from),
         };
         let headers = response.headers_mut();
         if let Some(rate) = &outline.rate {
@@ -159,13 +163,13 @@ enum Target<'a> {
 }
 
 async fn route(
-    app: &App,
+    app: &Arc<App>,
     deployment: &Deployment,
     req: Request<Incoming>,
     client: IpAddr,
     trace_id: &str,
     outline: &mut Outline,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Result<Response<ResponseBody>, ApiError> {
     check_header_limits(app, &req)?;
     let path = crate::path::canonicalize(req.uri().path())
         .map_err(|refusal| ApiError::new(StatusCode::BAD_REQUEST, "non_canonical_path", refusal.to_string()))?;
@@ -196,7 +200,7 @@ async fn route(
         _ => {
             let (served, params) = match find_route(deployment, &method, path) {
                 Ok(found) => found,
-                Err(RouteMiss::Options(allowed)) => return Ok(options(&allowed)),
+                Err(RouteMiss::Options(allowed)) => return Ok(options(&allowed).map(ResponseBody::from)),
                 Err(RouteMiss::Refused(e)) => return Err(e),
             };
             outline.route.clone_from(&served.declared);
@@ -296,27 +300,27 @@ async fn route(
         )
     })?;
 
-    match target {
-        Target::Health(which) => Ok(health(deployment, which)),
+    let whole = match target {
+        Target::Health(which) => health(deployment, which),
         Target::Metrics => {
             let mut response = Response::new(Full::new(Bytes::from(app.metrics.render())));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
             );
-            Ok(response)
+            response
         }
         Target::OpenApi => {
             let mut response = Response::new(Full::new(Bytes::from_static(crate::openapi::DOCUMENT.as_bytes())));
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            Ok(response)
+            response
         }
-        Target::Admin => admin::handle(app, &method, path, parts.uri.query(), &envelope).await,
+        Target::Admin => admin::handle(app, &method, path, parts.uri.query(), &envelope).await?,
         Target::Plugin(served, params) => {
             let plugin = deployment.plugin(served.plugin, signed_in.as_ref().map(|a| a.session.id.as_str()));
             let request = PluginRequest {
                 method,
-                parts,
+                parts: &parts,
                 path,
                 body,
                 route: served.declared,
@@ -324,12 +328,78 @@ async fn route(
                 client,
                 trace_id,
                 signed_in,
+                revalidation: false,
             };
-            let (response, credentials) = call_plugin(deployment, plugin, request).await?;
+            let (response, credentials, follow) = call_plugin(deployment, plugin, request).await?;
             // A response that sets, clears or carries a session is never stored.
             outline.authenticated |= credentials;
-            Ok(response)
+            return Ok(match follow {
+                Some(follow) if response.status() == StatusCode::OK => {
+                    let (mut head, prefix) = response.into_parts();
+                    head.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                    let origin = stream::Origin {
+                        plugin: plugin.name().into(),
+                        uri: parts.uri,
+                        headers: parts.headers,
+                        path: path.to_owned(),
+                        client,
+                        token: presented.map(|(token, _)| token),
+                    };
+                    Response::from_parts(head, stream::start(app.clone(), origin, follow, prefix.to_vec()))
+                }
+                _ => response.map(|body| ResponseBody::from(Full::new(body))),
+            });
         }
+    };
+    Ok(whole.map(ResponseBody::from))
+}
+
+/// Asks again whether an open stream may go on: the session, the route's
+/// policy, and the plugin's own answer to the same request.
+async fn revalidate(app: &Arc<App>, origin: &stream::Origin, key: &str) -> Result<(), stream::Ended> {
+    let ended = |status: StatusCode, code: &str| stream::Ended { status: status.as_u16(), code: code.to_owned() };
+    let signed_in = match &origin.token {
+        Some(token) => match app.identity.authenticate(token).await {
+            Ok(Some(authenticated)) => Some(authenticated),
+            Ok(None) => return Err(ended(StatusCode::UNAUTHORIZED, "session_ended")),
+            Err(_) => return Err(ended(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")),
+        },
+        None => None,
+    };
+    let deployment = app.deployment.load_full();
+    let path = origin.path.as_str();
+    let Ok((served, params)) = find_route(&deployment, &Method::GET, path) else {
+        return Err(ended(StatusCode::NOT_FOUND, "not_found"));
+    };
+    let rule = deployment.config.policy.lookup("GET", path).ok_or_else(|| ended(StatusCode::FORBIDDEN, "no_policy"))?;
+    if let Err(denial) = rule.access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
+        return Err(match denial {
+            Denial::Unauthenticated => ended(StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Denial::Forbidden => ended(StatusCode::FORBIDDEN, "forbidden"),
+        });
+    }
+    let plugin = deployment.plugin(served.plugin, signed_in.as_ref().map(|a| a.session.id.as_str()));
+    if *plugin.name() != *origin.plugin {
+        return Err(ended(StatusCode::NOT_FOUND, "not_found"));
+    }
+    let (mut parts, ()) = Request::builder().uri(origin.uri.clone()).body(()).expect("a URI that parsed").into_parts();
+    parts.headers.clone_from(&origin.headers);
+    let request = PluginRequest {
+        method: Method::GET,
+        parts: &parts,
+        path,
+        body: Bytes::new(),
+        route: served.declared.clone(),
+        params,
+        client: origin.client,
+        trace_id: &trace::generate(),
+        signed_in,
+        revalidation: true,
+    };
+    match call_plugin(&deployment, plugin, request).await {
+        Ok((response, _, Some(follow))) if response.status() == StatusCode::OK && follow.key == key => Ok(()),
+        Ok((response, _, _)) => Err(ended(response.status(), "stream_refused")),
+        Err(refused) => Err(ended(refused.status, refused.code)),
     }
 }
 
@@ -338,7 +408,7 @@ struct PluginRequest<'a> {
     /// The method the route was judged for (`GET` for a `HEAD`).
     method: Method,
     /// URI and headers as received.
-    parts: http::request::Parts,
+    parts: &'a http::request::Parts,
     /// The canonical path: the one the route and policy were decided on.
     path: &'a str,
     /// The whole body.
@@ -353,16 +423,19 @@ struct PluginRequest<'a> {
     trace_id: &'a str,
     /// The caller, when signed in.
     signed_in: Option<Authenticated>,
+    /// The host re-asks for an open stream.
+    revalidation: bool,
 }
 
 /// Runs the plugin and builds its response; the flag says whether the
-/// plugin issued, revoked or handed out a session.
+/// plugin issued, revoked or handed out a session, and the stream is what
+/// it asked to follow, if anything.
 async fn call_plugin(
     deployment: &Deployment,
     plugin: &Plugin,
     request: PluginRequest<'_>,
-) -> Result<(Response<Full<Bytes>>, bool), ApiError> {
-    let PluginRequest { method, parts, path, body, route, params, client, trace_id, signed_in } = request;
+) -> Result<(Response<Bytes>, bool, Option<Follow>), ApiError> {
+    let PluginRequest { method, parts, path, body, route, params, client, trace_id, signed_in, revalidation } = request;
     let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let actor = signed_in.as_ref().map_or(Actor::Anonymous, |a| Actor::Principal(a.account.id.clone()));
     let request = RequestData {
@@ -385,12 +458,13 @@ async fn call_plugin(
             roles: a.account.roles,
             session_id: a.session.id,
         }),
+        revalidation,
     };
     let output = plugin.handle(request, user_agent.to_owned(), actor).await.map_err(|failure| {
         tracing::error!(plugin = plugin.name(), error = %failure, "plugin request failed");
         plugin_error(plugin.name(), failure)
     })?;
-    let mut response = Response::new(Full::new(Bytes::from(output.response.body)));
+    let mut response = Response::new(Bytes::from(output.response.body));
     *response.status_mut() = StatusCode::from_u16(output.response.status).expect("status checked at construction");
     let headers = response.headers_mut();
     for (name, value) in output.response.headers {
@@ -407,7 +481,7 @@ async fn call_plugin(
         }
         Some(SessionEffect::TokenIssued) | None => {}
     }
-    Ok((response, credentials))
+    Ok((response, credentials, output.response.follow))
 }
 
 /// Maps a plugin failure to its response: the plugin's fault is a 500, a

@@ -9,6 +9,7 @@ wasmtime::component::bindgen!({
         "plinth:platform/types": trappable,
         "plinth:platform/log": trappable,
         "plinth:platform/settings": trappable,
+        "plinth:platform/signing": trappable,
         default: async | trappable,
     },
     exports: { default: async },
@@ -20,4 +21,6 @@ wasmtime::component::bindgen!({
 
 pub use self::Plugin as PluginBindings;
 pub use self::PluginPre as PluginBindingsPre;
-pub use self::plinth::platform::{audit, kv, log, outbox, passwords, principals, sessions, settings, types};
+pub use self::plinth::platform::{
+    audit, events, kv, log, outbox, passwords, principals, sessions, settings, signing, types,
+};

@@ -60,6 +60,8 @@ pub fn need_of(import: &str) -> Need {
                 "sessions" => Need::Grant(Grant::Sessions),
                 "passwords" => Need::Grant(Grant::Passwords),
                 "outbox" => Need::Grant(Grant::Outbox),
+                "signing" => Need::Grant(Grant::Signing),
+                "events" => Need::Grant(Grant::Events),
                 "settings" => Need::Base,
                 other => Need::Refused(format!("plinth:platform has no interface `{other}`")),
             }

@@ -29,7 +29,7 @@ use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
 use crate::metrics::{FailureLabels, Metrics, PluginLabels};
 use crate::routes::Route;
 use crate::runtime::bindings::{
-    PluginBindingsPre, audit, kv, log, outbox, passwords, principals, sessions, settings, types,
+    PluginBindingsPre, audit, events, kv, log, outbox, passwords, principals, sessions, settings, signing, types,
 };
 use crate::runtime::host::types::{RequestData, ResponseData};
 use crate::runtime::state::{HostState, PluginContext, RequestMeta, SessionEffect};
@@ -341,6 +341,8 @@ impl Runtime {
                 Grant::Sessions => sessions::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Passwords => passwords::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Outbox => outbox::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+                Grant::Signing => signing::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+                Grant::Events => events::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
             }
         }
         Ok(linker)
@@ -446,6 +448,7 @@ impl Plugin {
             trace_id: request.trace_id.clone(),
             client_address: request.client_address.clone(),
             principal: request.principal.clone(),
+            revalidation: request.revalidation,
             user_agent,
             actor,
         };

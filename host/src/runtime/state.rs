@@ -31,6 +31,12 @@ pub struct PluginContext {
     pub passwords: Arc<Passwords>,
     /// The mail queue (reachable only with that grant).
     pub outbox: Arc<Outbox>,
+    /// Root keys its signing key is derived from (reachable only with that grant).
+    pub signing: Arc<crate::signing::SigningKeys>,
+    /// Change feeds and stream limits (reachable only with that grant).
+    pub events: Arc<crate::events::Events>,
+    /// Where the host counts what the plugin's calls did.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The plugin's `[plugins.settings]`.
     pub settings: std::collections::BTreeMap<String, String>,
 }
@@ -44,6 +50,9 @@ pub struct RequestMeta {
     pub client_address: String,
     /// The signed-in principal, if any.
     pub principal: Option<Principal>,
+    /// The host is re-asking for an open stream: `events.follow` counts
+    /// nothing against the stream limits.
+    pub revalidation: bool,
     /// The request's `User-Agent`, recorded with sessions it issues.
     pub user_agent: String,
     /// Who the audit log names for this request's events.

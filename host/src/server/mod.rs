@@ -146,6 +146,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     let grace = app.server.shutdown_grace();
     tracing::info!(connections = connections.count(), ?grace, "shutting down; draining in-flight requests");
     let _ = stopping.send(true);
+    app.events.close_all();
     connections.close_all();
     if tokio::time::timeout(grace, connections.drained()).await.is_err() {
         tracing::warn!("drain bound reached; closing the remaining connections");
@@ -174,8 +175,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let app = app.clone();
         let busy = tracker.busy();
         async move {
-            let response = edge::handle(&app, req, peer).await;
-            drop(busy);
+            let mut response = edge::handle(&app, req, peer).await;
+            // A stream keeps its connection busy (never idle, never shed)
+            // until it ends.
+            response.body_mut().hold(busy);
             Ok::<_, Infallible>(response)
         }
     });

@@ -1,8 +1,9 @@
 //! `plinth:platform/kv`: the plugin's own namespace. The namespace is fixed
 //! when the plugin loads; nothing a guest passes can name another one.
 
-use crate::runtime::bindings::kv::{Entry, Error, Host, Op, Page, Quota, Swap};
-use crate::runtime::state::HostState;
+use crate::metrics::Metrics;
+use crate::runtime::bindings::kv::{Entry, Error, Host, Op, Page, Quota, Swap, Versioned, WriteOutcome};
+use crate::runtime::state::{HostState, PluginContext};
 use crate::storage::{self, StorageError};
 
 impl From<StorageError> for Error {
@@ -21,9 +22,31 @@ impl From<StorageError> for Error {
     }
 }
 
+/// The storage's batch ops for the WIT's.
+pub(crate) fn ops(ops: Vec<Op>) -> Vec<storage::Op> {
+    ops.into_iter()
+        .map(|op| match op {
+            Op::Set(Entry { key, value }) => storage::Op::Set(key, value),
+            Op::Delete(key) => storage::Op::Delete(key),
+        })
+        .collect()
+}
+
+impl PluginContext {
+    /// Counts a versioned write's outcome and converts it.
+    pub(crate) fn count(&self, write: storage::VersionedWrite) -> WriteOutcome {
+        let (outcome, name) = match write {
+            storage::VersionedWrite::Written(version) => (WriteOutcome::Written(version), "written"),
+            storage::VersionedWrite::Conflict(current) => (WriteOutcome::Conflict(current), "conflict"),
+        };
+        Metrics::count(&self.metrics.versioned_writes, name);
+        outcome
+    }
+}
+
 impl HostState {
     /// Records that this request wrote, so the response waits for a flush.
-    fn wrote<T>(&mut self, result: Result<T, StorageError>) -> Result<T, Error> {
+    pub(crate) fn wrote<T>(&mut self, result: Result<T, StorageError>) -> Result<T, Error> {
         if result.is_ok() {
             self.wrote = true;
         }
@@ -74,14 +97,25 @@ impl Host for HostState {
     }
 
     async fn batch(&mut self, ops: Vec<Op>) -> wasmtime::Result<Result<(), Error>> {
-        let ops = ops
-            .into_iter()
-            .map(|op| match op {
-                Op::Set(Entry { key, value }) => storage::Op::Set(key, value),
-                Op::Delete(key) => storage::Op::Delete(key),
-            })
-            .collect();
-        let result = self.plugin.namespace.batch(ops).await;
+        let result = self.plugin.namespace.batch(self::ops(ops)).await;
         Ok(self.wrote(result))
+    }
+
+    async fn get_versioned(&mut self, key: String) -> wasmtime::Result<Result<Option<Versioned>, Error>> {
+        let found = self.plugin.namespace.get_versioned(&key).await;
+        Ok(found.map_err(Error::from).map(|v| v.map(|(version, value)| Versioned { value, version })))
+    }
+
+    async fn write_versioned(
+        &mut self,
+        key: String,
+        expected: Option<u64>,
+        value: Option<Vec<u8>>,
+        also: Vec<Op>,
+    ) -> wasmtime::Result<Result<WriteOutcome, Error>> {
+        let op = storage::VersionedOp { key, expected, value, also: ops(also) };
+        let result = self.plugin.namespace.write_versioned(op, &|_| {}).await;
+        let ctx = self.plugin.clone();
+        Ok(self.wrote(result).map(|write| ctx.count(write)))
     }
 }

@@ -1,6 +1,7 @@
 //! One file per WIT interface the host implements for plugins.
 
 pub mod audit;
+pub mod events;
 pub mod kv;
 pub mod log;
 pub mod outbox;
@@ -8,4 +9,5 @@ pub mod passwords;
 pub mod principals;
 pub mod sessions;
 pub mod settings;
+pub mod signing;
 pub mod types;

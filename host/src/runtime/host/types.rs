@@ -32,6 +32,8 @@ pub struct RequestData {
     pub params: Vec<(String, String)>,
     /// The signed-in principal, if any.
     pub principal: Option<Principal>,
+    /// The host re-asks for an open stream (see `events.follow`).
+    pub revalidation: bool,
 }
 
 /// What a plugin builds as its answer.
@@ -43,6 +45,20 @@ pub struct ResponseData {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The body.
     pub body: Vec<u8>,
+    /// Set by `events.follow`: after the body, the host streams changes.
+    pub follow: Option<Follow>,
+}
+
+/// A response that goes on as a stream of one key's changes.
+#[derive(Debug)]
+pub struct Follow {
+    /// The key whose changes are sent.
+    pub key: String,
+    /// Changes after this version.
+    pub after: u64,
+    /// The stream's place within the host's limits; none when the host
+    /// re-asks for a stream it already counts.
+    pub ticket: Option<crate::events::StreamTicket>,
 }
 
 /// Response headers that only the host sets: framing, cookies, and the

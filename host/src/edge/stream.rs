@@ -1,0 +1,235 @@
+//! Live change streams (Server-Sent Events) the host serves after a plugin
+//! answered with `events.follow`: no plugin instance stays open per
+//! subscriber.
+//!
+//! A stream sends the plugin's body, the held changes after the
+//! subscriber's version, then live changes, each checked to follow the
+//! last one sent (`previous`), so a subscriber never sees a hole: on a gap,
+//! a subscriber that fell behind, or a topic pushed out, the stream closes
+//! and the client's reconnect (with `Last-Event-ID`) goes back to the
+//! plugin. At every heartbeat the session, the route's policy and the
+//! plugin's own answer are checked again.
+
+use std::any::Any;
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, Uri};
+use http_body_util::Full;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::app::App;
+use crate::events::Change;
+use crate::metrics::Metrics;
+use crate::runtime::host::types::Follow;
+
+/// Frames a stream may have queued for a client before it counts as slow.
+const QUEUED_FRAMES: usize = 32;
+/// How long a browser waits before reconnecting, sent at the start.
+const RETRY_MS: u32 = 1000;
+
+/// A response body: whole, or a stream the host feeds.
+pub enum ResponseBody {
+    /// Everything at once.
+    Whole(Full<Bytes>),
+    /// Frames as they come; ends when the stream's task does.
+    Stream(EventStream),
+}
+
+/// The receiving end of a stream, with whatever must live as long as it.
+pub struct EventStream {
+    frames: mpsc::Receiver<Bytes>,
+    held: Option<Box<dyn Any + Send>>,
+}
+
+impl From<Full<Bytes>> for ResponseBody {
+    fn from(body: Full<Bytes>) -> Self {
+        Self::Whole(body)
+    }
+}
+
+impl ResponseBody {
+    /// Keeps `guard` (such as the connection's busy mark) until a stream
+    /// ends; a whole body drops it at once.
+    pub fn hold(&mut self, guard: impl Any + Send) {
+        if let Self::Stream(stream) = self {
+            stream.held = Some(Box::new(guard));
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Self::Whole(body) => Pin::new(body).poll_frame(cx),
+            Self::Stream(stream) => stream.frames.poll_recv(cx).map(|frame| frame.map(|bytes| Ok(Frame::data(bytes)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Whole(body) => body.is_end_stream(),
+            Self::Stream(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Whole(body) => body.size_hint(),
+            Self::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// The request a stream was opened by, to ask again at each heartbeat.
+pub struct Origin {
+    /// The plugin serving it.
+    pub plugin: Arc<str>,
+    /// URI and headers as received.
+    pub uri: Uri,
+    /// Headers as received (the plugin sees them filtered, as always).
+    pub headers: HeaderMap,
+    /// The canonical path.
+    pub path: String,
+    /// The client address.
+    pub client: IpAddr,
+    /// The session token the client presented, if any.
+    pub token: Option<String>,
+}
+
+/// Why a heartbeat's check ended a stream: sent as the `end` event.
+pub struct Ended {
+    /// The HTTP status the request would get now.
+    pub status: u16,
+    /// A stable code, such as `session_ended`.
+    pub code: String,
+}
+
+/// Starts the stream a plugin asked for; `prefix` is its body.
+pub fn start(app: Arc<App>, origin: Origin, follow: Follow, prefix: Vec<u8>) -> ResponseBody {
+    let (frames, receiver) = mpsc::channel(QUEUED_FRAMES);
+    let mut first = format!("retry: {RETRY_MS}\n\n").into_bytes();
+    first.extend_from_slice(&prefix);
+    let _ = frames.try_send(Bytes::from(first));
+    let Follow { key, after, ticket } = follow;
+    if let Some(subscription) = app.events.subscribe(&origin.plugin, &key, after) {
+        let metrics = app.metrics.clone();
+        metrics.streams_opened.inc();
+        metrics.streams_open.inc();
+        tokio::spawn(async move {
+            let reason = serve(&app, &origin, &key, after, subscription, &frames).await;
+            tracing::debug!(plugin = %origin.plugin, reason, "stream closed");
+            Metrics::count(&metrics.streams_closed, reason);
+            metrics.streams_open.dec();
+            drop(ticket);
+        });
+    }
+    ResponseBody::Stream(EventStream { frames: receiver, held: None })
+}
+
+/// Feeds one stream until it ends; returns why.
+async fn serve(
+    app: &Arc<App>,
+    origin: &Origin,
+    key: &str,
+    after: u64,
+    subscription: crate::events::Subscription,
+    frames: &mpsc::Sender<Bytes>,
+) -> &'static str {
+    let crate::events::Subscription { backlog, mut live } = subscription;
+    let mut last = after;
+    for change in backlog {
+        if let Err(reason) = send_change(frames, &change, &mut last) {
+            return reason;
+        }
+    }
+    let every = app.deployment.load().config.streams.heartbeat.0;
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut closing = app.events.closing();
+    if *closing.borrow_and_update() {
+        return "shutdown";
+    }
+    loop {
+        tokio::select! {
+            () = frames.closed() => return "client_gone",
+            _ = closing.changed() => return "shutdown",
+            received = live.recv() => match received {
+                Ok(change) if change.version <= last => {}
+                Ok(change) => {
+                    if let Err(reason) = send_change(frames, &change, &mut last) {
+                        return reason;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => return "slow",
+                Err(broadcast::error::RecvError::Closed) => return "gap",
+            },
+            _ = beat.tick() => {
+                if let Err(ended) = super::revalidate(app, origin, key).await {
+                    let data = serde_json::json!({ "status": ended.status, "code": ended.code });
+                    let _ = frames.try_send(Bytes::from(format!("event: end\ndata: {data}\n\n")));
+                    return "ended";
+                }
+                if frames.try_send(Bytes::from_static(b": heartbeat\n\n")).is_err() {
+                    return "slow";
+                }
+            }
+        }
+    }
+}
+
+/// Sends one change if it follows the last one sent.
+fn send_change(frames: &mpsc::Sender<Bytes>, change: &Change, last: &mut u64) -> Result<(), &'static str> {
+    if change.previous != Some(*last) {
+        return Err("gap");
+    }
+    frames.try_send(event(change)).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(_) => "slow",
+        mpsc::error::TrySendError::Closed(_) => "client_gone",
+    })?;
+    *last = change.version;
+    Ok(())
+}
+
+/// One change as an SSE event; data lines split so none holds a newline.
+fn event(change: &Change) -> Bytes {
+    let mut out = format!("id: {}\nevent: change\n", change.version);
+    let text = String::from_utf8_lossy(&change.data).replace("\r\n", "\n");
+    for line in text.split(['\n', '\r']) {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_never_carries_a_raw_newline_in_data() {
+        let change = Change { version: 7, previous: Some(3), data: Bytes::from_static(b"{\"a\":1}\nid: 99\r\n") };
+        let text = String::from_utf8(event(&change).to_vec()).unwrap();
+        assert_eq!(text, "id: 7\nevent: change\ndata: {\"a\":1}\ndata: id: 99\ndata: \n\n");
+    }
+
+    #[test]
+    fn a_change_that_does_not_follow_is_a_gap() {
+        let (tx, _rx) = mpsc::channel(4);
+        let mut last = 3;
+        let next = Change { version: 7, previous: Some(3), data: Bytes::new() };
+        assert_eq!(send_change(&tx, &next, &mut last), Ok(()));
+        assert_eq!(last, 7);
+        let skipped = Change { version: 12, previous: Some(9), data: Bytes::new() };
+        assert_eq!(send_change(&tx, &skipped, &mut last), Err("gap"));
+    }
+}

@@ -1,0 +1,242 @@
+//! Change feeds: what plugins publish with their versioned writes, held
+//! briefly per key and fanned out to the streams the host serves.
+//!
+//! Each key is a topic of its own plugin. A topic keeps its last
+//! [`RECENT`] changes (for `since` and for streams that resume) and a
+//! broadcast channel to its live streams. Changes of one key arrive in
+//! commit order: they are published from the storage's commit hook, while
+//! that namespace's writes are held back. Topics live in a bounded LRU; a
+//! topic pushed out closes its streams, whose clients reconnect.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+
+use crate::per_client::{PerClientLimit, Share};
+
+/// Changes a topic holds for resuming.
+pub const RECENT: usize = 32;
+/// Largest change data.
+pub const MAX_CHANGE_BYTES: usize = 64 * 1024;
+/// Topics held at once.
+const MAX_TOPICS: usize = 10_000;
+/// Changes a live stream may fall behind before it is closed as too slow.
+const LAG: usize = 64;
+
+/// One published change of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The version the write gave the key.
+    pub version: u64,
+    /// The version it replaced.
+    pub previous: Option<u64>,
+    /// What the plugin published.
+    pub data: Bytes,
+}
+
+/// A topic: its plugin and key.
+type TopicId = (Arc<str>, String);
+
+struct Topic {
+    recent: std::collections::VecDeque<Arc<Change>>,
+    live: broadcast::Sender<Arc<Change>>,
+}
+
+impl Topic {
+    fn new() -> Self {
+        Self { recent: std::collections::VecDeque::with_capacity(4), live: broadcast::channel(LAG).0 }
+    }
+
+    /// The held changes after `after`, if they run unbroken from it.
+    fn after(&self, after: u64) -> Option<Vec<Arc<Change>>> {
+        let start = self.recent.iter().position(|c| c.version > after);
+        match start {
+            None if self.recent.back().is_some_and(|c| c.version == after) => Some(Vec::new()),
+            None => None,
+            Some(i) if self.recent[i].previous == Some(after) => Some(self.recent.range(i..).cloned().collect()),
+            Some(_) => None,
+        }
+    }
+}
+
+/// Why a stream could not open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamRefusal {
+    /// This principal or address holds its share.
+    TooManyForClient(u32),
+    /// The host holds its total.
+    TooMany(u32),
+}
+
+/// The right to hold one stream open; counted until dropped.
+#[derive(Debug)]
+pub struct StreamTicket {
+    _total: OwnedSemaphorePermit,
+    _client: Share<String>,
+    _plugin: Share<Arc<str>>,
+}
+
+/// A stream's start: what it missed, then what comes.
+pub struct Subscription {
+    /// Held changes after the subscriber's version, in order.
+    pub backlog: Vec<Arc<Change>>,
+    /// Live changes from here on.
+    pub live: broadcast::Receiver<Arc<Change>>,
+}
+
+/// The host's topics and its stream limits.
+pub struct Events {
+    topics: Mutex<lru::LruCache<TopicId, Topic>>,
+    total: Arc<Semaphore>,
+    max_total: u32,
+    per_client: Arc<PerClientLimit<String>>,
+    /// Streams per plugin (counted, not limited beyond the total).
+    per_plugin: Arc<PerClientLimit<Arc<str>>>,
+    /// Set when the server stops: every stream ends.
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl Events {
+    /// No topics yet; at most `max_total` streams, `max_per_client` each.
+    pub fn new(max_total: usize, max_per_client: usize) -> Self {
+        Self {
+            topics: Mutex::new(lru::LruCache::new(NonZeroUsize::new(MAX_TOPICS).expect("non-zero"))),
+            total: Arc::new(Semaphore::new(max_total)),
+            max_total: u32::try_from(max_total).unwrap_or(u32::MAX),
+            per_client: PerClientLimit::new(max_per_client),
+            per_plugin: PerClientLimit::new(max_total),
+            closing: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Records a committed change and hands it to the key's live streams.
+    pub fn publish(&self, plugin: &Arc<str>, key: &str, change: Change) {
+        let mut topics = self.topics.lock().expect("topics lock");
+        let id = (plugin.clone(), key.to_owned());
+        let topic = topics.get_or_insert_mut(id, Topic::new);
+        let change = Arc::new(change);
+        if topic.recent.len() == RECENT {
+            topic.recent.pop_front();
+        }
+        topic.recent.push_back(change.clone());
+        // No receivers is not an error: nobody is listening.
+        let _ = topic.live.send(change);
+    }
+
+    /// The held changes of a key after `after`, when they run unbroken.
+    pub fn since(&self, plugin: &Arc<str>, key: &str, after: u64) -> Option<Vec<Change>> {
+        let mut topics = self.topics.lock().expect("topics lock");
+        let topic = topics.get(&(plugin.clone(), key.to_owned()))?;
+        topic.after(after).map(|changes| changes.iter().map(|c| (**c).clone()).collect())
+    }
+
+    /// Counts a stream of `plugin` against the limits, for `client` (a
+    /// principal or an address).
+    pub fn admit(&self, plugin: &Arc<str>, client: String) -> Result<StreamTicket, StreamRefusal> {
+        let client = self
+            .per_client
+            .try_acquire(client)
+            .ok_or(StreamRefusal::TooManyForClient(u32::try_from(self.per_client.max()).unwrap_or(u32::MAX)))?;
+        let total = self.total.clone().try_acquire_owned().map_err(|_| StreamRefusal::TooMany(self.max_total))?;
+        let plugin = self.per_plugin.try_acquire(plugin.clone()).expect("the total bounds every plugin's count");
+        Ok(StreamTicket { _total: total, _client: client, _plugin: plugin })
+    }
+
+    /// Subscribes to a key from version `after`; `None` when the changes
+    /// after it are no longer held unbroken (the client must start over).
+    pub fn subscribe(&self, plugin: &Arc<str>, key: &str, after: u64) -> Option<Subscription> {
+        let mut topics = self.topics.lock().expect("topics lock");
+        let topic = topics.get_or_insert_mut((plugin.clone(), key.to_owned()), Topic::new);
+        // Subscribed under the lock: nothing published between the backlog
+        // and the first live change is missed or repeated.
+        let live = topic.live.subscribe();
+        let backlog = match topic.after(after) {
+            Some(backlog) => backlog,
+            // Nothing held yet: the next change must follow `after`.
+            None if topic.recent.is_empty() => Vec::new(),
+            None => return None,
+        };
+        Some(Subscription { backlog, live })
+    }
+
+    /// Tells every stream to end (the server is stopping).
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Whether streams must end; changes once.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Open streams.
+    pub fn open_streams(&self) -> usize {
+        self.max_total as usize - self.total.available_permits()
+    }
+
+    /// Open streams of one plugin.
+    pub fn open_streams_of(&self, plugin: &str) -> usize {
+        self.per_plugin.held(&Arc::from(plugin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(version: u64, previous: Option<u64>) -> Change {
+        Change { version, previous, data: Bytes::from(format!("v{version}")) }
+    }
+
+    #[test]
+    fn since_needs_an_unbroken_run() {
+        let events = Events::new(10, 2);
+        let plugin: Arc<str> = "state".into();
+        assert_eq!(events.since(&plugin, "doc", 1), None, "nothing held");
+        events.publish(&plugin, "doc", change(5, Some(1)));
+        events.publish(&plugin, "doc", change(9, Some(5)));
+        assert_eq!(events.since(&plugin, "doc", 1).unwrap(), vec![change(5, Some(1)), change(9, Some(5))]);
+        assert_eq!(events.since(&plugin, "doc", 5).unwrap(), vec![change(9, Some(5))]);
+        assert_eq!(events.since(&plugin, "doc", 9).unwrap(), vec![]);
+        assert_eq!(events.since(&plugin, "doc", 3), None, "3 is not in the chain");
+        assert_eq!(events.since(&"other".into(), "doc", 1), None, "topics are per plugin");
+        for v in 10..10 + RECENT as u64 {
+            events.publish(&plugin, "doc", change(v, Some(v - 1)));
+        }
+        assert_eq!(events.since(&plugin, "doc", 5), None, "pushed out of the recent changes");
+    }
+
+    #[test]
+    fn a_subscriber_gets_the_backlog_then_live_changes() {
+        let events = Events::new(10, 2);
+        let plugin: Arc<str> = "state".into();
+        events.publish(&plugin, "doc", change(2, None));
+        events.publish(&plugin, "doc", change(3, Some(2)));
+        let mut sub = events.subscribe(&plugin, "doc", 2).unwrap();
+        assert_eq!(sub.backlog.iter().map(|c| c.version).collect::<Vec<_>>(), vec![3]);
+        events.publish(&plugin, "doc", change(4, Some(3)));
+        assert_eq!(sub.live.try_recv().unwrap().version, 4);
+        assert!(events.subscribe(&plugin, "doc", 1).is_none(), "1 is before what is held");
+        let fresh = events.subscribe(&plugin, "new", 7).unwrap();
+        assert!(fresh.backlog.is_empty());
+    }
+
+    #[test]
+    fn streams_are_counted_per_client_and_in_total() {
+        let events = Events::new(3, 2);
+        let (state, forms): (Arc<str>, Arc<str>) = ("state".into(), "forms".into());
+        let a1 = events.admit(&state, "alice".into()).unwrap();
+        let _a2 = events.admit(&forms, "alice".into()).unwrap();
+        assert_eq!(events.admit(&state, "alice".into()).unwrap_err(), StreamRefusal::TooManyForClient(2));
+        let _b = events.admit(&state, "bob".into()).unwrap();
+        assert_eq!(events.admit(&state, "carol".into()).unwrap_err(), StreamRefusal::TooMany(3));
+        assert_eq!(
+            (events.open_streams(), events.open_streams_of("state"), events.open_streams_of("forms")),
+            (3, 2, 1)
+        );
+        drop(a1);
+        assert!(events.admit(&state, "carol".into()).is_ok());
+    }
+}
