@@ -19,6 +19,20 @@ pub struct Error {
     pub field: Option<String>,
     /// Extra response headers, such as `Retry-After`.
     pub headers: Vec<(String, String)>,
+    /// Every problem found, when there are several (a schema check); a
+    /// boxed slice keeps `Error` small, as every `Result` carries it.
+    pub problems: Box<[Problem]>,
+}
+
+/// One of several problems with an input, answered in `problems`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// Where: a JSON pointer such as `/items/0/name` (empty: the whole).
+    pub path: String,
+    /// Stable, snake_case, such as `required` or `too_long`.
+    pub code: String,
+    /// For people.
+    pub message: String,
 }
 
 /// What handlers return.
@@ -27,7 +41,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error with this status, code and message.
     pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: message.into(), field: None, headers: Vec::new() }
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+            field: None,
+            headers: Vec::new(),
+            problems: Box::default(),
+        }
     }
 
     /// 422 `invalid_field`: a value is present but not acceptable.
@@ -73,6 +94,12 @@ impl Error {
         self
     }
 
+    /// Lists every problem found.
+    pub fn with_problems(mut self, problems: Vec<Problem>) -> Self {
+        self.problems = problems.into_boxed_slice();
+        self
+    }
+
     /// Adds a response header.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
@@ -84,6 +111,9 @@ impl Error {
         let mut error = serde_json::json!({ "code": self.code, "message": self.message, "trace_id": trace_id });
         if let Some(field) = self.field {
             error["field"] = field.into();
+        }
+        if !self.problems.is_empty() {
+            error["problems"] = serde_json::to_value(&self.problems).expect("problems serialize");
         }
         let mut response = Response::json(self.status, &serde_json::json!({ "error": error }));
         response.headers.extend(self.headers);

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-pub use crate::bindings::plinth::platform::kv::{Entry, Error, Op, Page, Quota, Swap};
+pub use crate::bindings::plinth::platform::kv::{Entry, Error, Op, Page, Quota, Swap, WriteOutcome};
 #[cfg(target_arch = "wasm32")]
 pub use crate::bindings::plinth::platform::kv::{batch, compare_and_swap, delete, get, scan_prefix, set};
 #[cfg(not(target_arch = "wasm32"))]
@@ -148,6 +148,34 @@ where
         }
     }
     Err(crate::Error::new(409, "contended", format!("`{key}` is changing too often; retry")))
+}
+
+/// The value and version of a key written with [`write_if_version`]: the
+/// host keeps the version, so a conditional write compares versions and
+/// the old value never travels back.
+pub fn get_with_version(key: &str) -> crate::Result<Option<(u64, Vec<u8>)>> {
+    Ok(versioned::get_versioned(key)?.map(|v| (v.version, v.value)))
+}
+
+/// Writes `value` (none deletes) under `key` only if its version is
+/// `expected` (none: absent), with `also` in the same atomic batch. Versions
+/// only grow and are never reused, even after a delete.
+pub fn write_if_version(
+    key: &str,
+    expected: Option<u64>,
+    value: Option<&[u8]>,
+    also: &[Op],
+) -> crate::Result<WriteOutcome> {
+    Ok(versioned::write_versioned(key, expected, value, also)?)
+}
+
+#[cfg(target_arch = "wasm32")]
+mod versioned {
+    pub use crate::bindings::plinth::platform::kv::{get_versioned, write_versioned};
+}
+#[cfg(not(target_arch = "wasm32"))]
+mod versioned {
+    pub use crate::testing::kv::{get_versioned, write_versioned};
 }
 
 /// One page of decoded values.

@@ -34,6 +34,7 @@ mod response;
 mod router;
 
 pub mod audit;
+pub mod events;
 pub mod kv;
 pub mod log;
 pub mod outbox;
@@ -41,6 +42,7 @@ pub mod passwords;
 pub mod principals;
 pub mod sessions;
 pub mod settings;
+pub mod signing;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
@@ -56,7 +58,7 @@ pub mod bindings {
     });
 }
 
-pub use error::{Error, Result};
+pub use error::{Error, Problem, Result};
 pub use request::{Principal, Request};
 pub use response::Response;
 pub use router::{Handler, Router};

@@ -13,18 +13,39 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// The key whose changes the host streams after the body, if any.
+    pub(crate) follow: Option<crate::events::Follow>,
 }
 
 impl Response {
     /// A response with no body, such as `Response::empty(204)`.
     pub fn empty(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Vec::new() }
+        Self { status, headers: Vec::new(), body: Vec::new(), follow: None }
     }
 
     /// A JSON body with `content-type: application/json`.
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Self {
         let body = serde_json::to_vec(value).expect("a value that serializes to JSON");
-        Self { status, headers: vec![("content-type".to_owned(), "application/json".to_owned())], body }
+        Self { status, headers: vec![("content-type".to_owned(), "application/json".to_owned())], body, follow: None }
+    }
+
+    /// A raw body with this content type.
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        Self { status, headers: vec![("content-type".to_owned(), content_type.to_owned())], body, follow: None }
+    }
+
+    /// Makes this (200) response a live Server-Sent Events stream of `key`'s
+    /// changes after version `after`, served by the host once the handler
+    /// returns: the body goes first (such as a `reset` event). Needs grant
+    /// `events`; see `events.follow` in the WIT.
+    pub fn follow(mut self, key: &str, after: u64) -> Self {
+        self.follow = Some(crate::events::Follow::new(key, after));
+        self
+    }
+
+    /// The key and version this response follows, if it is a stream.
+    pub fn followed(&self) -> Option<(&str, u64)> {
+        self.follow.as_ref().map(|f| (f.key.as_str(), f.after))
     }
 
     /// Adds a header.

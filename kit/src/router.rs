@@ -147,10 +147,8 @@ impl Router {
     ) -> crate::bindings::plinth::platform::types::Response {
         let req = Request::from_host(req);
         let response = self.handle(&req);
-        into_host(response).unwrap_or_else(|refused| {
-            crate::log::error("the host refused a response header", &[("error", &refused)]);
-            let error = Error::new(500, "invalid_response_header", refused);
-            into_host(error.into_response(&req.trace_id())).expect("error responses carry only content-type")
+        into_host(response).unwrap_or_else(|error| {
+            into_host(error.into_response(&req.trace_id())).expect("error responses carry only plain headers")
         })
     }
 
@@ -164,13 +162,20 @@ impl Router {
     }
 }
 
-/// The host's response resource for a response.
+/// The host's response resource for a response; a header the host refuses
+/// or a stream it cannot open becomes the error to answer instead.
 #[cfg(target_arch = "wasm32")]
-fn into_host(response: Response) -> std::result::Result<crate::bindings::plinth::platform::types::Response, String> {
+fn into_host(response: Response) -> Result<crate::bindings::plinth::platform::types::Response> {
     let out = crate::bindings::plinth::platform::types::Response::new(response.status);
     for (name, value) in &response.headers {
-        out.set_header(name, value)?;
+        out.set_header(name, value).map_err(|refused| {
+            crate::log::error("the host refused a response header", &[("error", &refused)]);
+            Error::new(500, "invalid_response_header", refused)
+        })?;
     }
     out.set_body(&response.body);
+    if let Some(follow) = &response.follow {
+        follow.start(&out)?;
+    }
     Ok(out)
 }

@@ -68,6 +68,8 @@ struct State {
     current_session: Option<String>,
     outbox: Vec<wit::outbox::Message>,
     counter: u64,
+    /// Published changes per key, the last [`events::RECENT`].
+    changes: BTreeMap<String, std::collections::VecDeque<wit::events::Change>>,
 }
 
 thread_local! {
@@ -177,6 +179,16 @@ impl TestHost {
         with(|s| s.logs.clone())
     }
 
+    /// The changes published for a key that the host still holds.
+    pub fn changes(&self, key: &str) -> Vec<wit::events::Change> {
+        with(|s| s.changes.get(key).map(|c| c.iter().cloned().collect()).unwrap_or_default())
+    }
+
+    /// Forgets every published change, as a host restart does.
+    pub fn forget_changes(&self) {
+        with(|s| s.changes.clear());
+    }
+
     /// The mail queued so far.
     pub fn outbox(&self) -> Vec<wit::outbox::Message> {
         with(|s| s.outbox.clone())
@@ -282,7 +294,7 @@ impl Response {
 /// `plinth:platform/kv`, in memory, with the host's limits.
 pub mod kv {
     use super::with;
-    use crate::bindings::plinth::platform::kv::{Entry, Error, Op, Page, Quota, Swap};
+    use crate::bindings::plinth::platform::kv::{Entry, Error, Op, Page, Quota, Swap, Versioned, WriteOutcome};
 
     const MAX_KEY_BYTES: usize = 1024;
     const MAX_VALUE_BYTES: usize = 4 << 20;
@@ -362,6 +374,54 @@ pub mod kv {
         })
     }
 
+    /// See the WIT: the version is stored in 8 bytes before the value.
+    pub fn get_versioned(key: &str) -> Result<Option<Versioned>, Error> {
+        check_key(key)?;
+        with(|s| match s.kv.get(key) {
+            None => Ok(None),
+            Some(stored) if stored.len() < 8 => {
+                Err(Error::InvalidKey(format!("`{key}` holds a plain value, not one written with a version")))
+            }
+            Some(stored) => {
+                let (header, value) = stored.split_at(8);
+                let version = u64::from_be_bytes(header.try_into().expect("eight bytes"));
+                Ok(Some(Versioned { value: value.to_vec(), version }))
+            }
+        })
+    }
+
+    /// See the WIT.
+    pub fn write_versioned(
+        key: &str,
+        expected: Option<u64>,
+        value: Option<&[u8]>,
+        also: &[Op],
+    ) -> Result<WriteOutcome, Error> {
+        if also.iter().any(|op| matches!(op, Op::Set(Entry { key: k, .. }) | Op::Delete(k) if k == key)) {
+            return Err(Error::InvalidKey(format!("`{key}` is the versioned key; it cannot also be in the batch")));
+        }
+        let current = get_versioned(key)?.map(|v| v.version);
+        if current != expected {
+            return Ok(WriteOutcome::Conflict(current));
+        }
+        let version = super::with(|s| {
+            s.counter += 1;
+            s.counter
+        });
+        let mut ops = Vec::with_capacity(also.len() + 1);
+        ops.push(match value {
+            Some(value) => {
+                let mut stored = version.to_be_bytes().to_vec();
+                stored.extend_from_slice(value);
+                Op::Set(Entry { key: key.to_owned(), value: stored })
+            }
+            None => Op::Delete(key.to_owned()),
+        });
+        ops.extend_from_slice(also);
+        batch(&ops)?;
+        Ok(WriteOutcome::Written(version))
+    }
+
     /// See the WIT.
     pub fn batch(ops: &[Op]) -> Result<(), Error> {
         for op in ops {
@@ -379,6 +439,106 @@ pub mod kv {
             }
         });
         Ok(())
+    }
+}
+
+/// `plinth:platform/events`: changes kept per key for
+/// [`TestHost::changes`]; no streams (a response's
+/// [`Response::followed`] says what it would stream).
+pub mod events {
+    use crate::bindings::plinth::platform::events::Change;
+    use crate::bindings::plinth::platform::kv::{Error, Op, WriteOutcome};
+
+    /// Changes the host holds per key.
+    pub const RECENT: usize = 32;
+
+    /// See the WIT.
+    pub fn publish_write(
+        key: &str,
+        expected: Option<u64>,
+        value: Option<&[u8]>,
+        also: &[Op],
+        data: &[u8],
+    ) -> Result<WriteOutcome, Error> {
+        if data.len() > crate::events::MAX_CHANGE_BYTES {
+            return Err(Error::ValueTooLarge(crate::events::MAX_CHANGE_BYTES as u64));
+        }
+        let outcome = super::kv::write_versioned(key, expected, value, also)?;
+        if let WriteOutcome::Written(version) = outcome {
+            super::with(|s| {
+                let held = s.changes.entry(key.to_owned()).or_default();
+                if held.len() == RECENT {
+                    held.pop_front();
+                }
+                held.push_back(Change { version, previous: expected, data: data.to_vec() });
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// See the WIT.
+    pub fn since(key: &str, after: u64) -> Option<Vec<Change>> {
+        super::with(|s| {
+            let held = s.changes.get(key)?;
+            match held.iter().position(|c| c.version > after) {
+                None if held.back().is_some_and(|c| c.version == after) => Some(Vec::new()),
+                Some(i) if held[i].previous == Some(after) => Some(held.range(i..).cloned().collect()),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// `plinth:platform/signing`, faked plainly: `t1.<hex body>.<hex tag>`,
+/// the tag a SHA-256 over a fixed test secret, the purpose and the body,
+/// so altered and cross-purpose tokens fail as with the host.
+pub mod signing {
+    use sha2::{Digest, Sha256};
+
+    use crate::bindings::plinth::platform::signing::Error;
+
+    fn tag(purpose: &str, body: &str) -> String {
+        hex(&Sha256::digest(format!("test-secret\0{purpose}\0{body}").as_bytes()))
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(text: &str) -> Option<Vec<u8>> {
+        if !text.len().is_multiple_of(2) {
+            return None;
+        }
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+    }
+
+    /// See the WIT.
+    pub fn sign(purpose: &str, payload: &[u8], expires_at: Option<u64>) -> Result<String, String> {
+        let mut body = expires_at.unwrap_or(0).to_be_bytes().to_vec();
+        body.extend_from_slice(payload);
+        let body = hex(&body);
+        Ok(format!("t1.{body}.{}", tag(purpose, &body)))
+    }
+
+    /// See the WIT.
+    pub fn verify(purpose: &str, token: &str) -> Result<Vec<u8>, Error> {
+        let malformed = || Error::Malformed("not a test token".to_owned());
+        let mut parts = token.split('.');
+        let (Some("t1"), Some(body), Some(tag_text), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed());
+        };
+        let bytes = unhex(body).filter(|b| b.len() >= 8).ok_or_else(malformed)?;
+        if tag(purpose, body) != tag_text {
+            return Err(Error::BadSignature);
+        }
+        let (expiry, payload) = bytes.split_at(8);
+        let expires_at = u64::from_be_bytes(expiry.try_into().expect("eight bytes"));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if expires_at != 0 && now >= expires_at {
+            return Err(Error::Expired(expires_at));
+        }
+        Ok(payload.to_vec())
     }
 }
 
