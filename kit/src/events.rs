@@ -54,21 +54,43 @@ impl From<StreamRefusal> for crate::Error {
     }
 }
 
+/// The host call that starts a stream.
+#[cfg(target_arch = "wasm32")]
+type Start = fn(&crate::bindings::plinth::platform::types::Response, &str, u64) -> Result<(), StreamRefusal>;
+
 /// A response's stream: the key and the version it follows from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Follow {
     pub(crate) key: String,
     pub(crate) after: u64,
+    /// `events.follow`, reached through this pointer so that only a plugin
+    /// that calls [`crate::Response::follow`] imports `events` (and needs
+    /// its grant); the kit's response path alone never names it.
+    #[cfg(target_arch = "wasm32")]
+    start: Start,
 }
+
+impl PartialEq for Follow {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.key, self.after) == (&other.key, other.after)
+    }
+}
+
+impl Eq for Follow {}
 
 impl Follow {
     pub(crate) fn new(key: &str, after: u64) -> Self {
-        Self { key: key.to_owned(), after }
+        Self {
+            key: key.to_owned(),
+            after,
+            #[cfg(target_arch = "wasm32")]
+            start: host::follow,
+        }
     }
 
     /// Asks the host to stream after `response`.
     #[cfg(target_arch = "wasm32")]
     pub(crate) fn start(&self, response: &crate::bindings::plinth::platform::types::Response) -> crate::Result<()> {
-        Ok(host::follow(response, &self.key, self.after)?)
+        Ok((self.start)(response, &self.key, self.after)?)
     }
 }
