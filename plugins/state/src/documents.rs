@@ -1,0 +1,264 @@
+//! `GET`, `PUT`, `PATCH` and `DELETE /v1/state/{kind}/{id}`, and the
+//! caller's documents of a kind. Every write states what it read
+//! (`If-Match`) or that it creates (`If-None-Match: *`), applies entirely
+//! or not at all, and publishes its change.
+
+use plinth_kit::events::WriteOutcome;
+use plinth_kit::kv::{self, Op};
+use plinth_kit::{Error, Problem, Request, Response, Result};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::idempotency::Idempotency;
+use crate::kinds::Kind;
+use crate::store::{self, Loaded, Precondition, Stored, Write, etag, not_found, stale};
+
+/// `GET /v1/state/{kind}/{id}`: the document with its ETag; 304 when
+/// `If-None-Match` names it.
+pub fn get(req: &Request) -> Result<Response> {
+    let me = req.signed_in()?;
+    let (kind, id) = store::address(req)?;
+    let Loaded { version, doc, .. } = store::load(&kind, &id, &me)?.ok_or_else(|| not_found(&kind, &id))?;
+    let tag = etag(version);
+    let cached = req
+        .header("if-none-match")
+        .is_some_and(|tags| tags.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == "*" || t == tag));
+    if cached {
+        return Ok(Response::empty(304).header("etag", tag));
+    }
+    Ok(Response::json(200, &doc.body).header("etag", tag))
+}
+
+/// `PUT`: create with `If-None-Match: *` (201), replace with `If-Match` (200).
+pub fn put(req: &Request) -> Result<Response> {
+    let me = req.signed_in()?;
+    let (kind, id) = store::address(req)?;
+    let precondition = Precondition::of(req)?;
+    let idempotency = Idempotency::of(req, &me)?;
+    if let Some(first) = replayed(idempotency.as_ref())? {
+        return Ok(first);
+    }
+    let body: Value = req.json_limited(kind.max_bytes)?;
+    kind.check(&body)?;
+    let (expected, owner, old, status, op) = if precondition == Precondition::Absent {
+        kind.may_create(&me)?;
+        (None, me.account_id.clone(), None, 201, "create")
+    } else {
+        let loaded = store::load_for_write(&kind, &id, &me)?;
+        if !precondition.admits(loaded.version) {
+            return Err(stale(&id, Some(loaded.version)));
+        }
+        (Some(loaded.version), loaded.doc.owner, Some(loaded.doc.body), 200, "replace")
+    };
+    let mut response = Response::json(status, &body);
+    let mut also = Vec::new();
+    if status == 201 {
+        response = response.header("location", format!("/v1/state/{}/{id}", kind.name));
+        also.push(store::set(format!("{}{id}", store::own_prefix(&kind.name, &owner)), &json!({})));
+    }
+    let stored = Stored { owner, body };
+    let write = Write { kind: &kind, id: &id, expected, old: old.as_ref(), new: Some(&stored), also, op };
+    finish(&kind, &id, &me, write, response, idempotency.as_ref())
+}
+
+/// `PATCH` with a JSON merge patch (RFC 7396) or a JSON Patch (RFC 6902,
+/// `test` included) and `If-Match`.
+pub fn patch(req: &Request) -> Result<Response> {
+    let me = req.signed_in()?;
+    let (kind, id) = store::address(req)?;
+    let precondition = Precondition::of(req)?;
+    if precondition == Precondition::Absent {
+        return Err(Error::new(400, "invalid_header", "a PATCH changes an existing document; send If-Match")
+            .at("if-none-match"));
+    }
+    let idempotency = Idempotency::of(req, &me)?;
+    if let Some(first) = replayed(idempotency.as_ref())? {
+        return Ok(first);
+    }
+    let patch = Patch::of(req, kind.max_bytes)?;
+    let loaded = store::load_for_write(&kind, &id, &me)?;
+    if !precondition.admits(loaded.version) {
+        return Err(stale(&id, Some(loaded.version)));
+    }
+    let mut body = loaded.doc.body.clone();
+    patch.apply(&mut body)?;
+    kind.check(&body)?;
+    let response = Response::json(200, &body);
+    let stored = Stored { owner: loaded.doc.owner, body };
+    let write = Write {
+        kind: &kind,
+        id: &id,
+        expected: Some(loaded.version),
+        old: Some(&loaded.doc.body),
+        new: Some(&stored),
+        also: Vec::new(),
+        op: "patch",
+    };
+    finish(&kind, &id, &me, write, response, idempotency.as_ref())
+}
+
+/// `DELETE` with `If-Match`: the document, its grants and its index entry.
+pub fn delete(req: &Request) -> Result<Response> {
+    let me = req.signed_in()?;
+    let (kind, id) = store::address(req)?;
+    let precondition = Precondition::of(req)?;
+    let idempotency = Idempotency::of(req, &me)?;
+    if let Some(first) = replayed(idempotency.as_ref())? {
+        return Ok(first);
+    }
+    let loaded = store::load_for_write(&kind, &id, &me)?;
+    if !precondition.admits(loaded.version) {
+        return Err(stale(&id, Some(loaded.version)));
+    }
+    let also = vec![
+        Op::Delete(store::acl_key(&kind.name, &id)),
+        Op::Delete(format!("{}{id}", store::own_prefix(&kind.name, &loaded.doc.owner))),
+    ];
+    let write = Write {
+        kind: &kind,
+        id: &id,
+        expected: Some(loaded.version),
+        old: Some(&loaded.doc.body),
+        new: None,
+        also,
+        op: "delete",
+    };
+    finish(&kind, &id, &me, write, Response::empty(204), idempotency.as_ref())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Documents per page when `limit` is not given, and at most.
+const PAGE: (u32, u32) = (20, 100);
+
+/// `GET /v1/state/{kind}?after=&limit=`: the caller's own documents, by id.
+pub fn list(req: &Request) -> Result<Response> {
+    let me = req.signed_in()?;
+    let kind = Kind::named(&req.param::<String>("kind")?)?;
+    let query: ListQuery = req.query_as()?;
+    let limit = query.limit.unwrap_or(PAGE.0);
+    if !(1..=PAGE.1).contains(&limit) {
+        return Err(Error::new(400, "invalid_query", format!("`limit` is 1 to {}", PAGE.1)).at("limit"));
+    }
+    let prefix = store::own_prefix(&kind.name, &me.account_id);
+    let after = query.after.map(|id| format!("{prefix}{id}"));
+    let page = kv::scan_prefix(&prefix, after.as_deref(), limit)?;
+    let mut items = Vec::with_capacity(page.entries.len());
+    for entry in &page.entries {
+        let id = &entry.key[prefix.len()..];
+        if let Some(Loaded { version, doc, .. }) = store::load(&kind, id, &me)? {
+            items.push(json!({ "id": id, "etag": etag(version), "document": doc.body }));
+        }
+    }
+    let next = page.next.map(|key| key[prefix.len()..].to_owned());
+    Ok(Response::json(200, &json!({ "items": items, "next": next })))
+}
+
+/// The first result of a retried write, if this is one.
+fn replayed(idempotency: Option<&Idempotency>) -> Result<Option<Response>> {
+    idempotency.map_or(Ok(None), Idempotency::replay)
+}
+
+/// Commits, answering `response` with the new ETag; a concurrent write
+/// in between is 412 (or, for a retry that lost to its own first attempt,
+/// that attempt's result).
+fn finish(
+    kind: &Kind,
+    id: &str,
+    me: &plinth_kit::Principal,
+    mut write: Write<'_>,
+    response: Response,
+    idempotency: Option<&Idempotency>,
+) -> Result<Response> {
+    if let Some(idempotency) = idempotency {
+        write.also.push(idempotency.record(&response));
+    }
+    match store::commit(write)? {
+        WriteOutcome::Written(version) => {
+            let response = if response.status == 204 { response } else { response.header("etag", etag(version)) };
+            if let Some(idempotency) = idempotency {
+                idempotency.complete(&response)?;
+            }
+            Ok(response)
+        }
+        WriteOutcome::Conflict(current) => {
+            if let Some(first) = replayed(idempotency)? {
+                return Ok(first);
+            }
+            // The current version only for a caller who may read it.
+            let visible = match current {
+                Some(_) => store::load(kind, id, me)?.map(|l| l.version),
+                None => None,
+            };
+            Err(stale(id, visible))
+        }
+    }
+}
+
+/// A patch in one of the two JSON patch formats.
+enum Patch {
+    Merge(Value),
+    Json(json_patch::Patch),
+}
+
+const MERGE_PATCH: &str = "application/merge-patch+json";
+const JSON_PATCH: &str = "application/json-patch+json";
+
+impl Patch {
+    /// The request body as a patch: 415 for any other content type.
+    fn of(req: &Request, max_bytes: usize) -> Result<Patch> {
+        let media_type = req.header("content-type").unwrap_or_default();
+        let media_type = media_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if media_type != MERGE_PATCH && media_type != JSON_PATCH {
+            return Err(Error::new(
+                415,
+                "unsupported_media_type",
+                format!("send a patch as `{MERGE_PATCH}` or `{JSON_PATCH}`"),
+            )
+            .at("content-type"));
+        }
+        let body = req.body();
+        if body.len() > max_bytes {
+            return Err(Error::new(
+                413,
+                "body_too_large",
+                format!("the patch is {} bytes; at most {max_bytes}", body.len()),
+            ));
+        }
+        let invalid = |e: serde_json::Error| Error::new(400, "invalid_json", format!("the patch is not valid: {e}"));
+        if media_type == MERGE_PATCH {
+            Ok(Patch::Merge(serde_json::from_slice(&body).map_err(invalid)?))
+        } else {
+            Ok(Patch::Json(serde_json::from_slice(&body).map_err(invalid)?))
+        }
+    }
+
+    /// Applies the patch to `document`, entirely or not at all: a failing
+    /// operation is 422 `patch_failed` naming it, and `document` is then
+    /// left as it was.
+    fn apply(&self, document: &mut Value) -> Result<()> {
+        match self {
+            Patch::Merge(patch) => {
+                json_patch::merge(document, patch);
+                Ok(())
+            }
+            Patch::Json(patch) => json_patch::patch(document, patch).map_err(|e| {
+                let code = match e.kind {
+                    json_patch::PatchErrorKind::TestFailed => "test_failed",
+                    json_patch::PatchErrorKind::InvalidPointer => "path_missing",
+                    json_patch::PatchErrorKind::InvalidFromPointer => "from_missing",
+                    json_patch::PatchErrorKind::CannotMoveInsideItself => "move_inside_itself",
+                    _ => "patch_failed",
+                };
+                let path = e.path.to_string();
+                Error::new(422, "patch_failed", format!("operation {} at `{path}`: {}", e.operation, e.kind))
+                    .at(format!("[{}]", e.operation))
+                    .with_problems(vec![Problem { path, code: code.to_owned(), message: e.kind.to_string() }])
+            }),
+        }
+    }
+}

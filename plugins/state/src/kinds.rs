@@ -1,0 +1,229 @@
+//! Document kinds, from the plugin's `kinds` setting: a JSON object of
+//! kind name → size limit, optional JSON Schema, and who may create, read
+//! and write.
+//!
+//! ```json
+//! { "checklist": { "max_bytes": 16384, "schema": { "type": "object" },
+//!                  "read": "owner", "write": "owner", "sharing": true } }
+//! ```
+//!
+//! `read` and `write` are `"owner"` or a list of roles whose holders reach
+//! every document of the kind; the owner always does, and so do accounts
+//! the owner shared a document with when `sharing` is on. `create` is
+//! `"anyone"` signed in (the default) or a list of roles.
+
+use std::collections::BTreeMap;
+
+use plinth_kit::{Error, Principal, Problem, Result};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Size limit of a document when its kind sets none.
+pub const DEFAULT_MAX_BYTES: usize = 64 * 1024;
+/// Largest size limit a kind may set (the host's request body limit).
+pub const MAX_MAX_BYTES: usize = 1024 * 1024;
+
+/// Who a rule lets in besides the owner.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// `"owner"` (or `"anyone"` for `create`): no role needed.
+    #[default]
+    Nobody,
+    /// Holders of any of these roles.
+    Roles(Vec<String>),
+}
+
+/// One kind as configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KindConfig {
+    #[serde(default)]
+    max_bytes: Option<usize>,
+    #[serde(default)]
+    schema: Option<Value>,
+    #[serde(default, deserialize_with = "audience")]
+    read: Audience,
+    #[serde(default, deserialize_with = "audience")]
+    write: Audience,
+    #[serde(default, deserialize_with = "audience")]
+    create: Audience,
+    #[serde(default)]
+    sharing: bool,
+}
+
+/// `"owner"`/`"anyone"` or a list of roles.
+fn audience<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Audience, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Word(String),
+        Roles(Vec<String>),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Word(word) if word == "owner" || word == "anyone" => Ok(Audience::Nobody),
+        Raw::Word(other) => {
+            Err(serde::de::Error::custom(format!("`{other}` is not \"owner\", \"anyone\" or a list of roles")))
+        }
+        Raw::Roles(roles) => Ok(Audience::Roles(roles)),
+    }
+}
+
+/// A kind, ready to check documents against.
+pub struct Kind {
+    /// Its name.
+    pub name: String,
+    /// Largest document, in bytes of JSON.
+    pub max_bytes: usize,
+    schema: Option<jsonschema::Validator>,
+    read: Audience,
+    write: Audience,
+    create: Audience,
+    /// Owners may share documents with named accounts.
+    pub sharing: bool,
+}
+
+/// What a principal may do with one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reach {
+    /// Nothing; answered as if the document did not exist.
+    None,
+    /// Read it and follow its changes.
+    Read,
+    /// Also change and delete it.
+    Write,
+}
+
+fn invalid_settings(why: String) -> Error {
+    plinth_kit::log::error("the `kinds` setting is invalid", &[("error", &why)]);
+    Error::new(500, "invalid_settings", format!("the state plugin's `kinds` setting is invalid: {why}"))
+}
+
+fn holds(principal: &Principal, audience: &Audience) -> bool {
+    match audience {
+        Audience::Nobody => false,
+        Audience::Roles(roles) => principal.roles.iter().any(|r| roles.contains(r)),
+    }
+}
+
+/// A kind name: 1 to 64 of a-z, 0-9, `-`, `_`; `views` is a route.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name != "views"
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl Kind {
+    /// The kind named `name`, or 404 `unknown_kind`.
+    pub fn named(name: &str) -> Result<Kind> {
+        let text = plinth_kit::settings::get("kinds").unwrap_or_else(|| "{}".to_owned());
+        let mut kinds: BTreeMap<String, KindConfig> =
+            serde_json::from_str(&text).map_err(|e| invalid_settings(e.to_string()))?;
+        let config = kinds
+            .remove(name)
+            .filter(|_| valid_name(name))
+            .ok_or_else(|| Error::new(404, "unknown_kind", format!("there is no document kind `{name}`")).at("kind"))?;
+        let max_bytes = config.max_bytes.unwrap_or(DEFAULT_MAX_BYTES);
+        if max_bytes == 0 || max_bytes > MAX_MAX_BYTES {
+            return Err(invalid_settings(format!("kinds.{name}.max_bytes must be 1 to {MAX_MAX_BYTES}")));
+        }
+        let schema = match &config.schema {
+            Some(schema) => Some(
+                jsonschema::validator_for(schema).map_err(|e| invalid_settings(format!("kinds.{name}.schema: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Kind {
+            name: name.to_owned(),
+            max_bytes,
+            schema,
+            read: config.read,
+            write: config.write,
+            create: config.create,
+            sharing: config.sharing,
+        })
+    }
+
+    /// How far `principal` reaches a document owned by `owner`, given the
+    /// document's grant to this principal (if any).
+    pub fn reach(&self, principal: &Principal, owner: &str, granted: Option<Reach>) -> Reach {
+        if principal.account_id == owner || holds(principal, &self.write) {
+            return Reach::Write;
+        }
+        let granted = if self.sharing { granted.unwrap_or(Reach::None) } else { Reach::None };
+        let by_role = if holds(principal, &self.read) { Reach::Read } else { Reach::None };
+        granted.max(by_role)
+    }
+
+    /// Refuses a principal who may not create documents of this kind.
+    pub fn may_create(&self, principal: &Principal) -> Result<()> {
+        match &self.create {
+            Audience::Nobody => Ok(()),
+            roles if holds(principal, roles) => Ok(()),
+            Audience::Roles(roles) => {
+                Err(Error::forbidden(format!("creating a `{}` document needs one of the roles {roles:?}", self.name)))
+            }
+        }
+    }
+
+    /// Checks a document against the size limit and the schema: 413
+    /// `document_too_large`, or 422 `schema_violation` listing every
+    /// problem with its JSON pointer.
+    pub fn check(&self, document: &Value) -> Result<Vec<u8>> {
+        let bytes = serde_json::to_vec(document).expect("a JSON value serializes");
+        if bytes.len() > self.max_bytes {
+            return Err(Error::new(
+                413,
+                "document_too_large",
+                format!("the document is {} bytes; a `{}` is at most {}", bytes.len(), self.name, self.max_bytes),
+            ));
+        }
+        if let Some(schema) = &self.schema {
+            let problems: Vec<Problem> = schema
+                .iter_errors(document)
+                .map(|e| Problem {
+                    path: e.instance_path.to_string(),
+                    code: keyword_code(&e.schema_path.to_string()),
+                    message: e.to_string(),
+                })
+                .collect();
+            if !problems.is_empty() {
+                return Err(Error::new(
+                    422,
+                    "schema_violation",
+                    format!("the document does not fit the `{}` schema ({} problems)", self.name, problems.len()),
+                )
+                .with_problems(problems));
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+/// `max_length` from a schema path ending in `/maxLength`: the keyword
+/// that failed, in the platform's snake_case.
+fn keyword_code(schema_path: &str) -> String {
+    let keyword = schema_path.rsplit('/').next().unwrap_or_default();
+    let mut code = String::with_capacity(keyword.len() + 4);
+    for c in keyword.chars() {
+        if c.is_ascii_uppercase() {
+            code.push('_');
+            code.push(c.to_ascii_lowercase());
+        } else {
+            code.push(c);
+        }
+    }
+    if code.is_empty() { "schema".to_owned() } else { code }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_become_codes() {
+        assert_eq!(keyword_code("/properties/title/maxLength"), "max_length");
+        assert_eq!(keyword_code("/required"), "required");
+        assert_eq!(keyword_code(""), "schema");
+    }
+}

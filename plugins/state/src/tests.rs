@@ -1,0 +1,258 @@
+//! Unit tests on the kit's in-memory host; `tests/integration/state.rs`
+//! runs the real component behind the real edge.
+
+use plinth_kit::testing::{TestHost, TestRequest};
+use serde_json::{Value, json};
+
+const KINDS: &str = r#"{
+    "notes": {"max_bytes": 2048, "sharing": true, "schema": {
+        "type": "object", "required": ["title"],
+        "properties": {"title": {"type": "string", "maxLength": 20}, "done": {"type": "boolean"}}}},
+    "boards": {"read": ["viewer"], "write": ["editor"], "create": ["editor"]}
+}"#;
+
+fn host() -> TestHost {
+    TestHost::new(super::router()).setting("kinds", KINDS)
+}
+
+fn create(host: &TestHost, who: &str, id: &str, body: Value) -> String {
+    let response = host.send(
+        TestRequest::put(&format!("/v1/state/notes/{id}")).signed_in(who, &[]).header("if-none-match", "*").json(&body),
+    );
+    assert_eq!(response.status, 201, "{}", String::from_utf8_lossy(&response.body));
+    response.header_value("etag").unwrap().to_owned()
+}
+
+#[test]
+fn documents_are_versioned_and_every_write_states_what_it_read() {
+    let host = host();
+    let etag = create(&host, "ada", "n1", json!({"title": "milk"}));
+    let read = host.send(TestRequest::get("/v1/state/notes/n1").signed_in("ada", &[]));
+    assert_eq!((read.status, read.header_value("etag")), (200, Some(etag.as_str())));
+    let cached = host.send(TestRequest::get("/v1/state/notes/n1").signed_in("ada", &[]).header("if-none-match", &etag));
+    assert_eq!(cached.status, 304);
+
+    let again = host.send(
+        TestRequest::put("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-none-match", "*")
+            .json(&json!({"title": "x"})),
+    );
+    assert_eq!((again.status, again.header_value("etag")), (412, Some(etag.as_str())));
+    let blind = host.send(TestRequest::put("/v1/state/notes/n1").signed_in("ada", &[]).json(&json!({"title": "x"})));
+    assert_eq!(
+        (blind.status, blind.body_json::<Value>()["error"]["code"].as_str()),
+        (428, Some("precondition_required"))
+    );
+    let weak = host.send(
+        TestRequest::put("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-match", &format!("W/{etag}"))
+            .json(&json!({"title": "x"})),
+    );
+    assert_eq!(weak.status, 412, "a weak tag never satisfies If-Match");
+    let replaced = host.send(
+        TestRequest::put("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-match", &etag)
+            .json(&json!({"title": "eggs"})),
+    );
+    assert_eq!(replaced.status, 200);
+    assert_ne!(replaced.header_value("etag"), Some(etag.as_str()));
+    let stale = host.send(
+        TestRequest::put("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-match", &etag)
+            .json(&json!({"title": "z"})),
+    );
+    assert_eq!(stale.status, 412);
+}
+
+#[test]
+fn patches_apply_entirely_or_not_at_all() {
+    let host = host();
+    let etag = create(&host, "ada", "n1", json!({"title": "milk", "done": false}));
+    let before = host.kv("doc/notes/n1");
+    let failing = json!([
+        {"op": "replace", "path": "/title", "value": "eggs"},
+        {"op": "test", "path": "/done", "value": true}
+    ]);
+    let refused = host.send(
+        TestRequest::patch("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-match", &etag)
+            .header("content-type", "application/json-patch+json")
+            .body(failing.to_string()),
+    );
+    let error = refused.body_json::<Value>()["error"].clone();
+    assert_eq!((refused.status, error["code"].as_str()), (422, Some("patch_failed")));
+    assert_eq!(error["problems"][0]["code"], "test_failed");
+    assert_eq!(error["problems"][0]["path"], "/done");
+    assert_eq!(host.kv("doc/notes/n1"), before, "nothing was written");
+
+    let invalid = host.send(
+        TestRequest::patch("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-match", &etag)
+            .header("content-type", "application/merge-patch+json")
+            .body(json!({"title": null, "done": "yes"}).to_string()),
+    );
+    let error = invalid.body_json::<Value>()["error"].clone();
+    assert_eq!((invalid.status, error["code"].as_str()), (422, Some("schema_violation")));
+    let mut problems: Vec<(String, String)> = error["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["path"].as_str().unwrap().to_owned(), p["code"].as_str().unwrap().to_owned()))
+        .collect();
+    problems.sort();
+    assert_eq!(problems, vec![("".into(), "required".into()), ("/done".into(), "type".into())]);
+    assert_eq!(host.kv("doc/notes/n1"), before);
+
+    let merged = host.send(
+        TestRequest::patch("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-match", &etag)
+            .header("content-type", "application/merge-patch+json")
+            .body(json!({"done": true}).to_string()),
+    );
+    assert_eq!(merged.status, 200);
+    assert_eq!(merged.body_json::<Value>(), json!({"title": "milk", "done": true}));
+    let form = host.send(
+        TestRequest::patch("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-match", merged.header_value("etag").unwrap())
+            .header("content-type", "text/plain")
+            .body("done"),
+    );
+    assert_eq!(form.status, 415);
+}
+
+#[test]
+fn owner_only_documents_are_invisible_to_others_until_shared() {
+    let host = host();
+    let etag = create(&host, "ada", "n1", json!({"title": "secret"}));
+    let bob = |req: TestRequest| host.send(req.signed_in("bob", &[]));
+    assert_eq!(bob(TestRequest::get("/v1/state/notes/n1")).status, 404);
+    assert_eq!(bob(TestRequest::get("/v1/state/notes/nope")).status, 404, "absent and hidden look the same");
+    let write = TestRequest::put("/v1/state/notes/n1").header("if-match", &etag).json(&json!({"title": "mine"}));
+    assert_eq!(bob(write.clone()).status, 404);
+
+    let shared = host
+        .send(TestRequest::put("/v1/state/notes/n1/grants/bob").signed_in("ada", &[]).json(&json!({"access": "read"})));
+    assert_eq!(shared.status, 200);
+    assert_eq!(bob(TestRequest::get("/v1/state/notes/n1")).status, 200);
+    assert_eq!(bob(write).status, 403, "a reader may not write");
+    assert_eq!(bob(TestRequest::get("/v1/state/notes/n1/grants")).status, 403);
+    let revoked = host.send(TestRequest::delete("/v1/state/notes/n1/grants/bob").signed_in("ada", &[]));
+    assert_eq!(revoked.status, 204);
+    assert_eq!(bob(TestRequest::get("/v1/state/notes/n1")).status, 404);
+}
+
+#[test]
+fn roles_reach_every_document_of_their_kind() {
+    let host = host();
+    let create = |who: &str, roles: &[&str]| {
+        host.send(
+            TestRequest::put("/v1/state/boards/b1").signed_in(who, roles).header("if-none-match", "*").json(&json!({})),
+        )
+    };
+    assert_eq!(create("ada", &[]).status, 403, "creating boards needs a role");
+    assert_eq!(create("ada", &["editor"]).status, 201);
+    assert_eq!(host.send(TestRequest::get("/v1/state/boards/b1").signed_in("cy", &["viewer"])).status, 200);
+    assert_eq!(host.send(TestRequest::get("/v1/state/boards/b1").signed_in("dee", &[])).status, 404);
+    let unknown = host.send(TestRequest::get("/v1/state/widgets/w1").signed_in("ada", &[]));
+    assert_eq!((unknown.status, unknown.body_json::<Value>()["error"]["code"].as_str()), (404, Some("unknown_kind")));
+}
+
+#[test]
+fn a_retried_write_returns_its_first_result() {
+    let host = host();
+    let first = host.send(
+        TestRequest::put("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-none-match", "*")
+            .header("idempotency-key", "k-1")
+            .json(&json!({"title": "milk"})),
+    );
+    assert_eq!(first.status, 201);
+    let retry = host.send(
+        TestRequest::put("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-none-match", "*")
+            .header("idempotency-key", "k-1")
+            .json(&json!({"title": "milk"})),
+    );
+    assert_eq!((retry.status, retry.header_value("idempotent-replayed")), (201, Some("true")));
+    assert_eq!(retry.header_value("etag"), first.header_value("etag"));
+    let reused = host.send(
+        TestRequest::put("/v1/state/notes/n2")
+            .signed_in("ada", &[])
+            .header("if-none-match", "*")
+            .header("idempotency-key", "k-1")
+            .json(&json!({"title": "other"})),
+    );
+    assert_eq!(reused.body_json::<Value>()["error"]["code"], "idempotency_key_reused");
+    assert_eq!(host.changes("doc/notes/n1").len(), 1, "one write, one change");
+}
+
+#[test]
+fn changes_run_from_a_cursor_or_reset() {
+    let host = host();
+    let etag = create(&host, "ada", "n1", json!({"title": "a"}));
+    let v1: u64 = etag.trim_matches('"').parse().unwrap();
+    let patched = host.send(
+        TestRequest::patch("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-match", &etag)
+            .header("content-type", "application/merge-patch+json")
+            .body(r#"{"title": "b"}"#),
+    );
+    let feed = host.send(TestRequest::get(&format!("/v1/state/notes/n1/changes?since={v1}")).signed_in("ada", &[]));
+    let body: Value = feed.body_json();
+    assert_eq!(body["changes"].as_array().unwrap().len(), 1);
+    assert_eq!(body["changes"][0]["change"]["patch"], json!([{"op": "replace", "path": "/title", "value": "b"}]));
+    assert_eq!(format!("\"{}\"", body["version"]), patched.header_value("etag").unwrap());
+
+    host.forget_changes();
+    let reset = host.send(TestRequest::get(&format!("/v1/state/notes/n1/changes?since={v1}")).signed_in("ada", &[]));
+    assert_eq!(reset.body_json::<Value>()["reset"], true);
+    assert_eq!(reset.body_json::<Value>()["document"], json!({"title": "b"}));
+
+    let stream = host.send(
+        TestRequest::get("/v1/state/notes/n1/changes").signed_in("ada", &[]).header("accept", "text/event-stream"),
+    );
+    let text = String::from_utf8(stream.body.clone()).unwrap();
+    assert!(text.contains("event: reset"), "{text}");
+    assert_eq!(stream.followed().map(|(key, _)| key), Some("doc/notes/n1"));
+}
+
+#[test]
+fn view_tokens_round_trip_and_refuse_tampering() {
+    let host = host();
+    let made = host.send(
+        TestRequest::post("/v1/state/views")
+            .signed_in("ada", &[])
+            .json(&json!({"kind": "notes", "view": {"sort": "title"}})),
+    );
+    assert_eq!(made.status, 201);
+    let token = made.body_json::<Value>()["token"].as_str().unwrap().to_owned();
+    let opened = host.send(TestRequest::get(&format!("/v1/state/views/{token}")).signed_in("bob", &[]));
+    assert_eq!(opened.body_json::<Value>()["view"], json!({"sort": "title"}));
+    let mut altered = token.clone().into_bytes();
+    let at = altered.len() / 2;
+    altered[at] = if altered[at] == b'0' { b'1' } else { b'0' };
+    let altered = String::from_utf8(altered).unwrap();
+    let refused = host.send(TestRequest::get(&format!("/v1/state/views/{altered}")).signed_in("bob", &[]));
+    assert_eq!(refused.status, 400);
+
+    let big: serde_json::Map<String, Value> = (0..60).map(|i| (format!("filter{i}"), json!("some value"))).collect();
+    let large = host
+        .send(TestRequest::post("/v1/state/views").signed_in("ada", &[]).json(&json!({"kind": "notes", "view": big})));
+    let body: Value = large.body_json();
+    assert_eq!(body["snapshot"], true);
+    assert!(body["token"].as_str().unwrap().len() <= super::views::MAX_TOKEN);
+    let opened = host
+        .send(TestRequest::get(&format!("/v1/state/views/{}", body["token"].as_str().unwrap())).signed_in("bob", &[]));
+    assert_eq!(opened.body_json::<Value>()["view"]["filter59"], "some value");
+}
