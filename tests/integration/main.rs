@@ -25,5 +25,6 @@ mod reload;
 mod sandbox;
 mod sessions;
 mod shutdown;
+mod state;
 mod support;
 mod tls;
