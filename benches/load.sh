@@ -106,9 +106,13 @@ per_address = "100000000/min"
 per_address = "100000000/min"
 per_principal = "100000000/min"
 TOML
-sed -e 's|^max_in_flight = 256$|max_in_flight = 256\nmax_in_flight_per_client = 256\nmax_connections_per_client = 1024|' \
+sed -e 's|^max_in_flight = 256$|max_in_flight = 256\nmax_in_flight_per_client = 256\nmax_connections_per_client = 16384|' \
+  -e 's|^max_connections = 1024$|max_connections = 16384|' \
+  -e 's|^max_total = 10000$|max_total = 16000|' -e 's|^max_per_client = 16$|max_per_client = 16000|' \
   "$work/plinth-defaults.toml" > "$work/plinth.toml"
-grep -q max_connections_per_client "$work/plinth.toml" || { echo "benches/load.sh: could not raise the per-client shares" >&2; exit 1; }
+for raised in max_connections_per_client "max_connections = 16384" "max_per_client = 16000"; do
+  grep -q "$raised" "$work/plinth.toml" || { echo "benches/load.sh: could not raise $raised" >&2; exit 1; }
+done
 # Start-up, exec to `listening on`: first on an empty data directory (both
 # components compiled), then twice more with the compiled cache warm; the
 # last server stays up for the scenarios below.
@@ -155,6 +159,20 @@ wrk_run "plinth PATCH /v1/me, closed loop" 32 "$base/v1/me" "$work/patch.lua"
 # The same requests offered at a fixed rate: latency at a stated load.
 oha_run "plinth PATCH /v1/me at $PATCH_RATE req/s offered" 32 "$PATCH_RATE" "$base/v1/me" \
   -m PATCH -T application/json -H "cookie: $cookie" -H "x-csrf-token: $csrf" -Z "$work/patch-bodies"
+
+# The state plugin: 100 documents of about 2 KiB, patched at a fixed rate
+# over 32 connections (If-Match: *, a random document each time), then one
+# document's change feed followed by 1,000 subscribers (fan-out latency)
+# and by 10,000 (memory per idle stream).
+document=$(python3 -c 'import json; print(json.dumps({"title": "bench", "body": "x" * 2000}))')
+for i in $(seq -w 0 99); do
+  curl -sf -X PUT "$base/v1/state/notes/bench$i" -H 'content-type: application/json' -H 'if-none-match: *' \
+    -H "cookie: $cookie" -H "x-csrf-token: $csrf" -d "$document" > /dev/null
+done
+oha_run "plinth PATCH /v1/state (2 KiB document) at $PATCH_RATE req/s offered" 32 "$PATCH_RATE" \
+  "$base/v1/state/notes/bench[0-9]{2}" --rand-regex-url -m PATCH -T application/merge-patch+json \
+  -H 'if-match: *' -H "cookie: $cookie" -H "x-csrf-token: $csrf" -d '{"done":true}'
+python3 benches/fanout.py "${base#http://}" "$cookie" "$csrf" /v1/state/notes/bench00 "$plinth" 1000 10000
 
 # /healthz sampled at a low fixed rate, alone and while 32 connections sign
 # in as fast as they can (each sign-in is an argon2 verification).

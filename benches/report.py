@@ -26,8 +26,12 @@ PATCH_P50_MS, PATCH_P99_MS = 1.0, 5.0
 HEALTHZ_FLOOD_FACTOR = 2.0
 UNDER_ATTACK_P99_MS = 100.0
 STARTUP_WARM_MS = 200
+FANOUT_P99_MS = 50.0
+IDLE_STREAM_KIB = 16.0
+TOKEN_US = 10.0
 
 PLUGIN_CALL = "plugin/hello GET (instantiate + call + drop)"
+TOKEN = "signing/sign + verify (view-sized payload)"
 
 
 def criterion_medians(root, started):
@@ -47,18 +51,24 @@ def criterion_medians(root, started):
 
 
 def load_figures(path):
-    rows, rss, startups = [], None, []
+    rows, rss, startups, streams = [], None, [], {}
     with open(path) as f:
         for line in f:
             fields = line.rstrip("\n").split("\t")
-            if fields[0] == "peak_rss_kib":
+            if fields[0] == "fanout":
+                subscribers, writes, received, p50, p99, worst = fields[1:]
+                streams["fanout"] = (int(subscribers), int(writes), int(received), float(p50), float(p99), float(worst))
+            elif fields[0] == "idle_stream_kib":
+                count, before, after, per = fields[1:]
+                streams["idle"] = (int(count), int(before), int(after), float(per))
+            elif fields[0] == "peak_rss_kib":
                 rss = int(fields[1])
             elif fields[0] == "startup_ms":
                 startups.append((fields[1], int(fields[2])))
             elif len(fields) == 6:
                 name, conns, rps, p50, p99, bad = fields
                 rows.append((name, int(conns), float(rps), float(p50), float(p99), int(bad)))
-    return rows, rss, startups
+    return rows, rss, startups, streams
 
 
 def duration(ns):
@@ -91,7 +101,7 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
-def render(medians, rows, rss, startups, command):
+def render(medians, rows, rss, startups, streams, command):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = [BEGIN, "", "## Latest run", ""]
     out += [f"- When: {now}; commit {commit()}", f"- Machine: {machine()}", f"- Command: `{command}`", ""]
@@ -104,17 +114,28 @@ def render(medians, rows, rss, startups, command):
     out += [f"| {n} | {c} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {bad} |" for n, c, rps, p50, p99, bad in rows]
     if rss is not None:
         out += ["", f"Peak RSS of the plinth server over the run: {rss / 1024:.0f} MiB."]
+    if streams:
+        out += ["", "### Change streams (state plugin, one 2 KiB document)", ""]
+    if "fanout" in streams:
+        subscribers, writes, received, p50, p99, worst = streams["fanout"]
+        out += [f"- {writes} writes, each fanned out to {subscribers} open SSE subscribers: {received} of "
+                f"{subscribers * writes} deliveries seen; write-to-event p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+                f"max {worst:.1f} ms."]
+    if "idle" in streams:
+        count, before, after, per = streams["idle"]
+        out += [f"- {count} open idle streams: server RSS {before / 1024:.0f} → {after / 1024:.0f} MiB, "
+                f"{per:.1f} KiB per added stream."]
     if startups:
         out += ["", "### Start-up (exec to `listening on`, examples/plinth.toml)", "", "| compiled cache | ms |", "|---|---:|"]
         out += [f"| {cache} | {ms} |" for cache, ms in startups]
 
     out += ["", "### Against the budget", "", "| target | measured | |", "|---|---|---|"]
-    out += budget(medians, rows, startups)
+    out += budget(medians, rows, startups, streams)
     out += ["", END]
     return "\n".join(out) + "\n"
 
 
-def budget(medians, rows, startups):
+def budget(medians, rows, startups, streams):
     """One table row per budget line the run has figures for."""
     by = {(name, conns): (rps, p50, p99, bad) for name, conns, rps, p50, p99, bad in rows}
 
@@ -134,7 +155,10 @@ def budget(medians, rows, startups):
             if ours and theirs:
                 ratio = ours[0] / theirs[0]
                 out.append(f"| hello ≥ {factor}× {ceiling}, {conns} conn. | {ratio:.2f}× | {verdict(ratio >= factor)} |")
-    for prefix in ("plinth PATCH /v1/me at", "plinth PATCH /v1/me, closed loop"):
+    token = medians.get(TOKEN)
+    if token is not None:
+        out.append(f"| token sign + verify ≤ {TOKEN_US:.0f} µs | {duration(token)} | {verdict(token <= TOKEN_US * 1e3)} |")
+    for prefix in ("plinth PATCH /v1/me at", "plinth PATCH /v1/me, closed loop", "plinth PATCH /v1/state"):
         patch = find(prefix, 32)
         if patch:
             _, p50, p99, _ = patch
@@ -153,6 +177,15 @@ def budget(medians, rows, startups):
             label = name.removeprefix("plinth ").replace(" sampled,", ",")
             out.append(f"| {label}: every answer 2xx, p99 ≤ {UNDER_ATTACK_P99_MS:g} ms | p99 {p99:.2f} ms, "
                        f"{bad} failed or non-2xx | {verdict(p99 <= UNDER_ATTACK_P99_MS and bad == 0)} |")
+    if "fanout" in streams:
+        subscribers, writes, received, _, p99, _ = streams["fanout"]
+        ok = p99 <= FANOUT_P99_MS and received == subscribers * writes
+        out.append(f"| one write to {subscribers} subscribers: every one within {FANOUT_P99_MS:g} ms (p99) "
+                   f"| p99 {p99:.1f} ms, {received}/{subscribers * writes} delivered | {verdict(ok)} |")
+    if "idle" in streams:
+        count, _, _, per = streams["idle"]
+        out.append(f"| memory per idle stream ≤ {IDLE_STREAM_KIB:g} KiB | {per:.1f} KiB ({count} streams) "
+                   f"| {verdict(per <= IDLE_STREAM_KIB)} |")
     warm = [ms for cache, ms in startups if cache == "warm"]
     if warm:
         out.append(f"| start-up with a warm cache ≤ {STARTUP_WARM_MS} ms | {max(warm)} ms (slowest) "
@@ -163,8 +196,8 @@ def budget(medians, rows, startups):
 def main():
     load_tsv, criterion_dir, started, target, command = sys.argv[1:6]
     medians = criterion_medians(criterion_dir, float(started))
-    rows, rss, startups = load_figures(load_tsv)
-    section = render(medians, rows, rss, startups, command)
+    rows, rss, startups, streams = load_figures(load_tsv)
+    section = render(medians, rows, rss, startups, streams, command)
     sys.stdout.write(section)
     text = open(target).read() if os.path.exists(target) else "# Benchmarks\n\n" + BEGIN + "\n" + END + "\n"
     if BEGIN not in text or END not in text:

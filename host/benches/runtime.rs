@@ -92,6 +92,14 @@ fn storage_and_audit(c: &mut Criterion) {
     c.bench_function("identity/authenticate (session + registry lookup)", |b| {
         b.to_async(&rt).iter(|| async { black_box(identity.authenticate(&token.0).await.unwrap().unwrap()) })
     });
+    let keys = rt.block_on(plinth::signing::SigningKeys::open(&storage)).unwrap();
+    let view = br#"{"k":"notes","v":{"filter":{"done":false},"sort":"-updated","page":2}}"#;
+    c.bench_function("signing/sign + verify (view-sized payload)", |b| {
+        b.iter(|| {
+            let token = keys.sign("state", "state.view", view, None).unwrap();
+            black_box(keys.verify("state", "state.view", &token).unwrap())
+        })
+    });
 }
 
 fn policy_and_limits(c: &mut Criterion) {

@@ -112,6 +112,7 @@ pub fn example_deployment(accounts_settings: &str) -> Deployment {
     let mut config = config
         .replace("../target/plugins/hello.wasm", plinth_test_guests::HELLO)
         .replace("../target/plugins/accounts.wasm", plinth_test_guests::ACCOUNTS)
+        .replace("../target/plugins/state.wasm", plinth_test_guests::STATE)
         .replace("policies = \"../policies/routes.toml\"", "policies = \"policies/routes.toml\"")
         .replace("[storage]\npath = \"../data\"", "[storage]\npath = \"data\"")
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
