@@ -1,28 +1,37 @@
 #!/usr/bin/env python3
 """Change-stream figures for `make bench` (benches/load.sh).
 
-    fanout.py HOST:PORT COOKIE CSRF DOC_PATH SERVER_PID SUBSCRIBERS IDLE_STREAMS
+    fanout.py http1|h2 HOST:PORT COOKIE CSRF DOC_PATH SERVER_PID SUBSCRIBERS IDLE_STREAMS
 
-Opens SUBSCRIBERS Server-Sent Events streams on DOC_PATH's change feed,
-makes five writes (PATCH, If-Match: *) and measures, for every subscriber,
-the time from sending each write to reading its `change` event. Then opens
-IDLE_STREAMS streams in all and reads the server's RSS before and after, for
-the memory one idle subscriber costs. Prints tab-separated lines:
+`http1`: opens SUBSCRIBERS Server-Sent Events streams on DOC_PATH's change
+feed, makes five writes (PATCH, If-Match: *) and measures, for every
+subscriber, the time from sending each write to reading its `change` event;
+then opens IDLE_STREAMS streams in all, one HTTP/1.1 connection each, and
+reads the server's RSS before and after, for the memory one idle subscriber
+costs. `h2`: IDLE_STREAMS streams over HTTP/2 (h2c, 32 per connection), RSS
+before and after. Run each against a freshly started server: memory freed
+by an earlier run is reused and would hide the cost. Prints tab-separated:
 
     fanout  SUBSCRIBERS  writes  received  p50_ms  p99_ms  max_ms
-    idle_stream_kib  IDLE_STREAMS  rss_before_kib  rss_after_kib  per_stream_kib
+    idle_stream_kib  http/1.1|h2  STREAMS  rss_before_kib  rss_after_kib  per_stream_kib
 """
 
 import asyncio
 import json
+import socket
 import resource
 import sys
 import time
 import urllib.request
 
-host, port = sys.argv[1].rsplit(":", 1)
-cookie, csrf, doc, pid = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
-subscribers, idle_streams = int(sys.argv[6]), int(sys.argv[7])
+import h2.config
+import h2.connection
+import h2.events
+
+mode = sys.argv[1]
+host, port = sys.argv[2].rsplit(":", 1)
+cookie, csrf, doc, pid = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+subscribers, idle_streams = int(sys.argv[7]), int(sys.argv[8])
 WRITES = 5
 
 
@@ -57,6 +66,40 @@ async def watch(reader, seen):
             seen.setdefault(current, time.perf_counter())
 
 
+async def open_h2(streams):
+    """One h2c connection carrying `streams` streams, each past its reset event."""
+    reader, writer = await asyncio.open_connection(host, int(port), limit=1 << 20)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    headers = [(":method", "GET"), (":scheme", "http"), (":authority", f"{host}:{port}"),
+               (":path", f"{doc}/changes"), ("accept", "text/event-stream"), ("cookie", cookie)]
+    pending = set()
+    for _ in range(streams):
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, headers, end_stream=True)
+        pending.add(stream)
+    writer.write(conn.data_to_send())
+    seen = {}
+    while pending:
+        data = await reader.read(1 << 16)
+        if not data:
+            raise SystemExit("h2 connection closed")
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                status = dict(event.headers).get(":status")
+                if status != "200":
+                    raise SystemExit(f"h2 stream refused: {status}")
+            elif isinstance(event, h2.events.DataReceived):
+                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                seen[event.stream_id] = seen.get(event.stream_id, b"") + event.data
+                if b"event: reset" in seen[event.stream_id]:
+                    pending.discard(event.stream_id)
+            elif isinstance(event, h2.events.StreamReset):
+                raise SystemExit(f"h2 stream reset: {event.error_code}")
+        writer.write(conn.data_to_send())
+    return writer
+
+
 def write(body):
     request = urllib.request.Request(
         f"http://{host}:{port}{doc}",
@@ -68,9 +111,25 @@ def write(body):
         return int(response.headers["etag"].strip('"'))
 
 
+async def idle_h2():
+    before = rss_kib()
+    connections = []
+    # Four connections at a time: 128 requests, within the client's in-flight share.
+    for _ in range(0, idle_streams // 32, 4):
+        connections += await asyncio.gather(*(open_h2(32) for _ in range(4)))
+    await asyncio.sleep(1.0)
+    after = rss_kib()
+    opened = 32 * len(connections)
+    print(f"idle_stream_kib\th2\t{opened}\t{before}\t{after}\t{(after - before) / max(opened, 1):.1f}")
+    for writer in connections:
+        writer.close()
+
+
 async def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if mode == "h2":
+        return await idle_h2()
     streams = []
     for batch in range(0, subscribers, 100):
         streams += await asyncio.gather(*(open_stream() for _ in range(min(100, subscribers - batch))))
@@ -98,7 +157,7 @@ async def main():
     await asyncio.sleep(1.0)
     after = rss_kib()
     added = idle_streams - subscribers
-    print(f"idle_stream_kib\t{idle_streams}\t{before}\t{after}\t{(after - before) / max(added, 1):.1f}")
+    print(f"idle_stream_kib\thttp/1.1\t{idle_streams}\t{before}\t{after}\t{(after - before) / max(added, 1):.1f}")
     for _, writer in streams:
         writer.close()
 

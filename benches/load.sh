@@ -161,8 +161,8 @@ oha_run "plinth PATCH /v1/me at $PATCH_RATE req/s offered" 32 "$PATCH_RATE" "$ba
   -m PATCH -T application/json -H "cookie: $cookie" -H "x-csrf-token: $csrf" -Z "$work/patch-bodies"
 
 # The state plugin: 100 documents of about 2 KiB, patched at a fixed rate
-# over 32 connections (If-Match: *, a random document each time), then one
-# document's change feed followed by 1,000 subscribers (fan-out latency)
+# over 32 connections (If-Match: *, a random document each time). Below, one
+# document's change feed is followed by 1,000 subscribers (fan-out latency)
 # and by 10,000 (memory per idle stream).
 document=$(python3 -c 'import json; print(json.dumps({"title": "bench", "body": "x" * 2000}))')
 for i in $(seq -w 0 99); do
@@ -172,7 +172,6 @@ done
 oha_run "plinth PATCH /v1/state (2 KiB document) at $PATCH_RATE req/s offered" 32 "$PATCH_RATE" \
   "$base/v1/state/notes/bench[0-9]{2}" --rand-regex-url -m PATCH -T application/merge-patch+json \
   -H 'if-match: *' -H "cookie: $cookie" -H "x-csrf-token: $csrf" -d '{"done":true}'
-python3 benches/fanout.py "${base#http://}" "$cookie" "$csrf" /v1/state/notes/bench00 "$plinth" 1000 10000
 
 # /healthz sampled at a low fixed rate, alone and while 32 connections sign
 # in as fast as they can (each sign-in is an argon2 verification).
@@ -190,15 +189,24 @@ wait "$flood"
 wrk_report "plinth POST /v1/sessions (argon2 login flood)" 32 "$work/flood.out"
 printf 'peak_rss_kib\t%s\n' "$(awk '/VmHWM/ {print $2}' "/proc/$plinth/status")"
 
+# Each memory figure on a freshly started server (freed memory is reused).
+restart_plinth() { # config
+  kill "$plinth"
+  wait "$plinth" || true
+  target/release/plinth serve --config "$1" --data "$work/data" > "$work/plinth.log" 2> "$work/plinth.err" &
+  plinth=$!
+  base=$(wait_for_address "$work/plinth.log" "listening on ")
+}
+for protocol in http1 h2; do
+  restart_plinth "$work/plinth.toml"
+  python3 benches/fanout.py "$protocol" "${base#http://}" "$cookie" "$csrf" /v1/state/notes/bench00 "$plinth" 1000 10000
+done
+
 # Another address (127.0.0.2) attacks a plinth with the default shares:
 # 1,500 silent connections and 300 slow bodies, then one HTTP/2 connection
 # holding every stream it may open without bodies. This address is sampled
 # meanwhile.
-kill "$plinth"
-wait "$plinth" || true
-target/release/plinth serve --config "$work/plinth-defaults.toml" --data "$work/data" > "$work/plinth.log" 2> "$work/plinth.err" &
-plinth=$!
-base=$(wait_for_address "$work/plinth.log" "listening on ")
+restart_plinth "$work/plinth-defaults.toml"
 for mode in silent streams; do
   python3 benches/attack.py "$mode" "${base#http://}" 127.0.0.2 &
   attack=$!

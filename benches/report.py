@@ -59,8 +59,8 @@ def load_figures(path):
                 subscribers, writes, received, p50, p99, worst = fields[1:]
                 streams["fanout"] = (int(subscribers), int(writes), int(received), float(p50), float(p99), float(worst))
             elif fields[0] == "idle_stream_kib":
-                count, before, after, per = fields[1:]
-                streams["idle"] = (int(count), int(before), int(after), float(per))
+                protocol, count, before, after, per = fields[1:]
+                streams[f"idle {protocol}"] = (int(count), int(before), int(after), float(per))
             elif fields[0] == "peak_rss_kib":
                 rss = int(fields[1])
             elif fields[0] == "startup_ms":
@@ -121,10 +121,11 @@ def render(medians, rows, rss, startups, streams, command):
         out += [f"- {writes} writes, each fanned out to {subscribers} open SSE subscribers: {received} of "
                 f"{subscribers * writes} deliveries seen; write-to-event p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
                 f"max {worst:.1f} ms."]
-    if "idle" in streams:
-        count, before, after, per = streams["idle"]
-        out += [f"- {count} open idle streams: server RSS {before / 1024:.0f} → {after / 1024:.0f} MiB, "
-                f"{per:.1f} KiB per added stream."]
+    for protocol, how in (("http/1.1", "one HTTP/1.1 connection each"), ("h2", "HTTP/2, 32 per connection")):
+        if f"idle {protocol}" in streams:
+            count, before, after, per = streams[f"idle {protocol}"]
+            out += [f"- {count} open idle streams, {how}, on a freshly started server: RSS "
+                    f"{before / 1024:.0f} → {after / 1024:.0f} MiB, {per:.1f} KiB per added stream."]
     if startups:
         out += ["", "### Start-up (exec to `listening on`, examples/plinth.toml)", "", "| compiled cache | ms |", "|---|---:|"]
         out += [f"| {cache} | {ms} |" for cache, ms in startups]
@@ -182,10 +183,11 @@ def budget(medians, rows, startups, streams):
         ok = p99 <= FANOUT_P99_MS and received == subscribers * writes
         out.append(f"| one write to {subscribers} subscribers: every one within {FANOUT_P99_MS:g} ms (p99) "
                    f"| p99 {p99:.1f} ms, {received}/{subscribers * writes} delivered | {verdict(ok)} |")
-    if "idle" in streams:
-        count, _, _, per = streams["idle"]
-        out.append(f"| memory per idle stream ≤ {IDLE_STREAM_KIB:g} KiB | {per:.1f} KiB ({count} streams) "
-                   f"| {verdict(per <= IDLE_STREAM_KIB)} |")
+    for protocol in ("h2", "http/1.1"):
+        if f"idle {protocol}" in streams:
+            count, _, _, per = streams[f"idle {protocol}"]
+            out.append(f"| memory per idle stream ≤ {IDLE_STREAM_KIB:g} KiB, {protocol} "
+                       f"| {per:.1f} KiB ({count} streams) | {verdict(per <= IDLE_STREAM_KIB)} |")
     warm = [ms for cache, ms in startups if cache == "warm"]
     if warm:
         out.append(f"| start-up with a warm cache ≤ {STARTUP_WARM_MS} ms | {max(warm)} ms (slowest) "

@@ -218,6 +218,8 @@ pub struct App {
     pub signing: Arc<SigningKeys>,
     /// Change feeds and the streams that follow them.
     pub events: Arc<Events>,
+    /// Compiled JSON Schemas for plugins.
+    pub schemas: Arc<crate::schemas::Schemas>,
     /// Permits for requests being handled; bounds in-flight work (and so
     /// live instances, which the runtime's pool is sized for).
     pub in_flight: Arc<Semaphore>,
@@ -321,6 +323,7 @@ impl App {
             outbox,
             signing,
             events,
+            schemas: Arc::default(),
             runtime,
             metrics,
             source,
@@ -464,6 +467,7 @@ impl App {
             outbox: self.outbox.clone(),
             signing: self.signing.clone(),
             events: self.events.clone(),
+            schemas: self.schemas.clone(),
             metrics: self.metrics.clone(),
             settings: settings.clone(),
         });

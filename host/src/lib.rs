@@ -41,6 +41,7 @@ pub mod per_client;
 pub mod policy;
 pub mod runtime;
 pub mod scaffold;
+pub mod schemas;
 pub mod server;
 pub mod signing;
 pub mod storage;

@@ -542,6 +542,32 @@ pub mod signing {
     }
 }
 
+/// `plinth:platform/schemas`, with the same library and options as the host.
+pub mod schemas {
+    use crate::bindings::plinth::platform::schemas::{Error, Violation};
+
+    /// See the WIT.
+    pub fn validate(schema: &str, document: &str) -> Result<Vec<Violation>, Error> {
+        let schema: serde_json::Value =
+            serde_json::from_str(schema).map_err(|e| Error::InvalidSchema(e.to_string()))?;
+        let validator = jsonschema::options()
+            .with_pattern_options(jsonschema::PatternOptions::regex())
+            .build(&schema)
+            .map_err(|e| Error::InvalidSchema(e.to_string()))?;
+        let document: serde_json::Value =
+            serde_json::from_str(document).map_err(|e| Error::InvalidDocument(e.to_string()))?;
+        Ok(validator
+            .iter_errors(&document)
+            .take(100)
+            .map(|e| Violation {
+                path: e.instance_path.to_string(),
+                keyword: e.schema_path.to_string().rsplit('/').next().unwrap_or_default().to_owned(),
+                message: e.to_string(),
+            })
+            .collect())
+    }
+}
+
 /// `plinth:platform/log`, kept for [`TestHost::logs`].
 pub mod log {
     use crate::bindings::plinth::platform::log::Level;

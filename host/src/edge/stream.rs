@@ -124,13 +124,14 @@ pub fn start(app: Arc<App>, origin: Origin, follow: Follow, prefix: Vec<u8>) -> 
         let metrics = app.metrics.clone();
         metrics.streams_opened.inc();
         metrics.streams_open.inc();
-        tokio::spawn(async move {
+        let task = async move {
             let reason = serve(&app, &origin, &key, after, subscription, &frames).await;
             tracing::debug!(plugin = %origin.plugin, reason, "stream closed");
             Metrics::count(&metrics.streams_closed, reason);
             metrics.streams_open.dec();
             drop(ticket);
-        });
+        };
+        tokio::spawn(task);
     }
     ResponseBody::Stream(EventStream { frames: receiver, held: None })
 }
@@ -172,7 +173,9 @@ async fn serve(
                 Err(broadcast::error::RecvError::Closed) => return "gap",
             },
             _ = beat.tick() => {
-                if let Err(ended) = super::revalidate(app, origin, key).await {
+                // Boxed: the plugin call's future is large, and an idle
+                // stream should not carry its space between heartbeats.
+                if let Err(ended) = Box::pin(super::revalidate(app, origin, key)).await {
                     let data = serde_json::json!({ "status": ended.status, "code": ended.code });
                     let _ = frames.try_send(Bytes::from(format!("event: end\ndata: {data}\n\n")));
                     return "ended";

@@ -10,6 +10,7 @@ wasmtime::component::bindgen!({
         "plinth:platform/log": trappable,
         "plinth:platform/settings": trappable,
         "plinth:platform/signing": trappable,
+        "plinth:platform/schemas": trappable,
         default: async | trappable,
     },
     exports: { default: async },
@@ -22,5 +23,5 @@ wasmtime::component::bindgen!({
 pub use self::Plugin as PluginBindings;
 pub use self::PluginPre as PluginBindingsPre;
 pub use self::plinth::platform::{
-    audit, events, kv, log, outbox, passwords, principals, sessions, settings, signing, types,
+    audit, events, kv, log, outbox, passwords, principals, schemas, sessions, settings, signing, types,
 };

@@ -63,6 +63,7 @@ pub fn need_of(import: &str) -> Need {
                 "signing" => Need::Grant(Grant::Signing),
                 "events" => Need::Grant(Grant::Events),
                 "settings" => Need::Base,
+                "schemas" => Need::Base,
                 other => Need::Refused(format!("plinth:platform has no interface `{other}`")),
             }
         }

@@ -29,7 +29,8 @@ use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
 use crate::metrics::{FailureLabels, Metrics, PluginLabels};
 use crate::routes::Route;
 use crate::runtime::bindings::{
-    PluginBindingsPre, audit, events, kv, log, outbox, passwords, principals, sessions, settings, signing, types,
+    PluginBindingsPre, audit, events, kv, log, outbox, passwords, principals, schemas, sessions, settings, signing,
+    types,
 };
 use crate::runtime::host::types::{RequestData, ResponseData};
 use crate::runtime::state::{HostState, PluginContext, RequestMeta, SessionEffect};
@@ -331,6 +332,7 @@ impl Runtime {
         types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         settings::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        schemas::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         for grant in grants {
             match grant {
                 Grant::Kv => kv::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,

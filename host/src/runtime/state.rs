@@ -35,6 +35,8 @@ pub struct PluginContext {
     pub signing: Arc<crate::signing::SigningKeys>,
     /// Change feeds and stream limits (reachable only with that grant).
     pub events: Arc<crate::events::Events>,
+    /// Compiled JSON Schemas, shared by all plugins.
+    pub schemas: Arc<crate::schemas::Schemas>,
     /// Where the host counts what the plugin's calls did.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The plugin's `[plugins.settings]`.

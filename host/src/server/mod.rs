@@ -118,7 +118,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         let tls = tls.clone();
         let stop = stop.clone();
         let render = render.clone();
-        tokio::spawn(async move {
+        let task = async move {
             let header_timeout = app.server.header_timeout();
             let served = match tls {
                 Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
@@ -140,7 +140,8 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(admitted);
-        });
+        };
+        tokio::spawn(task);
     }
     drop(listener);
     let grace = app.server.shutdown_grace();

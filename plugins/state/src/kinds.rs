@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use plinth_kit::{Error, Principal, Problem, Result};
+use plinth_kit::{Error, Principal, Problem, Result, schemas};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -75,7 +75,8 @@ pub struct Kind {
     pub name: String,
     /// Largest document, in bytes of JSON.
     pub max_bytes: usize,
-    schema: Option<jsonschema::Validator>,
+    /// The JSON Schema, as JSON text for the host's validator.
+    schema: Option<String>,
     read: Audience,
     write: Audience,
     create: Audience,
@@ -127,12 +128,7 @@ impl Kind {
         if max_bytes == 0 || max_bytes > MAX_MAX_BYTES {
             return Err(invalid_settings(format!("kinds.{name}.max_bytes must be 1 to {MAX_MAX_BYTES}")));
         }
-        let schema = match &config.schema {
-            Some(schema) => Some(
-                jsonschema::validator_for(schema).map_err(|e| invalid_settings(format!("kinds.{name}.schema: {e}")))?,
-            ),
-            None => None,
-        };
+        let schema = config.schema.as_ref().map(Value::to_string);
         Ok(Kind {
             name: name.to_owned(),
             max_bytes,
@@ -179,13 +175,14 @@ impl Kind {
             ));
         }
         if let Some(schema) = &self.schema {
-            let problems: Vec<Problem> = schema
-                .iter_errors(document)
-                .map(|e| Problem {
-                    path: e.instance_path.to_string(),
-                    code: keyword_code(&e.schema_path.to_string()),
-                    message: e.to_string(),
-                })
+            let text = std::str::from_utf8(&bytes).expect("serde_json writes UTF-8");
+            let violations = plinth_kit::schemas::validate(schema, text).map_err(|e| match e {
+                schemas::Error::InvalidSchema(why) => invalid_settings(format!("kinds.{}.schema: {why}", self.name)),
+                schemas::Error::InvalidDocument(why) => Error::new(400, "invalid_json", why),
+            })?;
+            let problems: Vec<Problem> = violations
+                .into_iter()
+                .map(|v| Problem { path: v.path, code: keyword_code(&v.keyword), message: v.message })
                 .collect();
             if !problems.is_empty() {
                 return Err(Error::new(
@@ -200,10 +197,9 @@ impl Kind {
     }
 }
 
-/// `max_length` from a schema path ending in `/maxLength`: the keyword
-/// that failed, in the platform's snake_case.
-fn keyword_code(schema_path: &str) -> String {
-    let keyword = schema_path.rsplit('/').next().unwrap_or_default();
+/// `max_length` from `maxLength`: the keyword that failed, in the
+/// platform's snake_case.
+fn keyword_code(keyword: &str) -> String {
     let mut code = String::with_capacity(keyword.len() + 4);
     for c in keyword.chars() {
         if c.is_ascii_uppercase() {
@@ -222,8 +218,8 @@ mod tests {
 
     #[test]
     fn keywords_become_codes() {
-        assert_eq!(keyword_code("/properties/title/maxLength"), "max_length");
-        assert_eq!(keyword_code("/required"), "required");
+        assert_eq!(keyword_code("maxLength"), "max_length");
+        assert_eq!(keyword_code("required"), "required");
         assert_eq!(keyword_code(""), "schema");
     }
 }

@@ -7,6 +7,7 @@ pub mod log;
 pub mod outbox;
 pub mod passwords;
 pub mod principals;
+pub mod schemas;
 pub mod sessions;
 pub mod settings;
 pub mod signing;
