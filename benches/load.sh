@@ -138,10 +138,14 @@ curl -sf "$base/v1/accounts/signup" -H 'content-type: application/json' \
 for _ in $(seq 100); do grep -q "$email" "$work/data/outbox.jsonl" 2>/dev/null && break; sleep 0.05; done
 token=$(grep -o 'token=[0-9a-f]*' "$work/data/outbox.jsonl" | tail -1 | cut -d= -f2)
 curl -sf "$base/v1/accounts/verify" -H 'content-type: application/json' -d "{\"token\":\"$token\",\"password\":\"$password\"}" > /dev/null
-login=$(curl -sf -D "$work/headers" "$base/v1/sessions" -H 'content-type: application/json' \
-  -d "{\"email\":\"$email\",\"password\":\"$password\"}")
-csrf=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])' <<< "$login")
-cookie=$(sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' "$work/headers")
+sign_in() { # sets $cookie and $csrf
+  local login
+  login=$(curl -sf -D "$work/headers" "$base/v1/sessions" -H 'content-type: application/json' \
+    -d "{\"email\":\"$email\",\"password\":\"$password\"}")
+  csrf=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])' <<< "$login")
+  cookie=$(sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' "$work/headers")
+}
+sign_in
 
 # Every PATCH changes the name (a PATCH that changes nothing writes nothing).
 cat > "$work/patch.lua" <<LUA
@@ -199,6 +203,7 @@ restart_plinth() { # config
 }
 for protocol in http1 h2; do
   restart_plinth "$work/plinth.toml"
+  sign_in # the login flood ended the older sessions (at most 100 per account)
   python3 benches/fanout.py "$protocol" "${base#http://}" "$cookie" "$csrf" /v1/state/notes/bench00 "$plinth" 1000 10000
 done
 

@@ -5,8 +5,10 @@
 //! [`RECENT`] changes (for `since` and for streams that resume) and a
 //! broadcast channel to its live streams. Changes of one key arrive in
 //! commit order: they are published from the storage's commit hook, while
-//! that namespace's writes are held back. Topics live in a bounded LRU; a
-//! topic pushed out closes its streams, whose clients reconnect.
+//! that namespace's writes are held back. Held changes are bounded per
+//! topic ([`TOPIC_BYTES`]) and in all ([`HELD_BYTES`]), and topics live in
+//! a bounded LRU; a topic pushed out closes its streams, whose clients
+//! reconnect (and resume or reset).
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -22,6 +24,10 @@ pub const RECENT: usize = 32;
 pub const MAX_CHANGE_BYTES: usize = 64 * 1024;
 /// Topics held at once.
 const MAX_TOPICS: usize = 10_000;
+/// Change data one topic holds at most (its oldest changes go first).
+pub const TOPIC_BYTES: usize = 256 * 1024;
+/// Change data all topics hold at most (the least recently published go first).
+pub const HELD_BYTES: usize = 64 * 1024 * 1024;
 /// Changes a live stream may fall behind before it is closed as too slow.
 const LAG: usize = 64;
 
@@ -41,12 +47,41 @@ type TopicId = (Arc<str>, String);
 
 struct Topic {
     recent: std::collections::VecDeque<Arc<Change>>,
+    /// Bytes of data in `recent`.
+    bytes: usize,
     live: broadcast::Sender<Arc<Change>>,
+}
+
+/// The topics and the bytes they hold.
+struct Held {
+    topics: lru::LruCache<TopicId, Topic>,
+    bytes: usize,
+}
+
+impl Held {
+    /// The topic, made (pushing out the least recently used, its bytes
+    /// counted) when there is none.
+    fn topic(&mut self, id: TopicId) -> &mut Topic {
+        if self.topics.len() == MAX_TOPICS
+            && !self.topics.contains(&id)
+            && let Some((_, evicted)) = self.topics.pop_lru()
+        {
+            self.bytes -= evicted.bytes;
+        }
+        self.topics.get_or_insert_mut(id, Topic::new)
+    }
 }
 
 impl Topic {
     fn new() -> Self {
-        Self { recent: std::collections::VecDeque::with_capacity(4), live: broadcast::channel(LAG).0 }
+        Self { recent: std::collections::VecDeque::with_capacity(4), bytes: 0, live: broadcast::channel(LAG).0 }
+    }
+
+    /// Drops the oldest held change; its bytes.
+    fn drop_oldest(&mut self) -> usize {
+        let freed = self.recent.pop_front().map_or(0, |c| c.data.len());
+        self.bytes -= freed;
+        freed
     }
 
     /// The held changes after `after`, if they run unbroken from it.
@@ -88,7 +123,7 @@ pub struct Subscription {
 
 /// The host's topics and its stream limits.
 pub struct Events {
-    topics: Mutex<lru::LruCache<TopicId, Topic>>,
+    held: Mutex<Held>,
     total: Arc<Semaphore>,
     max_total: u32,
     per_client: Arc<PerClientLimit<String>>,
@@ -102,7 +137,10 @@ impl Events {
     /// No topics yet; at most `max_total` streams, `max_per_client` each.
     pub fn new(max_total: usize, max_per_client: usize) -> Self {
         Self {
-            topics: Mutex::new(lru::LruCache::new(NonZeroUsize::new(MAX_TOPICS).expect("non-zero"))),
+            held: Mutex::new(Held {
+                topics: lru::LruCache::new(NonZeroUsize::new(MAX_TOPICS).expect("non-zero")),
+                bytes: 0,
+            }),
             total: Arc::new(Semaphore::new(max_total)),
             max_total: u32::try_from(max_total).unwrap_or(u32::MAX),
             per_client: PerClientLimit::new(max_per_client),
@@ -113,22 +151,37 @@ impl Events {
 
     /// Records a committed change and hands it to the key's live streams.
     pub fn publish(&self, plugin: &Arc<str>, key: &str, change: Change) {
-        let mut topics = self.topics.lock().expect("topics lock");
-        let id = (plugin.clone(), key.to_owned());
-        let topic = topics.get_or_insert_mut(id, Topic::new);
+        let mut held = self.held.lock().expect("topics lock");
+        let topic = held.topic((plugin.clone(), key.to_owned()));
         let change = Arc::new(change);
-        if topic.recent.len() == RECENT {
-            topic.recent.pop_front();
-        }
+        let size = change.data.len();
         topic.recent.push_back(change.clone());
+        topic.bytes += size;
+        let mut freed = 0;
+        while topic.recent.len() > RECENT || (topic.bytes > TOPIC_BYTES && topic.recent.len() > 1) {
+            freed += topic.drop_oldest();
+        }
         // No receivers is not an error: nobody is listening.
         let _ = topic.live.send(change);
+        held.bytes = held.bytes + size - freed;
+        // Over the whole budget: the least recently published topics go.
+        while held.bytes > HELD_BYTES && held.topics.len() > 1 {
+            match held.topics.pop_lru() {
+                Some((_, evicted)) => held.bytes -= evicted.bytes,
+                None => break,
+            }
+        }
+    }
+
+    /// Bytes of change data held.
+    pub fn held_bytes(&self) -> usize {
+        self.held.lock().expect("topics lock").bytes
     }
 
     /// The held changes of a key after `after`, when they run unbroken.
     pub fn since(&self, plugin: &Arc<str>, key: &str, after: u64) -> Option<Vec<Change>> {
-        let mut topics = self.topics.lock().expect("topics lock");
-        let topic = topics.get(&(plugin.clone(), key.to_owned()))?;
+        let held = self.held.lock().expect("topics lock");
+        let topic = held.topics.peek(&(plugin.clone(), key.to_owned()))?;
         topic.after(after).map(|changes| changes.iter().map(|c| (**c).clone()).collect())
     }
 
@@ -147,8 +200,8 @@ impl Events {
     /// Subscribes to a key from version `after`; `None` when the changes
     /// after it are no longer held unbroken (the client must start over).
     pub fn subscribe(&self, plugin: &Arc<str>, key: &str, after: u64) -> Option<Subscription> {
-        let mut topics = self.topics.lock().expect("topics lock");
-        let topic = topics.get_or_insert_mut((plugin.clone(), key.to_owned()), Topic::new);
+        let mut held = self.held.lock().expect("topics lock");
+        let topic = held.topic((plugin.clone(), key.to_owned()));
         // Subscribed under the lock: nothing published between the backlog
         // and the first live change is missed or repeated.
         let live = topic.live.subscribe();
@@ -206,6 +259,31 @@ mod tests {
             events.publish(&plugin, "doc", change(v, Some(v - 1)));
         }
         assert_eq!(events.since(&plugin, "doc", 5), None, "pushed out of the recent changes");
+    }
+
+    #[test]
+    fn held_changes_are_bounded_in_bytes() {
+        let events = Events::new(10, 2);
+        let plugin: Arc<str> = "state".into();
+        let big = |version: u64| Change {
+            version,
+            previous: Some(version - 1),
+            data: Bytes::from(vec![b'x'; MAX_CHANGE_BYTES]),
+        };
+        for version in 1..=10 {
+            events.publish(&plugin, "doc", big(version));
+        }
+        assert_eq!(events.held_bytes(), TOPIC_BYTES, "the oldest changes of a topic go first");
+        assert!(events.since(&plugin, "doc", 6).is_some() && events.since(&plugin, "doc", 5).is_none());
+        let topics = HELD_BYTES / TOPIC_BYTES + 8;
+        for t in 0..topics {
+            for version in 1..=4 {
+                events.publish(&plugin, &format!("doc{t}"), big(version));
+            }
+        }
+        assert!(events.held_bytes() <= HELD_BYTES, "{} held", events.held_bytes());
+        assert!(events.since(&plugin, "doc0", 1).is_none(), "the least recently published topic went");
+        assert!(events.since(&plugin, &format!("doc{}", topics - 1), 1).is_some());
     }
 
     #[test]
