@@ -81,7 +81,7 @@ pub fn patch(req: &Request) -> Result<Response> {
         return Err(stale(&id, Some(loaded.version)));
     }
     let mut body = loaded.doc.body.clone();
-    patch.apply(&mut body)?;
+    patch.apply(&mut body, kind.max_bytes)?;
     kind.check(&body)?;
     let response = Response::json(200, &body);
     let stored = Stored { owner: loaded.doc.owner, body };
@@ -237,28 +237,50 @@ impl Patch {
         }
     }
 
-    /// Applies the patch to `document`, entirely or not at all: a failing
-    /// operation is 422 `patch_failed` naming it, and `document` is then
-    /// left as it was.
-    fn apply(&self, document: &mut Value) -> Result<()> {
+    /// Applies the patch to `document` (the caller's copy, dropped on
+    /// failure): a failing operation is 422 `patch_failed` naming it. A
+    /// `copy` can double the document, so the size is checked after each
+    /// one: a patch cannot grow a document past `max_bytes` on the way.
+    fn apply(&self, document: &mut Value, max_bytes: usize) -> Result<()> {
         match self {
             Patch::Merge(patch) => {
                 json_patch::merge(document, patch);
                 Ok(())
             }
-            Patch::Json(patch) => json_patch::patch(document, patch).map_err(|e| {
-                let code = match e.kind {
-                    json_patch::PatchErrorKind::TestFailed => "test_failed",
-                    json_patch::PatchErrorKind::InvalidPointer => "path_missing",
-                    json_patch::PatchErrorKind::InvalidFromPointer => "from_missing",
-                    json_patch::PatchErrorKind::CannotMoveInsideItself => "move_inside_itself",
-                    _ => "patch_failed",
-                };
-                let path = e.path.to_string();
-                Error::new(422, "patch_failed", format!("operation {} at `{path}`: {}", e.operation, e.kind))
-                    .at(format!("[{}]", e.operation))
-                    .with_problems(vec![Problem { path, code: code.to_owned(), message: e.kind.to_string() }])
-            }),
+            Patch::Json(patch) => {
+                for (index, operation) in patch.0.iter().enumerate() {
+                    Self::apply_one(document, index, operation)?;
+                    if matches!(operation, json_patch::PatchOperation::Copy(_)) {
+                        let size = serde_json::to_vec(document).expect("JSON serializes").len();
+                        if size > max_bytes {
+                            return Err(Error::new(
+                                413,
+                                "document_too_large",
+                                format!("operation {index} makes the document {size} bytes; at most {max_bytes}"),
+                            )
+                            .at(format!("[{index}]")));
+                        }
+                    }
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// One JSON Patch operation, `index` in its patch.
+    fn apply_one(document: &mut Value, index: usize, operation: &json_patch::PatchOperation) -> Result<()> {
+        json_patch::patch(document, std::slice::from_ref(operation)).map_err(|e| {
+            let code = match e.kind {
+                json_patch::PatchErrorKind::TestFailed => "test_failed",
+                json_patch::PatchErrorKind::InvalidPointer => "path_missing",
+                json_patch::PatchErrorKind::InvalidFromPointer => "from_missing",
+                json_patch::PatchErrorKind::CannotMoveInsideItself => "move_inside_itself",
+                _ => "patch_failed",
+            };
+            let path = e.path.to_string();
+            Error::new(422, "patch_failed", format!("operation {index} at `{path}`: {}", e.kind))
+                .at(format!("[{index}]"))
+                .with_problems(vec![Problem { path, code: code.to_owned(), message: e.kind.to_string() }])
+        })
     }
 }

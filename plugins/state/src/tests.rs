@@ -256,3 +256,22 @@ fn view_tokens_round_trip_and_refuse_tampering() {
         .send(TestRequest::get(&format!("/v1/state/views/{}", body["token"].as_str().unwrap())).signed_in("bob", &[]));
     assert_eq!(opened.body_json::<Value>()["view"]["filter59"], "some value");
 }
+
+#[test]
+fn a_patch_cannot_grow_a_document_past_its_limit_on_the_way() {
+    let host = host();
+    let etag = create(&host, "ada", "n1", json!({"title": "t", "body": "x".repeat(1200)}));
+    let doubling: Vec<Value> = (0..30).map(|i| json!({"op": "copy", "from": "", "path": format!("/c{i}")})).collect();
+    let refused = host.send(
+        TestRequest::patch("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-match", &etag)
+            .header("content-type", "application/json-patch+json")
+            .body(Value::Array(doubling).to_string()),
+    );
+    let error = refused.body_json::<Value>()["error"].clone();
+    assert_eq!(
+        (refused.status, error["code"].as_str(), error["field"].as_str()),
+        (413, Some("document_too_large"), Some("[0]"))
+    );
+}
