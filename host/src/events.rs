@@ -40,6 +40,16 @@ pub struct Change {
     pub previous: Option<u64>,
     /// What the plugin published.
     pub data: Bytes,
+    /// The change as the streams send it, made once for all subscribers
+    /// by the first that sends it.
+    pub frame: std::sync::OnceLock<Bytes>,
+}
+
+impl Change {
+    /// A change not yet sent anywhere.
+    pub fn new(version: u64, previous: Option<u64>, data: Bytes) -> Self {
+        Self { version, previous, data, frame: std::sync::OnceLock::new() }
+    }
 }
 
 /// A topic: its plugin and key.
@@ -240,7 +250,7 @@ mod tests {
     use super::*;
 
     fn change(version: u64, previous: Option<u64>) -> Change {
-        Change { version, previous, data: Bytes::from(format!("v{version}")) }
+        Change::new(version, previous, Bytes::from(format!("v{version}")))
     }
 
     #[test]
@@ -265,11 +275,7 @@ mod tests {
     fn held_changes_are_bounded_in_bytes() {
         let events = Events::new(10, 2);
         let plugin: Arc<str> = "state".into();
-        let big = |version: u64| Change {
-            version,
-            previous: Some(version - 1),
-            data: Bytes::from(vec![b'x'; MAX_CHANGE_BYTES]),
-        };
+        let big = |version: u64| Change::new(version, Some(version - 1), Bytes::from(vec![b'x'; MAX_CHANGE_BYTES]));
         for version in 1..=10 {
             events.publish(&plugin, "doc", big(version));
         }

@@ -112,6 +112,18 @@ async fn concurrent_patches_with_one_if_match_let_exactly_one_through_and_retrie
     join_all(increments.map(Box::pin).collect()).await;
     let (_, _, body) = me.read("/v1/state/notes/counter").await;
     assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["count"], 32, "no increment was lost");
+
+    // `If-Match: *` asks only that the document exist: concurrent writers
+    // are applied one after the other, none refused, none lost.
+    me.create("/v1/state/notes/list", &json!({"title": "list", "items": []})).await;
+    let appends = (0..32).map(|i| {
+        me.patch("/v1/state/notes/list", "*", JSON_PATCH, &json!([{"op": "add", "path": "/items/-", "value": i}]))
+            .send()
+    });
+    let statuses = futures_statuses(appends).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let (_, _, body) = me.read("/v1/state/notes/list").await;
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["items"].as_array().unwrap().len(), 32);
     server.stop().await;
 }
 

@@ -193,7 +193,7 @@ fn send_change(frames: &mpsc::Sender<Bytes>, change: &Change, last: &mut u64) ->
     if change.previous != Some(*last) {
         return Err("gap");
     }
-    frames.try_send(event(change)).map_err(|e| match e {
+    frames.try_send(change.frame.get_or_init(|| event(change)).clone()).map_err(|e| match e {
         mpsc::error::TrySendError::Full(_) => "slow",
         mpsc::error::TrySendError::Closed(_) => "client_gone",
     })?;
@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn an_event_never_carries_a_raw_newline_in_data() {
-        let change = Change { version: 7, previous: Some(3), data: Bytes::from_static(b"{\"a\":1}\nid: 99\r\n") };
+        let change = Change::new(7, Some(3), Bytes::from_static(b"{\"a\":1}\nid: 99\r\n"));
         let text = String::from_utf8(event(&change).to_vec()).unwrap();
         assert_eq!(text, "id: 7\nevent: change\ndata: {\"a\":1}\ndata: id: 99\ndata: \n\n");
     }
@@ -229,10 +229,10 @@ mod tests {
     fn a_change_that_does_not_follow_is_a_gap() {
         let (tx, _rx) = mpsc::channel(4);
         let mut last = 3;
-        let next = Change { version: 7, previous: Some(3), data: Bytes::new() };
+        let next = Change::new(7, Some(3), Bytes::new());
         assert_eq!(send_change(&tx, &next, &mut last), Ok(()));
         assert_eq!(last, 7);
-        let skipped = Change { version: 12, previous: Some(9), data: Bytes::new() };
+        let skipped = Change::new(12, Some(9), Bytes::new());
         assert_eq!(send_change(&tx, &skipped, &mut last), Err("gap"));
     }
 }

@@ -40,25 +40,27 @@ pub fn put(req: &Request) -> Result<Response> {
     }
     let body: Value = req.json_limited(kind.max_bytes)?;
     kind.check(&body)?;
-    let (expected, owner, old, status, op) = if precondition == Precondition::Absent {
-        kind.may_create(&me)?;
-        (None, me.account_id.clone(), None, 201, "create")
-    } else {
-        let loaded = store::load_for_write(&kind, &id, &me)?;
-        if !precondition.admits(loaded.version) {
-            return Err(stale(&id, Some(loaded.version)));
+    until_committed(&precondition, || {
+        let (expected, owner, old, status, op) = if precondition == Precondition::Absent {
+            kind.may_create(&me)?;
+            (None, me.account_id.clone(), None, 201, "create")
+        } else {
+            let loaded = store::load_for_write(&kind, &id, &me)?;
+            if !precondition.admits(loaded.version) {
+                return Err(stale(&id, Some(loaded.version)));
+            }
+            (Some(loaded.version), loaded.doc.owner, Some(loaded.doc.body), 200, "replace")
+        };
+        let mut response = Response::json(status, &body);
+        let mut also = Vec::new();
+        if status == 201 {
+            response = response.header("location", format!("/v1/state/{}/{id}", kind.name));
+            also.push(store::set(format!("{}{id}", store::own_prefix(&kind.name, &owner)), &json!({})));
         }
-        (Some(loaded.version), loaded.doc.owner, Some(loaded.doc.body), 200, "replace")
-    };
-    let mut response = Response::json(status, &body);
-    let mut also = Vec::new();
-    if status == 201 {
-        response = response.header("location", format!("/v1/state/{}/{id}", kind.name));
-        also.push(store::set(format!("{}{id}", store::own_prefix(&kind.name, &owner)), &json!({})));
-    }
-    let stored = Stored { owner, body };
-    let write = Write { kind: &kind, id: &id, expected, old: old.as_ref(), new: Some(&stored), also, op };
-    finish(&kind, &id, &me, write, response, idempotency.as_ref())
+        let stored = Stored { owner, body: body.clone() };
+        let write = Write { kind: &kind, id: &id, expected, old: old.as_ref(), new: Some(&stored), also, op };
+        finish(&kind, &id, &me, write, response, idempotency.as_ref())
+    })
 }
 
 /// `PATCH` with a JSON merge patch (RFC 7396) or a JSON Patch (RFC 6902,
@@ -76,25 +78,27 @@ pub fn patch(req: &Request) -> Result<Response> {
         return Ok(first);
     }
     let patch = Patch::of(req, kind.max_bytes)?;
-    let loaded = store::load_for_write(&kind, &id, &me)?;
-    if !precondition.admits(loaded.version) {
-        return Err(stale(&id, Some(loaded.version)));
-    }
-    let mut body = loaded.doc.body.clone();
-    patch.apply(&mut body, kind.max_bytes)?;
-    kind.check(&body)?;
-    let response = Response::json(200, &body);
-    let stored = Stored { owner: loaded.doc.owner, body };
-    let write = Write {
-        kind: &kind,
-        id: &id,
-        expected: Some(loaded.version),
-        old: Some(&loaded.doc.body),
-        new: Some(&stored),
-        also: Vec::new(),
-        op: "patch",
-    };
-    finish(&kind, &id, &me, write, response, idempotency.as_ref())
+    until_committed(&precondition, || {
+        let loaded = store::load_for_write(&kind, &id, &me)?;
+        if !precondition.admits(loaded.version) {
+            return Err(stale(&id, Some(loaded.version)));
+        }
+        let mut body = loaded.doc.body.clone();
+        patch.apply(&mut body, kind.max_bytes)?;
+        kind.check(&body)?;
+        let response = Response::json(200, &body);
+        let stored = Stored { owner: loaded.doc.owner, body };
+        let write = Write {
+            kind: &kind,
+            id: &id,
+            expected: Some(loaded.version),
+            old: Some(&loaded.doc.body),
+            new: Some(&stored),
+            also: Vec::new(),
+            op: "patch",
+        };
+        finish(&kind, &id, &me, write, response, idempotency.as_ref())
+    })
 }
 
 /// `DELETE` with `If-Match`: the document, its grants and its index entry.
@@ -106,24 +110,26 @@ pub fn delete(req: &Request) -> Result<Response> {
     if let Some(first) = replayed(idempotency.as_ref())? {
         return Ok(first);
     }
-    let loaded = store::load_for_write(&kind, &id, &me)?;
-    if !precondition.admits(loaded.version) {
-        return Err(stale(&id, Some(loaded.version)));
-    }
-    let also = vec![
-        Op::Delete(store::acl_key(&kind.name, &id)),
-        Op::Delete(format!("{}{id}", store::own_prefix(&kind.name, &loaded.doc.owner))),
-    ];
-    let write = Write {
-        kind: &kind,
-        id: &id,
-        expected: Some(loaded.version),
-        old: Some(&loaded.doc.body),
-        new: None,
-        also,
-        op: "delete",
-    };
-    finish(&kind, &id, &me, write, Response::empty(204), idempotency.as_ref())
+    until_committed(&precondition, || {
+        let loaded = store::load_for_write(&kind, &id, &me)?;
+        if !precondition.admits(loaded.version) {
+            return Err(stale(&id, Some(loaded.version)));
+        }
+        let also = vec![
+            Op::Delete(store::acl_key(&kind.name, &id)),
+            Op::Delete(format!("{}{id}", store::own_prefix(&kind.name, &loaded.doc.owner))),
+        ];
+        let write = Write {
+            kind: &kind,
+            id: &id,
+            expected: Some(loaded.version),
+            old: Some(&loaded.doc.body),
+            new: None,
+            also,
+            op: "delete",
+        };
+        finish(&kind, &id, &me, write, Response::empty(204), idempotency.as_ref())
+    })
 }
 
 #[derive(Deserialize)]
@@ -156,6 +162,24 @@ pub fn list(req: &Request) -> Result<Response> {
     }
     let next = page.next.map(|key| key[prefix.len()..].to_owned());
     Ok(Response::json(200, &json!({ "items": items, "next": next })))
+}
+
+/// Attempts at a write whose precondition is `If-Match: *` before 409
+/// `contended`.
+const MAX_ATTEMPTS: usize = 16;
+
+/// Runs `attempt` (read, check, write) until it commits. `If-Match: *` asks
+/// only that the document exist, so a concurrent write in between is not a
+/// failed precondition: the attempt runs again on the new version. A named
+/// version that moved on is 412 at once.
+fn until_committed(precondition: &Precondition, mut attempt: impl FnMut() -> Result<Response>) -> Result<Response> {
+    for _ in 0..MAX_ATTEMPTS {
+        match attempt() {
+            Err(lost) if lost.status == 412 && *precondition == Precondition::Exists => continue,
+            outcome => return outcome,
+        }
+    }
+    Err(Error::new(409, "contended", "the document is changing too often; retry"))
 }
 
 /// The first result of a retried write, if this is one.

@@ -27,7 +27,7 @@ impl Host for HostState {
         let ctx = self.plugin.clone();
         let data = Bytes::from(data);
         let publish = |version| {
-            let change = HeldChange { version, previous: expected, data: data.clone() };
+            let change = HeldChange::new(version, expected, data.clone());
             ctx.events.publish(&ctx.name, &key, change);
         };
         let op = storage::VersionedOp { key: key.clone(), expected, value, also: ops(also) };
