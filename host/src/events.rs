@@ -94,15 +94,23 @@ impl Topic {
         freed
     }
 
-    /// The held changes after `after`, if they run unbroken from it.
+    /// The held changes after `after`, if they run unbroken from it to the
+    /// last: each follows the one before. A key deleted and created again
+    /// breaks the run (its creation follows nothing), so a cursor from an
+    /// earlier life of the key never reaches the changes of that life.
     fn after(&self, after: u64) -> Option<Vec<Arc<Change>>> {
-        let start = self.recent.iter().position(|c| c.version > after);
-        match start {
-            None if self.recent.back().is_some_and(|c| c.version == after) => Some(Vec::new()),
-            None => None,
-            Some(i) if self.recent[i].previous == Some(after) => Some(self.recent.range(i..).cloned().collect()),
-            Some(_) => None,
+        let Some(start) = self.recent.iter().position(|c| c.version > after) else {
+            return self.recent.back().is_some_and(|c| c.version == after).then(Vec::new);
+        };
+        let run: Vec<Arc<Change>> = self.recent.range(start..).cloned().collect();
+        let mut last = after;
+        for change in &run {
+            if change.previous != Some(last) {
+                return None;
+            }
+            last = change.version;
         }
+        Some(run)
     }
 }
 
@@ -265,10 +273,19 @@ mod tests {
         assert_eq!(events.since(&plugin, "doc", 9).unwrap(), vec![]);
         assert_eq!(events.since(&plugin, "doc", 3), None, "3 is not in the chain");
         assert_eq!(events.since(&"other".into(), "doc", 1), None, "topics are per plugin");
-        for v in 10..10 + RECENT as u64 {
+        // Deleted (9 → 10) and created again (11 follows nothing): no run
+        // from the earlier life reaches the new one.
+        events.publish(&plugin, "doc", change(10, Some(9)));
+        events.publish(&plugin, "doc", change(11, None));
+        assert_eq!(events.since(&plugin, "doc", 5), None);
+        assert_eq!(events.since(&plugin, "doc", 10), None);
+        assert_eq!(events.since(&plugin, "doc", 11).unwrap(), vec![]);
+        events.publish(&plugin, "doc", change(12, Some(11)));
+        assert_eq!(events.since(&plugin, "doc", 11).unwrap(), vec![change(12, Some(11))]);
+        for v in 13..13 + RECENT as u64 {
             events.publish(&plugin, "doc", change(v, Some(v - 1)));
         }
-        assert_eq!(events.since(&plugin, "doc", 5), None, "pushed out of the recent changes");
+        assert_eq!(events.since(&plugin, "doc", 11), None, "12 was pushed out of the recent changes");
     }
 
     #[test]

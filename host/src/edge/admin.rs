@@ -86,16 +86,22 @@ pub async fn handle(
         (&Method::GET, "/admin/signing-keys") => {
             Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "keys": app.signing.list() })))
         }
+        // Recorded first: a key change whose record cannot be stored is not made.
         (&Method::POST, "/admin/signing-keys/rotate") => {
-            let key = app.signing.rotate().await.map_err(signing_unavailable)?;
-            let reason = Some(format!("signing with key {}", key.id));
-            audited(app, envelope.draft("signing.rotated", "signing-keys", Outcome::Success, reason)).await?;
+            let action = "signing.rotated";
+            audited(app, envelope.draft(action, "signing-keys", Outcome::Success, None)).await?;
+            if let Err(e) = app.signing.rotate().await {
+                return Err(signing_failed(app, envelope, action, e).await);
+            }
             Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "keys": app.signing.list() })))
         }
         (&Method::POST, "/admin/signing-keys/retire") => {
-            let retired = app.signing.retire_old().await.map_err(signing_unavailable)?;
-            let reason = Some(format!("retired keys {retired:?}"));
-            audited(app, envelope.draft("signing.retired", "signing-keys", Outcome::Success, reason)).await?;
+            let action = "signing.retired";
+            audited(app, envelope.draft(action, "signing-keys", Outcome::Success, None)).await?;
+            let retired = match app.signing.retire_old().await {
+                Ok(retired) => retired,
+                Err(e) => return Err(signing_failed(app, envelope, action, e).await),
+            };
             Ok(super::json_response(
                 StatusCode::OK,
                 &serde_json::json!({ "retired": retired, "keys": app.signing.list() }),
@@ -119,12 +125,14 @@ pub async fn handle(
     }
 }
 
-fn signing_unavailable(e: crate::storage::StorageError) -> ApiError {
+/// A key change that failed after its record: the failure is recorded too.
+async fn signing_failed(app: &App, envelope: &Envelope, action: &str, e: crate::storage::StorageError) -> ApiError {
     tracing::error!(error = %e, "signing keys unavailable");
+    let _ = app.audit.append(envelope.draft(action, "signing-keys", Outcome::Failure, Some(e.to_string()))).await;
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the signing keys cannot be stored")
 }
 
-/// Records an operator's change, durably, before answering.
+/// Records an operator's change durably, before it is made.
 async fn audited(app: &App, draft: crate::audit::RecordDraft) -> Result<(), ApiError> {
     let stored = async {
         app.audit.append(draft).await.map_err(|e| e.to_string())?;
@@ -135,7 +143,7 @@ async fn audited(app: &App, draft: crate::audit::RecordDraft) -> Result<(), ApiE
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "audit_unavailable",
-            "the change was made but its audit record could not be stored",
+            "the audit log is unavailable; nothing was changed",
         )
     })
 }
