@@ -253,6 +253,32 @@ async fn owner_only_documents_are_404_to_others_and_sharing_is_revocable() {
 }
 
 #[tokio::test]
+async fn a_documents_earlier_life_is_never_in_the_feed_of_the_next() {
+    let deployment = deployment("4MiB", "");
+    let server = TestServer::start(&deployment).await;
+    let base = server.url("");
+    let (ada, bob) = (sign_in(&base, "ada", &[], None).await, sign_in(&base, "bob", &[], None).await);
+    let (first, second) = (As::new(&base, &bob), As::new(&base, &ada));
+    let etag = first.create("/v1/state/notes/reused", &json!({"title": "bob's"})).await;
+    let secret = first.patch("/v1/state/notes/reused", &etag, MERGE, &json!({"body": "my PIN is 4242"})).send().await;
+    let etag = secret.unwrap().headers()["etag"].to_str().unwrap().to_owned();
+    let deleted = first.req(Method::DELETE, "/v1/state/notes/reused").header("if-match", &etag).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    second.create("/v1/state/notes/reused", &json!({"title": "ada's"})).await;
+    for cursor in [version(&etag) - 1, version(&etag), version(&etag) + 1] {
+        let feed = second.req(Method::GET, &format!("/v1/state/notes/reused/changes?since={cursor}")).send().await;
+        let feed = feed.unwrap().text().await.unwrap();
+        assert!(!feed.contains("PIN"), "{feed}");
+        assert!(feed.contains("\"reset\":true"), "{feed}");
+        let mut stream = Stream::open(&second, "/v1/state/notes/reused/changes", Some(cursor)).await;
+        let first_event = stream.next(WAIT).await.unwrap();
+        assert_eq!(first_event.event, "reset", "{first_event:?}");
+        assert_eq!(first_event.data["document"]["title"], "ada's");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_retried_write_with_its_idempotency_key_is_applied_once() {
     let deployment = deployment("4MiB", "");
     let server = TestServer::start(&deployment).await;

@@ -31,9 +31,20 @@ pub fn get(req: &Request) -> Result<Response> {
 
 /// `PUT`: create with `If-None-Match: *` (201), replace with `If-Match` (200).
 pub fn put(req: &Request) -> Result<Response> {
-    let me = req.signed_in()?;
     let (kind, id) = store::address(req)?;
-    let precondition = Precondition::of(req)?;
+    write_whole(req, kind, id, Precondition::of(req)?)
+}
+
+/// `POST /v1/state/{kind}`: creates a document under a new random id (201
+/// with `Location`), so that ids tell nothing and cannot be taken first.
+pub fn create(req: &Request) -> Result<Response> {
+    let kind = Kind::named(&req.param::<String>("kind")?)?;
+    write_whole(req, kind, plinth_kit::new_id(), Precondition::Absent)
+}
+
+/// Creates or replaces a whole document.
+fn write_whole(req: &Request, kind: Kind, id: String, precondition: Precondition) -> Result<Response> {
+    let me = req.signed_in()?;
     let idempotency = Idempotency::of(req, &me)?;
     if let Some(first) = replayed(idempotency.as_ref())? {
         return Ok(first);
@@ -41,15 +52,16 @@ pub fn put(req: &Request) -> Result<Response> {
     let body: Value = req.json_limited(kind.max_bytes)?;
     kind.check(&body)?;
     until_committed(&precondition, || {
-        let (expected, owner, old, status, op) = if precondition == Precondition::Absent {
+        let (expected, owner, loaded_life, old, status, op) = if precondition == Precondition::Absent {
             kind.may_create(&me)?;
-            (None, me.account_id.clone(), None, 201, "create")
+            store::check_room(&kind, &me.account_id)?;
+            (None, me.account_id.clone(), None, None, 201, "create")
         } else {
             let loaded = store::load_for_write(&kind, &id, &me)?;
             if !precondition.admits(loaded.version) {
                 return Err(stale(&id, Some(loaded.version)));
             }
-            (Some(loaded.version), loaded.doc.owner, Some(loaded.doc.body), 200, "replace")
+            (Some(loaded.version), loaded.doc.owner, Some(loaded.doc.life), Some(loaded.doc.body), 200, "replace")
         };
         let mut response = Response::json(status, &body);
         let mut also = Vec::new();
@@ -57,7 +69,8 @@ pub fn put(req: &Request) -> Result<Response> {
             response = response.header("location", format!("/v1/state/{}/{id}", kind.name));
             also.push(store::set(format!("{}{id}", store::own_prefix(&kind.name, &owner)), &json!({})));
         }
-        let stored = Stored { owner, body: body.clone() };
+        let life = loaded_life.clone().unwrap_or_else(plinth_kit::new_id);
+        let stored = Stored { owner, life, body: body.clone() };
         let write = Write { kind: &kind, id: &id, expected, old: old.as_ref(), new: Some(&stored), also, op };
         finish(&kind, &id, &me, write, response, idempotency.as_ref())
     })
@@ -87,7 +100,7 @@ pub fn patch(req: &Request) -> Result<Response> {
         patch.apply(&mut body, kind.max_bytes)?;
         kind.check(&body)?;
         let response = Response::json(200, &body);
-        let stored = Stored { owner: loaded.doc.owner, body };
+        let stored = Stored { owner: loaded.doc.owner, life: loaded.doc.life, body };
         let write = Write {
             kind: &kind,
             id: &id,
@@ -199,7 +212,7 @@ fn finish(
     idempotency: Option<&Idempotency>,
 ) -> Result<Response> {
     if let Some(idempotency) = idempotency {
-        write.also.push(idempotency.record(&response));
+        write.also.extend(idempotency.record(&response)?);
     }
     match store::commit(write)? {
         WriteOutcome::Written(version) => {

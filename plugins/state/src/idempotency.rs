@@ -2,6 +2,9 @@
 //! writing twice. The record is written in the same atomic batch as the
 //! document, so it exists exactly when the write happened; it is kept for a
 //! day, per account, and a key reused for a different request is refused.
+//! A record keeps a body of at most [`MAX_KEPT_BODY`] bytes (a larger one
+//! is replayed without it), and each new record sweeps expired ones of its
+//! account.
 
 use plinth_kit::kv::{self, Op};
 use plinth_kit::{Error, Principal, Request, Response, Result};
@@ -10,10 +13,16 @@ use sha2::{Digest, Sha256};
 
 /// How long a result is kept for retries.
 const KEEP_SECONDS: u64 = 24 * 3600;
+/// Largest response body a record keeps.
+pub const MAX_KEPT_BODY: usize = 4096;
+/// Records of the account a new record looks at for expired ones.
+const SWEEP: u32 = 16;
 
 /// A write's idempotency key and the request it stands for.
 pub struct Idempotency {
     record: String,
+    /// The account's records, `idem/{account}/`.
+    prefix: String,
     fingerprint: String,
 }
 
@@ -55,8 +64,9 @@ impl Idempotency {
             request.update([0]);
         }
         request.update(req.body());
-        let record = format!("idem/{}/{}", me.account_id, &hex(&Sha256::digest(key.as_bytes()))[..32]);
-        Ok(Some(Idempotency { record, fingerprint: hex(&request.finalize()) }))
+        let prefix = format!("idem/{}/", me.account_id);
+        let record = format!("{prefix}{}", &hex(&Sha256::digest(key.as_bytes()))[..32]);
+        Ok(Some(Idempotency { record, prefix, fingerprint: hex(&request.finalize()) }))
     }
 
     /// The first result, when this key was used before: 422
@@ -83,21 +93,33 @@ impl Idempotency {
     /// with the document; should this fail, a retry still gets the first
     /// status and body, without the ETag.
     pub fn complete(&self, response: &Response) -> Result<()> {
-        if let Op::Set(entry) = self.record(response) {
-            kv::set(&entry.key, &entry.value)?;
-        }
+        kv::set(&self.record, &self.record_bytes(response))?;
         Ok(())
     }
 
-    /// The record of `response`, to write with the document.
-    pub fn record(&self, response: &Response) -> Op {
+    /// The writes that go with the document's: the record of `response`,
+    /// and the removal of expired records of the account.
+    pub fn record(&self, response: &Response) -> Result<Vec<Op>> {
+        let mut ops = vec![crate::store::set_bytes(self.record.clone(), self.record_bytes(response))];
+        let now = now();
+        for entry in kv::scan_prefix(&self.prefix, None, SWEEP)?.entries {
+            let expired = serde_json::from_slice::<Record>(&entry.value).map_or(true, |r| r.expires_at <= now);
+            if expired && entry.key != self.record {
+                ops.push(Op::Delete(entry.key));
+            }
+        }
+        Ok(ops)
+    }
+
+    fn record_bytes(&self, response: &Response) -> Vec<u8> {
+        let kept = response.body.len() <= MAX_KEPT_BODY;
         let record = Record {
             fingerprint: self.fingerprint.clone(),
             status: response.status,
             headers: response.headers.iter().filter(|(n, _)| n != "content-type").cloned().collect(),
-            body: String::from_utf8_lossy(&response.body).into_owned(),
+            body: if kept { String::from_utf8_lossy(&response.body).into_owned() } else { String::new() },
             expires_at: now() + KEEP_SECONDS,
         };
-        crate::store::set(self.record.clone(), &record)
+        serde_json::to_vec(&record).expect("records serialize")
     }
 }

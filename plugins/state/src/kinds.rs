@@ -22,6 +22,12 @@ use serde_json::Value;
 pub const DEFAULT_MAX_BYTES: usize = 64 * 1024;
 /// Largest size limit a kind may set (the host's request body limit).
 pub const MAX_MAX_BYTES: usize = 1024 * 1024;
+/// Documents one owner may hold of a kind when the kind sets no limit.
+pub const DEFAULT_MAX_PER_OWNER: usize = 1000;
+/// Deepest nesting a document may have: stored inside its record, it must
+/// still parse within serde_json's limit of 128 (a patch can nest deeper
+/// than any body parses).
+pub const MAX_DEPTH: usize = 100;
 
 /// Who a rule lets in besides the owner.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -50,6 +56,8 @@ struct KindConfig {
     create: Audience,
     #[serde(default)]
     sharing: bool,
+    #[serde(default)]
+    max_per_owner: Option<usize>,
 }
 
 /// `"owner"`/`"anyone"` or a list of roles.
@@ -82,6 +90,8 @@ pub struct Kind {
     create: Audience,
     /// Owners may share documents with named accounts.
     pub sharing: bool,
+    /// Documents one owner may hold.
+    pub max_per_owner: usize,
 }
 
 /// What a principal may do with one document.
@@ -128,6 +138,13 @@ impl Kind {
         if max_bytes == 0 || max_bytes > MAX_MAX_BYTES {
             return Err(invalid_settings(format!("kinds.{name}.max_bytes must be 1 to {MAX_MAX_BYTES}")));
         }
+        let max_per_owner = config.max_per_owner.unwrap_or(DEFAULT_MAX_PER_OWNER);
+        if !(1..=plinth_kit::kv::MAX_SCAN_PAGE as usize).contains(&max_per_owner) {
+            return Err(invalid_settings(format!(
+                "kinds.{name}.max_per_owner must be 1 to {}",
+                plinth_kit::kv::MAX_SCAN_PAGE
+            )));
+        }
         let schema = config.schema.as_ref().map(Value::to_string);
         Ok(Kind {
             name: name.to_owned(),
@@ -137,6 +154,7 @@ impl Kind {
             write: config.write,
             create: config.create,
             sharing: config.sharing,
+            max_per_owner,
         })
     }
 
@@ -166,6 +184,14 @@ impl Kind {
     /// `document_too_large`, or 422 `schema_violation` listing every
     /// problem with its JSON pointer.
     pub fn check(&self, document: &Value) -> Result<Vec<u8>> {
+        let depth = depth(document);
+        if depth > MAX_DEPTH {
+            return Err(Error::new(
+                422,
+                "too_deep",
+                format!("the document nests {depth} levels deep; at most {MAX_DEPTH}"),
+            ));
+        }
         let bytes = serde_json::to_vec(document).expect("a JSON value serializes");
         if bytes.len() > self.max_bytes {
             return Err(Error::new(
@@ -197,6 +223,21 @@ impl Kind {
     }
 }
 
+/// How deeply `value` nests (a scalar is 1), without recursion.
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 1)];
+    while let Some((value, level)) = pending.pop() {
+        deepest = deepest.max(level);
+        match value {
+            Value::Array(items) => pending.extend(items.iter().map(|v| (v, level + 1))),
+            Value::Object(fields) => pending.extend(fields.values().map(|v| (v, level + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// `max_length` from `maxLength`: the keyword that failed, in the
 /// platform's snake_case.
 fn keyword_code(keyword: &str) -> String {
@@ -215,6 +256,12 @@ fn keyword_code(keyword: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depth_counts_levels() {
+        assert_eq!(depth(&serde_json::json!(1)), 1);
+        assert_eq!(depth(&serde_json::json!({"a": [1, {"b": 2}]})), 4);
+    }
 
     #[test]
     fn keywords_become_codes() {

@@ -17,6 +17,7 @@ fn router() -> Router {
         .post("/v1/state/views", views::create)
         .get("/v1/state/views/{token}", views::open)
         .get("/v1/state/{kind}", documents::list)
+        .post("/v1/state/{kind}", documents::create)
         .get("/v1/state/{kind}/{id}", documents::get)
         .put("/v1/state/{kind}/{id}", documents::put)
         .patch("/v1/state/{kind}/{id}", documents::patch)

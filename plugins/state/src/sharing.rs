@@ -6,7 +6,7 @@ use plinth_kit::{Error, Request, Response, Result, kv};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::store::{self, Access, Grants, acl_key, not_found, valid_id};
+use crate::store::{self, Access, Acl, acl_key, not_found, valid_id};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,10 +14,10 @@ struct GrantBody {
     access: Access,
 }
 
-/// The document's kind, id and the owner's proof: 404 for anyone who cannot
-/// read it, 403 for a reader who is not the owner, 409 when the kind does
-/// not share.
-fn owned(req: &Request) -> Result<(crate::kinds::Kind, String)> {
+/// The document's kind, id and life, for its owner: 404 for anyone who
+/// cannot read it, 403 for a reader who is not the owner, 409 when the kind
+/// does not share.
+fn owned(req: &Request) -> Result<(crate::kinds::Kind, String, String)> {
     let me = req.signed_in()?;
     let (kind, id) = store::address(req)?;
     let loaded = store::load(&kind, &id, &me)?.ok_or_else(|| not_found(&kind, &id))?;
@@ -27,7 +27,20 @@ fn owned(req: &Request) -> Result<(crate::kinds::Kind, String)> {
     if !kind.sharing {
         return Err(Error::new(409, "sharing_disabled", format!("`{}` documents are not shared", kind.name)));
     }
-    Ok((kind, id))
+    Ok((kind, id, loaded.doc.life))
+}
+
+/// Changes the grants of the life `life`, starting afresh from grants of an
+/// earlier life.
+fn change_grants(key: &str, life: &str, change: impl Fn(&mut Acl) -> bool) -> Result<bool> {
+    let mut changed = false;
+    kv::update(key, None, |acl: Option<Acl>| {
+        let mut acl =
+            acl.filter(|acl| acl.life == life).unwrap_or_else(|| Acl { life: life.to_owned(), ..Acl::default() });
+        changed = change(&mut acl);
+        Ok((!acl.grants.is_empty()).then_some(acl))
+    })?;
+    Ok(changed)
 }
 
 fn grantee(req: &Request) -> Result<String> {
@@ -42,33 +55,27 @@ fn grantee(req: &Request) -> Result<String> {
 
 /// `GET .../grants`.
 pub fn list(req: &Request) -> Result<Response> {
-    let (kind, id) = owned(req)?;
-    Ok(Response::json(200, &json!({ "grants": store::grants(&kind, &id)? })))
+    let (kind, id, life) = owned(req)?;
+    Ok(Response::json(200, &json!({ "grants": store::grants(&kind, &id, &life)? })))
 }
 
 /// `PUT .../grants/{account}` with `{"access": "read" | "write"}`.
 pub fn grant(req: &Request) -> Result<Response> {
-    let (kind, id) = owned(req)?;
+    let (kind, id, life) = owned(req)?;
     let account = grantee(req)?;
     let body: GrantBody = req.json()?;
-    kv::update(&acl_key(&kind.name, &id), None, |grants: Option<Grants>| {
-        let mut grants = grants.unwrap_or_default();
-        grants.insert(account.clone(), body.access);
-        Ok(Some(grants))
+    change_grants(&acl_key(&kind.name, &id), &life, |acl| {
+        acl.grants.insert(account.clone(), body.access);
+        true
     })?;
     Ok(Response::json(200, &json!({ "account": account, "access": body.access })))
 }
 
 /// `DELETE .../grants/{account}`.
 pub fn revoke(req: &Request) -> Result<Response> {
-    let (kind, id) = owned(req)?;
+    let (kind, id, life) = owned(req)?;
     let account = grantee(req)?;
-    let mut found = false;
-    kv::update(&acl_key(&kind.name, &id), None, |grants: Option<Grants>| {
-        let mut grants = grants.unwrap_or_default();
-        found = grants.remove(&account).is_some();
-        Ok((!grants.is_empty()).then_some(grants))
-    })?;
+    let found = change_grants(&acl_key(&kind.name, &id), &life, |acl| acl.grants.remove(&account).is_some())?;
     if !found {
         return Err(Error::not_found(format!("`{id}` is not shared with `{account}`")));
     }

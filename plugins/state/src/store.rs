@@ -1,8 +1,12 @@
 //! How documents are kept: keys, the stored record, access, preconditions
 //! and the one write path that publishes each change.
 //!
-//! - `doc/{kind}/{id}`: versioned, `{"owner", "body"}`; the version is the ETag.
-//! - `acl/{kind}/{id}`: the accounts the owner shared it with.
+//! - `doc/{kind}/{id}`: versioned, `{"owner", "life", "body"}`; the
+//!   version is the ETag, `life` a random id the document gets when it is
+//!   created.
+//! - `acl/{kind}/{id}`: `{"life", "grants"}`, the accounts the owner shared
+//!   it with. Grants count only for the life they name: a grant racing a
+//!   delete cannot reach a document created again under the same id.
 //! - `own/{kind}/{owner}/{id}`: the owner's index, for listing.
 
 use std::collections::BTreeMap;
@@ -20,6 +24,9 @@ use crate::kinds::{Kind, Reach};
 pub struct Stored {
     /// The account that created it.
     pub owner: String,
+    /// Random, made at creation: tells this document from an earlier one
+    /// with the same id.
+    pub life: String,
     /// The document.
     pub body: Value,
 }
@@ -33,6 +40,15 @@ pub struct Loaded {
 
 /// Who a document is shared with, and how far.
 pub type Grants = BTreeMap<String, Access>;
+
+/// The grants of one life of a document, as stored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Acl {
+    /// The document life they were made for.
+    pub life: String,
+    /// Account → access.
+    pub grants: Grants,
+}
 
 /// A grant's reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,9 +96,10 @@ pub fn not_found(kind: &Kind, id: &str) -> Error {
     Error::not_found(format!("no `{}` document `{id}`", kind.name))
 }
 
-/// The grants of a document.
-pub fn grants(kind: &Kind, id: &str) -> Result<Grants> {
-    Ok(kv::get_json(&acl_key(&kind.name, id))?.unwrap_or_default())
+/// The grants of this life of a document.
+pub fn grants(kind: &Kind, id: &str, life: &str) -> Result<Grants> {
+    let acl: Option<Acl> = kv::get_json(&acl_key(&kind.name, id))?;
+    Ok(acl.filter(|acl| acl.life == life).map(|acl| acl.grants).unwrap_or_default())
 }
 
 /// The document, when it exists and the caller reaches it at all.
@@ -95,7 +112,7 @@ pub fn load(kind: &Kind, id: &str, me: &Principal) -> Result<Option<Loaded>> {
         Error::new(500, "corrupt_value", "a stored document could not be read")
     })?;
     let granted = if kind.sharing && doc.owner != me.account_id {
-        grants(kind, id)?.get(&me.account_id).map(|a| match a {
+        grants(kind, id, &doc.life)?.get(&me.account_id).map(|a| match a {
             Access::Read => Reach::Read,
             Access::Write => Reach::Write,
         })
@@ -104,6 +121,23 @@ pub fn load(kind: &Kind, id: &str, me: &Principal) -> Result<Option<Loaded>> {
     };
     let reach = kind.reach(me, &doc.owner, granted);
     Ok((reach != Reach::None).then_some(Loaded { version, doc, reach }))
+}
+
+/// Refuses a create past the kind's documents per owner: 507
+/// `too_many_documents`. (Two creates at once may both pass at the limit.)
+pub fn check_room(kind: &Kind, owner: &str) -> Result<()> {
+    let held = kv::scan_prefix(&own_prefix(&kind.name, owner), None, kind.max_per_owner as u32)?;
+    if held.entries.len() >= kind.max_per_owner {
+        return Err(Error::new(
+            507,
+            "too_many_documents",
+            format!(
+                "you hold {} `{}` documents, the most one account may; delete some first",
+                kind.max_per_owner, kind.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The document if the caller may change it: 404 when it cannot even read
@@ -147,7 +181,9 @@ impl Precondition {
                             return Err(invalid("if-match", "an entity tag is a quoted string, such as \"42\""));
                         }
                     } else if quoted(tag) {
-                        versions.extend(tag[1..tag.len() - 1].parse::<u64>().ok());
+                        // Only a version's own spelling names it (not `"+7"` or `"07"`).
+                        let opaque = &tag[1..tag.len() - 1];
+                        versions.extend(opaque.parse::<u64>().ok().filter(|v| v.to_string() == opaque));
                     } else {
                         return Err(invalid("if-match", "an entity tag is a quoted string, such as \"42\""));
                     }
@@ -216,7 +252,12 @@ pub fn commit(write: Write<'_>) -> Result<WriteOutcome> {
     events::publish_write(&doc_key(&kind.name, id), expected, stored.as_deref(), &also, &data)
 }
 
-/// A plain set, for [`Write::also`].
+/// A plain set of a JSON value, for [`Write::also`].
 pub fn set(key: String, value: &impl Serialize) -> Op {
-    Op::Set(Entry { key, value: serde_json::to_vec(value).expect("values serialize") })
+    set_bytes(key, serde_json::to_vec(value).expect("values serialize"))
+}
+
+/// A plain set, for [`Write::also`].
+pub fn set_bytes(key: String, value: Vec<u8>) -> Op {
+    Op::Set(Entry { key, value })
 }

@@ -275,3 +275,97 @@ fn a_patch_cannot_grow_a_document_past_its_limit_on_the_way() {
         (413, Some("document_too_large"), Some("[0]"))
     );
 }
+
+#[test]
+fn a_grant_that_raced_a_delete_reaches_no_later_document() {
+    let host = host();
+    let etag = create(&host, "ada", "n1", json!({"title": "ada's"}));
+    let stored = host.kv("doc/notes/n1").unwrap();
+    let life = serde_json::from_slice::<Value>(&stored[8..]).unwrap()["life"].clone();
+    let deleted = host.send(TestRequest::delete("/v1/state/notes/n1").signed_in("ada", &[]).header("if-match", &etag));
+    assert_eq!(deleted.status, 204);
+    // The grant's write landing after the delete, as when it read the
+    // document just before it went.
+    host.put_kv_json("acl/notes/n1", &json!({"life": life, "grants": {"bob": "write"}}));
+    create(&host, "cy", "n1", json!({"title": "cy's private note"}));
+    assert_eq!(host.send(TestRequest::get("/v1/state/notes/n1").signed_in("bob", &[])).status, 404);
+    let grants = host.send(TestRequest::get("/v1/state/notes/n1/grants").signed_in("cy", &[]));
+    assert_eq!(grants.body_json::<Value>()["grants"], json!({}));
+}
+
+#[test]
+fn a_patch_cannot_nest_a_document_past_what_parses() {
+    let host = host();
+    let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!({ "a": inner }));
+    let etag = create(&host, "ada", "n1", json!({"title": "t", "a": nested(90)}));
+    let deep_path = format!("{}/b", "/a".repeat(90));
+    let ops = json!([{"op": "add", "path": deep_path, "value": nested(90)}]);
+    let refused = host.send(
+        TestRequest::patch("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-match", &etag)
+            .header("content-type", "application/json-patch+json")
+            .body(ops.to_string()),
+    );
+    assert_eq!((refused.status, refused.body_json::<Value>()["error"]["code"].as_str()), (422, Some("too_deep")));
+    assert_eq!(host.send(TestRequest::get("/v1/state/notes/n1").signed_in("ada", &[])).status, 200);
+}
+
+#[test]
+fn posts_get_random_ids_and_owners_a_bounded_number_of_documents() {
+    let host = TestHost::new(super::router()).setting("kinds", r#"{"memos": {"max_per_owner": 2}}"#);
+    let post = || host.send(TestRequest::post("/v1/state/memos").signed_in("ada", &[]).json(&json!({"n": 1})));
+    let first = post();
+    assert_eq!(first.status, 201);
+    let location = first.header_value("location").unwrap().to_owned();
+    assert!(location.starts_with("/v1/state/memos/") && location.len() > "/v1/state/memos/".len() + 16, "{location}");
+    assert_eq!(post().status, 201);
+    let full = post();
+    assert_eq!((full.status, full.body_json::<Value>()["error"]["code"].as_str()), (507, Some("too_many_documents")));
+    let other = host.send(TestRequest::post("/v1/state/memos").signed_in("bob", &[]).json(&json!({})));
+    assert_eq!(other.status, 201, "the limit is per owner");
+}
+
+#[test]
+fn only_a_versions_own_spelling_matches_it() {
+    let host = host();
+    let etag = create(&host, "ada", "n1", json!({"title": "t"}));
+    let version = etag.trim_matches('"');
+    for other in [format!("\"+{version}\""), format!("\"0{version}\"")] {
+        let put = host.send(
+            TestRequest::put("/v1/state/notes/n1")
+                .signed_in("ada", &[])
+                .header("if-match", &other)
+                .json(&json!({"title": "x"})),
+        );
+        assert_eq!(put.status, 412, "{other}");
+    }
+}
+
+#[test]
+fn a_views_expiry_is_reported_and_snapshots_are_bounded_per_account() {
+    let host = host();
+    let made = host.send(
+        TestRequest::post("/v1/state/views")
+            .signed_in("ada", &[])
+            .json(&json!({"kind": "notes", "view": {"sort": "title"}, "expires_in": 3600})),
+    );
+    let expires_at = made.body_json::<Value>()["expires_at"].as_u64().unwrap();
+    let token = made.body_json::<Value>()["token"].as_str().unwrap().to_owned();
+    let opened = host.send(TestRequest::get(&format!("/v1/state/views/{token}")).signed_in("bob", &[]));
+    assert_eq!(opened.body_json::<Value>()["expires_at"], expires_at);
+
+    let big: serde_json::Map<String, Value> = (0..60).map(|i| (format!("filter{i}"), json!("some value"))).collect();
+    let snapshot = || {
+        host.send(
+            TestRequest::post("/v1/state/views").signed_in("ada", &[]).json(&json!({"kind": "notes", "view": big})),
+        )
+    };
+    for _ in 0..super::views::MAX_SNAPSHOTS {
+        let made = snapshot();
+        assert_eq!((made.status, made.body_json::<Value>()["snapshot"].clone()), (201, json!(true)));
+        assert!(made.body_json::<Value>()["expires_at"].is_u64(), "snapshots always expire");
+    }
+    let refused = snapshot();
+    assert_eq!((refused.status, refused.body_json::<Value>()["error"]["code"].as_str()), (507, Some("too_many_views")));
+}

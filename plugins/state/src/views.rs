@@ -2,7 +2,10 @@
 //! a token a client keeps in its URL. The token is bound to this plugin and
 //! to the purpose `state.view` by the host's signing key; a view too large
 //! for a URL is stored as a snapshot and the token names it instead, so a
-//! token is never longer than [`MAX_TOKEN`].
+//! token is never longer than [`MAX_TOKEN`]. Snapshots are kept per
+//! account (at most [`MAX_SNAPSHOTS`] live ones), expire
+//! ([`SNAPSHOT_LIFETIME`] unless asked otherwise), and expired ones are
+//! removed when their account makes the next.
 
 use plinth_kit::{Error, Request, Response, Result, kv, signing};
 use serde::{Deserialize, Serialize};
@@ -18,6 +21,10 @@ pub const MAX_TOKEN: usize = 512;
 const MAX_VIEW_BYTES: usize = 16 * 1024;
 /// Longest lifetime a view may ask for: a year.
 const MAX_EXPIRES_IN: u64 = 366 * 24 * 3600;
+/// Lifetime of a snapshot whose view asked for none: 30 days.
+const SNAPSHOT_LIFETIME: u64 = 30 * 24 * 3600;
+/// Live snapshots one account may hold.
+pub const MAX_SNAPSHOTS: u32 = 100;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +43,9 @@ struct Payload {
     view: Option<Map<String, Value>>,
     #[serde(rename = "s", skip_serializing_if = "Option::is_none", default)]
     snapshot: Option<String>,
+    /// The expiry the host checks, repeated for the answer.
+    #[serde(rename = "e", skip_serializing_if = "Option::is_none", default)]
+    expires_at: Option<u64>,
 }
 
 /// A stored view.
@@ -57,7 +67,7 @@ fn sign(payload: &Payload, expires_at: Option<u64>) -> Result<String> {
 
 /// `POST /v1/state/views`: a token for a view.
 pub fn create(req: &Request) -> Result<Response> {
-    req.signed_in()?;
+    let me = req.signed_in()?;
     let new: NewView = req.json()?;
     Kind::named(&new.kind)?;
     let expires_at = match new.expires_in {
@@ -74,17 +84,44 @@ pub fn create(req: &Request) -> Result<Response> {
             Error::new(413, "view_too_large", format!("the view is {size} bytes; at most {MAX_VIEW_BYTES}")).at("view")
         );
     }
-    let inline = Payload { kind: Some(new.kind.clone()), view: Some(new.view.clone()), snapshot: None };
+    let inline = Payload { kind: Some(new.kind.clone()), view: Some(new.view.clone()), snapshot: None, expires_at };
     let token = sign(&inline, expires_at)?;
-    let (token, snapshot) = if token.len() <= MAX_TOKEN {
-        (token, false)
+    let (token, snapshot, expires_at) = if token.len() <= MAX_TOKEN {
+        (token, false, expires_at)
     } else {
-        let id = plinth_kit::new_id();
+        let expires_at = Some(expires_at.unwrap_or(now() + SNAPSHOT_LIFETIME));
+        let id = format!("{}/{}", me.account_id, plinth_kit::new_id());
+        make_room(&me.account_id)?;
         kv::set_json(&format!("view/{id}"), &Snapshot { kind: new.kind.clone(), view: new.view, expires_at })?;
-        (sign(&Payload { kind: None, view: None, snapshot: Some(id) }, expires_at)?, true)
+        (sign(&Payload { kind: None, view: None, snapshot: Some(id), expires_at }, expires_at)?, true, expires_at)
     };
     let body = json!({ "token": token, "kind": new.kind, "snapshot": snapshot, "expires_at": expires_at });
     Ok(Response::json(201, &body))
+}
+
+/// Removes the account's expired snapshots; 507 `too_many_views` when it
+/// still holds [`MAX_SNAPSHOTS`].
+fn make_room(account: &str) -> Result<()> {
+    let held = kv::scan_prefix(&format!("view/{account}/"), None, MAX_SNAPSHOTS)?;
+    let now = now();
+    let mut expired = Vec::new();
+    for entry in &held.entries {
+        let snapshot: Option<Snapshot> = serde_json::from_slice(&entry.value).ok();
+        if snapshot.is_none_or(|s| s.expires_at.is_some_and(|at| at <= now)) {
+            expired.push(kv::Op::Delete(entry.key.clone()));
+        }
+    }
+    if held.entries.len() - expired.len() >= MAX_SNAPSHOTS as usize {
+        return Err(Error::new(
+            507,
+            "too_many_views",
+            format!("you hold {MAX_SNAPSHOTS} stored views, the most one account may; they expire in time"),
+        ));
+    }
+    if !expired.is_empty() {
+        kv::batch(&expired)?;
+    }
+    Ok(())
 }
 
 /// `GET /v1/state/views/{token}`: the view a token carries.
@@ -103,7 +140,7 @@ pub fn open(req: &Request) -> Result<Response> {
             }
             (snapshot.kind, snapshot.view, snapshot.expires_at)
         }
-        Payload { kind: Some(kind), view: Some(view), .. } => (kind, view, None),
+        Payload { kind: Some(kind), view: Some(view), expires_at, .. } => (kind, view, expires_at),
         _ => return Err(Error::new(400, "token_invalid", "the token does not carry a view").at("token")),
     };
     Ok(Response::json(200, &json!({ "kind": kind, "view": view, "expires_at": expires_at })))
