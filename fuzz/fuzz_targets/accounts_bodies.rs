@@ -95,6 +95,7 @@ fuzz_target!(|data: &[u8]| {
         route: target.declared.clone(),
         params,
         principal,
+        revalidation: false,
     };
     let output = harness.runtime.block_on(harness.plugin.handle(request, "fuzz".into(), Actor::Anonymous));
     let output = output.unwrap_or_else(|failure| panic!("{method} {path}: {failure}"));
