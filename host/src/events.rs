@@ -6,7 +6,9 @@
 //! broadcast channel to its live streams. Changes of one key arrive in
 //! commit order: they are published from the storage's commit hook, while
 //! that namespace's writes are held back. Held changes are bounded per
-//! topic ([`TOPIC_BYTES`]) and in all ([`HELD_BYTES`]), and topics live in
+//! topic ([`TOPIC_BYTES`]) and in all ([`HELD_BYTES`]) by their data; a
+//! change that was streamed also keeps its formatted frame (about as large
+//! again), and each topic a broadcast ring of [`LAG`] slots. Topics live in
 //! a bounded LRU; a topic pushed out closes its streams, whose clients
 //! reconnect (and resume or reset).
 

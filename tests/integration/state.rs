@@ -311,6 +311,22 @@ async fn a_retried_write_with_its_idempotency_key_is_applied_once() {
         .await
         .unwrap();
     assert_error(reused, 422, "idempotency_key_reused").await;
+
+    // Retries of one create racing each other make one document.
+    let post = || {
+        me.req(Method::POST, "/v1/state/notes").header("idempotency-key", "create-once").json(&json!({"title": "t"}))
+    };
+    let mut pending = Vec::new();
+    for _ in 0..8 {
+        pending.push(Box::pin(post().send()));
+    }
+    let mut locations = std::collections::BTreeSet::new();
+    for response in join_all(pending).await {
+        let response = response.unwrap();
+        assert_eq!(response.status(), 201);
+        locations.insert(response.headers()["location"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(locations.len(), 1, "{locations:?}");
     server.stop().await;
 }
 

@@ -37,9 +37,21 @@ pub fn put(req: &Request) -> Result<Response> {
 
 /// `POST /v1/state/{kind}`: creates a document under a new random id (201
 /// with `Location`), so that ids tell nothing and cannot be taken first.
+/// With `Idempotency-Key` the id comes from the key, so retries racing each
+/// other create one document.
 pub fn create(req: &Request) -> Result<Response> {
+    let me = req.signed_in()?;
     let kind = Kind::named(&req.param::<String>("kind")?)?;
-    write_whole(req, kind, plinth_kit::new_id(), Precondition::Absent)
+    if let Some(header) = ["if-match", "if-none-match"].into_iter().find(|h| req.header(h).is_some()) {
+        return Err(
+            Error::new(400, "invalid_header", "a POST creates a new document; preconditions do not apply").at(header)
+        );
+    }
+    let id = match Idempotency::of(req, &me)? {
+        Some(idempotency) => idempotency.document_id(),
+        None => plinth_kit::new_id(),
+    };
+    write_whole(req, kind, id, Precondition::Absent)
 }
 
 /// Creates or replaces a whole document.
@@ -288,6 +300,17 @@ impl Patch {
                 for (index, operation) in patch.0.iter().enumerate() {
                     Self::apply_one(document, index, operation)?;
                     if matches!(operation, json_patch::PatchOperation::Copy(_)) {
+                        // Depth first: a copy can double it too, and measuring
+                        // the size of a very deep document would recurse.
+                        let depth = crate::kinds::depth(document);
+                        if depth > crate::kinds::MAX_DEPTH {
+                            return Err(Error::new(
+                                422,
+                                "too_deep",
+                                format!("operation {index} nests the document {depth} levels deep"),
+                            )
+                            .at(format!("[{index}]")));
+                        }
                         let size = serde_json::to_vec(document).expect("JSON serializes").len();
                         if size > max_bytes {
                             return Err(Error::new(

@@ -3,8 +3,11 @@
 //! document, so it exists exactly when the write happened; it is kept for a
 //! day, per account, and a key reused for a different request is refused.
 //! A record keeps a body of at most [`MAX_KEPT_BODY`] bytes (a larger one
-//! is replayed without it), and each new record sweeps expired ones of its
-//! account.
+//! is replayed without it). An account keeps its last [`MAX_RECORDS`]
+//! records: each new one removes the expired and the oldest past that
+//! number, found through an index ordered by expiry
+//! (`idemx/{account}/{expiry}/{hash}`), so one account cannot fill the
+//! plugin's storage with them.
 
 use plinth_kit::kv::{self, Op};
 use plinth_kit::{Error, Principal, Request, Response, Result};
@@ -15,15 +18,21 @@ use sha2::{Digest, Sha256};
 const KEEP_SECONDS: u64 = 24 * 3600;
 /// Largest response body a record keeps.
 pub const MAX_KEPT_BODY: usize = 4096;
-/// Records of the account a new record looks at for expired ones.
-const SWEEP: u32 = 16;
+/// Records one account keeps; older ones are removed (their retries are
+/// then new requests).
+pub const MAX_RECORDS: u32 = 256;
 
 /// A write's idempotency key and the request it stands for.
 pub struct Idempotency {
-    record: String,
-    /// The account's records, `idem/{account}/`.
-    prefix: String,
+    /// The account's records by key hash: `idem/{account}/`.
+    records: String,
+    /// The account's index by expiry: `idemx/{account}/`.
+    index: String,
+    /// The key's hash.
+    hash: String,
     fingerprint: String,
+    /// When a record made now expires.
+    expires_at: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -64,15 +73,30 @@ impl Idempotency {
             request.update([0]);
         }
         request.update(req.body());
-        let prefix = format!("idem/{}/", me.account_id);
-        let record = format!("{prefix}{}", &hex(&Sha256::digest(key.as_bytes()))[..32]);
-        Ok(Some(Idempotency { record, prefix, fingerprint: hex(&request.finalize()) }))
+        Ok(Some(Idempotency {
+            records: format!("idem/{}/", me.account_id),
+            index: format!("idemx/{}/", me.account_id),
+            hash: hex(&Sha256::digest(key.as_bytes()))[..32].to_owned(),
+            fingerprint: hex(&request.finalize()),
+            expires_at: now() + KEEP_SECONDS,
+        }))
+    }
+
+    fn record_key(&self) -> String {
+        format!("{}{}", self.records, self.hash)
+    }
+
+    /// A document id made from the key: retries of one create, even racing
+    /// each other, name the same document, so only one of them creates it.
+    pub fn document_id(&self) -> String {
+        let hash = Sha256::digest(format!("{}\0{}", self.records, self.hash).as_bytes());
+        format!("i{}", &hex(&hash)[..31])
     }
 
     /// The first result, when this key was used before: 422
     /// `idempotency_key_reused` if it was for another request.
     pub fn replay(&self) -> Result<Option<Response>> {
-        let Some(record) = kv::get_json::<Record>(&self.record)? else { return Ok(None) };
+        let Some(record) = kv::get_json::<Record>(&self.record_key())? else { return Ok(None) };
         if record.expires_at <= now() {
             return Ok(None);
         }
@@ -93,20 +117,32 @@ impl Idempotency {
     /// with the document; should this fail, a retry still gets the first
     /// status and body, without the ETag.
     pub fn complete(&self, response: &Response) -> Result<()> {
-        kv::set(&self.record, &self.record_bytes(response))?;
+        kv::set(&self.record_key(), &self.record_bytes(response))?;
         Ok(())
     }
 
-    /// The writes that go with the document's: the record of `response`,
-    /// and the removal of expired records of the account.
+    /// The writes that go with the document's: the record of `response`
+    /// and its index entry, and the removal of the account's expired
+    /// records and of its oldest past [`MAX_RECORDS`].
     pub fn record(&self, response: &Response) -> Result<Vec<Op>> {
-        let mut ops = vec![crate::store::set_bytes(self.record.clone(), self.record_bytes(response))];
+        let mut ops = vec![
+            crate::store::set_bytes(self.record_key(), self.record_bytes(response)),
+            crate::store::set_bytes(format!("{}{:010}/{}", self.index, self.expires_at, self.hash), Vec::new()),
+        ];
+        let held = kv::scan_prefix(&self.index, None, MAX_RECORDS)?.entries;
         let now = now();
-        for entry in kv::scan_prefix(&self.prefix, None, SWEEP)?.entries {
-            let expired = serde_json::from_slice::<Record>(&entry.value).map_or(true, |r| r.expires_at <= now);
-            if expired && entry.key != self.record {
-                ops.push(Op::Delete(entry.key));
+        let mut count = held.len() + 1;
+        for entry in &held {
+            let Some((expiry, hash)) = entry.key[self.index.len()..].split_once('/') else { continue };
+            let expired = expiry.parse::<u64>().map_or(true, |at| at <= now);
+            if !expired && count <= MAX_RECORDS as usize {
+                break;
             }
+            if hash != self.hash {
+                ops.push(Op::Delete(format!("{}{hash}", self.records)));
+            }
+            ops.push(Op::Delete(entry.key.clone()));
+            count -= 1;
         }
         Ok(ops)
     }
@@ -118,7 +154,7 @@ impl Idempotency {
             status: response.status,
             headers: response.headers.iter().filter(|(n, _)| n != "content-type").cloned().collect(),
             body: if kept { String::from_utf8_lossy(&response.body).into_owned() } else { String::new() },
-            expires_at: now() + KEEP_SECONDS,
+            expires_at: self.expires_at,
         };
         serde_json::to_vec(&record).expect("records serialize")
     }

@@ -224,7 +224,7 @@ impl Kind {
 }
 
 /// How deeply `value` nests (a scalar is 1), without recursion.
-fn depth(value: &Value) -> usize {
+pub fn depth(value: &Value) -> usize {
     let mut deepest = 0;
     let mut pending = vec![(value, 1)];
     while let Some((value, level)) = pending.pop() {

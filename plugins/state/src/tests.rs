@@ -369,3 +369,67 @@ fn a_views_expiry_is_reported_and_snapshots_are_bounded_per_account() {
     let refused = snapshot();
     assert_eq!((refused.status, refused.body_json::<Value>()["error"]["code"].as_str()), (507, Some("too_many_views")));
 }
+
+#[test]
+fn retried_posts_create_one_document_and_refuse_preconditions() {
+    let host = host();
+    let post = |key: &str| {
+        host.send(
+            TestRequest::post("/v1/state/notes")
+                .signed_in("ada", &[])
+                .header("idempotency-key", key)
+                .json(&json!({"title": "once"})),
+        )
+    };
+    let (first, retry) = (post("k-1"), post("k-1"));
+    assert_eq!((first.status, retry.status), (201, 201));
+    assert_eq!(first.header_value("location"), retry.header_value("location"));
+    assert_eq!(retry.header_value("idempotent-replayed"), Some("true"));
+    assert_ne!(post("k-2").header_value("location"), first.header_value("location"));
+    let conditional = host.send(
+        TestRequest::post("/v1/state/notes").signed_in("ada", &[]).header("if-match", "*").json(&json!({"title": "x"})),
+    );
+    assert_eq!(
+        (conditional.status, conditional.body_json::<Value>()["error"]["field"].as_str()),
+        (400, Some("if-match"))
+    );
+}
+
+#[test]
+fn an_account_keeps_a_bounded_number_of_idempotency_records() {
+    let host = host();
+    create(&host, "ada", "n1", json!({"title": "t"}));
+    let total = super::idempotency::MAX_RECORDS as usize + 20;
+    for i in 0..total {
+        let patched = host.send(
+            TestRequest::patch("/v1/state/notes/n1")
+                .signed_in("ada", &[])
+                .header("if-match", "*")
+                .header("idempotency-key", &format!("key-{i}"))
+                .header("content-type", "application/merge-patch+json")
+                .body("{}"),
+        );
+        assert_eq!(patched.status, 200);
+    }
+    let records = host.kv_keys().iter().filter(|k| k.starts_with("idem/ada/")).count();
+    let index = host.kv_keys().iter().filter(|k| k.starts_with("idemx/ada/")).count();
+    assert_eq!((records, index), (super::idempotency::MAX_RECORDS as usize, super::idempotency::MAX_RECORDS as usize));
+}
+
+#[test]
+fn nested_copies_are_refused_before_they_nest_too_deep() {
+    let host = host();
+    let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!({ "a": inner }));
+    let etag = create(&host, "ada", "n1", json!({"title": "t", "a": nested(60)}));
+    let ops: Vec<Value> =
+        (0..6).map(|i| json!({"op": "copy", "from": "/a", "path": format!("{}/c{i}", "/a".repeat(59))})).collect();
+    let refused = host.send(
+        TestRequest::patch("/v1/state/notes/n1")
+            .signed_in("ada", &[])
+            .header("if-match", &etag)
+            .header("content-type", "application/json-patch+json")
+            .body(Value::Array(ops).to_string()),
+    );
+    let error = refused.body_json::<Value>()["error"].clone();
+    assert_eq!((refused.status, error["code"].as_str(), error["field"].as_str()), (422, Some("too_deep"), Some("[0]")));
+}
