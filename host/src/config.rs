@@ -682,7 +682,13 @@ impl Config {
         }
         config.validate()?;
         let table = config.route_table()?;
-        match Policy::load(&config.policies)? {
+        let policy = Policy::load(&config.policies).map_err(|e| match e {
+            ConfigError::Read { file, source } => {
+                config.invalid("policies", format!("cannot read policy file `{}`: {source}", file.display()))
+            }
+            other => other,
+        })?;
+        match policy {
             Some(policy) => config.policy = policy,
             None if config.plugins.is_empty() => {}
             None => {
