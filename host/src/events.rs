@@ -194,7 +194,8 @@ impl Events {
     }
 
     /// Bytes of change data held.
-    pub fn held_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
         self.held.lock().expect("topics lock").bytes
     }
 
@@ -245,7 +246,8 @@ impl Events {
     }
 
     /// Open streams.
-    pub fn open_streams(&self) -> usize {
+    #[cfg(test)]
+    fn open_streams(&self) -> usize {
         self.max_total as usize - self.total.available_permits()
     }
 
