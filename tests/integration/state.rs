@@ -524,6 +524,31 @@ async fn streams_are_limited_per_principal_and_counted() {
 }
 
 #[tokio::test]
+async fn past_the_servers_total_a_stream_is_503() {
+    let deployment = deployment("4MiB", "");
+    let config = std::fs::read_to_string(deployment.config_path()).unwrap();
+    let config = config.replace("max_per_client = 3", "max_per_client = 2\nmax_total = 2");
+    std::fs::write(deployment.config_path(), config).unwrap();
+    let server = TestServer::start(&deployment).await;
+    let base = server.url("");
+    let (ada, bob) = (sign_in(&base, "ada", &[], None).await, sign_in(&base, "bob", &[], None).await);
+    let (first, second) = (As::new(&base, &ada), As::new(&base, &bob));
+    first.create("/v1/state/notes/a", &json!({"title": "a"})).await;
+    second.create("/v1/state/notes/b", &json!({"title": "b"})).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = Stream::open(&first, "/v1/state/notes/a/changes", None).await;
+        stream.next(WAIT).await.unwrap();
+        held.push(stream);
+    }
+    let refused = second.req(Method::GET, "/v1/state/notes/b/changes").header("accept", "text/event-stream");
+    let refused = assert_error(refused.send().await.unwrap(), 503, "streams_full").await;
+    assert!(refused["error"]["message"].as_str().unwrap().contains("retry"));
+    drop(held);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn view_tokens_refuse_tampering_other_plugins_and_expiry_and_survive_rotation() {
     let signer = plugin("signer", plinth_test_guests::SIGNER, &["POST /v1/signer/**"], &["signing"], "");
     let deployment = deployment("4MiB", &signer);

@@ -226,6 +226,15 @@ mod tests {
     }
 
     #[test]
+    fn a_subscriber_whose_frames_pile_up_is_slow() {
+        let (tx, _rx) = mpsc::channel(1);
+        let mut last = 1;
+        assert_eq!(send_change(&tx, &Change::new(2, Some(1), Bytes::new()), &mut last), Ok(()));
+        assert_eq!(send_change(&tx, &Change::new(3, Some(2), Bytes::new()), &mut last), Err("slow"));
+        assert_eq!(last, 2, "the change it could not take is not counted as sent");
+    }
+
+    #[test]
     fn a_change_that_does_not_follow_is_a_gap() {
         let (tx, _rx) = mpsc::channel(4);
         let mut last = 3;
