@@ -260,14 +260,7 @@ async fn route(
 
     if let Err(denial) = access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
         record_denial("authz.denied", format!("{method} {path} needs {access}")).await;
-        return Err(match denial {
-            Denial::Unauthenticated => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in to use this route")
-            }
-            Denial::Forbidden => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this route needs {access}"))
-            }
-        });
+        return Err(refused(denial, &access));
     }
 
     let _share = app.client_in_flight.try_acquire(client_key.clone()).ok_or_else(|| {
@@ -354,6 +347,16 @@ async fn route(
     Ok(whole.map(ResponseBody::from))
 }
 
+/// The answer to a request its route's policy denies.
+fn refused(denial: Denial, access: &Access) -> ApiError {
+    match denial {
+        Denial::Unauthenticated => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in to use this route")
+        }
+        Denial::Forbidden => ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this route needs {access}")),
+    }
+}
+
 /// Asks again whether an open stream may go on: the session, the route's
 /// policy, and the plugin's own answer to the same request.
 async fn revalidate(app: &Arc<App>, origin: &stream::Origin, key: &str) -> Result<(), stream::Ended> {
@@ -373,10 +376,8 @@ async fn revalidate(app: &Arc<App>, origin: &stream::Origin, key: &str) -> Resul
     };
     let rule = deployment.config.policy.lookup("GET", path).ok_or_else(|| ended(StatusCode::FORBIDDEN, "no_policy"))?;
     if let Err(denial) = rule.access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
-        return Err(match denial {
-            Denial::Unauthenticated => ended(StatusCode::UNAUTHORIZED, "unauthenticated"),
-            Denial::Forbidden => ended(StatusCode::FORBIDDEN, "forbidden"),
-        });
+        let refusal = refused(denial, &rule.access);
+        return Err(ended(refusal.status, refusal.code));
     }
     let plugin = deployment.plugin(served.plugin, signed_in.as_ref().map(|a| a.session.id.as_str()));
     if *plugin.name() != *origin.plugin {

@@ -29,9 +29,8 @@ pub const DEFAULT_MAX_PER_OWNER: usize = 1000;
 /// than any body parses).
 pub const MAX_DEPTH: usize = 100;
 
-/// Who a rule lets in besides the owner.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+/// Who a rule lets in besides the owner (read by [`audience`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Audience {
     /// `"owner"` (or `"anyone"` for `create`): no role needed.
     #[default]
