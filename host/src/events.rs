@@ -141,6 +141,17 @@ pub struct Subscription {
     pub live: broadcast::Receiver<Arc<Change>>,
 }
 
+/// Whose share a stream counts against: its account, or signed out its
+/// address as rate limits key it (IPv6 by /64, so a range of addresses is
+/// one client).
+pub fn client_key(account: Option<&str>, address: &str) -> String {
+    match (account, address.parse()) {
+        (Some(account), _) => format!("account:{account}"),
+        (None, Ok(ip)) => format!("address:{}", crate::edge::client::limit_key(ip)),
+        (None, Err(_)) => format!("address:{address}"),
+    }
+}
+
 /// The host's topics and its stream limits.
 pub struct Events {
     held: Mutex<Held>,
@@ -326,6 +337,15 @@ mod tests {
         assert!(events.subscribe(&plugin, "doc", 1).is_none(), "1 is before what is held");
         let fresh = events.subscribe(&plugin, "new", 7).unwrap();
         assert!(fresh.backlog.is_empty());
+    }
+
+    #[test]
+    fn signed_out_streams_share_their_address_range() {
+        let one = client_key(None, "2001:db8:1:2:aaaa::1");
+        assert_eq!(one, client_key(None, "2001:db8:1:2:bbbb::7"), "one /64 is one client");
+        assert_ne!(one, client_key(None, "2001:db8:1:3::1"));
+        assert_eq!(client_key(None, "192.0.2.1"), "address:192.0.2.1");
+        assert_eq!(client_key(Some("ada"), "192.0.2.1"), "account:ada");
     }
 
     #[test]

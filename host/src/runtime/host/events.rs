@@ -60,10 +60,8 @@ impl Host for HostState {
             self.table.get_mut(&response)?.follow = Some(Follow { key, after, ticket: None });
             return Ok(Ok(()));
         }
-        let client = match &request.principal {
-            Some(principal) => format!("account:{}", principal.account_id),
-            None => format!("address:{}", request.client_address),
-        };
+        let account = request.principal.as_ref().map(|p| p.account_id.as_str());
+        let client = crate::events::client_key(account, &request.client_address);
         let ticket = match self.plugin.events.admit(&self.plugin.name, client) {
             Ok(ticket) => ticket,
             Err(Refusal::TooManyForClient(n)) => return Ok(Err(StreamRefusal::TooManyForClient(n))),
