@@ -14,7 +14,8 @@
 //! - [`runtime`]: wasmtime engine, plugin loading and grants, the host side
 //!   of each WIT interface, one instance per request.
 //! - [`storage`]: the storage trait and its sled backend; [`audit`]: the
-//!   hash-chained audit log on top of it.
+//!   hash-chained audit log on top of it; [`blobs`]: files keyed per
+//!   owner, with quotas and resumable uploads.
 //! - [`identity`]: principal registry and sessions; [`passwords`]: argon2id
 //!   and strength checks; [`policy`]: route rules; [`outbox`]: e-mail queue
 //!   and delivery.
@@ -24,6 +25,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod blobs;
 pub mod cli;
 pub mod config;
 pub mod dev;

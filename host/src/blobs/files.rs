@@ -1,0 +1,237 @@
+//! The blob store's files: `partial/{plugin}/{id}` while bytes arrive,
+//! `objects/{plugin}/{id[..2]}/{id}` once hashed and recorded. Every name
+//! is built from a checked plugin name and hex ids, never from client text.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+
+use super::BlobError;
+use super::chunks::{Checksum, Chunks, Digest, ReceiveError};
+
+/// Bytes gathered before one write to disk: few system calls per upload,
+/// and a bound on what one upload holds in memory.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// The directory tree of the store.
+pub(super) struct Files {
+    root: PathBuf,
+}
+
+impl Files {
+    pub(super) async fn open(root: PathBuf) -> Result<Self, BlobError> {
+        tokio::fs::create_dir_all(root.join("partial")).await?;
+        tokio::fs::create_dir_all(root.join("objects")).await?;
+        Ok(Self { root })
+    }
+
+    fn partial(&self, plugin: &str, id: &str) -> PathBuf {
+        self.root.join("partial").join(plugin).join(id)
+    }
+
+    fn object(&self, plugin: &str, id: &str) -> PathBuf {
+        self.root.join("objects").join(plugin).join(&id[..2]).join(id)
+    }
+
+    pub(super) async fn create_partial(&self, plugin: &str, id: &str) -> Result<(), BlobError> {
+        let path = self.partial(plugin, id);
+        tokio::fs::create_dir_all(path.parent().expect("under partial/")).await?;
+        tokio::fs::File::create(&path).await?;
+        Ok(())
+    }
+
+    /// The partial file, cut back to `offset` (bytes past the last recorded
+    /// offset never counted: a crash can leave them) and positioned there.
+    pub(super) async fn open_partial(&self, plugin: &str, id: &str, offset: u64) -> Result<PartialFile, BlobError> {
+        let mut file = tokio::fs::OpenOptions::new().write(true).open(self.partial(plugin, id)).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound { BlobError::NotFound("upload") } else { e.into() }
+        })?;
+        file.set_len(offset).await?;
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        Ok(PartialFile { file, start: offset, buffer: BytesMut::with_capacity(WRITE_BUFFER) })
+    }
+
+    /// The keyed BLAKE3 hash (hex) of a partial file, on a blocking thread.
+    pub(super) async fn hash_partial(
+        &self,
+        plugin: &str,
+        id: &str,
+        mut hasher: blake3::Hasher,
+    ) -> Result<String, BlobError> {
+        let path = self.partial(plugin, id);
+        tokio::task::spawn_blocking(move || {
+            let mut file = std::fs::File::open(path)?;
+            let mut buffer = vec![0u8; WRITE_BUFFER];
+            loop {
+                let n = file.read(&mut buffer)?;
+                if n == 0 {
+                    return Ok(hasher.finalize().to_hex().to_string());
+                }
+                hasher.update(&buffer[..n]);
+            }
+        })
+        .await
+        .expect("hashing does not panic")
+    }
+
+    /// Renames a hashed partial file into place and makes the rename durable.
+    pub(super) async fn promote(&self, plugin: &str, partial: &str, id: &str) -> Result<(), BlobError> {
+        let from = self.partial(plugin, partial);
+        let to = self.object(plugin, id);
+        tokio::task::spawn_blocking(move || {
+            let dir = to.parent().expect("under objects/");
+            std::fs::create_dir_all(dir)?;
+            std::fs::rename(&from, &to)?;
+            sync_dir(dir)
+        })
+        .await
+        .expect("renaming does not panic")?;
+        Ok(())
+    }
+
+    /// Removes a partial file; a failure is logged (the file is orphaned).
+    pub(super) async fn remove_partial(&self, plugin: &str, id: &str) {
+        remove(&self.partial(plugin, id)).await;
+    }
+
+    /// Removes a blob's file; a failure is logged (the file is orphaned).
+    pub(super) async fn remove_object(&self, plugin: &str, id: &str) {
+        remove(&self.object(plugin, id)).await;
+    }
+
+    pub(super) async fn open_object(&self, plugin: &str, id: &str) -> Result<tokio::fs::File, BlobError> {
+        Ok(tokio::fs::File::open(self.object(plugin, id)).await?)
+    }
+
+    pub(super) async fn read(&self, plugin: &str, id: &str, offset: u64, len: u64) -> Result<Vec<u8>, BlobError> {
+        let mut file = self.open_object(plugin, id).await?;
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.take(len).read_to_end(&mut bytes).await?;
+        Ok(bytes)
+    }
+}
+
+async fn remove(path: &Path) {
+    if let Err(e) = tokio::fs::remove_file(path).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::error!(path = %path.display(), error = %e, "a blob file could not be removed");
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// A partial file being written from `start`.
+pub(super) struct PartialFile {
+    file: tokio::fs::File,
+    start: u64,
+    buffer: BytesMut,
+}
+
+impl PartialFile {
+    /// Receives at most `limit` bytes of `body`, checked against `checksum`
+    /// when given. Returns how many arrived.
+    pub(super) async fn receive(
+        &mut self,
+        body: &mut dyn Chunks,
+        limit: u64,
+        checksum: Option<Checksum>,
+    ) -> Result<u64, ReceiveError> {
+        let mut digest = checksum.as_ref().map(|c| Digest::new(c.algorithm));
+        let received = self
+            .receive_with(body, limit, |bytes| {
+                if let Some(digest) = &mut digest {
+                    digest.update(bytes);
+                }
+            })
+            .await;
+        let received = match received {
+            Err(ReceiveError::Body { error, .. }) if checksum.is_some() => {
+                return Err(ReceiveError::Body { error, kept: 0 });
+            }
+            other => other?,
+        };
+        if let (Some(checksum), Some(digest)) = (checksum, digest)
+            && digest.finish() != checksum.expected
+        {
+            return Err(ReceiveError::Checksum(checksum.algorithm));
+        }
+        Ok(received)
+    }
+
+    /// Receives the whole body (at most `limit` bytes) and its keyed hash.
+    pub(super) async fn receive_hashed(
+        &mut self,
+        body: &mut dyn Chunks,
+        limit: u64,
+        mut hasher: blake3::Hasher,
+    ) -> Result<(u64, String), ReceiveError> {
+        let received = match self
+            .receive_with(body, limit, |bytes| {
+                hasher.update(bytes);
+            })
+            .await
+        {
+            Err(ReceiveError::Body { error, .. }) => return Err(ReceiveError::Body { error, kept: 0 }),
+            other => other?,
+        };
+        Ok((received, hasher.finalize().to_hex().to_string()))
+    }
+
+    /// The loop both share: chunks into the buffer, the buffer to disk when
+    /// full, `seen` called on each chunk.
+    async fn receive_with(
+        &mut self,
+        body: &mut dyn Chunks,
+        limit: u64,
+        mut seen: impl FnMut(&[u8]) + Send,
+    ) -> Result<u64, ReceiveError> {
+        let mut received = 0u64;
+        loop {
+            let chunk = match body.next_chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(error) => {
+                    self.write_buffer().await.map_err(ReceiveError::Io)?;
+                    return Err(ReceiveError::Body { error, kept: received });
+                }
+            };
+            if received + chunk.len() as u64 > limit {
+                return Err(ReceiveError::TooLarge);
+            }
+            received += chunk.len() as u64;
+            seen(&chunk);
+            self.buffer.extend_from_slice(&chunk);
+            if self.buffer.len() >= WRITE_BUFFER {
+                self.write_buffer().await.map_err(ReceiveError::Io)?;
+            }
+        }
+        self.write_buffer().await.map_err(ReceiveError::Io)?;
+        Ok(received)
+    }
+
+    async fn write_buffer(&mut self) -> std::io::Result<()> {
+        if !self.buffer.is_empty() {
+            self.file.write_all(&self.buffer).await?;
+            self.buffer.clear();
+        }
+        Ok(())
+    }
+
+    /// Keeps exactly the first `length` bytes of the file and makes them
+    /// durable.
+    pub(super) async fn finish(mut self, length: u64) -> Result<(), BlobError> {
+        self.file.flush().await?;
+        if length < self.start {
+            return Err(BlobError::Storage("a partial file cannot shrink below its start".into()));
+        }
+        self.file.set_len(length).await?;
+        self.file.sync_data().await?;
+        Ok(())
+    }
+}
