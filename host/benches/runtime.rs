@@ -38,7 +38,7 @@ fn request(method: &str, path: &str) -> RequestData {
         path: path.into(),
         query: None,
         headers: vec![("accept".into(), "application/json".into())],
-        body: bytes::Bytes::new(),
+        body: bytes::Bytes::new().into(),
         trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
         client_address: "127.0.0.1".into(),
         // The hello plugin declares each of its routes with one method.
@@ -55,14 +55,22 @@ fn plugin_calls(c: &mut Criterion) {
     let plugin = app.deployment.load().plugins[0].plugin.clone();
     c.bench_function("plugin/hello GET (instantiate + call + drop)", |b| {
         b.to_async(&rt).iter(|| async {
-            let out = plugin.handle(request("GET", "/v1/hello"), String::new(), plinth::audit::Actor::Anonymous).await;
+            let out = plugin
+                .handle(request("GET", "/v1/hello"), String::new(), plinth::audit::Actor::Anonymous, Default::default())
+                .await;
             black_box(out.unwrap());
         })
     });
     c.bench_function("plugin/hello POST count (CAS write + flush)", |b| {
         b.to_async(&rt).iter(|| async {
-            let out =
-                plugin.handle(request("POST", "/v1/hello/count"), String::new(), plinth::audit::Actor::Anonymous).await;
+            let out = plugin
+                .handle(
+                    request("POST", "/v1/hello/count"),
+                    String::new(),
+                    plinth::audit::Actor::Anonymous,
+                    Default::default(),
+                )
+                .await;
             black_box(out.unwrap());
         })
     });

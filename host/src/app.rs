@@ -220,6 +220,8 @@ pub struct App {
     pub events: Arc<Events>,
     /// Compiled JSON Schemas for plugins.
     pub schemas: Arc<crate::schemas::Schemas>,
+    /// Files under `data/blobs`; its sweeper removes expired uploads.
+    pub blobs: Arc<crate::blobs::Blobs>,
     /// Permits for requests being handled; bounds in-flight work (and so
     /// live instances, which the runtime's pool is sized for).
     pub in_flight: Arc<Semaphore>,
@@ -290,6 +292,11 @@ impl App {
         let outbox = Arc::new(Outbox::open(storage.clone(), sink, retry)?);
         let signing = Arc::new(SigningKeys::open(storage.as_ref()).await.context("opening the signing keys")?);
         let events = Arc::new(Events::new(config.streams.max_total, config.streams.max_per_client));
+        let blobs = Arc::new(
+            crate::blobs::Blobs::open(config.storage.path.join("blobs"), storage.clone())
+                .await
+                .context("opening the blob store")?,
+        );
         if config.sessions.dev_insecure_cookies {
             if config.server.tls.is_some() {
                 tracing::warn!("sessions.dev_insecure_cookies is ignored: TLS is on, so cookies stay `Secure`");
@@ -324,6 +331,7 @@ impl App {
             signing,
             events,
             schemas: Arc::default(),
+            blobs,
             runtime,
             metrics,
             source,
@@ -468,6 +476,11 @@ impl App {
             signing: self.signing.clone(),
             events: self.events.clone(),
             schemas: self.schemas.clone(),
+            blobs: self.blobs.clone(),
+            blob_quota: crate::runtime::state::BlobQuota {
+                plugin_bytes: entry.limits.blob_bytes.0,
+                owner_bytes: entry.limits.blob_bytes_per_owner.0,
+            },
             metrics: self.metrics.clone(),
             settings: settings.clone(),
         });

@@ -403,7 +403,7 @@ async fn admin_invite(file: &Path, data: Option<PathBuf>, email: &str, roles: Ve
         path: INVITE_ROUTE.into(),
         query: None,
         headers: vec![("content-type".into(), "application/json".into())],
-        body: body.to_string().into(),
+        body: bytes::Bytes::from(body.to_string()).into(),
         trace_id: crate::trace::generate(),
         client_address: "cli".into(),
         route: target.declared.clone(),
@@ -415,7 +415,7 @@ async fn admin_invite(file: &Path, data: Option<PathBuf>, email: &str, roles: Ve
         }),
         revalidation: false,
     };
-    let output = plugin.handle(request, "plinth-cli".into(), crate::audit::Actor::Cli).await?;
+    let output = plugin.handle(request, "plinth-cli".into(), crate::audit::Actor::Cli, Arc::default()).await?;
     let answer = String::from_utf8_lossy(&output.response.body);
     anyhow::ensure!(output.response.status == 201, "the invitation was refused ({}): {answer}", output.response.status);
     // The body (with the link) is read while queued: delivery drops it.

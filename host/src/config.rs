@@ -71,6 +71,12 @@ pub struct Config {
     /// Rate limits per route class.
     #[serde(default)]
     pub rate_limits: RateLimitConfig,
+    /// Largest request body per route class, over `server.max_body`. A
+    /// class allowed more than `server.max_body` gets its bodies streamed:
+    /// the plugin reads them whole (up to `server.max_body`) or sends them
+    /// to a blob.
+    #[serde(default)]
+    pub body_limits: BTreeMap<String, ByteSize>,
     /// Security header values.
     #[serde(default)]
     pub headers: HeadersConfig,
@@ -536,6 +542,9 @@ pub enum Grant {
     /// `plinth:platform/events`: versioned writes that publish changes, and
     /// live streams of them (needs `kv`: the writes go to its namespace).
     Events,
+    /// `plinth:platform/blobs`: files in the blob store, request bodies
+    /// streamed into them, responses served from them.
+    Blobs,
 }
 
 impl Grant {
@@ -551,6 +560,7 @@ impl Grant {
             Grant::Outbox => "outbox",
             Grant::Signing => "signing",
             Grant::Events => "events",
+            Grant::Blobs => "blobs",
         }
     }
 }
@@ -571,11 +581,21 @@ pub struct PluginLimits {
     pub timeout_ms: u64,
     /// Bytes (keys plus values) its kv namespace may hold.
     pub kv_bytes: ByteSize,
+    /// Bytes its blobs and upload reservations may take (with `blobs`).
+    pub blob_bytes: ByteSize,
+    /// Bytes one owner's blobs and reservations may take (with `blobs`).
+    pub blob_bytes_per_owner: ByteSize,
 }
 
 impl Default for PluginLimits {
     fn default() -> Self {
-        Self { memory: ByteSize(64 * 1024 * 1024), timeout_ms: 2_000, kv_bytes: ByteSize(64 * 1024 * 1024) }
+        Self {
+            memory: ByteSize(64 * 1024 * 1024),
+            timeout_ms: 2_000,
+            kv_bytes: ByteSize(64 * 1024 * 1024),
+            blob_bytes: ByteSize(1 << 30),
+            blob_bytes_per_owner: ByteSize(256 << 20),
+        }
     }
 }
 
@@ -702,6 +722,17 @@ impl Config {
             }
         }
         config.policy.check_coverage(&table, |&i| config.plugins[i].name.clone())?;
+        for class in config.body_limits.keys() {
+            if !config.rate_limits.classes.contains_key(class) {
+                return Err(config.invalid(
+                    format!("body_limits.{class}"),
+                    format!(
+                        "unknown class `{class}`; classes are those of [rate_limits.classes]: {}",
+                        config.rate_limits.classes.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
         for (i, rule) in config.policy.rules().iter().enumerate() {
             if !config.rate_limits.classes.contains_key(&rule.class) {
                 return Err(ConfigError::Invalid {

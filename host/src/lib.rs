@@ -26,6 +26,7 @@
 pub mod app;
 pub mod audit;
 pub mod blobs;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod dev;

@@ -15,7 +15,7 @@ pub trait Chunks: Send {
 }
 
 /// Bytes already in memory, as one piece.
-pub(super) struct Whole(pub Option<Bytes>);
+pub struct Whole(pub Option<Bytes>);
 
 #[async_trait::async_trait]
 impl Chunks for Whole {

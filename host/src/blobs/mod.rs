@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-pub use self::chunks::{Checksum, ChecksumAlgorithm, Chunks};
+pub use self::chunks::{Checksum, ChecksumAlgorithm, Chunks, Whole};
 use crate::error::ApiError;
 use crate::storage::{NamespaceId, Op, Storage, StorageError};
 
@@ -40,6 +40,8 @@ const BLOB_ID_LEN: usize = 64;
 const UPLOAD_ID_LEN: usize = 32;
 /// Key under which the hashing secret lives.
 const SECRET_KEY: &str = "secret";
+/// How often expired uploads are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Domain of the per-owner hashing keys.
 const OWNER_KEY_CONTEXT: &str = "plinth 2026-11 blob owner key";
 
@@ -408,17 +410,33 @@ impl Blobs {
         }
         let id = hex::encode(rand::random::<[u8; UPLOAD_ID_LEN / 2]>());
         let upload = UploadInfo { id, owner: owner.to_owned(), length, offset: 0, expires: now() + ttl.as_secs() };
-        let _lock = self.lock.lock().await;
-        let reserve = self.reserve(scope, owner, length).await?;
-        self.files.create_partial(scope.plugin, &upload.id).await?;
-        let mut ops = reserve;
-        ops.push(Op::Set(keys::upload(scope.plugin, &upload.id), serde_json::to_vec(&upload).expect("serializable")));
-        ops.push(Op::Set(keys::expiry(upload.expires, scope.plugin, &upload.id), Vec::new()));
-        if let Err(e) = self.commit(ops).await {
-            self.files.remove_partial(scope.plugin, &upload.id).await;
-            return Err(e);
+        let mut swept = false;
+        loop {
+            let _lock = self.lock.lock().await;
+            let mut ops = match self.reserve(scope, owner, length).await {
+                Ok(ops) => ops,
+                Err(e @ BlobError::QuotaExceeded { .. }) => {
+                    drop(_lock);
+                    if swept || self.sweep_expired().await? == 0 {
+                        return Err(e);
+                    }
+                    swept = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            self.files.create_partial(scope.plugin, &upload.id).await?;
+            ops.push(Op::Set(
+                keys::upload(scope.plugin, &upload.id),
+                serde_json::to_vec(&upload).expect("serializable"),
+            ));
+            ops.push(Op::Set(keys::expiry(upload.expires, scope.plugin, &upload.id), Vec::new()));
+            if let Err(e) = self.commit(ops).await {
+                self.files.remove_partial(scope.plugin, &upload.id).await;
+                return Err(e);
+            }
+            return Ok(upload);
         }
-        Ok(upload)
     }
 
     /// The writes that reserve `bytes` for `owner`, after checking both
@@ -538,10 +556,23 @@ impl Blobs {
         }
         let reserved = declared.unwrap_or(max);
         let temp = hex::encode(rand::random::<[u8; UPLOAD_ID_LEN / 2]>());
-        {
+        let mut swept = false;
+        loop {
             let _lock = self.lock.lock().await;
-            let ops = self.reserve(scope, owner, reserved).await?;
-            self.commit(ops).await?;
+            match self.reserve(scope, owner, reserved).await {
+                Ok(ops) => {
+                    self.commit(ops).await?;
+                    break;
+                }
+                Err(e @ BlobError::QuotaExceeded { .. }) => {
+                    drop(_lock);
+                    if swept || self.sweep_expired().await? == 0 {
+                        return Err(e);
+                    }
+                    swept = true;
+                }
+                Err(e) => return Err(e),
+            }
         }
         let written = async {
             self.files.create_partial(scope.plugin, &temp).await?;
@@ -562,9 +593,9 @@ impl Blobs {
     }
 
     /// Stores bytes the plugin made as a new blob for `owner`.
-    pub async fn create(&self, scope: &Scope<'_>, owner: &str, bytes: &[u8]) -> Result<BlobInfo, BlobError> {
-        let mut body = chunks::Whole(Some(bytes::Bytes::copy_from_slice(bytes)));
+    pub async fn create(&self, scope: &Scope<'_>, owner: &str, bytes: bytes::Bytes) -> Result<BlobInfo, BlobError> {
         let size = bytes.len() as u64;
+        let mut body = chunks::Whole(Some(bytes));
         self.ingest(scope, owner, &mut body, Some(size), size).await
     }
 
@@ -680,6 +711,24 @@ impl Blobs {
             match page.next {
                 Some(next) => after = Some(next),
                 None => return Ok(removed),
+            }
+        }
+    }
+
+    /// Sweeps expired uploads every [`SWEEP_EVERY`] until `stop` resolves.
+    /// (A quota check that fails sweeps first too, so an expired upload
+    /// never holds a quota until the next round.)
+    pub async fn sweep_until(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = every.tick() => match self.sweep_expired().await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "expired uploads removed"),
+                    Err(e) => tracing::error!(error = %e, "expired uploads could not be removed"),
+                },
             }
         }
     }

@@ -68,9 +68,9 @@ async fn the_same_bytes_share_a_file_within_an_owner_and_not_across_owners() {
     let dir = tempfile::tempdir().unwrap();
     let blobs = store(&dir).await;
     let s = scope(1000, 1000);
-    let a1 = blobs.create(&s, "alice", b"same bytes").await.unwrap();
-    let a2 = blobs.create(&s, "alice", b"same bytes").await.unwrap();
-    let b1 = blobs.create(&s, "bob", b"same bytes").await.unwrap();
+    let a1 = blobs.create(&s, "alice", Bytes::from_static(b"same bytes")).await.unwrap();
+    let a2 = blobs.create(&s, "alice", Bytes::from_static(b"same bytes")).await.unwrap();
+    let b1 = blobs.create(&s, "bob", Bytes::from_static(b"same bytes")).await.unwrap();
     assert_eq!(a1.id, a2.id);
     assert_eq!(a2.refs, 2);
     assert_ne!(a1.id, b1.id, "another owner's copy is another blob");
@@ -119,9 +119,9 @@ async fn quotas_count_reservations_so_uploads_cannot_overshoot_together() {
     }
     assert_eq!(created, 3);
     assert_eq!(blobs.owner_usage(PLUGIN, "alice").await.unwrap(), (0, 300));
-    let refused = blobs.create(&scope(1000, 300), "alice", b"x").await.unwrap_err();
+    let refused = blobs.create(&scope(1000, 300), "alice", Bytes::from_static(b"x")).await.unwrap_err();
     assert!(matches!(refused, BlobError::QuotaExceeded { scope: "owner", used: 300, requested: 1, .. }));
-    let plugin_wide = blobs.create(&scope(350, 1000), "bob", &[0; 51]).await.unwrap_err();
+    let plugin_wide = blobs.create(&scope(350, 1000), "bob", Bytes::from(vec![0; 51])).await.unwrap_err();
     assert!(matches!(plugin_wide, BlobError::QuotaExceeded { scope: "plugin", .. }), "{plugin_wide:?}");
 }
 
@@ -209,7 +209,7 @@ async fn ids_from_a_plugin_never_leave_its_directories() {
         assert!(matches!(blobs.info(PLUGIN, id).await, Err(BlobError::NotFound("blob"))), "{id}");
         assert!(matches!(blobs.upload(PLUGIN, id).await, Err(BlobError::NotFound("upload"))), "{id}");
     }
-    let blob = blobs.create(&scope(100, 100), "alice", b"mine").await.unwrap();
+    let blob = blobs.create(&scope(100, 100), "alice", Bytes::from_static(b"mine")).await.unwrap();
     assert!(matches!(blobs.info("other", &blob.id).await, Err(BlobError::NotFound("blob"))));
 }
 

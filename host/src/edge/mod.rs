@@ -10,7 +10,7 @@
 
 mod admin;
 pub mod auth;
-mod body;
+pub mod blob;
 pub mod client;
 pub mod denials;
 pub mod headers;
@@ -30,6 +30,8 @@ use tracing::Instrument;
 use crate::app::ServedRoute;
 use crate::app::{App, Deployment};
 use crate::audit::{Actor, Envelope, Outcome};
+use crate::blobs::BlobInfo;
+use crate::body::{self, BodyReader, BodyRules, BodyWait};
 use crate::edge::stream::ResponseBody;
 use crate::error::ApiError;
 use crate::identity::Authenticated;
@@ -37,7 +39,7 @@ use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::policy::{Access, DEFAULT_CLASS, Denial, is_sensitive_class};
 use crate::routes::{Lookup, Params};
 use crate::runtime::bindings::types::Principal;
-use crate::runtime::host::types::{Follow, RequestData};
+use crate::runtime::host::types::{Follow, RequestBody, RequestData};
 use crate::runtime::state::SessionEffect;
 use crate::runtime::{Plugin, PluginFailure};
 use crate::trace;
@@ -94,11 +96,20 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
             rate: None,
         };
         let timeout = app.server.request_timeout();
-        let routed = tokio::time::timeout(timeout, route(app, &deployment, req, client, &trace_id, &mut outline)).await;
+        // Time waiting for a streamed body does not count: the body's
+        // minimum rate bounds it.
+        let wait = Arc::new(BodyWait::default());
+        let routed = wait
+            .within(
+                tokio::time::Instant::now(),
+                timeout,
+                route(app, &deployment, req, client, &trace_id, &mut outline, &wait),
+            )
+            .await;
         let mut response = match routed {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => error.into_response(&trace_id).map(ResponseBody::from),
-            Err(_) => ApiError::new(
+            Some(Ok(response)) => response,
+            Some(Err(error)) => error.into_response(&trace_id).map(ResponseBody::from),
+            None => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "request_timeout",
                 format!("the request took longer than {timeout:?}"),
@@ -106,12 +117,16 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
             .into_response(&trace_id)
             .map(ResponseBody::from),
         };
+        let served_blob = response.extensions().get::<blob::Served>().is_some();
         let headers = response.headers_mut();
         if let Some(rate) = &outline.rate {
             headers.insert("ratelimit-policy", HeaderValue::from_str(&rate.policy).expect("ascii"));
             headers.insert("ratelimit", HeaderValue::from_str(&rate.state).expect("ascii"));
         }
         deployment.headers.apply(headers, &outline.class, app.server.tls.is_some(), outline.authenticated);
+        if served_blob {
+            blob::harden(headers);
+        }
         headers.insert(TRACE_ID_HEADER, HeaderValue::from_str(&trace_id).expect("trace ids are hex"));
         let status = response.status().as_u16();
         let metrics = &app.metrics;
@@ -169,6 +184,7 @@ async fn route(
     client: IpAddr,
     trace_id: &str,
     outline: &mut Outline,
+    wait: &Arc<BodyWait>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     check_header_limits(app, &req)?;
     let path = crate::path::canonicalize(req.uri().path())
@@ -275,13 +291,18 @@ async fn route(
     let (parts, body) = req.into_parts();
     let body = match target {
         Target::Plugin(..) => {
-            body::read(body, parts.headers.get(header::CONTENT_LENGTH), &app.server).await.inspect_err(|e| {
-                if e.code == body::TOO_SLOW {
-                    Metrics::count(&app.metrics.requests_shed, body::TOO_SLOW);
-                }
-            })?
+            let whole_limit = app.server.max_body.0;
+            let limit = deployment.config.body_limits.get(&outline.class).map_or(whole_limit, |limit| limit.0);
+            let reader =
+                BodyReader::new(body, BodyRules { limit, min_rate: app.server.min_body_rate.0 }, wait.clone())?;
+            if limit > whole_limit {
+                // Left with the client until the plugin reads or streams it.
+                RequestBody::Pending { reader, whole_limit }
+            } else {
+                RequestBody::Read(reader.read_all().await.inspect_err(|e| count_slow(app, e))?)
+            }
         }
-        _ => Bytes::new(),
+        _ => RequestBody::Read(Bytes::new()),
     };
     // The scarce permit is taken last, once the request is whole: a client
     // that sends slowly holds only its own share.
@@ -322,10 +343,18 @@ async fn route(
                 trace_id,
                 signed_in,
                 revalidation: false,
+                wait: wait.clone(),
             };
-            let (response, credentials, follow) = call_plugin(deployment, plugin, request).await?;
+            let PluginAnswer { response, credentials, follow, blob } =
+                call_plugin(deployment, plugin, request).await.inspect_err(|e| count_slow(app, e))?;
             // A response that sets, clears or carries a session is never stored.
             outline.authenticated |= credentials;
+            if let Some(info) = blob
+                && response.status() == StatusCode::OK
+            {
+                let (head, _) = response.into_parts();
+                return blob::serve(&app.blobs, plugin.name(), &info, &parts.headers, head).await;
+            }
             return Ok(match follow {
                 Some(follow) if response.status() == StatusCode::OK => {
                     let (mut head, prefix) = response.into_parts();
@@ -345,6 +374,13 @@ async fn route(
         }
     };
     Ok(whole.map(ResponseBody::from))
+}
+
+/// Counts a body refused for arriving too slowly.
+fn count_slow(app: &App, e: &ApiError) {
+    if e.code == body::TOO_SLOW {
+        Metrics::count(&app.metrics.requests_shed, body::TOO_SLOW);
+    }
 }
 
 /// The answer to a request its route's policy denies.
@@ -389,17 +425,22 @@ async fn revalidate(app: &Arc<App>, origin: &stream::Origin, key: &str) -> Resul
         method: Method::GET,
         parts: &parts,
         path,
-        body: Bytes::new(),
+        body: RequestBody::Read(Bytes::new()),
         route: served.declared.clone(),
         params,
         client: origin.client,
         trace_id: &trace::generate(),
         signed_in,
         revalidation: true,
+        wait: Arc::default(),
     };
     match call_plugin(&deployment, plugin, request).await {
-        Ok((response, _, Some(follow))) if response.status() == StatusCode::OK && follow.key == key => Ok(()),
-        Ok((response, _, _)) => Err(ended(response.status(), "stream_refused")),
+        Ok(PluginAnswer { response, follow: Some(follow), .. })
+            if response.status() == StatusCode::OK && follow.key == key =>
+        {
+            Ok(())
+        }
+        Ok(PluginAnswer { response, .. }) => Err(ended(response.status(), "stream_refused")),
         Err(refused) => Err(ended(refused.status, refused.code)),
     }
 }
@@ -412,8 +453,8 @@ struct PluginRequest<'a> {
     parts: &'a http::request::Parts,
     /// The canonical path: the one the route and policy were decided on.
     path: &'a str,
-    /// The whole body.
-    body: Bytes,
+    /// The body, read or pending.
+    body: RequestBody,
     /// The declared route that matched.
     route: String,
     /// The route's parameters.
@@ -426,17 +467,31 @@ struct PluginRequest<'a> {
     signed_in: Option<Authenticated>,
     /// The host re-asks for an open stream.
     revalidation: bool,
+    /// Time spent waiting for the body.
+    wait: Arc<BodyWait>,
 }
 
-/// Runs the plugin and builds its response; the flag says whether the
-/// plugin issued, revoked or handed out a session, and the stream is what
-/// it asked to follow, if anything.
+/// What a plugin answered, as the edge goes on with it.
+struct PluginAnswer {
+    /// Its response, with the session cookie applied.
+    response: Response<Bytes>,
+    /// It issued, revoked or handed out a session.
+    credentials: bool,
+    /// The change stream it asked to follow.
+    follow: Option<Follow>,
+    /// The blob it asked to serve as the body.
+    blob: Option<BlobInfo>,
+}
+
+/// Runs the plugin and builds its response. A request body that failed
+/// while the plugin read it is the answer instead.
 async fn call_plugin(
     deployment: &Deployment,
     plugin: &Plugin,
     request: PluginRequest<'_>,
-) -> Result<(Response<Bytes>, bool, Option<Follow>), ApiError> {
-    let PluginRequest { method, parts, path, body, route, params, client, trace_id, signed_in, revalidation } = request;
+) -> Result<PluginAnswer, ApiError> {
+    let PluginRequest { method, parts, path, body, route, params, client, trace_id, signed_in, revalidation, wait } =
+        request;
     let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let actor = signed_in.as_ref().map_or(Actor::Anonymous, |a| Actor::Principal(a.account.id.clone()));
     let request = RequestData {
@@ -461,10 +516,13 @@ async fn call_plugin(
         }),
         revalidation,
     };
-    let output = plugin.handle(request, user_agent.to_owned(), actor).await.map_err(|failure| {
+    let output = plugin.handle(request, user_agent.to_owned(), actor, wait).await.map_err(|failure| {
         tracing::error!(plugin = plugin.name(), error = %failure, "plugin request failed");
         plugin_error(plugin.name(), failure)
     })?;
+    if let Some(failure) = output.body_failure {
+        return Err(failure);
+    }
     let mut response = Response::new(Bytes::from(output.response.body));
     *response.status_mut() = StatusCode::from_u16(output.response.status).expect("status checked at construction");
     let headers = response.headers_mut();
@@ -482,7 +540,7 @@ async fn call_plugin(
         }
         Some(SessionEffect::TokenIssued) | None => {}
     }
-    Ok((response, credentials, output.response.follow))
+    Ok(PluginAnswer { response, credentials, follow: output.response.follow, blob: output.response.blob })
 }
 
 /// Maps a plugin failure to its response: the plugin's fault is a 500, a

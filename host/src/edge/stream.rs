@@ -39,6 +39,8 @@ pub enum ResponseBody {
     Whole(Full<Bytes>),
     /// Frames as they come; ends when the stream's task does.
     Stream(EventStream),
+    /// A blob's bytes from disk.
+    File(crate::edge::blob::FileBody),
 }
 
 /// The receiving end of a stream, with whatever must live as long as it.
@@ -54,11 +56,18 @@ impl From<Full<Bytes>> for ResponseBody {
 }
 
 impl ResponseBody {
+    /// No body.
+    pub fn empty() -> Self {
+        Self::Whole(Full::new(Bytes::new()))
+    }
+
     /// Keeps `guard` (such as the connection's busy mark) until a stream
-    /// ends; a whole body drops it at once.
+    /// or a file ends; a whole body drops it at once.
     pub fn hold(&mut self, guard: impl Any + Send) {
-        if let Self::Stream(stream) = self {
-            stream.held = Some(Box::new(guard));
+        match self {
+            Self::Whole(_) => {}
+            Self::Stream(stream) => stream.held = Some(Box::new(guard)),
+            Self::File(file) => file.held = Some(Box::new(guard)),
         }
     }
 }
@@ -71,6 +80,7 @@ impl Body for ResponseBody {
         match self.get_mut() {
             Self::Whole(body) => Pin::new(body).poll_frame(cx),
             Self::Stream(stream) => stream.frames.poll_recv(cx).map(|frame| frame.map(|bytes| Ok(Frame::data(bytes)))),
+            Self::File(file) => file.poll_frame(cx).map(|frame| frame.map(|bytes| Ok(Frame::data(bytes)))),
         }
     }
 
@@ -78,6 +88,7 @@ impl Body for ResponseBody {
         match self {
             Self::Whole(body) => body.is_end_stream(),
             Self::Stream(_) => false,
+            Self::File(file) => file.remaining() == 0,
         }
     }
 
@@ -85,6 +96,7 @@ impl Body for ResponseBody {
         match self {
             Self::Whole(body) => body.size_hint(),
             Self::Stream(_) => SizeHint::default(),
+            Self::File(file) => SizeHint::with_exact(file.remaining()),
         }
     }
 }

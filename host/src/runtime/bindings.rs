@@ -6,6 +6,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "plinth:platform/plugin",
     imports: {
+        "plinth:platform/types.[method]request.body": async | trappable,
         "plinth:platform/types": trappable,
         "plinth:platform/log": trappable,
         "plinth:platform/settings": trappable,
@@ -23,5 +24,5 @@ wasmtime::component::bindgen!({
 pub use self::Plugin as PluginBindings;
 pub use self::PluginPre as PluginBindingsPre;
 pub use self::plinth::platform::{
-    audit, events, kv, log, outbox, passwords, principals, schemas, sessions, settings, signing, types,
+    audit, blobs, events, kv, log, outbox, passwords, principals, schemas, sessions, settings, signing, types,
 };

@@ -62,6 +62,7 @@ pub fn need_of(import: &str) -> Need {
                 "outbox" => Need::Grant(Grant::Outbox),
                 "signing" => Need::Grant(Grant::Signing),
                 "events" => Need::Grant(Grant::Events),
+                "blobs" => Need::Grant(Grant::Blobs),
                 "settings" => Need::Base,
                 "schemas" => Need::Base,
                 other => Need::Refused(format!("plinth:platform has no interface `{other}`")),

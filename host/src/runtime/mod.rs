@@ -29,8 +29,8 @@ use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
 use crate::metrics::{FailureLabels, Metrics, PluginLabels};
 use crate::routes::Route;
 use crate::runtime::bindings::{
-    PluginBindingsPre, audit, events, kv, log, outbox, passwords, principals, schemas, sessions, settings, signing,
-    types,
+    PluginBindingsPre, audit, blobs, events, kv, log, outbox, passwords, principals, schemas, sessions, settings,
+    signing, types,
 };
 use crate::runtime::host::types::{RequestData, ResponseData};
 use crate::runtime::state::{HostState, PluginContext, RequestMeta, SessionEffect};
@@ -345,6 +345,7 @@ impl Runtime {
                 Grant::Outbox => outbox::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Signing => signing::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Events => events::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+                Grant::Blobs => blobs::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
             }
         }
         Ok(linker)
@@ -358,6 +359,9 @@ pub struct PluginOutput {
     pub response: ResponseData,
     /// A session cookie change the host applies.
     pub session: Option<SessionEffect>,
+    /// The request body failed while the plugin read it: the answer is
+    /// this error, not the plugin's response.
+    pub body_failure: Option<crate::error::ApiError>,
 }
 
 /// A compiled, checked and linked plugin, not yet bound to storage.
@@ -439,14 +443,17 @@ impl Plugin {
     /// Runs one request in a fresh instance. Nothing survives the call but
     /// what the guest wrote through its grants.
     /// `actor` is who the audit log names (the principal, `anonymous`, or
-    /// `cli` for operator commands).
+    /// `cli` for operator commands). The deadline moves by the time spent
+    /// waiting for the request body (`body_wait`).
     pub async fn handle(
         &self,
         request: RequestData,
         user_agent: String,
         actor: Actor,
+        body_wait: Arc<crate::body::BodyWait>,
     ) -> Result<PluginOutput, PluginFailure> {
         let meta = RequestMeta {
+            body_wait: body_wait.clone(),
             trace_id: request.trace_id.clone(),
             client_address: request.client_address.clone(),
             principal: request.principal.clone(),
@@ -456,10 +463,12 @@ impl Plugin {
         };
         let mut store = Store::new(self.pre.engine(), HostState::new(self.ctx.clone(), meta, self.memory_limit));
         store.limiter(|s| &mut s.memory);
-        let deadline = Instant::now() + self.timeout;
+        let started = tokio::time::Instant::now();
+        let timeout = self.timeout;
+        let wait = body_wait.clone();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
+            Ok(if tokio::time::Instant::now() >= started + timeout + wait.total() {
                 UpdateDeadline::Interrupt
             } else {
                 // tokio's own yield, so the task goes to the back of the
@@ -477,16 +486,17 @@ impl Plugin {
             Metrics::observe(&self.call_seconds, instantiated.elapsed());
             Ok::<_, wasmtime::Error>(store.data_mut().table.delete(resp)?)
         };
-        let outcome = tokio::time::timeout(self.timeout, call).await;
+        let outcome = body_wait.within(started, self.timeout, call).await;
         let response = match outcome {
-            Err(_elapsed) => return Err(self.failed(PluginFailure::Deadline(self.timeout))),
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => return Err(self.failed(self.classify(&store, e))),
+            None => return Err(self.failed(PluginFailure::Deadline(self.timeout))),
+            Some(Ok(response)) => response,
+            Some(Err(e)) => return Err(self.failed(self.classify(&store, e))),
         };
         if store.data().wrote {
             self.storage.flush().await.map_err(|e| self.failed(PluginFailure::Flush(e.to_string())))?;
         }
-        Ok(PluginOutput { response, session: store.data_mut().session_effect.take() })
+        let state = store.data_mut();
+        Ok(PluginOutput { response, session: state.session_effect.take(), body_failure: state.body_failure.take() })
     }
 
     /// Counts a failure by kind and passes it on.

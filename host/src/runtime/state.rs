@@ -37,10 +37,23 @@ pub struct PluginContext {
     pub events: Arc<crate::events::Events>,
     /// Compiled JSON Schemas, shared by all plugins.
     pub schemas: Arc<crate::schemas::Schemas>,
+    /// The blob store (reachable only with that grant).
+    pub blobs: Arc<crate::blobs::Blobs>,
+    /// The plugin's blob quotas.
+    pub blob_quota: BlobQuota,
     /// Where the host counts what the plugin's calls did.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The plugin's `[plugins.settings]`.
     pub settings: std::collections::BTreeMap<String, String>,
+}
+
+/// Bytes of blobs a plugin may hold, in all and per owner.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobQuota {
+    /// All its blobs and upload reservations.
+    pub plugin_bytes: u64,
+    /// One owner's.
+    pub owner_bytes: u64,
 }
 
 /// Facts about the request the host uses to fill envelopes (audit, logs).
@@ -59,6 +72,9 @@ pub struct RequestMeta {
     pub user_agent: String,
     /// Who the audit log names for this request's events.
     pub actor: Actor,
+    /// Time spent waiting for the request's body; the plugin's deadline
+    /// moves by it.
+    pub body_wait: Arc<crate::body::BodyWait>,
 }
 
 /// What the plugin did to the session cookie during this request.
@@ -129,6 +145,8 @@ pub struct HostState {
     pub wrote: bool,
     /// Cookie change to apply to the response.
     pub session_effect: Option<SessionEffect>,
+    /// Reading the request body failed; the edge answers with this.
+    pub body_failure: Option<crate::error::ApiError>,
 }
 
 impl HostState {
@@ -142,6 +160,7 @@ impl HostState {
             request,
             wrote: false,
             session_effect: None,
+            body_failure: None,
         }
     }
 }

@@ -87,6 +87,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     let upkeep = tokio::spawn(crate::audit::upkeep(app.audit.clone(), retention, async {
         let _ = upkeep_stopped.await;
     }));
+    let (stop_sweeper, sweeper_stopped) = tokio::sync::oneshot::channel::<()>();
+    let sweeper = tokio::spawn(app.blobs.clone().sweep_until(async {
+        let _ = sweeper_stopped.await;
+    }));
     let (stopping, stop) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -156,6 +160,8 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     let _ = outbox.await;
     let _ = stop_upkeep.send(());
     let _ = upkeep.await;
+    let _ = stop_sweeper.send(());
+    let _ = sweeper.await;
     Ok(())
 }
 

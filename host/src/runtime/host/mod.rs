@@ -1,6 +1,7 @@
 //! One file per WIT interface the host implements for plugins.
 
 pub mod audit;
+pub mod blobs;
 pub mod events;
 pub mod kv;
 pub mod log;

@@ -8,8 +8,32 @@ use wasmtime::component::Resource;
 use crate::runtime::bindings::types::{Host, HostRequest, HostResponse, Principal};
 use crate::runtime::state::HostState;
 
+/// A request's body as the plugin may have it.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Read whole by the edge (or at the plugin's first `body` call).
+    Read(Bytes),
+    /// Still with the client, on a route whose class allows large bodies:
+    /// read whole (at most `whole_limit` bytes) when the plugin asks, or
+    /// streamed to a blob.
+    Pending {
+        /// The body, bounded by the class's limit and the minimum rate.
+        reader: crate::body::BodyReader,
+        /// Most bytes `body` reads into the plugin's memory.
+        whole_limit: u64,
+    },
+    /// Streamed to a blob: gone.
+    Taken,
+}
+
+impl From<Bytes> for RequestBody {
+    fn from(bytes: Bytes) -> Self {
+        Self::Read(bytes)
+    }
+}
+
 /// What the host tells a plugin about one request.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RequestData {
     /// Upper-case method.
     pub method: String,
@@ -20,8 +44,8 @@ pub struct RequestData {
     pub query: Option<String>,
     /// Lower-case names; credentials already removed by the edge.
     pub headers: Vec<(String, String)>,
-    /// The body, already bounded by the edge.
-    pub body: Bytes,
+    /// The body.
+    pub body: RequestBody,
     /// W3C trace id.
     pub trace_id: String,
     /// The client address the edge settled on.
@@ -47,6 +71,8 @@ pub struct ResponseData {
     pub body: Vec<u8>,
     /// Set by `events.follow`: after the body, the host streams changes.
     pub follow: Option<Follow>,
+    /// Set by `blobs.serve`: the body is this blob, served by the host.
+    pub blob: Option<crate::blobs::BlobInfo>,
 }
 
 /// A response that goes on as a stream of one key's changes.
@@ -110,8 +136,28 @@ impl HostRequest for HostState {
         Ok(req.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()))
     }
 
-    fn body(&mut self, req: Resource<RequestData>) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.table.get(&req)?.body.to_vec())
+    async fn body(&mut self, req: Resource<RequestData>) -> wasmtime::Result<Vec<u8>> {
+        let body = std::mem::replace(&mut self.table.get_mut(&req)?.body, RequestBody::Taken);
+        let bytes = match body {
+            RequestBody::Read(bytes) => bytes,
+            RequestBody::Pending { reader, whole_limit } => {
+                let read = match reader.limited(whole_limit) {
+                    Ok(reader) => reader.read_all().await,
+                    Err(e) => Err(e),
+                };
+                match read {
+                    Ok(bytes) => bytes,
+                    Err(failure) => {
+                        self.body_failure = Some(failure);
+                        return Ok(Vec::new());
+                    }
+                }
+            }
+            RequestBody::Taken => return Ok(Vec::new()),
+        };
+        let copy = bytes.to_vec();
+        self.table.get_mut(&req)?.body = RequestBody::Read(bytes);
+        Ok(copy)
     }
 
     fn trace_id(&mut self, req: Resource<RequestData>) -> wasmtime::Result<String> {
