@@ -3,7 +3,7 @@
 
 WASM_TARGET := wasm32-wasip2
 # Plugins `make build` puts where examples/plinth.toml expects them.
-PLUGINS := hello accounts state
+PLUGINS := hello accounts state media
 GUEST_WORKSPACES := plugins tests/guests/wasm benches/wasi-hello kit examples/notes
 # Built for wasm32 and also natively, where their unit tests run against the
 # kit's in-memory host.
@@ -30,9 +30,11 @@ build: plugins host
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
-# The SMTP delivery test talks to a real SMTP server: aiosmtpd from PyPI.
+# The SMTP delivery test talks to a real SMTP server (aiosmtpd), and the
+# media tests upload with a real tus client (tuspy), both from PyPI.
 test-deps:
 	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd
+	@python3 -c 'import tusclient' 2>/dev/null || python3 -m pip install --quiet tuspy
 
 plugins: wasm-target
 	cargo build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml

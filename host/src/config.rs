@@ -187,6 +187,9 @@ impl Default for RateLimitConfig {
                 ("password_reset".to_owned(), class("5/min", None)),
                 ("email".to_owned(), class("5/min", Some("10/h"))),
                 ("admin".to_owned(), class("300/min", Some("300/min"))),
+                // Chunks of resumable uploads, and files served.
+                ("upload".to_owned(), class("600/min", Some("1200/min"))),
+                ("media".to_owned(), class("1200/min", Some("2400/min"))),
             ]),
         }
     }

@@ -34,6 +34,7 @@ mod response;
 mod router;
 
 pub mod audit;
+pub mod blobs;
 pub mod events;
 pub mod kv;
 pub mod log;

@@ -51,6 +51,22 @@ impl Request {
         Self { inner: Inner::Test(data) }
     }
 
+    /// The host's resource, for calls that take the request (`blobs`).
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn host(&self) -> &crate::bindings::plinth::platform::types::Request {
+        match &self.inner {
+            Inner::Host(req) => req,
+        }
+    }
+
+    /// The in-memory request, for the test host's calls that take it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn host(&self) -> &crate::testing::RequestData {
+        match &self.inner {
+            Inner::Test(data) => data,
+        }
+    }
+
     /// Upper-case method; a `HEAD` arrives as the `GET` it mirrors.
     pub fn method(&self) -> String {
         read!(self, r => r.method(), d => d.method.clone())

@@ -15,23 +15,37 @@ pub struct Response {
     pub body: Vec<u8>,
     /// The key whose changes the host streams after the body, if any.
     pub(crate) follow: Option<crate::events::Follow>,
+    /// The blob the host serves as the body, if any.
+    pub(crate) blob: Option<crate::blobs::Served>,
 }
 
 impl Response {
     /// A response with no body, such as `Response::empty(204)`.
     pub fn empty(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Vec::new(), follow: None }
+        Self { status, headers: Vec::new(), body: Vec::new(), follow: None, blob: None }
     }
 
     /// A JSON body with `content-type: application/json`.
     pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Self {
         let body = serde_json::to_vec(value).expect("a value that serializes to JSON");
-        Self { status, headers: vec![("content-type".to_owned(), "application/json".to_owned())], body, follow: None }
+        Self::bytes(status, "application/json", body)
     }
 
     /// A raw body with this content type.
     pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
-        Self { status, headers: vec![("content-type".to_owned(), content_type.to_owned())], body, follow: None }
+        Self { headers: vec![("content-type".to_owned(), content_type.to_owned())], body, ..Self::empty(status) }
+    }
+
+    /// A 200 whose body is the blob `id`, served by the host with `Range`,
+    /// `ETag`, `Last-Modified` and conditional requests; add the content
+    /// type, disposition and caching. Needs grant `blobs`.
+    pub fn blob(id: &str, content_type: &str) -> Self {
+        Self { blob: Some(crate::blobs::Served::new(id)), ..Self::bytes(200, content_type, Vec::new()) }
+    }
+
+    /// The blob this response serves, if any.
+    pub fn served_blob(&self) -> Option<&str> {
+        self.blob.as_ref().map(|b| b.id.as_str())
     }
 
     /// Makes this (200) response a live Server-Sent Events stream of `key`'s

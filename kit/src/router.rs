@@ -177,5 +177,8 @@ fn into_host(response: Response) -> Result<crate::bindings::plinth::platform::ty
     if let Some(follow) = &response.follow {
         follow.start(&out)?;
     }
+    if let Some(blob) = &response.blob {
+        blob.start(&out)?;
+    }
     Ok(out)
 }

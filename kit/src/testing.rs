@@ -70,6 +70,12 @@ struct State {
     counter: u64,
     /// Published changes per key, the last [`events::RECENT`].
     changes: BTreeMap<String, std::collections::VecDeque<wit::events::Change>>,
+    /// Blobs by id: owner, bytes, links, creation.
+    blobs: BTreeMap<String, blobs::Stored>,
+    /// Uploads by id, with their bytes so far.
+    uploads: BTreeMap<String, (wit::blobs::Upload, Vec<u8>)>,
+    /// Blob quota: the plugin's, one owner's.
+    blob_quota: (u64, u64),
 }
 
 thread_local! {
@@ -101,7 +107,7 @@ impl TestHost {
     /// would refuse it at load.
     pub fn new(router: Router) -> Self {
         router.declared();
-        with(|s| *s = State::default());
+        with(|s| *s = State { blob_quota: (u64::MAX, u64::MAX), ..State::default() });
         Self { router }
     }
 
@@ -115,6 +121,22 @@ impl TestHost {
     pub fn kv_quota(self, bytes: u64) -> Self {
         with(|s| s.kv_quota = Some(bytes));
         self
+    }
+
+    /// Sets the blob quotas: all blobs and reservations, and one owner's.
+    pub fn blob_quota(self, plugin_bytes: u64, owner_bytes: u64) -> Self {
+        with(|s| s.blob_quota = (plugin_bytes, owner_bytes));
+        self
+    }
+
+    /// A stored blob's bytes.
+    pub fn blob(&self, id: &str) -> Option<Vec<u8>> {
+        with(|s| s.blobs.get(id).map(|b| b.bytes.clone()))
+    }
+
+    /// Moves every upload's expiry into the past, as time passing would.
+    pub fn expire_uploads(&self) {
+        with(|s| s.uploads.values_mut().for_each(|(upload, _)| upload.expires = 0));
     }
 
     /// Makes every audit record fail to store, as when the log is unavailable.
@@ -485,6 +507,206 @@ pub mod events {
                 Some(i) if held[i].previous == Some(after) => Some(held.range(i..).cloned().collect()),
                 _ => None,
             }
+        })
+    }
+}
+
+/// `plinth:platform/blobs` in memory: ids are SHA-256 over the owner and
+/// the bytes (so one owner's copies share an id and another's do not),
+/// quotas count stored bytes and reservations as the host does, and an
+/// upload expires when [`TestHost::expire_uploads`] says so.
+pub mod blobs {
+    use sha2::{Digest, Sha256};
+
+    use super::{RequestData, with};
+    use crate::bindings::plinth::platform::blobs::{Blob, Checksum, Error, QuotaExceeded, Upload};
+
+    /// A stored blob.
+    pub(super) struct Stored {
+        owner: String,
+        pub(super) bytes: Vec<u8>,
+        refs: u64,
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+
+    fn info(id: &str, stored: &Stored) -> Blob {
+        Blob {
+            id: id.to_owned(),
+            owner: stored.owner.clone(),
+            size: stored.bytes.len() as u64,
+            refs: stored.refs,
+            created: 0,
+        }
+    }
+
+    /// Stored plus reserved, for the plugin and for `owner`.
+    fn used(s: &super::State, owner: &str) -> (u64, u64) {
+        let stored = |o: Option<&str>| -> u64 {
+            s.blobs.values().filter(|b| o.is_none_or(|o| b.owner == o)).map(|b| b.bytes.len() as u64).sum()
+        };
+        let reserved = |o: Option<&str>| -> u64 {
+            s.uploads.values().filter(|(u, _)| o.is_none_or(|o| u.owner == o)).map(|(u, _)| u.length).sum()
+        };
+        (stored(None) + reserved(None), stored(Some(owner)) + reserved(Some(owner)))
+    }
+
+    fn reserve(s: &super::State, owner: &str, requested: u64) -> Result<(), Error> {
+        let (plugin, own) = used(s, owner);
+        for (scope, used, limit) in [("plugin", plugin, s.blob_quota.0), ("owner", own, s.blob_quota.1)] {
+            if used.saturating_add(requested) > limit {
+                return Err(Error::QuotaExceeded(QuotaExceeded { scope: scope.to_owned(), limit, used, requested }));
+            }
+        }
+        Ok(())
+    }
+
+    fn store(s: &mut super::State, owner: &str, bytes: Vec<u8>) -> Blob {
+        let mut hasher = Sha256::new();
+        hasher.update(owner.as_bytes());
+        hasher.update([0]);
+        hasher.update(&bytes);
+        let id: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let stored = s.blobs.entry(id.clone()).and_modify(|b| b.refs += 1).or_insert(Stored {
+            owner: owner.to_owned(),
+            bytes,
+            refs: 1,
+        });
+        info(&id, stored)
+    }
+
+    fn live_upload(s: &super::State, id: &str) -> Result<Upload, Error> {
+        let (upload, _) = s.uploads.get(id).ok_or(Error::NotFound)?;
+        if upload.expires <= now() {
+            return Err(Error::Expired);
+        }
+        Ok(upload.clone())
+    }
+
+    /// See the WIT.
+    pub fn create_upload(owner: &str, length: u64, ttl_seconds: u64) -> Result<Upload, Error> {
+        with(|s| {
+            reserve(s, owner, length)?;
+            let id = format!("{:032x}", s.uploads.len() + s.blobs.len() + 1);
+            let upload =
+                Upload { id: id.clone(), owner: owner.to_owned(), length, offset: 0, expires: now() + ttl_seconds };
+            s.uploads.insert(id, (upload.clone(), Vec::new()));
+            Ok(upload)
+        })
+    }
+
+    /// See the WIT.
+    pub fn get_upload(id: &str) -> Result<Upload, Error> {
+        with(|s| live_upload(s, id))
+    }
+
+    /// See the WIT. The checksum, when given, must be `sha256`.
+    pub(crate) fn append(req: &RequestData, id: &str, offset: u64, checksum: Option<&Checksum>) -> Result<u64, Error> {
+        with(|s| {
+            let upload = live_upload(s, id)?;
+            if upload.offset != offset {
+                return Err(Error::OffsetMismatch(upload.offset));
+            }
+            if offset + req.body.len() as u64 > upload.length {
+                return Err(Error::TooLarge(upload.length));
+            }
+            if let Some(checksum) = checksum
+                && (checksum.algorithm != "sha256" || Sha256::digest(&req.body).as_slice() != checksum.digest)
+            {
+                return Err(Error::ChecksumMismatch);
+            }
+            let (upload, bytes) = s.uploads.get_mut(id).expect("checked");
+            bytes.extend_from_slice(&req.body);
+            upload.offset = bytes.len() as u64;
+            Ok(upload.offset)
+        })
+    }
+
+    /// See the WIT.
+    pub fn finish_upload(id: &str) -> Result<Blob, Error> {
+        with(|s| {
+            let upload = live_upload(s, id)?;
+            if upload.offset != upload.length {
+                return Err(Error::Incomplete(upload.offset));
+            }
+            let (upload, bytes) = s.uploads.remove(id).expect("checked");
+            Ok(store(s, &upload.owner, bytes))
+        })
+    }
+
+    /// See the WIT.
+    pub fn cancel_upload(id: &str) -> Result<(), Error> {
+        with(|s| s.uploads.remove(id).map(drop).ok_or(Error::NotFound))
+    }
+
+    /// See the WIT.
+    pub(crate) fn ingest(req: &RequestData, owner: &str, max: u64) -> Result<Blob, Error> {
+        if req.body.len() as u64 > max {
+            return Err(Error::TooLarge(max));
+        }
+        with(|s| {
+            reserve(s, owner, req.body.len() as u64)?;
+            Ok(store(s, owner, req.body.clone()))
+        })
+    }
+
+    /// See the WIT.
+    pub fn create(owner: &str, bytes: &[u8]) -> Result<Blob, Error> {
+        with(|s| {
+            reserve(s, owner, bytes.len() as u64)?;
+            Ok(store(s, owner, bytes.to_vec()))
+        })
+    }
+
+    /// See the WIT.
+    pub fn get(id: &str) -> Result<Blob, Error> {
+        with(|s| s.blobs.get(id).map(|b| info(id, b)).ok_or(Error::NotFound))
+    }
+
+    /// See the WIT.
+    pub fn read(id: &str, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
+        if len > 1 << 20 {
+            return Err(Error::Invalid("a read returns at most 1048576 bytes".to_owned()));
+        }
+        with(|s| {
+            let bytes = &s.blobs.get(id).ok_or(Error::NotFound)?.bytes;
+            let start = (offset as usize).min(bytes.len());
+            let end = (start + len as usize).min(bytes.len());
+            Ok(bytes[start..end].to_vec())
+        })
+    }
+
+    /// See the WIT.
+    pub fn link(id: &str) -> Result<Blob, Error> {
+        with(|s| {
+            let stored = s.blobs.get_mut(id).ok_or(Error::NotFound)?;
+            stored.refs += 1;
+            Ok(info(id, stored))
+        })
+    }
+
+    /// See the WIT.
+    pub fn unlink(id: &str) -> Result<u64, Error> {
+        with(|s| {
+            let stored = s.blobs.get_mut(id).ok_or(Error::NotFound)?;
+            stored.refs -= 1;
+            let left = stored.refs;
+            if left == 0 {
+                s.blobs.remove(id);
+            }
+            Ok(left)
+        })
+    }
+
+    /// See the WIT.
+    pub fn usage(owner: Option<&str>) -> Result<(u64, u64), Error> {
+        with(|s| {
+            let stored = s.blobs.values().filter(|b| owner.is_none_or(|o| b.owner == o)).map(|b| b.bytes.len() as u64);
+            let reserved =
+                s.uploads.values().filter(|(u, _)| owner.is_none_or(|o| u.owner == o)).map(|(u, _)| u.length);
+            Ok((stored.sum(), reserved.sum()))
         })
     }
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 /// (workspace, crates) pairs to build, relative to this crate.
 const WORKSPACES: &[(&str, &[&str])] = &[
     ("wasm", &["spin", "hog", "trap", "kvprobe", "issuer", "version", "wasiprobe", "ambiguous", "legacy", "signer"]),
-    ("../../plugins", &["hello", "accounts", "state"]),
+    ("../../plugins", &["hello", "accounts", "state", "media"]),
     ("../../examples/notes", &["notes"]),
 ];
 

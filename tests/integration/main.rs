@@ -14,6 +14,7 @@ mod hello;
 mod http_limits;
 mod logging;
 mod mail;
+mod media;
 mod metrics;
 mod notes;
 mod openapi;

@@ -1,0 +1,277 @@
+//! Media items: a stored file with its purpose, owner and sniffed type,
+//! served by the host from the blob store. Who may read one: its owner,
+//! holders of a role its purpose lists, anyone for a public purpose, and
+//! anyone with a signed link the owner made. Everyone else gets 404, so an
+//! id reveals nothing.
+
+use plinth_kit::audit::{self, Outcome};
+use plinth_kit::{Error, Request, Response, Result, blobs, kv, signing};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::purposes::{self, Purpose, Readers};
+use crate::sniff;
+
+/// The purpose signed links are made for.
+const LINK_PURPOSE: &str = "media.link";
+/// Longest a signed link may live: a week.
+const MAX_LINK_TTL: u64 = 7 * 24 * 3600;
+/// A link's life when the owner asks for none: an hour.
+const DEFAULT_LINK_TTL: u64 = 3600;
+/// Longest file name kept.
+const MAX_FILENAME_CHARS: usize = 255;
+
+/// A stored item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Item {
+    pub id: String,
+    pub owner: String,
+    pub purpose: String,
+    pub blob: String,
+    pub media_type: String,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    pub created: u64,
+}
+
+fn key(id: &str) -> String {
+    format!("item/{id}")
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A file name as a client gave it, reduced to its last path segment
+/// without control characters; none when nothing is left.
+pub fn clean_filename(raw: &str) -> Option<String> {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let clean: String = base.chars().filter(|c| !c.is_control()).take(MAX_FILENAME_CHARS).collect();
+    let clean = clean.trim().to_owned();
+    (!clean.is_empty() && clean != "." && clean != "..").then_some(clean)
+}
+
+/// Makes a stored blob an item of `purpose` for `owner`, after checking
+/// what its bytes are; a refused blob is unlinked and the refusal audited.
+pub fn admit(owner: &str, purpose: &Purpose, blob: blobs::Blob, filename: Option<String>) -> Result<Item> {
+    let refuse = |error: Error| -> Error {
+        if let Err(e) = blobs::unlink(&blob.id) {
+            plinth_kit::log::error("a refused upload could not be removed", &[("error", &format!("{e:?}"))]);
+        }
+        let reason = format!("{}: {}", error.code, error.message);
+        match audit::record("media.refused", &blob.id, Outcome::Denied, Some(&reason)) {
+            Ok(()) => error,
+            Err(unavailable) => unavailable,
+        }
+    };
+    if blob.size == 0 {
+        return Err(refuse(Error::new(400, "empty_upload", "the file is empty")));
+    }
+    if blob.size > purpose.max_bytes {
+        return Err(refuse(Error::new(
+            413,
+            "too_large",
+            format!("a `{}` file is at most {} bytes", purpose.name, purpose.max_bytes),
+        )));
+    }
+    let head = blobs::read(&blob.id, 0, sniff::HEAD_BYTES).map_err(|e| refuse(e.into()))?;
+    let sniffed = sniff::sniff(&head);
+    if sniffed.polyglot {
+        return Err(refuse(Error::new(
+            422,
+            "polyglot_file",
+            format!("the file is a {} that also carries markup a browser would run", sniffed.media_type),
+        )));
+    }
+    if !purpose.allows(&sniffed.media_type) {
+        return Err(refuse(Error::new(
+            415,
+            "type_not_allowed",
+            format!(
+                "the file is {} (from its bytes); a `{}` file is one of: {}",
+                sniffed.media_type,
+                purpose.name,
+                purpose.types()
+            ),
+        )));
+    }
+    let item = Item {
+        id: plinth_kit::new_id(),
+        owner: owner.to_owned(),
+        purpose: purpose.name.clone(),
+        blob: blob.id.clone(),
+        media_type: sniffed.media_type,
+        size: blob.size,
+        filename,
+        created: blob.created,
+    };
+    if let Err(e) = kv::set_json(&key(&item.id), &item) {
+        let _ = blobs::unlink(&blob.id);
+        return Err(e);
+    }
+    let reason = format!("purpose={} type={} bytes={}", item.purpose, item.media_type, item.size);
+    audit::record("media.uploaded", &item.id, Outcome::Success, Some(&reason))?;
+    Ok(item)
+}
+
+/// An item that exists and the caller may read; 404 otherwise.
+fn readable(req: &Request) -> Result<(Item, Purpose)> {
+    let id: String = req.param("id")?;
+    let not_found = || Error::not_found(format!("no media item `{id}`"));
+    let item: Item = kv::get_json(&key(&id))?.ok_or_else(not_found)?;
+    let purpose = purposes::named(&item.purpose)?;
+    let principal = req.principal();
+    let allowed = purpose.readers == Readers::Public
+        || principal.as_ref().is_some_and(|p| p.account_id == item.owner || purpose.readable_by(&p.roles))
+        || link_holder(req, &item.id)?;
+    if allowed { Ok((item, purpose)) } else { Err(not_found()) }
+}
+
+/// Whether the request carries a valid signed link for `id`: an altered,
+/// foreign or expired one is refused with its own error.
+fn link_holder(req: &Request, id: &str) -> Result<bool> {
+    #[derive(Deserialize)]
+    struct Query {
+        token: Option<String>,
+    }
+    let Query { token } = req.query_as()?;
+    let Some(token) = token else { return Ok(false) };
+    let payload = signing::verify(LINK_PURPOSE, &token).map_err(|e| Error::from(e).at("token"))?;
+    Ok(payload == id.as_bytes())
+}
+
+/// `Content-Disposition` for an item: inline only for passive types, with
+/// the file name as ASCII and as UTF-8 (RFC 6266).
+fn disposition(item: &Item) -> String {
+    let kind = if sniff::inline(&item.media_type) { "inline" } else { "attachment" };
+    let Some(name) = &item.filename else { return kind.to_owned() };
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+/// `GET /v1/media/{id}`: the file, served by the host (ranges, validators).
+pub fn get(req: &Request) -> Result<Response> {
+    let (item, purpose) = readable(req)?;
+    let caching = if purpose.readers == Readers::Public {
+        "public, max-age=86400"
+    } else {
+        "private, max-age=0, must-revalidate"
+    };
+    Ok(Response::blob(&item.blob, &item.media_type)
+        .header("content-disposition", disposition(&item))
+        .header("cache-control", caching))
+}
+
+/// `GET /v1/media/{id}/info`: what the item is.
+pub fn info(req: &Request) -> Result<Response> {
+    let (item, _) = readable(req)?;
+    Ok(Response::json(200, &view(&item)))
+}
+
+/// An item as clients see it.
+pub fn view(item: &Item) -> serde_json::Value {
+    json!({
+        "id": item.id,
+        "purpose": item.purpose,
+        "type": item.media_type,
+        "size": item.size,
+        "filename": item.filename,
+        "created": item.created,
+        "url": format!("/v1/media/{}", item.id),
+    })
+}
+
+/// The item the caller owns (or administers); 404 otherwise.
+fn owned(req: &Request) -> Result<Item> {
+    let principal = req.signed_in()?;
+    let id: String = req.param("id")?;
+    let item: Option<Item> = kv::get_json(&key(&id))?;
+    item.filter(|item| item.owner == principal.account_id || principal.roles.iter().any(|r| r == "admin"))
+        .ok_or_else(|| Error::not_found(format!("no media item `{id}`")))
+}
+
+/// `DELETE /v1/media/{id}`: the item goes; its bytes go with their last link.
+pub fn delete(req: &Request) -> Result<Response> {
+    let item = owned(req)?;
+    kv::delete(&key(&item.id))?;
+    match blobs::unlink(&item.blob) {
+        Ok(_) | Err(blobs::Error::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    audit::record("media.deleted", &item.id, Outcome::Success, None)?;
+    Ok(Response::empty(204))
+}
+
+/// `POST /v1/media/{id}/links {"ttl": seconds}`: a link anyone holding it
+/// may read the item through until it expires.
+pub fn link(req: &Request) -> Result<Response> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewLink {
+        ttl: Option<u64>,
+    }
+    let item = owned(req)?;
+    let NewLink { ttl } = if req.body().is_empty() { NewLink { ttl: None } } else { req.json()? };
+    let ttl = ttl.unwrap_or(DEFAULT_LINK_TTL);
+    if ttl == 0 || ttl > MAX_LINK_TTL {
+        return Err(Error::invalid("ttl", &format!("a link lives 1 to {MAX_LINK_TTL} seconds")));
+    }
+    let expires = now() + ttl;
+    let token = signing::sign(LINK_PURPOSE, item.id.as_bytes(), Some(expires)).map_err(Error::unavailable)?;
+    Ok(Response::json(201, &json!({ "url": format!("/v1/media/{}?token={token}", item.id), "expires": expires })))
+}
+
+/// `GET /v1/media/usage`: bytes the caller's files hold and its unfinished
+/// uploads have reserved.
+pub fn usage(req: &Request) -> Result<Response> {
+    let principal = req.signed_in()?;
+    let (stored, reserved) = blobs::usage(Some(&principal.account_id))?;
+    Ok(Response::json(200, &json!({ "stored": stored, "reserved": reserved })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_lose_paths_and_controls() {
+        assert_eq!(clean_filename("../../etc/passwd").as_deref(), Some("passwd"));
+        assert_eq!(clean_filename("C:\\Users\\a\\photo.jpg").as_deref(), Some("photo.jpg"));
+        assert_eq!(clean_filename("a\u{0}b\r\n.png").as_deref(), Some("ab.png"));
+        assert_eq!(clean_filename("..").as_deref(), None);
+        assert_eq!(clean_filename("dir/").as_deref(), None);
+    }
+
+    #[test]
+    fn dispositions_quote_safely() {
+        let mut item = Item {
+            id: "x".into(),
+            owner: "o".into(),
+            purpose: "p".into(),
+            blob: "b".into(),
+            media_type: "image/svg+xml".into(),
+            size: 1,
+            filename: Some("ré\"sumé.svg".into()),
+            created: 0,
+        };
+        assert_eq!(
+            disposition(&item),
+            "attachment; filename=\"r__sum_.svg\"; filename*=UTF-8''r%C3%A9%22sum%C3%A9.svg"
+        );
+        item.media_type = "image/png".into();
+        item.filename = None;
+        assert_eq!(disposition(&item), "inline");
+    }
+}

@@ -1,0 +1,28 @@
+//! The media plugin: uploads (tus and single requests) into the host's blob
+//! store, items typed by their bytes and checked against their purpose,
+//! served by the host with ranges and validators, and signed links. See
+//! README.md for routes and settings.
+
+mod items;
+mod purposes;
+mod sniff;
+mod uploads;
+
+use plinth_kit::prelude::*;
+
+fn router() -> Router {
+    Router::new()
+        .route("OPTIONS /v1/media/uploads", uploads::options)
+        .post("/v1/media/uploads", uploads::create)
+        .get("/v1/media/uploads/{id}", uploads::status)
+        .patch("/v1/media/uploads/{id}", uploads::append)
+        .delete("/v1/media/uploads/{id}", uploads::terminate)
+        .post("/v1/media", uploads::upload_whole)
+        .get("/v1/media/usage", items::usage)
+        .get("/v1/media/{id}", items::get)
+        .get("/v1/media/{id}/info", items::info)
+        .delete("/v1/media/{id}", items::delete)
+        .post("/v1/media/{id}/links", items::link)
+}
+
+plinth_kit::plugin!(router);
