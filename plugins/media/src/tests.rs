@@ -1,0 +1,131 @@
+//! Unit tests on the kit's in-memory host; `tests/integration/media.rs`
+//! runs the real component over the real blob store.
+
+use plinth_kit::testing::{TestHost, TestRequest};
+use serde_json::Value;
+use sha2::Digest as _;
+
+const PURPOSES: &str = r#"{
+    "avatar": {"types": ["image/png"], "max_bytes": 1000, "read": "public"},
+    "attachment": {"types": ["image/*", "text/plain"], "max_bytes": 100000, "read": ["support"]}
+}"#;
+
+fn host() -> TestHost {
+    TestHost::new(super::router()).setting("purposes", PURPOSES)
+}
+
+fn png(len: usize) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    bytes.extend((0..len).map(|i| i as u8));
+    bytes
+}
+
+fn tus(request: TestRequest, who: &str) -> TestRequest {
+    request.signed_in(who, &[]).header("tus-resumable", "1.0.0")
+}
+
+fn create(host: &TestHost, who: &str, length: usize, purpose: &str) -> String {
+    let created = host.send(
+        tus(TestRequest::post(&format!("/v1/media/uploads?purpose={purpose}")), who)
+            .header("upload-length", &length.to_string()),
+    );
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    created.header_value("location").unwrap().to_owned()
+}
+
+fn patch(host: &TestHost, who: &str, upload: &str, offset: usize, bytes: &[u8]) -> plinth_kit::Response {
+    host.send(
+        tus(TestRequest::patch(upload), who)
+            .header("upload-offset", &offset.to_string())
+            .header("content-type", "application/offset+octet-stream")
+            .body(bytes.to_vec()),
+    )
+}
+
+#[test]
+fn a_tus_upload_in_pieces_becomes_an_item_the_host_serves() {
+    let host = host();
+    let file = png(500);
+    let upload = create(&host, "ada", file.len(), "attachment");
+    let first = patch(&host, "ada", &upload, 0, &file[..100]);
+    assert_eq!((first.status, first.header_value("upload-offset")), (204, Some("100")));
+    let wrong = patch(&host, "ada", &upload, 0, &file[..100]);
+    assert_eq!((wrong.status, wrong.header_value("upload-offset")), (409, Some("100")));
+    let checksum = format!("sha256 {}", base64_of(&sha2::Sha256::digest(&file[100..])));
+    let last = host.send(
+        tus(TestRequest::patch(&upload), "ada")
+            .header("upload-offset", "100")
+            .header("upload-checksum", &checksum)
+            .header("content-type", "application/offset+octet-stream")
+            .body(file[100..].to_vec()),
+    );
+    assert_eq!(last.status, 204, "{}", String::from_utf8_lossy(&last.body));
+    let item = last.header_value("content-location").unwrap().to_owned();
+    let served = host.send(TestRequest::get(&item).signed_in("ada", &[]));
+    assert_eq!((served.status, served.header_value("content-type")), (200, Some("image/png")));
+    let blob = served.served_blob().expect("the host serves the blob");
+    assert_eq!(host.blob(blob).unwrap(), file);
+    assert_eq!(served.header_value("content-disposition"), Some("inline"));
+    let again = patch(&host, "ada", &upload, file.len(), b"");
+    assert_eq!((again.status, again.header_value("content-location")), (204, Some(item.as_str())));
+    let events = host.audit_events();
+    assert!(events.iter().any(|e| e.action == "media.uploaded"));
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn a_file_whose_bytes_the_purpose_refuses_is_removed_and_audited() {
+    let host = host();
+    let svg = b"<svg xmlns='http://www.w3.org/2000/svg'/>";
+    let upload = create(&host, "ada", svg.len(), "avatar");
+    let refused = patch(&host, "ada", &upload, 0, svg);
+    assert_eq!(refused.status, 415, "{}", String::from_utf8_lossy(&refused.body));
+    let usage: Value =
+        serde_json::from_slice(&host.send(TestRequest::get("/v1/media/usage").signed_in("ada", &[])).body).unwrap();
+    assert_eq!((usage["stored"].as_u64(), usage["reserved"].as_u64()), (Some(0), Some(0)));
+    let refusal = host.audit_events().into_iter().find(|e| e.action == "media.refused").expect("audited");
+    assert!(refusal.reason.unwrap().contains("image/svg+xml"));
+    let status = host.send(tus(TestRequest::get(&upload), "ada"));
+    assert_eq!(status.status, 404, "the refused upload is gone");
+}
+
+#[test]
+fn readers_are_the_owner_the_purposes_roles_and_link_holders() {
+    let host = host();
+    let created = host
+        .send(TestRequest::post("/v1/media?purpose=attachment").signed_in("ada", &[]).body(b"secret plans".to_vec()));
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    let item = created.header_value("location").unwrap().to_owned();
+    assert_eq!(host.send(TestRequest::get(&item).signed_in("bob", &[])).status, 404);
+    assert_eq!(host.send(TestRequest::get(&item)).status, 404);
+    assert_eq!(host.send(TestRequest::get(&item).signed_in("sam", &["support"])).status, 200);
+    let link = host.send(TestRequest::post(&format!("{item}/links")).signed_in("ada", &[]));
+    assert_eq!(link.status, 201);
+    let link: Value = serde_json::from_slice(&link.body).unwrap();
+    assert_eq!(host.send(TestRequest::get(link["url"].as_str().unwrap())).status, 200);
+    let long = host.send(
+        TestRequest::post(&format!("{item}/links")).signed_in("ada", &[]).json(&serde_json::json!({"ttl": 99999999})),
+    );
+    assert_eq!(long.status, 422);
+    assert_eq!(host.send(TestRequest::delete(&item).signed_in("bob", &[])).status, 404);
+    assert_eq!(host.send(TestRequest::delete(&item).signed_in("ada", &[])).status, 204);
+    assert_eq!(host.send(TestRequest::get(&item).signed_in("ada", &[])).status, 404);
+}
+
+#[test]
+fn quotas_and_expiry_bound_uploads() {
+    let host = host().blob_quota(1_000_000, 600);
+    let _first = create(&host, "ada", 500, "attachment");
+    let over =
+        host.send(tus(TestRequest::post("/v1/media/uploads?purpose=attachment"), "ada").header("upload-length", "200"));
+    assert_eq!(over.status, 413);
+    let upload = create(&host, "bob", 10, "attachment");
+    host.expire_uploads();
+    let status = host.send(tus(TestRequest::get(&upload), "bob"));
+    assert_eq!(status.status, 410);
+    assert_eq!(host.send(tus(TestRequest::get(&upload), "bob")).status, 404, "an expired upload's record goes");
+}
