@@ -21,6 +21,9 @@ const PURPOSES: &str = r#"{
   "attachment": {"types": ["image/*", "text/plain", "application/pdf"], "max_bytes": 16777216, "read": ["support"]}
 }"#;
 
+const PROVIDERS: &str = r#"{"youtube": {"hosts": ["www.youtube.com", "youtu.be"], "paths": ["/watch?v={id}", "/{id}"],
+  "id": {"chars": "A-Za-z0-9_-", "min": 11, "max": 11}, "embed": "https://www.youtube-nocookie.com/embed/{id}"}}"#;
+
 const MEDIA_POLICY: &str = r#"
 [[route]]
 route = "/v1/media/**"
@@ -59,7 +62,8 @@ fn deployment(owner_bytes: &str, ttl: u64) -> Deployment {
         ),
     );
     let config = format!(
-        "[server]\nmax_body = \"1MiB\"\n\n{media}[plugins.settings]\nupload_ttl = \"{ttl}\"\npurposes = '''{PURPOSES}'''\n\n\
+        "[server]\nmax_body = \"1MiB\"\n\n{media}[plugins.settings]\nupload_ttl = \"{ttl}\"\npurposes = '''{PURPOSES}'''\n\
+         embed_providers = '''{PROVIDERS}'''\n\n\
          {}[body_limits]\nupload = \"64MiB\"\n\n{LOOSE_LIMITS}[rate_limits.classes.default]\nper_address = \"100000/min\"\n\
          per_principal = \"100000/min\"\n\n[rate_limits.classes.upload]\nper_address = \"100000/min\"\n\
          per_principal = \"100000/min\"\n\n[rate_limits.classes.media]\nper_address = \"100000/min\"\n\
@@ -562,4 +566,20 @@ print(uploader.url)
     let served = me.req(Method::GET, &item).send().await.unwrap();
     assert!(served.headers()["content-disposition"].to_str().unwrap().contains("from-tuspy.png"));
     assert!(served.bytes().await.unwrap() == file);
+}
+
+#[tokio::test]
+async fn embeds_name_a_listed_provider_or_are_refused() {
+    let deployment = deployment("64MiB", 3600);
+    let server = TestServer::start(&deployment).await;
+    let alice = sign_in(&server.url(""), "alice", &[], None).await;
+    let me = As::new(&server.url(""), Some(&alice));
+    let embed = |url: &str| me.req(Method::POST, "/v1/media/embeds").json(&serde_json::json!({ "url": url })).send();
+    let ok: Value = embed("https://www.youtube.com/watch?v=dQw4w9WgXcQ").await.unwrap().json().await.unwrap();
+    assert_eq!(ok["embed_url"], "https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ");
+    for refused in ["javascript:alert(1)", "data:text/html,hi", "https://youtu.be.evil.example/dQw4w9WgXcQ"] {
+        assert_error(embed(refused).await.unwrap(), 422, "embed_refused").await;
+    }
+    let frames: Value = me.req(Method::GET, "/v1/media/embeds/frame-src").send().await.unwrap().json().await.unwrap();
+    assert_eq!(frames["directive"], "frame-src https://www.youtube-nocookie.com");
 }

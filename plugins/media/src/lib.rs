@@ -1,8 +1,10 @@
 //! The media plugin: uploads (tus and single requests) into the host's blob
 //! store, items typed by their bytes and checked against their purpose,
-//! served by the host with ranges and validators, and signed links. See
+//! served by the host with ranges and validators, signed links, and video
+//! embeds from a registry of providers. See
 //! README.md for routes and settings.
 
+mod embeds;
 mod items;
 mod purposes;
 mod sniff;
@@ -19,6 +21,8 @@ fn router() -> Router {
         .delete("/v1/media/uploads/{id}", uploads::terminate)
         .post("/v1/media", uploads::upload_whole)
         .get("/v1/media/usage", items::usage)
+        .post("/v1/media/embeds", embeds::create)
+        .get("/v1/media/embeds/frame-src", embeds::frame_src)
         .get("/v1/media/{id}", items::get)
         .get("/v1/media/{id}/info", items::info)
         .delete("/v1/media/{id}", items::delete)

@@ -129,3 +129,44 @@ fn quotas_and_expiry_bound_uploads() {
     assert_eq!(status.status, 410);
     assert_eq!(host.send(tus(TestRequest::get(&upload), "bob")).status, 404, "an expired upload's record goes");
 }
+
+const PROVIDERS: &str = r#"{
+    "youtube": {"hosts": ["www.youtube.com", "youtu.be"], "paths": ["/watch?v={id}", "/{id}"],
+                "id": {"chars": "A-Za-z0-9_-", "min": 11, "max": 11},
+                "embed": "https://www.youtube-nocookie.com/embed/{id}", "allow": "fullscreen"},
+    "vimeo": {"hosts": ["vimeo.com"], "paths": ["/{id}"], "id": {"chars": "0-9", "min": 1, "max": 12},
+              "embed": "https://player.vimeo.com/video/{id}"}
+}"#;
+
+fn embed(host: &TestHost, url: &str) -> plinth_kit::Response {
+    host.send(TestRequest::post("/v1/media/embeds").signed_in("ada", &[]).json(&serde_json::json!({ "url": url })))
+}
+
+#[test]
+fn embeds_come_from_listed_providers_only() {
+    let host = host().setting("embed_providers", PROVIDERS);
+    let ok = embed(&host, "https://youtu.be/dQw4w9WgXcQ");
+    assert_eq!(ok.status, 200);
+    let ok: Value = serde_json::from_slice(&ok.body).unwrap();
+    assert_eq!(ok["embed_url"], "https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ");
+    assert_eq!(ok["iframe"]["sandbox"], "allow-scripts allow-same-origin allow-presentation");
+    assert_eq!(ok["iframe"]["allow"], "fullscreen");
+    let vimeo: Value = serde_json::from_slice(&embed(&host, "https://vimeo.com/76979871").body).unwrap();
+    assert_eq!(vimeo["provider"], "vimeo");
+    for refused in [
+        "javascript:alert(1)//https://youtu.be/dQw4w9WgXcQ",
+        "data:text/html,<script>alert(1)</script>",
+        "https://youtu.be.evil.example/dQw4w9WgXcQ",
+        "https://user:pw@youtu.be/dQw4w9WgXcQ",
+        "https://vimeo.com/12ab",
+        "ftp://vimeo.com/76979871",
+        "not a url",
+    ] {
+        let response = embed(&host, refused);
+        assert_eq!(response.status, 422, "{refused}");
+    }
+    let frames: Value =
+        serde_json::from_slice(&host.send(TestRequest::get("/v1/media/embeds/frame-src").signed_in("ada", &[])).body)
+            .unwrap();
+    assert_eq!(frames["directive"], "frame-src https://player.vimeo.com https://www.youtube-nocookie.com");
+}
