@@ -47,22 +47,32 @@ class = "upload"
 route = "GET /v1/media/{id}"
 allow = "public"
 class = "media"
+
+[[route]]
+route = "GET /v1/media/usage"
+allow = "authenticated"
 "#;
 
 /// The media plugin (owner quota `owner_bytes`, uploads living `ttl`
 /// seconds), the issuer, a 1 MiB buffered body limit and 64 MiB uploads.
 fn deployment(owner_bytes: &str, ttl: u64) -> Deployment {
+    deployment_timed(owner_bytes, ttl, 30_000, 5000)
+}
+
+/// [`deployment`] with these request and plugin timeouts.
+fn deployment_timed(owner_bytes: &str, ttl: u64, request_timeout_ms: u64, plugin_timeout_ms: u64) -> Deployment {
     let media = plugin(
         "media",
         plinth_test_guests::MEDIA,
         &["/v1/media/**"],
         &["kv", "audit", "blobs", "signing"],
         &format!(
-            "memory = \"32MiB\", timeout_ms = 5000, blob_bytes = \"1GiB\", blob_bytes_per_owner = \"{owner_bytes}\""
+            "memory = \"32MiB\", timeout_ms = {plugin_timeout_ms}, blob_bytes = \"1GiB\", \
+             blob_bytes_per_owner = \"{owner_bytes}\""
         ),
     );
     let config = format!(
-        "[server]\nmax_body = \"1MiB\"\n\n{media}[plugins.settings]\nupload_ttl = \"{ttl}\"\npurposes = '''{PURPOSES}'''\n\
+        "[server]\nmax_body = \"1MiB\"\nrequest_timeout_ms = {request_timeout_ms}\n\n{media}[plugins.settings]\nupload_ttl = \"{ttl}\"\npurposes = '''{PURPOSES}'''\n\
          embed_providers = '''{PROVIDERS}'''\n\n\
          {}[body_limits]\nupload = \"64MiB\"\n\n{LOOSE_LIMITS}[rate_limits.classes.default]\nper_address = \"100000/min\"\n\
          per_principal = \"100000/min\"\n\n[rate_limits.classes.upload]\nper_address = \"100000/min\"\n\
@@ -582,4 +592,45 @@ async fn embeds_name_a_listed_provider_or_are_refused() {
     }
     let frames: Value = me.req(Method::GET, "/v1/media/embeds/frame-src").send().await.unwrap().json().await.unwrap();
     assert_eq!(frames["directive"], "frame-src https://www.youtube-nocookie.com");
+}
+
+#[tokio::test]
+async fn a_streamed_body_is_bounded_by_the_minimum_rate_not_by_the_deadlines() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deployment = deployment_timed("64MiB", 3600, 1000, 500);
+    let server = TestServer::start(&deployment).await;
+    let alice = sign_in(&server.url(""), "alice", &[], None).await;
+    let me = As::new(&server.url(""), Some(&alice));
+    let file = png(40_000);
+    let upload = me.create(file.len(), "attachment", "slow.png").await;
+    let send = |offset: usize, bytes: Vec<u8>, pause: Duration, pieces: usize| {
+        let head = format!(
+            "PATCH {upload} HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ntus-resumable: 1.0.0\r\n\
+             upload-offset: {offset}\r\ncontent-type: application/offset+octet-stream\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n",
+            alice.bearer(),
+            bytes.len()
+        );
+        let addr = server.addr;
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.write_all(head.as_bytes()).await.unwrap();
+            for piece in bytes.chunks(bytes.len().div_ceil(pieces)) {
+                if stream.write_all(piece).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+            }
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer).await;
+            answer
+        }
+    };
+    // Two seconds of body, well past both deadlines, at 10 KiB/s.
+    let answer = send(0, file[..20_000].to_vec(), Duration::from_millis(400), 5).await;
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    assert_eq!(me.offset(&upload).await, 20_000);
+    // A trickle below the minimum rate (1 KiB/s after 5 s) is cut off.
+    let answer = send(20_000, file[20_000..].to_vec(), Duration::from_millis(1000), 20_000).await;
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("body_too_slow"), "{answer}");
 }

@@ -293,12 +293,15 @@ async fn route(
         Target::Plugin(..) => {
             let whole_limit = app.server.max_body.0;
             let limit = deployment.config.body_limits.get(&outline.class).map_or(whole_limit, |limit| limit.0);
-            let reader =
-                BodyReader::new(body, BodyRules { limit, min_rate: app.server.min_body_rate.0 }, wait.clone())?;
+            let rules = BodyRules { limit, min_rate: app.server.min_body_rate.0 };
             if limit > whole_limit {
-                // Left with the client until the plugin reads or streams it.
-                RequestBody::Pending { reader, whole_limit }
+                // Left with the client until the plugin reads or streams it;
+                // waiting for it moves the deadlines.
+                RequestBody::Pending { reader: BodyReader::new(body, rules, wait.clone())?, whole_limit }
             } else {
+                // A small body is read under the request's deadline, like
+                // the rest of the request.
+                let reader = BodyReader::new(body, rules, Arc::default())?;
                 RequestBody::Read(reader.read_all().await.inspect_err(|e| count_slow(app, e))?)
             }
         }
