@@ -29,8 +29,9 @@ pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 /// The error code of a body that arrived too slowly.
 pub const TOO_SLOW: &str = "body_too_slow";
 
-/// The time one request has spent waiting for its body, shared by the
-/// reader and every deadline of the request.
+/// The time one request has spent waiting for its body — and for the
+/// host's file work on it, such as hashing a finished upload — shared by
+/// the reader and every deadline of the request.
 #[derive(Debug)]
 pub struct BodyWait {
     origin: Instant,
@@ -60,7 +61,7 @@ impl BodyWait {
     }
 
     /// Runs `wait`, counting its time.
-    async fn counting<T>(&self, wait: impl Future<Output = T>) -> T {
+    pub async fn counting<T>(&self, wait: impl Future<Output = T>) -> T {
         let since = self.nanos();
         self.since.store(since, Ordering::Release);
         let out = wait.await;

@@ -130,7 +130,7 @@ impl From<Error> for crate::Error {
             }
             Error::QuotaExceeded(q) => crate::Error::new(
                 413,
-                "quota_exceeded",
+                "file_quota_exceeded",
                 format!(
                     "the {} storage quota of {} bytes would be passed ({} used or reserved, {} more needed)",
                     q.scope, q.limit, q.used, q.requested

@@ -51,6 +51,10 @@ class = "media"
 [[route]]
 route = "GET /v1/media/usage"
 allow = "authenticated"
+
+[[route]]
+route = "GET /v1/media/{id}/info"
+allow = "public"
 "#;
 
 /// The media plugin (owner quota `owner_bytes`, uploads living `ttl`
@@ -360,7 +364,16 @@ async fn items_are_read_by_their_owner_their_purposes_readers_and_signed_links_o
     assert_eq!(shared.text().await.unwrap(), "private words");
     let tampered = url.replace("token=v1.", "token=v1.x");
     assert_eq!(nobody.req(Method::GET, &tampered).send().await.unwrap().status(), StatusCode::BAD_REQUEST);
-    let other_item = format!("{other}?token={}", url.split("token=").nth(1).unwrap());
+    let token = url.split("token=").nth(1).unwrap();
+    let info: Value =
+        nobody.req(Method::GET, &format!("{private}/info?token={token}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["size"], 13, "a link opens the item's description too");
+    // A bad token gets one answer whether the id exists or not.
+    for path in [private.as_str(), "/v1/media/AAAAAAAAAAAAAAAAAAAAAA"] {
+        let junk = nobody.req(Method::GET, &format!("{path}?token=junk")).send().await.unwrap();
+        assert_error(junk, 400, "token_malformed").await;
+    }
+    let other_item = format!("{other}?token={token}");
     assert_error(nobody.req(Method::GET, &other_item).send().await.unwrap(), 404, "not_found").await;
     assert_error(bob_as.req(Method::POST, &format!("{private}/links")).send().await.unwrap(), 404, "not_found").await;
 
@@ -419,7 +432,7 @@ async fn uploads_racing_past_the_quota_are_refused_and_the_quota_stays_exact() {
         match response.status() {
             StatusCode::CREATED => created.push(response.headers()["location"].to_str().unwrap().to_owned()),
             _ => {
-                assert_error(response, 413, "quota_exceeded").await;
+                assert_error(response, 413, "file_quota_exceeded").await;
             }
         }
     }

@@ -104,41 +104,47 @@ pub fn admit(owner: &str, purpose: &Purpose, blob: blobs::Blob, filename: Option
         media_type: sniffed.media_type,
         size: blob.size,
         filename,
-        created: blob.created,
+        created: now(),
     };
-    if let Err(e) = kv::set_json(&key(&item.id), &item) {
+    // Recorded before it is acknowledged: an upload the log cannot name
+    // is not kept.
+    let reason = format!("purpose={} type={} bytes={}", item.purpose, item.media_type, item.size);
+    let stored = audit::record("media.uploaded", &item.id, Outcome::Success, Some(&reason))
+        .and_then(|()| kv::set_json(&key(&item.id), &item).map(drop));
+    if let Err(e) = stored {
         let _ = blobs::unlink(&blob.id);
         return Err(e);
     }
-    let reason = format!("purpose={} type={} bytes={}", item.purpose, item.media_type, item.size);
-    audit::record("media.uploaded", &item.id, Outcome::Success, Some(&reason))?;
     Ok(item)
 }
 
-/// An item that exists and the caller may read; 404 otherwise.
+/// An item that exists and the caller may read; 404 otherwise. A token
+/// is checked before the item is looked up, so a bad token gets the same
+/// answer whether the id exists or not.
 fn readable(req: &Request) -> Result<(Item, Purpose)> {
     let id: String = req.param("id")?;
+    let linked = link_token(req)?.is_some_and(|payload| payload == id.as_bytes());
     let not_found = || Error::not_found(format!("no media item `{id}`"));
     let item: Item = kv::get_json(&key(&id))?.ok_or_else(not_found)?;
-    let purpose = purposes::named(&item.purpose)?;
+    // A purpose since removed from the settings keeps its items to their owners.
+    let purpose = purposes::all()?.remove(&item.purpose).unwrap_or_else(|| Purpose::owner_only(&item.purpose));
     let principal = req.principal();
-    let allowed = purpose.readers == Readers::Public
-        || principal.as_ref().is_some_and(|p| p.account_id == item.owner || purpose.readable_by(&p.roles))
-        || link_holder(req, &item.id)?;
+    let allowed = linked
+        || purpose.readers == Readers::Public
+        || principal.as_ref().is_some_and(|p| p.account_id == item.owner || purpose.readable_by(&p.roles));
     if allowed { Ok((item, purpose)) } else { Err(not_found()) }
 }
 
-/// Whether the request carries a valid signed link for `id`: an altered,
-/// foreign or expired one is refused with its own error.
-fn link_holder(req: &Request, id: &str) -> Result<bool> {
+/// The payload of the request's signed link, if it carries one; an
+/// altered, foreign or expired one is refused with its own error.
+fn link_token(req: &Request) -> Result<Option<Vec<u8>>> {
     #[derive(Deserialize)]
     struct Query {
         token: Option<String>,
     }
     let Query { token } = req.query_as()?;
-    let Some(token) = token else { return Ok(false) };
-    let payload = signing::verify(LINK_PURPOSE, &token).map_err(|e| Error::from(e).at("token"))?;
-    Ok(payload == id.as_bytes())
+    let Some(token) = token else { return Ok(None) };
+    Ok(Some(signing::verify(LINK_PURPOSE, &token).map_err(|e| Error::from(e).at("token"))?))
 }
 
 /// `Content-Disposition` for an item: inline only for passive types, with
@@ -205,12 +211,12 @@ fn owned(req: &Request) -> Result<Item> {
 /// `DELETE /v1/media/{id}`: the item goes; its bytes go with their last link.
 pub fn delete(req: &Request) -> Result<Response> {
     let item = owned(req)?;
+    audit::record("media.deleted", &item.id, Outcome::Success, None)?;
     kv::delete(&key(&item.id))?;
     match blobs::unlink(&item.blob) {
         Ok(_) | Err(blobs::Error::NotFound) => {}
         Err(e) => return Err(e.into()),
     }
-    audit::record("media.deleted", &item.id, Outcome::Success, None)?;
     Ok(Response::empty(204))
 }
 

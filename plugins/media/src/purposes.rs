@@ -71,6 +71,12 @@ pub struct Purpose {
 }
 
 impl Purpose {
+    /// A purpose no longer configured: nothing may be stored for it, and
+    /// its items are their owners' alone.
+    pub fn owner_only(name: &str) -> Self {
+        Self { name: name.to_owned(), types: Vec::new(), max_bytes: 0, readers: Readers::Roles(Vec::new()) }
+    }
+
     /// Whether a sniffed media type may be stored for this purpose.
     pub fn allows(&self, media_type: &str) -> bool {
         self.types.iter().any(|allowed| match allowed.strip_suffix("/*") {

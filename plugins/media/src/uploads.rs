@@ -12,7 +12,7 @@ use plinth_kit::{Error, Request, Response, Result, blobs, kv, settings};
 use serde::{Deserialize, Serialize};
 
 use crate::items::{self, clean_filename};
-use crate::purposes;
+use crate::purposes::{self, Purpose};
 
 /// The protocol version spoken.
 const TUS_VERSION: &str = "1.0.0";
@@ -123,13 +123,14 @@ fn checksum(req: &Request) -> Result<Option<blobs::Checksum>> {
 
 /// `OPTIONS /v1/media/uploads`: what this server speaks.
 pub fn options(_req: &Request) -> Result<Response> {
-    let max = purposes::all()?.values().map(|p| p.max_bytes).max().unwrap_or(0);
-    Ok(Response::empty(204)
-        .header("tus-resumable", TUS_VERSION)
-        .header("tus-version", TUS_VERSION)
-        .header("tus-extension", TUS_EXTENSIONS)
-        .header("tus-max-size", max.to_string())
-        .header("tus-checksum-algorithm", TUS_CHECKSUMS))
+    tus(purposes::all().map(|all| {
+        let max = all.values().map(|p| p.max_bytes).max().unwrap_or(0);
+        Response::empty(204)
+            .header("tus-version", TUS_VERSION)
+            .header("tus-extension", TUS_EXTENSIONS)
+            .header("tus-max-size", max.to_string())
+            .header("tus-checksum-algorithm", TUS_CHECKSUMS)
+    }))
 }
 
 /// `POST /v1/media/uploads`: a new upload of `Upload-Length` bytes, for the
@@ -271,8 +272,9 @@ fn append_bytes(req: &Request) -> Result<Response> {
             .header("upload-offset", offset.to_string())
             .header("upload-expires", http_date(record.expires)));
     }
+    // A purpose since removed from the settings stores nothing more.
+    let purpose = purposes::all()?.remove(&record.purpose).unwrap_or_else(|| Purpose::owner_only(&record.purpose));
     let blob = blobs::finish_upload(&id)?;
-    let purpose = purposes::named(&record.purpose)?;
     let item = match items::admit(&record.owner, &purpose, blob, record.filename.clone()) {
         Ok(item) => item,
         Err(refused) => {
@@ -280,8 +282,12 @@ fn append_bytes(req: &Request) -> Result<Response> {
             return Err(refused);
         }
     };
+    // Kept so that a client asking again learns where its item is; the
+    // item exists whether or not this is written.
     record.item = Some(item.id.clone());
-    kv::set_json(&key(&id), &record)?;
+    if let Err(e) = kv::set_json(&key(&id), &record) {
+        plinth_kit::log::warn("a finished upload's record was not updated", &[("error", &e.message)]);
+    }
     Ok(Response::empty(204)
         .header("upload-offset", offset.to_string())
         .header("content-location", format!("/v1/media/{}", item.id)))
@@ -322,7 +328,8 @@ pub fn upload_whole(req: &Request) -> Result<Response> {
     }
     let principal = req.signed_in()?;
     let Query { purpose, filename } = req.query_as()?;
-    let purpose = purpose.ok_or_else(|| Error::new(400, "purpose_required", "name the purpose: `?purpose=`"))?;
+    let purpose =
+        purpose.ok_or_else(|| Error::new(400, "purpose_required", "name the purpose: `?purpose=`").at("purpose"))?;
     let purpose = purposes::named(&purpose)?;
     let blob = blobs::ingest(req, &principal.account_id, purpose.max_bytes)?;
     let item = items::admit(&principal.account_id, &purpose, blob, filename.as_deref().and_then(clean_filename))?;

@@ -121,7 +121,9 @@ impl Host for HostState {
 
     async fn finish_upload(&mut self, id: String) -> wasmtime::Result<Result<Blob, Error>> {
         let ctx = self.plugin.clone();
-        let result = ctx.blobs.finish_upload(&ctx.name, &id).await;
+        // Hashing a large file is the host's work, not the plugin's time.
+        let wait = self.request.body_wait.clone();
+        let result = wait.counting(ctx.blobs.finish_upload(&ctx.name, &id)).await;
         Ok(self.settled(result, blob))
     }
 
