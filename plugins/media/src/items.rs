@@ -65,6 +65,12 @@ pub fn admit(owner: &str, purpose: &Purpose, blob: blobs::Blob, filename: Option
             Err(unavailable) => unavailable,
         }
     };
+    if purpose.retired() {
+        return Err(refuse(
+            Error::new(422, "unknown_purpose", format!("`{}` is no longer an upload purpose", purpose.name))
+                .at("purpose"),
+        ));
+    }
     if blob.size == 0 {
         return Err(refuse(Error::new(400, "empty_upload", "the file is empty")));
     }

@@ -77,6 +77,11 @@ impl Purpose {
         Self { name: name.to_owned(), types: Vec::new(), max_bytes: 0, readers: Readers::Roles(Vec::new()) }
     }
 
+    /// Whether this is a purpose no longer configured.
+    pub fn retired(&self) -> bool {
+        self.types.is_empty()
+    }
+
     /// Whether a sniffed media type may be stored for this purpose.
     pub fn allows(&self, media_type: &str) -> bool {
         self.types.iter().any(|allowed| match allowed.strip_suffix("/*") {
