@@ -4,8 +4,9 @@
 # like plinth's pool) and plinth, at 1/32/128 connections (wrk, closed loop);
 # PATCH /v1/me signed in, closed loop and at a fixed offered rate (oha);
 # /healthz sampled at a fixed rate, alone and during a flood of real (argon2)
-# sign-ins; /healthz and /v1/hello sampled while another address holds the
-# server under a resource attack (benches/attack.py).
+# sign-ins; change streams (benches/fanout.py); a 1 GiB upload, download and
+# ranged reads (benches/media.py); /healthz and /v1/hello sampled while
+# another address holds the server under a resource attack (benches/attack.py).
 #
 # Prints one tab-separated line per figure, which benches/report.py renders:
 #   scenario  connections  req/s  p50 ms  p99 ms  failed-or-non-2xx
@@ -103,6 +104,12 @@ per_principal = "100000000/min"
 [rate_limits.classes.login]
 per_address = "100000000/min"
 [rate_limits.classes.email]
+per_address = "100000000/min"
+per_principal = "100000000/min"
+[rate_limits.classes.upload]
+per_address = "100000000/min"
+per_principal = "100000000/min"
+[rate_limits.classes.media]
 per_address = "100000000/min"
 per_principal = "100000000/min"
 TOML
@@ -206,6 +213,18 @@ for protocol in http1 h2; do
   sign_in # the login flood ended the older sessions (at most 100 per account)
   python3 benches/fanout.py "$protocol" "${base#http://}" "$cookie" "$csrf" /v1/state/notes/bench00 "$plinth" 1000 10000
 done
+
+# Media: a 1 GiB file uploaded with tus (8 MiB PATCHes) and downloaded,
+# beside curl to and from bare hyper serving files, with the server's RSS
+# growth; then 64 KiB ranges from its middle at a fixed rate.
+restart_plinth "$work/plinth.toml"
+sign_in
+mkdir -p "$work/files"
+"$CARGO_TARGET_DIR/release/bare-hyper" "$work/files" > "$work/bare-files.log" &
+bare_files=$!
+RANGE_RATE=${RANGE_RATE:-500} python3 benches/media.py "$base" "$plinth" "$cookie" "$csrf" \
+  "$(wait_for_address "$work/bare-files.log" "listening on ")" "${MEDIA_MIB:-1024}" "$work/files"
+kill "$bare_files"
 
 # Another address (127.0.0.2) attacks a plinth with the default shares:
 # 1,500 silent connections and 300 slow bodies, then one HTTP/2 connection

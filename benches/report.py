@@ -29,6 +29,9 @@ STARTUP_WARM_MS = 200
 FANOUT_P99_MS = 50.0
 IDLE_STREAM_KIB = 16.0
 TOKEN_US = 10.0
+MEDIA_VS_BARE = 0.5
+MEDIA_RSS_KIB = 32 * 1024
+RANGE_P99_MS = 2.0
 
 PLUGIN_CALL = "plugin/hello GET (instantiate + call + drop)"
 TOKEN = "signing/sign + verify (view-sized payload)"
@@ -61,6 +64,9 @@ def load_figures(path):
             elif fields[0] == "idle_stream_kib":
                 protocol, count, before, after, per = fields[1:]
                 streams[f"idle {protocol}"] = (int(count), int(before), int(after), float(per))
+            elif fields[0] == "media_transfer":
+                direction, who, mib, secs, rate, growth = fields[1:]
+                streams[f"media {direction} {who}"] = (int(mib), float(secs), float(rate), int(growth))
             elif fields[0] == "peak_rss_kib":
                 rss = int(fields[1])
             elif fields[0] == "startup_ms":
@@ -126,6 +132,12 @@ def render(medians, rows, rss, startups, streams, command):
             count, before, after, per = streams[f"idle {protocol}"]
             out += [f"- {count} open idle streams, {how}, on a freshly started server: RSS "
                     f"{before / 1024:.0f} → {after / 1024:.0f} MiB, {per:.1f} KiB per added stream."]
+    transfers = [(k.split()[1], k.split()[2], v) for k, v in streams.items() if k.startswith("media ")]
+    if transfers:
+        out += ["", "### Media (one file, loopback; bare hyper serving files is the ceiling)", "",
+                "| direction | server | MiB | seconds | MiB/s | server RSS growth |", "|---|---|---:|---:|---:|---:|"]
+        out += [f"| {d} | {w} | {mib} | {secs:.2f} | {rate:,.0f} | {growth / 1024:.1f} MiB |"
+                for d, w, (mib, secs, rate, growth) in transfers]
     if startups:
         out += ["", "### Start-up (exec to `listening on`, examples/plinth.toml)", "", "| compiled cache | ms |", "|---|---:|"]
         out += [f"| {cache} | {ms} |" for cache, ms in startups]
@@ -188,6 +200,19 @@ def budget(medians, rows, startups, streams):
             count, _, _, per = streams[f"idle {protocol}"]
             out.append(f"| memory per idle stream ≤ {IDLE_STREAM_KIB:g} KiB, {protocol} "
                        f"| {per:.1f} KiB ({count} streams) | {verdict(per <= IDLE_STREAM_KIB)} |")
+    for direction in ("upload", "download"):
+        ours, theirs = streams.get(f"media {direction} plinth"), streams.get(f"media {direction} bare")
+        if ours and theirs:
+            ratio = ours[2] / theirs[2]
+            out.append(f"| {direction} of {ours[0]} MiB ≥ {MEDIA_VS_BARE}× curl with bare hyper | {ours[2]:,.0f} vs "
+                       f"{theirs[2]:,.0f} MiB/s ({ratio:.2f}×) | {verdict(ratio >= MEDIA_VS_BARE)} |")
+            out.append(f"| server RSS growth during the {direction} ≤ {MEDIA_RSS_KIB // 1024} MiB "
+                       f"| {ours[3] / 1024:.1f} MiB | {verdict(ours[3] <= MEDIA_RSS_KIB)} |")
+    ranged = next(((n, v) for (n, c), v in by.items() if "64 KiB range" in n), None)
+    if ranged:
+        name, (_, _, p99, bad) = ranged
+        out.append(f"| 64 KiB ranges from the middle of a large file: p99 ≤ {RANGE_P99_MS:g} ms "
+                   f"| p99 {p99:.2f} ms, {bad} failed or not 206 | {verdict(p99 <= RANGE_P99_MS and bad == 0)} |")
     warm = [ms for cache, ms in startups if cache == "warm"]
     if warm:
         out.append(f"| start-up with a warm cache ≤ {STARTUP_WARM_MS} ms | {max(warm)} ms (slowest) "
