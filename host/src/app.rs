@@ -293,7 +293,7 @@ impl App {
         let signing = Arc::new(SigningKeys::open(storage.as_ref()).await.context("opening the signing keys")?);
         let events = Arc::new(Events::new(config.streams.max_total, config.streams.max_per_client));
         let blobs = Arc::new(
-            crate::blobs::Blobs::open(config.storage.path.join("blobs"), storage.clone())
+            crate::blobs::Blobs::open(config.storage.path.join("blobs"), storage.clone(), &config.scanner)
                 .await
                 .context("opening the blob store")?,
         );
@@ -591,6 +591,7 @@ impl App {
             ("sessions", format!("{:?}", current.sessions) == format!("{:?}", next.sessions)),
             ("mail", format!("{:?}", current.mail) == format!("{:?}", next.mail)),
             ("audit", format!("{:?}", current.audit) == format!("{:?}", next.audit)),
+            ("scanner", format!("{:?}", current.scanner) == format!("{:?}", next.scanner)),
         ];
         match fixed.iter().find(|(_, same)| !same) {
             Some((section, _)) => Err(format!("[{section}] changed; it takes effect only on restart")),

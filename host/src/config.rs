@@ -89,6 +89,9 @@ pub struct Config {
     /// Live change streams (Server-Sent Events); fixed at start.
     #[serde(default)]
     pub streams: StreamsConfig,
+    /// Virus scanning of stored files; fixed at start.
+    #[serde(default)]
+    pub scanner: ScannerConfig,
     /// The file this was read from, for messages; not a key.
     #[serde(skip)]
     pub source: PathBuf,
@@ -99,6 +102,30 @@ pub struct Config {
 
 fn default_policies() -> PathBuf {
     PathBuf::from("policies/routes.toml")
+}
+
+/// Virus scanning of the files plugins store (`[scanner]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScannerConfig {
+    /// clamd's address: its Unix socket (`LocalSocket`, a path) or
+    /// `host:port` (`TCPSocket`). Every new file is streamed to it
+    /// (`INSTREAM`); its `StreamMaxLength` must cover the largest file.
+    pub clamd: Option<String>,
+    /// Without a scanner: `"hold"` new files (never served until a scanner
+    /// has passed them) or `"serve"` them unscanned.
+    pub unscanned: Unscanned,
+}
+
+/// What happens to files when no scanner is configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unscanned {
+    /// Kept, not served, until a scanner passes them.
+    #[default]
+    Hold,
+    /// Served without a scan.
+    Serve,
 }
 
 /// Session settings.
@@ -757,6 +784,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.scanner.clamd.as_deref().is_some_and(|a| a.trim().is_empty()) {
+            return Err(self.invalid("scanner.clamd", "is clamd's socket path or `host:port`; leave it out for none"));
+        }
         let server = &self.server;
         for (key, value) in [
             ("server.max_connections", server.max_connections as u64),

@@ -7,7 +7,7 @@
 //! answer each case its own way; `?` into [`crate::Error`] maps them to the
 //! usual statuses.
 
-pub use crate::bindings::plinth::platform::blobs::{Blob, Checksum, Error, QuotaExceeded, Upload};
+pub use crate::bindings::plinth::platform::blobs::{Blob, Checksum, Error, QuotaExceeded, ScanState, Upload};
 use crate::request::Request;
 
 #[cfg(target_arch = "wasm32")]

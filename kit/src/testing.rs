@@ -519,7 +519,7 @@ pub mod blobs {
     use sha2::{Digest, Sha256};
 
     use super::{RequestData, with};
-    use crate::bindings::plinth::platform::blobs::{Blob, Checksum, Error, QuotaExceeded, Upload};
+    use crate::bindings::plinth::platform::blobs::{Blob, Checksum, Error, QuotaExceeded, ScanState, Upload};
 
     /// A stored blob.
     pub(super) struct Stored {
@@ -539,6 +539,7 @@ pub mod blobs {
             size: stored.bytes.len() as u64,
             refs: stored.refs,
             created: 0,
+            scan: ScanState::Unscanned,
         }
     }
 

@@ -58,13 +58,20 @@ allow = "public"
 "#;
 
 /// The media plugin (owner quota `owner_bytes`, uploads living `ttl`
-/// seconds), the issuer, a 1 MiB buffered body limit and 64 MiB uploads.
+/// seconds), the issuer, a 1 MiB buffered body limit, 64 MiB uploads, and
+/// files served unscanned.
 fn deployment(owner_bytes: &str, ttl: u64) -> Deployment {
-    deployment_timed(owner_bytes, ttl, 30_000, 5000)
+    deployment_timed(owner_bytes, ttl, 30_000, 5000, "unscanned = \"serve\"")
 }
 
-/// [`deployment`] with these request and plugin timeouts.
-fn deployment_timed(owner_bytes: &str, ttl: u64, request_timeout_ms: u64, plugin_timeout_ms: u64) -> Deployment {
+/// [`deployment`] with these request and plugin timeouts and `[scanner]`.
+fn deployment_timed(
+    owner_bytes: &str,
+    ttl: u64,
+    request_timeout_ms: u64,
+    plugin_timeout_ms: u64,
+    scanner: &str,
+) -> Deployment {
     let media = plugin(
         "media",
         plinth_test_guests::MEDIA,
@@ -81,7 +88,7 @@ fn deployment_timed(owner_bytes: &str, ttl: u64, request_timeout_ms: u64, plugin
          {}[body_limits]\nupload = \"64MiB\"\n\n{LOOSE_LIMITS}[rate_limits.classes.default]\nper_address = \"100000/min\"\n\
          per_principal = \"100000/min\"\n\n[rate_limits.classes.upload]\nper_address = \"100000/min\"\n\
          per_principal = \"100000/min\"\n\n[rate_limits.classes.media]\nper_address = \"100000/min\"\n\
-         per_principal = \"100000/min\"\n",
+         per_principal = \"100000/min\"\n\n[scanner]\n{scanner}\n",
         issuer_plugin()
     );
     Deployment::with_policy(&config, &format!("{MEDIA_POLICY}{ISSUER_POLICY}"))
@@ -610,7 +617,7 @@ async fn embeds_name_a_listed_provider_or_are_refused() {
 #[tokio::test]
 async fn a_streamed_body_is_bounded_by_the_minimum_rate_not_by_the_deadlines() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let deployment = deployment_timed("64MiB", 3600, 1000, 500);
+    let deployment = deployment_timed("64MiB", 3600, 1000, 500, "unscanned = \"serve\"");
     let server = TestServer::start(&deployment).await;
     let alice = sign_in(&server.url(""), "alice", &[], None).await;
     let me = As::new(&server.url(""), Some(&alice));
@@ -646,4 +653,117 @@ async fn a_streamed_body_is_bounded_by_the_minimum_rate_not_by_the_deadlines() {
     // A trickle below the minimum rate (1 KiB/s after 5 s) is cut off.
     let answer = send(20_000, file[20_000..].to_vec(), Duration::from_millis(1000), 20_000).await;
     assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("body_too_slow"), "{answer}");
+}
+
+/// A clamd of our own: a socket in a temporary directory and a signature
+/// database holding only the EICAR test file's hash (ClamAV's mirror is
+/// out of reach, and a small database starts in a second).
+struct Clamd {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Clamd {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("db")).unwrap();
+        let eicar = hex::encode(sha2::Sha256::digest(EICAR));
+        std::fs::write(dir.path().join("db/plinth.hsb"), format!("{eicar}:{}:Plinth-EICAR\n", EICAR.len())).unwrap();
+        let socket = dir.path().join("clamd.sock");
+        let config = format!(
+            "Foreground yes\nLocalSocket {}\nDatabaseDirectory {}\nLogFile {}\nStreamMaxLength 16M\n",
+            socket.display(),
+            dir.path().join("db").display(),
+            dir.path().join("clamd.log").display()
+        );
+        std::fs::write(dir.path().join("clamd.conf"), config).unwrap();
+        let clamd = Self {
+            child: std::process::Command::new("clamd")
+                .arg(format!("--config-file={}", dir.path().join("clamd.conf").display()))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("clamd runs (make test installs clamav-daemon)"),
+            dir,
+        };
+        for _ in 0..300 {
+            if socket.exists() {
+                return clamd;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(clamd.dir.path().join("clamd.log")).unwrap_or_default();
+        panic!("clamd did not open its socket: {log}");
+    }
+
+    fn socket(&self) -> String {
+        self.dir.path().join("clamd.sock").display().to_string()
+    }
+}
+
+impl Drop for Clamd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The EICAR anti-virus test file: harmless, and found by every scanner.
+const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+async fn scan_state(me: &As, item: &str) -> String {
+    for _ in 0..100 {
+        let info: Value = me.req(Method::GET, &format!("{item}/info")).send().await.unwrap().json().await.unwrap();
+        let state = info["scan"].as_str().unwrap().to_owned();
+        if state != "pending" {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    "pending".to_owned()
+}
+
+#[tokio::test]
+async fn only_files_the_scanner_passed_are_served() {
+    let clamd = Clamd::start();
+    let deployment = deployment_timed("64MiB", 3600, 30_000, 5000, &format!("clamd = {:?}", clamd.socket()));
+    let server = TestServer::start(&deployment).await;
+    let alice = sign_in(&server.url(""), "alice", &[], None).await;
+    let me = As::new(&server.url(""), Some(&alice));
+    let infected = me.post("attachment", EICAR).await;
+    assert_eq!(infected.status(), StatusCode::CREATED);
+    let infected = infected.headers()["location"].to_str().unwrap().to_owned();
+    let clean = me.post("attachment", b"an ordinary note").await;
+    let clean = clean.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(scan_state(&me, &infected).await, "infected");
+    assert_eq!(scan_state(&me, &clean).await, "clean");
+    assert_error(me.req(Method::GET, &infected).send().await.unwrap(), 403, "file_infected").await;
+    assert_eq!(me.req(Method::GET, &clean).send().await.unwrap().text().await.unwrap(), "an ordinary note");
+    let root = sign_in(&server.url(""), "root", &["admin"], None).await;
+    let audit: Value = As::new(&server.url(""), Some(&root))
+        .req(Method::GET, "/admin/audit?limit=100")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let found = audit["records"].as_array().unwrap().iter().any(|r| {
+        r["action"] == "blob.infected" && r["reason"].as_str().is_some_and(|reason| reason.contains("Plinth-EICAR"))
+    });
+    assert!(found, "{audit}");
+}
+
+#[tokio::test]
+async fn without_a_scanner_held_files_are_not_served() {
+    let deployment = deployment_timed("64MiB", 3600, 30_000, 5000, "unscanned = \"hold\"");
+    let server = TestServer::start(&deployment).await;
+    let alice = sign_in(&server.url(""), "alice", &[], None).await;
+    let me = As::new(&server.url(""), Some(&alice));
+    let item = me.post("attachment", b"held").await;
+    let item = item.headers()["location"].to_str().unwrap().to_owned();
+    let held = me.req(Method::GET, &item).send().await.unwrap();
+    assert_eq!(held.headers()["retry-after"], "5");
+    assert_error(held, 503, "scan_pending").await;
+    assert_eq!(scan_state(&me, &item).await, "pending");
 }

@@ -31,7 +31,8 @@ impl Files {
         self.root.join("partial").join(plugin).join(id)
     }
 
-    fn object(&self, plugin: &str, id: &str) -> PathBuf {
+    /// Where a blob's file is.
+    pub(super) fn object(&self, plugin: &str, id: &str) -> PathBuf {
         self.root.join("objects").join(plugin).join(&id[..2]).join(id)
     }
 

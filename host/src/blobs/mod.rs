@@ -16,6 +16,7 @@
 
 mod chunks;
 mod files;
+mod scan;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -25,6 +26,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use self::chunks::{Checksum, ChecksumAlgorithm, Chunks, Whole};
+pub use self::scan::{Clamd, ScanState};
+use crate::audit::{AuditLog, Envelope, Outcome};
+use crate::config::{ScannerConfig, Unscanned};
 use crate::error::ApiError;
 use crate::storage::{NamespaceId, Op, Storage, StorageError};
 
@@ -40,6 +44,8 @@ const BLOB_ID_LEN: usize = 64;
 const UPLOAD_ID_LEN: usize = 32;
 /// Key under which the hashing secret lives.
 const SECRET_KEY: &str = "secret";
+/// How long the scanner waits before asking an unreachable clamd again.
+const SCAN_RETRY: Duration = Duration::from_secs(5);
 /// How often expired uploads are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Domain of the per-owner hashing keys.
@@ -150,6 +156,9 @@ pub struct BlobInfo {
     pub refs: u64,
     /// Seconds since the epoch it was first stored.
     pub created: u64,
+    /// Where it stands with the scanner; only a clean (or knowingly
+    /// unscanned) blob is served.
+    pub scan: ScanState,
 }
 
 /// A resumable upload.
@@ -175,6 +184,21 @@ struct BlobRecord {
     size: u64,
     refs: u64,
     created: u64,
+    #[serde(default)]
+    scan: ScanState,
+}
+
+impl BlobRecord {
+    fn info(self, id: &str) -> BlobInfo {
+        BlobInfo {
+            id: id.to_owned(),
+            owner: self.owner,
+            size: self.size,
+            refs: self.refs,
+            created: self.created,
+            scan: self.scan,
+        }
+    }
 }
 
 /// Bytes stored and reserved, for a plugin or an owner.
@@ -260,12 +284,21 @@ pub struct Blobs {
     lock: tokio::sync::Mutex<()>,
     /// Uploads a request is writing to or finishing now.
     busy: Mutex<HashSet<String>>,
+    /// The scanner new files go to, if one is configured.
+    clamd: Option<Clamd>,
+    /// What becomes of new files without one.
+    unscanned: Unscanned,
+    /// New files waiting for the scanner: (plugin, blob id).
+    to_scan: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    /// The scanner's end of that queue, taken when it starts.
+    scan_queue: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
 }
 
 impl Blobs {
     /// Opens the store under `root` (created if missing), with its records
-    /// in `storage`; the hashing secret is made at first start.
-    pub async fn open(root: PathBuf, storage: Arc<dyn Storage>) -> Result<Self, BlobError> {
+    /// in `storage` and new files scanned as `scanner` says; the hashing
+    /// secret is made at first start.
+    pub async fn open(root: PathBuf, storage: Arc<dyn Storage>, scanner: &ScannerConfig) -> Result<Self, BlobError> {
         let meta = storage.namespace(NamespaceId::System("blobs"), None)?;
         let secret = match meta.get(SECRET_KEY).await? {
             Some(bytes) => {
@@ -279,7 +312,19 @@ impl Blobs {
             }
         };
         let files = files::Files::open(root).await?;
-        Ok(Self { files, meta, storage, secret, lock: tokio::sync::Mutex::new(()), busy: Mutex::default() })
+        let (to_scan, scan_queue) = tokio::sync::mpsc::unbounded_channel();
+        Ok(Self {
+            files,
+            meta,
+            storage,
+            secret,
+            lock: tokio::sync::Mutex::new(()),
+            busy: Mutex::default(),
+            clamd: scanner.clamd.as_deref().map(Clamd::new),
+            unscanned: scanner.unscanned,
+            to_scan,
+            scan_queue: Mutex::new(Some(scan_queue)),
+        })
     }
 
     /// The hasher that names one owner's blobs.
@@ -323,13 +368,7 @@ impl Blobs {
     pub async fn info(&self, plugin: &str, id: &str) -> Result<BlobInfo, BlobError> {
         check_blob_id(id)?;
         let record: BlobRecord = self.get_json(&keys::blob(plugin, id)).await?.ok_or(BlobError::NotFound("blob"))?;
-        Ok(BlobInfo {
-            id: id.to_owned(),
-            owner: record.owner,
-            size: record.size,
-            refs: record.refs,
-            created: record.created,
-        })
+        Ok(record.info(id))
     }
 
     /// Up to [`MAX_READ_BYTES`] of a blob from `offset` (fewer at its end).
@@ -356,13 +395,7 @@ impl Blobs {
         let mut record: BlobRecord = self.get_json(&key).await?.ok_or(BlobError::NotFound("blob"))?;
         record.refs += 1;
         self.commit(vec![Op::Set(key, serde_json::to_vec(&record).expect("serializable"))]).await?;
-        Ok(BlobInfo {
-            id: id.to_owned(),
-            owner: record.owner,
-            size: record.size,
-            refs: record.refs,
-            created: record.created,
-        })
+        Ok(record.info(id))
     }
 
     /// One reference fewer; at none the blob and its bytes go and its size
@@ -636,7 +669,11 @@ impl Blobs {
             }
             None => {
                 self.files.promote(plugin, partial, blob_id).await?;
-                (BlobRecord { owner: owner.to_owned(), size, refs: 1, created: now() }, size)
+                let scan = match (&self.clamd, self.unscanned) {
+                    (None, Unscanned::Serve) => ScanState::Unscanned,
+                    _ => ScanState::Pending,
+                };
+                (BlobRecord { owner: owner.to_owned(), size, refs: 1, created: now(), scan }, size)
             }
         };
         let mut ops = self.settle(plugin, owner, reserved, stored).await?;
@@ -645,14 +682,10 @@ impl Blobs {
         self.commit(ops).await?;
         if stored == 0 {
             self.files.remove_partial(plugin, partial).await;
+        } else if self.clamd.is_some() {
+            let _ = self.to_scan.send((plugin.to_owned(), blob_id.to_owned()));
         }
-        Ok(BlobInfo {
-            id: blob_id.to_owned(),
-            owner: record.owner,
-            size: record.size,
-            refs: record.refs,
-            created: record.created,
-        })
+        Ok(record.info(blob_id))
     }
 
     /// Ends an upload before it completes and gives back its reservation.
@@ -731,6 +764,84 @@ impl Blobs {
                 },
             }
         }
+    }
+
+    /// Scans new files, and those still pending from before, until `stop`
+    /// resolves; an infected one is audited. Returns at once without a
+    /// scanner.
+    pub async fn scan_until(self: Arc<Self>, audit: Arc<AuditLog>, stop: impl std::future::Future<Output = ()>) {
+        let Some(clamd) = self.clamd.clone() else { return };
+        let Some(mut queue) = self.scan_queue.lock().expect("scan queue").take() else { return };
+        if let Err(e) = self.queue_pending().await {
+            tracing::error!(error = %e, "files pending a scan could not be listed");
+        }
+        tokio::pin!(stop);
+        loop {
+            let (plugin, id) = tokio::select! {
+                () = &mut stop => return,
+                next = queue.recv() => match next {
+                    Some(next) => next,
+                    None => return,
+                },
+            };
+            let verdict = match clamd.scan(&self.files.object(&plugin, &id)).await {
+                Ok(verdict) => verdict,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.info(&plugin, &id).await.is_err() => {
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "clamd cannot be reached; the scan waits");
+                    let _ = self.to_scan.send((plugin, id));
+                    tokio::select! {
+                        () = &mut stop => return,
+                        () = tokio::time::sleep(SCAN_RETRY) => continue,
+                    }
+                }
+            };
+            if let Err(e) = self.record_scan(&audit, &plugin, &id, verdict).await {
+                tracing::error!(plugin, error = %e, "a scan's verdict could not be recorded");
+            }
+        }
+    }
+
+    /// Queues every blob still pending a scan (after a restart, or once a
+    /// scanner is configured for files held without one).
+    async fn queue_pending(&self) -> Result<(), BlobError> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.meta.scan_prefix("blob/", after.as_deref(), 256).await?;
+            for (key, value) in &page.entries {
+                let Ok(record) = serde_json::from_slice::<BlobRecord>(value) else { continue };
+                let Some((plugin, id)) = key["blob/".len()..].split_once('/') else { continue };
+                if record.scan == ScanState::Pending {
+                    let _ = self.to_scan.send((plugin.to_owned(), id.to_owned()));
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn record_scan(&self, audit: &AuditLog, plugin: &str, id: &str, verdict: ScanState) -> Result<(), BlobError> {
+        if let ScanState::Infected(signature) = &verdict {
+            tracing::warn!(plugin, blob = id, signature, "an infected file was stored; it will not be served");
+            let record = Envelope::system().draft(
+                "blob.infected",
+                &format!("{plugin}/{id}"),
+                Outcome::Denied,
+                Some(format!("signature={signature}")),
+            );
+            if let Err(e) = audit.append(record).await {
+                tracing::error!(error = %e, "the infected file could not be audited");
+            }
+        }
+        let _lock = self.lock.lock().await;
+        let key = keys::blob(plugin, id);
+        let Some(mut record) = self.get_json::<BlobRecord>(&key).await? else { return Ok(()) };
+        record.scan = verdict;
+        self.commit(vec![Op::Set(key, serde_json::to_vec(&record).expect("serializable"))]).await
     }
 
     /// Bytes a plugin's blobs hold and its uploads have reserved.

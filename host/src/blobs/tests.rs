@@ -16,7 +16,8 @@ fn scope(plugin_bytes: u64, owner_bytes: u64) -> Scope<'static> {
 
 async fn store(dir: &tempfile::TempDir) -> Blobs {
     let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(&dir.path().join("db")).unwrap());
-    Blobs::open(dir.path().join("blobs"), storage).await.unwrap()
+    let scanner = crate::config::ScannerConfig { clamd: None, unscanned: crate::config::Unscanned::Serve };
+    Blobs::open(dir.path().join("blobs"), storage, &scanner).await.unwrap()
 }
 
 /// A body in pieces, optionally failing after them.

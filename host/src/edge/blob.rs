@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_range_header::{EndPosition, StartPosition};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
-use crate::blobs::{BlobError, BlobInfo, Blobs};
+use crate::blobs::{BlobError, BlobInfo, Blobs, ScanState};
 use crate::edge::stream::ResponseBody;
 use crate::error::ApiError;
 
@@ -149,6 +149,7 @@ pub async fn serve(
     request: &HeaderMap,
     mut head: http::response::Parts,
 ) -> Result<Response<ResponseBody>, ApiError> {
+    unscanned(&info.scan)?;
     let etag = etag(info);
     let modified = last_modified(info);
     let headers = &mut head.headers;
@@ -183,6 +184,28 @@ pub async fn serve(
     head.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     let body = FileBody { file: file.take(length), buffer: BytesMut::new(), remaining: length, held: None };
     Ok(Response::from_parts(head, ResponseBody::File(body)))
+}
+
+/// Only a file the scanner passed (or one the operator serves unscanned)
+/// leaves the server.
+fn unscanned(scan: &ScanState) -> Result<(), ApiError> {
+    match scan {
+        ScanState::Clean | ScanState::Unscanned => Ok(()),
+        ScanState::Pending => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "scan_pending",
+            "the file is waiting for its virus scan; retry shortly",
+        )
+        .with_header(header::RETRY_AFTER, "5".to_owned())),
+        ScanState::Infected(_) => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "file_infected", "the virus scanner found malware in this file"))
+        }
+        ScanState::Failed(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "scan_failed",
+            "the virus scanner could not check this file, so it is not served",
+        )),
+    }
 }
 
 fn unavailable(e: BlobError) -> ApiError {
@@ -220,7 +243,7 @@ mod tests {
     }
 
     fn info(size: u64) -> BlobInfo {
-        BlobInfo { id: "ab".repeat(32), owner: "o".into(), size, refs: 1, created: now() }
+        BlobInfo { id: "ab".repeat(32), owner: "o".into(), size, refs: 1, created: now(), scan: ScanState::Clean }
     }
 
     fn ask(pairs: &[(&str, &str)], size: u64) -> Result<Option<(u64, u64)>, (u16, &'static str)> {

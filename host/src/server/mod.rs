@@ -91,6 +91,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     let sweeper = tokio::spawn(app.blobs.clone().sweep_until(async {
         let _ = sweeper_stopped.await;
     }));
+    let (stop_scanner, scanner_stopped) = tokio::sync::oneshot::channel::<()>();
+    let scanner = tokio::spawn(app.blobs.clone().scan_until(app.audit.clone(), async {
+        let _ = scanner_stopped.await;
+    }));
     let (stopping, stop) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -162,6 +166,8 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     let _ = upkeep.await;
     let _ = stop_sweeper.send(());
     let _ = sweeper.await;
+    let _ = stop_scanner.send(());
+    let _ = scanner.await;
     Ok(())
 }
 

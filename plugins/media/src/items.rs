@@ -186,10 +186,19 @@ pub fn get(req: &Request) -> Result<Response> {
         .header("cache-control", caching))
 }
 
-/// `GET /v1/media/{id}/info`: what the item is.
+/// `GET /v1/media/{id}/info`: what the item is, and how its scan stands.
 pub fn info(req: &Request) -> Result<Response> {
     let (item, _) = readable(req)?;
-    Ok(Response::json(200, &view(&item)))
+    let scan = match blobs::get(&item.blob)?.scan {
+        blobs::ScanState::Pending => "pending",
+        blobs::ScanState::Clean => "clean",
+        blobs::ScanState::Infected(_) => "infected",
+        blobs::ScanState::Failed(_) => "failed",
+        blobs::ScanState::Unscanned => "unscanned",
+    };
+    let mut view = view(&item);
+    view["scan"] = scan.into();
+    Ok(Response::json(200, &view))
 }
 
 /// An item as clients see it.

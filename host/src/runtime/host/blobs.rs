@@ -6,8 +6,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use wasmtime::component::Resource;
 
-use crate::blobs::{self as store, BlobError, BlobInfo, Checksum as StoreChecksum, ChecksumAlgorithm, Chunks};
-use crate::runtime::bindings::blobs::{Blob, Checksum, Error, Host, QuotaExceeded, Upload};
+use crate::blobs::{
+    self as store, BlobError, BlobInfo, Checksum as StoreChecksum, ChecksumAlgorithm, Chunks, ScanState,
+};
+use crate::runtime::bindings::blobs::{Blob, Checksum, Error, Host, QuotaExceeded, ScanState as Scan, Upload};
 use crate::runtime::host::types::{RequestBody, RequestData, ResponseData};
 use crate::runtime::state::HostState;
 
@@ -15,7 +17,14 @@ use crate::runtime::state::HostState;
 const MAX_CREATE_BYTES: usize = 16 << 20;
 
 fn blob(info: BlobInfo) -> Blob {
-    Blob { id: info.id, owner: info.owner, size: info.size, refs: info.refs, created: info.created }
+    let scan = match info.scan {
+        ScanState::Pending => Scan::Pending,
+        ScanState::Clean => Scan::Clean,
+        ScanState::Infected(signature) => Scan::Infected(signature),
+        ScanState::Failed(why) => Scan::Failed(why),
+        ScanState::Unscanned => Scan::Unscanned,
+    };
+    Blob { id: info.id, owner: info.owner, size: info.size, refs: info.refs, created: info.created, scan }
 }
 
 fn upload(info: store::UploadInfo) -> Upload {
