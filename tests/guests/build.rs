@@ -7,7 +7,22 @@ use std::process::Command;
 
 /// (workspace, crates) pairs to build, relative to this crate.
 const WORKSPACES: &[(&str, &[&str])] = &[
-    ("wasm", &["spin", "hog", "trap", "kvprobe", "issuer", "version", "wasiprobe", "ambiguous", "legacy", "signer"]),
+    (
+        "wasm",
+        &[
+            "spin",
+            "hog",
+            "trap",
+            "kvprobe",
+            "issuer",
+            "version",
+            "wasiprobe",
+            "ambiguous",
+            "legacy",
+            "signer",
+            "blobtrap",
+        ],
+    ),
     ("../../plugins", &["hello", "accounts", "state", "media"]),
     ("../../examples/notes", &["notes"]),
 ];

@@ -767,3 +767,35 @@ async fn without_a_scanner_held_files_are_not_served() {
     assert_error(held, 503, "scan_pending").await;
     assert_eq!(scan_state(&me, &item).await, "pending");
 }
+
+#[tokio::test]
+async fn a_blob_stored_by_a_request_that_never_answers_is_taken_back() {
+    let guest = plugin(
+        "blobtrap",
+        plinth_test_guests::BLOBTRAP,
+        &["POST /v1/blobtrap/**", "GET /v1/blobtrap/**"],
+        &["blobs"],
+        "blob_bytes = \"1MiB\", blob_bytes_per_owner = \"1MiB\"",
+    );
+    let deployment = Deployment::with_policy(
+        &format!("{guest}[scanner]\nunscanned = \"serve\"\n"),
+        "[[route]]\nroute = \"/v1/blobtrap/**\"\nallow = \"public\"\n",
+    );
+    let server = TestServer::start(&deployment).await;
+    let client = Client::new();
+    let usage = async || client.get(server.url("/v1/blobtrap/usage")).send().await.unwrap().text().await.unwrap();
+    let kept = client.post(server.url("/v1/blobtrap/keep")).body("kept").send().await.unwrap();
+    assert_eq!(kept.status(), StatusCode::OK);
+    assert_eq!(usage().await, "4 0");
+    let trapped = client.post(server.url("/v1/blobtrap/trap")).body("lost bytes").send().await.unwrap();
+    assert_error(trapped, 500, "plugin_trap").await;
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = usage().await;
+        if seen == "4 0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, "4 0", "the trapped request's blob is unlinked and its bytes leave the quota");
+}

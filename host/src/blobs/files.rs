@@ -165,26 +165,7 @@ impl PartialFile {
         Ok(received)
     }
 
-    /// Receives the whole body (at most `limit` bytes) and its keyed hash.
-    pub(super) async fn receive_hashed(
-        &mut self,
-        body: &mut dyn Chunks,
-        limit: u64,
-        mut hasher: blake3::Hasher,
-    ) -> Result<(u64, String), ReceiveError> {
-        let received = match self
-            .receive_with(body, limit, |bytes| {
-                hasher.update(bytes);
-            })
-            .await
-        {
-            Err(ReceiveError::Body { error, .. }) => return Err(ReceiveError::Body { error, kept: 0 }),
-            other => other?,
-        };
-        Ok((received, hasher.finalize().to_hex().to_string()))
-    }
-
-    /// The loop both share: chunks into the buffer, the buffer to disk when
+    /// Chunks into the buffer, the buffer to disk when
     /// full, `seen` called on each chunk.
     async fn receive_with(
         &mut self,

@@ -44,6 +44,10 @@ const BLOB_ID_LEN: usize = 64;
 const UPLOAD_ID_LEN: usize = 32;
 /// Key under which the hashing secret lives.
 const SECRET_KEY: &str = "secret";
+/// How long an upload made for one request (`ingest`, `create`) lives if
+/// the request is lost without its drop running (a crash); normally it
+/// ends with its request.
+const INGEST_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long the scanner waits before asking an unreachable clamd again.
 const SCAN_RETRY: Duration = Duration::from_secs(5);
 /// How often expired uploads are looked for.
@@ -259,6 +263,27 @@ mod keys {
     pub const EXPIRY_PREFIX: &str = "expiry/";
     pub fn expiry(expires: u64, plugin: &str, id: &str) -> String {
         format!("expiry/{expires:016x}/{plugin}/{id}")
+    }
+}
+
+/// An upload made for one request, removed if the request is dropped
+/// before it ends (hyper drops a request whose stream is reset).
+struct Abandoned {
+    /// Taken when the request ends on its own.
+    blobs: Option<Arc<Blobs>>,
+    plugin: String,
+    id: String,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        let (Some(blobs), Ok(runtime)) = (self.blobs.take(), tokio::runtime::Handle::try_current()) else { return };
+        let (plugin, id) = (std::mem::take(&mut self.plugin), std::mem::take(&mut self.id));
+        runtime.spawn(async move {
+            if let Err(e) = blobs.cancel_upload(&plugin, &id).await {
+                tracing::warn!(plugin, error = %e, "an abandoned upload could not be removed yet; it expires");
+            }
+        });
     }
 }
 
@@ -562,87 +587,68 @@ impl Blobs {
     /// Turns a complete upload into a blob (or one more reference to the
     /// owner's identical blob) and gives back its reservation.
     pub async fn finish_upload(&self, plugin: &str, id: &str) -> Result<BlobInfo, BlobError> {
+        self.finish(plugin, id, None).await
+    }
+
+    /// Finishes an upload that holds all its bytes, or (`ended_at`, for a
+    /// body of unknown length) exactly that many: the blob is that long and
+    /// the rest of the reservation is given back.
+    async fn finish(&self, plugin: &str, id: &str, ended_at: Option<u64>) -> Result<BlobInfo, BlobError> {
         let _busy = self.mark_busy(plugin, id)?;
         let upload = self.upload(plugin, id).await?;
-        if upload.offset != upload.length {
-            return Err(BlobError::Incomplete { offset: upload.offset, length: upload.length });
+        let size = ended_at.unwrap_or(upload.length);
+        if upload.offset != size {
+            return Err(BlobError::Incomplete { offset: upload.offset, length: size });
         }
         let hasher = self.hasher(plugin, &upload.owner);
         let blob_id = self.files.hash_partial(plugin, id, hasher).await?;
         let extra = vec![Op::Delete(keys::upload(plugin, id)), Op::Delete(keys::expiry(upload.expires, plugin, id))];
-        self.store(plugin, &upload.owner, id, &blob_id, upload.length, upload.length, extra).await
+        self.store(plugin, &upload.owner, id, &blob_id, size, upload.length, extra).await
     }
 
     /// Stores the body as a new blob for `owner` in one go: at most `max`
     /// bytes (`declared` reserves less when the client said its length).
+    /// It is an upload of its own while the body arrives, so a request lost
+    /// on the way (a reset stream, a crash) gives its reservation and
+    /// partial file back: at once when the request is dropped, else when
+    /// the upload expires.
     pub async fn ingest(
-        &self,
+        self: &Arc<Self>,
         scope: &Scope<'_>,
         owner: &str,
         body: &mut dyn Chunks,
         declared: Option<u64>,
         max: u64,
     ) -> Result<BlobInfo, BlobError> {
-        check_owner(owner)?;
         if declared.is_some_and(|d| d > max) {
             return Err(BlobError::TooLarge { limit: max });
         }
-        let reserved = declared.unwrap_or(max);
-        let temp = hex::encode(rand::random::<[u8; UPLOAD_ID_LEN / 2]>());
-        let mut swept = false;
-        loop {
-            let _lock = self.lock.lock().await;
-            match self.reserve(scope, owner, reserved).await {
-                Ok(ops) => {
-                    self.commit(ops).await?;
-                    break;
-                }
-                Err(e @ BlobError::QuotaExceeded { .. }) => {
-                    drop(_lock);
-                    if swept || self.sweep_expired().await? == 0 {
-                        return Err(e);
-                    }
-                    swept = true;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let written = async {
-            self.files.create_partial(scope.plugin, &temp).await?;
-            let mut file = self.files.open_partial(scope.plugin, &temp, 0).await?;
-            let received = file.receive_hashed(body, reserved, self.hasher(scope.plugin, owner)).await;
-            file.finish(received.as_ref().map_or(0, |(n, _)| *n)).await?;
-            received.map_err(|e| e.into_blob_error(reserved))
+        let upload = self.create_upload(scope, owner, declared.unwrap_or(max), INGEST_TTL).await?;
+        let mut abandoned = Abandoned { blobs: Some(self.clone()), plugin: scope.plugin.to_owned(), id: upload.id };
+        let stored = async {
+            let received = self.append(scope.plugin, &abandoned.id, 0, body, None).await?;
+            self.finish(scope.plugin, &abandoned.id, Some(received)).await
         }
         .await;
-        match written {
-            Ok((size, blob_id)) => self.store(scope.plugin, owner, &temp, &blob_id, size, reserved, Vec::new()).await,
-            Err(e) => {
-                self.files.remove_partial(scope.plugin, &temp).await;
-                self.release(scope.plugin, owner, reserved).await;
-                Err(e)
-            }
+        let blobs = abandoned.blobs.take().expect("set above");
+        if stored.is_err()
+            && let Err(e) = blobs.cancel_upload(scope.plugin, &abandoned.id).await
+        {
+            tracing::error!(plugin = scope.plugin, error = %e, "a failed upload could not be removed; it expires");
         }
+        stored
     }
 
     /// Stores bytes the plugin made as a new blob for `owner`.
-    pub async fn create(&self, scope: &Scope<'_>, owner: &str, bytes: bytes::Bytes) -> Result<BlobInfo, BlobError> {
+    pub async fn create(
+        self: &Arc<Self>,
+        scope: &Scope<'_>,
+        owner: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<BlobInfo, BlobError> {
         let size = bytes.len() as u64;
         let mut body = chunks::Whole(Some(bytes));
         self.ingest(scope, owner, &mut body, Some(size), size).await
-    }
-
-    /// Gives back a reservation after a failure; logged, not returned, since
-    /// the caller is already reporting the failure.
-    async fn release(&self, plugin: &str, owner: &str, reserved: u64) {
-        let _lock = self.lock.lock().await;
-        let released = async {
-            let ops = self.settle(plugin, owner, reserved, 0).await?;
-            self.commit(ops).await
-        };
-        if let Err(e) = released.await {
-            tracing::error!(plugin, error = %e, "a blob reservation could not be given back");
-        }
     }
 
     /// Moves the hashed partial file `partial` into place as `blob_id` (or

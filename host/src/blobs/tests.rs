@@ -14,10 +14,10 @@ fn scope(plugin_bytes: u64, owner_bytes: u64) -> Scope<'static> {
     Scope { plugin: PLUGIN, plugin_bytes, owner_bytes }
 }
 
-async fn store(dir: &tempfile::TempDir) -> Blobs {
+async fn store(dir: &tempfile::TempDir) -> Arc<Blobs> {
     let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(&dir.path().join("db")).unwrap());
     let scanner = crate::config::ScannerConfig { clamd: None, unscanned: crate::config::Unscanned::Serve };
-    Blobs::open(dir.path().join("blobs"), storage, &scanner).await.unwrap()
+    Arc::new(Blobs::open(dir.path().join("blobs"), storage, &scanner).await.unwrap())
 }
 
 /// A body in pieces, optionally failing after them.
@@ -105,7 +105,7 @@ fn walk(dir: &std::path::Path) -> usize {
 #[tokio::test]
 async fn quotas_count_reservations_so_uploads_cannot_overshoot_together() {
     let dir = tempfile::tempdir().unwrap();
-    let blobs = Arc::new(store(&dir).await);
+    let blobs = store(&dir).await;
     let racers = (0..8).map(|_| {
         let blobs = blobs.clone();
         tokio::spawn(async move { blobs.create_upload(&scope(1000, 300), "alice", 100, Duration::from_secs(60)).await })
@@ -230,4 +230,49 @@ async fn ingest_refuses_a_body_past_its_limit_and_keeps_nothing() {
     let blob = blobs.ingest(&s, "alice", &mut pieces(&[b"abc", b"def"]), None, 8).await.unwrap();
     assert_eq!(blob.size, 6);
     assert_eq!(blobs.plugin_usage(PLUGIN).await.unwrap(), (6, 0), "the unused reservation is given back");
+}
+
+/// A body whose first piece arrives and then nothing more.
+struct Stalls(Option<Bytes>);
+
+#[async_trait::async_trait]
+impl Chunks for Stalls {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+        match self.0.take() {
+            Some(piece) => Ok(Some(piece)),
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_ingest_dropped_mid_body_gives_its_reservation_and_file_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = store(&dir).await;
+    let task = {
+        let blobs = blobs.clone();
+        tokio::spawn(async move {
+            let mut body = Stalls(Some(Bytes::from_static(b"first piece")));
+            blobs.ingest(&scope(1000, 1000), "alice", &mut body, None, 500).await
+        })
+    };
+    for _ in 0..100 {
+        if blobs.plugin_usage(PLUGIN).await.unwrap() == (0, 500) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(blobs.plugin_usage(PLUGIN).await.unwrap(), (0, 500), "reserved while the body arrives");
+    // What hyper does to a request whose HTTP/2 stream is reset.
+    task.abort();
+    let _ = task.await;
+    let partial = dir.path().join("blobs/partial/media");
+    for _ in 0..100 {
+        if blobs.plugin_usage(PLUGIN).await.unwrap() == (0, 0) && walk(&partial) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(blobs.plugin_usage(PLUGIN).await.unwrap(), (0, 0));
+    assert_eq!(walk(&partial), 0, "no partial file is left");
 }

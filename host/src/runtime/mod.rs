@@ -492,6 +492,9 @@ impl Plugin {
             Some(Ok(response)) => response,
             Some(Err(e)) => return Err(self.failed(self.classify(&store, e))),
         };
+        // The plugin answered: the blob links it made are its to keep (its
+        // records may name them, durable or not yet).
+        store.data_mut().unanswered_links.clear();
         if store.data().wrote {
             self.storage.flush().await.map_err(|e| self.failed(PluginFailure::Flush(e.to_string())))?;
         }

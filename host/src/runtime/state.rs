@@ -147,6 +147,27 @@ pub struct HostState {
     pub session_effect: Option<SessionEffect>,
     /// Reading the request body failed; the edge answers with this.
     pub body_failure: Option<crate::error::ApiError>,
+    /// Blob links this request made (stored, finished, linked): undone if
+    /// the plugin never answers (a trap, its deadline, a dropped request),
+    /// so a blob no record of the plugin's names cannot stay behind.
+    pub unanswered_links: Vec<String>,
+}
+
+impl Drop for HostState {
+    fn drop(&mut self) {
+        if self.unanswered_links.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (links, plugin) = (std::mem::take(&mut self.unanswered_links), self.plugin.clone());
+        runtime.spawn(async move {
+            for id in links {
+                if let Err(e) = plugin.blobs.unlink(&plugin.name, &id).await {
+                    tracing::error!(plugin = %plugin.name, blob = id, error = %e, "an unanswered request's blob link stays");
+                }
+            }
+        });
+    }
 }
 
 impl HostState {
@@ -161,6 +182,7 @@ impl HostState {
             wrote: false,
             session_effect: None,
             body_failure: None,
+            unanswered_links: Vec::new(),
         }
     }
 }

@@ -80,6 +80,14 @@ impl HostState {
     fn settled<T, U>(&mut self, result: Result<T, BlobError>, map: impl FnOnce(T) -> U) -> Result<U, Error> {
         result.map(map).map_err(|e| self.blob_error(e))
     }
+
+    /// A call that made a link: kept in mind until the plugin answers.
+    fn linked(&mut self, result: Result<BlobInfo, BlobError>) -> Result<Blob, Error> {
+        if let Ok(info) = &result {
+            self.unanswered_links.push(info.id.clone());
+        }
+        self.settled(result, blob)
+    }
 }
 
 impl Host for HostState {
@@ -133,7 +141,7 @@ impl Host for HostState {
         // Hashing a large file is the host's work, not the plugin's time.
         let wait = self.request.body_wait.clone();
         let result = wait.counting(ctx.blobs.finish_upload(&ctx.name, &id)).await;
-        Ok(self.settled(result, blob))
+        Ok(self.linked(result))
     }
 
     async fn cancel_upload(&mut self, id: String) -> wasmtime::Result<Result<(), Error>> {
@@ -159,7 +167,7 @@ impl Host for HostState {
         };
         let ctx = self.plugin.clone();
         let result = ctx.blobs.ingest(&self.scope(), &owner, body.as_mut(), declared, max).await;
-        Ok(self.settled(result, blob))
+        Ok(self.linked(result))
     }
 
     async fn create(&mut self, owner: String, bytes: Vec<u8>) -> wasmtime::Result<Result<Blob, Error>> {
@@ -168,7 +176,7 @@ impl Host for HostState {
         }
         let ctx = self.plugin.clone();
         let result = ctx.blobs.create(&self.scope(), &owner, Bytes::from(bytes)).await;
-        Ok(self.settled(result, blob))
+        Ok(self.linked(result))
     }
 
     async fn get(&mut self, id: String) -> wasmtime::Result<Result<Blob, Error>> {
@@ -186,7 +194,7 @@ impl Host for HostState {
     async fn link(&mut self, id: String) -> wasmtime::Result<Result<Blob, Error>> {
         let ctx = self.plugin.clone();
         let result = ctx.blobs.link(&ctx.name, &id).await;
-        Ok(self.settled(result, blob))
+        Ok(self.linked(result))
     }
 
     async fn unlink(&mut self, id: String) -> wasmtime::Result<Result<u64, Error>> {
