@@ -128,12 +128,18 @@ impl From<Error> for crate::Error {
             Error::TooLarge(limit) => {
                 crate::Error::new(413, "too_large", format!("more than the {limit} bytes allowed"))
             }
+            // The plugin-wide figures are everyone's business: not shown.
+            Error::QuotaExceeded(q) if q.scope == "plugin" => crate::Error::new(
+                413,
+                "file_quota_exceeded",
+                format!("the service's file storage cannot take {} more bytes now", q.requested),
+            ),
             Error::QuotaExceeded(q) => crate::Error::new(
                 413,
                 "file_quota_exceeded",
                 format!(
-                    "the {} storage quota of {} bytes would be passed ({} used or reserved, {} more needed)",
-                    q.scope, q.limit, q.used, q.requested
+                    "your file storage quota of {} bytes would be passed ({} used or reserved, {} more needed)",
+                    q.limit, q.used, q.requested
                 ),
             ),
             Error::ChecksumMismatch => {

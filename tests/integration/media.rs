@@ -799,3 +799,35 @@ async fn a_blob_stored_by_a_request_that_never_answers_is_taken_back() {
     }
     assert_eq!(seen, "4 0", "the trapped request's blob is unlinked and its bytes leave the quota");
 }
+
+#[tokio::test]
+async fn deletes_racing_each_other_remove_one_item_and_unlink_its_bytes_once() {
+    let deployment = deployment("64MiB", 3600);
+    let server = TestServer::start(&deployment).await;
+    let alice = sign_in(&server.url(""), "alice", &[], None).await;
+    let root = sign_in(&server.url(""), "root", &["admin"], None).await;
+    let me = As::new(&server.url(""), Some(&alice));
+    let bytes = png(3000);
+    let first = me.post("attachment", &bytes).await.headers()["location"].to_str().unwrap().to_owned();
+    let twin = me.post("attachment", &bytes).await.headers()["location"].to_str().unwrap().to_owned();
+    let deletes: Vec<_> = (0..8).map(|_| tokio::spawn(me.req(Method::DELETE, &first).send())).collect();
+    let mut statuses = Vec::new();
+    for delete in deletes {
+        statuses.push(delete.await.unwrap().unwrap().status().as_u16());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [204, 404, 404, 404, 404, 404, 404, 404]);
+    let served = me.req(Method::GET, &twin).send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK, "the twin's bytes, shared with the deleted item, stay");
+    assert!(served.bytes().await.unwrap() == bytes);
+    assert_eq!(me.usage().await, (bytes.len() as u64, 0));
+
+    // An administrator may delete an item, not mint a link that reads it.
+    let admin = As::new(&server.url(""), Some(&root));
+    assert_error(admin.req(Method::POST, &format!("{twin}/links")).send().await.unwrap(), 404, "not_found").await;
+    // A validator date in the future is no date: the file is sent.
+    let future = me.req(Method::GET, &twin).header("if-modified-since", "Fri, 01 Jan 2100 00:00:00 GMT");
+    assert_eq!(future.send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(admin.req(Method::DELETE, &twin).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(me.usage().await, (0, 0));
+}

@@ -96,11 +96,12 @@ fn wanted(request: &HeaderMap, etag: &str, modified: &str, size: u64) -> Result<
         }
     }
     let Ok(range) = range.to_str() else { return Err(range_invalid()) };
-    let unit = range.trim_start().split('=').next().unwrap_or_default();
+    let (unit, specs) = range.split_once('=').unwrap_or((range, ""));
     if !unit.trim().eq_ignore_ascii_case("bytes") {
         return Ok(Wanted::Whole);
     }
-    let parsed = http_range_header::parse_range_header(range).map_err(|_| range_invalid())?;
+    // The unit is case-insensitive (RFC 9110 §14.1); the parser is not.
+    let parsed = http_range_header::parse_range_header(&format!("bytes={specs}")).map_err(|_| range_invalid())?;
     // Satisfiability is judged here, as RFC 9110 §14.1.2 words it: a suffix
     // longer than the file is the whole file, and nothing in an empty file
     // can be asked for.
@@ -159,9 +160,11 @@ pub async fn serve(
     head.extensions.insert(Served);
     let not_modified = match request.get(header::IF_NONE_MATCH) {
         Some(list) => names(list.to_str().unwrap_or_default(), &etag),
+        // A date in the future is no date (RFC 9110 §13.1.3).
         None => request
             .get(header::IF_MODIFIED_SINCE)
             .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok())
+            .filter(|&since| since <= std::time::SystemTime::now())
             .is_some_and(|since| UNIX_EPOCH + Duration::from_secs(info.created) <= since),
     };
     if not_modified {
@@ -264,6 +267,7 @@ mod tests {
         assert_eq!(ask(&[("range", "bytes=-5")], 100), Ok(Some((95, 99))));
         assert_eq!(ask(&[("range", "bytes=50-500")], 100), Ok(Some((50, 99))), "the end is clamped");
         assert_eq!(ask(&[("range", "bytes=-500")], 100), Ok(Some((0, 99))));
+        assert_eq!(ask(&[("range", "Bytes=0-1")], 100), Ok(Some((0, 1))), "the unit is case-insensitive");
     }
 
     #[test]

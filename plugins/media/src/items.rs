@@ -43,11 +43,18 @@ pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Characters that change how text around them is shown (direction
+/// overrides, zero-width marks): in a file name they disguise its
+/// extension (`photo<U+202E>gnp.exe` shows as `photoexe.png`).
+fn disguises(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+}
+
 /// A file name as a client gave it, reduced to its last path segment
-/// without control characters; none when nothing is left.
+/// without control or disguising characters; none when nothing is left.
 pub fn clean_filename(raw: &str) -> Option<String> {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-    let clean: String = base.chars().filter(|c| !c.is_control()).take(MAX_FILENAME_CHARS).collect();
+    let clean: String = base.chars().filter(|&c| !c.is_control() && !disguises(c)).take(MAX_FILENAME_CHARS).collect();
     let clean = clean.trim().to_owned();
     (!clean.is_empty() && clean != "." && clean != "..").then_some(clean)
 }
@@ -181,7 +188,11 @@ pub fn get(req: &Request) -> Result<Response> {
     } else {
         "private, max-age=0, must-revalidate"
     };
-    Ok(Response::blob(&item.blob, &item.media_type)
+    // Text is only ever UTF-8 here (see `sniff`); saying so leaves a
+    // browser nothing to guess.
+    let content_type =
+        if item.media_type == "text/plain" { "text/plain; charset=utf-8" } else { item.media_type.as_str() };
+    Ok(Response::blob(&item.blob, content_type)
         .header("content-disposition", disposition(&item))
         .header("cache-control", caching))
 }
@@ -214,20 +225,32 @@ pub fn view(item: &Item) -> serde_json::Value {
     })
 }
 
-/// The item the caller owns (or administers); 404 otherwise.
-fn owned(req: &Request) -> Result<Item> {
+/// The item the caller owns (or, when `admin` may, administers), with its
+/// stored bytes; 404 otherwise.
+fn owned(req: &Request, admin: bool) -> Result<(Item, Vec<u8>)> {
     let principal = req.signed_in()?;
     let id: String = req.param("id")?;
-    let item: Option<Item> = kv::get_json(&key(&id))?;
-    item.filter(|item| item.owner == principal.account_id || principal.roles.iter().any(|r| r == "admin"))
-        .ok_or_else(|| Error::not_found(format!("no media item `{id}`")))
+    let not_found = || Error::not_found(format!("no media item `{id}`"));
+    let stored = kv::get(&key(&id))?.ok_or_else(not_found)?;
+    let item: Item = serde_json::from_slice(&stored).map_err(|e| Error::new(500, "corrupt_item", e.to_string()))?;
+    let allowed = item.owner == principal.account_id || admin && principal.roles.iter().any(|r| r == "admin");
+    if allowed { Ok((item, stored)) } else { Err(not_found()) }
 }
 
-/// `DELETE /v1/media/{id}`: the item goes; its bytes go with their last link.
+/// `DELETE /v1/media/{id}`: the item goes; its bytes go with their last
+/// link. Deletes racing each other: one removes the item (and unlinks its
+/// bytes once), the others find nothing.
 pub fn delete(req: &Request) -> Result<Response> {
-    let item = owned(req)?;
-    audit::record("media.deleted", &item.id, Outcome::Success, None)?;
-    kv::delete(&key(&item.id))?;
+    let (item, stored) = owned(req, true)?;
+    let key = key(&item.id);
+    if !matches!(kv::compare_and_swap(&key, Some(&stored), None)?, kv::Swap::Swapped) {
+        return Err(Error::not_found(format!("no media item `{}`", item.id)));
+    }
+    // Recorded before it is acknowledged; put back if it cannot be.
+    if let Err(unavailable) = audit::record("media.deleted", &item.id, Outcome::Success, None) {
+        let _ = kv::compare_and_swap(&key, None, Some(&stored));
+        return Err(unavailable);
+    }
     match blobs::unlink(&item.blob) {
         Ok(_) | Err(blobs::Error::NotFound) => {}
         Err(e) => return Err(e.into()),
@@ -243,7 +266,8 @@ pub fn link(req: &Request) -> Result<Response> {
     struct NewLink {
         ttl: Option<u64>,
     }
-    let item = owned(req)?;
+    // The owner's alone: a link reads the item without any other check.
+    let (item, _) = owned(req, false)?;
     let NewLink { ttl } = if req.body().is_empty() { NewLink { ttl: None } } else { req.json()? };
     let ttl = ttl.unwrap_or(DEFAULT_LINK_TTL);
     if ttl == 0 || ttl > MAX_LINK_TTL {
@@ -273,6 +297,8 @@ mod tests {
         assert_eq!(clean_filename("a\u{0}b\r\n.png").as_deref(), Some("ab.png"));
         assert_eq!(clean_filename("..").as_deref(), None);
         assert_eq!(clean_filename("dir/").as_deref(), None);
+        assert_eq!(clean_filename("photo\u{202E}gnp.exe").as_deref(), Some("photognp.exe"));
+        assert_eq!(clean_filename("a\u{200B}b\u{2066}.txt").as_deref(), Some("ab.txt"));
     }
 
     #[test]

@@ -59,11 +59,11 @@ pub fn inline(media_type: &str) -> bool {
     INLINE.contains(&media_type)
 }
 
-/// SVG, HTML or XML, recognised by their markup near the start (after a
-/// byte-order mark, whitespace and comments a browser would skip too).
+/// SVG, HTML or XML, recognised by their markup anywhere in the head
+/// (after a byte-order mark, whitespace and comments a browser would skip
+/// too, or further in).
 fn markup(head: &[u8]) -> Option<&'static str> {
-    let text: String =
-        head.iter().take(1024).map(|&b| if b.is_ascii() { b.to_ascii_lowercase() as char } else { ' ' }).collect();
+    let text: String = head.iter().map(|&b| if b.is_ascii() { b.to_ascii_lowercase() as char } else { ' ' }).collect();
     let start = text.trim_start_matches(['\u{feff}', ' ', '\t', '\r', '\n', '\x0c']);
     if text.contains("<svg") {
         return Some("image/svg+xml");
@@ -123,6 +123,9 @@ mod tests {
         assert_eq!((polyglot.media_type.as_str(), polyglot.polyglot), ("image/gif", true));
         let polyglot = sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR<html><script>alert(1)</script>");
         assert!(polyglot.polyglot);
+        let mut late = vec![b'a'; 4000];
+        late.extend_from_slice(b"<script>alert(1)</script>");
+        assert_eq!(media_type(&late), "text/html", "markup past the first KiB is still found");
         assert!(!inline("image/svg+xml") && !inline("text/html") && !inline("application/pdf"));
         assert!(inline("image/png") && inline("video/mp4"));
     }

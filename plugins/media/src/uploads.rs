@@ -205,14 +205,23 @@ fn own_upload(req: &Request) -> Result<(String, UploadRecord)> {
     }
 }
 
-/// The upload's host state; a gone or expired upload loses its record.
+/// The upload's host state; a gone or expired upload loses its record,
+/// and an expired one its reserved space at once.
 fn host_upload(id: &str) -> Result<blobs::Upload> {
     blobs::get_upload(id).map_err(|e| {
-        if matches!(e, blobs::Error::NotFound | blobs::Error::Expired) {
-            let _ = kv::delete(&key(id));
-        }
+        forget(id, &e);
         e.into()
     })
+}
+
+/// Drops what is left of an upload the host says is gone or expired.
+fn forget(id: &str, e: &blobs::Error) {
+    if matches!(e, blobs::Error::Expired) {
+        let _ = blobs::cancel_upload(id);
+    }
+    if matches!(e, blobs::Error::NotFound | blobs::Error::Expired) {
+        let _ = kv::delete(&key(id));
+    }
 }
 
 /// `HEAD /v1/media/uploads/{id}` (and `GET`): how far the upload is.
@@ -262,7 +271,7 @@ fn append_bytes(req: &Request) -> Result<Response> {
         Ok(offset) => offset,
         Err(blobs::Error::OffsetMismatch(current)) => return Err(offset_mismatch(current)),
         Err(e @ (blobs::Error::NotFound | blobs::Error::Expired)) => {
-            let _ = kv::delete(&key(&id));
+            forget(&id, &e);
             return Err(e.into());
         }
         Err(e) => return Err(e.into()),
