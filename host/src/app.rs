@@ -225,6 +225,8 @@ pub struct App {
     /// Permits for requests being handled; bounds in-flight work (and so
     /// live instances, which the runtime's pool is sized for).
     pub in_flight: Arc<Semaphore>,
+    /// Permits for requests streaming a large body (`server.max_streamed_bodies`).
+    pub streamed_bodies: Arc<Semaphore>,
     /// Which edge refusals get an audit record (one per client and kind a minute).
     pub denials: crate::edge::denials::DenialSampler,
     /// Each client address's share of requests in progress (body upload
@@ -312,6 +314,7 @@ impl App {
         let mut app = Self {
             server: config.server.clone(),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
+            streamed_bodies: Arc::new(Semaphore::new(config.server.streamed_bodies())),
             client_in_flight: PerClientLimit::new(config.server.in_flight_per_client()),
             denials: crate::edge::denials::DenialSampler::default(),
             deployment: ArcSwap::from_pointee(Deployment {

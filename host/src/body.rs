@@ -25,6 +25,12 @@ use crate::error::ApiError;
 /// How long a body may take before the minimum rate applies, so a slow
 /// start (TLS, a mobile link waking up) is not punished.
 pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
+/// The span the minimum rate is judged over: after the grace, each span
+/// must bring `min_rate × span` bytes, counted from when the last span's
+/// bytes were complete. Bytes sent early buy at most one span of silence,
+/// where an average since the start would let a fast start pay for a long
+/// stall.
+pub const BODY_RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// The error code of a body that arrived too slowly.
 pub const TOO_SLOW: &str = "body_too_slow";
@@ -103,7 +109,10 @@ pub struct BodyReader {
     incoming: Incoming,
     rules: BodyRules,
     wait: std::sync::Arc<BodyWait>,
-    started: Option<Instant>,
+    /// When the current span's bytes are due; set at the first read.
+    due: Option<Instant>,
+    /// Bytes of the current span so far.
+    span_bytes: u64,
     received: u64,
 }
 
@@ -117,7 +126,7 @@ impl BodyReader {
     /// A reader of `incoming`; refused at once when its declared length
     /// (`Content-Length`) is past the limit.
     pub fn new(incoming: Incoming, rules: BodyRules, wait: std::sync::Arc<BodyWait>) -> Result<Self, ApiError> {
-        let reader = Self { incoming, rules, wait, started: None, received: 0 };
+        let reader = Self { incoming, rules, wait, due: None, span_bytes: 0, received: 0 };
         if reader.declared().is_some_and(|n| n > rules.limit) {
             return Err(too_large(rules.limit));
         }
@@ -151,23 +160,22 @@ impl BodyReader {
 #[async_trait::async_trait]
 impl Chunks for BodyReader {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
-        let started = *self.started.get_or_insert_with(Instant::now);
+        let span_needs = self.rules.min_rate.max(1) * BODY_RATE_WINDOW.as_secs();
         loop {
-            // By then the bytes so far are what the minimum rate asks for.
-            let deadline = started
-                + BODY_RATE_GRACE
-                + Duration::from_secs_f64(self.received as f64 / self.rules.min_rate.max(1) as f64);
-            let frame = self.wait.counting(tokio::time::timeout_at(deadline, self.incoming.frame())).await;
+            let due = *self.due.get_or_insert_with(|| Instant::now() + BODY_RATE_GRACE + BODY_RATE_WINDOW);
+            let frame = self.wait.counting(tokio::time::timeout_at(due, self.incoming.frame())).await;
             let frame = match frame {
                 Err(_) => {
                     return Err(ApiError::new(
                         StatusCode::REQUEST_TIMEOUT,
                         TOO_SLOW,
                         format!(
-                            "the request body arrived slower than {} bytes per second ({} bytes in {:.1} s)",
+                            "the request body arrived slower than {} bytes per second: {} of the {span_needs} bytes \
+                             due in {} s came ({} bytes in all)",
                             self.rules.min_rate,
-                            self.received,
-                            started.elapsed().as_secs_f64()
+                            self.span_bytes,
+                            BODY_RATE_WINDOW.as_secs(),
+                            self.received
                         ),
                     ));
                 }
@@ -186,6 +194,11 @@ impl Chunks for BodyReader {
                     return Err(too_large(self.rules.limit));
                 }
                 self.received += data.len() as u64;
+                self.span_bytes += data.len() as u64;
+                if self.span_bytes >= span_needs {
+                    self.span_bytes = 0;
+                    self.due = Some(Instant::now() + BODY_RATE_WINDOW);
+                }
                 if !data.is_empty() {
                     return Ok(Some(data));
                 }

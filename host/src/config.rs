@@ -404,6 +404,11 @@ pub struct ServerConfig {
     /// Concurrent HTTP/2 streams one connection may open. Default: 32, or
     /// the per-client in-flight cap when smaller.
     pub max_streams_per_connection: Option<usize>,
+    /// Requests streaming a large body (a `[body_limits]` class) at once;
+    /// more get 503. Each holds a plugin instance while its body arrives,
+    /// so this keeps slow uploads from taking every in-flight permit.
+    /// Default: a quarter of `max_in_flight`.
+    pub max_streamed_bodies: Option<usize>,
     /// A new connection must send its first request's headers within this
     /// many milliseconds (TLS handshake included), and every request's
     /// headers must arrive within it once they start.
@@ -411,8 +416,9 @@ pub struct ServerConfig {
     /// A connection with no request in flight for this many milliseconds is
     /// closed (HTTP/1 keep-alive and HTTP/2 alike).
     pub idle_timeout_ms: u64,
-    /// After a grace of `BODY_RATE_GRACE`, a request body must arrive at
-    /// this many bytes per second on average, or the request gets 408.
+    /// After a grace of `BODY_RATE_GRACE`, a request body must bring this
+    /// many bytes per second, judged over spans of `BODY_RATE_WINDOW`, or
+    /// the request gets 408.
     pub min_body_rate: ByteSize,
     /// Largest request body accepted; larger gets 413.
     pub max_body: ByteSize,
@@ -436,6 +442,7 @@ impl Default for ServerConfig {
             max_in_flight: 256,
             max_in_flight_per_client: None,
             max_streams_per_connection: None,
+            max_streamed_bodies: None,
             header_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             min_body_rate: ByteSize(1024),
@@ -467,6 +474,11 @@ impl ServerConfig {
     /// Requests one client address may have in progress.
     pub fn in_flight_per_client(&self) -> usize {
         self.max_in_flight_per_client.unwrap_or(DEFAULT_CLIENT_SHARE.min(self.max_in_flight))
+    }
+
+    /// Requests that may stream a large body at once.
+    pub fn streamed_bodies(&self) -> usize {
+        self.max_streamed_bodies.unwrap_or((self.max_in_flight / 4).max(1))
     }
 
     /// HTTP/2 streams one connection may have open.
@@ -793,6 +805,7 @@ impl Config {
             ("server.max_connections_per_client", server.connections_per_client() as u64),
             ("server.max_in_flight", server.max_in_flight as u64),
             ("server.max_in_flight_per_client", server.in_flight_per_client() as u64),
+            ("server.max_streamed_bodies", server.streamed_bodies() as u64),
             ("server.max_streams_per_connection", server.streams_per_connection() as u64),
             ("server.header_timeout_ms", server.header_timeout_ms),
             ("server.idle_timeout_ms", server.idle_timeout_ms),
@@ -814,6 +827,7 @@ impl Config {
                 "max_connections",
             ),
             ("server.max_in_flight_per_client", server.in_flight_per_client(), server.max_in_flight, "max_in_flight"),
+            ("server.max_streamed_bodies", server.streamed_bodies(), server.max_in_flight, "max_in_flight"),
             (
                 "server.max_streams_per_connection",
                 server.streams_per_connection(),

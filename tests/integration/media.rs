@@ -61,17 +61,12 @@ allow = "public"
 /// seconds), the issuer, a 1 MiB buffered body limit, 64 MiB uploads, and
 /// files served unscanned.
 fn deployment(owner_bytes: &str, ttl: u64) -> Deployment {
-    deployment_timed(owner_bytes, ttl, 30_000, 5000, "unscanned = \"serve\"")
+    deployment_timed(owner_bytes, ttl, "", 5000, "unscanned = \"serve\"")
 }
 
-/// [`deployment`] with these request and plugin timeouts and `[scanner]`.
-fn deployment_timed(
-    owner_bytes: &str,
-    ttl: u64,
-    request_timeout_ms: u64,
-    plugin_timeout_ms: u64,
-    scanner: &str,
-) -> Deployment {
+/// [`deployment`] with `server` lines added to `[server]`, this plugin
+/// timeout and `[scanner]`.
+fn deployment_timed(owner_bytes: &str, ttl: u64, server: &str, plugin_timeout_ms: u64, scanner: &str) -> Deployment {
     let media = plugin(
         "media",
         plinth_test_guests::MEDIA,
@@ -83,7 +78,7 @@ fn deployment_timed(
         ),
     );
     let config = format!(
-        "[server]\nmax_body = \"1MiB\"\nrequest_timeout_ms = {request_timeout_ms}\n\n{media}[plugins.settings]\nupload_ttl = \"{ttl}\"\npurposes = '''{PURPOSES}'''\n\
+        "[server]\nmax_body = \"1MiB\"\n{server}\n\n{media}[plugins.settings]\nupload_ttl = \"{ttl}\"\npurposes = '''{PURPOSES}'''\n\
          embed_providers = '''{PROVIDERS}'''\n\n\
          {}[body_limits]\nupload = \"64MiB\"\n\n{LOOSE_LIMITS}[rate_limits.classes.default]\nper_address = \"100000/min\"\n\
          per_principal = \"100000/min\"\n\n[rate_limits.classes.upload]\nper_address = \"100000/min\"\n\
@@ -617,7 +612,7 @@ async fn embeds_name_a_listed_provider_or_are_refused() {
 #[tokio::test]
 async fn a_streamed_body_is_bounded_by_the_minimum_rate_not_by_the_deadlines() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let deployment = deployment_timed("64MiB", 3600, 1000, 500, "unscanned = \"serve\"");
+    let deployment = deployment_timed("64MiB", 3600, "request_timeout_ms = 1000", 500, "unscanned = \"serve\"");
     let server = TestServer::start(&deployment).await;
     let alice = sign_in(&server.url(""), "alice", &[], None).await;
     let me = As::new(&server.url(""), Some(&alice));
@@ -726,7 +721,7 @@ async fn scan_state(me: &As, item: &str) -> String {
 #[tokio::test]
 async fn only_files_the_scanner_passed_are_served() {
     let clamd = Clamd::start();
-    let deployment = deployment_timed("64MiB", 3600, 30_000, 5000, &format!("clamd = {:?}", clamd.socket()));
+    let deployment = deployment_timed("64MiB", 3600, "", 5000, &format!("clamd = {:?}", clamd.socket()));
     let server = TestServer::start(&deployment).await;
     let alice = sign_in(&server.url(""), "alice", &[], None).await;
     let me = As::new(&server.url(""), Some(&alice));
@@ -756,7 +751,7 @@ async fn only_files_the_scanner_passed_are_served() {
 
 #[tokio::test]
 async fn without_a_scanner_held_files_are_not_served() {
-    let deployment = deployment_timed("64MiB", 3600, 30_000, 5000, "unscanned = \"hold\"");
+    let deployment = deployment_timed("64MiB", 3600, "", 5000, "unscanned = \"hold\"");
     let server = TestServer::start(&deployment).await;
     let alice = sign_in(&server.url(""), "alice", &[], None).await;
     let me = As::new(&server.url(""), Some(&alice));
@@ -830,4 +825,54 @@ async fn deletes_racing_each_other_remove_one_item_and_unlink_its_bytes_once() {
     assert_eq!(future.send().await.unwrap().status(), StatusCode::OK);
     assert_eq!(admin.req(Method::DELETE, &twin).send().await.unwrap().status(), StatusCode::NO_CONTENT);
     assert_eq!(me.usage().await, (0, 0));
+}
+
+/// Sends a PATCH of `declared` bytes to `upload` with `sent` of them, then
+/// holds the connection; returns the stream.
+async fn start_patch(
+    server: &TestServer,
+    who: &SignedIn,
+    upload: &str,
+    declared: usize,
+    sent: usize,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "PATCH {upload} HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ntus-resumable: 1.0.0\r\nupload-offset: 0\r\n\
+         content-type: application/offset+octet-stream\r\ncontent-length: {declared}\r\n\r\n",
+        who.bearer()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![b'x'; sent]).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn bytes_sent_early_buy_no_long_silence_and_slow_uploads_have_a_cap_of_their_own() {
+    use tokio::io::AsyncReadExt;
+    let deployment = deployment_timed("64MiB", 3600, "max_streamed_bodies = 1", 5000, "unscanned = \"serve\"");
+    let server = TestServer::start(&deployment).await;
+    let alice = sign_in(&server.url(""), "alice", &[], None).await;
+    let me = As::new(&server.url(""), Some(&alice));
+    let upload = me.create(1 << 20, "attachment", "a.txt").await;
+    // 200 KiB at once, then silence: the average since the start would
+    // allow minutes; the span rule cuts it after one span.
+    let mut held = start_patch(&server, &alice, &upload, 1 << 20, 200 << 10).await;
+
+    // Meanwhile another upload finds the one streaming slot taken, while
+    // everything else is served.
+    let second = me.create(10, "attachment", "b.txt").await;
+    let refused = me.patch(&second, 0, b"0123456789").await;
+    assert_eq!(refused.headers()["retry-after"], "5");
+    assert_error(refused, 503, "too_many_uploads").await;
+    assert_eq!(me.req(Method::GET, "/v1/media/usage").send().await.unwrap().status(), StatusCode::OK);
+
+    let mut answer = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), held.read_to_string(&mut answer)).await;
+    assert!(read.is_ok(), "the stalled body was not cut off within 30 s");
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("body_too_slow"), "{answer}");
+    assert_eq!(me.offset(&upload).await, 200 << 10, "the bytes that came are kept");
+    let now_free = me.patch(&second, 0, b"0123456789").await;
+    assert_eq!(now_free.status(), StatusCode::NO_CONTENT, "the slot is free again");
 }

@@ -12,8 +12,9 @@ use super::BlobError;
 use super::chunks::{Checksum, Chunks, Digest, ReceiveError};
 
 /// Bytes gathered before one write to disk: few system calls per upload,
-/// and a bound on what one upload holds in memory.
-const WRITE_BUFFER: usize = 1 << 20;
+/// and a bound on what one upload holds in memory (twice this, with the
+/// copy tokio hands to its blocking thread).
+const WRITE_BUFFER: usize = 256 << 10;
 
 /// The directory tree of the store.
 pub(super) struct Files {
@@ -51,6 +52,7 @@ impl Files {
         })?;
         file.set_len(offset).await?;
         file.seek(std::io::SeekFrom::Start(offset)).await?;
+        file.set_max_buf_size(WRITE_BUFFER);
         Ok(PartialFile { file, start: offset, buffer: BytesMut::with_capacity(WRITE_BUFFER) })
     }
 

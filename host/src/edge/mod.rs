@@ -289,6 +289,7 @@ async fn route(
         .with_header(header::RETRY_AFTER, "1".to_owned())
     })?;
     let (parts, body) = req.into_parts();
+    let mut _streaming = None;
     let body = match target {
         Target::Plugin(..) => {
             let whole_limit = app.server.max_body.0;
@@ -296,8 +297,19 @@ async fn route(
             let rules = BodyRules { limit, min_rate: app.server.min_body_rate.0 };
             if limit > whole_limit {
                 // Left with the client until the plugin reads or streams it;
-                // waiting for it moves the deadlines.
-                RequestBody::Pending { reader: BodyReader::new(body, rules, wait.clone())?, whole_limit }
+                // waiting for it moves the deadlines. Such requests hold an
+                // instance while the body comes, so they have a cap of their own.
+                let reader = BodyReader::new(body, rules, wait.clone())?;
+                _streaming = Some(app.streamed_bodies.clone().try_acquire_owned().map_err(|_| {
+                    Metrics::count(&app.metrics.requests_shed, "streamed_bodies");
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too_many_uploads",
+                        format!("{} uploads are in progress already; retry shortly", app.server.streamed_bodies()),
+                    )
+                    .with_header(header::RETRY_AFTER, "5".to_owned())
+                })?);
+                RequestBody::Pending { reader, whole_limit }
             } else {
                 // A small body is read under the request's deadline, like
                 // the rest of the request.
