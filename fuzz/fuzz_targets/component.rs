@@ -9,7 +9,7 @@ use plinth::audit::Actor;
 use plinth::routes::Lookup;
 use plinth::runtime::Plugin;
 use plinth::runtime::bindings::types::Principal;
-use plinth::runtime::host::types::RequestData;
+use plinth::runtime::host::types::{RequestBody, RequestData};
 
 pub struct Harness {
     runtime: tokio::runtime::Runtime,
@@ -59,7 +59,7 @@ impl Harness {
             path: path.into(),
             query: None,
             headers,
-            body: body.to_vec().into(),
+            body: RequestBody::Read(body.to_vec().into()),
             trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
             client_address: "192.0.2.1".into(),
             route: target.declared.clone(),
@@ -67,7 +67,8 @@ impl Harness {
             principal,
             revalidation: false,
         };
-        let output = self.runtime.block_on(self.plugin.handle(request, "fuzz".into(), Actor::Anonymous));
+        let output =
+            self.runtime.block_on(self.plugin.handle(request, "fuzz".into(), Actor::Anonymous, Default::default()));
         let output = output.unwrap_or_else(|failure| panic!("{method} {path}: {failure}"));
         (output.response.status, output.response.body)
     }
