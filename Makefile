@@ -18,7 +18,7 @@ export CARGO_TARGET_DIR
 PLINTH_TOOLS ?= $(HOME)/.cache/plinth-tools
 CARGO_FUZZ_VERSION := 0.13.2
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := path config traceparent headers accounts_bodies state_bodies
+FUZZ_TARGETS := path config traceparent headers accounts_bodies state_bodies media_bodies
 
 .PHONY: run build test bench fuzz wasm-target test-deps plugins host fmt-check clippy
 
@@ -73,7 +73,7 @@ fuzz: plugins
 	for t in $(FUZZ_TARGETS); do \
 		mkdir -p "$(CARGO_TARGET_DIR)/fuzz-corpus/$$t" && \
 		PATH="$(PLINTH_TOOLS)/bin:$$PATH" PLINTH_ACCOUNTS_WASM="$(CURDIR)/target/plugins/accounts.wasm" \
-		PLINTH_STATE_WASM="$(CURDIR)/target/plugins/state.wasm" \
+		PLINTH_STATE_WASM="$(CURDIR)/target/plugins/state.wasm" PLINTH_MEDIA_WASM="$(CURDIR)/target/plugins/media.wasm" \
 		cargo fuzz run --sanitizer none --fuzz-dir fuzz $$t "$(CARGO_TARGET_DIR)/fuzz-corpus/$$t" fuzz/corpus/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 || exit 1; \
 	done

@@ -51,13 +51,30 @@ impl Harness {
         body: &[u8],
         principal: Option<Principal>,
     ) -> (u16, Vec<u8>) {
+        let (status, _, body) = self.serve_with_headers(method, path, headers, body, principal);
+        (status, body)
+    }
+
+    /// [`Harness::serve`], with the response's headers too.
+    pub fn serve_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: Vec<(String, String)>,
+        body: &[u8],
+        principal: Option<Principal>,
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query.to_owned())),
+            None => (path, None),
+        };
         let Lookup::Found { target, params, .. } = self.deployment.routes.lookup(method, path) else {
             panic!("{method} {path} is a route of the plugin")
         };
         let request = RequestData {
             method: method.into(),
             path: path.into(),
-            query: None,
+            query,
             headers,
             body: RequestBody::Read(body.to_vec().into()),
             trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
@@ -70,6 +87,12 @@ impl Harness {
         let output =
             self.runtime.block_on(self.plugin.handle(request, "fuzz".into(), Actor::Anonymous, Default::default()));
         let output = output.unwrap_or_else(|failure| panic!("{method} {path}: {failure}"));
-        (output.response.status, output.response.body)
+        let headers = output
+            .response
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        (output.response.status, headers, output.response.body)
     }
 }
