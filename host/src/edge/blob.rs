@@ -186,7 +186,7 @@ pub async fn serve(
     let length = end - start;
     head.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     let body = FileBody { file: file.take(length), buffer: BytesMut::new(), remaining: length, held: None };
-    Ok(Response::from_parts(head, ResponseBody::File(body)))
+    Ok(Response::from_parts(head, ResponseBody::File(Box::new(body))))
 }
 
 /// Only a file the scanner passed (or one the operator serves unscanned)

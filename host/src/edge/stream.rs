@@ -39,8 +39,9 @@ pub enum ResponseBody {
     Whole(Full<Bytes>),
     /// Frames as they come; ends when the stream's task does.
     Stream(EventStream),
-    /// A blob's bytes from disk.
-    File(crate::edge::blob::FileBody),
+    /// A blob's bytes from disk (boxed: every response body is as large as
+    /// its largest kind, and most are small).
+    File(Box<crate::edge::blob::FileBody>),
 }
 
 /// The receiving end of a stream, with whatever must live as long as it.

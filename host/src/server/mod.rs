@@ -188,7 +188,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         let app = app.clone();
         let busy = tracker.busy();
         async move {
-            let mut response = edge::handle(&app, req, peer).await;
+            // Boxed: hyper keeps a request's future in place for as long as
+            // its response streams (a task per HTTP/2 stream, a slot per
+            // HTTP/1 connection), so its size is paid per open stream. The
+            // box is freed once the response is ready.
+            let mut response = Box::pin(edge::handle(&app, req, peer)).await;
             // A stream keeps its connection busy (never idle, never shed)
             // until it ends.
             response.body_mut().hold(busy);
