@@ -4,17 +4,18 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use super::BlobError;
 use super::chunks::{Checksum, Chunks, Digest, ReceiveError};
 
 /// Bytes gathered before one write to disk: few system calls per upload,
-/// and a bound on what one upload holds in memory (twice this, with the
-/// copy tokio hands to its blocking thread).
-const WRITE_BUFFER: usize = 256 << 10;
+/// and a bound on what one upload holds in memory (twice this: one buffer
+/// fills while the other is written).
+const WRITE_BUFFER: usize = 512 << 10;
 
 /// The directory tree of the store.
 pub(super) struct Files {
@@ -45,15 +46,25 @@ impl Files {
     }
 
     /// The partial file, cut back to `offset` (bytes past the last recorded
-    /// offset never counted: a crash can leave them) and positioned there.
+    /// offset never counted: a crash can leave them), to be written from there.
     pub(super) async fn open_partial(&self, plugin: &str, id: &str, offset: u64) -> Result<PartialFile, BlobError> {
-        let mut file = tokio::fs::OpenOptions::new().write(true).open(self.partial(plugin, id)).await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound { BlobError::NotFound("upload") } else { e.into() }
-        })?;
-        file.set_len(offset).await?;
-        file.seek(std::io::SeekFrom::Start(offset)).await?;
-        file.set_max_buf_size(WRITE_BUFFER);
-        Ok(PartialFile { file, start: offset, buffer: BytesMut::with_capacity(WRITE_BUFFER) })
+        let path = self.partial(plugin, id);
+        let file = tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new().write(true).open(path)?;
+            file.set_len(offset)?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .expect("opening does not panic")
+        .map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { BlobError::NotFound("upload") } else { e.into() })?;
+        Ok(PartialFile {
+            file: Arc::new(file),
+            start: offset,
+            written: offset,
+            buffer: BytesMut::with_capacity(WRITE_BUFFER),
+            writing: None,
+            hasher: None,
+        })
     }
 
     /// The keyed BLAKE3 hash (hex) of a partial file, on a blocking thread.
@@ -129,14 +140,36 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// A partial file being written from `start`.
+/// A partial file being written from `start`: one buffer fills from the
+/// body while the other is written on a blocking thread.
 pub(super) struct PartialFile {
-    file: tokio::fs::File,
+    file: Arc<std::fs::File>,
     start: u64,
+    /// Where the next buffer goes.
+    written: u64,
     buffer: BytesMut,
+    /// The buffer being written, handed back (emptied) when it is on disk,
+    /// with the hasher that has seen it.
+    writing: Option<tokio::task::JoinHandle<Written>>,
+    /// Sees every byte written, when set.
+    hasher: Option<blake3::Hasher>,
 }
 
+/// What a write on the blocking thread hands back.
+type Written = (std::io::Result<BytesMut>, Option<blake3::Hasher>);
+
 impl PartialFile {
+    /// Feeds every byte written from now on to `hasher` (on the writing
+    /// thread, beside the write).
+    pub(super) fn hash_with(&mut self, hasher: blake3::Hasher) {
+        self.hasher = Some(hasher);
+    }
+
+    /// The hasher, once everything received is written.
+    pub(super) fn hasher(&mut self) -> Option<blake3::Hasher> {
+        self.hasher.take()
+    }
+
     /// Receives at most `limit` bytes of `body`, checked against `checksum`
     /// when given. Returns how many arrived.
     pub(super) async fn receive(
@@ -181,7 +214,7 @@ impl PartialFile {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => break,
                 Err(error) => {
-                    self.write_buffer().await.map_err(ReceiveError::Io)?;
+                    self.write_all_buffered().await.map_err(ReceiveError::Io)?;
                     return Err(ReceiveError::Body { error, kept: received });
                 }
             };
@@ -192,30 +225,68 @@ impl PartialFile {
             seen(&chunk);
             self.buffer.extend_from_slice(&chunk);
             if self.buffer.len() >= WRITE_BUFFER {
-                self.write_buffer().await.map_err(ReceiveError::Io)?;
+                self.start_writing().await.map_err(ReceiveError::Io)?;
             }
         }
-        self.write_buffer().await.map_err(ReceiveError::Io)?;
+        self.write_all_buffered().await.map_err(ReceiveError::Io)?;
         Ok(received)
     }
 
-    async fn write_buffer(&mut self) -> std::io::Result<()> {
-        if !self.buffer.is_empty() {
-            self.file.write_all(&self.buffer).await?;
-            self.buffer.clear();
-        }
+    /// Sends the full buffer to disk (and through the hasher), once the one
+    /// before it is there, and takes that one back to fill.
+    async fn start_writing(&mut self) -> std::io::Result<()> {
+        let spare = self.written_back().await?;
+        let full = std::mem::replace(&mut self.buffer, spare);
+        let (file, at, mut hasher) = (self.file.clone(), self.written, self.hasher.take());
+        self.written += full.len() as u64;
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            if let Some(hasher) = &mut hasher {
+                hasher.update(&full);
+            }
+            let written = std::os::unix::fs::FileExt::write_all_at(&*file, &full, at).map(|()| {
+                let mut emptied = full;
+                emptied.clear();
+                emptied
+            });
+            (written, hasher)
+        }));
         Ok(())
+    }
+
+    /// Waits for the buffer being written; it comes back empty.
+    async fn written_back(&mut self) -> std::io::Result<BytesMut> {
+        match self.writing.take() {
+            Some(writing) => {
+                let (written, hasher) = writing.await.expect("writing does not panic");
+                self.hasher = hasher;
+                written
+            }
+            None => Ok(BytesMut::with_capacity(WRITE_BUFFER)),
+        }
+    }
+
+    /// Everything received so far, on disk.
+    async fn write_all_buffered(&mut self) -> std::io::Result<()> {
+        if !self.buffer.is_empty() {
+            self.start_writing().await?;
+        }
+        self.written_back().await.map(drop)
     }
 
     /// Keeps exactly the first `length` bytes of the file and makes them
     /// durable.
-    pub(super) async fn finish(mut self, length: u64) -> Result<(), BlobError> {
-        self.file.flush().await?;
+    pub(super) async fn finish(&mut self, length: u64) -> Result<(), BlobError> {
+        self.written_back().await?;
         if length < self.start {
             return Err(BlobError::Storage("a partial file cannot shrink below its start".into()));
         }
-        self.file.set_len(length).await?;
-        self.file.sync_data().await?;
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            file.set_len(length)?;
+            file.sync_data()
+        })
+        .await
+        .expect("syncing does not panic")?;
         Ok(())
     }
 }

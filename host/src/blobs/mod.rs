@@ -309,6 +309,8 @@ pub struct Blobs {
     lock: tokio::sync::Mutex<()>,
     /// Uploads a request is writing to or finishing now.
     busy: Mutex<HashSet<String>>,
+    /// Uploads' keyed hashes so far, with the offset each has reached.
+    hashing: Mutex<std::collections::HashMap<String, (u64, blake3::Hasher)>>,
     /// The scanner new files go to, if one is configured.
     clamd: Option<Clamd>,
     /// What becomes of new files without one.
@@ -345,6 +347,7 @@ impl Blobs {
             secret,
             lock: tokio::sync::Mutex::new(()),
             busy: Mutex::default(),
+            hashing: Mutex::default(),
             clamd: scanner.clamd.as_deref().map(Clamd::new),
             unscanned: scanner.unscanned,
             to_scan,
@@ -562,6 +565,19 @@ impl Blobs {
         }
         let mut file = self.files.open_partial(plugin, id, upload.offset).await?;
         let limit = upload.length - upload.offset;
+        // The owner's hash of the bytes so far, carried from write to write
+        // so that finishing need not read the file again (after a restart,
+        // or a write that kept other bytes than it saw, it does).
+        let key = keys::upload(plugin, id);
+        let carried = self.hashing.lock().expect("hashing").remove(&key).filter(|(at, _)| *at == upload.offset);
+        let hasher = carried.map(|(_, hasher)| hasher).or_else(|| {
+            let first = upload.offset == 0;
+            first.then(|| self.hasher(plugin, &upload.owner))
+        });
+        if let Some(hasher) = hasher {
+            file.hash_with(hasher);
+        }
+        let checked = checksum.is_some();
         let received = file.receive(body, limit, checksum).await;
         let kept = match &received {
             Ok(n) => *n,
@@ -570,6 +586,12 @@ impl Blobs {
         };
         let new_offset = upload.offset + kept;
         file.finish(new_offset).await?;
+        // Without a checksum a cut body keeps every byte it wrote.
+        let kept_what_it_wrote =
+            received.is_ok() || !checked && matches!(received, Err(chunks::ReceiveError::Body { .. }));
+        if let Some(hasher) = file.hasher().filter(|_| kept_what_it_wrote) {
+            self.hashing.lock().expect("hashing").insert(key, (new_offset, hasher));
+        }
         if kept > 0 {
             let _lock = self.lock.lock().await;
             let key = keys::upload(plugin, id);
@@ -600,8 +622,11 @@ impl Blobs {
         if upload.offset != size {
             return Err(BlobError::Incomplete { offset: upload.offset, length: size });
         }
-        let hasher = self.hasher(plugin, &upload.owner);
-        let blob_id = self.files.hash_partial(plugin, id, hasher).await?;
+        let carried = self.hashing.lock().expect("hashing").remove(&keys::upload(plugin, id));
+        let blob_id = match carried.filter(|(at, _)| *at == size) {
+            Some((_, hasher)) => hasher.finalize().to_hex().to_string(),
+            None => self.files.hash_partial(plugin, id, self.hasher(plugin, &upload.owner)).await?,
+        };
         let extra = vec![Op::Delete(keys::upload(plugin, id)), Op::Delete(keys::expiry(upload.expires, plugin, id))];
         self.store(plugin, &upload.owner, id, &blob_id, size, upload.length, extra).await
     }
@@ -718,6 +743,7 @@ impl Blobs {
             ops.push(Op::Delete(keys::expiry(upload.expires, plugin, &upload.id)));
             self.commit(ops).await?;
         }
+        self.hashing.lock().expect("hashing").remove(&keys::upload(plugin, &upload.id));
         self.files.remove_partial(plugin, &upload.id).await;
         Ok(())
     }

@@ -276,3 +276,35 @@ async fn an_ingest_dropped_mid_body_gives_its_reservation_and_file_back() {
     assert_eq!(blobs.plugin_usage(PLUGIN).await.unwrap(), (0, 0));
     assert_eq!(walk(&partial), 0, "no partial file is left");
 }
+
+#[tokio::test]
+async fn a_hash_carried_between_writes_names_the_bytes_as_a_fresh_hash_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(&dir.path().join("db")).unwrap());
+    let scanner = crate::config::ScannerConfig { clamd: None, unscanned: crate::config::Unscanned::Serve };
+    let open = || Blobs::open(dir.path().join("blobs"), storage.clone(), &scanner);
+    let blobs = Arc::new(open().await.unwrap());
+    let s = scope(1000, 1000);
+    // Carried across two writes.
+    let carried = blobs.create_upload(&s, "alice", 6, Duration::from_secs(60)).await.unwrap();
+    blobs.append(PLUGIN, &carried.id, 0, &mut pieces(&[b"abc"]), None).await.unwrap();
+    blobs.append(PLUGIN, &carried.id, 3, &mut pieces(&[b"def"]), None).await.unwrap();
+    let carried = blobs.finish_upload(PLUGIN, &carried.id).await.unwrap();
+    // Lost halfway (a restart), so the file is hashed again at the end.
+    let resumed = blobs.create_upload(&s, "alice", 6, Duration::from_secs(60)).await.unwrap();
+    blobs.append(PLUGIN, &resumed.id, 0, &mut pieces(&[b"abc"]), None).await.unwrap();
+    let reopened = Arc::new(open().await.unwrap());
+    reopened.append(PLUGIN, &resumed.id, 3, &mut pieces(&[b"def"]), None).await.unwrap();
+    let resumed = reopened.finish_upload(PLUGIN, &resumed.id).await.unwrap();
+    // A write refused by its checksum saw bytes it did not keep.
+    let refused = reopened.create_upload(&s, "alice", 6, Duration::from_secs(60)).await.unwrap();
+    let wrong = Checksum { algorithm: ChecksumAlgorithm::Sha256, expected: vec![0; 32] };
+    reopened.append(PLUGIN, &refused.id, 0, &mut pieces(&[b"xyz"]), Some(wrong)).await.unwrap_err();
+    reopened.append(PLUGIN, &refused.id, 0, &mut pieces(&[b"abcdef"]), None).await.unwrap();
+    let refused = reopened.finish_upload(PLUGIN, &refused.id).await.unwrap();
+    let whole = reopened.create(&s, "alice", Bytes::from_static(b"abcdef")).await.unwrap();
+    assert_eq!(carried.id, resumed.id);
+    assert_eq!(carried.id, refused.id);
+    assert_eq!(carried.id, whole.id);
+    assert_eq!(whole.refs, 4);
+}
