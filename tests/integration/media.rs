@@ -168,6 +168,14 @@ fn png(len: usize) -> Vec<u8> {
     bytes
 }
 
+/// The server on `deployment`, with alice signed in.
+async fn alice_on(deployment: &Deployment) -> (TestServer, SignedIn, As) {
+    let server = TestServer::start(deployment).await;
+    let alice = sign_in(&server.url(""), "alice", &[], None).await;
+    let me = As::new(&server.url(""), Some(&alice));
+    (server, alice, me)
+}
+
 fn item_path(response: &reqwest::Response) -> String {
     response.headers()["content-location"].to_str().unwrap().to_owned()
 }
@@ -175,9 +183,7 @@ fn item_path(response: &reqwest::Response) -> String {
 #[tokio::test]
 async fn a_resumable_upload_larger_than_the_body_limit_resumes_and_is_served_whole() {
     let deployment = deployment("64MiB", 3600);
-    let server = TestServer::start(&deployment).await;
-    let alice = sign_in(&server.url(""), "alice", &[], None).await;
-    let me = As::new(&server.url(""), Some(&alice));
+    let (_server, _alice, me) = alice_on(&deployment).await;
     let file = png(3 << 20);
     let upload = me.create(file.len(), "attachment", "scan.png").await;
 
@@ -235,9 +241,7 @@ async fn a_resumable_upload_larger_than_the_body_limit_resumes_and_is_served_who
 #[tokio::test]
 async fn ranges_validators_and_head_follow_rfc_9110() {
     let deployment = deployment("64MiB", 3600);
-    let server = TestServer::start(&deployment).await;
-    let alice = sign_in(&server.url(""), "alice", &[], None).await;
-    let me = As::new(&server.url(""), Some(&alice));
+    let (_server, _alice, me) = alice_on(&deployment).await;
     let file = png(100_000);
     let size = file.len();
     let created = me.post("attachment", &file).await;
@@ -292,9 +296,7 @@ async fn ranges_validators_and_head_follow_rfc_9110() {
 #[tokio::test]
 async fn types_come_from_the_bytes_and_active_ones_are_attachments() {
     let deployment = deployment("64MiB", 3600);
-    let server = TestServer::start(&deployment).await;
-    let alice = sign_in(&server.url(""), "alice", &[], None).await;
-    let me = As::new(&server.url(""), Some(&alice));
+    let (_server, _alice, me) = alice_on(&deployment).await;
     let svg = b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(document.cookie)'/>";
 
     let lying = me
@@ -420,9 +422,7 @@ async fn the_same_bytes_dedupe_within_an_owner_and_never_show_across_owners() {
 #[tokio::test]
 async fn uploads_racing_past_the_quota_are_refused_and_the_quota_stays_exact() {
     let deployment = deployment("1000", 1);
-    let server = TestServer::start(&deployment).await;
-    let alice = sign_in(&server.url(""), "alice", &[], None).await;
-    let me = As::new(&server.url(""), Some(&alice));
+    let (_server, _alice, me) = alice_on(&deployment).await;
     let racers = (0..6).map(|_| {
         let request =
             me.tus(Method::POST, "/v1/media/uploads?purpose=attachment").header("upload-length", "400").send();
@@ -502,20 +502,10 @@ async fn tus_requests_that_break_the_protocol_get_its_answers() {
 async fn a_client_that_vanishes_mid_patch_keeps_what_arrived() {
     use tokio::io::AsyncWriteExt;
     let deployment = deployment("64MiB", 3600);
-    let server = TestServer::start(&deployment).await;
-    let alice = sign_in(&server.url(""), "alice", &[], None).await;
-    let me = As::new(&server.url(""), Some(&alice));
+    let (server, alice, me) = alice_on(&deployment).await;
     let file = png(2 << 20);
     let upload = me.create(file.len(), "attachment", "big.png").await;
-    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let head = format!(
-        "PATCH {upload} HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\ntus-resumable: 1.0.0\r\nupload-offset: 0\r\n\
-         content-type: application/offset+octet-stream\r\ncontent-length: {}\r\n\r\n",
-        alice.bearer(),
-        file.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&file[..1 << 20]).await.unwrap();
+    let mut stream = start_patch(&server, &alice, &upload, file.len(), &file[..1 << 20]).await;
     stream.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(stream);
@@ -563,9 +553,7 @@ fn an_upload_resumes_after_kill_9() {
 #[tokio::test]
 async fn a_real_tus_client_uploads_in_chunks() {
     let deployment = deployment("64MiB", 3600);
-    let server = TestServer::start(&deployment).await;
-    let alice = sign_in(&server.url(""), "alice", &[], None).await;
-    let me = As::new(&server.url(""), Some(&alice));
+    let (server, alice, me) = alice_on(&deployment).await;
     let file = png(5 << 20);
     let path = deployment.data_path().with_extension("upload.png");
     std::fs::write(&path, &file).unwrap();
@@ -596,9 +584,7 @@ print(uploader.url)
 #[tokio::test]
 async fn embeds_name_a_listed_provider_or_are_refused() {
     let deployment = deployment("64MiB", 3600);
-    let server = TestServer::start(&deployment).await;
-    let alice = sign_in(&server.url(""), "alice", &[], None).await;
-    let me = As::new(&server.url(""), Some(&alice));
+    let (_server, _alice, me) = alice_on(&deployment).await;
     let embed = |url: &str| me.req(Method::POST, "/v1/media/embeds").json(&serde_json::json!({ "url": url })).send();
     let ok: Value = embed("https://www.youtube.com/watch?v=dQw4w9WgXcQ").await.unwrap().json().await.unwrap();
     assert_eq!(ok["embed_url"], "https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ");
@@ -613,9 +599,7 @@ async fn embeds_name_a_listed_provider_or_are_refused() {
 async fn a_streamed_body_is_bounded_by_the_minimum_rate_not_by_the_deadlines() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let deployment = deployment_timed("64MiB", 3600, "request_timeout_ms = 1000", 500, "unscanned = \"serve\"");
-    let server = TestServer::start(&deployment).await;
-    let alice = sign_in(&server.url(""), "alice", &[], None).await;
-    let me = As::new(&server.url(""), Some(&alice));
+    let (server, alice, me) = alice_on(&deployment).await;
     let file = png(40_000);
     let upload = me.create(file.len(), "attachment", "slow.png").await;
     let send = |offset: usize, bytes: Vec<u8>, pause: Duration, pieces: usize| {
@@ -722,9 +706,7 @@ async fn scan_state(me: &As, item: &str) -> String {
 async fn only_files_the_scanner_passed_are_served() {
     let clamd = Clamd::start();
     let deployment = deployment_timed("64MiB", 3600, "", 5000, &format!("clamd = {:?}", clamd.socket()));
-    let server = TestServer::start(&deployment).await;
-    let alice = sign_in(&server.url(""), "alice", &[], None).await;
-    let me = As::new(&server.url(""), Some(&alice));
+    let (server, _alice, me) = alice_on(&deployment).await;
     let infected = me.post("attachment", EICAR).await;
     assert_eq!(infected.status(), StatusCode::CREATED);
     let infected = infected.headers()["location"].to_str().unwrap().to_owned();
@@ -752,9 +734,7 @@ async fn only_files_the_scanner_passed_are_served() {
 #[tokio::test]
 async fn without_a_scanner_held_files_are_not_served() {
     let deployment = deployment_timed("64MiB", 3600, "", 5000, "unscanned = \"hold\"");
-    let server = TestServer::start(&deployment).await;
-    let alice = sign_in(&server.url(""), "alice", &[], None).await;
-    let me = As::new(&server.url(""), Some(&alice));
+    let (_server, _alice, me) = alice_on(&deployment).await;
     let item = me.post("attachment", b"held").await;
     let item = item.headers()["location"].to_str().unwrap().to_owned();
     let held = me.req(Method::GET, &item).send().await.unwrap();
@@ -827,14 +807,14 @@ async fn deletes_racing_each_other_remove_one_item_and_unlink_its_bytes_once() {
     assert_eq!(me.usage().await, (0, 0));
 }
 
-/// Sends a PATCH of `declared` bytes to `upload` with `sent` of them, then
-/// holds the connection; returns the stream.
+/// Sends a PATCH of `declared` bytes at offset 0 to `upload` with `sent`
+/// first, then holds the connection; returns the stream.
 async fn start_patch(
     server: &TestServer,
     who: &SignedIn,
     upload: &str,
     declared: usize,
-    sent: usize,
+    sent: &[u8],
 ) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
@@ -844,7 +824,7 @@ async fn start_patch(
         who.bearer()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&vec![b'x'; sent]).await.unwrap();
+    stream.write_all(sent).await.unwrap();
     stream
 }
 
@@ -852,13 +832,11 @@ async fn start_patch(
 async fn bytes_sent_early_buy_no_long_silence_and_slow_uploads_have_a_cap_of_their_own() {
     use tokio::io::AsyncReadExt;
     let deployment = deployment_timed("64MiB", 3600, "max_streamed_bodies = 1", 5000, "unscanned = \"serve\"");
-    let server = TestServer::start(&deployment).await;
-    let alice = sign_in(&server.url(""), "alice", &[], None).await;
-    let me = As::new(&server.url(""), Some(&alice));
+    let (server, alice, me) = alice_on(&deployment).await;
     let upload = me.create(1 << 20, "attachment", "a.txt").await;
     // 200 KiB at once, then silence: the average since the start would
     // allow minutes; the span rule cuts it after one span.
-    let mut held = start_patch(&server, &alice, &upload, 1 << 20, 200 << 10).await;
+    let mut held = start_patch(&server, &alice, &upload, 1 << 20, &[b'x'; 200 << 10]).await;
 
     // Meanwhile another upload finds the one streaming slot taken, while
     // everything else is served.
