@@ -320,7 +320,8 @@ async fn route(
         _ => RequestBody::Read(Bytes::new()),
     };
     // The scarce permit is taken last, once the request is whole: a client
-    // that sends slowly holds only its own share.
+    // that sends slowly holds only its own share. (A streamed body comes
+    // after it; such requests have their own cap, above.)
     let _permit = app.in_flight.try_acquire().map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
