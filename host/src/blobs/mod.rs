@@ -44,6 +44,9 @@ const BLOB_ID_LEN: usize = 64;
 const UPLOAD_ID_LEN: usize = 32;
 /// Key under which the hashing secret lives.
 const SECRET_KEY: &str = "secret";
+/// How long an upload lives before its first bytes: a reservation that
+/// brings no data holds the quotas for at most this long.
+const EMPTY_UPLOAD_TTL: Duration = Duration::from_secs(3600);
 /// How long an upload made for one request (`ingest`, `create`) lives if
 /// the request is lost without its drop running (a crash); normally it
 /// ends with its request.
@@ -179,6 +182,10 @@ pub struct UploadInfo {
     pub offset: u64,
     /// Seconds since the epoch after which it is removed.
     pub expires: u64,
+    /// Seconds it lives from its first bytes; until they come it lives at
+    /// most [`EMPTY_UPLOAD_TTL`].
+    #[serde(default)]
+    pub lifetime: u64,
 }
 
 /// A blob's stored record.
@@ -470,7 +477,9 @@ impl Blobs {
             return Err(BlobError::Invalid(format!("an upload lives 1 s to {} s", MAX_UPLOAD_TTL.as_secs())));
         }
         let id = hex::encode(rand::random::<[u8; UPLOAD_ID_LEN / 2]>());
-        let upload = UploadInfo { id, owner: owner.to_owned(), length, offset: 0, expires: now() + ttl.as_secs() };
+        let lifetime = ttl.as_secs();
+        let expires = now() + lifetime.min(EMPTY_UPLOAD_TTL.as_secs());
+        let upload = UploadInfo { id, owner: owner.to_owned(), length, offset: 0, expires, lifetime };
         let mut swept = false;
         loop {
             let _lock = self.lock.lock().await;
@@ -597,8 +606,16 @@ impl Blobs {
             let key = keys::upload(plugin, id);
             // Gone or replaced while the body came: nothing to record.
             let mut current: UploadInfo = self.get_json(&key).await?.ok_or(BlobError::NotFound("upload"))?;
+            let mut ops = Vec::new();
+            // Its first bytes: from now on it lives its whole lifetime.
+            if current.offset == 0 && current.lifetime > 0 {
+                ops.push(Op::Delete(keys::expiry(current.expires, plugin, id)));
+                current.expires = current.expires.max(now() + current.lifetime);
+                ops.push(Op::Set(keys::expiry(current.expires, plugin, id), Vec::new()));
+            }
             current.offset = new_offset;
-            self.commit(vec![Op::Set(key, serde_json::to_vec(&current).expect("serializable"))]).await?;
+            ops.push(Op::Set(key, serde_json::to_vec(&current).expect("serializable")));
+            self.commit(ops).await?;
         }
         match received {
             Ok(_) => Ok(new_offset),

@@ -308,3 +308,18 @@ async fn a_hash_carried_between_writes_names_the_bytes_as_a_fresh_hash_does() {
     assert_eq!(carried.id, whole.id);
     assert_eq!(whole.refs, 4);
 }
+
+#[tokio::test]
+async fn an_upload_that_brings_no_bytes_holds_its_reservation_for_an_hour_at_most() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = store(&dir).await;
+    let day = Duration::from_secs(24 * 3600);
+    let upload = blobs.create_upload(&scope(100, 100), "alice", 10, day).await.unwrap();
+    assert!(upload.expires <= now() + 3600, "no bytes yet: an hour at most");
+    blobs.append(PLUGIN, &upload.id, 0, &mut pieces(&[b"abc"]), None).await.unwrap();
+    let started = blobs.upload(PLUGIN, &upload.id).await.unwrap();
+    assert!(started.expires >= now() + day.as_secs() - 5, "its first bytes give it its whole lifetime");
+    // The sweep finds it under its new expiry, not the old one.
+    assert_eq!(blobs.sweep_expired().await.unwrap(), 0);
+    assert_eq!(blobs.upload(PLUGIN, &upload.id).await.unwrap().offset, 3);
+}

@@ -277,9 +277,11 @@ fn append_bytes(req: &Request) -> Result<Response> {
         Err(e) => return Err(e.into()),
     };
     if offset < record.length {
+        // Its first bytes move its expiry (see `blobs.create-upload`).
+        let expires = blobs::get_upload(&id).map_or(record.expires, |upload| upload.expires);
         return Ok(Response::empty(204)
             .header("upload-offset", offset.to_string())
-            .header("upload-expires", http_date(record.expires)));
+            .header("upload-expires", http_date(expires)));
     }
     // A purpose since removed from the settings stores nothing more.
     let purpose = purposes::all()?.remove(&record.purpose).unwrap_or_else(|| Purpose::owner_only(&record.purpose));
