@@ -98,7 +98,11 @@ struct As {
 
 impl As {
     fn new(base: &str, who: Option<&SignedIn>) -> Self {
-        Self { client: Client::new(), base: base.to_owned(), bearer: who.map(SignedIn::bearer) }
+        // A connection per request: an upload route answered before its
+        // body was read (a refused PATCH) ends its connection, and a pooled
+        // client could hand that connection to the next request.
+        let client = Client::builder().pool_max_idle_per_host(0).build().unwrap();
+        Self { client, base: base.to_owned(), bearer: who.map(SignedIn::bearer) }
     }
 
     fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
