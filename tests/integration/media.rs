@@ -172,6 +172,20 @@ fn png(len: usize) -> Vec<u8> {
     bytes
 }
 
+/// The last 100 audit records, read by an administrator.
+async fn audit_records(server: &TestServer) -> Vec<Value> {
+    let root = sign_in(&server.url(""), "root", &["admin"], None).await;
+    let audit: Value = As::new(&server.url(""), Some(&root))
+        .req(Method::GET, "/admin/audit?limit=100")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    audit["records"].as_array().unwrap().clone()
+}
+
 /// The server on `deployment`, with alice signed in.
 async fn alice_on(deployment: &Deployment) -> (TestServer, SignedIn, As) {
     let server = TestServer::start(deployment).await;
@@ -387,16 +401,8 @@ async fn items_are_read_by_their_owner_their_purposes_readers_and_signed_links_o
 
     assert_eq!(alice_as.req(Method::DELETE, &private).send().await.unwrap().status(), StatusCode::NO_CONTENT);
     assert_error(nobody.req(Method::GET, url).send().await.unwrap(), 404, "not_found").await;
-    let audit: Value = reqwest::Client::new()
-        .get(server.url("/admin/audit?limit=100"))
-        .header("authorization", sign_in(&base, "root", &["admin"], None).await.bearer())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let actions: Vec<&str> = audit["records"].as_array().unwrap().iter().filter_map(|r| r["action"].as_str()).collect();
+    let audit = audit_records(&server).await;
+    let actions: Vec<&str> = audit.iter().filter_map(|r| r["action"].as_str()).collect();
     assert!(actions.contains(&"media.uploaded") && actions.contains(&"media.deleted"), "{actions:?}");
 }
 
@@ -720,19 +726,11 @@ async fn only_files_the_scanner_passed_are_served() {
     assert_eq!(scan_state(&me, &clean).await, "clean");
     assert_error(me.req(Method::GET, &infected).send().await.unwrap(), 403, "file_infected").await;
     assert_eq!(me.req(Method::GET, &clean).send().await.unwrap().text().await.unwrap(), "an ordinary note");
-    let root = sign_in(&server.url(""), "root", &["admin"], None).await;
-    let audit: Value = As::new(&server.url(""), Some(&root))
-        .req(Method::GET, "/admin/audit?limit=100")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let found = audit["records"].as_array().unwrap().iter().any(|r| {
+    let audit = audit_records(&server).await;
+    let found = audit.iter().any(|r| {
         r["action"] == "blob.infected" && r["reason"].as_str().is_some_and(|reason| reason.contains("Plinth-EICAR"))
     });
-    assert!(found, "{audit}");
+    assert!(found, "{audit:?}");
 }
 
 #[tokio::test]
