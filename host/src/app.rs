@@ -28,6 +28,7 @@ use crate::per_client::PerClientLimit;
 use crate::routes::{Route, RouteTable};
 use crate::runtime::cache::Origin;
 use crate::runtime::state::PluginContext;
+use crate::runtime::worker::Worker;
 use crate::runtime::{Plugin, Runtime};
 use crate::signing::SigningKeys;
 use crate::storage::{NamespaceId, SledStorage, Storage};
@@ -86,6 +87,9 @@ pub struct Deployment {
     pub config: Config,
     /// Loaded plugins, indexed by the route table.
     pub plugins: Vec<Arc<LoadedPlugin>>,
+    /// Loaded workers; the job dispatcher takes each job's worker from the
+    /// deployment current when the job starts.
+    pub workers: Vec<Arc<Worker>>,
     /// Every route a plugin serves.
     pub routes: RouteTable<ServedRoute>,
     /// Rate limiters per class (kept across reloads that leave them alone).
@@ -222,6 +226,8 @@ pub struct App {
     pub schemas: Arc<crate::schemas::Schemas>,
     /// Files under `data/blobs`; its sweeper removes expired uploads.
     pub blobs: Arc<crate::blobs::Blobs>,
+    /// The job queue; its dispatcher runs jobs on the workers.
+    pub jobs: Arc<crate::jobs::Jobs>,
     /// Permits for requests being handled; bounds in-flight work (and so
     /// live instances, which the runtime's pool is sized for).
     pub in_flight: Arc<Semaphore>,
@@ -299,6 +305,8 @@ impl App {
                 .await
                 .context("opening the blob store")?,
         );
+        let jobs =
+            Arc::new(crate::jobs::Jobs::open(storage.clone(), blobs.clone()).await.context("opening the job queue")?);
         if config.sessions.dev_insecure_cookies {
             if config.server.tls.is_some() {
                 tracing::warn!("sessions.dev_insecure_cookies is ignored: TLS is on, so cookies stay `Secure`");
@@ -310,7 +318,8 @@ impl App {
             }
         }
         let max_in_flight = u32::try_from(config.server.max_in_flight).context("server.max_in_flight is too large")?;
-        let runtime = Runtime::new(max_in_flight, Some(config.storage.path.join("compiled")))?;
+        let runtime =
+            Runtime::new(max_in_flight + crate::config::MAX_WORKER_SLOTS, Some(config.storage.path.join("compiled")))?;
         let mut app = Self {
             server: config.server.clone(),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
@@ -320,6 +329,7 @@ impl App {
             deployment: ArcSwap::from_pointee(Deployment {
                 config: config.clone(),
                 plugins: Vec::new(),
+                workers: Vec::new(),
                 routes: RouteTable::default(),
                 rate_limits: Arc::new(RateLimits::new(&config.rate_limits)),
                 headers: SecurityHeaders::from_config(&config.headers, &config.rate_limits)
@@ -335,14 +345,17 @@ impl App {
             events,
             schemas: Arc::default(),
             blobs,
+            jobs,
             runtime,
             metrics,
             source,
             reloading: tokio::sync::Mutex::new(()),
             last_errors: std::sync::Mutex::new(HashMap::new()),
         };
-        let (deployment, _) = app.assemble(config, &[]).await;
-        app.deployment = ArcSwap::from_pointee(deployment?);
+        let (deployment, _) = app.assemble(config, &[], &[]).await;
+        let deployment = deployment?;
+        app.jobs.set_workers(&deployment.config.workers);
+        app.deployment = ArcSwap::from_pointee(deployment);
         let loaded = app.deployment.load();
         let reason = Some(format!("plugins={}", loaded.plugins.len()));
         let source = loaded.config.source.display().to_string();
@@ -357,6 +370,7 @@ impl App {
         &self,
         config: Config,
         current: &[Arc<LoadedPlugin>],
+        current_workers: &[Arc<Worker>],
     ) -> (anyhow::Result<Deployment>, Vec<PluginChange>) {
         let mut changes = Vec::new();
         let mut plugins = Vec::with_capacity(config.plugins.len());
@@ -383,6 +397,21 @@ impl App {
                 changes.push(PluginChange { name: old.config.name.clone(), outcome: "removed", error: None });
             }
         }
+        let mut workers = Vec::with_capacity(config.workers.len());
+        for entry in &config.workers {
+            let name = format!("workers.{}", entry.name);
+            match self.load_worker(entry, current_workers).await {
+                Ok((worker, outcome)) => {
+                    changes.push(PluginChange { name, outcome, error: None });
+                    workers.push(worker);
+                }
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    changes.push(PluginChange { name, outcome: "failed", error: Some(error.clone()) });
+                    failed.get_or_insert(error);
+                }
+            }
+        }
         if let Some(error) = failed {
             return (Err(anyhow::anyhow!(error)), changes);
         }
@@ -401,7 +430,7 @@ impl App {
                 Arc::new(RateLimits::new(&config.rate_limits))
             };
             let cookies = CookiePolicy::for_config(&config);
-            Ok(Deployment { config, plugins, routes, rate_limits, headers, cookies })
+            Ok(Deployment { config, plugins, workers, routes, rate_limits, headers, cookies })
         })();
         (deployment, changes)
     }
@@ -459,6 +488,29 @@ impl App {
         Ok((Arc::new(loaded), "loaded"))
     }
 
+    /// Loads one worker, or keeps the current one when nothing changed. A
+    /// changed worker takes the jobs that start from now on; running ones
+    /// finish on the version they started with.
+    async fn load_worker(
+        &self,
+        entry: &crate::config::WorkerConfig,
+        current: &[Arc<Worker>],
+    ) -> anyhow::Result<(Arc<Worker>, &'static str)> {
+        let bytes = tokio::fs::read(&entry.component)
+            .await
+            .with_context(|| format!("worker `{}`: reading {}", entry.name, entry.component.display()))?;
+        let digest = crate::runtime::digest(&bytes);
+        if let Some(same) = current.iter().find(|w| w.config == *entry && w.digest == digest) {
+            return Ok((same.clone(), "unchanged"));
+        }
+        let worker = self.runtime.prepare_worker(entry, bytes, digest).await?;
+        tracing::info!(worker = %entry.name, digest = %worker.digest, "worker loaded");
+        let envelope = Envelope::system();
+        let reason = Some(format!("sha256:{}", worker.digest));
+        self.audit.append(envelope.draft("worker.loaded", &entry.name, Outcome::Success, reason)).await?;
+        Ok((Arc::new(worker), "loaded"))
+    }
+
     /// Compiles (or takes from the cache), links and binds one version.
     async fn bind_plugin(
         &self,
@@ -484,6 +536,8 @@ impl App {
                 plugin_bytes: entry.limits.blob_bytes.0,
                 owner_bytes: entry.limits.blob_bytes_per_owner.0,
             },
+            jobs: self.jobs.clone(),
+            job_limit: entry.limits.jobs,
             metrics: self.metrics.clone(),
             settings: settings.clone(),
         });
@@ -519,6 +573,7 @@ impl App {
         let next = Deployment {
             config: current.config.clone(),
             plugins,
+            workers: current.workers.clone(),
             routes,
             rate_limits: current.rate_limits.clone(),
             headers: current.headers.clone(),
@@ -549,7 +604,7 @@ impl App {
             Ok(config) => config,
             Err(error) => return self.refused(envelope, error, Vec::new()).await,
         };
-        let (deployment, changes) = self.assemble(config, &current.plugins).await;
+        let (deployment, changes) = self.assemble(config, &current.plugins, &current.workers).await;
         {
             let mut last_errors = self.last_errors.lock().expect("plugin error map poisoned");
             for change in &changes {
@@ -563,7 +618,9 @@ impl App {
             Ok(deployment) => deployment,
             Err(e) => return self.refused(envelope, format!("{e:#}"), changes).await,
         };
+        self.jobs.set_workers(&deployment.config.workers);
         self.deployment.store(Arc::new(deployment));
+        self.jobs.wake.notify_one();
         Metrics::count(&self.metrics.reloads, "ok");
         let summary: Vec<String> = changes.iter().map(|c| format!("{}={}", c.name, c.outcome)).collect();
         tracing::info!(changes = %summary.join(" "), "config reloaded");

@@ -343,6 +343,13 @@ async fn served(file: &Path) -> anyhow::Result<(Config, RouteTable<crate::app::S
         println!("ok: plugin `{}` sha256:{}", plugin.name, prepared.digest);
         declared.push(prepared.routes);
     }
+    for worker in &config.workers {
+        let bytes = tokio::fs::read(&worker.component)
+            .await
+            .with_context(|| format!("worker `{}`: reading {}", worker.name, worker.component.display()))?;
+        let prepared = runtime.prepare_worker(worker, bytes.clone(), crate::runtime::digest(&bytes)).await?;
+        println!("ok: worker `{}` sha256:{}", worker.name, prepared.digest);
+    }
     let declared: Vec<&[crate::routes::Route]> = declared.iter().map(Vec::as_slice).collect();
     let routes = crate::app::served_routes(&config, &declared)?;
     Ok((config, routes))

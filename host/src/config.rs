@@ -59,6 +59,9 @@ pub struct Config {
     /// The plugins to load, each with its routes and grants.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    /// Worker components that run plugins' jobs off the request path.
+    #[serde(default)]
+    pub workers: Vec<WorkerConfig>,
     /// The route policy file.
     #[serde(default = "default_policies")]
     pub policies: PathBuf,
@@ -547,6 +550,44 @@ pub struct PluginConfig {
     pub source: Option<PathBuf>,
 }
 
+/// A worker: a component (world `plinth:platform/worker`) that runs the
+/// jobs plugins submit, a fresh instance per job, in its own limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Unique name; plugins submit jobs to it by this name.
+    pub name: String,
+    /// Path of the wasm component.
+    pub component: PathBuf,
+    /// Plugins whose jobs it takes (each needs grants `jobs` and `blobs`).
+    pub plugins: Vec<String>,
+    /// Resource limits of one job.
+    #[serde(default)]
+    pub limits: WorkerLimits,
+}
+
+/// Bounds of a worker's jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerLimits {
+    /// Linear memory one job's instance may grow to.
+    pub memory: ByteSize,
+    /// Wall-clock time one job may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// Jobs it runs at once.
+    pub concurrency: u32,
+}
+
+impl Default for WorkerLimits {
+    fn default() -> Self {
+        Self { memory: ByteSize(64 << 20), timeout_ms: 30_000, concurrency: 1 }
+    }
+}
+
+/// Most jobs all workers together run at once; the runtime's instance pool
+/// holds this many slots beside those of requests.
+pub const MAX_WORKER_SLOTS: u32 = 16;
+
 /// A canary version of a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -587,6 +628,9 @@ pub enum Grant {
     /// `plinth:platform/blobs`: files in the blob store, request bodies
     /// streamed into them, responses served from them.
     Blobs,
+    /// `plinth:platform/jobs`: work handed to the `[[workers]]` that take
+    /// the plugin's jobs (needs `blobs`: jobs read and make blobs).
+    Jobs,
 }
 
 impl Grant {
@@ -603,6 +647,7 @@ impl Grant {
             Grant::Signing => "signing",
             Grant::Events => "events",
             Grant::Blobs => "blobs",
+            Grant::Jobs => "jobs",
         }
     }
 }
@@ -627,6 +672,8 @@ pub struct PluginLimits {
     pub blob_bytes: ByteSize,
     /// Bytes one owner's blobs and reservations may take (with `blobs`).
     pub blob_bytes_per_owner: ByteSize,
+    /// Jobs it may have queued or running at once (with `jobs`).
+    pub jobs: u32,
 }
 
 impl Default for PluginLimits {
@@ -637,6 +684,7 @@ impl Default for PluginLimits {
             kv_bytes: ByteSize(64 * 1024 * 1024),
             blob_bytes: ByteSize(1 << 30),
             blob_bytes_per_owner: ByteSize(256 << 20),
+            jobs: 1000,
         }
     }
 }
@@ -651,6 +699,14 @@ pub const HOST_ROUTES: [&str; 5] = ["/healthz", "/readyz", "/metrics", "/openapi
 /// Largest memory cap a plugin may ask for; the pooling allocator reserves
 /// address space for this much per instance slot.
 pub const MAX_PLUGIN_MEMORY: u64 = 1024 * 1024 * 1024;
+
+/// A plugin or worker name: 1 to 64 of a-z, 0-9, `-`, `_` (a storage
+/// namespace and a path segment).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
 
 /// A byte count written as an integer or as `"64MiB"`, `"512 KiB"`, `"1GB"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -887,10 +943,7 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for (i, plugin) in self.plugins.iter().enumerate() {
             let key = |field: &str| format!("plugins[{i}].{field}");
-            let valid_name = !plugin.name.is_empty()
-                && plugin.name.len() <= 64
-                && plugin.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-            if !valid_name {
+            if !valid_name(&plugin.name) {
                 return Err(self.invalid(
                     key("name"),
                     format!("`{}` is not a plugin name: use 1 to 64 of a-z, 0-9, `-`, `_`", plugin.name),
@@ -934,6 +987,67 @@ impl Config {
             }
             if limits.timeout_ms == 0 {
                 return Err(self.invalid(key("limits.timeout_ms"), "must be greater than zero"));
+            }
+            if plugin.grants.contains(&Grant::Jobs) && !plugin.grants.contains(&Grant::Blobs) {
+                return Err(
+                    self.invalid(key("grants"), "grant `jobs` reads and makes blobs, so it needs grant `blobs` too")
+                );
+            }
+        }
+        self.validate_workers()
+    }
+
+    fn validate_workers(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        let mut slots = 0u32;
+        for (i, worker) in self.workers.iter().enumerate() {
+            let key = |field: &str| format!("workers[{i}].{field}");
+            if !valid_name(&worker.name) {
+                return Err(self.invalid(
+                    key("name"),
+                    format!("`{}` is not a worker name: use 1 to 64 of a-z, 0-9, `-`, `_`", worker.name),
+                ));
+            }
+            if !names.insert(&worker.name) {
+                return Err(self.invalid(key("name"), format!("worker `{}` is defined twice", worker.name)));
+            }
+            if !worker.component.is_file() {
+                return Err(self.invalid(
+                    key("component"),
+                    format!("component file `{}` does not exist", worker.component.display()),
+                ));
+            }
+            for (j, name) in worker.plugins.iter().enumerate() {
+                let Some(plugin) = self.plugins.iter().find(|p| &p.name == name) else {
+                    return Err(
+                        self.invalid(format!("workers[{i}].plugins[{j}]"), format!("there is no plugin `{name}`"))
+                    );
+                };
+                if !plugin.grants.contains(&Grant::Jobs) {
+                    return Err(self.invalid(
+                        format!("workers[{i}].plugins[{j}]"),
+                        format!("plugin `{name}` cannot submit jobs: add \"jobs\" (and \"blobs\") to its grants"),
+                    ));
+                }
+            }
+            let limits = &worker.limits;
+            if limits.memory.0 == 0 || limits.memory.0 > MAX_PLUGIN_MEMORY {
+                return Err(self.invalid(
+                    key("limits.memory"),
+                    format!("must be between 1 byte and {} MiB", MAX_PLUGIN_MEMORY >> 20),
+                ));
+            }
+            if limits.timeout_ms == 0 {
+                return Err(self.invalid(key("limits.timeout_ms"), "must be greater than zero"));
+            }
+            slots += limits.concurrency;
+            if limits.concurrency == 0 || slots > MAX_WORKER_SLOTS {
+                return Err(self.invalid(
+                    key("limits.concurrency"),
+                    format!(
+                        "each worker runs at least 1 job at once, and all workers together at most {MAX_WORKER_SLOTS}"
+                    ),
+                ));
             }
         }
         Ok(())

@@ -34,6 +34,7 @@ pub mod edge;
 pub mod error;
 pub mod events;
 pub mod identity;
+pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;

@@ -93,6 +93,10 @@ pub struct Metrics {
     /// Change streams closed, by reason (`client_gone`, `slow`, `gap`,
     /// `ended`, `shutdown`).
     pub streams_closed: Family<Named, Counter>,
+    /// Worker jobs ended, by outcome (`done`, `failed`).
+    pub jobs: Family<Named, Counter>,
+    /// Time one job ran in its worker, seconds.
+    pub job_seconds: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -120,6 +124,9 @@ impl Default for Metrics {
             streams_opened: Counter::default(),
             streams_open: Gauge::default(),
             streams_closed: Family::default(),
+            jobs: Family::default(),
+            // 1 ms .. ~33 s
+            job_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             registry: Registry::default(),
         };
         registry.register("requests", "HTTP requests by route, method and status", metrics.requests.clone());
@@ -154,6 +161,8 @@ impl Default for Metrics {
             "Change streams closed, by reason (slow: a subscriber fell behind)",
             metrics.streams_closed.clone(),
         );
+        registry.register("jobs", "Worker jobs ended, by outcome", metrics.jobs.clone());
+        registry.register("job_seconds", "Time one job ran in its worker", metrics.job_seconds.clone());
         Self { registry, ..metrics }
     }
 }

@@ -21,8 +21,27 @@ wasmtime::component::bindgen!({
     },
 });
 
+/// The worker world: `log` is the plugin world's own module, so one
+/// implementation serves both.
+pub mod worker {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plinth:platform/worker",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "plinth:platform/log": super::plinth::platform::log,
+        },
+    });
+
+    pub use self::Worker as WorkerBindings;
+    pub use self::WorkerPre as WorkerBindingsPre;
+    pub use self::exports::plinth::platform::work;
+    pub use self::plinth::platform::job_blobs;
+}
+
 pub use self::Plugin as PluginBindings;
 pub use self::PluginPre as PluginBindingsPre;
 pub use self::plinth::platform::{
-    audit, blobs, events, kv, log, outbox, passwords, principals, schemas, sessions, settings, signing, types,
+    audit, blobs, events, jobs, kv, log, outbox, passwords, principals, schemas, sessions, settings, signing, types,
 };

@@ -16,6 +16,10 @@ use crate::config::Grant;
 pub const PLATFORM_VERSION: &str = "0.1.0";
 /// The export every plugin must have.
 pub const HANDLER_EXPORT: &str = "plinth:platform/handler@0.1.0";
+/// The export every worker must have.
+pub const WORK_EXPORT: &str = "plinth:platform/work@0.1.0";
+/// The one interface a worker reaches beyond the base: its job's blobs.
+const JOB_BLOBS_IMPORT: &str = "plinth:platform/job-blobs";
 
 /// What a component import requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +67,8 @@ pub fn need_of(import: &str) -> Need {
                 "signing" => Need::Grant(Grant::Signing),
                 "events" => Need::Grant(Grant::Events),
                 "blobs" => Need::Grant(Grant::Blobs),
+                "jobs" => Need::Grant(Grant::Jobs),
+                "job-blobs" => Need::Refused("the blobs of a worker's job; a plugin uses `blobs`".into()),
                 "settings" => Need::Base,
                 "schemas" => Need::Base,
                 other => Need::Refused(format!("plinth:platform has no interface `{other}`")),
@@ -121,6 +127,9 @@ pub enum GrantError {
     /// It lacks the handler export.
     #[error("does not export `{HANDLER_EXPORT}`; build it against the `plinth:platform/plugin` world")]
     NoHandler,
+    /// A worker lacks the work export.
+    #[error("does not export `{WORK_EXPORT}`; build it against the `plinth:platform/worker` world")]
+    NoWork,
 }
 
 /// Checks a component's surface against its grants.
@@ -146,6 +155,39 @@ pub fn check(surface: &Surface, grants: &[Grant]) -> Result<(), GrantError> {
     }
     if !surface.exports.iter().any(|e| e == HANDLER_EXPORT) {
         return Err(GrantError::NoHandler);
+    }
+    Ok(())
+}
+
+/// Checks a worker's surface: the base interfaces and its job's blobs,
+/// nothing a grant gives (a worker has none), and the work export.
+pub fn check_worker(surface: &Surface) -> Result<(), GrantError> {
+    for import in &surface.imports {
+        let job_blobs = import
+            .split_once('@')
+            .is_some_and(|(path, version)| path == JOB_BLOBS_IMPORT && version.starts_with("0.1."));
+        match need_of(import) {
+            _ if job_blobs => {}
+            Need::Base => {}
+            Need::Grant(grant) => {
+                return Err(GrantError::Refused {
+                    import: import.clone(),
+                    reason: format!(
+                        "not available to workers: it needs grant `{grant}`, and a worker reaches only its job's \
+                         blobs (`{JOB_BLOBS_IMPORT}`)"
+                    ),
+                });
+            }
+            Need::Refused(reason) => {
+                return Err(GrantError::Refused {
+                    import: import.clone(),
+                    reason: format!("not available to workers: {reason}"),
+                });
+            }
+        }
+    }
+    if !surface.exports.iter().any(|e| e == WORK_EXPORT) {
+        return Err(GrantError::NoWork);
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod grants;
 pub mod host;
 mod output;
 pub mod state;
+pub mod worker;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
 use crate::metrics::{FailureLabels, Metrics, PluginLabels};
 use crate::routes::Route;
 use crate::runtime::bindings::{
-    PluginBindingsPre, audit, blobs, events, kv, log, outbox, passwords, principals, schemas, sessions, settings,
+    PluginBindingsPre, audit, blobs, events, jobs, kv, log, outbox, passwords, principals, schemas, sessions, settings,
     signing, types,
 };
 use crate::runtime::host::types::{RequestData, ResponseData};
@@ -346,6 +347,7 @@ impl Runtime {
                 Grant::Signing => signing::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Events => events::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Blobs => blobs::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+                Grant::Jobs => jobs::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
             }
         }
         Ok(linker)

@@ -41,6 +41,10 @@ pub struct PluginContext {
     pub blobs: Arc<crate::blobs::Blobs>,
     /// The plugin's blob quotas.
     pub blob_quota: BlobQuota,
+    /// The job queue (reachable only with that grant).
+    pub jobs: Arc<crate::jobs::Jobs>,
+    /// The plugin's most unfinished jobs (`limits.jobs`).
+    pub job_limit: u32,
     /// Where the host counts what the plugin's calls did.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The plugin's `[plugins.settings]`.
@@ -100,6 +104,8 @@ pub struct MemoryCap {
     limit: usize,
     /// Set when a growth was refused.
     pub hit: bool,
+    /// The largest size a memory grew to.
+    pub peak: usize,
 }
 
 /// The error a refused memory growth traps with.
@@ -110,7 +116,7 @@ pub struct MemoryCapHit(pub usize);
 impl MemoryCap {
     /// A cap of `limit` bytes per linear memory.
     pub fn new(limit: usize) -> Self {
-        Self { limit, hit: false }
+        Self { limit, hit: false, peak: 0 }
     }
 }
 
@@ -120,6 +126,7 @@ impl wasmtime::ResourceLimiter for MemoryCap {
             self.hit = true;
             return Err(MemoryCapHit(self.limit).into());
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 

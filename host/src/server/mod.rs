@@ -95,6 +95,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     let scanner = tokio::spawn(app.blobs.clone().scan_until(app.audit.clone(), async {
         let _ = scanner_stopped.await;
     }));
+    let (stop_jobs, jobs_stopped) = tokio::sync::oneshot::channel::<()>();
+    let jobs = tokio::spawn(crate::jobs::dispatch::run_until(app.clone(), async {
+        let _ = jobs_stopped.await;
+    }));
     let (stopping, stop) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -168,6 +172,8 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     let _ = sweeper.await;
     let _ = stop_scanner.send(());
     let _ = scanner.await;
+    let _ = stop_jobs.send(());
+    let _ = jobs.await;
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! `plinth:platform/log`: plugin log lines into the host's tracing, tagged
-//! with the plugin and the request's trace id.
+//! `plinth:platform/log`: plugin and worker log lines into the host's
+//! tracing, tagged with the plugin (or worker) name.
 
 use crate::runtime::bindings::log::{Host, Level};
 use crate::runtime::state::HostState;
@@ -21,17 +21,20 @@ fn bounded(text: &str) -> &str {
 
 impl Host for HostState {
     fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
-        let plugin = &*self.plugin.name;
-        let message = bounded(&message);
-        let fields =
-            fields.iter().map(|(k, v)| format!("{}={:?}", bounded(k), bounded(v))).collect::<Vec<_>>().join(" ");
-        match level {
-            Level::Trace => tracing::trace!(target: "plugin", plugin, fields, "{message}"),
-            Level::Debug => tracing::debug!(target: "plugin", plugin, fields, "{message}"),
-            Level::Info => tracing::info!(target: "plugin", plugin, fields, "{message}"),
-            Level::Warn => tracing::warn!(target: "plugin", plugin, fields, "{message}"),
-            Level::Error => tracing::error!(target: "plugin", plugin, fields, "{message}"),
-        }
+        emit(&self.plugin.name, level, &message, &fields);
         Ok(())
+    }
+}
+
+/// Writes one guest log line, tagged with the plugin (or worker) name.
+pub fn emit(plugin: &str, level: Level, message: &str, fields: &[(String, String)]) {
+    let message = bounded(message);
+    let fields = fields.iter().map(|(k, v)| format!("{}={:?}", bounded(k), bounded(v))).collect::<Vec<_>>().join(" ");
+    match level {
+        Level::Trace => tracing::trace!(target: "plugin", plugin, fields, "{message}"),
+        Level::Debug => tracing::debug!(target: "plugin", plugin, fields, "{message}"),
+        Level::Info => tracing::info!(target: "plugin", plugin, fields, "{message}"),
+        Level::Warn => tracing::warn!(target: "plugin", plugin, fields, "{message}"),
+        Level::Error => tracing::error!(target: "plugin", plugin, fields, "{message}"),
     }
 }

@@ -1,8 +1,11 @@
-//! One file per WIT interface the host implements for plugins.
+//! One file per WIT interface the host implements for plugins (and for
+//! workers: `job_blobs`).
 
 pub mod audit;
 pub mod blobs;
 pub mod events;
+pub mod job_blobs;
+pub mod jobs;
 pub mod kv;
 pub mod log;
 pub mod outbox;

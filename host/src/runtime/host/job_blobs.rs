@@ -1,0 +1,67 @@
+//! `plinth:platform/job-blobs`: what a worker reaches of the submitting
+//! plugin's blobs while it runs one job: that job's inputs, read only, and
+//! new blobs for the job's owner, each recorded on the job before the worker
+//! learns its id.
+
+use crate::blobs::{BlobError, Scope};
+use crate::runtime::bindings::worker::job_blobs::{Error, Host};
+use crate::runtime::worker::WorkerState;
+
+/// Most bytes one `read` returns.
+const MAX_READ: u64 = 1 << 20;
+/// Most bytes `create` takes from the worker's memory.
+const MAX_CREATE_BYTES: usize = 16 << 20;
+
+fn error(e: BlobError) -> Error {
+    match e {
+        BlobError::NotFound(_) => Error::NotFound,
+        BlobError::QuotaExceeded { .. } => Error::QuotaExceeded(e.to_string()),
+        BlobError::Invalid(why) => Error::Invalid(why),
+        other => Error::Unavailable(other.to_string()),
+    }
+}
+
+impl WorkerState {
+    /// `id` when it is one of the job's inputs.
+    fn input(&self, id: &str) -> Result<(), Error> {
+        if self.job.inputs.iter().any(|input| input == id) { Ok(()) } else { Err(Error::NotFound) }
+    }
+}
+
+impl Host for WorkerState {
+    async fn size(&mut self, id: String) -> wasmtime::Result<Result<u64, Error>> {
+        if let Err(e) = self.input(&id) {
+            return Ok(Err(e));
+        }
+        Ok(self.job.blobs.info(&self.job.plugin, &id).await.map(|info| info.size).map_err(error))
+    }
+
+    async fn read(&mut self, id: String, offset: u64, len: u64) -> wasmtime::Result<Result<Vec<u8>, Error>> {
+        if let Err(e) = self.input(&id) {
+            return Ok(Err(e));
+        }
+        if len > MAX_READ {
+            return Ok(Err(Error::Invalid(format!("len: at most {MAX_READ} bytes per read, not {len}"))));
+        }
+        Ok(self.job.blobs.read(&self.job.plugin, &id, offset, len).await.map_err(error))
+    }
+
+    async fn create(&mut self, bytes: Vec<u8>) -> wasmtime::Result<Result<String, Error>> {
+        if bytes.len() > MAX_CREATE_BYTES {
+            return Ok(Err(Error::Invalid(format!("at most {MAX_CREATE_BYTES} bytes per blob, not {}", bytes.len()))));
+        }
+        let job = &self.job;
+        let scope =
+            Scope { plugin: &job.plugin, plugin_bytes: job.quota.plugin_bytes, owner_bytes: job.quota.owner_bytes };
+        let info = match job.blobs.create(&scope, &job.owner, bytes.into()).await {
+            Ok(info) => info,
+            Err(e) => return Ok(Err(error(e))),
+        };
+        // Recorded before the worker learns the id, so a crash or a
+        // forgotten job cannot leave the blob unnamed.
+        if let Err(e) = job.jobs.made(&job.plugin, &job.id, &info.id).await {
+            return Ok(Err(Error::Unavailable(format!("the job could not hold the blob: {e}"))));
+        }
+        Ok(Ok(info.id))
+    }
+}

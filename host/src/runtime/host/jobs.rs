@@ -1,0 +1,49 @@
+//! `plinth:platform/jobs`: work a plugin hands to the workers that take its
+//! jobs, scoped to the calling plugin (its name comes from the host).
+
+use crate::jobs::{JobError, JobRecord, JobState};
+use crate::runtime::bindings::jobs::{Error, Host, Job, State};
+use crate::runtime::state::HostState;
+
+fn error(e: JobError) -> Error {
+    match e {
+        JobError::NotFound => Error::NotFound,
+        JobError::UnknownWorker(worker) => Error::UnknownWorker(worker),
+        JobError::QueueFull(count) => Error::QueueFull(count),
+        JobError::Invalid(why) => Error::Invalid(why),
+        JobError::Storage(why) => Error::Unavailable(why),
+    }
+}
+
+fn job(id: String, record: JobRecord) -> Job {
+    let state = match record.state {
+        JobState::Queued => State::Queued,
+        JobState::Running => State::Running,
+        JobState::Done(answer) => State::Done(answer),
+        JobState::Failed(why) => State::Failed(why),
+    };
+    // Only a finished job's blobs are its outputs; a run's are not yet.
+    let outputs = if matches!(state, State::Done(_)) { record.made } else { Vec::new() };
+    Job { id, worker: record.worker, owner: record.owner, state, outputs, submitted: record.submitted }
+}
+
+impl Host for HostState {
+    async fn submit(
+        &mut self,
+        worker: String,
+        owner: String,
+        inputs: Vec<String>,
+        params: String,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        let plugin = &self.plugin;
+        Ok(plugin.jobs.submit(&plugin.name, &worker, &owner, inputs, params, plugin.job_limit).await.map_err(error))
+    }
+
+    async fn get(&mut self, id: String) -> wasmtime::Result<Result<Job, Error>> {
+        Ok(self.plugin.jobs.get(&self.plugin.name, &id).await.map(|record| job(id, record)).map_err(error))
+    }
+
+    async fn forget(&mut self, id: String) -> wasmtime::Result<Result<(), Error>> {
+        Ok(self.plugin.jobs.forget(&self.plugin.name, &id).await.map_err(error))
+    }
+}

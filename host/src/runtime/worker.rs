@@ -1,0 +1,190 @@
+//! Worker components: a fresh instance per job, in the worker's own memory
+//! and time limits, reaching only the blobs of the job it runs
+//! (`plinth:platform/job-blobs`), the WASI baseline with nothing inherited,
+//! and `log`. A decoder that blows up in there fails the job, not the host.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::blobs::Blobs;
+use crate::config::WorkerConfig;
+use crate::jobs::{Claimed, Jobs, MAX_TEXT};
+use crate::runtime::bindings::log;
+use crate::runtime::bindings::worker::{WorkerBindingsPre, job_blobs, work};
+use crate::runtime::output::GuestOutput;
+use crate::runtime::state::{BlobQuota, MemoryCap};
+use crate::runtime::{LoadError, Runtime, grants};
+
+/// What one job's instance reaches.
+pub struct JobScope {
+    /// The worker's name, for logs.
+    pub worker: Arc<str>,
+    /// The plugin that submitted the job; its blobs are the ones reached.
+    pub plugin: String,
+    /// The job's id.
+    pub id: String,
+    /// Who the blobs the worker makes belong to.
+    pub owner: String,
+    /// The only blobs the worker may read.
+    pub inputs: Vec<String>,
+    /// The submitting plugin's blob quotas, which new blobs count against.
+    pub quota: BlobQuota,
+    /// The blob store.
+    pub blobs: Arc<Blobs>,
+    /// The job store, which records each blob the worker makes.
+    pub jobs: Arc<Jobs>,
+}
+
+/// The data of one job's store.
+pub struct WorkerState {
+    /// Resources the guest holds handles to (WASI streams).
+    pub table: ResourceTable,
+    /// WASI with no preopens, no environment, no network.
+    wasi: Option<WasiCtx>,
+    /// The worker's memory limit.
+    pub memory: MemoryCap,
+    /// The job.
+    pub job: JobScope,
+}
+
+impl WasiView for WorkerState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let name = &self.job.worker;
+        let ctx = self.wasi.get_or_insert_with(|| {
+            WasiCtx::builder()
+                .stdout(GuestOutput::new(name.clone(), "stdout"))
+                .stderr(GuestOutput::new(name.clone(), "stderr"))
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build()
+        });
+        WasiCtxView { ctx, table: &mut self.table }
+    }
+}
+
+impl log::Host for WorkerState {
+    fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+        crate::runtime::host::log::emit(&self.job.worker, level, &message, &fields);
+        Ok(())
+    }
+}
+
+/// How one job's run went, beside its outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct RunStats {
+    /// Time from instantiation to the answer.
+    pub elapsed: Duration,
+    /// The largest the instance's memory grew.
+    pub peak_memory: usize,
+}
+
+/// A compiled, linked worker.
+pub struct Worker {
+    /// Its name.
+    pub name: Arc<str>,
+    /// The config entry it was loaded from.
+    pub config: WorkerConfig,
+    /// SHA-256 of the component file.
+    pub digest: String,
+    pre: WorkerBindingsPre<WorkerState>,
+    /// Jobs it may run at once.
+    pub slots: Arc<Semaphore>,
+}
+
+impl Runtime {
+    /// Prepares a worker: compile, check that it imports only the base and
+    /// its job's blobs and exports `work`, link, pre-instantiate.
+    pub async fn prepare_worker(
+        &self,
+        config: &WorkerConfig,
+        bytes: Vec<u8>,
+        digest: String,
+    ) -> Result<Worker, LoadError> {
+        let name = format!("worker {}", config.name);
+        let (component, _) = self.compile_bytes(&name, &config.component, bytes, &digest).await?;
+        let surface = grants::surface(self.engine(), &component);
+        grants::check_worker(&surface).map_err(|source| LoadError::Grants { plugin: name.clone(), source })?;
+        let link_error = |e: wasmtime::Error| LoadError::Link { plugin: name.clone(), reason: format!("{e:#}") };
+        let mut linker = Linker::<WorkerState>::new(self.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;
+        log::add_to_linker::<_, HasSelf<WorkerState>>(&mut linker, |s| s).map_err(link_error)?;
+        job_blobs::add_to_linker::<_, HasSelf<WorkerState>>(&mut linker, |s| s).map_err(link_error)?;
+        let pre = linker.instantiate_pre(&component).map_err(link_error)?;
+        let pre = WorkerBindingsPre::new(pre).map_err(link_error)?;
+        Ok(Worker {
+            name: config.name.as_str().into(),
+            config: config.clone(),
+            digest,
+            pre,
+            slots: Arc::new(Semaphore::new(config.limits.concurrency as usize)),
+        })
+    }
+}
+
+impl Worker {
+    /// Runs one job in a fresh instance; the answer, or why it failed.
+    pub async fn run(&self, claimed: &Claimed, scope: JobScope) -> (Result<String, String>, RunStats) {
+        let limits = &self.config.limits;
+        let memory_limit = limits.memory.0 as usize;
+        let timeout = Duration::from_millis(limits.timeout_ms);
+        let state =
+            WorkerState { table: ResourceTable::new(), wasi: None, memory: MemoryCap::new(memory_limit), job: scope };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.memory);
+        let deadline = tokio::time::Instant::now() + timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if tokio::time::Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
+        let job = work::Job {
+            id: claimed.id.clone(),
+            owner: claimed.record.owner.clone(),
+            inputs: claimed.record.inputs.clone(),
+            params: claimed.record.params.clone(),
+        };
+        let started = Instant::now();
+        let call = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instance.plinth_platform_work().call_run(&mut store, &job).await
+        };
+        let outcome = tokio::time::timeout_at(deadline, call).await;
+        let stats = RunStats { elapsed: started.elapsed(), peak_memory: store.data().memory.peak };
+        let mib = memory_limit >> 20;
+        let outcome = match outcome {
+            Err(_) => Err(format!("the worker ran past its {timeout:?} limit")),
+            Ok(Ok(Ok(answer))) if answer.len() > MAX_TEXT => {
+                Err(format!("the worker's answer is {} bytes; at most {MAX_TEXT}", answer.len()))
+            }
+            Ok(Ok(Ok(answer))) => Ok(answer),
+            Ok(Ok(Err(refusal))) => Err(bounded(refusal)),
+            Ok(Err(_)) if store.data().memory.hit => Err(format!("the worker passed its memory limit of {mib} MiB")),
+            Ok(Err(e)) if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
+                Err(format!("the worker ran past its {timeout:?} limit"))
+            }
+            Ok(Err(e)) => Err(bounded(format!("the worker trapped: {e:#}"))),
+        };
+        (outcome, stats)
+    }
+}
+
+/// A failure text cut to [`MAX_TEXT`] bytes.
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
