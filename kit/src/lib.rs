@@ -36,6 +36,7 @@ mod router;
 pub mod audit;
 pub mod blobs;
 pub mod events;
+pub mod jobs;
 pub mod kv;
 pub mod log;
 pub mod outbox;

@@ -76,6 +76,8 @@ struct State {
     uploads: BTreeMap<String, (wit::blobs::Upload, Vec<u8>)>,
     /// Blob quota: the plugin's, one owner's.
     blob_quota: (u64, u64),
+    /// Jobs by id, in submission order.
+    jobs: BTreeMap<String, (wit::jobs::Job, Vec<String>, String)>,
 }
 
 thread_local! {
@@ -132,6 +134,40 @@ impl TestHost {
     /// A stored blob's bytes.
     pub fn blob(&self, id: &str) -> Option<Vec<u8>> {
         with(|s| s.blobs.get(id).map(|b| b.bytes.clone()))
+    }
+
+    /// Jobs submitted and not forgotten, in submission order.
+    pub fn jobs(&self) -> Vec<wit::jobs::Job> {
+        with(|s| s.jobs.values().map(|(job, ..)| job.clone()).collect())
+    }
+
+    /// The inputs and parameters a job was given.
+    pub fn job_request(&self, id: &str) -> Option<(Vec<String>, String)> {
+        with(|s| s.jobs.get(id).map(|(_, inputs, params)| (inputs.clone(), params.clone())))
+    }
+
+    /// Stores bytes as a blob of `owner`, as a worker's `create` would;
+    /// returns its id.
+    pub fn store_blob(&self, owner: &str, bytes: &[u8]) -> String {
+        blobs::create(owner, bytes).expect("stored").id
+    }
+
+    /// Ends a job as its worker would: done with the worker's answer and
+    /// the blobs it made (see [`TestHost::store_blob`]), or failed with why.
+    ///
+    /// # Panics
+    ///
+    /// When there is no such job.
+    pub fn finish_job(&self, id: &str, outcome: Result<&str, &str>, made: &[String]) {
+        let state = match outcome {
+            Ok(answer) => wit::jobs::State::Done(answer.to_owned()),
+            Err(why) => wit::jobs::State::Failed(why.to_owned()),
+        };
+        with(|s| {
+            let (job, ..) = s.jobs.get_mut(id).expect("no such job");
+            job.state = state;
+            job.outputs = made.to_vec();
+        });
     }
 
     /// Moves every upload's expiry into the past, as time passing would.
@@ -709,6 +745,51 @@ pub mod blobs {
                 s.uploads.values().filter(|(u, _)| owner.is_none_or(|o| u.owner == o)).map(|(u, _)| u.length);
             Ok((stored.sum(), reserved.sum()))
         })
+    }
+}
+
+/// `plinth:platform/jobs` in memory: jobs stay queued until the test ends
+/// them with [`TestHost::finish_job`]; any worker name is taken.
+pub mod jobs {
+    use super::{blobs, with};
+    use crate::bindings::plinth::platform::jobs::{Error, Job, State};
+
+    /// See the WIT.
+    pub fn submit(worker: &str, owner: &str, inputs: &[String], params: &str) -> Result<String, Error> {
+        if inputs.is_empty() || inputs.len() > 16 {
+            return Err(Error::Invalid(format!("inputs: 1 to 16 blob ids, not {}", inputs.len())));
+        }
+        if let Some(missing) = inputs.iter().find(|id| blobs::get(id).is_err()) {
+            return Err(Error::Invalid(format!("inputs: no blob `{missing}`")));
+        }
+        with(|s| {
+            s.counter += 1;
+            let id = format!("{:032x}", s.counter);
+            let job = Job {
+                id: id.clone(),
+                worker: worker.to_owned(),
+                owner: owner.to_owned(),
+                state: State::Queued,
+                outputs: Vec::new(),
+                submitted: s.counter,
+            };
+            s.jobs.insert(id.clone(), (job, inputs.to_vec(), params.to_owned()));
+            Ok(id)
+        })
+    }
+
+    /// See the WIT.
+    pub fn get(id: &str) -> Result<Job, Error> {
+        with(|s| s.jobs.get(id).map(|(job, ..)| job.clone()).ok_or(Error::NotFound))
+    }
+
+    /// See the WIT.
+    pub fn forget(id: &str) -> Result<(), Error> {
+        let (job, ..) = with(|s| s.jobs.remove(id)).ok_or(Error::NotFound)?;
+        for blob in &job.outputs {
+            let _ = blobs::unlink(blob);
+        }
+        Ok(())
     }
 }
 

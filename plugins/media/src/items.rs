@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::purposes::{self, Purpose, Readers};
 use crate::sniff;
+use crate::variants::{self, Variants};
 
 /// The purpose signed links are made for.
 const LINK_PURPOSE: &str = "media.link";
@@ -33,6 +34,8 @@ pub struct Item {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
     pub created: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Variants>,
 }
 
 fn key(id: &str) -> String {
@@ -109,6 +112,7 @@ pub fn admit(owner: &str, purpose: &Purpose, blob: blobs::Blob, filename: Option
             ),
         )));
     }
+    let variants = variants::request(owner, &blob.id, &sniffed.media_type, &purpose.variants);
     let item = Item {
         id: plinth_kit::new_id(),
         owner: owner.to_owned(),
@@ -118,6 +122,7 @@ pub fn admit(owner: &str, purpose: &Purpose, blob: blobs::Blob, filename: Option
         size: blob.size,
         filename,
         created: now(),
+        variants,
     };
     // Recorded before it is acknowledged: an upload the log cannot name
     // is not kept.
@@ -125,6 +130,7 @@ pub fn admit(owner: &str, purpose: &Purpose, blob: blobs::Blob, filename: Option
     let stored = audit::record("media.uploaded", &item.id, Outcome::Success, Some(&reason))
         .and_then(|()| kv::set_json(&key(&item.id), &item).map(drop));
     if let Err(e) = stored {
+        let _ = variants::forget(item.variants.as_ref());
         let _ = blobs::unlink(&blob.id);
         return Err(e);
     }
@@ -134,7 +140,7 @@ pub fn admit(owner: &str, purpose: &Purpose, blob: blobs::Blob, filename: Option
 /// An item that exists and the caller may read; 404 otherwise. A token
 /// is checked before the item is looked up, so a bad token gets the same
 /// answer whether the id exists or not.
-fn readable(req: &Request) -> Result<(Item, Purpose)> {
+pub fn readable(req: &Request) -> Result<(Item, Purpose)> {
     let id: String = req.param("id")?;
     let linked = link_token(req)?.is_some_and(|payload| payload == id.as_bytes());
     let not_found = || Error::not_found(format!("no media item `{id}`"));
@@ -180,14 +186,15 @@ fn disposition(item: &Item) -> String {
     format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
+/// `Cache-Control` for a purpose's files (and their variants).
+pub fn caching(purpose: &Purpose) -> &'static str {
+    if purpose.readers == Readers::Public { "public, max-age=86400" } else { "private, max-age=0, must-revalidate" }
+}
+
 /// `GET /v1/media/{id}`: the file, served by the host (ranges, validators).
 pub fn get(req: &Request) -> Result<Response> {
     let (item, purpose) = readable(req)?;
-    let caching = if purpose.readers == Readers::Public {
-        "public, max-age=86400"
-    } else {
-        "private, max-age=0, must-revalidate"
-    };
+    let caching = caching(&purpose);
     // Text is only ever UTF-8 here (see `sniff`); saying so leaves a
     // browser nothing to guess.
     let content_type =
@@ -209,6 +216,7 @@ pub fn info(req: &Request) -> Result<Response> {
     };
     let mut view = view(&item);
     view["scan"] = scan.into();
+    view["variants"] = variants::describe(&item)?;
     Ok(Response::json(200, &view))
 }
 
@@ -251,6 +259,7 @@ pub fn delete(req: &Request) -> Result<Response> {
         let _ = kv::compare_and_swap(&key, None, Some(&stored));
         return Err(unavailable);
     }
+    variants::forget(item.variants.as_ref())?;
     match blobs::unlink(&item.blob) {
         Ok(_) | Err(blobs::Error::NotFound) => {}
         Err(e) => return Err(e.into()),
@@ -312,6 +321,7 @@ mod tests {
             size: 1,
             filename: Some("ré\"sumé.svg".into()),
             created: 0,
+            variants: None,
         };
         assert_eq!(
             disposition(&item),

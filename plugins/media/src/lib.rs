@@ -1,7 +1,7 @@
 //! The media plugin: uploads (tus and single requests) into the host's blob
 //! store, items typed by their bytes and checked against their purpose,
-//! served by the host with ranges and validators, signed links, and video
-//! embeds from a registry of providers. See
+//! served by the host with ranges and validators, image variants made by a
+//! worker, signed links, and video embeds from a registry of providers. See
 //! README.md for routes and settings.
 
 mod embeds;
@@ -9,6 +9,7 @@ mod items;
 mod purposes;
 mod sniff;
 mod uploads;
+mod variants;
 
 use plinth_kit::prelude::*;
 
@@ -25,6 +26,7 @@ fn router() -> Router {
         .get("/v1/media/embeds/frame-src", embeds::frame_src)
         .get("/v1/media/{id}", items::get)
         .get("/v1/media/{id}/info", items::info)
+        .get("/v1/media/{id}/variants/{name}", variants::get)
         .delete("/v1/media/{id}", items::delete)
         .post("/v1/media/{id}/links", items::link)
 }

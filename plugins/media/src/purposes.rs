@@ -7,6 +7,10 @@
 //!                   "read": ["support"] } }
 //! ```
 //!
+//! `variants` (optional) names image variants and the square box each fits
+//! in, such as `{"thumb": 320}`: JPEG, PNG, GIF and WebP items of the
+//! purpose get them from a worker (see `variants`).
+//!
 //! `types` are media types as sniffed from the bytes (never the client's
 //! word), `type/*` for a whole family. `read` is `"public"` (anyone with
 //! the link), `"owner"` (the default), or a list of roles whose holders may
@@ -21,6 +25,9 @@ use serde::Deserialize;
 /// Largest size a purpose may allow (the blob store's practical bound for
 /// one upload, and what `Tus-Max-Size` says at most).
 pub const MAX_MAX_BYTES: u64 = 64 << 30;
+
+/// Largest variant box (the worker's own bound).
+const MAX_VARIANT_BOX: u32 = 4096;
 
 /// Who may read a purpose's items besides their owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +46,8 @@ struct PurposeConfig {
     max_bytes: u64,
     #[serde(default, deserialize_with = "readers")]
     read: Option<Readers>,
+    #[serde(default)]
+    variants: BTreeMap<String, u32>,
 }
 
 fn readers<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Readers>, D::Error> {
@@ -68,13 +77,22 @@ pub struct Purpose {
     pub max_bytes: u64,
     /// Who reads its items.
     pub readers: Readers,
+    /// Image variants its raster images get: name → the square box, in
+    /// pixels, each fits in.
+    pub variants: BTreeMap<String, u32>,
 }
 
 impl Purpose {
     /// A purpose no longer configured: nothing may be stored for it, and
     /// its items are their owners' alone.
     pub fn owner_only(name: &str) -> Self {
-        Self { name: name.to_owned(), types: Vec::new(), max_bytes: 0, readers: Readers::Roles(Vec::new()) }
+        Self {
+            name: name.to_owned(),
+            types: Vec::new(),
+            max_bytes: 0,
+            readers: Readers::Roles(Vec::new()),
+            variants: BTreeMap::new(),
+        }
     }
 
     /// Whether this is a purpose no longer configured.
@@ -133,8 +151,22 @@ fn parse(text: &str) -> std::result::Result<BTreeMap<String, Purpose>, String> {
             if let Some(bad) = config.types.iter().find(|t| t.split('/').count() != 2 || t.contains(' ')) {
                 return Err(format!("`{name}.types` has `{bad}`, which is not `type/subtype` or `type/*`"));
             }
+            if let Some((variant, size)) = config.variants.iter().find(|(v, size)| {
+                v.is_empty()
+                    || v.len() > 32
+                    || !v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+                    || !(1..=MAX_VARIANT_BOX).contains(*size)
+            }) {
+                return Err(format!(
+                    "`{name}.variants.{variant}` = {size}: a variant name is 1 to 32 of a-z, 0-9, `-`, `_` and its \
+                     box 1 to {MAX_VARIANT_BOX} px"
+                ));
+            }
             let readers = config.read.unwrap_or(Readers::Roles(Vec::new()));
-            Ok((name.clone(), Purpose { name, types: config.types, max_bytes: config.max_bytes, readers }))
+            Ok((
+                name.clone(),
+                Purpose { name, types: config.types, max_bytes: config.max_bytes, readers, variants: config.variants },
+            ))
         })
         .collect()
 }

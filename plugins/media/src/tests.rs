@@ -170,3 +170,68 @@ fn embeds_come_from_listed_providers_only() {
             .unwrap();
     assert_eq!(frames["directive"], "frame-src https://player.vimeo.com https://www.youtube-nocookie.com");
 }
+
+#[test]
+fn images_of_a_purpose_with_variants_get_a_job_and_its_variants_are_served_once_ready() {
+    let purposes = r#"{
+        "photo": {"types": ["image/*"], "max_bytes": 100000, "variants": {"thumb": 320, "big": 1024}}
+    }"#;
+    let host = TestHost::new(super::router())
+        .setting("purposes", purposes)
+        .setting("variant_limits", r#"{"max_pixels": 1000}"#);
+    let upload = |body: &[u8]| {
+        let created = host.send(TestRequest::post("/v1/media?purpose=photo").signed_in("ada", &[]).body(body.to_vec()));
+        assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+        created.body_json::<Value>()["id"].as_str().unwrap().to_owned()
+    };
+    let item = upload(&png(300));
+    let [job] = host.jobs().try_into().expect("one job per image");
+    assert_eq!((job.worker.as_str(), job.owner.as_str()), ("images", "ada"));
+    let (inputs, params) = host.job_request(&job.id).unwrap();
+    let original = host.send(TestRequest::get(&format!("/v1/media/{item}")).signed_in("ada", &[]));
+    assert_eq!(inputs, [original.served_blob().unwrap()]);
+    let params: Value = serde_json::from_str(&params).unwrap();
+    assert_eq!(params, serde_json::json!({"sizes": {"thumb": 320, "big": 1024}, "max_pixels": 1000}));
+    let variant = |name: &str, who: &str| {
+        host.send(TestRequest::get(&format!("/v1/media/{item}/variants/{name}")).signed_in(who, &[]))
+    };
+    let pending = variant("thumb", "ada");
+    assert_eq!((pending.status, pending.header_value("retry-after")), (503, Some("2")));
+    assert_eq!(pending.body_json::<Value>()["error"]["code"], "variant_pending");
+    let info = host.send(TestRequest::get(&format!("/v1/media/{item}/info")).signed_in("ada", &[]));
+    assert_eq!(info.body_json::<Value>()["variants"]["state"], "pending");
+
+    let made = [host.store_blob("ada", b"thumb bytes"), host.store_blob("ada", b"big bytes")];
+    let answer = serde_json::json!({"width": 10, "height": 20, "variants": {
+        "thumb": {"blob": made[0], "type": "image/jpeg", "width": 5, "height": 10, "size": 11},
+        "big": {"blob": made[1], "type": "image/png", "width": 10, "height": 20, "size": 9}}});
+    host.finish_job(&job.id, Ok(&answer.to_string()), &made);
+    let thumb = variant("thumb", "ada");
+    assert_eq!((thumb.status, thumb.header_value("content-type")), (200, Some("image/jpeg")));
+    assert_eq!(thumb.served_blob(), Some(made[0].as_str()));
+    assert_eq!(variant("thumb", "mallory").status, 404, "a variant is read like its item");
+    assert_eq!(variant("huge", "ada").status, 404);
+    let info = host.send(TestRequest::get(&format!("/v1/media/{item}/info")).signed_in("ada", &[]));
+    let described = &info.body_json::<Value>()["variants"];
+    assert_eq!(described["state"], "ready");
+    assert_eq!(described["variants"]["big"]["url"], format!("/v1/media/{item}/variants/big"));
+
+    let deleted = host.send(TestRequest::delete(&format!("/v1/media/{item}")).signed_in("ada", &[]));
+    assert_eq!(deleted.status, 204);
+    assert!(host.jobs().is_empty(), "deleting the item forgets its job");
+    assert_eq!(host.blob(&made[0]), None, "and the job's blobs go with it");
+
+    let svg = upload(b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>");
+    assert!(host.jobs().is_empty(), "no variants of an SVG");
+    assert_eq!(variant_of(&host, &svg).status, 404);
+    let refused = upload(&png(40));
+    let [job] = host.jobs().try_into().unwrap();
+    host.finish_job(&job.id, Err("the image is 9000×9000 pixels"), &[]);
+    let failed = variant_of(&host, &refused);
+    assert_eq!(failed.status, 422);
+    assert!(failed.body_json::<Value>()["error"]["message"].as_str().unwrap().contains("9000×9000"));
+}
+
+fn variant_of(host: &TestHost, item: &str) -> plinth_kit::Response {
+    host.send(TestRequest::get(&format!("/v1/media/{item}/variants/thumb")).signed_in("ada", &[]))
+}
