@@ -21,9 +21,10 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "legacy",
             "signer",
             "blobtrap",
+            "jobprobe",
         ],
     ),
-    ("../../plugins", &["hello", "accounts", "state", "media"]),
+    ("../../plugins", &["hello", "accounts", "state", "media", "images"]),
     ("../../examples/notes", &["notes"]),
 ];
 
