@@ -54,7 +54,7 @@ async fn start_ready(app: &Arc<App>) {
             _ => {
                 let why = format!("no worker `{worker}` takes plugin `{plugin}`'s jobs any more");
                 if let Ok(Some(claimed)) = app.jobs.claim(&plugin, &id).await {
-                    let _ = app.jobs.finish(&claimed, Err(why)).await;
+                    let _ = app.jobs.finish(&claimed, Err(why), None).await;
                 }
                 continue;
             }
@@ -80,17 +80,18 @@ async fn start_ready(app: &Arc<App>) {
                 blobs: app.blobs.clone(),
                 jobs: app.jobs.clone(),
             };
-            let (outcome, stats) = worker.run(&claimed, scope).await;
+            let (outcome, ran) = worker.run(&claimed, scope).await;
             let result = if outcome.is_ok() { "done" } else { "failed" };
             Metrics::count(&app.metrics.jobs, result);
-            Metrics::observe(&app.metrics.job_seconds, stats.elapsed);
+            Metrics::observe(&app.metrics.job_seconds, Duration::from_micros(ran.micros));
+            let ms = ran.micros / 1000;
             match &outcome {
-                Ok(_) => tracing::info!(worker = %worker.name, plugin = claimed.plugin, job = claimed.id,
-                    ms = stats.elapsed.as_millis() as u64, peak_memory = stats.peak_memory, "job done"),
-                Err(why) => tracing::warn!(worker = %worker.name, plugin = claimed.plugin, job = claimed.id,
-                    ms = stats.elapsed.as_millis() as u64, reason = why, "job failed"),
+                Ok(_) => tracing::info!(worker = %worker.name, plugin = claimed.plugin, job = claimed.id, ms,
+                    peak_memory = ran.peak_memory, "job done"),
+                Err(why) => tracing::warn!(worker = %worker.name, plugin = claimed.plugin, job = claimed.id, ms,
+                    reason = why, "job failed"),
             }
-            if let Err(e) = app.jobs.finish(&claimed, outcome).await {
+            if let Err(e) = app.jobs.finish(&claimed, outcome, Some(ran)).await {
                 tracing::error!(job = claimed.id, error = %e, "recording a job's end failed; it runs again after a restart");
             }
             drop(slot);

@@ -88,8 +88,20 @@ pub struct JobRecord {
     pub submitted: u64,
     /// Times it was started.
     pub attempts: u32,
+    /// How its last run went.
+    #[serde(default)]
+    pub ran: Option<Ran>,
     /// Its queue entry while unfinished.
     queue_key: String,
+}
+
+/// How a run went, beside its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ran {
+    /// Time from instantiation to the answer, in microseconds.
+    pub micros: u64,
+    /// The largest the instance's memory grew, in bytes.
+    pub peak_memory: u64,
 }
 
 /// A queue entry: which plugin's job, for which worker.
@@ -295,6 +307,7 @@ impl Jobs {
             made: Vec::new(),
             submitted: now(),
             attempts: 0,
+            ran: None,
             queue_key: queue_key.clone(),
         };
         let ops = vec![Self::set(plugin, &id, &record), Op::Set(queue_key, queue_entry(plugin, worker, &id))];
@@ -380,12 +393,18 @@ impl Jobs {
     /// Ends a run: `Ok` keeps the blobs the worker made as the job's
     /// outputs, `Err` unlinks them. A job forgotten while it ran has none
     /// left (`forget` and `made` unlinked them).
-    pub(crate) async fn finish(&self, claimed: &Claimed, outcome: Result<String, String>) -> Result<(), JobError> {
+    pub(crate) async fn finish(
+        &self,
+        claimed: &Claimed,
+        outcome: Result<String, String>,
+        ran: Option<Ran>,
+    ) -> Result<(), JobError> {
         let (plugin, id) = (&claimed.plugin, &claimed.id);
         let _lock = self.lock.lock().await;
         self.finished_one(plugin);
         let Some(mut record) = self.record(plugin, id).await? else { return Ok(()) };
         let failed = outcome.is_err();
+        record.ran = ran;
         record.state = match outcome {
             Ok(answer) => JobState::Done(answer),
             Err(why) => JobState::Failed(why),
@@ -418,3 +437,6 @@ fn check_id(id: &str) -> Result<(), JobError> {
         Err(JobError::NotFound)
     }
 }
+
+#[cfg(test)]
+mod tests;

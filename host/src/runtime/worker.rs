@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::blobs::Blobs;
 use crate::config::WorkerConfig;
-use crate::jobs::{Claimed, Jobs, MAX_TEXT};
+use crate::jobs::{Claimed, Jobs, MAX_TEXT, Ran};
 use crate::runtime::bindings::log;
 use crate::runtime::bindings::worker::{WorkerBindingsPre, job_blobs, work};
 use crate::runtime::output::GuestOutput;
@@ -75,15 +75,6 @@ impl log::Host for WorkerState {
     }
 }
 
-/// How one job's run went, beside its outcome.
-#[derive(Debug, Clone, Copy)]
-pub struct RunStats {
-    /// Time from instantiation to the answer.
-    pub elapsed: Duration,
-    /// The largest the instance's memory grew.
-    pub peak_memory: usize,
-}
-
 /// A compiled, linked worker.
 pub struct Worker {
     /// Its name.
@@ -129,7 +120,7 @@ impl Runtime {
 
 impl Worker {
     /// Runs one job in a fresh instance; the answer, or why it failed.
-    pub async fn run(&self, claimed: &Claimed, scope: JobScope) -> (Result<String, String>, RunStats) {
+    pub async fn run(&self, claimed: &Claimed, scope: JobScope) -> (Result<String, String>, Ran) {
         let limits = &self.config.limits;
         let memory_limit = limits.memory.0 as usize;
         let timeout = Duration::from_millis(limits.timeout_ms);
@@ -158,7 +149,10 @@ impl Worker {
             instance.plinth_platform_work().call_run(&mut store, &job).await
         };
         let outcome = tokio::time::timeout_at(deadline, call).await;
-        let stats = RunStats { elapsed: started.elapsed(), peak_memory: store.data().memory.peak };
+        let ran = Ran {
+            micros: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            peak_memory: store.data().memory.peak as u64,
+        };
         let mib = memory_limit >> 20;
         let outcome = match outcome {
             Err(_) => Err(format!("the worker ran past its {timeout:?} limit")),
@@ -173,7 +167,7 @@ impl Worker {
             }
             Ok(Err(e)) => Err(bounded(format!("the worker trapped: {e:#}"))),
         };
-        (outcome, stats)
+        (outcome, ran)
     }
 }
 
