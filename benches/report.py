@@ -32,6 +32,8 @@ TOKEN_US = 10.0
 MEDIA_VS_BARE = 0.5
 MEDIA_RSS_KIB = 32 * 1024
 RANGE_P99_MS = 2.0
+THUMBNAIL_P50_MS = 100.0
+THUMBNAIL_MIB = 64
 
 PLUGIN_CALL = "plugin/hello GET (instantiate + call + drop)"
 TOKEN = "signing/sign + verify (view-sized payload)"
@@ -67,6 +69,10 @@ def load_figures(path):
             elif fields[0] == "media_transfer":
                 direction, who, mib, secs, rate, growth = fields[1:]
                 streams[f"media {direction} {who}"] = (int(mib), float(secs), float(rate), int(growth))
+            elif fields[0] == "thumbnail":
+                mib, runs, p50, p90, worst, peak, total = fields[1:]
+                streams["thumbnail"] = (float(mib), int(runs), float(p50), float(p90), float(worst), float(peak),
+                                        float(total))
             elif fields[0] == "peak_rss_kib":
                 rss = int(fields[1])
             elif fields[0] == "startup_ms":
@@ -138,6 +144,12 @@ def render(medians, rows, rss, startups, streams, command):
                 "| direction | server | MiB | seconds | MiB/s | server RSS growth |", "|---|---|---:|---:|---:|---:|"]
         out += [f"| {d} | {w} | {mib} | {secs:.2f} | {rate:,.0f} | {growth / 1024:.1f} MiB |"
                 for d, w, (mib, secs, rate, growth) in transfers]
+    if "thumbnail" in streams:
+        mib, runs, p50, p90, worst, peak, total = streams["thumbnail"]
+        out += ["", "### Image variants (the `images` worker, 64 MiB, through the job queue)", "",
+                f"- A 320 px thumbnail of a 12-megapixel JPEG ({mib:.1f} MiB), {runs} runs: in the worker p50 "
+                f"{p50:.1f} ms, p90 {p90:.1f} ms, slowest {worst:.1f} ms; instance memory peak {peak:.1f} MiB; "
+                f"submit to done p50 {total:.1f} ms."]
     if startups:
         out += ["", "### Start-up (exec to `listening on`, examples/plinth.toml)", "", "| compiled cache | ms |", "|---|---:|"]
         out += [f"| {cache} | {ms} |" for cache, ms in startups]
@@ -213,6 +225,11 @@ def budget(medians, rows, startups, streams):
         name, (_, _, p99, bad) = ranged
         out.append(f"| 64 KiB ranges from the middle of a large file: p99 ≤ {RANGE_P99_MS:g} ms "
                    f"| p99 {p99:.2f} ms, {bad} failed or not 206 | {verdict(p99 <= RANGE_P99_MS and bad == 0)} |")
+    if "thumbnail" in streams:
+        _, _, p50, _, _, peak, _ = streams["thumbnail"]
+        ok = p50 <= THUMBNAIL_P50_MS and peak <= THUMBNAIL_MIB
+        out.append(f"| 320 px thumbnail of a 12 MP JPEG in the worker: p50 ≤ {THUMBNAIL_P50_MS:g} ms within "
+                   f"{THUMBNAIL_MIB} MiB | p50 {p50:.1f} ms, peak {peak:.1f} MiB | {verdict(ok)} |")
     warm = [ms for cache, ms in startups if cache == "warm"]
     if warm:
         out.append(f"| start-up with a warm cache ≤ {STARTUP_WARM_MS} ms | {max(warm)} ms (slowest) "
