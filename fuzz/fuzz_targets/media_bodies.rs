@@ -28,7 +28,7 @@ static HARNESS: LazyLock<(component::Harness, String)> = LazyLock::new(|| {
     let harness = component::Harness::load(
         &format!(
             "name = \"media\"\ncomponent = {component:?}\nroutes = [\"/v1/media/**\"]\n\
-             grants = [\"kv\", \"audit\", \"blobs\", \"signing\"]\n\
+             grants = [\"kv\", \"audit\", \"blobs\", \"signing\", \"jobs\"]\n\
              limits = {{ kv_bytes = \"1GiB\", blob_bytes = \"8GiB\", blob_bytes_per_owner = \"8GiB\" }}\n\
              [plugins.settings]\npurposes = '''{PURPOSES}'''\nembed_providers = '''{PROVIDERS}'''\n"
         ),

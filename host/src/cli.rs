@@ -361,6 +361,15 @@ async fn inspect(file: &Path) -> anyhow::Result<()> {
     let surface = grants::surface(runtime.engine(), &component);
     println!("component: {}", file.display());
     println!("sha256: {digest}");
+    if surface.exports.iter().any(|e| e == grants::WORK_EXPORT) {
+        println!("a worker (exports `{}`): configure it under [[workers]]", grants::WORK_EXPORT);
+        for import in &surface.imports {
+            println!("  imports {import}");
+        }
+        grants::check_worker(&surface)?;
+        println!("ok: it reaches only its job's blobs");
+        return Ok(());
+    }
     println!("imports:");
     let mut needed = Vec::new();
     let mut refused = 0;

@@ -94,3 +94,26 @@ fn host_routes_and_shares_cannot_be_claimed_or_overdrawn() {
     let err = load_error(&format!("[audit]\non_broken = \"ignore\"\n\n{}", hello_plugin()));
     assert!(err.contains("refuse") && err.contains("warn"), "{err}");
 }
+
+#[test]
+fn workers_name_plugins_that_may_submit_and_stay_within_their_slots() {
+    let hello = plinth_test_guests::HELLO;
+    let images = plinth_test_guests::IMAGES;
+    let worker = |plugins: &str, limits: &str| {
+        format!(
+            "[[workers]]\nname = \"images\"\ncomponent = {images:?}\nplugins = [{plugins}]\nlimits = {{ {limits} }}\n"
+        )
+    };
+    let submitter = plugin("media", hello, &["/v1/media"], &["blobs", "jobs"], "");
+    let err = load_error(&format!("{submitter}{}", worker("\"ghost\"", "")));
+    assert!(err.contains("workers[0].plugins[0]") && err.contains("no plugin `ghost`"), "{err}");
+    let plain = plugin("plain", hello, &["/v1/plain"], &["blobs"], "");
+    let err = load_error(&format!("{plain}{}", worker("\"plain\"", "")));
+    assert!(err.contains("workers[0].plugins[0]") && err.contains("add \"jobs\""), "{err}");
+    let err = load_error(&format!("{submitter}{}", worker("\"media\"", "concurrency = 17")));
+    assert!(err.contains("workers[0].limits.concurrency") && err.contains("at most 16"), "{err}");
+    let err = load_error(&plugin("media", hello, &["/v1/media"], &["jobs"], ""));
+    assert!(err.contains("plugins[0].grants") && err.contains("needs grant `blobs`"), "{err}");
+    let err = load_error(&format!("{submitter}{}{}", worker("\"media\"", ""), worker("\"media\"", "")));
+    assert!(err.contains("workers[1].name") && err.contains("defined twice"), "{err}");
+}

@@ -105,3 +105,13 @@ async fn a_plugin_is_not_a_worker() {
     let error = plinth::App::build(config).await.err().expect("a plugin is refused as a worker").to_string();
     assert!(error.contains("worker probe") && error.contains("not available to workers"), "{error}");
 }
+
+#[test]
+fn inspect_tells_a_worker_from_a_plugin() {
+    let (ok, stdout, stderr) = crate::support::plinth_cli(&["plugin", "inspect", plinth_test_guests::IMAGES]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("a worker") && stdout.contains("[[workers]]") && stdout.contains("only its job's blobs"),
+        "{stdout}"
+    );
+}

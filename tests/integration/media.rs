@@ -71,7 +71,7 @@ fn deployment_timed(owner_bytes: &str, ttl: u64, server: &str, plugin_timeout_ms
         "media",
         plinth_test_guests::MEDIA,
         &["/v1/media/**"],
-        &["kv", "audit", "blobs", "signing"],
+        &["kv", "audit", "blobs", "signing", "jobs"],
         &format!(
             "memory = \"32MiB\", timeout_ms = {plugin_timeout_ms}, blob_bytes = \"1GiB\", \
              blob_bytes_per_owner = \"{owner_bytes}\""

@@ -114,6 +114,7 @@ pub fn example_deployment(accounts_settings: &str) -> Deployment {
         .replace("../target/plugins/accounts.wasm", plinth_test_guests::ACCOUNTS)
         .replace("../target/plugins/state.wasm", plinth_test_guests::STATE)
         .replace("../target/plugins/media.wasm", plinth_test_guests::MEDIA)
+        .replace("../target/plugins/images.wasm", plinth_test_guests::IMAGES)
         .replace("policies = \"../policies/routes.toml\"", "policies = \"policies/routes.toml\"")
         .replace("[storage]\npath = \"../data\"", "[storage]\npath = \"data\"")
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
