@@ -751,11 +751,15 @@ async fn a_blob_stored_by_a_request_that_never_answers_is_taken_back() {
         "blobtrap",
         plinth_test_guests::BLOBTRAP,
         &["POST /v1/blobtrap/**", "GET /v1/blobtrap/**"],
-        &["blobs"],
+        &["blobs", "jobs"],
         "blob_bytes = \"1MiB\", blob_bytes_per_owner = \"1MiB\"",
     );
+    let probe = format!(
+        "[[workers]]\nname = \"probe\"\ncomponent = {:?}\nplugins = [\"blobtrap\"]\n",
+        plinth_test_guests::JOBPROBE
+    );
     let deployment = Deployment::with_policy(
-        &format!("{guest}[scanner]\nunscanned = \"serve\"\n"),
+        &format!("{guest}{probe}[scanner]\nunscanned = \"serve\"\n"),
         "[[route]]\nroute = \"/v1/blobtrap/**\"\nallow = \"public\"\n",
     );
     let server = TestServer::start(&deployment).await;
@@ -775,6 +779,12 @@ async fn a_blob_stored_by_a_request_that_never_answers_is_taken_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(seen, "4 0", "the trapped request's blob is unlinked and its bytes leave the quota");
+    // A job it submitted is forgotten too: its worker's blob (which it
+    // would make within milliseconds) never stays.
+    let trapped = client.post(server.url("/v1/blobtrap/job-trap")).body("job input").send().await.unwrap();
+    assert_error(trapped, 500, "plugin_trap").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(usage().await, "4 0", "the trapped request's job and what its worker made are gone");
 }
 
 #[tokio::test]

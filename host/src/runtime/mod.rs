@@ -494,9 +494,10 @@ impl Plugin {
             Some(Ok(response)) => response,
             Some(Err(e)) => return Err(self.failed(self.classify(&store, e))),
         };
-        // The plugin answered: the blob links it made are its to keep (its
-        // records may name them, durable or not yet).
+        // The plugin answered: the blob links and jobs it made are its to
+        // keep (its records may name them, durable or not yet).
         store.data_mut().unanswered_links.clear();
+        store.data_mut().unanswered_jobs.clear();
         if store.data().wrote {
             self.storage.flush().await.map_err(|e| self.failed(PluginFailure::Flush(e.to_string())))?;
         }

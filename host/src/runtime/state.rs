@@ -158,16 +158,25 @@ pub struct HostState {
     /// the plugin never answers (a trap, its deadline, a dropped request),
     /// so a blob no record of the plugin's names cannot stay behind.
     pub unanswered_links: Vec<String>,
+    /// Jobs this request submitted, forgotten likewise: a job no record
+    /// names would hold the blobs its worker makes for good.
+    pub unanswered_jobs: Vec<String>,
 }
 
 impl Drop for HostState {
     fn drop(&mut self) {
-        if self.unanswered_links.is_empty() {
+        if self.unanswered_links.is_empty() && self.unanswered_jobs.is_empty() {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (links, plugin) = (std::mem::take(&mut self.unanswered_links), self.plugin.clone());
+        let jobs = std::mem::take(&mut self.unanswered_jobs);
         runtime.spawn(async move {
+            for id in jobs {
+                if let Err(e) = plugin.jobs.forget(&plugin.name, &id).await {
+                    tracing::error!(plugin = %plugin.name, job = id, error = %e, "an unanswered request's job stays");
+                }
+            }
             for id in links {
                 if let Err(e) = plugin.blobs.unlink(&plugin.name, &id).await {
                     tracing::error!(plugin = %plugin.name, blob = id, error = %e, "an unanswered request's blob link stays");
@@ -190,6 +199,7 @@ impl HostState {
             session_effect: None,
             body_failure: None,
             unanswered_links: Vec::new(),
+            unanswered_jobs: Vec::new(),
         }
     }
 }

@@ -36,7 +36,11 @@ impl Host for HostState {
         params: String,
     ) -> wasmtime::Result<Result<String, Error>> {
         let plugin = &self.plugin;
-        Ok(plugin.jobs.submit(&plugin.name, &worker, &owner, inputs, params, plugin.job_limit).await.map_err(error))
+        let submitted = plugin.jobs.submit(&plugin.name, &worker, &owner, inputs, params, plugin.job_limit).await;
+        if let Ok(id) = &submitted {
+            self.unanswered_jobs.push(id.clone());
+        }
+        Ok(submitted.map_err(error))
     }
 
     async fn get(&mut self, id: String) -> wasmtime::Result<Result<Job, Error>> {

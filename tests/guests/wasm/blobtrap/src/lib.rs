@@ -1,11 +1,13 @@
 //! Stores a blob and then fails, for tests of what the host undoes:
 //! `POST /**` stores the body as a blob for the owner `t`, then traps when
-//! the path ends in `/trap` and answers with the blob's id otherwise.
+//! the path ends in `/trap`, submits a job (`make 1 ok` to the worker
+//! `probe`, the blob its input) and traps when it ends in `/job-trap`, and
+//! answers with the blob's id otherwise.
 //! `GET /**` answers the owner's stored and reserved bytes.
 
 wit_bindgen::generate!({ path: "../../../../wit", world: "plinth:platform/plugin" });
 
-use plinth::platform::blobs;
+use plinth::platform::{blobs, jobs};
 use plinth::platform::types::{Request, Response};
 
 struct BlobTrap;
@@ -34,6 +36,10 @@ impl exports::plinth::platform::handler::Guest for BlobTrap {
         };
         if req.path().ends_with("/trap") {
             panic!("trapping after storing {}", blob.id);
+        }
+        if req.path().ends_with("/job-trap") {
+            let job = jobs::submit("probe", "t", &[blob.id.clone()], "make 1 ok");
+            panic!("trapping after submitting {job:?}");
         }
         answer(200, &blob.id)
     }
