@@ -7,8 +7,8 @@
 
 wit_bindgen::generate!({ path: "../../../../wit", world: "plinth:platform/plugin" });
 
-use plinth::platform::{blobs, jobs};
 use plinth::platform::types::{Request, Response};
+use plinth::platform::{blobs, jobs};
 
 struct BlobTrap;
 
