@@ -560,6 +560,37 @@ fn an_upload_resumes_after_kill_9() {
     });
 }
 
+#[test]
+fn a_full_disk_is_507_and_keeps_nothing_it_cannot_hold() {
+    let deployment = deployment("64MiB", 3600);
+    // Files the server writes may grow to 12 MiB: a 15 MiB file cannot be
+    // stored, as on a disk with 12 MiB free.
+    let server = ServerProcess::start_with_file_size_limit(&deployment, 12 << 10);
+    let file = png(15 << 20);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let alice = sign_in(&server.url(""), "alice", &[], None).await;
+        let me = As::new(&server.url(""), Some(&alice));
+        let upload = me.create(file.len(), "attachment", "big.png").await;
+        assert_error(me.patch(&upload, 0, &file).await, 507, "disk_full").await;
+        let kept = me.offset(&upload).await;
+        assert!(kept <= 12 << 20, "only bytes that fit are recorded: {kept}");
+        let response = me.tus(Method::DELETE, &upload).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(me.usage().await, (0, 0));
+
+        let whole = me.req(Method::POST, "/v1/media?purpose=attachment").body(file.clone()).send().await.unwrap();
+        assert_error(whole, 507, "disk_full").await;
+        assert_eq!(me.usage().await, (0, 0), "the failed file is neither stored nor reserved");
+
+        let small = png(100_000);
+        let stored = me.req(Method::POST, "/v1/media?purpose=attachment").body(small.clone()).send().await.unwrap();
+        assert_eq!(stored.status(), StatusCode::CREATED, "the server goes on storing what fits");
+        let item = stored.headers()["location"].to_str().unwrap().to_owned();
+        assert!(me.req(Method::GET, &item).send().await.unwrap().bytes().await.unwrap() == small);
+    });
+}
+
 #[tokio::test]
 async fn a_real_tus_client_uploads_in_chunks() {
     let deployment = deployment("64MiB", 3600);

@@ -267,6 +267,16 @@ impl ServerProcess {
         Self::start_from(deployment, shell)
     }
 
+    /// Like [`ServerProcess::start`], with files the server writes limited
+    /// to `kib` KiB (`ulimit -f`; `SIGXFSZ` ignored, so a write past it
+    /// fails with `EFBIG`, as a full disk fails with `ENOSPC`).
+    pub fn start_with_file_size_limit(deployment: &Deployment, kib: u64) -> Self {
+        let mut shell = Command::new("sh");
+        let script = format!("trap '' XFSZ && ulimit -f {} && exec \"$0\" \"$@\"", kib);
+        shell.args(["-c", &script, env!("CARGO_BIN_EXE_plinth")]);
+        Self::start_from(deployment, shell)
+    }
+
     fn start_from(deployment: &Deployment, mut command: Command) -> Self {
         command.arg("serve");
         Self::spawn(command, &deployment.config_path(), &deployment.data_path(), &deployment.log_path())

@@ -130,8 +130,11 @@ impl From<StorageError> for BlobError {
 }
 
 impl From<std::io::Error> for BlobError {
+    /// No room, whichever bound says so: the file system (`ENOSPC`), a disk
+    /// quota (`EDQUOT`) or the process's file size limit (`EFBIG`).
     fn from(e: std::io::Error) -> Self {
-        if e.kind() == std::io::ErrorKind::StorageFull {
+        use std::io::ErrorKind::{FileTooLarge, QuotaExceeded, StorageFull};
+        if matches!(e.kind(), StorageFull | QuotaExceeded | FileTooLarge) {
             BlobError::DiskFull
         } else {
             BlobError::Storage(e.to_string())

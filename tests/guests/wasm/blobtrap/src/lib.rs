@@ -38,7 +38,7 @@ impl exports::plinth::platform::handler::Guest for BlobTrap {
             panic!("trapping after storing {}", blob.id);
         }
         if req.path().ends_with("/job-trap") {
-            let job = jobs::submit("probe", "t", &[blob.id.clone()], "make 1 ok");
+            let job = jobs::submit("probe", "t", std::slice::from_ref(&blob.id), "make 1 ok");
             panic!("trapping after submitting {job:?}");
         }
         answer(200, &blob.id)
