@@ -176,12 +176,14 @@ fn decode_other(bytes: &[u8], params: &Params) -> Result<(DynamicImage, Orientat
     Ok((image, orientation, (width, height)))
 }
 
-/// Opaque images as JPEG, the rest as PNG (8 bits per channel).
+/// Images with any transparent pixel as PNG, the rest as JPEG (8 bits per
+/// channel).
 fn encode(name: &str, image: &DynamicImage, quality: u8) -> Result<Variant, String> {
     let mut bytes = Vec::new();
     let failed = |e: image::ImageError| format!("encoding variant `{name}`: {e}");
-    let content_type = if image.color().has_alpha() {
-        image.to_rgba8().write_with_encoder(PngEncoder::new(&mut bytes)).map_err(failed)?;
+    let rgba = image.color().has_alpha().then(|| image.to_rgba8());
+    let content_type = if let Some(rgba) = rgba.filter(|rgba| rgba.pixels().any(|p| p.0[3] < u8::MAX)) {
+        rgba.write_with_encoder(PngEncoder::new(&mut bytes)).map_err(failed)?;
         "image/png"
     } else if image.color().has_color() {
         image.to_rgb8().write_with_encoder(JpegEncoder::new_with_quality(&mut bytes, quality)).map_err(failed)?;
@@ -191,4 +193,76 @@ fn encode(name: &str, image: &DynamicImage, quality: u8) -> Result<Variant, Stri
         "image/jpeg"
     };
     Ok(Variant { name: name.to_owned(), content_type, width: image.width(), height: image.height(), bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use image::{ImageEncoder, Rgba};
+
+    use super::*;
+
+    fn params(sizes: &[(&str, u32)]) -> Params {
+        let sizes: serde_json::Map<String, serde_json::Value> =
+            sizes.iter().map(|(name, size)| ((*name).to_owned(), (*size).into())).collect();
+        serde_json::from_value(serde_json::json!({ "sizes": sizes })).unwrap()
+    }
+
+    fn png(width: u32, height: u32, alpha: u8) -> Vec<u8> {
+        let pixels = image::RgbaImage::from_pixel(width, height, Rgba([10, 200, 30, alpha]));
+        let mut bytes = Vec::new();
+        PngEncoder::new(&mut bytes)
+            .write_image(pixels.as_raw(), width, height, image::ExtendedColorType::Rgba8)
+            .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn each_size_fits_its_box_and_small_images_are_never_enlarged() {
+        let made = make(&png(800, 400, 255), &params(&[("thumb", 100), ("big", 2000)])).unwrap();
+        assert_eq!((made.width, made.height), (800, 400));
+        let size = |name: &str| made.variants.iter().find(|v| v.name == name).map(|v| (v.width, v.height)).unwrap();
+        assert_eq!(size("thumb"), (100, 50));
+        assert_eq!(size("big"), (800, 400), "never enlarged");
+    }
+
+    #[test]
+    fn transparency_keeps_png_and_opaque_images_become_jpeg_even_with_an_alpha_channel() {
+        let opaque = make(&png(64, 64, 255), &params(&[("t", 32)])).unwrap();
+        assert_eq!(opaque.variants[0].content_type, "image/jpeg");
+        assert!(opaque.variants[0].bytes.starts_with(&[0xFF, 0xD8, 0xFF]));
+        let clear = make(&png(64, 64, 100), &params(&[("t", 32)])).unwrap();
+        assert_eq!(clear.variants[0].content_type, "image/png");
+        let decoded = image::load_from_memory(&clear.variants[0].bytes).unwrap();
+        assert_eq!(decoded.to_rgba8().get_pixel(5, 5).0[3], 100, "alpha survives");
+    }
+
+    #[test]
+    fn limits_and_bad_input_are_refused_with_the_reason() {
+        let mut tight = params(&[("t", 32)]);
+        tight.max_pixels = 1000;
+        let err = make(&png(100, 100, 255), &tight).unwrap_err();
+        assert!(err.contains("100×100 pixels") && err.contains("1000"), "{err}");
+        assert!(make(b"not an image at all", &params(&[("t", 32)])).unwrap_err().contains("not an image type"));
+        assert!(make(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0], &params(&[("t", 32)])).unwrap_err().contains("JPEG"));
+        assert!(make(&png(8, 8, 255), &params(&[])).unwrap_err().contains("no variant"));
+        assert!(make(&png(8, 8, 255), &params(&[("huge", 5000)])).unwrap_err().contains("params.sizes.huge"));
+        let truncated = &png(300, 300, 255)[..60];
+        assert!(make(truncated, &params(&[("t", 32)])).is_err());
+    }
+
+    #[test]
+    fn a_jpeg_is_decoded_scaled_down_to_its_box() {
+        let pixels =
+            image::RgbImage::from_fn(1600, 800, |x, _| image::Rgb(if x < 800 { [255, 0, 0] } else { [0, 0, 255] }));
+        let mut jpeg = Vec::new();
+        JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .write_image(pixels.as_raw(), 1600, 800, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let made = make(&jpeg, &params(&[("t", 200)])).unwrap();
+        assert_eq!((made.width, made.height), (1600, 800));
+        let variant = &made.variants[0];
+        assert_eq!((variant.width, variant.height), (200, 100));
+        let decoded = image::load_from_memory(&variant.bytes).unwrap().to_rgb8();
+        assert!(decoded.get_pixel(20, 50).0[0] > 200 && decoded.get_pixel(180, 50).0[2] > 200);
+    }
 }
