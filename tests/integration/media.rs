@@ -601,6 +601,30 @@ fn a_full_disk_is_507_and_keeps_nothing_it_cannot_hold() {
 }
 
 #[tokio::test]
+async fn with_a_media_origin_files_are_fetched_there_by_signed_urls() {
+    let deployment = deployment("64MiB", 3600);
+    let config = std::fs::read_to_string(deployment.config_path()).unwrap();
+    let config = config.replace("upload_ttl = \"3600\"", "upload_ttl = \"3600\"\norigin = \"http://media.localhost\"");
+    std::fs::write(deployment.config_path(), config).unwrap();
+    let (server, _alice, me) = alice_on(&deployment).await;
+    let file = png(5000);
+    let created = me.req(Method::POST, "/v1/media?purpose=attachment").body(file.clone()).send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let view: Value = created.json().await.unwrap();
+    let url = view["url"].as_str().unwrap();
+    let path = url.strip_prefix("http://media.localhost").expect("an absolute URL at the media origin");
+    assert!(path.contains("?token="), "a private item's URL carries a link: {url}");
+    // The same server answers for the media origin; no cookie or bearer goes there.
+    let anonymous = Client::new();
+    let fetched = anonymous.get(server.url(path)).header("host", "media.localhost").send().await.unwrap();
+    assert_eq!(fetched.status(), StatusCode::OK);
+    assert!(fetched.bytes().await.unwrap() == file);
+    let bare = path.split_once('?').unwrap().0;
+    let refused = anonymous.get(server.url(bare)).header("host", "media.localhost").send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND, "without the link it is nobody's to read");
+}
+
+#[tokio::test]
 async fn a_real_tus_client_uploads_in_chunks() {
     let deployment = deployment("64MiB", 3600);
     let (server, alice, me) = alice_on(&deployment).await;

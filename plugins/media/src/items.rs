@@ -9,6 +9,7 @@ use plinth_kit::{Error, Request, Response, Result, blobs, kv, signing};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::origin::Urls;
 use crate::purposes::{self, Purpose, Readers};
 use crate::sniff;
 use crate::variants::{self, Variants};
@@ -16,7 +17,7 @@ use crate::variants::{self, Variants};
 /// The purpose signed links are made for.
 const LINK_PURPOSE: &str = "media.link";
 /// Longest a signed link may live: a week.
-const MAX_LINK_TTL: u64 = 7 * 24 * 3600;
+pub const MAX_LINK_TTL: u64 = 7 * 24 * 3600;
 /// A link's life when the owner asks for none: an hour.
 const DEFAULT_LINK_TTL: u64 = 3600;
 /// Longest file name kept.
@@ -206,7 +207,7 @@ pub fn get(req: &Request) -> Result<Response> {
 
 /// `GET /v1/media/{id}/info`: what the item is, and how its scan stands.
 pub fn info(req: &Request) -> Result<Response> {
-    let (item, _) = readable(req)?;
+    let (item, purpose) = readable(req)?;
     let scan = match blobs::get(&item.blob)?.scan {
         blobs::ScanState::Pending => "pending",
         blobs::ScanState::Clean => "clean",
@@ -214,23 +215,31 @@ pub fn info(req: &Request) -> Result<Response> {
         blobs::ScanState::Failed(_) => "failed",
         blobs::ScanState::Unscanned => "unscanned",
     };
-    let mut view = view(&item);
+    let urls = Urls::from_settings()?;
+    let mut view = view(&item, &purpose, &urls)?;
     view["scan"] = scan.into();
-    view["variants"] = variants::describe(&item)?;
+    view["variants"] = variants::describe(&item, &purpose, &urls)?;
     Ok(Response::json(200, &view))
 }
 
-/// An item as clients see it.
-pub fn view(item: &Item) -> serde_json::Value {
-    json!({
+/// An item as clients see it; `url` is where its file is fetched.
+pub fn view(item: &Item, purpose: &Purpose, urls: &Urls) -> Result<serde_json::Value> {
+    Ok(json!({
         "id": item.id,
         "purpose": item.purpose,
         "type": item.media_type,
         "size": item.size,
         "filename": item.filename,
         "created": item.created,
-        "url": format!("/v1/media/{}", item.id),
-    })
+        "url": urls.file(item, purpose, "")?,
+    }))
+}
+
+/// A signed link's token for an item, living `ttl` seconds, and when it expires.
+pub fn sign_link(id: &str, ttl: u64) -> Result<(String, u64)> {
+    let expires = now() + ttl;
+    let token = signing::sign(LINK_PURPOSE, id.as_bytes(), Some(expires)).map_err(Error::unavailable)?;
+    Ok((token, expires))
 }
 
 /// The item the caller owns (or, when `admin` may, administers), with its
@@ -282,9 +291,9 @@ pub fn link(req: &Request) -> Result<Response> {
     if ttl == 0 || ttl > MAX_LINK_TTL {
         return Err(Error::invalid("ttl", &format!("a link lives 1 to {MAX_LINK_TTL} seconds")));
     }
-    let expires = now() + ttl;
-    let token = signing::sign(LINK_PURPOSE, item.id.as_bytes(), Some(expires)).map_err(Error::unavailable)?;
-    Ok(Response::json(201, &json!({ "url": format!("/v1/media/{}?token={token}", item.id), "expires": expires })))
+    let (token, expires) = sign_link(&item.id, ttl)?;
+    let url = Urls::from_settings()?.at_origin(&format!("/v1/media/{}?token={token}", item.id));
+    Ok(Response::json(201, &json!({ "url": url, "expires": expires })))
 }
 
 /// `GET /v1/media/usage`: bytes the caller's files hold and its unfinished

@@ -6,6 +6,7 @@
 
 mod embeds;
 mod items;
+mod origin;
 mod purposes;
 mod sniff;
 mod uploads;

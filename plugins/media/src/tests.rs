@@ -235,3 +235,32 @@ fn images_of_a_purpose_with_variants_get_a_job_and_its_variants_are_served_once_
 fn variant_of(host: &TestHost, item: &str) -> plinth_kit::Response {
     host.send(TestRequest::get(&format!("/v1/media/{item}/variants/thumb")).signed_in("ada", &[]))
 }
+
+#[test]
+fn with_a_media_origin_urls_point_there_and_private_ones_carry_a_link() {
+    let host = host().setting("origin", "https://Media.Example.test");
+    let upload = |purpose: &str, body: Vec<u8>| {
+        let created =
+            host.send(TestRequest::post(&format!("/v1/media?purpose={purpose}")).signed_in("ada", &[]).body(body));
+        assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+        created.body_json::<Value>()
+    };
+    let private = upload("attachment", b"secret plans".to_vec());
+    let url = private["url"].as_str().unwrap();
+    let prefix = format!("https://media.example.test/v1/media/{}?token=", private["id"].as_str().unwrap());
+    assert!(url.starts_with(&prefix), "{url}");
+    let path = url.strip_prefix("https://media.example.test").unwrap();
+    assert_eq!(host.send(TestRequest::get(path)).status, 200, "the link in the URL reads it without a session");
+    let public = upload("avatar", png(10));
+    assert_eq!(public["url"], format!("https://media.example.test/v1/media/{}", public["id"].as_str().unwrap()));
+    let link = host
+        .send(TestRequest::post(&format!("/v1/media/{}/links", private["id"].as_str().unwrap())).signed_in("ada", &[]));
+    assert!(link.body_json::<Value>()["url"].as_str().unwrap().starts_with(&prefix));
+
+    let broken =
+        TestHost::new(super::router()).setting("purposes", PURPOSES).setting("origin", "https://m.example.test/files");
+    let refused = broken.send(TestRequest::post("/v1/media?purpose=avatar").signed_in("ada", &[]).body(png(10)));
+    assert_eq!(refused.status, 500);
+    assert!(refused.body_json::<Value>()["error"]["message"].as_str().unwrap().contains("setting `origin`"));
+    assert!(broken.kv_keys().iter().all(|k| !k.starts_with("item/")), "nothing kept for a refused upload");
+}

@@ -12,6 +12,7 @@ use plinth_kit::{Error, Request, Response, Result, blobs, kv, settings};
 use serde::{Deserialize, Serialize};
 
 use crate::items::{self, clean_filename};
+use crate::origin::Urls;
 use crate::purposes::{self, Purpose};
 
 /// The protocol version spoken.
@@ -342,7 +343,11 @@ pub fn upload_whole(req: &Request) -> Result<Response> {
     let purpose =
         purpose.ok_or_else(|| Error::new(400, "purpose_required", "name the purpose: `?purpose=`").at("purpose"))?;
     let purpose = purposes::named(&purpose)?;
+    // Read before anything is stored: a broken setting refuses the upload
+    // rather than answering 500 for a file that was kept.
+    let urls = Urls::from_settings()?;
     let blob = blobs::ingest(req, &principal.account_id, purpose.max_bytes)?;
     let item = items::admit(&principal.account_id, &purpose, blob, filename.as_deref().and_then(clean_filename))?;
-    Ok(Response::json(201, &items::view(&item)).header("location", format!("/v1/media/{}", item.id)))
+    let view = items::view(&item, &purpose, &urls)?;
+    Ok(Response::json(201, &view).header("location", format!("/v1/media/{}", item.id)))
 }

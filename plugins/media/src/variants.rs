@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::items::{self, Item};
+use crate::origin::Urls;
+use crate::purposes::Purpose;
 
 /// Types the worker makes variants of; others (SVG above all) get none.
 const RASTER_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
@@ -115,23 +117,22 @@ fn standing(variants: &Variants) -> Result<Standing> {
 
 /// The `variants` part of an item's description: their state, and each
 /// one's URL and size once ready.
-pub fn describe(item: &Item) -> Result<serde_json::Value> {
+pub fn describe(item: &Item, purpose: &Purpose, urls: &Urls) -> Result<serde_json::Value> {
     let Some(variants) = &item.variants else { return Ok(serde_json::Value::Null) };
     Ok(match standing(variants)? {
         Standing::Pending => json!({ "state": "pending", "names": variants.names }),
         Standing::Failed(why) => json!({ "state": "failed", "names": variants.names, "reason": why }),
         Standing::Ready(answer) => {
-            let made: serde_json::Map<String, serde_json::Value> = answer
+            let made = answer
                 .variants
                 .iter()
                 .map(|(name, made)| {
-                    let url = format!("/v1/media/{}/variants/{name}", item.id);
-                    (
-                        name.clone(),
-                        json!({ "url": url, "type": made.media_type, "width": made.width, "height": made.height }),
-                    )
+                    let url = urls.file(item, purpose, &format!("/variants/{name}"))?;
+                    let view =
+                        json!({ "url": url, "type": made.media_type, "width": made.width, "height": made.height });
+                    Ok((name.clone(), view))
                 })
-                .collect();
+                .collect::<Result<serde_json::Map<String, serde_json::Value>>>()?;
             json!({ "state": "ready", "names": variants.names, "variants": made })
         }
     })
