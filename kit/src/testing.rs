@@ -170,6 +170,15 @@ impl TestHost {
         });
     }
 
+    /// Sets a blob's scan state, as the host's scanner would.
+    ///
+    /// # Panics
+    ///
+    /// When there is no such blob.
+    pub fn set_scan(&self, id: &str, scan: wit::blobs::ScanState) {
+        with(|s| s.blobs.get_mut(id).expect("no such blob").scan = scan);
+    }
+
     /// Moves every upload's expiry into the past, as time passing would.
     pub fn expire_uploads(&self) {
         with(|s| s.uploads.values_mut().for_each(|(upload, _)| upload.expires = 0));
@@ -562,6 +571,7 @@ pub mod blobs {
         owner: String,
         pub(super) bytes: Vec<u8>,
         refs: u64,
+        pub(super) scan: ScanState,
     }
 
     fn now() -> u64 {
@@ -575,7 +585,7 @@ pub mod blobs {
             size: stored.bytes.len() as u64,
             refs: stored.refs,
             created: 0,
-            scan: ScanState::Unscanned,
+            scan: stored.scan.clone(),
         }
     }
 
@@ -610,6 +620,7 @@ pub mod blobs {
             owner: owner.to_owned(),
             bytes,
             refs: 1,
+            scan: ScanState::Unscanned,
         });
         info(&id, stored)
     }

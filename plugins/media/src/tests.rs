@@ -208,6 +208,13 @@ fn images_of_a_purpose_with_variants_get_a_job_and_its_variants_are_served_once_
     host.finish_job(&job.id, Ok(&answer.to_string()), &made);
     let thumb = variant("thumb", "ada");
     assert_eq!((thumb.status, thumb.header_value("content-type")), (200, Some("image/jpeg")));
+    // The original's scan verdict stands for its variants.
+    let source = inputs[0].clone();
+    host.set_scan(&source, plinth_kit::blobs::ScanState::Infected("Eicar-Test-Signature".into()));
+    assert_eq!(variant("thumb", "ada").status, 403);
+    host.set_scan(&source, plinth_kit::blobs::ScanState::Pending);
+    assert_eq!(variant("thumb", "ada").status, 503);
+    host.set_scan(&source, plinth_kit::blobs::ScanState::Clean);
     assert_eq!(thumb.served_blob(), Some(made[0].as_str()));
     assert_eq!(variant("thumb", "mallory").status, 404, "a variant is read like its item");
     assert_eq!(variant("huge", "ada").status, 404);

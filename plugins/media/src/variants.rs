@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use plinth_kit::blobs::ScanState;
 use plinth_kit::{Error, Request, Response, Result, jobs, settings};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -145,6 +146,24 @@ pub fn get(req: &Request) -> Result<Response> {
     let name: String = req.param("name")?;
     let no_variant = || Error::not_found(format!("media item `{}` has no variant `{name}`", item.id));
     let variants = item.variants.as_ref().filter(|v| v.names.contains(&name)).ok_or_else(no_variant)?;
+    // A variant is served only when its item would be: the scanner's
+    // verdict on the original stands for its thumbnails too.
+    let held = match plinth_kit::blobs::get(&item.blob)?.scan {
+        ScanState::Clean | ScanState::Unscanned => None,
+        ScanState::Pending => Some(
+            Error::new(503, "scan_pending", "the file is waiting for its virus scan; retry shortly")
+                .with_header("retry-after", "5"),
+        ),
+        ScanState::Failed(_) => {
+            Some(Error::new(503, "scan_failed", "the virus scanner could not check this file, so it is not served"))
+        }
+        ScanState::Infected(_) => {
+            Some(Error::new(403, "file_infected", "the virus scanner found malware in this file"))
+        }
+    };
+    if let Some(refusal) = held {
+        return Err(refusal);
+    }
     match standing(variants)? {
         Standing::Pending => Err(Error::new(503, "variant_pending", "the variant is being made; try again shortly")
             .with_header("retry-after", "2")),
