@@ -69,7 +69,18 @@ async fn main() {
     // warms the instance pool's slot.
     for run in 0..=RUNS {
         let started = Instant::now();
-        let id = app.jobs.submit("media", "images", "bench", vec![blob.clone()], params.clone(), 10).await.unwrap();
+        let id = app
+            .jobs
+            .submit(
+                "media",
+                "images",
+                "bench",
+                vec![blob.clone()],
+                params.clone(),
+                plinth::jobs::JobLimits { plugin: 10, owner: 10 },
+            )
+            .await
+            .unwrap();
         let record = loop {
             let record = app.jobs.get("media", &id).await.unwrap();
             if !matches!(record.state, JobState::Queued | JobState::Running) {

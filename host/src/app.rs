@@ -537,7 +537,7 @@ impl App {
                 owner_bytes: entry.limits.blob_bytes_per_owner.0,
             },
             jobs: self.jobs.clone(),
-            job_limit: entry.limits.jobs,
+            job_limits: crate::jobs::JobLimits { plugin: entry.limits.jobs, owner: entry.limits.jobs_per_owner },
             metrics: self.metrics.clone(),
             settings: settings.clone(),
         });

@@ -674,6 +674,8 @@ pub struct PluginLimits {
     pub blob_bytes_per_owner: ByteSize,
     /// Jobs it may have queued or running at once (with `jobs`).
     pub jobs: u32,
+    /// Jobs one owner may have queued or running at once (with `jobs`).
+    pub jobs_per_owner: u32,
 }
 
 impl Default for PluginLimits {
@@ -685,6 +687,7 @@ impl Default for PluginLimits {
             blob_bytes: ByteSize(1 << 30),
             blob_bytes_per_owner: ByteSize(256 << 20),
             jobs: 1000,
+            jobs_per_owner: 10,
         }
     }
 }

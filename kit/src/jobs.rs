@@ -3,7 +3,7 @@
 //! names and making blobs for its owner, which the job holds until the
 //! plugin forgets it. A plugin submits, then reads the state when asked.
 
-pub use crate::bindings::plinth::platform::jobs::{Error, Job, State};
+pub use crate::bindings::plinth::platform::jobs::{Error, Job, QueueFull, State};
 
 #[cfg(target_arch = "wasm32")]
 use crate::bindings::plinth::platform::jobs as host;
@@ -31,6 +31,10 @@ impl From<Error> for crate::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::NotFound => crate::Error::not_found("no such job"),
+            Error::QueueFull(full) if full.scope == "owner" => {
+                crate::Error::new(429, "jobs_busy", "you have too much work queued; try again when it is done")
+                    .with_header("retry-after", "30")
+            }
             Error::QueueFull(_) => crate::Error::new(503, "jobs_busy", "too much work is queued; try again later")
                 .with_header("retry-after", "30"),
             Error::UnknownWorker(worker) => {

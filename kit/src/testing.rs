@@ -78,6 +78,8 @@ struct State {
     blob_quota: (u64, u64),
     /// Jobs by id, in submission order.
     jobs: BTreeMap<String, (wit::jobs::Job, Vec<String>, String)>,
+    /// Unfinished jobs one owner may have (`limits.jobs_per_owner`).
+    jobs_per_owner: Option<u32>,
 }
 
 thread_local! {
@@ -134,6 +136,12 @@ impl TestHost {
     /// A stored blob's bytes.
     pub fn blob(&self, id: &str) -> Option<Vec<u8>> {
         with(|s| s.blobs.get(id).map(|b| b.bytes.clone()))
+    }
+
+    /// Bounds one owner's unfinished jobs, as `limits.jobs_per_owner` does.
+    pub fn jobs_per_owner(self, limit: u32) -> Self {
+        with(|s| s.jobs_per_owner = Some(limit));
+        self
     }
 
     /// Jobs submitted and not forgotten, in submission order.
@@ -763,7 +771,7 @@ pub mod blobs {
 /// them with [`TestHost::finish_job`]; any worker name is taken.
 pub mod jobs {
     use super::{blobs, with};
-    use crate::bindings::plinth::platform::jobs::{Error, Job, State};
+    use crate::bindings::plinth::platform::jobs::{Error, Job, QueueFull, State};
 
     /// See the WIT.
     pub fn submit(worker: &str, owner: &str, inputs: &[String], params: &str) -> Result<String, Error> {
@@ -774,6 +782,14 @@ pub mod jobs {
             return Err(Error::Invalid(format!("inputs: no blob `{missing}`")));
         }
         with(|s| {
+            let unfinished = s
+                .jobs
+                .values()
+                .filter(|(job, ..)| job.owner == owner && matches!(job.state, State::Queued | State::Running))
+                .count();
+            if let Some(limit) = s.jobs_per_owner.filter(|limit| unfinished >= *limit as usize) {
+                return Err(Error::QueueFull(QueueFull { scope: "owner".into(), limit }));
+            }
             s.counter += 1;
             let id = format!("{:032x}", s.counter);
             let job = Job {

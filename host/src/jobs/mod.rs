@@ -38,9 +38,14 @@ pub enum JobError {
     /// No worker of that name takes this plugin's jobs.
     #[error("no worker `{0}` takes this plugin's jobs")]
     UnknownWorker(String),
-    /// The plugin's unfinished jobs are at its limit.
-    #[error("the plugin has {0} unfinished jobs, its limit")]
-    QueueFull(u32),
+    /// The plugin's, or the owner's, unfinished jobs are at their limit.
+    #[error("the {scope} has {limit} unfinished jobs, its limit")]
+    QueueFull {
+        /// `plugin` or `owner`.
+        scope: &'static str,
+        /// The limit.
+        limit: u32,
+    },
     /// A bad argument.
     #[error("{0}")]
     Invalid(String),
@@ -104,6 +109,15 @@ pub struct Ran {
     pub peak_memory: u64,
 }
 
+/// Bounds on a plugin's unfinished (queued or running) jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobLimits {
+    /// All of the plugin's.
+    pub plugin: u32,
+    /// One owner's.
+    pub owner: u32,
+}
+
 /// A queue entry: which plugin's job, for which worker.
 #[derive(Debug, Clone)]
 pub struct Queued {
@@ -151,8 +165,9 @@ pub struct Jobs {
     blobs: Arc<Blobs>,
     /// Serializes state changes of records.
     lock: tokio::sync::Mutex<()>,
-    /// Unfinished jobs per plugin (counted at open, kept since).
-    unfinished: std::sync::Mutex<HashMap<String, u32>>,
+    /// Unfinished jobs per plugin (owner `None`) and per (plugin, owner),
+    /// counted at open and kept since.
+    unfinished: std::sync::Mutex<HashMap<(String, Option<String>), u32>>,
     /// Wakes the dispatcher: a job was queued or a worker slot freed.
     pub(crate) wake: tokio::sync::Notify,
     /// Which plugins each worker takes jobs from, as the deployment says.
@@ -211,7 +226,7 @@ impl Jobs {
                     }
                     JobState::Done(_) | JobState::Failed(_) => continue,
                 }
-                *self.unfinished.lock().expect("job counts").entry(plugin.to_owned()).or_default() += 1;
+                self.count_one(plugin, &record.owner);
             }
             match page.next {
                 Some(next) => after = Some(next),
@@ -254,8 +269,8 @@ impl Jobs {
             workers.iter().map(|w| (w.name.clone(), w.plugins.clone())).collect();
     }
 
-    /// Queues a job of `plugin` for `worker`; `limit` bounds the plugin's
-    /// unfinished jobs.
+    /// Queues a job of `plugin` for `worker`; `limits` bound the plugin's
+    /// and the owner's unfinished jobs.
     pub async fn submit(
         &self,
         plugin: &str,
@@ -263,7 +278,7 @@ impl Jobs {
         owner: &str,
         inputs: Vec<String>,
         params: String,
-        limit: u32,
+        limits: JobLimits,
     ) -> Result<String, JobError> {
         let takes =
             self.takers.read().expect("worker table").get(worker).is_some_and(|p| p.iter().any(|p| p == plugin));
@@ -290,13 +305,16 @@ impl Jobs {
         let id = hex::encode(rand::random::<[u8; 16]>());
         let _lock = self.lock.lock().await;
         {
-            let mut counts = self.unfinished.lock().expect("job counts");
-            let count = counts.entry(plugin.to_owned()).or_default();
-            if *count >= limit {
-                return Err(JobError::QueueFull(*count));
+            let counts = self.unfinished.lock().expect("job counts");
+            let count = |key: (String, Option<String>)| counts.get(&key).copied().unwrap_or(0);
+            if count((plugin.to_owned(), None)) >= limits.plugin {
+                return Err(JobError::QueueFull { scope: "plugin", limit: limits.plugin });
             }
-            *count += 1;
+            if count((plugin.to_owned(), Some(owner.to_owned()))) >= limits.owner {
+                return Err(JobError::QueueFull { scope: "owner", limit: limits.owner });
+            }
         }
+        self.count_one(plugin, owner);
         let queue_key = keys::queue(self.next_seq());
         let record = JobRecord {
             worker: worker.to_owned(),
@@ -312,7 +330,7 @@ impl Jobs {
         };
         let ops = vec![Self::set(plugin, &id, &record), Op::Set(queue_key, queue_entry(plugin, worker, &id))];
         if let Err(e) = self.commit(ops).await {
-            self.finished_one(plugin);
+            self.finished_one(plugin, owner);
             return Err(e);
         }
         self.wake.notify_one();
@@ -337,7 +355,7 @@ impl Jobs {
         }
         self.commit(ops).await?;
         match record.state {
-            JobState::Queued => self.finished_one(plugin),
+            JobState::Queued => self.finished_one(plugin, &record.owner),
             // A running job's later blobs are unlinked as they are made.
             JobState::Done(_) | JobState::Running => self.unlink_all(plugin, &record.made).await,
             JobState::Failed(_) => {}
@@ -401,7 +419,7 @@ impl Jobs {
     ) -> Result<(), JobError> {
         let (plugin, id) = (&claimed.plugin, &claimed.id);
         let _lock = self.lock.lock().await;
-        self.finished_one(plugin);
+        self.finished_one(plugin, &claimed.record.owner);
         let Some(mut record) = self.record(plugin, id).await? else { return Ok(()) };
         let failed = outcome.is_err();
         record.ran = ran;
@@ -415,9 +433,21 @@ impl Jobs {
         Ok(())
     }
 
-    fn finished_one(&self, plugin: &str) {
-        if let Some(count) = self.unfinished.lock().expect("job counts").get_mut(plugin) {
-            *count = count.saturating_sub(1);
+    fn count_one(&self, plugin: &str, owner: &str) {
+        let mut counts = self.unfinished.lock().expect("job counts");
+        *counts.entry((plugin.to_owned(), None)).or_default() += 1;
+        *counts.entry((plugin.to_owned(), Some(owner.to_owned()))).or_default() += 1;
+    }
+
+    fn finished_one(&self, plugin: &str, owner: &str) {
+        let mut counts = self.unfinished.lock().expect("job counts");
+        for key in [(plugin.to_owned(), None), (plugin.to_owned(), Some(owner.to_owned()))] {
+            if let Some(count) = counts.get_mut(&key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    counts.remove(&key);
+                }
+            }
         }
     }
 

@@ -43,8 +43,8 @@ pub struct PluginContext {
     pub blob_quota: BlobQuota,
     /// The job queue (reachable only with that grant).
     pub jobs: Arc<crate::jobs::Jobs>,
-    /// The plugin's most unfinished jobs (`limits.jobs`).
-    pub job_limit: u32,
+    /// The plugin's most unfinished jobs, in all and per owner.
+    pub job_limits: crate::jobs::JobLimits,
     /// Where the host counts what the plugin's calls did.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The plugin's `[plugins.settings]`.

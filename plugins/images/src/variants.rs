@@ -49,6 +49,10 @@ fn default_quality() -> u8 {
 
 /// Largest box a variant may ask for.
 const MAX_SIZE: u32 = 4096;
+/// Most scans a JPEG may have (progressive files have about ten): each
+/// costs a pass over the whole image, so thousands of tiny repeated scans
+/// would hold the worker for its whole deadline.
+const MAX_JPEG_SCANS: usize = 64;
 
 /// One variant made.
 #[derive(Debug, Clone)]
@@ -137,6 +141,13 @@ fn check_pixels(width: u32, height: u32, params: &Params) -> Result<(), String> 
 /// or 1/8): a 12-megapixel photo becomes a 320 px thumbnail without ever
 /// being whole in memory.
 fn decode_jpeg(bytes: &[u8], params: &Params, largest: u32) -> Result<(DynamicImage, Orientation, (u32, u32)), String> {
+    // A start-of-scan marker cannot occur inside entropy-coded data (a 0xFF
+    // there is followed by 0x00 or a restart marker), so counting the pairs
+    // counts the scans.
+    let scans = bytes.windows(2).filter(|pair| *pair == [0xFF, 0xDA]).count();
+    if scans > MAX_JPEG_SCANS {
+        return Err(format!("the JPEG has {scans} scans; JPEGs of at most {MAX_JPEG_SCANS} get variants"));
+    }
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     decoder.read_info().map_err(|e| format!("not a readable JPEG: {e}"))?;
     let info = decoder.info().ok_or("not a readable JPEG: no frame header")?;
@@ -246,6 +257,10 @@ mod tests {
         assert!(make(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0], &params(&[("t", 32)])).unwrap_err().contains("JPEG"));
         assert!(make(&png(8, 8, 255), &params(&[])).unwrap_err().contains("no variant"));
         assert!(make(&png(8, 8, 255), &params(&[("huge", 5000)])).unwrap_err().contains("params.sizes.huge"));
+        let mut rescanned = vec![0xFF, 0xD8];
+        rescanned.extend(std::iter::repeat_n([0xFF, 0xDA, 0, 2], 65).flatten());
+        let err = make(&rescanned, &params(&[("t", 32)])).unwrap_err();
+        assert!(err.contains("65 scans"), "{err}");
         let truncated = &png(300, 300, 255)[..60];
         assert!(make(truncated, &params(&[("t", 32)])).is_err());
     }

@@ -63,6 +63,14 @@ pub fn clean_filename(raw: &str) -> Option<String> {
     (!clean.is_empty() && clean != "." && clean != "..").then_some(clean)
 }
 
+/// Writes `next` over `current` if the stored item is still `current`;
+/// whether it did.
+pub fn swap(current: &Item, next: &Item) -> Result<bool> {
+    let encode = |item: &Item| serde_json::to_vec(item).expect("serializable");
+    let swapped = kv::compare_and_swap(&key(&current.id), Some(&encode(current)), Some(&encode(next)))?;
+    Ok(matches!(swapped, kv::Swap::Swapped))
+}
+
 /// Makes a stored blob an item of `purpose` for `owner`, after checking
 /// what its bytes are; a refused blob is unlinked and the refusal audited.
 pub fn admit(owner: &str, purpose: &Purpose, blob: blobs::Blob, filename: Option<String>) -> Result<Item> {
@@ -138,33 +146,59 @@ pub fn admit(owner: &str, purpose: &Purpose, blob: blobs::Blob, filename: Option
     Ok(item)
 }
 
-/// An item that exists and the caller may read; 404 otherwise. A token
-/// is checked before the item is looked up, so a bad token gets the same
-/// answer whether the id exists or not.
-pub fn readable(req: &Request) -> Result<(Item, Purpose)> {
+/// How the caller may read an item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// As its owner, a reader of its purpose, or anyone (a public purpose).
+    Reader,
+    /// Only through this signed link, which the URLs it is shown reuse (so
+    /// a link never yields a longer-lived or wider one).
+    Link(String),
+}
+
+/// What a signed link opens: the item (its file, its description and its
+/// variants), or one variant of it alone.
+pub fn link_scope(id: &str, variant: Option<&str>) -> String {
+    match variant {
+        Some(name) => format!("{id}/variants/{name}"),
+        None => id.to_owned(),
+    }
+}
+
+/// An item that exists and the caller may read (its `variant` alone, when
+/// one is named); 404 otherwise. A token is checked before the item is
+/// looked up, so a bad token gets the same answer whether the id exists or
+/// not.
+pub fn readable(req: &Request, variant: Option<&str>) -> Result<(Item, Purpose, Access)> {
     let id: String = req.param("id")?;
-    let linked = link_token(req)?.is_some_and(|payload| payload == id.as_bytes());
+    let link = link_token(req)?.filter(|(_, payload)| {
+        *payload == id.as_bytes() || variant.is_some_and(|_| *payload == link_scope(&id, variant).as_bytes())
+    });
     let not_found = || Error::not_found(format!("no media item `{id}`"));
     let item: Item = kv::get_json(&key(&id))?.ok_or_else(not_found)?;
     // A purpose since removed from the settings keeps its items to their owners.
     let purpose = purposes::all()?.remove(&item.purpose).unwrap_or_else(|| Purpose::owner_only(&item.purpose));
     let principal = req.principal();
-    let allowed = linked
-        || purpose.readers == Readers::Public
+    let reader = purpose.readers == Readers::Public
         || principal.as_ref().is_some_and(|p| p.account_id == item.owner || purpose.readable_by(&p.roles));
-    if allowed { Ok((item, purpose)) } else { Err(not_found()) }
+    match (reader, link) {
+        (true, _) => Ok((item, purpose, Access::Reader)),
+        (false, Some((token, _))) => Ok((item, purpose, Access::Link(token))),
+        (false, None) => Err(not_found()),
+    }
 }
 
-/// The payload of the request's signed link, if it carries one; an
+/// The request's signed link and its payload, if it carries one; an
 /// altered, foreign or expired one is refused with its own error.
-fn link_token(req: &Request) -> Result<Option<Vec<u8>>> {
+fn link_token(req: &Request) -> Result<Option<(String, Vec<u8>)>> {
     #[derive(Deserialize)]
     struct Query {
         token: Option<String>,
     }
     let Query { token } = req.query_as()?;
     let Some(token) = token else { return Ok(None) };
-    Ok(Some(signing::verify(LINK_PURPOSE, &token).map_err(|e| Error::from(e).at("token"))?))
+    let payload = signing::verify(LINK_PURPOSE, &token).map_err(|e| Error::from(e).at("token"))?;
+    Ok(Some((token, payload)))
 }
 
 /// `Content-Disposition` for an item: inline only for passive types, with
@@ -194,7 +228,7 @@ pub fn caching(purpose: &Purpose) -> &'static str {
 
 /// `GET /v1/media/{id}`: the file, served by the host (ranges, validators).
 pub fn get(req: &Request) -> Result<Response> {
-    let (item, purpose) = readable(req)?;
+    let (item, purpose, _) = readable(req, None)?;
     let caching = caching(&purpose);
     // Text is only ever UTF-8 here (see `sniff`); saying so leaves a
     // browser nothing to guess.
@@ -207,7 +241,8 @@ pub fn get(req: &Request) -> Result<Response> {
 
 /// `GET /v1/media/{id}/info`: what the item is, and how its scan stands.
 pub fn info(req: &Request) -> Result<Response> {
-    let (item, purpose) = readable(req)?;
+    let (item, purpose, access) = readable(req, None)?;
+    let item = variants::requeue(item, &purpose)?;
     let scan = match blobs::get(&item.blob)?.scan {
         blobs::ScanState::Pending => "pending",
         blobs::ScanState::Clean => "clean",
@@ -216,14 +251,14 @@ pub fn info(req: &Request) -> Result<Response> {
         blobs::ScanState::Unscanned => "unscanned",
     };
     let urls = Urls::from_settings()?;
-    let mut view = view(&item, &purpose, &urls)?;
+    let mut view = view(&item, &purpose, &urls, &access)?;
     view["scan"] = scan.into();
-    view["variants"] = variants::describe(&item, &purpose, &urls)?;
+    view["variants"] = variants::describe(&item, &purpose, &urls, &access)?;
     Ok(Response::json(200, &view))
 }
 
 /// An item as clients see it; `url` is where its file is fetched.
-pub fn view(item: &Item, purpose: &Purpose, urls: &Urls) -> Result<serde_json::Value> {
+pub fn view(item: &Item, purpose: &Purpose, urls: &Urls, access: &Access) -> Result<serde_json::Value> {
     Ok(json!({
         "id": item.id,
         "purpose": item.purpose,
@@ -231,14 +266,15 @@ pub fn view(item: &Item, purpose: &Purpose, urls: &Urls) -> Result<serde_json::V
         "size": item.size,
         "filename": item.filename,
         "created": item.created,
-        "url": urls.file(item, purpose, "")?,
+        "url": urls.file(item, purpose, None, access)?,
     }))
 }
 
-/// A signed link's token for an item, living `ttl` seconds, and when it expires.
-pub fn sign_link(id: &str, ttl: u64) -> Result<(String, u64)> {
+/// A signed link's token for `scope` (see [`link_scope`]), living `ttl`
+/// seconds, and when it expires.
+pub fn sign_link(scope: &str, ttl: u64) -> Result<(String, u64)> {
     let expires = now() + ttl;
-    let token = signing::sign(LINK_PURPOSE, id.as_bytes(), Some(expires)).map_err(Error::unavailable)?;
+    let token = signing::sign(LINK_PURPOSE, scope.as_bytes(), Some(expires)).map_err(Error::unavailable)?;
     Ok((token, expires))
 }
 

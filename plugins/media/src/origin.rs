@@ -8,7 +8,7 @@
 
 use plinth_kit::{Error, Result, settings};
 
-use crate::items::{self, Item};
+use crate::items::{self, Access, Item};
 use crate::purposes::{Purpose, Readers};
 
 /// A link's life in an item's URL when the setting says none.
@@ -38,14 +38,20 @@ impl Urls {
         Ok(Self { origin, ttl })
     }
 
-    /// The URL of an item's file, or of `suffix` under it (`/variants/x`).
-    pub fn file(&self, item: &Item, purpose: &Purpose, suffix: &str) -> Result<String> {
-        let path = format!("/v1/media/{}{suffix}", item.id);
+    /// The URL of an item's file, or of one of its variants, for a caller
+    /// with `access`: one who came with a link gets that link again (never
+    /// a new or longer-lived one); a reader gets a new link for exactly
+    /// this file (a variant's opens that variant alone).
+    pub fn file(&self, item: &Item, purpose: &Purpose, variant: Option<&str>, access: &Access) -> Result<String> {
+        let path = format!("/v1/media/{}", items::link_scope(&item.id, variant));
         let Some(origin) = &self.origin else { return Ok(path) };
         if purpose.readers == Readers::Public {
             return Ok(format!("{origin}{path}"));
         }
-        let (token, _) = items::sign_link(&item.id, self.ttl)?;
+        let token = match access {
+            Access::Link(token) => token.clone(),
+            Access::Reader => items::sign_link(&items::link_scope(&item.id, variant), self.ttl)?.0,
+        };
         Ok(format!("{origin}{path}?token={token}"))
     }
 

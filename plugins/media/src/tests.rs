@@ -271,3 +271,72 @@ fn with_a_media_origin_urls_point_there_and_private_ones_carry_a_link() {
     assert!(refused.body_json::<Value>()["error"]["message"].as_str().unwrap().contains("setting `origin`"));
     assert!(broken.kv_keys().iter().all(|k| !k.starts_with("item/")), "nothing kept for a refused upload");
 }
+
+/// Ends a job as the worker would for one `thumb` variant.
+fn finish_thumb(host: &TestHost, job: &str) {
+    let made = host.store_blob("ada", b"thumb bytes");
+    let answer = serde_json::json!({"width": 4, "height": 4, "variants": {
+        "thumb": {"blob": made, "type": "image/jpeg", "width": 2, "height": 2, "size": 11}}});
+    host.finish_job(job, Ok(&answer.to_string()), std::slice::from_ref(&made));
+}
+
+#[test]
+fn variants_that_found_the_queue_full_are_queued_when_next_asked_for() {
+    let purposes = r#"{"photo": {"types": ["image/*"], "max_bytes": 100000, "variants": {"thumb": 64}}}"#;
+    let host = TestHost::new(super::router()).setting("purposes", purposes).jobs_per_owner(1);
+    let upload = |bytes: Vec<u8>| {
+        let created = host.send(TestRequest::post("/v1/media?purpose=photo").signed_in("ada", &[]).body(bytes));
+        created.body_json::<Value>()["id"].as_str().unwrap().to_owned()
+    };
+    let first = upload(png(10));
+    let second = upload(png(20));
+    let info = |item: &str| host.send(TestRequest::get(&format!("/v1/media/{item}/info")).signed_in("ada", &[]));
+    assert_eq!(host.jobs().len(), 1);
+    let described = info(&second).body_json::<Value>()["variants"].clone();
+    assert_eq!(described["state"], "failed", "{described}");
+    assert!(described["reason"].as_str().unwrap().contains("could not be queued"), "{described}");
+    let [job] = host.jobs().try_into().unwrap();
+    finish_thumb(&host, &job.id);
+    assert_eq!(info(&second).body_json::<Value>()["variants"]["state"], "pending", "queued once there was room");
+    assert_eq!(host.jobs().len(), 2);
+    assert_eq!(info(&second).body_json::<Value>()["variants"]["state"], "pending");
+    assert_eq!(host.jobs().len(), 2, "queued once, not at every ask");
+    assert_eq!(info(&first).body_json::<Value>()["variants"]["state"], "ready");
+}
+
+#[test]
+fn a_link_in_a_url_opens_only_its_file_and_is_never_renewed() {
+    let purposes = r#"{"photo": {"types": ["image/*"], "max_bytes": 100000, "variants": {"thumb": 64, "big": 512}}}"#;
+    let host = TestHost::new(super::router()).setting("purposes", purposes).setting("origin", "https://m.example.test");
+    let created = host.send(TestRequest::post("/v1/media?purpose=photo").signed_in("ada", &[]).body(png(10)));
+    let item = created.body_json::<Value>()["id"].as_str().unwrap().to_owned();
+    let [job] = host.jobs().try_into().unwrap();
+    let made = host.store_blob("ada", b"variant");
+    let answer = serde_json::json!({"width": 4, "height": 4, "variants": {
+        "thumb": {"blob": made, "type": "image/jpeg", "width": 2, "height": 2, "size": 7},
+        "big": {"blob": made, "type": "image/jpeg", "width": 4, "height": 4, "size": 7}}});
+    host.finish_job(&job.id, Ok(&answer.to_string()), &[made.clone(), made.clone()]);
+    let info: Value = host.send(TestRequest::get(&format!("/v1/media/{item}/info")).signed_in("ada", &[])).body_json();
+    let path = |url: &Value| url.as_str().unwrap().strip_prefix("https://m.example.test").unwrap().to_owned();
+    let thumb = path(&info["variants"]["variants"]["thumb"]["url"]);
+    let token = thumb.split_once("?token=").unwrap().1.to_owned();
+    assert_eq!(host.send(TestRequest::get(&thumb)).status, 200, "the thumbnail's URL opens it");
+    for other in
+        [format!("/v1/media/{item}"), format!("/v1/media/{item}/variants/big"), format!("/v1/media/{item}/info")]
+    {
+        let status = host.send(TestRequest::get(&format!("{other}?token={token}"))).status;
+        assert_eq!(status, 404, "a thumbnail's link opens nothing else: {other}");
+    }
+    // Whoever holds the owner's link to the item reads it through that link
+    // only: the URLs they are shown carry that same link, not a fresh one.
+    let link: Value =
+        host.send(TestRequest::post(&format!("/v1/media/{item}/links")).signed_in("ada", &[])).body_json();
+    let shared = path(&link["url"]);
+    let shared_token = shared.split_once("?token=").unwrap().1;
+    let seen: Value = host.send(TestRequest::get(&format!("/v1/media/{item}/info?token={shared_token}"))).body_json();
+    for url in
+        [&seen["url"], &seen["variants"]["variants"]["thumb"]["url"], &seen["variants"]["variants"]["big"]["url"]]
+    {
+        assert!(url.as_str().unwrap().ends_with(&format!("?token={shared_token}")), "{url}");
+    }
+}

@@ -348,6 +348,6 @@ pub fn upload_whole(req: &Request) -> Result<Response> {
     let urls = Urls::from_settings()?;
     let blob = blobs::ingest(req, &principal.account_id, purpose.max_bytes)?;
     let item = items::admit(&principal.account_id, &purpose, blob, filename.as_deref().and_then(clean_filename))?;
-    let view = items::view(&item, &purpose, &urls)?;
+    let view = items::view(&item, &purpose, &urls, &items::Access::Reader)?;
     Ok(Response::json(201, &view).header("location", format!("/v1/media/{}", item.id)))
 }

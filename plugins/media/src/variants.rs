@@ -16,7 +16,7 @@ use plinth_kit::{Error, Request, Response, Result, jobs, settings};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::items::{self, Item};
+use crate::items::{self, Access, Item};
 use crate::origin::Urls;
 use crate::purposes::Purpose;
 
@@ -94,6 +94,26 @@ fn params(sizes: &BTreeMap<String, u32>) -> std::result::Result<String, String> 
     Ok(serde_json::Value::Object(params).to_string())
 }
 
+/// Queues again the variants of an item whose job could not be queued
+/// (the queue may have room now): the item is written with its job only
+/// if no one changed it meanwhile, or the job is forgotten again.
+pub fn requeue(item: Item, purpose: &Purpose) -> Result<Item> {
+    if item.variants.as_ref().is_none_or(|v| v.job.is_some()) {
+        return Ok(item);
+    }
+    let fresh = request(&item.owner, &item.blob, &item.media_type, &purpose.variants);
+    if fresh.as_ref().is_none_or(|v| v.job.is_none()) {
+        return Ok(item);
+    }
+    let next = Item { variants: fresh, ..item.clone() };
+    if items::swap(&item, &next)? {
+        Ok(next)
+    } else {
+        forget(next.variants.as_ref())?;
+        Ok(item)
+    }
+}
+
 /// Drops the job of a deleted item (and so its variants' blobs).
 pub fn forget(variants: Option<&Variants>) -> Result<()> {
     match variants.and_then(|v| v.job.as_deref()).map(jobs::forget) {
@@ -118,7 +138,7 @@ fn standing(variants: &Variants) -> Result<Standing> {
 
 /// The `variants` part of an item's description: their state, and each
 /// one's URL and size once ready.
-pub fn describe(item: &Item, purpose: &Purpose, urls: &Urls) -> Result<serde_json::Value> {
+pub fn describe(item: &Item, purpose: &Purpose, urls: &Urls, access: &Access) -> Result<serde_json::Value> {
     let Some(variants) = &item.variants else { return Ok(serde_json::Value::Null) };
     Ok(match standing(variants)? {
         Standing::Pending => json!({ "state": "pending", "names": variants.names }),
@@ -128,7 +148,7 @@ pub fn describe(item: &Item, purpose: &Purpose, urls: &Urls) -> Result<serde_jso
                 .variants
                 .iter()
                 .map(|(name, made)| {
-                    let url = urls.file(item, purpose, &format!("/variants/{name}"))?;
+                    let url = urls.file(item, purpose, Some(name), access)?;
                     let view =
                         json!({ "url": url, "type": made.media_type, "width": made.width, "height": made.height });
                     Ok((name.clone(), view))
@@ -142,8 +162,9 @@ pub fn describe(item: &Item, purpose: &Purpose, urls: &Urls) -> Result<serde_jso
 /// `GET /v1/media/{id}/variants/{name}`: the variant, served by the host,
 /// to whoever may read the item.
 pub fn get(req: &Request) -> Result<Response> {
-    let (item, purpose) = items::readable(req)?;
     let name: String = req.param("name")?;
+    let (item, purpose, _) = items::readable(req, Some(&name))?;
+    let item = requeue(item, &purpose)?;
     let no_variant = || Error::not_found(format!("media item `{}` has no variant `{name}`", item.id));
     let variants = item.variants.as_ref().filter(|v| v.names.contains(&name)).ok_or_else(no_variant)?;
     // A variant is served only when its item would be: the scanner's

@@ -2,14 +2,14 @@
 //! jobs, scoped to the calling plugin (its name comes from the host).
 
 use crate::jobs::{JobError, JobRecord, JobState};
-use crate::runtime::bindings::jobs::{Error, Host, Job, State};
+use crate::runtime::bindings::jobs::{Error, Host, Job, QueueFull, State};
 use crate::runtime::state::HostState;
 
 fn error(e: JobError) -> Error {
     match e {
         JobError::NotFound => Error::NotFound,
         JobError::UnknownWorker(worker) => Error::UnknownWorker(worker),
-        JobError::QueueFull(count) => Error::QueueFull(count),
+        JobError::QueueFull { scope, limit } => Error::QueueFull(QueueFull { scope: scope.to_owned(), limit }),
         JobError::Invalid(why) => Error::Invalid(why),
         JobError::Storage(why) => Error::Unavailable(why),
     }
@@ -36,7 +36,7 @@ impl Host for HostState {
         params: String,
     ) -> wasmtime::Result<Result<String, Error>> {
         let plugin = &self.plugin;
-        let submitted = plugin.jobs.submit(&plugin.name, &worker, &owner, inputs, params, plugin.job_limit).await;
+        let submitted = plugin.jobs.submit(&plugin.name, &worker, &owner, inputs, params, plugin.job_limits).await;
         if let Ok(id) = &submitted {
             self.unanswered_jobs.push(id.clone());
         }
