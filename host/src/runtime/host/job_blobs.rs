@@ -51,17 +51,20 @@ impl Host for WorkerState {
             return Ok(Err(Error::Invalid(format!("at most {MAX_CREATE_BYTES} bytes per blob, not {}", bytes.len()))));
         }
         let job = &self.job;
-        let scope =
-            Scope { plugin: &job.plugin, plugin_bytes: job.quota.plugin_bytes, owner_bytes: job.quota.owner_bytes };
-        let info = match job.blobs.create(&scope, &job.owner, bytes.into()).await {
-            Ok(info) => info,
-            Err(e) => return Ok(Err(error(e))),
-        };
-        // Recorded before the worker learns the id, so a crash or a
-        // forgotten job cannot leave the blob unnamed.
-        if let Err(e) = job.jobs.made(&job.plugin, &job.id, &info.id).await {
-            return Ok(Err(Error::Unavailable(format!("the job could not hold the blob: {e}"))));
-        }
-        Ok(Ok(info.id))
+        let (blobs, jobs) = (job.blobs.clone(), job.jobs.clone());
+        let (plugin, owner, id, quota) = (job.plugin.clone(), job.owner.clone(), job.id.clone(), job.quota);
+        // Stored and recorded on the job in a task of its own, so that a
+        // run cut off at its deadline between the two cannot leave a blob
+        // the job does not name; recorded before the worker learns the id,
+        // so a crash or a forgotten job cannot either.
+        let stored = tokio::spawn(async move {
+            let scope = Scope { plugin: &plugin, plugin_bytes: quota.plugin_bytes, owner_bytes: quota.owner_bytes };
+            let info = blobs.create(&scope, &owner, bytes.into()).await.map_err(error)?;
+            jobs.made(&plugin, &id, &info.id)
+                .await
+                .map_err(|e| Error::Unavailable(format!("the job could not hold the blob: {e}")))?;
+            Ok(info.id)
+        });
+        Ok(stored.await.unwrap_or_else(|e| Err(Error::Unavailable(format!("storing the blob failed: {e}")))))
     }
 }
