@@ -72,7 +72,7 @@ pub fn request(owner: &str, blob: &str, media_type: &str, sizes: &BTreeMap<Strin
     let names = sizes.keys().cloned().collect();
     let outcome = params(sizes).and_then(|params| {
         let worker = settings::get("variant_worker").unwrap_or_else(|| DEFAULT_WORKER.to_owned());
-        jobs::submit(&worker, owner, &[blob.to_owned()], &params).map_err(|e| format!("{e:?}"))
+        jobs::submit(&worker, owner, &[blob.to_owned()], &params).map_err(|e| Error::from(e).message)
     });
     Some(match outcome {
         Ok(job) => Variants { names, job: Some(job), error: None },
