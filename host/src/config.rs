@@ -946,25 +946,11 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for (i, plugin) in self.plugins.iter().enumerate() {
             let key = |field: &str| format!("plugins[{i}].{field}");
-            if !valid_name(&plugin.name) {
-                return Err(self.invalid(
-                    key("name"),
-                    format!("`{}` is not a plugin name: use 1 to 64 of a-z, 0-9, `-`, `_`", plugin.name),
-                ));
-            }
-            if !names.insert(&plugin.name) {
-                return Err(self.invalid(key("name"), format!("plugin `{}` is defined twice", plugin.name)));
-            }
+            self.check_component(&key, "plugin", &plugin.name, &mut names, &plugin.component)?;
             if plugin.grants.contains(&Grant::Events) && !plugin.grants.contains(&Grant::Kv) {
                 return Err(self.invalid(
                     key("grants"),
                     "grant `events` writes to the plugin's kv namespace, so it needs grant `kv` too",
-                ));
-            }
-            if !plugin.component.is_file() {
-                return Err(self.invalid(
-                    key("component"),
-                    format!("component file `{}` does not exist", plugin.component.display()),
                 ));
             }
             if let Some(canary) = &plugin.canary {
@@ -981,16 +967,7 @@ impl Config {
             if plugin.routes.is_empty() {
                 return Err(self.invalid(key("routes"), "a plugin needs at least one route"));
             }
-            let limits = &plugin.limits;
-            if limits.memory.0 == 0 || limits.memory.0 > MAX_PLUGIN_MEMORY {
-                return Err(self.invalid(
-                    key("limits.memory"),
-                    format!("must be between 1 byte and {} MiB", MAX_PLUGIN_MEMORY >> 20),
-                ));
-            }
-            if limits.timeout_ms == 0 {
-                return Err(self.invalid(key("limits.timeout_ms"), "must be greater than zero"));
-            }
+            self.check_limits(&key, plugin.limits.memory, plugin.limits.timeout_ms)?;
             if plugin.grants.contains(&Grant::Jobs) && !plugin.grants.contains(&Grant::Blobs) {
                 return Err(
                     self.invalid(key("grants"), "grant `jobs` reads and makes blobs, so it needs grant `blobs` too")
@@ -1000,26 +977,49 @@ impl Config {
         self.validate_workers()
     }
 
+    /// A plugin's or worker's name (valid, not taken) and component file.
+    fn check_component<'a>(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        kind: &str,
+        name: &'a str,
+        names: &mut std::collections::HashSet<&'a str>,
+        component: &Path,
+    ) -> Result<(), ConfigError> {
+        if !valid_name(name) {
+            return Err(
+                self.invalid(key("name"), format!("`{name}` is not a {kind} name: use 1 to 64 of a-z, 0-9, `-`, `_`"))
+            );
+        }
+        if !names.insert(name) {
+            return Err(self.invalid(key("name"), format!("{kind} `{name}` is defined twice")));
+        }
+        if !component.is_file() {
+            return Err(
+                self.invalid(key("component"), format!("component file `{}` does not exist", component.display()))
+            );
+        }
+        Ok(())
+    }
+
+    /// An instance's memory cap and deadline.
+    fn check_limits(&self, key: &dyn Fn(&str) -> String, memory: ByteSize, timeout_ms: u64) -> Result<(), ConfigError> {
+        if memory.0 == 0 || memory.0 > MAX_PLUGIN_MEMORY {
+            return Err(self
+                .invalid(key("limits.memory"), format!("must be between 1 byte and {} MiB", MAX_PLUGIN_MEMORY >> 20)));
+        }
+        if timeout_ms == 0 {
+            return Err(self.invalid(key("limits.timeout_ms"), "must be greater than zero"));
+        }
+        Ok(())
+    }
+
     fn validate_workers(&self) -> Result<(), ConfigError> {
         let mut names = std::collections::HashSet::new();
         let mut slots = 0u32;
         for (i, worker) in self.workers.iter().enumerate() {
             let key = |field: &str| format!("workers[{i}].{field}");
-            if !valid_name(&worker.name) {
-                return Err(self.invalid(
-                    key("name"),
-                    format!("`{}` is not a worker name: use 1 to 64 of a-z, 0-9, `-`, `_`", worker.name),
-                ));
-            }
-            if !names.insert(&worker.name) {
-                return Err(self.invalid(key("name"), format!("worker `{}` is defined twice", worker.name)));
-            }
-            if !worker.component.is_file() {
-                return Err(self.invalid(
-                    key("component"),
-                    format!("component file `{}` does not exist", worker.component.display()),
-                ));
-            }
+            self.check_component(&key, "worker", &worker.name, &mut names, &worker.component)?;
             for (j, name) in worker.plugins.iter().enumerate() {
                 let Some(plugin) = self.plugins.iter().find(|p| &p.name == name) else {
                     return Err(
@@ -1034,15 +1034,7 @@ impl Config {
                 }
             }
             let limits = &worker.limits;
-            if limits.memory.0 == 0 || limits.memory.0 > MAX_PLUGIN_MEMORY {
-                return Err(self.invalid(
-                    key("limits.memory"),
-                    format!("must be between 1 byte and {} MiB", MAX_PLUGIN_MEMORY >> 20),
-                ));
-            }
-            if limits.timeout_ms == 0 {
-                return Err(self.invalid(key("limits.timeout_ms"), "must be greater than zero"));
-            }
+            self.check_limits(&key, limits.memory, limits.timeout_ms)?;
             slots += limits.concurrency;
             if limits.concurrency == 0 || slots > MAX_WORKER_SLOTS {
                 return Err(self.invalid(

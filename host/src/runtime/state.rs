@@ -216,18 +216,21 @@ impl HostState {
     }
 }
 
+/// WASI for a guest named `name` (a plugin or a worker): no preopens, no
+/// environment, no network; its output goes to the host's log.
+pub fn sandboxed_wasi(name: &Arc<str>) -> WasiCtx {
+    WasiCtx::builder()
+        .stdout(GuestOutput::new(name.clone(), "stdout"))
+        .stderr(GuestOutput::new(name.clone(), "stderr"))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        let name = &self.plugin.name;
-        let ctx = self.wasi.get_or_insert_with(|| {
-            WasiCtx::builder()
-                .stdout(GuestOutput::new(name.clone(), "stdout"))
-                .stderr(GuestOutput::new(name.clone(), "stderr"))
-                .allow_tcp(false)
-                .allow_udp(false)
-                .allow_ip_name_lookup(false)
-                .build()
-        });
+        let ctx = self.wasi.get_or_insert_with(|| sandboxed_wasi(&self.plugin.name));
         WasiCtxView { ctx, table: &mut self.table }
     }
 }

@@ -16,8 +16,7 @@ use crate::config::WorkerConfig;
 use crate::jobs::{Claimed, Jobs, MAX_TEXT, Ran};
 use crate::runtime::bindings::log;
 use crate::runtime::bindings::worker::{WorkerBindingsPre, job_blobs, work};
-use crate::runtime::output::GuestOutput;
-use crate::runtime::state::{BlobQuota, MemoryCap};
+use crate::runtime::state::{BlobQuota, MemoryCap, sandboxed_wasi};
 use crate::runtime::{LoadError, Runtime, grants};
 
 /// What one job's instance reaches.
@@ -54,16 +53,7 @@ pub struct WorkerState {
 
 impl WasiView for WorkerState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        let name = &self.job.worker;
-        let ctx = self.wasi.get_or_insert_with(|| {
-            WasiCtx::builder()
-                .stdout(GuestOutput::new(name.clone(), "stdout"))
-                .stderr(GuestOutput::new(name.clone(), "stderr"))
-                .allow_tcp(false)
-                .allow_udp(false)
-                .allow_ip_name_lookup(false)
-                .build()
-        });
+        let ctx = self.wasi.get_or_insert_with(|| sandboxed_wasi(&self.job.worker));
         WasiCtxView { ctx, table: &mut self.table }
     }
 }
