@@ -24,7 +24,8 @@ const PURPOSES: &str = r#"{
 const PROVIDERS: &str = r#"{"youtube": {"hosts": ["www.youtube.com", "youtu.be"], "paths": ["/watch?v={id}", "/{id}"],
   "id": {"chars": "A-Za-z0-9_-", "min": 11, "max": 11}, "embed": "https://www.youtube-nocookie.com/embed/{id}"}}"#;
 
-const MEDIA_POLICY: &str = r#"
+/// The media plugin's rules, as `policies/routes.toml` has them.
+pub const MEDIA_POLICY: &str = r#"
 [[route]]
 route = "/v1/media/**"
 allow = "authenticated"
@@ -55,6 +56,11 @@ allow = "authenticated"
 [[route]]
 route = "GET /v1/media/{id}/info"
 allow = "public"
+
+[[route]]
+route = "GET /v1/media/{id}/variants/{name}"
+allow = "public"
+class = "media"
 "#;
 
 /// The media plugin (owner quota `owner_bytes`, uploads living `ttl`

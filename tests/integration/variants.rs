@@ -11,25 +11,11 @@ use image::{GenericImageView, ImageEncoder, Rgb};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::media::MEDIA_POLICY;
 use crate::support::{Deployment, ISSUER_POLICY, LOOSE_LIMITS, SignedIn, TestServer, issuer_plugin, plugin, sign_in};
 
 const PURPOSES: &str =
     r#"{"photo": {"types": ["image/*"], "max_bytes": 16777216, "read": "public", "variants": {"thumb": 200}}}"#;
-
-const POLICY: &str = r#"
-[[route]]
-route = "/v1/media/**"
-allow = "authenticated"
-
-[[route]]
-route = "GET /v1/media/{id}/info"
-allow = "public"
-
-[[route]]
-route = "GET /v1/media/{id}/variants/{name}"
-allow = "public"
-class = "media"
-"#;
 
 fn deployment(variant_limits: &str) -> Deployment {
     let media = plugin(
@@ -48,7 +34,7 @@ fn deployment(variant_limits: &str) -> Deployment {
         issuer_plugin(),
         plinth_test_guests::IMAGES,
     );
-    Deployment::with_policy(&config, &format!("{POLICY}{ISSUER_POLICY}"))
+    Deployment::with_policy(&config, &format!("{MEDIA_POLICY}{ISSUER_POLICY}"))
 }
 
 async fn upload(server: &TestServer, who: &SignedIn, bytes: Vec<u8>) -> String {
