@@ -14,12 +14,16 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use sha2::{Digest as _, Sha256};
+
+use crate::assets::Assets;
 use crate::audit::{AuditKey, AuditLog, Envelope, Outcome};
 use crate::config::{Config, OnBroken, PluginConfig, ServerConfig};
 use crate::edge::auth::CookiePolicy;
 use crate::edge::headers::SecurityHeaders;
 use crate::edge::rate_limit::RateLimits;
 use crate::events::Events;
+use crate::i18n::{Catalog, Locales};
 use crate::identity::{Identity, Lifetimes};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Retry, Sink};
@@ -48,13 +52,62 @@ pub struct LoadedPlugin {
     pub canary: Option<(Arc<Plugin>, u8)>,
     /// The version this one replaced, kept loaded for a rollback.
     pub previous: Option<Arc<LoadedPlugin>>,
+    /// Its messages, assets and the locales they were linted against.
+    pub files: Arc<PluginFiles>,
+}
+
+/// What a plugin reads besides its component: read and checked when a
+/// deployment is built, so a bad file refuses the deployment.
+pub struct PluginFiles {
+    /// The deployment's locales.
+    pub locales: Arc<Locales>,
+    /// Its messages, when its entry names a directory of them.
+    pub messages: Option<Arc<Catalog>>,
+    /// Its read-only files.
+    pub assets: Arc<Assets>,
+    /// SHA-256 over all of it, to tell a change.
+    pub digest: [u8; 32],
+}
+
+impl PluginFiles {
+    /// Reads `entry`'s messages (linted against `locales`) and assets; an
+    /// error names each problem's file, locale and key.
+    pub fn read(entry: &PluginConfig, locales: Arc<Locales>) -> anyhow::Result<Self> {
+        let messages = match &entry.messages {
+            Some(dir) => Some(Arc::new(Catalog::load(dir, &locales).map_err(|problems| {
+                let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+                anyhow::anyhow!("plugin `{}`: its messages fail the lint:\n{}", entry.name, list.join("\n"))
+            })?)),
+            None => None,
+        };
+        let assets = match &entry.assets {
+            Some(dir) => Assets::load(dir).with_context(|| format!("plugin `{}`: assets", entry.name))?,
+            None => Assets::default(),
+        };
+        let mut hasher = Sha256::new();
+        for name in locales.names() {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+        }
+        hasher.update(messages.as_ref().map(|m| m.digest()).unwrap_or_default());
+        hasher.update(assets.digest());
+        Ok(Self { locales, messages, assets: Arc::new(assets), digest: hasher.finalize().into() })
+    }
+
+    /// The files read, for the watcher.
+    pub fn paths(&self) -> impl Iterator<Item = &std::path::Path> {
+        let messages = self.messages.iter().flat_map(|m| m.files());
+        messages.chain(self.assets.paths()).map(PathBuf::as_path)
+    }
 }
 
 impl LoadedPlugin {
     /// True when `config` describes exactly this plugin (same component
-    /// bytes, grants, limits, settings), so a reload can keep it.
-    fn same_as(&self, config: &PluginConfig, digest: &str, canary_digest: Option<&str>) -> bool {
+    /// bytes, grants, limits, settings, messages, assets), so a reload can
+    /// keep it.
+    fn same_as(&self, config: &PluginConfig, digest: &str, canary_digest: Option<&str>, files: &PluginFiles) -> bool {
         self.plugin.digest == digest
+            && self.files.digest == files.digest
             && self.config.grants == config.grants
             && self.config.limits == config.limits
             && self.config.settings == config.settings
@@ -375,8 +428,14 @@ impl App {
         let mut changes = Vec::new();
         let mut plugins = Vec::with_capacity(config.plugins.len());
         let mut failed = None;
+        let locales = match Locales::from_config(&config.i18n) {
+            Ok(locales) => Arc::new(locales),
+            Err((key, message)) => {
+                return (Err(anyhow::anyhow!("{}: {key}: {message}", config.source.display())), changes);
+            }
+        };
         for entry in &config.plugins {
-            match self.load_plugin(entry, current).await {
+            match self.load_plugin(entry, current, locales.clone()).await {
                 Ok((plugin, outcome)) => {
                     changes.push(PluginChange { name: entry.name.clone(), outcome, error: None });
                     plugins.push(plugin);
@@ -440,6 +499,7 @@ impl App {
         &self,
         entry: &PluginConfig,
         current: &[Arc<LoadedPlugin>],
+        locales: Arc<Locales>,
     ) -> anyhow::Result<(Arc<LoadedPlugin>, &'static str)> {
         let read = |path: &std::path::Path| {
             let path = path.to_owned();
@@ -455,16 +515,20 @@ impl App {
             None => None,
         };
         let canary_digest = canary_bytes.as_deref().map(crate::runtime::digest);
+        let files = {
+            let entry = entry.clone();
+            Arc::new(tokio::task::spawn_blocking(move || PluginFiles::read(&entry, locales)).await??)
+        };
         let existing = current.iter().find(|p| p.config.name == entry.name);
-        if let Some(same) = existing.filter(|p| p.same_as(entry, &digest, canary_digest.as_deref())) {
+        if let Some(same) = existing.filter(|p| p.same_as(entry, &digest, canary_digest.as_deref(), &files)) {
             return Ok((Arc::new(LoadedPlugin { config: entry.clone(), ..LoadedPlugin::clone(same) }), "unchanged"));
         }
-        let (plugin, origin) = self.bind_plugin(entry, &entry.settings, bytes, digest).await?;
+        let (plugin, origin) = self.bind_plugin(entry, &entry.settings, &files, bytes, digest).await?;
         let canary = match (&entry.canary, canary_bytes, canary_digest) {
             (Some(canary), Some(bytes), Some(digest)) => {
                 let mut settings = entry.settings.clone();
                 settings.extend(canary.settings.clone());
-                let (canary_plugin, _) = self.bind_plugin(entry, &settings, bytes, digest).await?;
+                let (canary_plugin, _) = self.bind_plugin(entry, &settings, &files, bytes, digest).await?;
                 // Requests are routed by the main version's routes.
                 anyhow::ensure!(
                     canary_plugin.routes() == plugin.routes(),
@@ -484,6 +548,7 @@ impl App {
             origin,
             canary,
             previous,
+            files,
         };
         Ok((Arc::new(loaded), "loaded"))
     }
@@ -516,6 +581,7 @@ impl App {
         &self,
         entry: &PluginConfig,
         settings: &std::collections::BTreeMap<String, String>,
+        files: &PluginFiles,
         bytes: Vec<u8>,
         digest: String,
     ) -> anyhow::Result<(Plugin, Origin)> {
@@ -540,6 +606,9 @@ impl App {
             job_limits: crate::jobs::JobLimits { plugin: entry.limits.jobs, owner: entry.limits.jobs_per_owner },
             metrics: self.metrics.clone(),
             settings: settings.clone(),
+            locales: files.locales.clone(),
+            messages: files.messages.clone(),
+            assets: files.assets.clone(),
         });
         let prepared = self.runtime.prepare_bytes(entry, bytes, digest).await?;
         let origin = prepared.origin;

@@ -95,6 +95,9 @@ pub struct Config {
     /// Virus scanning of stored files; fixed at start.
     #[serde(default)]
     pub scanner: ScannerConfig,
+    /// The locales requests are served in.
+    #[serde(default)]
+    pub i18n: I18nConfig,
     /// The file this was read from, for messages; not a key.
     #[serde(skip)]
     pub source: PathBuf,
@@ -105,6 +108,25 @@ pub struct Config {
 
 fn default_policies() -> PathBuf {
     PathBuf::from("policies/routes.toml")
+}
+
+/// The locales of the deployment (`[i18n]`): the host picks one per
+/// request from them and plugins' message files are linted against them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct I18nConfig {
+    /// BCP 47 language tags, such as `["en", "pl", "ar"]`.
+    pub locales: Vec<String>,
+    /// The locale when nothing the client asks for is enabled; one of
+    /// `locales`, and the one every other locale's messages are checked
+    /// against.
+    pub default: String,
+}
+
+impl Default for I18nConfig {
+    fn default() -> Self {
+        Self { locales: vec!["en".to_owned()], default: "en".to_owned() }
+    }
 }
 
 /// Virus scanning of the files plugins store (`[scanner]`).
@@ -548,6 +570,13 @@ pub struct PluginConfig {
     /// The crate that builds `component`, for `plinth dev` (which rebuilds
     /// it on change); the server itself never reads it.
     pub source: Option<PathBuf>,
+    /// A directory of Fluent messages, `{locale}/*.ftl` for each of
+    /// `[i18n] locales`, that the plugin formats through
+    /// `plinth:platform/messages`; linted when the deployment loads.
+    pub messages: Option<PathBuf>,
+    /// A directory of read-only files the plugin reads through
+    /// `plinth:platform/assets`, such as form definitions.
+    pub assets: Option<PathBuf>,
 }
 
 /// A worker: a component (world `plinth:platform/worker`) that runs the
@@ -788,6 +817,9 @@ impl Config {
             if let Some(canary) = &mut plugin.canary {
                 canary.component = base.join(&canary.component);
             }
+            for dir in [&mut plugin.messages, &mut plugin.assets].into_iter().flatten() {
+                *dir = base.join(&*dir);
+            }
         }
         config.policies = base.join(&config.policies);
         // Configured classes add to the built-in ones or replace them one by one.
@@ -855,6 +887,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        crate::i18n::Locales::from_config(&self.i18n).map_err(|(key, message)| self.invalid(key, message))?;
         if self.scanner.clamd.as_deref().is_some_and(|a| a.trim().is_empty()) {
             return Err(self.invalid("scanner.clamd", "is clamd's socket path or `host:port`; leave it out for none"));
         }

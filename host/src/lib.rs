@@ -24,6 +24,7 @@
 //! - [`cli`]: the `plinth` subcommands, called by the thin `main.rs`.
 
 pub mod app;
+pub mod assets;
 pub mod audit;
 pub mod blobs;
 pub mod body;
@@ -33,6 +34,7 @@ pub mod dev;
 pub mod edge;
 pub mod error;
 pub mod events;
+pub mod i18n;
 pub mod identity;
 pub mod jobs;
 pub mod metrics;

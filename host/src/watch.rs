@@ -1,5 +1,5 @@
-//! Reload when the config file, the policy file or a component file
-//! changes on disk (notify), debounced so that an editor's burst of writes
+//! Reload when the config file, the policy file, a component file or a
+//! plugin's messages or assets change on disk (notify), debounced so that an editor's burst of writes
 //! or a copy in progress makes one reload.
 
 use std::collections::HashSet;
@@ -21,6 +21,11 @@ fn watched_files(app: &App) -> HashSet<PathBuf> {
     let config = &deployment.config;
     let mut files = vec![config.source.clone(), config.policies.clone()];
     files.extend(config.plugins.iter().map(|p| p.component.clone()));
+    for plugin in &deployment.plugins {
+        files.extend(plugin.files.paths().map(Path::to_path_buf));
+        // A file added to a messages or assets directory counts too.
+        files.extend(plugin.files.paths().filter_map(Path::parent).map(Path::to_path_buf));
+    }
     files.iter().filter_map(|f| f.canonicalize().ok()).collect()
 }
 
@@ -53,7 +58,10 @@ pub fn spawn(app: Arc<App>) -> anyhow::Result<()> {
             }
             let Some(paths) = rx.recv().await else { return };
             let relevant = |paths: &[PathBuf]| {
-                paths.iter().any(|p| files.contains(p) || p.canonicalize().is_ok_and(|c| files.contains(&c)))
+                paths.iter().any(|p| {
+                    let known = |p: &Path| files.contains(p) || p.canonicalize().is_ok_and(|c| files.contains(&c));
+                    known(p) || p.parent().is_some_and(|dir| known(dir) && is_plugin_file(p))
+                })
             };
             if !relevant(&paths) {
                 continue;
@@ -65,4 +73,11 @@ pub fn spawn(app: Arc<App>) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// Whether a new file in a plugin's messages or assets directory is one
+/// the plugin would read (editors' hidden and backup files are not).
+fn is_plugin_file(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    !name.starts_with('.') && !name.ends_with('~')
 }

@@ -12,6 +12,8 @@ wasmtime::component::bindgen!({
         "plinth:platform/settings": trappable,
         "plinth:platform/signing": trappable,
         "plinth:platform/schemas": trappable,
+        "plinth:platform/messages": trappable,
+        "plinth:platform/assets": trappable,
         default: async | trappable,
     },
     exports: { default: async },
@@ -43,5 +45,6 @@ pub mod worker {
 pub use self::Plugin as PluginBindings;
 pub use self::PluginPre as PluginBindingsPre;
 pub use self::plinth::platform::{
-    audit, blobs, events, jobs, kv, log, outbox, passwords, principals, schemas, sessions, settings, signing, types,
+    assets, audit, blobs, events, jobs, kv, log, messages, outbox, passwords, principals, schemas, sessions, settings,
+    signing, types,
 };

@@ -1,8 +1,8 @@
 //! Which imports a component may have, and which grant each one needs.
 //!
 //! Deny by default: an import is allowed only when it is the base contract
-//! (`plinth:platform/types`, `settings` and `log`, which reach nothing
-//! outside the plugin), the WASI baseline (with nothing inherited), or a
+//! (`plinth:platform/types`, `settings`, `log`, `schemas`, `messages`
+//! and `assets`, which reach nothing outside the plugin), the WASI baseline (with nothing inherited), or a
 //! host interface the plugin's grants list.
 
 use std::fmt;
@@ -71,6 +71,8 @@ pub fn need_of(import: &str) -> Need {
                 "job-blobs" => Need::Refused("the blobs of a worker's job; a plugin uses `blobs`".into()),
                 "settings" => Need::Base,
                 "schemas" => Need::Base,
+                "messages" => Need::Base,
+                "assets" => Need::Base,
                 other => Need::Refused(format!("plinth:platform has no interface `{other}`")),
             }
         }

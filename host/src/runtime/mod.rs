@@ -30,8 +30,8 @@ use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
 use crate::metrics::{FailureLabels, Metrics, PluginLabels};
 use crate::routes::Route;
 use crate::runtime::bindings::{
-    PluginBindingsPre, audit, blobs, events, jobs, kv, log, outbox, passwords, principals, schemas, sessions, settings,
-    signing, types,
+    PluginBindingsPre, assets, audit, blobs, events, jobs, kv, log, messages, outbox, passwords, principals, schemas,
+    sessions, settings, signing, types,
 };
 use crate::runtime::host::types::{RequestData, ResponseData};
 use crate::runtime::state::{HostState, PluginContext, RequestMeta, SessionEffect};
@@ -334,6 +334,8 @@ impl Runtime {
         settings::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         schemas::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        messages::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        assets::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         for grant in grants {
             match grant {
                 Grant::Kv => kv::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,

@@ -49,6 +49,12 @@ pub struct PluginContext {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The plugin's `[plugins.settings]`.
     pub settings: std::collections::BTreeMap<String, String>,
+    /// The deployment's locales, which requests are negotiated against.
+    pub locales: Arc<crate::i18n::Locales>,
+    /// The plugin's messages, when its entry names a directory of them.
+    pub messages: Option<Arc<crate::i18n::Catalog>>,
+    /// The plugin's read-only files.
+    pub assets: Arc<crate::assets::Assets>,
 }
 
 /// Bytes of blobs a plugin may hold, in all and per owner.

@@ -1,6 +1,7 @@
 //! One file per WIT interface the host implements for plugins (and for
 //! workers: `job_blobs`).
 
+pub mod assets;
 pub mod audit;
 pub mod blobs;
 pub mod events;
@@ -8,6 +9,7 @@ pub mod job_blobs;
 pub mod jobs;
 pub mod kv;
 pub mod log;
+pub mod messages;
 pub mod outbox;
 pub mod passwords;
 pub mod principals;

@@ -185,6 +185,19 @@ impl HostRequest for HostState {
         Ok(self.table.get(&req)?.principal.clone())
     }
 
+    fn locale(&mut self, req: Resource<RequestData>) -> wasmtime::Result<String> {
+        let req = self.table.get(&req)?;
+        let explicit = req
+            .query
+            .as_deref()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("locale="))
+            .map(|value| percent_encoding::percent_decode_str(value).decode_utf8_lossy());
+        let accept_language = req.headers.iter().find(|(name, _)| name == "accept-language").map(|(_, v)| v.as_str());
+        Ok(self.plugin.locales.negotiate(explicit.as_deref(), accept_language).to_owned())
+    }
+
     fn drop(&mut self, req: Resource<RequestData>) -> wasmtime::Result<()> {
         self.table.delete(req)?;
         Ok(())
