@@ -33,12 +33,14 @@ mod request;
 mod response;
 mod router;
 
+pub mod assets;
 pub mod audit;
 pub mod blobs;
 pub mod events;
 pub mod jobs;
 pub mod kv;
 pub mod log;
+pub mod messages;
 pub mod outbox;
 pub mod passwords;
 pub mod principals;

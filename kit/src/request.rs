@@ -125,6 +125,13 @@ impl Request {
         read!(self, r => r.principal(), d => d.principal.clone())
     }
 
+    /// The locale the host serves this request in (see
+    /// [`crate::messages`]): a `locale` query parameter, then
+    /// `Accept-Language`, then the deployment's default.
+    pub fn locale(&self) -> String {
+        read!(self, r => r.locale(), d => d.locale.clone().unwrap_or_else(|| crate::messages::locales().swap_remove(0)))
+    }
+
     /// The signed-in principal, or 401 `unauthenticated`.
     pub fn signed_in(&self) -> Result<Principal> {
         self.principal().ok_or_else(Error::unauthenticated)
@@ -209,15 +216,6 @@ impl Request {
     /// The `If-Match` header, to compare with a stored value's ETag.
     pub fn if_match(&self) -> Option<String> {
         self.header("if-match")
-    }
-
-    /// The client's preferred language: the first tag of `Accept-Language`
-    /// (`de-CH` from `de-CH, de;q=0.9`), if it sent one.
-    pub fn locale(&self) -> Option<String> {
-        let header = self.header("accept-language")?;
-        let first = header.split(',').next()?.split(';').next()?.trim();
-        let valid = !first.is_empty() && first != "*" && first.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        valid.then(|| first.to_owned())
     }
 }
 

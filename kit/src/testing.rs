@@ -40,6 +40,7 @@ pub(crate) struct RequestData {
     pub(crate) client_address: String,
     pub(crate) params: Vec<(String, String)>,
     pub(crate) principal: Option<Principal>,
+    pub(crate) locale: Option<String>,
 }
 
 /// One line a plugin logged.
@@ -62,6 +63,10 @@ struct State {
     audit_fails: bool,
     logs: Vec<LogLine>,
     settings: BTreeMap<String, String>,
+    /// Enabled locales, the default first; messages by (locale, key).
+    locales: Vec<String>,
+    messages: BTreeMap<(String, String), String>,
+    assets: BTreeMap<String, Vec<u8>>,
     accounts: BTreeMap<String, wit::principals::Account>,
     sessions: Vec<(String, wit::sessions::SessionInfo)>,
     /// The session of the request being served.
@@ -111,13 +116,33 @@ impl TestHost {
     /// would refuse it at load.
     pub fn new(router: Router) -> Self {
         router.declared();
-        with(|s| *s = State { blob_quota: (u64::MAX, u64::MAX), ..State::default() });
+        with(|s| *s = State { blob_quota: (u64::MAX, u64::MAX), locales: vec!["en".to_owned()], ..State::default() });
         Self { router }
     }
 
     /// Sets one of the plugin's settings.
     pub fn setting(self, name: &str, value: &str) -> Self {
         with(|s| s.settings.insert(name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Enables these locales, the default first (`["en"]` unless set).
+    pub fn locales(self, locales: &[&str]) -> Self {
+        with(|s| s.locales = locales.iter().map(|l| (*l).to_owned()).collect());
+        self
+    }
+
+    /// Adds a message in `locale`. The in-memory host fills `{ $name }`
+    /// placeholders and nothing more: plural forms and the lint are the
+    /// real host's, tested there.
+    pub fn message(self, locale: &str, key: &str, text: &str) -> Self {
+        with(|s| s.messages.insert((locale.to_owned(), key.to_owned()), text.to_owned()));
+        self
+    }
+
+    /// Adds a read-only file.
+    pub fn asset(self, name: &str, bytes: impl Into<Vec<u8>>) -> Self {
+        with(|s| s.assets.insert(name.to_owned(), bytes.into()));
         self
     }
 
@@ -345,6 +370,13 @@ impl TestRequest {
     /// A raw body.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.data.body = body.into();
+        self
+    }
+
+    /// Served in `locale` (as if the host had negotiated it); the default
+    /// locale otherwise.
+    pub fn locale(mut self, locale: &str) -> Self {
+        self.data.locale = Some(locale.to_owned());
         self
     }
 
@@ -931,6 +963,70 @@ pub mod settings {
     /// See the WIT.
     pub fn get(name: &str) -> Option<String> {
         super::with(|s| s.settings.get(name).cloned())
+    }
+}
+
+/// `plinth:platform/messages`, in memory: `{ $name }` filled, nothing more.
+pub mod messages {
+    use super::wit::messages::Argument;
+
+    /// See the WIT.
+    pub fn format(locale: &str, key: &str, args: &[(String, Argument)]) -> Option<String> {
+        super::with(|s| {
+            let default = s.locales.first().cloned().unwrap_or_default();
+            let text = s
+                .messages
+                .get(&(locale.to_owned(), key.to_owned()))
+                .or_else(|| s.messages.get(&(default, key.to_owned())))?;
+            let mut text = text.clone();
+            for (name, value) in args {
+                let value = match value {
+                    Argument::Text(t) => t.clone(),
+                    Argument::Number(n) => n.to_string(),
+                };
+                text = text.replace(&format!("{{ ${name} }}"), &value);
+            }
+            Some(text)
+        })
+    }
+
+    /// See the WIT.
+    pub fn missing(keys: &[String]) -> Vec<(String, String)> {
+        super::with(|s| {
+            let mut missing = Vec::new();
+            for locale in &s.locales {
+                for key in keys {
+                    if !s.messages.contains_key(&(locale.clone(), key.clone())) {
+                        missing.push((locale.clone(), key.clone()));
+                    }
+                }
+            }
+            missing
+        })
+    }
+
+    /// See the WIT.
+    pub fn locales() -> Vec<String> {
+        super::with(|s| s.locales.clone())
+    }
+
+    /// See the WIT (the in-memory host knows Arabic, Hebrew, Persian and Urdu).
+    pub fn is_rtl(locale: &str) -> bool {
+        let language = locale.split(['-', '_']).next().unwrap_or_default();
+        ["ar", "he", "fa", "ur"].contains(&language)
+    }
+}
+
+/// `plinth:platform/assets`, in memory.
+pub mod assets {
+    /// See the WIT.
+    pub fn get(name: &str) -> Option<Vec<u8>> {
+        super::with(|s| s.assets.get(name).cloned())
+    }
+
+    /// See the WIT.
+    pub fn names() -> Vec<String> {
+        super::with(|s| s.assets.keys().cloned().collect())
     }
 }
 

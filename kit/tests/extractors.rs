@@ -96,9 +96,11 @@ fn json_bodies_are_checked_for_type_size_and_shape() {
 
 #[test]
 fn parameters_and_queries_are_typed() {
-    let host = TestHost::new(router());
-    let found = host.send(TestRequest::get("/items/42").header("accept-language", "de-CH, de;q=0.9"));
-    assert_eq!(found.body_json::<Value>(), json!({ "n": 42, "locale": "de-CH" }));
+    let host = TestHost::new(router()).locales(&["en", "de"]);
+    let found = host.send(TestRequest::get("/items/42").locale("de"));
+    assert_eq!(found.body_json::<Value>(), json!({ "n": 42, "locale": "de" }));
+    let default = host.send(TestRequest::get("/items/42"));
+    assert_eq!(default.body_json::<Value>()["locale"], "en", "the default locale unless negotiated");
     assert_eq!(error_of(&host.send(TestRequest::get("/items/x"))), (400, "invalid_param".into(), Some("n".into())));
     assert_eq!(host.send(TestRequest::get("/items?limit=5")).body_json::<Value>()["limit"], 5);
     assert_eq!(
