@@ -84,6 +84,11 @@ impl PluginFiles {
             Some(dir) => Assets::load(dir).with_context(|| format!("plugin `{}`: assets", entry.name))?,
             None => Assets::default(),
         };
+        let (_, problems) = crate::i18n::forms::lint(&assets, messages.as_deref(), entry.messages.as_deref());
+        if !problems.is_empty() {
+            let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+            anyhow::bail!("plugin `{}`: its form definitions fail the lint:\n{}", entry.name, list.join("\n"));
+        }
         let mut hasher = Sha256::new();
         for name in locales.names() {
             hasher.update(name.as_bytes());

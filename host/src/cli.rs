@@ -55,6 +55,9 @@ pub enum Command {
     /// Work with route policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Work with form definitions and their messages.
+    #[command(subcommand)]
+    Forms(FormsCommand),
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -131,6 +134,21 @@ pub enum PolicyCommand {
     },
 }
 
+/// Forms subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FormsCommand {
+    /// Lint every plugin's messages (each enabled locale has every message
+    /// of the default one, with the same placeholders and all its plural
+    /// forms) and form definitions (`{id}.form.json` assets: valid, and
+    /// every message they show exists in every locale). A deployment that
+    /// fails it is refused at start and at reload.
+    Lint {
+        /// The config file (plinth.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
 /// Audit subcommands. Both read the key and the data directory from the
 /// config; the server must be stopped (the database allows one process).
 #[derive(Debug, Subcommand)]
@@ -192,6 +210,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => check(&config).await,
         Command::Plugin(PluginCommand::Inspect { file }) => inspect(&file).await,
         Command::Policy(PolicyCommand::Check { config }) => policy_check(&config).await,
+        Command::Forms(FormsCommand::Lint { config }) => forms_lint(&config),
         Command::Audit(AuditCommand::Verify { config, data }) => audit_check(&config, data, false).await,
         Command::Audit(AuditCommand::Seal { config, data }) => audit_check(&config, data, true).await,
         Command::New(NewCommand::Plugin { name, dir, kit }) => {
@@ -225,6 +244,31 @@ async fn policy_check(file: &Path) -> anyhow::Result<()> {
     let gaps = rows.iter().filter(|r| r.access.is_none()).count();
     anyhow::ensure!(gaps == 0, "{gaps} route(s) without a rule in {}", config.policy.source().display());
     println!("ok: {} rules cover {} routes of {}", config.policy.rules().len(), rows.len(), file.display());
+    Ok(())
+}
+
+fn forms_lint(file: &Path) -> anyhow::Result<()> {
+    let config = Config::load(file)?;
+    let locales = Arc::new(
+        crate::i18n::Locales::from_config(&config.i18n)
+            .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?,
+    );
+    let mut failed = 0;
+    for entry in &config.plugins {
+        match crate::app::PluginFiles::read(entry, locales.clone()) {
+            Ok(files) => {
+                let (forms, _) = crate::i18n::forms::lint(&files.assets, files.messages.as_deref(), None);
+                let messages = if files.messages.is_some() { "messages" } else { "no messages" };
+                println!("ok: plugin `{}`: {messages}, {forms} form definition(s)", entry.name);
+            }
+            Err(e) => {
+                failed += 1;
+                println!("{e:#}");
+            }
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} plugin(s) fail the lint");
+    println!("ok: locales {}", locales.names().join(", "));
     Ok(())
 }
 

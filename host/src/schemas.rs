@@ -5,8 +5,9 @@
 //! meta-schema (2–10 ms in wasm, measured in BENCHMARKS.md). The host
 //! compiles each schema once, keyed by its SHA-256, in a bounded LRU shared
 //! by all plugins (a schema is data, not a capability). Patterns use the
-//! `regex` crate (linear time, no backtracking), remote references are not
-//! fetched, and sizes are capped.
+//! `regex` crate (linear time, no backtracking), formats (`email`, `date`,
+//! `uri`...) are checked, remote references are not fetched, and sizes
+//! are capped.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -91,6 +92,7 @@ impl Schemas {
         let value: serde_json::Value =
             serde_json::from_str(schema).map_err(|e| SchemaError::InvalidSchema(e.to_string()))?;
         let validator = jsonschema::options()
+            .should_validate_formats(true)
             .with_pattern_options(jsonschema::PatternOptions::regex())
             .build(&value)
             .map_err(|e| SchemaError::InvalidSchema(e.to_string()))?;
@@ -116,6 +118,17 @@ mod tests {
         assert_eq!((found[0].path.as_str(), found[0].keyword.as_str()), ("/title", "maxLength"));
         let missing = schemas.validate(SCHEMA, "{}").unwrap();
         assert_eq!((missing[0].path.as_str(), missing[0].keyword.as_str()), ("", "required"));
+    }
+
+    #[test]
+    fn formats_are_checked() {
+        let schema = r#"{"properties": {"email": {"format": "email"}, "day": {"format": "date"}}}"#;
+        let schemas = Schemas::default();
+        assert_eq!(schemas.validate(schema, r#"{"email": "ada@example.com", "day": "2026-02-28"}"#).unwrap(), vec![]);
+        let found = schemas.validate(schema, r#"{"email": "not an address", "day": "2026-02-30"}"#).unwrap();
+        let mut keywords: Vec<(&str, &str)> = found.iter().map(|v| (v.path.as_str(), v.keyword.as_str())).collect();
+        keywords.sort();
+        assert_eq!(keywords, [("/day", "format"), ("/email", "format")]);
     }
 
     #[test]

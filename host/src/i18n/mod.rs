@@ -9,6 +9,7 @@
 //! a plural form refuses the deployment, naming file, key and locale.
 
 mod catalog;
+pub mod forms;
 pub mod lint;
 
 pub use catalog::{Argument, Catalog};
