@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use check::DefinitionError;
+pub use check::{DefinitionError, valid_field_name, valid_form_id, valid_message_key};
 pub use validation::FieldError;
 
 /// Largest definition, in bytes of JSON.
@@ -330,7 +330,7 @@ impl Definition {
         keys.extend(self.rules.iter().map(|r| r.message.clone()));
         keys.extend(self.errors.values().cloned());
         keys.insert(self.error_key(None, validation::UNKNOWN_FIELD));
-        keys.insert(self.error_key(None, validation::NOT_AN_OBJECT));
+        keys.insert(self.error_key(None, validation::NOT_AN_OBJECT_MESSAGE));
         if self.schema.is_some() {
             keys.insert(self.error_key(None, validation::SCHEMA));
         }

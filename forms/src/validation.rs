@@ -10,8 +10,10 @@ use crate::{Definition, Field, FieldKind};
 
 /// Code of a key the form has no field for.
 pub const UNKNOWN_FIELD: &str = "additionalProperties";
-/// Code of data that is not a JSON object.
+/// Code of data that is not a JSON object (its message: `notAnObject`'s).
 pub const NOT_AN_OBJECT: &str = "type";
+/// Message code of data that is not a JSON object.
+pub const NOT_AN_OBJECT_MESSAGE: &str = "notAnObject";
 /// Message code of a failure of the definition's own `schema`.
 pub const SCHEMA: &str = "schema";
 
@@ -71,7 +73,9 @@ impl Definition {
     /// Run it first; [`Definition::schema_error`] skips what it reports.
     pub fn shape_errors(&self, data: &Value) -> Vec<FieldError> {
         let Some(object) = data.as_object() else {
-            return vec![self.error("", None, NOT_AN_OBJECT, json!({ "type": "object" }))];
+            let mut error = self.error("", None, NOT_AN_OBJECT, json!({ "type": "object" }));
+            error.message_key = self.error_key(None, NOT_AN_OBJECT_MESSAGE);
+            return vec![error];
         };
         let mut errors: Vec<FieldError> = object
             .keys()

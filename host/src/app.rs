@@ -61,7 +61,7 @@ pub struct LoadedPlugin {
 pub struct PluginFiles {
     /// The deployment's locales.
     pub locales: Arc<Locales>,
-    /// Its messages, when its entry names a directory of them.
+    /// Its messages, when its entry names directories of them.
     pub messages: Option<Arc<Catalog>>,
     /// Its read-only files.
     pub assets: Arc<Assets>,
@@ -73,18 +73,18 @@ impl PluginFiles {
     /// Reads `entry`'s messages (linted against `locales`) and assets; an
     /// error names each problem's file, locale and key.
     pub fn read(entry: &PluginConfig, locales: Arc<Locales>) -> anyhow::Result<Self> {
-        let messages = match &entry.messages {
-            Some(dir) => Some(Arc::new(Catalog::load(dir, &locales).map_err(|problems| {
+        let messages = match entry.messages.as_slice() {
+            [] => None,
+            dirs => Some(Arc::new(Catalog::load(dirs, &locales).map_err(|problems| {
                 let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
                 anyhow::anyhow!("plugin `{}`: its messages fail the lint:\n{}", entry.name, list.join("\n"))
             })?)),
-            None => None,
         };
         let assets = match &entry.assets {
             Some(dir) => Assets::load(dir).with_context(|| format!("plugin `{}`: assets", entry.name))?,
             None => Assets::default(),
         };
-        let (_, problems) = crate::i18n::forms::lint(&assets, messages.as_deref(), entry.messages.as_deref());
+        let (_, problems) = crate::i18n::forms::lint(&assets, messages.as_deref());
         if !problems.is_empty() {
             let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
             anyhow::bail!("plugin `{}`: its form definitions fail the lint:\n{}", entry.name, list.join("\n"));

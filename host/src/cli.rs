@@ -257,7 +257,7 @@ fn forms_lint(file: &Path) -> anyhow::Result<()> {
     for entry in &config.plugins {
         match crate::app::PluginFiles::read(entry, locales.clone()) {
             Ok(files) => {
-                let (forms, _) = crate::i18n::forms::lint(&files.assets, files.messages.as_deref(), None);
+                let (forms, _) = crate::i18n::forms::lint(&files.assets, files.messages.as_deref());
                 let messages = if files.messages.is_some() { "messages" } else { "no messages" };
                 println!("ok: plugin `{}`: {messages}, {forms} form definition(s)", entry.name);
             }

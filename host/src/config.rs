@@ -211,7 +211,8 @@ pub struct RateLimitConfig {
     /// forgotten first, so memory stays bounded under any key flood.
     pub max_tracked_keys: usize,
     /// Quotas by class name, merged over the built-in classes (`default`,
-    /// `login`, `password_reset`, `email`, `admin`), each replaceable.
+    /// `login`, `password_reset`, `email`, `admin`, `upload`, `media`,
+    /// `form_submit`), each replaceable.
     pub classes: BTreeMap<String, ClassLimits>,
 }
 
@@ -242,6 +243,8 @@ impl Default for RateLimitConfig {
                 // Chunks of resumable uploads, and files served.
                 ("upload".to_owned(), class("600/min", Some("1200/min"))),
                 ("media".to_owned(), class("1200/min", Some("2400/min"))),
+                // Form submissions: a person sends a few a minute.
+                ("form_submit".to_owned(), class("10/min", Some("30/min"))),
             ]),
         }
     }
@@ -570,13 +573,29 @@ pub struct PluginConfig {
     /// The crate that builds `component`, for `plinth dev` (which rebuilds
     /// it on change); the server itself never reads it.
     pub source: Option<PathBuf>,
-    /// A directory of Fluent messages, `{locale}/*.ftl` for each of
-    /// `[i18n] locales`, that the plugin formats through
-    /// `plinth:platform/messages`; linted when the deployment loads.
-    pub messages: Option<PathBuf>,
+    /// Directories of Fluent messages, each with `{locale}/*.ftl` for each
+    /// of `[i18n] locales` (such as the plugin's own and the deployment's),
+    /// that the plugin formats through `plinth:platform/messages`; linted
+    /// when the deployment loads. One path or a list.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub messages: Vec<PathBuf>,
     /// A directory of read-only files the plugin reads through
     /// `plinth:platform/assets`, such as form definitions.
     pub assets: Option<PathBuf>,
+}
+
+/// One path, or a list of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Paths {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match Paths::deserialize(d)? {
+        Paths::One(path) => vec![path],
+        Paths::Many(paths) => paths,
+    })
 }
 
 /// A worker: a component (world `plinth:platform/worker`) that runs the
@@ -817,9 +836,12 @@ impl Config {
             if let Some(canary) = &mut plugin.canary {
                 canary.component = base.join(&canary.component);
             }
-            for dir in [&mut plugin.messages, &mut plugin.assets].into_iter().flatten() {
+            for dir in plugin.messages.iter_mut().chain(&mut plugin.assets) {
                 *dir = base.join(&*dir);
             }
+        }
+        for worker in &mut config.workers {
+            worker.component = base.join(&worker.component);
         }
         config.policies = base.join(&config.policies);
         // Configured classes add to the built-in ones or replace them one by one.

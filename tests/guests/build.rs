@@ -24,7 +24,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "jobprobe",
         ],
     ),
-    ("../../plugins", &["hello", "accounts", "state", "media", "images"]),
+    ("../../plugins", &["hello", "accounts", "state", "media", "images", "forms"]),
     ("../../examples/notes", &["notes"]),
 ];
 
@@ -34,8 +34,8 @@ fn main() {
     // OUT_DIR is <target>/<profile>/build/<crate>-<hash>/out; the guests get a
     // target directory beside the profiles, shared by every build.
     let target = out.ancestors().nth(4).expect("OUT_DIR is inside the target directory").join("wasm-guests");
-    // The WIT (kept in the kit) and the kit and route crates the plugins use.
-    for shared in ["../../kit/wit", "../../kit/src", "../../kit/Cargo.toml", "../../routes/src"] {
+    // The WIT (kept in the kit) and the kit, route and forms crates the plugins use.
+    for shared in ["../../kit/wit", "../../kit/src", "../../kit/Cargo.toml", "../../routes/src", "../../forms/src"] {
         println!("cargo:rerun-if-changed={}", here.join(shared).display());
     }
     let mut constants = String::new();

@@ -117,3 +117,16 @@ fn workers_name_plugins_that_may_submit_and_stay_within_their_slots() {
     let err = load_error(&format!("{submitter}{}{}", worker("\"media\"", ""), worker("\"media\"", "")));
     assert!(err.contains("workers[1].name") && err.contains("defined twice"), "{err}");
 }
+
+#[test]
+fn relative_paths_are_read_from_the_config_files_directory() {
+    // As examples/plinth.toml names its components: relative to itself,
+    // whatever directory plinth runs in.
+    let media = plugin("media", plinth_test_guests::HELLO, &["/v1/media"], &["blobs", "jobs"], "");
+    let worker = "[[workers]]\nname = \"images\"\ncomponent = \"images.wasm\"\nplugins = [\"media\"]\n";
+    let deployment = Deployment::new(&format!("{media}{worker}"));
+    let dir = deployment.config_path().parent().unwrap().to_owned();
+    std::fs::copy(plinth_test_guests::IMAGES, dir.join("images.wasm")).unwrap();
+    let config = deployment.load().expect("the worker's component is found beside the config");
+    assert_eq!(config.workers[0].component, dir.join("images.wasm"));
+}

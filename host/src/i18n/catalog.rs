@@ -1,5 +1,6 @@
 //! One plugin's Fluent messages, a bundle per enabled locale, read from
-//! `{dir}/{locale}/*.ftl` and linted before they serve.
+//! `{dir}/{locale}/*.ftl` of each of its message directories and linted
+//! before they serve.
 
 use std::path::{Path, PathBuf};
 
@@ -41,30 +42,32 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    /// Reads and lints `dir`: every problem found, or the messages.
-    pub fn load(dir: &Path, locales: &Locales) -> Result<Self, Vec<Problem>> {
+    /// Reads and lints `dirs`: every problem found, or the messages.
+    pub fn load(dirs: &[PathBuf], locales: &Locales) -> Result<Self, Vec<Problem>> {
         let mut problems = Vec::new();
         let mut sources: Vec<(String, Vec<(PathBuf, FluentResource)>)> = Vec::new();
         for locale in locales.names() {
-            let files = match ftl_files(&dir.join(locale)) {
-                Ok(files) => files,
-                Err(message) => {
-                    problems.push(Problem::file(dir.join(locale), locale, message));
-                    continue;
-                }
-            };
             let mut resources = Vec::new();
-            for file in files {
-                match read_resource(&file) {
-                    Ok(resource) => resources.push((file, resource)),
-                    Err(mut found) => {
-                        problems.extend(found.drain(..).map(|message| Problem::file(&file, locale, message)))
+            for dir in dirs {
+                let files = match ftl_files(&dir.join(locale)) {
+                    Ok(files) => files,
+                    Err(message) => {
+                        problems.push(Problem::file(dir.join(locale), locale, message));
+                        continue;
+                    }
+                };
+                for file in files {
+                    match read_resource(&file) {
+                        Ok(resource) => resources.push((file, resource)),
+                        Err(found) => problems.extend(found.into_iter().map(|m| Problem::file(&file, locale, m))),
                     }
                 }
             }
             sources.push((locale.clone(), resources));
         }
-        warn_unused_locale_dirs(dir, locales);
+        for dir in dirs {
+            warn_unused_locale_dirs(dir, locales);
+        }
         if problems.is_empty() {
             problems.extend(lint::check(&sources));
         }
@@ -99,6 +102,19 @@ impl Catalog {
     /// The files it was read from.
     pub fn files(&self) -> &[PathBuf] {
         &self.files
+    }
+
+    /// The directories `locale`'s files were read from.
+    pub fn locale_dirs(&self, locale: &str) -> Vec<String> {
+        let mut dirs: Vec<String> = self
+            .files
+            .iter()
+            .filter_map(|f| f.parent())
+            .filter(|d| d.file_name().is_some_and(|n| n == locale))
+            .map(|d| d.display().to_string())
+            .collect();
+        dirs.dedup();
+        dirs
     }
 
     /// SHA-256 of what was read.

@@ -2,17 +2,14 @@
 //! an asset (`{id}.form.json`) parses and checks, and every message it
 //! can show exists in every enabled locale.
 
-use std::path::Path;
-
 use plinth_forms::{ASSET_SUFFIX, Definition};
 
 use super::Catalog;
 use crate::assets::Assets;
 
-/// Every problem of the definitions in `assets`, against `messages` (in
-/// `messages_dir`), each naming file, key and locale; and how many
-/// definitions there were.
-pub fn lint(assets: &Assets, messages: Option<&Catalog>, messages_dir: Option<&Path>) -> (usize, Vec<String>) {
+/// Every problem of the definitions in `assets`, against `messages`, each
+/// naming file, key and locale; and how many definitions there were.
+pub fn lint(assets: &Assets, messages: Option<&Catalog>) -> (usize, Vec<String>) {
     let mut problems = Vec::new();
     let mut forms = 0;
     for path in assets.paths() {
@@ -40,11 +37,10 @@ pub fn lint(assets: &Assets, messages: Option<&Catalog>, messages_dir: Option<&P
                 .push(format!("{file}: the form shows messages, but the plugin's entry names no `messages` directory"));
             continue;
         };
-        let dir = messages_dir.map(|d| d.display().to_string()).unwrap_or_default();
         for (locale, key) in catalog.missing(&keys) {
-            problems.push(format!(
-                "{dir}/{locale}: locale `{locale}`: message `{key}` is missing (form `{id}` shows it: {file})"
-            ));
+            let dirs = catalog.locale_dirs(&locale).join(", ");
+            problems
+                .push(format!("{dirs}: locale `{locale}`: message `{key}` is missing (form `{id}` shows it: {file})"));
         }
     }
     (forms, problems)

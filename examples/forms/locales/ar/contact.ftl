@@ -1,0 +1,13 @@
+contact-title = اتصل بنا
+contact-description = نرد خلال يومي عمل.
+contact-name = اسمك
+contact-email = البريد الإلكتروني
+contact-topic = الموضوع
+contact-topic-question = سؤال
+contact-topic-bug = شيء لا يعمل
+contact-topic-other = شيء آخر
+contact-other = بخصوص ماذا؟
+contact-other-needed = أخبرنا بموضوع رسالتك.
+contact-message = الرسالة
+contact-copies = عدد النسخ المرسلة إليك
+contact-consent = أوافق على حفظ رسالتي للرد عليها.

@@ -1,0 +1,13 @@
+contact-title = Contact us
+contact-description = We answer within two working days.
+contact-name = Your name
+contact-email = E-mail address
+contact-topic = Topic
+contact-topic-question = A question
+contact-topic-bug = Something is broken
+contact-topic-other = Something else
+contact-other = What about?
+contact-other-needed = Tell us what it is about.
+contact-message = Message
+contact-copies = Copies to send you
+contact-consent = I agree that my message is stored to answer it.

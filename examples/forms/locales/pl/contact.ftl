@@ -1,0 +1,13 @@
+contact-title = Napisz do nas
+contact-description = Odpowiadamy w ciągu dwóch dni roboczych.
+contact-name = Imię i nazwisko
+contact-email = Adres e-mail
+contact-topic = Temat
+contact-topic-question = Pytanie
+contact-topic-bug = Coś nie działa
+contact-topic-other = Coś innego
+contact-other = W jakiej sprawie?
+contact-other-needed = Napisz, czego dotyczy wiadomość.
+contact-message = Wiadomość
+contact-copies = Liczba kopii dla Ciebie
+contact-consent = Zgadzam się na przechowywanie wiadomości w celu udzielenia odpowiedzi.

@@ -1,0 +1,52 @@
+form-error-required = الحقل «{ $label }» مطلوب.
+form-error-type = يجب أن يكون «{ $label }» { $type ->
+    [number] رقمًا
+    [integer] عددًا صحيحًا
+    [boolean] نعم أو لا
+    [array] قائمة
+   *[other] نصًا
+}.
+form-error-max-length = «{ $label }»: { $limit ->
+    [zero] بلا أحرف
+    [one] حرف واحد على الأكثر
+    [two] حرفان على الأكثر
+    [few] { $limit } أحرف على الأكثر
+    [many] { $limit } حرفًا على الأكثر
+   *[other] { $limit } حرف على الأكثر
+}.
+form-error-min-length = «{ $label }»: { $limit ->
+    [zero] بلا أحرف
+    [one] حرف واحد على الأقل
+    [two] حرفان على الأقل
+    [few] { $limit } أحرف على الأقل
+    [many] { $limit } حرفًا على الأقل
+   *[other] { $limit } حرف على الأقل
+}.
+form-error-pattern = «{ $label }» ليس بالصيغة المتوقعة.
+form-error-format = «{ $label }» ليس { $format ->
+    [email] عنوان بريد إلكتروني صالحًا
+   *[date] تاريخًا صالحًا
+}.
+form-error-minimum = يجب أن يكون «{ $label }» { $limit } على الأقل.
+form-error-maximum = يجب أن يكون «{ $label }» { $limit } على الأكثر.
+form-error-enum = «{ $label }»: اختر أحد الخيارات.
+form-error-min-items = «{ $label }»: اختر { $limit ->
+    [zero] بلا عناصر
+    [one] عنصرًا واحدًا على الأقل
+    [two] عنصرين على الأقل
+    [few] { $limit } عناصر على الأقل
+    [many] { $limit } عنصرًا على الأقل
+   *[other] { $limit } عنصر على الأقل
+}.
+form-error-max-items = «{ $label }»: اختر { $limit ->
+    [zero] بلا عناصر
+    [one] عنصرًا واحدًا على الأكثر
+    [two] عنصرين على الأكثر
+    [few] { $limit } عناصر على الأكثر
+    [many] { $limit } عنصرًا على الأكثر
+   *[other] { $limit } عنصر على الأكثر
+}.
+form-error-unique-items = «{ $label }»: كل عنصر مرة واحدة فقط.
+form-error-schema = قيمة «{ $label }» غير مقبولة.
+form-error-additional-properties = لا يحتوي هذا النموذج على هذا الحقل.
+form-error-not-an-object = يجب أن تكون بيانات النموذج كائن JSON.

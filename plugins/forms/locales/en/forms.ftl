@@ -1,0 +1,41 @@
+# The forms plugin's own messages: what a field's constraint says when it
+# fails. Every message gets the field's label as $label (but
+# form-error-additional-properties and form-error-not-an-object, which are
+# about no field) and the constraint's values ($limit, $format, $type).
+
+form-error-required = { $label } is required.
+form-error-type = { $label } must be { $type ->
+    [number] a number
+    [integer] a whole number
+    [boolean] yes or no
+    [array] a list
+   *[other] text
+}.
+form-error-max-length = { $label }: at most { $limit ->
+    [one] { $limit } character
+   *[other] { $limit } characters
+}.
+form-error-min-length = { $label }: at least { $limit ->
+    [one] { $limit } character
+   *[other] { $limit } characters
+}.
+form-error-pattern = { $label } is not in the expected form.
+form-error-format = { $label } is not a valid { $format ->
+    [email] e-mail address
+   *[date] date
+}.
+form-error-minimum = { $label } must be at least { $limit }.
+form-error-maximum = { $label } must be at most { $limit }.
+form-error-enum = { $label }: choose one of the options.
+form-error-min-items = { $label }: choose at least { $limit ->
+    [one] { $limit } item
+   *[other] { $limit } items
+}.
+form-error-max-items = { $label }: choose at most { $limit ->
+    [one] { $limit } item
+   *[other] { $limit } items
+}.
+form-error-unique-items = { $label }: each item at most once.
+form-error-schema = { $label } is not accepted.
+form-error-additional-properties = This form has no such field.
+form-error-not-an-object = The form's data must be a JSON object.

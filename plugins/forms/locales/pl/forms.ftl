@@ -1,0 +1,44 @@
+form-error-required = Pole „{ $label }” jest wymagane.
+form-error-type = Pole „{ $label }” musi być { $type ->
+    [number] liczbą
+    [integer] liczbą całkowitą
+    [boolean] wartością tak lub nie
+    [array] listą
+   *[other] tekstem
+}.
+form-error-max-length = Pole „{ $label }” może mieć najwyżej { $limit ->
+    [one] { $limit } znak
+    [few] { $limit } znaki
+    [many] { $limit } znaków
+   *[other] { $limit } znaku
+}.
+form-error-min-length = Pole „{ $label }” musi mieć co najmniej { $limit ->
+    [one] { $limit } znak
+    [few] { $limit } znaki
+    [many] { $limit } znaków
+   *[other] { $limit } znaku
+}.
+form-error-pattern = Pole „{ $label }” ma niewłaściwą postać.
+form-error-format = Pole „{ $label }” nie zawiera poprawnego { $format ->
+    [email] adresu e-mail
+   *[date] daty
+}.
+form-error-minimum = Pole „{ $label }” musi wynosić co najmniej { $limit }.
+form-error-maximum = Pole „{ $label }” może wynosić najwyżej { $limit }.
+form-error-enum = Pole „{ $label }”: wybierz jedną z opcji.
+form-error-min-items = Pole „{ $label }”: wybierz co najmniej { $limit ->
+    [one] { $limit } pozycję
+    [few] { $limit } pozycje
+    [many] { $limit } pozycji
+   *[other] { $limit } pozycji
+}.
+form-error-max-items = Pole „{ $label }”: wybierz najwyżej { $limit ->
+    [one] { $limit } pozycję
+    [few] { $limit } pozycje
+    [many] { $limit } pozycji
+   *[other] { $limit } pozycji
+}.
+form-error-unique-items = Pole „{ $label }”: każda pozycja najwyżej raz.
+form-error-schema = Wartość pola „{ $label }” nie jest akceptowana.
+form-error-additional-properties = Ten formularz nie ma takiego pola.
+form-error-not-an-object = Dane formularza muszą być obiektem JSON.

@@ -1,0 +1,27 @@
+//! The forms plugin: versioned form definitions, one validation for client
+//! and server, localized messages, quiet abuse controls and submissions.
+//! See README.md for routes, definitions and settings.
+
+mod admin;
+mod localize;
+mod render;
+mod store;
+mod submissions;
+mod submit;
+
+use plinth_kit::prelude::*;
+
+fn router() -> Router {
+    Router::new()
+        .get("/v1/forms/{id}", render::show)
+        .post("/v1/forms/{id}/validate", submit::validate)
+        .post("/v1/forms/{id}/submissions", submit::submit)
+        .get("/v1/forms/{id}/submissions", submissions::list)
+        .get("/v1/forms/{id}/submissions/{submission}", submissions::get)
+        .delete("/v1/forms/{id}/submissions/{submission}", submissions::erase)
+        .get("/v1/admin/forms", admin::list)
+        .get("/v1/admin/forms/{id}", admin::get)
+        .put("/v1/admin/forms/{id}", admin::put)
+}
+
+plinth_kit::plugin!(router);
