@@ -914,6 +914,7 @@ pub mod schemas {
         let schema: serde_json::Value =
             serde_json::from_str(schema).map_err(|e| Error::InvalidSchema(e.to_string()))?;
         let validator = jsonschema::options()
+            .should_validate_formats(true)
             .with_pattern_options(jsonschema::PatternOptions::regex())
             .build(&schema)
             .map_err(|e| Error::InvalidSchema(e.to_string()))?;

@@ -25,3 +25,6 @@ fn router() -> Router {
 }
 
 plinth_kit::plugin!(router);
+
+#[cfg(test)]
+mod tests;

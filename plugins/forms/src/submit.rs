@@ -142,7 +142,7 @@ fn pinned(id: &str, form: &store::Form, token: &RenderToken) -> Result<Definitio
     let info = form.record.version(token.version).ok_or_else(retired)?;
     let window = form.definition.settings.accept_previous_seconds;
     match info.replaced_at {
-        Some(at) if store::now() <= at.saturating_add(window) => store::version(id, token.version)?.ok_or_else(retired),
+        Some(at) if store::now() < at.saturating_add(window) => store::version(id, token.version)?.ok_or_else(retired),
         _ => Err(retired()),
     }
 }

@@ -1,0 +1,219 @@
+use plinth_kit::testing::{TestHost, TestRequest};
+use serde_json::{Value, json};
+
+use crate::render::RenderToken;
+
+const CONTACT: &str = include_str!("../../../examples/forms/contact.form.json");
+
+fn host() -> TestHost {
+    let mut host = TestHost::new(crate::router()).locales(&["en", "pl"]).asset("contact.form.json", CONTACT);
+    for (locale, file) in
+        [("en", include_str!("../locales/en/forms.ftl")), ("pl", include_str!("../locales/pl/forms.ftl"))]
+    {
+        // The in-memory host fills `{ $name }` only; one-line messages suffice here.
+        for line in file.lines().filter(|l| l.starts_with("form-error-")) {
+            if let Some((key, text)) = line.split_once(" = ") {
+                host = host.message(locale, key, text);
+            }
+        }
+    }
+    host.message("en", "contact-name", "Your name").message("pl", "contact-name", "Imię i nazwisko")
+}
+
+/// A render token for `form` version `version`, shown `age` seconds ago.
+fn token(form: &str, version: u32, age: u64) -> String {
+    let issued_at = crate::store::now() - age;
+    let payload = serde_json::to_vec(&RenderToken { form: form.into(), version, issued_at }).unwrap();
+    plinth_kit::signing::sign("forms.render", &payload, Some(issued_at + 3600)).unwrap()
+}
+
+fn valid() -> Value {
+    json!({ "name": "Ada", "email": "ada@example.com", "topic": "question", "message": "Hello", "consent": true })
+}
+
+fn submit(host: &TestHost, token: &str, data: Value) -> plinth_kit::Response {
+    host.send(TestRequest::post("/v1/forms/contact/submissions").json(&json!({ "token": token, "data": data })))
+}
+
+#[test]
+fn a_shown_form_carries_its_schema_texts_worded_errors_and_a_token() {
+    let host = host();
+    let shown = host.send(TestRequest::get("/v1/forms/contact").locale("pl"));
+    assert_eq!(shown.status, 200);
+    let body: Value = shown.body_json();
+    assert_eq!(
+        (body["version"].clone(), body["locale"].clone(), body["dir"].clone()),
+        (json!(1), json!("pl"), json!("ltr"))
+    );
+    assert_eq!(body["texts"]["contact-name"], "Imię i nazwisko");
+    assert_eq!(body["schema"]["properties"]["name"]["maxLength"], 80);
+    assert_eq!(body["errors"]["/name"]["required"], "Pole „Imię i nazwisko” jest wymagane.");
+    assert!(body["token"].as_str().is_some_and(|t| !t.is_empty()));
+    assert_eq!(shown.header_value("cache-control"), Some("no-store"));
+}
+
+#[test]
+fn a_valid_submission_is_stored_with_its_version_and_read_back_by_readers() {
+    let host = host();
+    let accepted = submit(&host, &token("contact", 1, 10), valid());
+    assert_eq!(accepted.status, 202, "{}", String::from_utf8_lossy(&accepted.body));
+    let id = accepted.body_json::<Value>()["id"].as_str().unwrap().to_owned();
+    let list = host.send(TestRequest::get("/v1/forms/contact/submissions").signed_in("boss", &["admin"]));
+    let items = list.body_json::<Value>()["items"].clone();
+    assert_eq!((items[0]["id"].as_str(), items[0]["version"].clone()), (Some(id.as_str()), json!(1)));
+    assert_eq!(items[0]["data"], valid());
+    let other = host.send(TestRequest::get("/v1/forms/contact/submissions").signed_in("ada", &[]));
+    assert_eq!(other.status, 403);
+    let erased =
+        host.send(TestRequest::delete(&format!("/v1/forms/contact/submissions/{id}")).signed_in("boss", &["admin"]));
+    assert_eq!(erased.status, 204);
+    assert!(host.audit_events().iter().any(|e| e.action == "form.submission_erased"));
+}
+
+#[test]
+fn invalid_data_gets_every_error_in_one_shape_in_the_request_locale() {
+    let host = host();
+    let mut data = valid();
+    data["name"] = json!("");
+    data["surprise"] = json!(1);
+    let request = TestRequest::post("/v1/forms/contact/submissions")
+        .locale("pl")
+        .json(&json!({ "token": token("contact", 1, 10), "data": data }));
+    let refused = host.send(request);
+    assert_eq!(refused.status, 422);
+    let error = refused.body_json::<Value>()["error"].clone();
+    assert_eq!(error["code"], "validation_failed");
+    let fields = error["fields"].as_array().unwrap();
+    let name = fields.iter().find(|f| f["path"] == "/name").unwrap();
+    assert_eq!(
+        (name["code"].clone(), name["message"].clone()),
+        (json!("required"), json!("Pole „Imię i nazwisko” jest wymagane."))
+    );
+    assert!(fields.iter().any(|f| f["path"] == "/surprise" && f["code"] == "additionalProperties"));
+    assert!(host.kv_keys().iter().all(|k| !k.starts_with("sub/")), "nothing stored");
+}
+
+#[test]
+fn spam_is_answered_like_a_success_audited_and_dropped() {
+    let host = host();
+    let mut filled = valid();
+    filled["website"] = json!("http://spam.example");
+    let honeypot = submit(&host, &token("contact", 1, 10), filled);
+    assert_eq!(honeypot.status, 202);
+    let too_fast = submit(&host, &token("contact", 1, 0), valid());
+    assert_eq!(too_fast.status, 202);
+    let reasons: Vec<Option<String>> =
+        host.audit_events().iter().filter(|e| e.action == "form.spam").map(|e| e.reason.clone()).collect();
+    assert_eq!(reasons, [Some("honeypot".into()), Some("too_fast".into())]);
+    assert!(host.kv_keys().iter().all(|k| !k.starts_with("sub/")), "nothing stored");
+    let mut empty_honeypot = valid();
+    empty_honeypot["website"] = json!("");
+    assert_eq!(submit(&host, &token("contact", 1, 10), empty_honeypot).status, 202);
+    assert_eq!(host.kv_keys().iter().filter(|k| k.starts_with("sub/")).count(), 1, "an empty honeypot is fine");
+}
+
+#[test]
+fn tokens_of_other_forms_tampered_or_missing_are_refused() {
+    let host = host();
+    let other = submit(&host, &token("feedback", 1, 10), valid());
+    assert_eq!(
+        (other.status, other.body_json::<Value>()["error"]["code"].clone()),
+        (403, json!("render_token_mismatch"))
+    );
+    let mut tampered = token("contact", 1, 10);
+    tampered.push('0');
+    assert_eq!(submit(&host, &tampered, valid()).body_json::<Value>()["error"]["code"], "invalid_render_token");
+    let missing = host.send(TestRequest::post("/v1/forms/contact/submissions").json(&json!({ "data": valid() })));
+    assert_eq!(missing.status, 422);
+}
+
+#[test]
+fn an_idempotency_key_replays_the_first_submission() {
+    let host = host();
+    let token = token("contact", 1, 10);
+    let send = |data: Value| {
+        host.send(
+            TestRequest::post("/v1/forms/contact/submissions")
+                .header("idempotency-key", "k-1")
+                .json(&json!({ "token": token, "data": data })),
+        )
+    };
+    let first = send(valid());
+    let again = send(valid());
+    assert_eq!(first.body_json::<Value>()["id"], again.body_json::<Value>()["id"]);
+    assert_eq!(again.header_value("idempotent-replayed"), Some("true"));
+    assert_eq!(host.kv_keys().iter().filter(|k| k.starts_with("sub/")).count(), 1);
+    let mut changed = valid();
+    changed["message"] = json!("Something else");
+    assert_eq!(send(changed).body_json::<Value>()["error"]["code"], "idempotency_key_reused");
+}
+
+#[test]
+fn shipped_forms_are_read_only_through_the_api() {
+    let host = host();
+    let definition: Value = serde_json::from_str(CONTACT).unwrap();
+    let put = host.send(
+        TestRequest::put("/v1/admin/forms/contact")
+            .signed_in("boss", &["admin"])
+            .header("if-none-match", "*")
+            .json(&definition),
+    );
+    assert_eq!((put.status, put.body_json::<Value>()["error"]["code"].clone()), (409, json!("form_defined_in_config")));
+}
+
+fn poll(question: &str, window: u64) -> Value {
+    json!({ "id": "poll", "title": "poll-title",
+            "fields": [ { "name": "answer", "type": "text", "label": question, "required": true } ],
+            "settings": { "accept_previous_seconds": window } })
+}
+
+fn publish(host: &TestHost, definition: &Value, precondition: (&str, &str)) -> plinth_kit::Response {
+    host.send(
+        TestRequest::put("/v1/admin/forms/poll")
+            .signed_in("boss", &["admin"])
+            .header(precondition.0, precondition.1)
+            .json(definition),
+    )
+}
+
+#[test]
+fn publishing_checks_messages_numbers_versions_and_keeps_the_old_one_for_its_window() {
+    let host = host();
+    let missing = publish(&host, &poll("poll-q1", 3600), ("if-none-match", "*"));
+    let error = missing.body_json::<Value>()["error"].clone();
+    assert_eq!((missing.status, error["code"].clone()), (422, json!("messages_missing")));
+    assert!(
+        error["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["message"] == "message `poll-title` is missing in locale `pl`")
+    );
+    let host = ["poll-title", "poll-q1", "poll-q2"]
+        .iter()
+        .fold(host, |h, key| h.message("en", key, key).message("pl", key, key));
+    assert_eq!(publish(&host, &poll("poll-q1", 3600), ("if-none-match", "*")).status, 201);
+    let v1 = token("poll", 1, 10);
+    assert_eq!(publish(&host, &poll("poll-q2", 3600), ("if-none-match", "*")).status, 412, "exists");
+    assert_eq!(publish(&host, &poll("poll-q2", 3600), ("if-match", "\"7\"")).status, 412, "stale");
+    let unconditional =
+        host.send(TestRequest::put("/v1/admin/forms/poll").signed_in("boss", &["admin"]).json(&poll("x", 0)));
+    assert_eq!(unconditional.status, 428);
+    let v2 = publish(&host, &poll("poll-q2", 3600), ("if-match", "\"1\""));
+    assert_eq!((v2.status, v2.header_value("etag")), (200, Some("\"2\"")));
+    let answer = |token: &str| {
+        host.send(
+            TestRequest::post("/v1/forms/poll/submissions")
+                .json(&json!({ "token": token, "data": { "answer": "yes" } })),
+        )
+    };
+    let late = answer(&v1);
+    assert_eq!((late.status, late.body_json::<Value>()["version"].clone()), (202, json!(1)), "within the window");
+    assert_eq!(publish(&host, &poll("poll-q1", 0), ("if-match", "\"2\"")).status, 200);
+    let v2_token = token("poll", 2, 10);
+    let retired = answer(&v2_token);
+    assert_eq!(
+        (retired.status, retired.body_json::<Value>()["error"]["code"].clone()),
+        (409, json!("form_version_retired"))
+    );
+}
