@@ -7,6 +7,7 @@ mod audit;
 mod config_errors;
 mod dev;
 mod exhaustion;
+mod forms;
 mod guide;
 mod h2_abuse;
 mod headers;

@@ -1,0 +1,442 @@
+//! The forms plugin in the real server, as examples/plinth.toml deploys it:
+//! definitions shipped as files and published over the API, localized
+//! (Polish and Arabic plurals), validated by the host's schema check,
+//! quiet spam controls, idempotent submissions, the version window, and
+//! the localization lint refusing a reload.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::support::{Deployment, SignedIn, TestServer, assert_error, example_deployment, plinth_cli, sign_in};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() { copy_dir(&path, &target) } else { drop(std::fs::copy(&path, &target).unwrap()) }
+    }
+}
+
+/// The example deployment with the forms plugin's messages and the example
+/// forms copied beside the config (so a test may break them), the contact
+/// form's minimum fill time cut to 1 s, and `form_submit` limits set.
+fn deployment(form_submit: &str) -> (Deployment, PathBuf) {
+    let deployment = example_deployment("");
+    let dir = deployment.config_path().parent().unwrap().to_owned();
+    copy_dir(&Path::new(ROOT).join("plugins/forms/locales"), &dir.join("forms-messages"));
+    copy_dir(&Path::new(ROOT).join("examples/forms"), &dir.join("forms"));
+    let contact = dir.join("forms/contact.form.json");
+    let text = std::fs::read_to_string(&contact).unwrap().replace("\"min_fill_seconds\": 3", "\"min_fill_seconds\": 1");
+    std::fs::write(&contact, text).unwrap();
+    let config = std::fs::read_to_string(deployment.config_path())
+        .unwrap()
+        .replace(&format!("{:?}", format!("{ROOT}/plugins/forms/locales")), "\"forms-messages\"")
+        .replace(&format!("{:?}", format!("{ROOT}/examples/forms/locales")), "\"forms/locales\"")
+        .replace(&format!("{:?}", format!("{ROOT}/examples/forms")), "\"forms\"");
+    std::fs::write(deployment.config_path(), format!("{config}\n{form_submit}")).unwrap();
+    (deployment, dir)
+}
+
+const LOOSE_FORM_SUBMIT: &str = "[rate_limits.classes.form_submit]\nper_address = \"100000/min\"\n";
+
+async fn show(server: &TestServer, form: &str, locale: &str) -> Value {
+    let response = reqwest::Client::new()
+        .get(server.url(&format!("/v1/forms/{form}")))
+        .header("accept-language", locale)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-language"], locale);
+    response.json().await.unwrap()
+}
+
+async fn post(server: &TestServer, path: &str, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = reqwest::Client::new().post(server.url(path)).json(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+fn contact() -> Value {
+    json!({ "name": "Ada", "email": "ada@example.com", "topic": "question", "message": "Hello", "consent": true })
+}
+
+async fn wait_fill_time() {
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+}
+
+async fn submissions(server: &TestServer, admin: &SignedIn) -> Vec<Value> {
+    let response = reqwest::Client::new()
+        .get(server.url("/v1/forms/contact/submissions?limit=100"))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json::<Value>().await.unwrap()["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_form_is_shown_and_its_errors_worded_in_the_negotiated_locale_with_each_languages_plurals() {
+    let (deployment, _dir) = deployment(LOOSE_FORM_SUBMIT);
+    let server = TestServer::start(&deployment).await;
+    let polish = show(&server, "contact", "pl").await;
+    assert_eq!((polish["locale"].clone(), polish["dir"].clone()), (json!("pl"), json!("ltr")));
+    assert_eq!(polish["texts"]["contact-title"], "Napisz do nas");
+    assert_eq!(polish["errors"]["/name"]["maxLength"], "Pole „Imię i nazwisko” może mieć najwyżej 80 znaków.");
+    let arabic = reqwest::get(server.url("/v1/forms/contact?locale=ar")).await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!((arabic["locale"].clone(), arabic["dir"].clone()), (json!("ar"), json!("rtl")));
+    assert_eq!(arabic["errors"]["/name"]["maxLength"], "«اسمك»: 80 حرفًا على الأكثر.", "no bidi marks around $label");
+    let fallback = show(&server, "contact", "en").await;
+    assert_eq!(fallback["texts"]["contact-title"], "Contact us");
+    let german = reqwest::Client::new()
+        .get(server.url("/v1/forms/contact"))
+        .header("accept-language", "de-DE, pl;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(german.headers()["content-language"], "pl", "the best enabled locale the client accepts");
+
+    // Each plural form: a form published with limits 1, 2, 3 and 11.
+    let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+    let field =
+        |name: &str, limit: u32| json!({ "name": name, "type": "text", "label": "contact-name", "max_length": limit });
+    let limits = json!({ "id": "limits", "title": "contact-title",
+        "fields": [field("a", 1), field("b", 2), field("c", 3), field("d", 11)] });
+    let published = reqwest::Client::new()
+        .put(server.url("/v1/admin/forms/limits"))
+        .header("authorization", admin.bearer())
+        .header("if-none-match", "*")
+        .json(&limits)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 201);
+    let too_long = json!({ "data": { "a": "xx", "b": "xxx", "c": "xxxx", "d": "x".repeat(12) } });
+    let worded = |locale: &'static str| {
+        let (server, too_long) = (&server, &too_long);
+        async move {
+            let refused = post(server, &format!("/v1/forms/limits/validate?locale={locale}"), too_long, &[]).await;
+            let body = assert_error(refused, 422, "validation_failed").await;
+            let fields = body["error"]["fields"].as_array().unwrap().clone();
+            fields.iter().map(|f| f["message"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        worded("pl").await,
+        [
+            "Pole „Imię i nazwisko” może mieć najwyżej 1 znak.",
+            "Pole „Imię i nazwisko” może mieć najwyżej 2 znaki.",
+            "Pole „Imię i nazwisko” może mieć najwyżej 3 znaki.",
+            "Pole „Imię i nazwisko” może mieć najwyżej 11 znaków.",
+        ]
+    );
+    assert_eq!(
+        worded("ar").await,
+        [
+            "«اسمك»: حرف واحد على الأكثر.",
+            "«اسمك»: حرفان على الأكثر.",
+            "«اسمك»: 3 أحرف على الأكثر.",
+            "«اسمك»: 11 حرفًا على الأكثر."
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn submissions_are_validated_stored_with_their_version_and_read_by_admins_only() {
+    let (deployment, _dir) = deployment(LOOSE_FORM_SUBMIT);
+    let server = TestServer::start(&deployment).await;
+    let shown = show(&server, "contact", "pl").await;
+    let token = shown["token"].as_str().unwrap();
+    wait_fill_time().await;
+    let mut bad = contact();
+    bad["email"] = json!("not an address");
+    bad["topic"] = json!("other");
+    bad["extra"] = json!(true);
+    let refused = post(
+        &server,
+        "/v1/forms/contact/submissions",
+        &json!({ "token": token, "data": bad }),
+        &[("accept-language", "pl")],
+    )
+    .await;
+    let body = assert_error(refused, 422, "validation_failed").await;
+    let mut codes: Vec<(String, String)> = body["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().to_owned(), f["code"].as_str().unwrap().to_owned()))
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [("/email".to_owned(), "format".to_owned()), ("/extra".to_owned(), "additionalProperties".to_owned())]
+    );
+    let mut needs_rule = contact();
+    needs_rule["topic"] = json!("other");
+    let rule =
+        post(&server, "/v1/forms/contact/submissions", &json!({ "token": token, "data": needs_rule }), &[]).await;
+    let body = assert_error(rule, 422, "validation_failed").await;
+    assert_eq!(body["error"]["fields"][0]["code"], "other_topic_needed", "the rule runs once the schema is met");
+    assert_eq!(body["error"]["fields"][0]["message"], "Tell us what it is about.");
+
+    let accepted =
+        post(&server, "/v1/forms/contact/submissions", &json!({ "token": token, "data": contact() }), &[]).await;
+    assert_eq!(accepted.status(), 202);
+    let id = accepted.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+    let stored = submissions(&server, &admin).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0]["id"].as_str(), stored[0]["version"].clone()), (Some(id.as_str()), json!(1)));
+    assert_eq!(stored[0]["locale"], "en");
+    let user = sign_in(&server.url(""), "ada", &[], None).await;
+    let denied = reqwest::Client::new()
+        .get(server.url(&format!("/v1/forms/contact/submissions/{id}")))
+        .header("authorization", user.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_error(denied, 403, "forbidden").await;
+    let anonymous = reqwest::get(server.url("/v1/forms/contact/submissions")).await.unwrap();
+    assert_eq!(anonymous.status(), 401, "the edge's policy asks for a session first");
+    let erased = reqwest::Client::new()
+        .delete(server.url(&format!("/v1/forms/contact/submissions/{id}")))
+        .header("authorization", admin.bearer())
+        .header("x-csrf-token", &admin.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 204);
+    assert_eq!(submissions(&server, &admin).await.len(), 0);
+    let audit = reqwest::Client::new()
+        .get(server.url("/admin/audit?limit=1000"))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(audit.contains("form.submission_erased"), "{audit}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn spam_is_dropped_quietly_and_an_idempotency_key_stores_one_submission_even_when_raced() {
+    let (deployment, _dir) = deployment(LOOSE_FORM_SUBMIT);
+    let server = TestServer::start(&deployment).await;
+    let token = show(&server, "contact", "en").await["token"].as_str().unwrap().to_owned();
+    let too_fast =
+        post(&server, "/v1/forms/contact/submissions", &json!({ "token": token, "data": contact() }), &[]).await;
+    assert_eq!(too_fast.status(), 202, "a bot that submits at once is answered as if accepted");
+    wait_fill_time().await;
+    let mut filled = contact();
+    filled["website"] = json!("https://spam.example");
+    let honeypot =
+        post(&server, "/v1/forms/contact/submissions", &json!({ "token": token, "data": filled }), &[]).await;
+    assert_eq!(honeypot.status(), 202);
+    assert!(honeypot.json::<Value>().await.unwrap()["id"].as_str().is_some_and(|id| id.len() > 14));
+    let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+    assert_eq!(submissions(&server, &admin).await.len(), 0, "neither was stored");
+
+    let body = json!({ "token": token, "data": contact() });
+    let same_key = [("idempotency-key", "order-7")];
+    let raced = futures_join(
+        post(&server, "/v1/forms/contact/submissions", &body, &same_key),
+        post(&server, "/v1/forms/contact/submissions", &body, &same_key),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for response in raced {
+        assert_eq!(response.status(), 202);
+        ids.push(response.json::<Value>().await.unwrap()["id"].clone());
+    }
+    assert_eq!(ids[0], ids[1], "both answers name one submission");
+    assert_eq!(submissions(&server, &admin).await.len(), 1);
+    let mut other = body.clone();
+    other["data"]["message"] = json!("Another message");
+    let reused = post(&server, "/v1/forms/contact/submissions", &other, &same_key).await;
+    assert_error(reused, 422, "idempotency_key_reused").await;
+    let audit = reqwest::Client::new()
+        .get(server.url("/admin/audit?limit=1000"))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(audit.matches("form.spam").count(), 2, "{audit}");
+    server.stop().await;
+}
+
+async fn futures_join(
+    a: impl Future<Output = reqwest::Response>,
+    b: impl Future<Output = reqwest::Response>,
+) -> [reqwest::Response; 2] {
+    let (a, b) = tokio::join!(a, b);
+    [a, b]
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_clear_code_and_nothing_stored() {
+    let (deployment, _dir) = deployment(LOOSE_FORM_SUBMIT);
+    let server = TestServer::start(&deployment).await;
+    let token = show(&server, "contact", "en").await["token"].as_str().unwrap().to_owned();
+    let path = "/v1/forms/contact/submissions";
+    let form_post = reqwest::Client::new()
+        .post(server.url(path))
+        .header("content-type", "text/plain")
+        .body(json!({ "token": token, "data": contact() }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_error(form_post, 415, "unsupported_media_type").await;
+    let mut deep = json!("bottom");
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    let nested = post(&server, path, &json!({ "token": token, "data": { "message": deep } }), &[]).await;
+    assert_error(nested, 422, "invalid_body").await;
+    let unknown = post(&server, path, &json!({ "token": token, "data": contact(), "admin": true }), &[]).await;
+    assert_error(unknown, 422, "invalid_body").await;
+    let huge = post(&server, path, &json!({ "token": token, "data": { "message": "x".repeat(300_000) } }), &[]).await;
+    assert_eq!(huge.status(), 413);
+    let forged = post(&server, path, &json!({ "token": "v1.0.e30.AAAA", "data": contact() }), &[]).await;
+    assert_error(forged, 403, "invalid_render_token").await;
+    let limits_token = {
+        let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+        let other = json!({ "id": "other", "title": "contact-title",
+                            "fields": [ { "name": "a", "type": "text", "label": "contact-name" } ] });
+        let published = reqwest::Client::new()
+            .put(server.url("/v1/admin/forms/other"))
+            .header("authorization", admin.bearer())
+            .header("if-none-match", "*")
+            .json(&other)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(published.status(), 201);
+        show(&server, "other", "en").await["token"].as_str().unwrap().to_owned()
+    };
+    let crossed = post(&server, path, &json!({ "token": limits_token, "data": contact() }), &[]).await;
+    assert_error(crossed, 403, "render_token_mismatch").await;
+    let missing = reqwest::get(server.url("/v1/forms/nope")).await.unwrap();
+    assert_error(missing, 404, "form_not_found").await;
+    let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+    assert_eq!(submissions(&server, &admin).await.len(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_published_version_replaces_the_last_which_is_taken_for_its_window() {
+    let (deployment, _dir) = deployment(LOOSE_FORM_SUBMIT);
+    let server = TestServer::start(&deployment).await;
+    let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+    let publish = |definition: Value, precondition: (&'static str, String)| {
+        let (server, admin) = (&server, &admin);
+        async move {
+            reqwest::Client::new()
+                .put(server.url("/v1/admin/forms/survey"))
+                .header("authorization", admin.bearer())
+                .header(precondition.0, precondition.1)
+                .json(&definition)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let survey = |max: u32| {
+        json!({ "id": "survey", "title": "contact-title",
+                "fields": [ { "name": "answer", "type": "text", "label": "contact-message", "required": true, "max_length": max } ],
+                "settings": { "accept_previous_seconds": 3600 } })
+    };
+    let first = publish(survey(10), ("if-none-match", "*".into())).await;
+    assert_eq!((first.status().as_u16(), first.headers()["etag"].to_str().unwrap()), (201, "\"1\""));
+    let v1 = show(&server, "survey", "en").await["token"].as_str().unwrap().to_owned();
+    let second = publish(survey(3), ("if-match", "\"1\"".into())).await;
+    assert_eq!(second.status(), 200);
+    let stale = publish(survey(4), ("if-match", "\"1\"".into())).await;
+    assert_error(stale, 412, "precondition_failed").await;
+    let old =
+        post(&server, "/v1/forms/survey/submissions", &json!({ "token": v1, "data": { "answer": "sure thing" } }), &[])
+            .await;
+    let accepted: Value = old.json().await.unwrap();
+    assert_eq!(accepted["version"], 1, "validated against version 1 (10 characters), not 2 (3)");
+    let v2 = show(&server, "survey", "en").await["token"].as_str().unwrap().to_owned();
+    let new =
+        post(&server, "/v1/forms/survey/submissions", &json!({ "token": v2, "data": { "answer": "sure thing" } }), &[])
+            .await;
+    assert_error(new, 422, "validation_failed").await;
+    let mut unknown_key = survey(5);
+    unknown_key["fields"][0]["label"] = json!("survey-question");
+    let refused = publish(unknown_key, ("if-match", "\"2\"".into())).await;
+    let body = assert_error(refused, 422, "messages_missing").await;
+    let problems: Vec<&str> =
+        body["error"]["problems"].as_array().unwrap().iter().map(|p| p["message"].as_str().unwrap()).collect();
+    assert_eq!(problems.len(), 3, "one per locale: {problems:?}");
+    let shipped = publish(json!({}), ("if-none-match", "*".into())).await;
+    assert_eq!(shipped.status(), 422, "an empty definition is refused whole");
+    let contact = reqwest::Client::new()
+        .put(server.url("/v1/admin/forms/contact"))
+        .header("authorization", admin.bearer())
+        .header("if-none-match", "*")
+        .json(&survey(3))
+        .send()
+        .await
+        .unwrap();
+    assert_error(contact, 409, "form_defined_in_config").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_translation_refuses_the_reload_naming_file_key_and_locale_and_the_old_deployment_serves_on() {
+    let (deployment, dir) = deployment(LOOSE_FORM_SUBMIT);
+    let server = TestServer::start(&deployment).await;
+    let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+    let polish = dir.join("forms/locales/pl/contact.ftl");
+    let text = std::fs::read_to_string(&polish).unwrap();
+    let without = text.lines().filter(|l| !l.starts_with("contact-email =")).collect::<Vec<_>>().join("\n");
+    std::fs::write(&polish, format!("{without}\n")).unwrap();
+    let (ok, stdout, _) = plinth_cli(&["forms", "lint", "--config", deployment.config_path().to_str().unwrap()]);
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("pl/contact.ftl: locale `pl`: message `contact-email`: is missing"), "{stdout}");
+    let reload = reqwest::Client::new()
+        .post(server.url("/admin/reload"))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(reload.status(), 200);
+    let report = reload.text().await.unwrap();
+    assert!(report.contains("contact-email") && report.contains("`pl`") && report.contains("contact.ftl"), "{report}");
+    let still = show(&server, "contact", "pl").await;
+    assert_eq!(still["texts"]["contact-email"], "Adres e-mail", "the running deployment keeps its messages");
+    std::fs::write(&polish, text).unwrap();
+    let (ok, stdout, _) = plinth_cli(&["forms", "lint", "--config", deployment.config_path().to_str().unwrap()]);
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("plugin `forms`: messages, 1 form definition(s)"), "{stdout}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn form_submissions_have_their_own_rate_limit_class() {
+    let (deployment, _dir) = deployment("");
+    let server = TestServer::start(&deployment).await;
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        let response = post(&server, "/v1/forms/contact/submissions", &json!({ "token": "x", "data": {} }), &[]).await;
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses[..10], [403; 10], "refused by the plugin: a bad token");
+    assert_eq!(statuses[10], 429, "the 11th in a minute, by the form_submit class (10/min per address)");
+    assert_eq!(reqwest::get(server.url("/v1/forms/contact")).await.unwrap().status(), 200, "showing is another class");
+    server.stop().await;
+}
