@@ -4,6 +4,7 @@
 
 mod admin;
 mod localize;
+mod pow;
 mod render;
 mod store;
 mod submissions;
@@ -14,6 +15,7 @@ use plinth_kit::prelude::*;
 fn router() -> Router {
     Router::new()
         .get("/v1/forms/{id}", render::show)
+        .get("/v1/forms/{id}/challenge", pow::serve)
         .post("/v1/forms/{id}/validate", submit::validate)
         .post("/v1/forms/{id}/submissions", submit::submit)
         .get("/v1/forms/{id}/submissions", submissions::list)

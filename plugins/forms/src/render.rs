@@ -86,7 +86,7 @@ pub fn show(req: &Request) -> Result<Response> {
     let locale = req.locale();
     let version = form.record.current;
     let (token, expires_at) = issue(&id, version)?;
-    let body = json!({
+    let mut body = json!({
         "id": id,
         "version": version,
         "locale": locale,
@@ -99,6 +99,9 @@ pub fn show(req: &Request) -> Result<Response> {
         "token_expires_at": expires_at,
         "min_fill_seconds": definition.settings.min_fill_seconds,
     });
+    if let Some(pow) = &definition.settings.proof_of_work {
+        body["proof_of_work"] = serde_json::to_value(crate::pow::challenge(&id, pow.max_number)?).expect("serializes");
+    }
     Ok(Response::json(200, &body)
         .header("cache-control", "no-store")
         .header("content-language", locale)

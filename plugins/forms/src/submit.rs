@@ -2,7 +2,8 @@
 //!
 //! In order: the form and who may submit; the body; the render token (which
 //! pins the version: a replaced version is still taken within the form's
-//! `accept_previous_seconds`); the quiet spam checks (a filled honeypot, a
+//! `accept_previous_seconds`); the proof of work, when the form asks for
+//! one; the quiet spam checks (a filled honeypot, a
 //! submission faster than `min_fill_seconds`: answered like a success,
 //! audited as `form.spam`, nothing stored); `Idempotency-Key`; validation
 //! (shape, the host's schema check, the rules); the daily quota; storage.
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::render::{self, RenderToken};
-use crate::{localize, store, submissions};
+use crate::{localize, pow, store, submissions};
 
 /// What a client posts.
 #[derive(Deserialize)]
@@ -26,6 +27,10 @@ struct Posted {
     token: String,
     /// The data, an object of the form's fields.
     data: Value,
+    /// The answer to the form's proof-of-work challenge (the ALTCHA
+    /// widget's payload), when it asks for one.
+    #[serde(default)]
+    proof: Option<String>,
 }
 
 /// What a dry run posts: the token is optional (without it, the current
@@ -78,6 +83,9 @@ pub fn submit(req: &Request) -> Result<Response> {
     let token = render::verify(&posted.token, &id)?;
     let definition = pinned(&id, &form, &token)?;
     let version = definition.version.unwrap_or(form.record.current);
+    if definition.settings.proof_of_work.is_some() {
+        pow::redeem(&id, posted.proof.as_deref())?;
+    }
     if let Some(reason) = spam(&definition, &posted.data, &token) {
         audit::record("form.spam", &id, Outcome::Denied, Some(reason))?;
         return Ok(accepted(&submissions::new_id(), version, false));

@@ -217,3 +217,55 @@ fn publishing_checks_messages_numbers_versions_and_keeps_the_old_one_for_its_win
         (409, json!("form_version_retired"))
     );
 }
+
+/// Solves an ALTCHA challenge as the widget does, into its payload.
+fn solve(challenge: &Value) -> String {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let salt = challenge["salt"].as_str().unwrap();
+    let target = challenge["challenge"].as_str().unwrap();
+    let number = (0..=challenge["maxnumber"].as_u64().unwrap())
+        .find(|n| {
+            let digest = Sha256::digest(format!("{salt}{n}").as_bytes());
+            digest.iter().map(|b| format!("{b:02x}")).collect::<String>() == target
+        })
+        .expect("the number is in range");
+    let answer = json!({ "algorithm": "SHA-256", "challenge": target, "number": number, "salt": salt,
+                         "signature": challenge["signature"] });
+    base64::engine::general_purpose::STANDARD.encode(answer.to_string())
+}
+
+#[test]
+fn a_proof_of_work_is_required_checked_and_taken_once() {
+    let mut contact: Value = serde_json::from_str(CONTACT).unwrap();
+    contact["settings"]["proof_of_work"] = json!({ "max_number": 2000 });
+    let host = host().asset("contact.form.json", contact.to_string());
+    let shown: Value = host.send(TestRequest::get("/v1/forms/contact")).body_json();
+    let challenge = shown["proof_of_work"].clone();
+    assert_eq!((challenge["algorithm"].clone(), challenge["maxnumber"].clone()), (json!("SHA-256"), json!(2000)));
+    let token = token("contact", 1, 10);
+    let send = |proof: Option<String>| {
+        let mut body = json!({ "token": token, "data": valid() });
+        if let Some(proof) = proof {
+            body["proof"] = json!(proof);
+        }
+        host.send(TestRequest::post("/v1/forms/contact/submissions").json(&body))
+    };
+    let code =
+        |response: plinth_kit::Response| (response.status, response.body_json::<Value>()["error"]["code"].clone());
+    assert_eq!(code(send(None)), (403, json!("proof_of_work_required")));
+    let solved = solve(&challenge);
+    let mut wrong: Value =
+        serde_json::from_slice(&base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &solved).unwrap())
+            .unwrap();
+    wrong["number"] = json!(wrong["number"].as_u64().unwrap() + 1);
+    let wrong = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, wrong.to_string());
+    assert_eq!(code(send(Some(wrong))), (403, json!("invalid_proof_of_work")));
+    assert_eq!(send(Some(solved.clone())).status, 202);
+    assert_eq!(code(send(Some(solved))), (403, json!("proof_of_work_replayed")));
+    let fresh: Value = host.send(TestRequest::get("/v1/forms/contact/challenge")).body_json();
+    assert_ne!(fresh["challenge"], challenge["challenge"]);
+    assert_eq!(send(Some(solve(&fresh))).status, 202);
+    let plain = TestHost::new(crate::router()).asset("contact.form.json", CONTACT);
+    assert_eq!(plain.send(TestRequest::get("/v1/forms/contact/challenge")).status, 404);
+}
