@@ -276,6 +276,8 @@ pub struct App {
     pub passwords: Arc<Passwords>,
     /// The mail queue; its worker runs while the server serves.
     pub outbox: Arc<Outbox>,
+    /// Webhooks delivered for plugins.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// Root keys of plugins' signing keys.
     pub signing: Arc<SigningKeys>,
     /// Change feeds and the streams that follow them.
@@ -356,6 +358,8 @@ impl App {
         };
         let retry = Retry { max_attempts: config.mail.max_attempts, base: config.mail.retry_base.0 };
         let outbox = Arc::new(Outbox::open(storage.clone(), sink, retry)?);
+        let webhooks =
+            Arc::new(crate::webhooks::Webhooks::open(storage.clone(), audit.clone(), config.webhooks.clone())?);
         let signing = Arc::new(SigningKeys::open(storage.as_ref()).await.context("opening the signing keys")?);
         let events = Arc::new(Events::new(config.streams.max_total, config.streams.max_per_client));
         let blobs = Arc::new(
@@ -399,6 +403,7 @@ impl App {
             identity,
             passwords,
             outbox,
+            webhooks,
             signing,
             events,
             schemas: Arc::default(),
@@ -599,6 +604,7 @@ impl App {
             identity: self.identity.clone(),
             passwords: self.passwords.clone(),
             outbox: self.outbox.clone(),
+            webhooks: self.webhooks.clone(),
             signing: self.signing.clone(),
             events: self.events.clone(),
             schemas: self.schemas.clone(),
@@ -726,6 +732,7 @@ impl App {
             ("mail", format!("{:?}", current.mail) == format!("{:?}", next.mail)),
             ("audit", format!("{:?}", current.audit) == format!("{:?}", next.audit)),
             ("scanner", format!("{:?}", current.scanner) == format!("{:?}", next.scanner)),
+            ("webhooks", format!("{:?}", current.webhooks) == format!("{:?}", next.webhooks)),
         ];
         match fixed.iter().find(|(_, same)| !same) {
             Some((section, _)) => Err(format!("[{section}] changed; it takes effect only on restart")),

@@ -98,6 +98,9 @@ pub struct Config {
     /// The locales requests are served in.
     #[serde(default)]
     pub i18n: I18nConfig,
+    /// Webhook delivery; fixed at start.
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
     /// The file this was read from, for messages; not a key.
     #[serde(skip)]
     pub source: PathBuf,
@@ -324,6 +327,38 @@ pub struct MailConfig {
 impl Default for MailConfig {
     fn default() -> Self {
         Self { file: None, smtp: None, max_attempts: 6, retry_base: HumanDuration(Duration::from_secs(2)) }
+    }
+}
+
+/// Webhooks the host delivers for plugins (`[webhooks]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Hosts (names or IP literals, as URLs spell them) that may be
+    /// delivered to although they are or resolve to loopback, private,
+    /// link-local or other internal addresses; every other such
+    /// destination is refused.
+    pub allow_hosts: Vec<String>,
+    /// Attempts per message before it is parked as failed.
+    pub max_attempts: u32,
+    /// The first retry waits this long; each next one twice as long (at most 1 h).
+    pub retry_base: HumanDuration,
+    /// Messages in a row an endpoint fails (every attempt used) before it
+    /// is switched off, with an audit record.
+    pub disable_after: u32,
+    /// One delivery's whole time, connection included.
+    pub timeout: HumanDuration,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_hosts: Vec::new(),
+            max_attempts: 8,
+            retry_base: HumanDuration(Duration::from_secs(5)),
+            disable_after: 3,
+            timeout: HumanDuration(Duration::from_secs(10)),
+        }
     }
 }
 
@@ -679,6 +714,9 @@ pub enum Grant {
     /// `plinth:platform/jobs`: work handed to the `[[workers]]` that take
     /// the plugin's jobs (needs `blobs`: jobs read and make blobs).
     Jobs,
+    /// `plinth:platform/webhooks`: signed HTTP notifications the host
+    /// delivers to endpoints outside, with retries.
+    Webhooks,
 }
 
 impl Grant {
@@ -696,6 +734,7 @@ impl Grant {
             Grant::Events => "events",
             Grant::Blobs => "blobs",
             Grant::Jobs => "jobs",
+            Grant::Webhooks => "webhooks",
         }
     }
 }
@@ -986,6 +1025,15 @@ impl Config {
         }
         if self.mail.max_attempts == 0 || self.mail.retry_base.0.is_zero() {
             return Err(self.invalid("mail", "max_attempts and retry_base must be greater than zero"));
+        }
+        let hooks = &self.webhooks;
+        if hooks.max_attempts == 0
+            || hooks.retry_base.0.is_zero()
+            || hooks.disable_after == 0
+            || hooks.timeout.0.is_zero()
+        {
+            return Err(self
+                .invalid("webhooks", "max_attempts, retry_base, disable_after and timeout must be greater than zero"));
         }
         if self.streams.max_total == 0 || self.streams.max_per_client == 0 || self.streams.heartbeat.0.is_zero() {
             return Err(self.invalid("streams", "max_total, max_per_client and heartbeat must be greater than zero"));

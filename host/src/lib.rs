@@ -54,6 +54,7 @@ pub mod storage;
 mod tls;
 pub mod trace;
 pub mod watch;
+pub mod webhooks;
 
 pub use app::App;
 pub use config::Config;

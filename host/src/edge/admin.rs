@@ -121,7 +121,36 @@ pub async fn handle(
             })?;
             Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "messages": messages })))
         }
+        (&Method::GET, "/admin/webhooks") => {
+            let endpoints = app.webhooks.endpoints().await.map_err(|e| {
+                tracing::error!(error = %e, "webhooks unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "webhooks_unavailable", "the webhooks cannot be read")
+            })?;
+            Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "endpoints": endpoints })))
+        }
+        (&Method::GET, _) if path.starts_with("/admin/webhooks/") && path.ends_with("/deliveries") => {
+            let id = path.trim_start_matches("/admin/webhooks/").trim_end_matches("/deliveries");
+            let log = app.webhooks.deliveries(None, id).await.map_err(webhook_error)?;
+            Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "deliveries": log })))
+        }
+        (&Method::POST, _) if path.starts_with("/admin/webhooks/") && path.ends_with("/enable") => {
+            let id = path.trim_start_matches("/admin/webhooks/").trim_end_matches("/enable");
+            let endpoint = app.webhooks.enable(None, id, envelope).await.map_err(webhook_error)?;
+            Ok(super::json_response(StatusCode::OK, &serde_json::to_value(endpoint).expect("serializes")))
+        }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no admin route {method} {path}"))),
+    }
+}
+
+fn webhook_error(e: crate::webhooks::WebhookError) -> ApiError {
+    match e {
+        crate::webhooks::WebhookError::NotFound => {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "there is no such webhook endpoint")
+        }
+        other => {
+            tracing::error!(error = %other, "webhooks unavailable");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "webhooks_unavailable", "the webhooks cannot be read")
+        }
     }
 }
 

@@ -46,5 +46,5 @@ pub use self::Plugin as PluginBindings;
 pub use self::PluginPre as PluginBindingsPre;
 pub use self::plinth::platform::{
     assets, audit, blobs, events, jobs, kv, log, messages, outbox, passwords, principals, schemas, sessions, settings,
-    signing, types,
+    signing, types, webhooks,
 };

@@ -68,6 +68,7 @@ pub fn need_of(import: &str) -> Need {
                 "events" => Need::Grant(Grant::Events),
                 "blobs" => Need::Grant(Grant::Blobs),
                 "jobs" => Need::Grant(Grant::Jobs),
+                "webhooks" => Need::Grant(Grant::Webhooks),
                 "job-blobs" => Need::Refused("the blobs of a worker's job; a plugin uses `blobs`".into()),
                 "settings" => Need::Base,
                 "schemas" => Need::Base,

@@ -31,7 +31,7 @@ use crate::metrics::{FailureLabels, Metrics, PluginLabels};
 use crate::routes::Route;
 use crate::runtime::bindings::{
     PluginBindingsPre, assets, audit, blobs, events, jobs, kv, log, messages, outbox, passwords, principals, schemas,
-    sessions, settings, signing, types,
+    sessions, settings, signing, types, webhooks,
 };
 use crate::runtime::host::types::{RequestData, ResponseData};
 use crate::runtime::state::{HostState, PluginContext, RequestMeta, SessionEffect};
@@ -350,6 +350,7 @@ impl Runtime {
                 Grant::Events => events::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Blobs => blobs::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Jobs => jobs::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+                Grant::Webhooks => webhooks::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
             }
         }
         Ok(linker)

@@ -31,6 +31,8 @@ pub struct PluginContext {
     pub passwords: Arc<Passwords>,
     /// The mail queue (reachable only with that grant).
     pub outbox: Arc<Outbox>,
+    /// Webhook endpoints and delivery (reachable only with that grant).
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// Root keys its signing key is derived from (reachable only with that grant).
     pub signing: Arc<crate::signing::SigningKeys>,
     /// Change feeds and stream limits (reachable only with that grant).

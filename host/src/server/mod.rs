@@ -77,6 +77,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         tls = tls.is_some(),
         "listening"
     );
+    let (stop_webhooks, webhooks_stopped) = tokio::sync::oneshot::channel::<()>();
+    let webhooks = tokio::spawn(app.webhooks.clone().run(async {
+        let _ = webhooks_stopped.await;
+    }));
     let (stop_outbox, outbox_stopped) = tokio::sync::oneshot::channel::<()>();
     let outbox = tokio::spawn(app.outbox.clone().run(async {
         let _ = outbox_stopped.await;
@@ -166,6 +170,8 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     }
     let _ = stop_outbox.send(());
     let _ = outbox.await;
+    let _ = stop_webhooks.send(());
+    let _ = webhooks.await;
     let _ = stop_upkeep.send(());
     let _ = upkeep.await;
     let _ = stop_sweeper.send(());

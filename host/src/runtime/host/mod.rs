@@ -18,3 +18,4 @@ pub mod sessions;
 pub mod settings;
 pub mod signing;
 pub mod types;
+pub mod webhooks;
