@@ -31,11 +31,14 @@ wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 # The SMTP delivery test talks to a real SMTP server (aiosmtpd), the media
-# tests upload with a real tus client (tuspy), both from PyPI, and scan with
-# a real clamd (Debian's clamav-daemon, given its own signature file).
+# tests upload with a real tus client (tuspy), the webhook tests verify
+# signatures with the Standard Webhooks library (standardwebhooks), all from
+# PyPI, and the media tests scan with a real clamd (Debian's clamav-daemon,
+# given its own signature file).
 test-deps:
 	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 	@python3 -c 'import tusclient' 2>/dev/null || python3 -m pip install --quiet tuspy
+	@python3 -c 'import standardwebhooks' 2>/dev/null || python3 -m pip install --quiet standardwebhooks
 	@command -v clamd > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clamav-daemon > /dev/null; }
 
 plugins: wasm-target

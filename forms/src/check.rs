@@ -199,6 +199,15 @@ impl Definition {
         if settings.min_fill_seconds > 3600 {
             error("/settings/min_fill_seconds".into(), "is at most 3600");
         }
+        if settings.webhooks.len() > crate::MAX_WEBHOOKS {
+            error("/settings/webhooks".into(), &format!("a form has at most {} webhooks", crate::MAX_WEBHOOKS));
+        }
+        for (i, hook) in settings.webhooks.iter().enumerate() {
+            let scheme = hook.url.starts_with("https://") || hook.url.starts_with("http://");
+            if !scheme || hook.url.len() > 2048 {
+                error(format!("/settings/webhooks/{i}/url"), "is an http or https URL of at most 2048 bytes");
+            }
+        }
         if settings.proof_of_work.as_ref().is_some_and(|p| !(1_000..=10_000_000).contains(&p.max_number)) {
             error("/settings/proof_of_work/max_number".into(), "is 1000 to 10000000");
         }

@@ -234,7 +234,22 @@ pub struct Settings {
     /// Most submissions the form takes in a day (UTC), from everyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_day: Option<u32>,
+    /// Endpoints told of each submission (`form.submitted`), by the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<Webhook>,
 }
+
+/// An endpoint a form notifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// `https://…` (or `http://`); the host refuses internal addresses
+    /// unless its operator allowed the host.
+    pub url: String,
+}
+
+/// Most webhooks a form has.
+pub const MAX_WEBHOOKS: usize = 10;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -247,6 +262,7 @@ impl Default for Settings {
             min_fill_seconds: 0,
             proof_of_work: None,
             max_per_day: None,
+            webhooks: Vec::new(),
         }
     }
 }

@@ -50,6 +50,7 @@ pub mod settings;
 pub mod signing;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod webhooks;
 
 /// The code `wit-bindgen` generates for `plinth:platform/plugin`.
 #[allow(missing_docs, unsafe_code, reason = "generated; the WIT documents it")]

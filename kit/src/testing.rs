@@ -72,6 +72,9 @@ struct State {
     /// The session of the request being served.
     current_session: Option<String>,
     outbox: Vec<wit::outbox::Message>,
+    /// Webhook endpoints by id, and what was sent: (endpoint id, event type, payload).
+    endpoints: BTreeMap<String, wit::webhooks::Endpoint>,
+    webhooks: Vec<(String, String, Vec<u8>)>,
     counter: u64,
     /// Published changes per key, the last [`events::RECENT`].
     changes: BTreeMap<String, std::collections::VecDeque<wit::events::Change>>,
@@ -118,6 +121,26 @@ impl TestHost {
         router.declared();
         with(|s| *s = State { blob_quota: (u64::MAX, u64::MAX), locales: vec!["en".to_owned()], ..State::default() });
         Self { router }
+    }
+
+    /// What the plugin sent to webhooks: (endpoint URL, event type, payload).
+    pub fn webhooks(&self) -> Vec<(String, String, Vec<u8>)> {
+        with(|s| {
+            s.webhooks
+                .iter()
+                .map(|(id, kind, payload)| (s.endpoints[id].url.clone(), kind.clone(), payload.clone()))
+                .collect()
+        })
+    }
+
+    /// Switches the endpoint for `url` off, as the host does after failures.
+    pub fn disable_webhook(&self, url: &str) {
+        with(|s| {
+            for endpoint in s.endpoints.values_mut().filter(|e| e.url == url) {
+                endpoint.enabled = false;
+                endpoint.disabled_reason = Some("switched off by the test".into());
+            }
+        });
     }
 
     /// Sets one of the plugin's settings.
@@ -1152,6 +1175,63 @@ pub mod passwords {
             return Err("do not build the password from your name or address".to_owned());
         }
         Ok(())
+    }
+}
+
+/// `plinth:platform/webhooks`, in memory: endpoints by URL (any http or
+/// https URL), messages kept for [`TestHost::webhooks`], nothing delivered.
+pub mod webhooks {
+    use crate::bindings::plinth::platform::webhooks::{Delivery, Endpoint, Error};
+
+    /// See the WIT.
+    pub fn endpoint_for(url: &str) -> Result<Endpoint, Error> {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Error::InvalidUrl(format!("`{url}`: a webhook URL is http or https")));
+        }
+        super::with(|s| {
+            let id = format!("ep_{:032x}", s.endpoints.len() + 1);
+            let found = s.endpoints.values().find(|e| e.url == url).cloned();
+            Ok(found.unwrap_or_else(|| {
+                let endpoint = Endpoint {
+                    id: id.clone(),
+                    url: url.to_owned(),
+                    secret: "whsec_dGVzdA==".into(),
+                    enabled: true,
+                    failures: 0,
+                    disabled_reason: None,
+                };
+                s.endpoints.insert(id, endpoint.clone());
+                endpoint
+            }))
+        })
+    }
+
+    /// See the WIT.
+    pub fn send(id: &str, event_type: &str, payload: &[u8]) -> Result<String, Error> {
+        super::with(|s| match s.endpoints.get(id) {
+            None => Err(Error::NotFound),
+            Some(endpoint) if !endpoint.enabled => Err(Error::Disabled),
+            Some(_) => {
+                s.webhooks.push((id.to_owned(), event_type.to_owned(), payload.to_vec()));
+                Ok(format!("msg_{}", s.webhooks.len()))
+            }
+        })
+    }
+
+    /// See the WIT: the in-memory host delivers nothing, so logs nothing.
+    pub fn deliveries(id: &str) -> Result<Vec<Delivery>, Error> {
+        super::with(|s| if s.endpoints.contains_key(id) { Ok(Vec::new()) } else { Err(Error::NotFound) })
+    }
+
+    /// See the WIT.
+    pub fn enable(id: &str) -> Result<Endpoint, Error> {
+        super::with(|s| {
+            let endpoint = s.endpoints.get_mut(id).ok_or(Error::NotFound)?;
+            endpoint.enabled = true;
+            endpoint.failures = 0;
+            endpoint.disabled_reason = None;
+            Ok(endpoint.clone())
+        })
     }
 }
 

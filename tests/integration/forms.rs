@@ -1,8 +1,9 @@
 //! The forms plugin in the real server, as examples/plinth.toml deploys it:
 //! definitions shipped as files and published over the API, localized
 //! (Polish and Arabic plurals), validated by the host's schema check,
-//! quiet spam controls, idempotent submissions, the version window, and
-//! the localization lint refusing a reload.
+//! quiet spam controls, idempotent submissions, the version window, the
+//! localization lint refusing a reload, and webhooks delivered by the host
+//! to a receiver that verifies them with the Standard Webhooks library.
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +18,11 @@ fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let path = entry.unwrap().path();
         let target = to.join(path.file_name().unwrap());
-        if path.is_dir() { copy_dir(&path, &target) } else { drop(std::fs::copy(&path, &target).unwrap()) }
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
     }
 }
 
@@ -438,5 +443,184 @@ async fn form_submissions_have_their_own_rate_limit_class() {
     assert_eq!(statuses[..10], [403; 10], "refused by the plugin: a bad token");
     assert_eq!(statuses[10], 429, "the 11th in a minute, by the form_submit class (10/min per address)");
     assert_eq!(reqwest::get(server.url("/v1/forms/contact")).await.unwrap().status(), 200, "showing is another class");
+    server.stop().await;
+}
+
+/// The receiver in `webhook_receiver.py`, verifying with the Standard
+/// Webhooks reference library.
+struct Receiver {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl Receiver {
+    fn start(port: u16, secret: &str, dir: &Path, failures: i32) -> Self {
+        let out = dir.join(format!("received-{port}-{failures}.jsonl"));
+        let child = std::process::Command::new("python3")
+            .arg(format!("{ROOT}/tests/integration/webhook_receiver.py"))
+            .args([port.to_string(), secret.to_owned(), out.display().to_string(), failures.to_string()])
+            .spawn()
+            .expect("python3 with standardwebhooks (make test installs it)");
+        // Dropped (killed and waited for) however this ends.
+        let receiver = Self { child, out };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return receiver;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the webhook receiver did not start");
+    }
+
+    fn received(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..300 {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_retried_switched_off_after_failures_and_never_sent_inside() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let webhooks =
+        "[webhooks]\nallow_hosts = [\"127.0.0.1\"]\nretry_base = \"100ms\"\nmax_attempts = 3\ndisable_after = 2\n";
+    let (deployment, dir) = deployment(&format!("{LOOSE_FORM_SUBMIT}{webhooks}"));
+    let server = TestServer::start(&deployment).await;
+    let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+    let client = reqwest::Client::new();
+    let publish = |url: String| {
+        let definition = json!({ "id": "hooked", "title": "contact-title",
+            "fields": [ { "name": "answer", "type": "text", "label": "contact-message", "required": true } ],
+            "settings": { "webhooks": [ { "url": url } ] } });
+        client
+            .put(server.url("/v1/admin/forms/hooked"))
+            .header("authorization", admin.bearer())
+            .header("if-none-match", "*")
+            .json(&definition)
+            .send()
+    };
+    for inside in ["http://10.0.0.1/hook", "http://169.254.169.254/latest", "http://[::1]:9/", "http://localhost:9/"] {
+        let refused = publish(inside.to_owned()).await.unwrap();
+        let body = assert_error(refused, 422, "invalid_definition").await;
+        assert_eq!(body["error"]["field"], "/settings/webhooks/0/url", "{inside}: {body}");
+    }
+    assert_eq!(
+        publish(format!("http://127.0.0.1:{port}/hook")).await.unwrap().status(),
+        201,
+        "allowed by the operator"
+    );
+    let hooks: Value = client
+        .get(server.url("/v1/admin/forms/hooked/webhooks"))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = hooks["items"][0]["secret"].as_str().unwrap().to_owned();
+    let endpoint = hooks["items"][0]["id"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+
+    // The receiver fails the first attempt; the second is delivered and verifies.
+    let receiver = Receiver::start(port, &secret, &dir, 1);
+    let submit = async |answer: &str| {
+        let token = show(&server, "hooked", "en").await["token"].as_str().unwrap().to_owned();
+        let body = json!({ "token": token, "data": { "answer": answer } });
+        let response = post(&server, "/v1/forms/hooked/submissions", &body, &[]).await;
+        assert_eq!(response.status(), 202);
+        response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    };
+    let id = submit("first").await;
+    let received = eventually("a verified delivery", async || {
+        let received = receiver.received();
+        (received.len() >= 2).then_some(received)
+    })
+    .await;
+    assert_eq!((received[0]["answered"].clone(), received[1]["answered"].clone()), (json!(500), json!(204)));
+    assert!(
+        received.iter().all(|r| r["verified"] == true),
+        "the reference library verifies every signature: {received:?}"
+    );
+    assert_eq!(received[0]["id"], received[1]["id"], "a retry is the same message");
+    let payload: Value = serde_json::from_str(received[1]["body"].as_str().unwrap()).unwrap();
+    assert_eq!((payload["type"].clone(), payload["data"]["id"].clone()), (json!("form.submitted"), json!(id)));
+    assert_eq!(payload["data"]["data"], json!({ "answer": "first" }));
+    let log = |server: &TestServer| {
+        let url = server.url(&format!("/admin/webhooks/{endpoint}/deliveries"));
+        let bearer = admin.bearer();
+        async move {
+            let body: Value = reqwest::Client::new()
+                .get(url)
+                .header("authorization", bearer)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["deliveries"].as_array().unwrap().clone()
+        }
+    };
+    let deliveries = log(&server).await;
+    assert_eq!((deliveries[0]["attempt"].clone(), deliveries[0]["status"].clone()), (json!(2), json!(204)));
+    assert_eq!((deliveries[1]["attempt"].clone(), deliveries[1]["status"].clone()), (json!(1), json!(500)));
+    drop(receiver);
+
+    // Nobody listens: two messages fail every attempt, and the endpoint is switched off.
+    submit("second").await;
+    submit("third").await;
+    let disabled = eventually("the endpoint switched off", async || {
+        let hooks: Value = reqwest::Client::new()
+            .get(server.url("/v1/admin/forms/hooked/webhooks"))
+            .header("authorization", admin.bearer())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (hooks["items"][0]["enabled"] == false).then_some(hooks)
+    })
+    .await;
+    assert!(disabled["items"][0]["disabled_reason"].as_str().unwrap().contains("2 messages in a row"), "{disabled}");
+    assert_eq!(log(&server).await.iter().filter(|d| d["status"].is_null()).count(), 6, "3 attempts each");
+    let audit =
+        client.get(server.url("/admin/audit?limit=1000")).header("authorization", admin.bearer()).send().await.unwrap();
+    assert!(audit.text().await.unwrap().contains("webhook.disabled"));
+    submit("while off").await;
+    let receiver = Receiver::start(port, &secret, &dir, 0);
+    let enabled = client
+        .post(server.url(&format!("/admin/webhooks/{endpoint}/enable")))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enabled.status(), 200);
+    submit("back on").await;
+    let received = eventually("the delivery after enabling", async || {
+        let received = receiver.received();
+        (!received.is_empty()).then_some(received)
+    })
+    .await;
+    let payload: Value = serde_json::from_str(received[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["data"]["data"]["answer"], "back on", "nothing was queued while it was off");
+    assert_eq!(received[0]["verified"], true);
     server.stop().await;
 }

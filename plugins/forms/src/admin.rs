@@ -108,6 +108,12 @@ pub fn put(req: &Request) -> Result<Response> {
             Error::new(422, "invalid_definition", format!("the form's schema does not compile: {why}")).at("/schema")
         );
     }
+    for (i, hook) in definition.settings.webhooks.iter().enumerate() {
+        if let Some(why) = crate::notify::refused_url(&hook.url) {
+            return Err(Error::new(422, "invalid_definition", format!("webhook {i}: {why}"))
+                .at(format!("/settings/webhooks/{i}/url")));
+        }
+    }
     let missing = messages::missing(&definition.message_keys());
     if !missing.is_empty() {
         let problems = missing

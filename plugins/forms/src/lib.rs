@@ -4,6 +4,7 @@
 
 mod admin;
 mod localize;
+mod notify;
 mod pow;
 mod render;
 mod store;
@@ -24,6 +25,8 @@ fn router() -> Router {
         .get("/v1/admin/forms", admin::list)
         .get("/v1/admin/forms/{id}", admin::get)
         .put("/v1/admin/forms/{id}", admin::put)
+        .get("/v1/admin/forms/{id}/webhooks", notify::list)
+        .post("/v1/admin/forms/{id}/webhooks/{endpoint}/enable", notify::enable)
 }
 
 plinth_kit::plugin!(router);

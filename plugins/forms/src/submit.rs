@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::render::{self, RenderToken};
-use crate::{localize, pow, store, submissions};
+use crate::{localize, notify, pow, store, submissions};
 
 /// What a client posts.
 #[derive(Deserialize)]
@@ -122,6 +122,7 @@ pub fn submit(req: &Request) -> Result<Response> {
         }
         None => kv::set(&key, &value)?,
     }
+    notify::submitted(&definition, &stored);
     submissions::sweep(&id, &definition)?;
     Ok(accepted(&stored.id, version, false))
 }

@@ -269,3 +269,35 @@ fn a_proof_of_work_is_required_checked_and_taken_once() {
     let plain = TestHost::new(crate::router()).asset("contact.form.json", CONTACT);
     assert_eq!(plain.send(TestRequest::get("/v1/forms/contact/challenge")).status, 404);
 }
+
+#[test]
+fn a_submission_notifies_the_forms_webhooks_and_a_switched_off_one_costs_nothing() {
+    let mut contact: Value = serde_json::from_str(CONTACT).unwrap();
+    contact["settings"]["webhooks"] = json!([{ "url": "https://hooks.example.com/in" }]);
+    let host = host().asset("contact.form.json", contact.to_string());
+    let accepted = submit(&host, &token("contact", 1, 10), valid());
+    let id = accepted.body_json::<Value>()["id"].clone();
+    let sent = host.webhooks();
+    assert_eq!(sent.len(), 1);
+    let (url, event, payload) = &sent[0];
+    let payload: Value = serde_json::from_slice(payload).unwrap();
+    assert_eq!((url.as_str(), event.as_str()), ("https://hooks.example.com/in", "form.submitted"));
+    assert_eq!((payload["data"]["id"].clone(), payload["data"]["data"].clone()), (id, valid()));
+    let mut spam = valid();
+    spam["website"] = json!("x");
+    submit(&host, &token("contact", 1, 10), spam);
+    assert_eq!(host.webhooks().len(), 1, "spam tells nobody");
+    host.disable_webhook("https://hooks.example.com/in");
+    assert_eq!(submit(&host, &token("contact", 1, 10), valid()).status, 202, "stored all the same");
+    let listed: Value =
+        host.send(TestRequest::get("/v1/admin/forms/contact/webhooks").signed_in("boss", &["admin"])).body_json();
+    assert_eq!(listed["items"][0]["enabled"], false);
+    let endpoint = listed["items"][0]["id"].as_str().unwrap().to_owned();
+    let enabled = host.send(
+        TestRequest::post(&format!("/v1/admin/forms/contact/webhooks/{endpoint}/enable")).signed_in("boss", &["admin"]),
+    );
+    assert_eq!(enabled.body_json::<Value>()["enabled"], true);
+    let other =
+        host.send(TestRequest::post("/v1/admin/forms/contact/webhooks/ep_nope/enable").signed_in("boss", &["admin"]));
+    assert_eq!(other.status, 404);
+}
