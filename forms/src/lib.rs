@@ -15,6 +15,7 @@
 //! ```
 
 mod check;
+mod input;
 pub mod rules;
 mod schema;
 pub mod validation;

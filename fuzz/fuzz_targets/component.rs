@@ -82,6 +82,7 @@ impl Harness {
             route: target.declared.clone(),
             params,
             principal,
+            csrf_token: None,
             revalidation: false,
         };
         let output =

@@ -45,6 +45,7 @@ fn request(method: &str, path: &str) -> RequestData {
         route: format!("{method} {path}"),
         params: Vec::new(),
         principal: None,
+        csrf_token: None,
         revalidation: false,
     }
 }

@@ -473,6 +473,7 @@ async fn admin_invite(file: &Path, data: Option<PathBuf>, email: &str, roles: Ve
             roles: vec![crate::policy::ADMIN_ROLE.into()],
             session_id: String::new(),
         }),
+        csrf_token: None,
         revalidation: false,
     };
     let output = plugin.handle(request, "plinth-cli".into(), crate::audit::Actor::Cli, Arc::default()).await?;

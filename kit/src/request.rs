@@ -132,6 +132,13 @@ impl Request {
         read!(self, r => r.locale(), d => d.locale.clone().unwrap_or_else(|| crate::messages::locales().swap_remove(0)))
     }
 
+    /// The signed-in session's CSRF token, for the `_csrf` hidden field of
+    /// an HTML form a page renders (the host takes a cookie session's form
+    /// POST only with it); none when signed out.
+    pub fn csrf_token(&self) -> Option<String> {
+        read!(self, r => r.csrf_token(), d => d.principal.as_ref().map(|p| format!("csrf-of-{}", p.account_id)))
+    }
+
     /// The signed-in principal, or 401 `unauthenticated`.
     pub fn signed_in(&self) -> Result<Principal> {
         self.principal().ok_or_else(Error::unauthenticated)

@@ -116,16 +116,20 @@ impl Origins<'_> {
 /// cross-site, or sending an `Origin` that is neither this host nor an
 /// allowed origin, is refused whether signed in or not (a login form
 /// posted from elsewhere included); a cookie-authenticated request must
-/// also echo the session's CSRF token. Bearer clients are exempt.
+/// also echo the session's CSRF token, in `X-CSRF-Token`, or, for an HTML
+/// form's POST (`application/x-www-form-urlencoded`, which cannot carry a
+/// header), in its [`CSRF_FIELD`]: then the token to find there is
+/// returned, for the caller to check once the body is read. Bearer clients
+/// are exempt.
 pub fn check_csrf(
     method: &Method,
     headers: &HeaderMap,
     origins: Origins<'_>,
     presented: Option<Presented>,
     session_csrf: Option<&str>,
-) -> Result<(), ApiError> {
+) -> Result<Option<String>, ApiError> {
     if !is_unsafe(method) || presented == Some(Presented::Bearer) {
-        return Ok(());
+        return Ok(None);
     }
     if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
         return Err(ApiError::new(
@@ -144,16 +148,40 @@ pub fn check_csrf(
         ));
     }
     if let Some(expected) = session_csrf {
-        let sent = headers.get(CSRF_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
-        if !bool::from(sent.ct_eq(expected.as_bytes())) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "csrf_token_invalid",
-                format!("a cookie-authenticated {method} needs the session's CSRF token in `X-CSRF-Token`"),
-            ));
+        let sent = headers.get(CSRF_HEADER).map(HeaderValue::as_bytes);
+        let html_form = method == Method::POST
+            && headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+                v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        match sent {
+            None if html_form => return Ok(Some(expected.to_owned())),
+            Some(sent) if bool::from(sent.ct_eq(expected.as_bytes())) => {}
+            _ => return Err(csrf_token_invalid(method)),
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The field of an HTML form that carries the session's CSRF token.
+pub const CSRF_FIELD: &str = "_csrf";
+
+/// Whether the urlencoded `body` carries `expected` in its [`CSRF_FIELD`].
+pub fn form_carries_csrf(body: &[u8], expected: &str) -> bool {
+    url::form_urlencoded::parse(body)
+        .find(|(name, _)| name == CSRF_FIELD)
+        .is_some_and(|(_, sent)| bool::from(sent.as_bytes().ct_eq(expected.as_bytes())))
+}
+
+/// 403 `csrf_token_invalid`.
+pub fn csrf_token_invalid(method: &Method) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "csrf_token_invalid",
+        format!(
+            "a cookie-authenticated {method} needs the session's CSRF token in `X-CSRF-Token` \
+             (or, for an HTML form, its `{CSRF_FIELD}` field)"
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -220,5 +248,22 @@ mod tests {
         let evil = headers(&[("origin", "https://evil.example")]);
         assert!(check_csrf(&post, &evil, origins, Some(Presented::Bearer), None).is_ok(), "API clients are exempt");
         assert!(check_csrf(&Method::GET, &evil, origins, None, None).is_ok(), "reads are not CSRF");
+    }
+
+    #[test]
+    fn an_html_form_carries_the_token_in_its_body_and_nothing_else_does() {
+        let here = Origins { host: Some("app.example"), allowed: &[] };
+        let form = headers(&[("content-type", "application/x-www-form-urlencoded")]);
+        let deferred = check_csrf(&Method::POST, &form, here, Some(Presented::Cookie), Some("t1"));
+        assert_eq!(deferred.unwrap(), Some("t1".to_owned()), "checked once the body is read");
+        assert!(form_carries_csrf(b"name=Ada&_csrf=t1", "t1"));
+        assert!(!form_carries_csrf(b"name=Ada&_csrf=t2", "t1"));
+        assert!(!form_carries_csrf(b"name=Ada", "t1"));
+        let json = headers(&[("content-type", "application/json")]);
+        assert!(check_csrf(&Method::POST, &json, here, Some(Presented::Cookie), Some("t1")).is_err());
+        assert!(check_csrf(&Method::PUT, &form, here, Some(Presented::Cookie), Some("t1")).is_err(), "forms POST only");
+        let cross =
+            headers(&[("content-type", "application/x-www-form-urlencoded"), ("origin", "https://evil.example")]);
+        assert!(check_csrf(&Method::POST, &cross, here, Some(Presented::Cookie), Some("t1")).is_err());
     }
 }

@@ -269,10 +269,13 @@ async fn route(
     let host = req.uri().authority().map(http::uri::Authority::as_str);
     let host = host.or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()));
     let origins = auth::Origins { host, allowed: &deployment.config.sessions.allowed_origins };
-    if let Err(refusal) = auth::check_csrf(&method, req.headers(), origins, presented_as, csrf) {
-        record_denial("csrf.refused", refusal.code.to_owned()).await;
-        return Err(refusal);
-    }
+    let csrf_in_form = match auth::check_csrf(&method, req.headers(), origins, presented_as, csrf) {
+        Ok(deferred) => deferred,
+        Err(refusal) => {
+            record_denial("csrf.refused", refusal.code.to_owned()).await;
+            return Err(refusal);
+        }
+    };
 
     if let Err(denial) = access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
         record_denial("authz.denied", format!("{method} {path} needs {access}")).await;
@@ -319,6 +322,14 @@ async fn route(
         }
         _ => RequestBody::Read(Bytes::new()),
     };
+    if let Some(expected) = csrf_in_form {
+        let carried = matches!(&body, RequestBody::Read(bytes) if auth::form_carries_csrf(bytes, &expected));
+        if !carried {
+            let refusal = auth::csrf_token_invalid(&method);
+            record_denial("csrf.refused", refusal.code.to_owned()).await;
+            return Err(refusal);
+        }
+    }
     // The scarce permit is taken last, once the request is whole: a client
     // that sends slowly holds only its own share. (A streamed body comes
     // after it; such requests have their own cap, above.)
@@ -525,6 +536,7 @@ async fn call_plugin(
         client_address: client.to_string(),
         route,
         params,
+        csrf_token: signed_in.as_ref().map(|a| a.session.csrf_token.clone()),
         principal: signed_in.map(|a| Principal {
             account_id: a.account.id,
             roles: a.account.roles,

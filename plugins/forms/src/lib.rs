@@ -5,6 +5,7 @@
 mod admin;
 mod localize;
 mod notify;
+mod pages;
 mod pow;
 mod render;
 mod store;
@@ -22,6 +23,9 @@ fn router() -> Router {
         .get("/v1/forms/{id}/submissions", submissions::list)
         .get("/v1/forms/{id}/submissions/{submission}", submissions::get)
         .delete("/v1/forms/{id}/submissions/{submission}", submissions::erase)
+        .get("/forms/{id}", pages::show)
+        .post("/forms/{id}", pages::post)
+        .get("/forms/{id}/sent", pages::sent)
         .get("/v1/admin/forms", admin::list)
         .get("/v1/admin/forms/{id}", admin::get)
         .put("/v1/admin/forms/{id}", admin::put)

@@ -80,27 +80,75 @@ pub fn submit(req: &Request) -> Result<Response> {
     let form = store::load(&id)?;
     let submitter = render::may_submit(req, &form.definition)?;
     let posted: Posted = req.json()?;
-    let token = render::verify(&posted.token, &id)?;
-    let definition = pinned(&id, &form, &token)?;
+    let idempotency = Idempotency::of(req, &id, submitter.as_ref())?;
+    let submission =
+        Submission { token: &posted.token, data: posted.data, proof: posted.proof.as_deref(), unread: Vec::new() };
+    match take(req, &form, submitter, submission, idempotency)? {
+        Verdict::Accepted { id, version, replayed } => Ok(accepted(&id, version, replayed)),
+        Verdict::Invalid(definition, errors) => Ok(localize::rejection(req, &definition, &errors)),
+    }
+}
+
+/// What was submitted, through the API or a page.
+pub struct Submission<'a> {
+    /// The render token.
+    pub token: &'a str,
+    /// The data.
+    pub data: Value,
+    /// The proof of work, when the form asks for one.
+    pub proof: Option<&'a str>,
+    /// Values a page could not read as their field's type.
+    pub unread: Vec<FieldError>,
+}
+
+/// How a submission ended.
+pub enum Verdict {
+    /// Stored, replayed (an earlier one with the same `Idempotency-Key`),
+    /// or dropped as spam, which looks the same.
+    Accepted {
+        /// The submission's id.
+        id: String,
+        /// The version it was made against.
+        version: u32,
+        /// An earlier answer, replayed.
+        replayed: bool,
+    },
+    /// The data does not meet the form: the version checked, and why.
+    Invalid(Definition, Vec<FieldError>),
+}
+
+/// Takes a submission to `form` (its audience already checked): the
+/// token and version window, the proof of work, the quiet spam checks,
+/// `idempotency`, validation, the daily quota, storage, webhooks.
+pub fn take(
+    req: &Request,
+    form: &store::Form,
+    submitter: Option<Principal>,
+    submission: Submission<'_>,
+    idempotency: Option<Idempotency>,
+) -> Result<Verdict> {
+    let id = &form.definition.id;
+    let token = render::verify(submission.token, id)?;
+    let definition = pinned(id, form, &token)?;
     let version = definition.version.unwrap_or(form.record.current);
     if definition.settings.proof_of_work.is_some() {
-        pow::redeem(&id, posted.proof.as_deref())?;
+        pow::redeem(id, submission.proof)?;
     }
-    if let Some(reason) = spam(&definition, &posted.data, &token) {
-        audit::record("form.spam", &id, Outcome::Denied, Some(reason))?;
-        return Ok(accepted(&submissions::new_id(), version, false));
+    if let Some(reason) = spam(&definition, &submission.data, &token) {
+        audit::record("form.spam", id, Outcome::Denied, Some(reason))?;
+        return Ok(Verdict::Accepted { id: submissions::new_id(), version, replayed: false });
     }
-    let idempotency = Idempotency::of(req, &id, submitter.as_ref())?;
     if let Some(found) = idempotency.as_ref().map(Idempotency::replay).transpose()?.flatten() {
         return Ok(found);
     }
-    let data = without_honeypot(&definition, posted.data);
-    let errors = check(&definition, &data)?;
+    let data = without_honeypot(&definition, submission.data);
+    let mut errors = submission.unread;
+    errors.extend(check(&definition, &data)?);
     if !errors.is_empty() {
-        return Ok(localize::rejection(req, &definition, &errors));
+        return Ok(Verdict::Invalid(definition, errors));
     }
     if let Some(limit) = definition.settings.max_per_day {
-        count_today(&id, limit)?;
+        count_today(id, limit)?;
     }
     let stored = submissions::Stored {
         id: submissions::new_id(),
@@ -112,7 +160,7 @@ pub fn submit(req: &Request) -> Result<Response> {
         data,
         idempotency: idempotency.as_ref().map(|i| i.key.clone()),
     };
-    let key = submissions::key(&id, &stored.id);
+    let key = submissions::key(id, &stored.id);
     let value = serde_json::to_vec(&stored).expect("a submission serializes");
     match idempotency {
         Some(idempotency) => {
@@ -123,8 +171,8 @@ pub fn submit(req: &Request) -> Result<Response> {
         None => kv::set(&key, &value)?,
     }
     notify::submitted(&definition, &stored);
-    submissions::sweep(&id, &definition)?;
-    Ok(accepted(&stored.id, version, false))
+    submissions::sweep(id, &definition)?;
+    Ok(Verdict::Accepted { id: stored.id, version, replayed: false })
 }
 
 /// 202 with the submission's id: the same for a stored submission, a
@@ -136,7 +184,7 @@ fn accepted(id: &str, version: u32, replayed: bool) -> Response {
 
 /// The definition a token pinned: the current one, or a replaced one still
 /// within the form's window (409 `form_version_retired` after it).
-fn pinned(id: &str, form: &store::Form, token: &RenderToken) -> Result<Definition> {
+pub fn pinned(id: &str, form: &store::Form, token: &RenderToken) -> Result<Definition> {
     if token.version == form.record.current {
         return Ok(form.definition.clone());
     }
@@ -221,7 +269,7 @@ fn count_today(id: &str, limit: u32) -> Result<()> {
 
 /// A request's `Idempotency-Key`, per form and submitter (an account, or
 /// the client address when signed out).
-struct Idempotency {
+pub struct Idempotency {
     key: String,
     fingerprint: String,
 }
@@ -241,7 +289,7 @@ impl Idempotency {
 
     /// The first submission's answer, if this key was used (422
     /// `idempotency_key_reused` for another body).
-    fn replay(&self) -> Result<Option<Response>> {
+    fn replay(&self) -> Result<Option<Verdict>> {
         let Some((_, bytes)) = kv::get_with_version(&self.key)? else { return Ok(None) };
         let remembered: Remembered = serde_json::from_slice(&bytes)
             .map_err(|_| Error::new(500, "corrupt_value", "a stored idempotency record could not be read"))?;
@@ -256,12 +304,12 @@ impl Idempotency {
             )
             .at("idempotency-key"));
         }
-        Ok(Some(accepted(&remembered.submission, remembered.version, true)))
+        Ok(Some(Verdict::Accepted { id: remembered.submission, version: remembered.version, replayed: true }))
     }
 
     /// Stores `write` (the submission) and this key in one atomic write,
     /// unless a concurrent request with the same key won: then its answer.
-    fn claim(&self, stored: &submissions::Stored, write: Op) -> Result<Option<Response>> {
+    fn claim(&self, stored: &submissions::Stored, write: Op) -> Result<Option<Verdict>> {
         let current = kv::get_with_version(&self.key)?.map(|(version, _)| version);
         let remembered = Remembered {
             submission: stored.id.clone(),

@@ -301,3 +301,59 @@ fn a_submission_notifies_the_forms_webhooks_and_a_switched_off_one_costs_nothing
         host.send(TestRequest::post("/v1/admin/forms/contact/webhooks/ep_nope/enable").signed_in("boss", &["admin"]));
     assert_eq!(other.status, 404);
 }
+
+fn form_post(host: &TestHost, target: &str, pairs: &[(&str, &str)]) -> plinth_kit::Response {
+    let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+    host.send(TestRequest::post(target).header("content-type", "application/x-www-form-urlencoded").body(body))
+}
+
+#[test]
+fn the_page_posts_without_javascript_keeps_values_and_shows_errors_by_their_fields() {
+    let host = host().locales(&["en", "pl", "ar"]);
+    let page = host.send(TestRequest::get("/forms/contact").locale("ar"));
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8(page.body.clone()).unwrap();
+    assert!(html.contains(r#"<html lang="ar" dir="rtl">"#), "{html}");
+    assert!(html.contains(r#"name="_token""#) && html.contains(r#"<div hidden>"#), "token and hidden honeypot");
+    assert!(!html.contains(r#"name="_csrf""#), "signed out: no session token");
+    let token = token("contact", 1, 10);
+    let refused = form_post(
+        &host,
+        "/forms/contact",
+        &[
+            ("_token", &token),
+            ("name", "<b>Ada</b>"),
+            ("email", "ada@"),
+            ("topic", "question"),
+            ("message", "Hi"),
+            ("website", ""),
+        ],
+    );
+    assert_eq!(refused.status, 422);
+    let html = String::from_utf8(refused.body.clone()).unwrap();
+    assert!(html.contains("value=\"&lt;b&gt;Ada&lt;/b&gt;\""), "values kept, escaped: {html}");
+    assert!(html.contains(r#"id="f-email-error""#) && html.contains(r#"aria-invalid="true""#), "{html}");
+    assert!(html.contains(r##"href="#f-consent""##), "the unchecked consent is listed: {html}");
+    let sent = form_post(
+        &host,
+        "/forms/contact?locale=pl",
+        &[
+            ("_token", &token),
+            ("name", "Ada"),
+            ("email", "ada@example.com"),
+            ("topic", "question"),
+            ("message", "Hi\r\nthere"),
+            ("consent", "on"),
+        ],
+    );
+    assert_eq!((sent.status, sent.header_value("location")), (303, Some("/forms/contact/sent?locale=en")));
+    let stored: Vec<Value> =
+        host.kv_keys().iter().filter(|k| k.starts_with("sub/")).map(|k| host.kv_json(k).unwrap()).collect();
+    assert_eq!(stored[0]["data"]["message"], "Hi\nthere");
+    let stale = form_post(&host, "/forms/contact", &[("_token", "forged"), ("name", "Ada")]);
+    let html = String::from_utf8(stale.body.clone()).unwrap();
+    assert_eq!(stale.status, 409);
+    assert!(html.contains("value=\"Ada\"") && html.contains(r#"role="status""#), "shown again, values kept: {html}");
+    let signed_in = host.send(TestRequest::get("/forms/contact").signed_in("ada", &[]));
+    assert!(String::from_utf8(signed_in.body.clone()).unwrap().contains(r#"name="_csrf" value="csrf-of-ada""#));
+}

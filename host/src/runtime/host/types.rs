@@ -56,6 +56,8 @@ pub struct RequestData {
     pub params: Vec<(String, String)>,
     /// The signed-in principal, if any.
     pub principal: Option<Principal>,
+    /// The session's CSRF token, for the `_csrf` field of HTML forms.
+    pub csrf_token: Option<String>,
     /// The host re-asks for an open stream (see `events.follow`).
     pub revalidation: bool,
 }
@@ -183,6 +185,10 @@ impl HostRequest for HostState {
 
     fn principal(&mut self, req: Resource<RequestData>) -> wasmtime::Result<Option<Principal>> {
         Ok(self.table.get(&req)?.principal.clone())
+    }
+
+    fn csrf_token(&mut self, req: Resource<RequestData>) -> wasmtime::Result<Option<String>> {
+        Ok(self.table.get(&req)?.csrf_token.clone())
     }
 
     fn locale(&mut self, req: Resource<RequestData>) -> wasmtime::Result<String> {

@@ -50,3 +50,21 @@ form-error-unique-items = «{ $label }»: كل عنصر مرة واحدة فقط
 form-error-schema = قيمة «{ $label }» غير مقبولة.
 form-error-additional-properties = لا يحتوي هذا النموذج على هذا الحقل.
 form-error-not-an-object = يجب أن تكون بيانات النموذج كائن JSON.
+
+## The form's page.
+
+form-submit = إرسال
+form-required = مطلوب
+form-choose = اختر…
+form-errors = { $count ->
+    [zero] لا توجد مشكلات
+    [one] توجد مشكلة في إجابة واحدة
+    [two] توجد مشكلتان في إجابتين
+    [few] توجد مشكلات في { $count } إجابات
+    [many] توجد مشكلات في { $count } إجابة
+   *[other] توجد مشكلات في { $count } إجابة
+}
+form-honeypot = اترك هذا الحقل فارغًا
+form-expired = ظل النموذج مفتوحًا طويلًا أو تغيّر. راجع إجاباتك وأرسله مرة أخرى.
+form-sent = شكرًا لك. لقد تلقينا رسالتك.
+form-send-another = إرسال رسالة أخرى

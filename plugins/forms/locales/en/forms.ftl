@@ -39,3 +39,17 @@ form-error-unique-items = { $label }: each item at most once.
 form-error-schema = { $label } is not accepted.
 form-error-additional-properties = This form has no such field.
 form-error-not-an-object = The form's data must be a JSON object.
+
+## The form's page.
+
+form-submit = Send
+form-required = required
+form-choose = Choose…
+form-errors = { $count ->
+    [one] There is a problem with { $count } answer
+   *[other] There are problems with { $count } answers
+}
+form-honeypot = Leave this field empty
+form-expired = The form was open for long, or has changed. Check your answers and send it again.
+form-sent = Thank you. We have received your message.
+form-send-another = Send another

@@ -42,3 +42,19 @@ form-error-unique-items = Pole „{ $label }”: każda pozycja najwyżej raz.
 form-error-schema = Wartość pola „{ $label }” nie jest akceptowana.
 form-error-additional-properties = Ten formularz nie ma takiego pola.
 form-error-not-an-object = Dane formularza muszą być obiektem JSON.
+
+## The form's page.
+
+form-submit = Wyślij
+form-required = wymagane
+form-choose = Wybierz…
+form-errors = { $count ->
+    [one] Popraw { $count } odpowiedź
+    [few] Popraw { $count } odpowiedzi
+    [many] Popraw { $count } odpowiedzi
+   *[other] Popraw { $count } odpowiedzi
+}
+form-honeypot = Zostaw to pole puste
+form-expired = Formularz był otwarty zbyt długo albo się zmienił. Sprawdź odpowiedzi i wyślij go ponownie.
+form-sent = Dziękujemy. Otrzymaliśmy Twoją wiadomość.
+form-send-another = Wyślij kolejną
