@@ -33,13 +33,15 @@ wasm-target:
 # The SMTP delivery test talks to a real SMTP server (aiosmtpd), the media
 # tests upload with a real tus client (tuspy), the webhook tests verify
 # signatures with the Standard Webhooks library (standardwebhooks), all from
-# PyPI, and the media tests scan with a real clamd (Debian's clamav-daemon,
-# given its own signature file).
+# PyPI, the media tests scan with a real clamd (Debian's clamav-daemon,
+# given its own signature file), and the forms pages are filled in a real
+# headless Chromium (Debian's chromium and chromium-driver).
 test-deps:
 	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 	@python3 -c 'import tusclient' 2>/dev/null || python3 -m pip install --quiet tuspy
 	@python3 -c 'import standardwebhooks' 2>/dev/null || python3 -m pip install --quiet standardwebhooks
 	@command -v clamd > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clamav-daemon > /dev/null; }
+	@command -v chromedriver > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null; }
 
 plugins: wasm-target
 	cargo build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml

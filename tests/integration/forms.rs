@@ -29,7 +29,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// The example deployment with the forms plugin's messages and the example
 /// forms copied beside the config (so a test may break them), the contact
 /// form's minimum fill time cut to 1 s, and `form_submit` limits set.
-fn deployment(form_submit: &str) -> (Deployment, PathBuf) {
+pub fn deployment(form_submit: &str) -> (Deployment, PathBuf) {
     let deployment = example_deployment("");
     let dir = deployment.config_path().parent().unwrap().to_owned();
     copy_dir(&Path::new(ROOT).join("plugins/forms/locales"), &dir.join("forms-messages"));
@@ -46,7 +46,7 @@ fn deployment(form_submit: &str) -> (Deployment, PathBuf) {
     (deployment, dir)
 }
 
-const LOOSE_FORM_SUBMIT: &str = "[rate_limits.classes.form_submit]\nper_address = \"100000/min\"\n";
+pub const LOOSE_FORM_SUBMIT: &str = "[rate_limits.classes.form_submit]\nper_address = \"100000/min\"\n";
 
 async fn show(server: &TestServer, form: &str, locale: &str) -> Value {
     let response = reqwest::Client::new()
@@ -622,5 +622,56 @@ async fn webhooks_are_signed_retried_switched_off_after_failures_and_never_sent_
     let payload: Value = serde_json::from_str(received[0]["body"].as_str().unwrap()).unwrap();
     assert_eq!(payload["data"]["data"]["answer"], "back on", "nothing was queued while it was off");
     assert_eq!(received[0]["verified"], true);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_in_page_post_carries_the_sessions_csrf_token_in_its_body() {
+    let (deployment, _dir) = deployment(LOOSE_FORM_SUBMIT);
+    let server = TestServer::start(&deployment).await;
+    let ada = sign_in(&server.url(""), "ada", &[], None).await;
+    let client = reqwest::Client::new();
+    let page = client.get(server.url("/forms/contact")).header("cookie", ada.cookie()).send().await.unwrap();
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = page.text().await.unwrap();
+    let hidden = |name: &str| {
+        let start = html.find(&format!("name=\"{name}\" value=\"")).unwrap_or_else(|| panic!("{name} in {html}"));
+        let value = &html[start + name.len() + 15..];
+        value[..value.find('"').unwrap()].to_owned()
+    };
+    assert_eq!(hidden("_csrf"), ada.csrf, "the page carries the session's token");
+    let token = hidden("_token");
+    wait_fill_time().await;
+    let send = |csrf: Option<&str>| {
+        let mut pairs = vec![
+            ("_token", token.clone()),
+            ("name", "Ada".to_owned()),
+            ("email", "ada@example.com".to_owned()),
+            ("topic", "question".to_owned()),
+            ("message", "Hi".to_owned()),
+            ("consent", "on".to_owned()),
+        ];
+        if let Some(csrf) = csrf {
+            pairs.push(("_csrf", csrf.to_owned()));
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(server.url("/forms/contact"))
+            .header("cookie", ada.cookie())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    assert_error(send(None).await.unwrap(), 403, "csrf_token_invalid").await;
+    assert_error(send(Some("wrong")).await.unwrap(), 403, "csrf_token_invalid").await;
+    let sent = send(Some(&ada.csrf)).await.unwrap();
+    assert_eq!(sent.status(), 303);
+    assert!(sent.headers()["location"].to_str().unwrap().starts_with("/forms/contact/sent"));
+    let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+    let stored = submissions(&server, &admin).await;
+    assert_eq!((stored.len(), stored[0]["submitter"].clone()), (1, json!("ada")));
     server.stop().await;
 }

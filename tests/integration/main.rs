@@ -4,6 +4,7 @@
 mod account_abuse;
 mod accounts;
 mod audit;
+mod browser;
 mod config_errors;
 mod dev;
 mod exhaustion;

@@ -138,8 +138,13 @@ pub fn check_csrf(
             "cross-site requests may not change state",
         ));
     }
+    // Under `Referrer-Policy: no-referrer` (the default headers) a browser
+    // sends `Origin: null` with a page's own form post; its
+    // `Sec-Fetch-Site: same-origin`, which no page can forge, vouches for it.
+    let same_origin_fetch =
+        headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"same-origin"));
     if let Some(origin) = headers.get(header::ORIGIN)
-        && origin.to_str().map_or(true, |origin| origins.foreign(origin))
+        && origin.to_str().map_or(true, |origin| origins.foreign(origin) && !(origin == "null" && same_origin_fetch))
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -245,6 +250,12 @@ mod tests {
                 assert_eq!(verdict.unwrap_err().code, "csrf_cross_origin");
             }
         }
+        let own_page = headers(&[("origin", "null"), ("sec-fetch-site", "same-origin")]);
+        assert!(check_csrf(&post, &own_page, origins, None, None).is_ok(), "a page's own post under no-referrer");
+        let sandboxed = headers(&[("origin", "null"), ("sec-fetch-site", "cross-site")]);
+        assert!(check_csrf(&post, &sandboxed, origins, None, None).is_err(), "a sandboxed frame elsewhere");
+        let unvouched = headers(&[("origin", "null")]);
+        assert!(check_csrf(&post, &unvouched, origins, None, None).is_err(), "null without fetch metadata");
         let evil = headers(&[("origin", "https://evil.example")]);
         assert!(check_csrf(&post, &evil, origins, Some(Presented::Bearer), None).is_ok(), "API clients are exempt");
         assert!(check_csrf(&Method::GET, &evil, origins, None, None).is_ok(), "reads are not CSRF");

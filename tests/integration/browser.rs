@@ -1,0 +1,185 @@
+//! The forms plugin's pages in a real headless Chromium (Debian's
+//! `chromium` and `chromium-driver`, which `make test` installs), driven
+//! over WebDriver: a person fills the form, sends it with a mistake, sees
+//! the error by its field with the other answers kept, fixes it, sends it
+//! again and reads the thanks, in Polish and in Arabic (right to left).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::forms;
+use crate::support::{TestServer, sign_in};
+
+/// chromedriver on a free port, killed when dropped.
+struct Chromedriver {
+    child: Child,
+    port: u16,
+}
+
+impl Chromedriver {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian's chromium-driver; make test installs it)");
+        let driver = Self { child, port };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return driver;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("chromedriver did not start");
+    }
+
+    async fn browser(&self, profile: &std::path::Path) -> Client {
+        let options = json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--no-first-run", "--disable-quic", format!("--user-data-dir={}", profile.display())],
+        });
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:chromeOptions".into(), options);
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn text_of(browser: &Client, css: &str) -> String {
+    match browser.find(Locator::Css(css)).await {
+        Ok(found) => found.text().await.unwrap(),
+        Err(e) => panic!("{css}: {e}\n{}", browser.source().await.unwrap_or_default()),
+    }
+}
+
+async fn attribute(browser: &Client, css: &str, name: &str) -> Option<String> {
+    browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).attr(name).await.unwrap()
+}
+
+async fn type_into(browser: &Client, css: &str, text: &str) {
+    let input = browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+    input.clear().await.unwrap();
+    input.send_keys(text).await.unwrap();
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+}
+
+/// Every visible control has a label.
+async fn unlabelled_controls(browser: &Client) -> u64 {
+    let script = "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+        .filter(e => !e.closest('[hidden]') && !(e.labels && e.labels.length)).length";
+    browser.execute(script, vec![]).await.unwrap().as_u64().unwrap()
+}
+
+/// The form in `locale`: a wrong address and no consent, then fixed.
+async fn fill_wrong_then_right(browser: &Client, server: &TestServer, locale: &str, expected: &Expected) {
+    browser.goto(&server.url(&format!("/forms/contact?locale={locale}"))).await.unwrap();
+    assert_eq!(attribute(browser, "html", "lang").await.as_deref(), Some(locale));
+    assert_eq!(attribute(browser, "html", "dir").await.as_deref(), Some(expected.dir));
+    assert_eq!(text_of(browser, "h1").await, expected.title);
+    assert_eq!(unlabelled_controls(browser).await, 0, "every control has a label");
+    type_into(browser, "#f-name", "Ada Lovelace").await;
+    type_into(browser, "#f-email", "ada@").await;
+    click(browser, "#f-topic-1").await;
+    type_into(browser, "#f-message", expected.message).await;
+    // The form's minimum fill time (1 s in this deployment) must pass.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    click(browser, "button[type=submit]").await;
+
+    let error = text_of(browser, "#f-email-error").await;
+    assert!(error.contains(expected.email_error), "{error}");
+    assert!(text_of(browser, "#f-consent-error").await.contains(expected.required), "consent is required");
+    assert_eq!(attribute(browser, "#f-email", "aria-invalid").await.as_deref(), Some("true"));
+    assert_eq!(attribute(browser, "#f-name", "value").await.as_deref(), Some("Ada Lovelace"), "answers kept");
+    assert!(browser.find(Locator::Css("#f-topic-1")).await.unwrap().is_selected().await.unwrap(), "choice kept");
+    let summary = text_of(browser, "#form-errors").await;
+    assert!(summary.contains(expected.email_error), "the summary lists the errors: {summary}");
+    let focused = browser.execute("return document.activeElement.id", vec![]).await.unwrap();
+    assert_eq!(focused, json!("form-errors"), "the error summary takes the focus");
+
+    type_into(browser, "#f-email", "ada@example.com").await;
+    click(browser, "#f-consent").await;
+    click(browser, "button[type=submit]").await;
+    let thanks = text_of(browser, "p[role=status]").await;
+    assert_eq!(thanks, expected.thanks);
+    let url = browser.current_url().await.unwrap();
+    assert_eq!(url.path(), "/forms/contact/sent");
+}
+
+struct Expected {
+    dir: &'static str,
+    title: &'static str,
+    message: &'static str,
+    email_error: &'static str,
+    required: &'static str,
+    thanks: &'static str,
+}
+
+#[tokio::test]
+async fn a_person_fills_the_form_in_chromium_fixes_a_mistake_and_sends_it_in_two_locales() {
+    let (deployment, dir) = forms::deployment(forms::LOOSE_FORM_SUBMIT);
+    let server = TestServer::start(&deployment).await;
+    let driver = Chromedriver::start();
+    let browser = driver.browser(&dir.join("chromium-profile")).await;
+    let polish = Expected {
+        dir: "ltr",
+        title: "Napisz do nas",
+        message: "Dzień dobry!\nMam pytanie.",
+        email_error: "nie zawiera poprawnego adresu e-mail",
+        required: "jest wymagane",
+        thanks: "Dziękujemy. Otrzymaliśmy Twoją wiadomość.",
+    };
+    let arabic = Expected {
+        dir: "rtl",
+        title: "اتصل بنا",
+        message: "مرحبًا",
+        email_error: "ليس عنوان بريد إلكتروني صالحًا",
+        required: "مطلوب",
+        thanks: "شكرًا لك. لقد تلقينا رسالتك.",
+    };
+    let outcome = async {
+        fill_wrong_then_right(&browser, &server, "pl", &polish).await;
+        fill_wrong_then_right(&browser, &server, "ar", &arabic).await;
+    };
+    // The browser is closed whatever happened.
+    let result = tokio::time::timeout(Duration::from_secs(120), outcome).await;
+    browser.close().await.unwrap();
+    result.expect("the browser flow finished in time");
+
+    let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+    let stored: Value = reqwest::Client::new()
+        .get(server.url("/v1/forms/contact/submissions"))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = stored["items"].as_array().unwrap();
+    let locales: Vec<&str> = items.iter().map(|i| i["locale"].as_str().unwrap()).collect();
+    assert_eq!(locales, ["pl", "ar"], "one submission each, nothing from the refused tries");
+    assert_eq!(items[0]["data"]["message"], "Dzień dobry!\nMam pytanie.", "line breaks as typed");
+    assert_eq!(items[0]["data"]["topic"], "bug");
+    server.stop().await;
+}
