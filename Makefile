@@ -3,7 +3,7 @@
 
 WASM_TARGET := wasm32-wasip2
 # Plugins `make build` puts where examples/plinth.toml expects them.
-PLUGINS := hello accounts state media images forms
+PLUGINS := hello accounts state media images forms exports
 GUEST_WORKSPACES := plugins tests/guests/wasm benches/wasi-hello kit examples/notes
 # Built for wasm32 and also natively, where their unit tests run against the
 # kit's in-memory host.

@@ -77,6 +77,7 @@ async fn main() {
                 "bench",
                 vec![blob.clone()],
                 params.clone(),
+                None,
                 plinth::jobs::JobLimits { plugin: 10, owner: 10 },
             )
             .await

@@ -17,6 +17,19 @@ pub fn submit(worker: &str, owner: &str, inputs: &[String], params: &str) -> Res
     host::submit(worker, owner, inputs, params)
 }
 
+/// Queues a job over the plugin's own records (an export): the worker may
+/// also read the plugin's keys under `read_prefix`, and `inputs` may be
+/// empty.
+pub fn submit_reading(
+    worker: &str,
+    owner: &str,
+    inputs: &[String],
+    params: &str,
+    read_prefix: &str,
+) -> Result<String, Error> {
+    host::submit_reading(worker, owner, inputs, params, read_prefix)
+}
+
 /// A job.
 pub fn get(id: &str) -> Result<Job, Error> {
     host::get(id)

@@ -830,8 +830,29 @@ pub mod jobs {
 
     /// See the WIT.
     pub fn submit(worker: &str, owner: &str, inputs: &[String], params: &str) -> Result<String, Error> {
-        if inputs.is_empty() || inputs.len() > 16 {
-            return Err(Error::Invalid(format!("inputs: 1 to 16 blob ids, not {}", inputs.len())));
+        if inputs.is_empty() {
+            return Err(Error::Invalid("inputs: 1 to 16 blob ids, not 0".into()));
+        }
+        queue(worker, owner, inputs, params)
+    }
+
+    /// See the WIT (the prefix is not kept: the in-memory host runs no worker).
+    pub fn submit_reading(
+        worker: &str,
+        owner: &str,
+        inputs: &[String],
+        params: &str,
+        read_prefix: &str,
+    ) -> Result<String, Error> {
+        if read_prefix.is_empty() || read_prefix.len() > 1024 {
+            return Err(Error::Invalid("read-prefix: 1 to 1024 bytes".into()));
+        }
+        queue(worker, owner, inputs, params)
+    }
+
+    fn queue(worker: &str, owner: &str, inputs: &[String], params: &str) -> Result<String, Error> {
+        if inputs.len() > 16 {
+            return Err(Error::Invalid(format!("inputs: at most 16 blob ids, not {}", inputs.len())));
         }
         if let Some(missing) = inputs.iter().find(|id| blobs::get(id).is_err()) {
             return Err(Error::Invalid(format!("inputs: no blob `{missing}`")));

@@ -24,7 +24,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "jobprobe",
         ],
     ),
-    ("../../plugins", &["hello", "accounts", "state", "media", "images", "forms"]),
+    ("../../plugins", &["hello", "accounts", "state", "media", "images", "forms", "exports"]),
     ("../../examples/notes", &["notes"]),
 ];
 

@@ -28,14 +28,18 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// The example deployment with the forms plugin's messages and the example
 /// forms copied beside the config (so a test may break them), the contact
-/// form's minimum fill time cut to 1 s, and `form_submit` limits set.
+/// form's minimum fill time cut to 1 s and its daily quota set to 1,300,
+/// and `form_submit` limits set.
 pub fn deployment(form_submit: &str) -> (Deployment, PathBuf) {
     let deployment = example_deployment("");
     let dir = deployment.config_path().parent().unwrap().to_owned();
     copy_dir(&Path::new(ROOT).join("plugins/forms/locales"), &dir.join("forms-messages"));
     copy_dir(&Path::new(ROOT).join("examples/forms"), &dir.join("forms"));
     let contact = dir.join("forms/contact.form.json");
-    let text = std::fs::read_to_string(&contact).unwrap().replace("\"min_fill_seconds\": 3", "\"min_fill_seconds\": 1");
+    let text = std::fs::read_to_string(&contact)
+        .unwrap()
+        .replace("\"min_fill_seconds\": 3", "\"min_fill_seconds\": 1")
+        .replace("\"max_per_day\": 1000", "\"max_per_day\": 1300");
     std::fs::write(&contact, text).unwrap();
     let config = std::fs::read_to_string(deployment.config_path())
         .unwrap()
@@ -673,5 +677,112 @@ async fn a_signed_in_page_post_carries_the_sessions_csrf_token_in_its_body() {
     let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
     let stored = submissions(&server, &admin).await;
     assert_eq!((stored.len(), stored[0]["submitter"].clone()), (1, json!("ada")));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn submissions_export_as_csv_and_json_lines_in_the_background_and_download_with_ranges() {
+    let (deployment, _dir) = deployment(LOOSE_FORM_SUBMIT);
+    let server = TestServer::start(&deployment).await;
+    let token = show(&server, "contact", "en").await["token"].as_str().unwrap().to_owned();
+    wait_fill_time().await;
+    const ROWS: usize = 1_200;
+    let client = reqwest::Client::new();
+    for i in 0..ROWS {
+        let mut data = contact();
+        data["name"] = json!(if i == 7 { "=SUM(A1:A9)".to_owned() } else { format!("Zażółć {i}") });
+        let body = json!({ "token": token, "data": data });
+        let response = client.post(server.url("/v1/forms/contact/submissions")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+    let export = async |format: &str| {
+        let asked = client
+            .post(server.url("/v1/forms/contact/exports"))
+            .header("authorization", admin.bearer())
+            .json(&json!({ "format": format }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(asked.status(), 202);
+        let url = asked.headers()["location"].to_str().unwrap().to_owned();
+        let done = eventually("the export", async || {
+            let state: Value = client
+                .get(server.url(&url))
+                .header("authorization", admin.bearer())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_ne!(state["state"], "failed", "{state}");
+            (state["state"] == "done").then_some(state)
+        })
+        .await;
+        (url, done)
+    };
+    let (url, done) = export("csv").await;
+    assert_eq!(done["rows"], ROWS);
+    let file =
+        client.get(server.url(&format!("{url}/file"))).header("authorization", admin.bearer()).send().await.unwrap();
+    assert_eq!(file.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(file.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    let csv = file.text().await.unwrap();
+    let lines: Vec<&str> = csv.split_terminator("\r\n").collect();
+    assert_eq!(lines.len(), ROWS + 1, "a header and a line per submission");
+    assert_eq!(lines[0], "id,submitted_at,version,locale,submitter,name,email,topic,other,message,copies,consent");
+    assert!(csv.contains(",'=SUM(A1:A9),"), "a formula is made inert");
+    assert!(csv.contains(",Zażółć 1199,"), "UTF-8 kept");
+    assert_eq!(done["bytes"], csv.len());
+    let ranged = client
+        .get(server.url(&format!("{url}/file")))
+        .header("authorization", admin.bearer())
+        .header("range", "bytes=0-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.text().await.unwrap(), "id");
+
+    let (jsonl_url, done) = export("jsonl").await;
+    let file = client
+        .get(server.url(&format!("{jsonl_url}/file")))
+        .header("authorization", admin.bearer())
+        .send()
+        .await
+        .unwrap();
+    let text = file.text().await.unwrap();
+    let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((records.len(), done["rows"].clone()), (ROWS, json!(ROWS)));
+    assert_eq!(records[7]["data"]["name"], "=SUM(A1:A9)", "JSON Lines keep the value as it is");
+
+    let other = sign_in(&server.url(""), "deputy", &["admin"], None).await;
+    let theirs = client.get(server.url(&url)).header("authorization", other.bearer()).send().await.unwrap();
+    assert_error(theirs, 404, "export_not_found").await;
+    let user = sign_in(&server.url(""), "ada", &[], None).await;
+    let refused = client
+        .post(server.url("/v1/forms/contact/exports"))
+        .header("authorization", user.bearer())
+        .json(&json!({ "format": "csv" }))
+        .send()
+        .await
+        .unwrap();
+    assert_error(refused, 403, "forbidden").await;
+    // The daily quota (1,300 here) holds: 100 more are taken, the next is not.
+    for _ in ROWS..1_300 {
+        let body = json!({ "token": token, "data": contact() });
+        let response = client.post(server.url("/v1/forms/contact/submissions")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    let body = json!({ "token": token, "data": contact() });
+    let over = client.post(server.url("/v1/forms/contact/submissions")).json(&body).send().await.unwrap();
+    assert!(over.headers().contains_key("retry-after"));
+    assert_error(over, 429, "form_quota_exceeded").await;
+    let deleted = client.delete(server.url(&url)).header("authorization", admin.bearer()).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let gone =
+        client.get(server.url(&format!("{url}/file"))).header("authorization", admin.bearer()).send().await.unwrap();
+    assert_error(gone, 404, "export_not_found").await;
     server.stop().await;
 }

@@ -116,6 +116,7 @@ pub fn example_deployment(accounts_settings: &str) -> Deployment {
         .replace("../target/plugins/media.wasm", plinth_test_guests::MEDIA)
         .replace("../target/plugins/images.wasm", plinth_test_guests::IMAGES)
         .replace("../target/plugins/forms.wasm", plinth_test_guests::FORMS)
+        .replace("../target/plugins/exports.wasm", plinth_test_guests::EXPORTS)
         .replace("\"../plugins/forms/locales\"", &format!("{:?}", format!("{root}/plugins/forms/locales")))
         .replace("\"forms/locales\"", &format!("{:?}", format!("{root}/examples/forms/locales")))
         .replace("assets = \"forms\"", &format!("assets = {:?}", format!("{root}/examples/forms")))

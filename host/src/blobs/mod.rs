@@ -632,6 +632,24 @@ impl Blobs {
         self.finish(plugin, id, None).await
     }
 
+    /// Appends `bytes` the host holds (a worker's piece) to an upload that
+    /// holds exactly `offset` bytes; returns the new offset.
+    pub async fn append_bytes(
+        &self,
+        plugin: &str,
+        id: &str,
+        offset: u64,
+        bytes: bytes::Bytes,
+    ) -> Result<u64, BlobError> {
+        self.append(plugin, id, offset, &mut chunks::Whole(Some(bytes)), None).await
+    }
+
+    /// Finishes an upload of unknown length at the `size` bytes it holds:
+    /// the blob is that long and the rest of the reservation is given back.
+    pub async fn finish_at(&self, plugin: &str, id: &str, size: u64) -> Result<BlobInfo, BlobError> {
+        self.finish(plugin, id, Some(size)).await
+    }
+
     /// Finishes an upload that holds all its bytes, or (`ended_at`, for a
     /// body of unknown length) exactly that many: the blob is that long and
     /// the rest of the reservation is given back.

@@ -45,12 +45,14 @@ async fn start_ready(app: &Arc<App>) {
             .find(|w| *w.name == *worker)
             .filter(|w| w.config.plugins.contains(&plugin))
             .cloned();
-        let quota = deployment.plugins.iter().find(|p| p.config.name == plugin).map(|p| BlobQuota {
+        let submitter = deployment.plugins.iter().find(|p| p.config.name == plugin);
+        let quota = submitter.map(|p| BlobQuota {
             plugin_bytes: p.config.limits.blob_bytes.0,
             owner_bytes: p.config.limits.blob_bytes_per_owner.0,
         });
-        let (worker, quota) = match (taker, quota) {
-            (Some(taker), Some(quota)) => (taker, quota),
+        let namespace = submitter.map(|p| p.plugin.namespace());
+        let (worker, quota, namespace) = match (taker, quota, namespace) {
+            (Some(taker), Some(quota), Some(namespace)) => (taker, quota, namespace),
             _ => {
                 let why = format!("no worker `{worker}` takes plugin `{plugin}`'s jobs any more");
                 if let Ok(Some(claimed)) = app.jobs.claim(&plugin, &id).await {
@@ -79,6 +81,7 @@ async fn start_ready(app: &Arc<App>) {
                 quota,
                 blobs: app.blobs.clone(),
                 jobs: app.jobs.clone(),
+                read: claimed.record.read_prefix.clone().map(|prefix| (namespace, prefix)),
             };
             let (outcome, ran) = worker.run(&claimed, scope).await;
             let result = if outcome.is_ok() { "done" } else { "failed" };

@@ -96,6 +96,9 @@ pub struct JobRecord {
     /// How its last run went.
     #[serde(default)]
     pub ran: Option<Ran>,
+    /// The prefix of the plugin's keys the worker may read (`job-kv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_prefix: Option<String>,
     /// Its queue entry while unfinished.
     queue_key: String,
 }
@@ -278,6 +281,7 @@ impl Jobs {
         owner: &str,
         inputs: Vec<String>,
         params: String,
+        read_prefix: Option<String>,
         limits: JobLimits,
     ) -> Result<String, JobError> {
         let takes =
@@ -288,8 +292,12 @@ impl Jobs {
         if owner.is_empty() || owner.len() > 256 {
             return Err(JobError::Invalid("owner: 1 to 256 bytes".into()));
         }
-        if inputs.is_empty() || inputs.len() > MAX_INPUTS {
-            return Err(JobError::Invalid(format!("inputs: 1 to {MAX_INPUTS} blob ids, not {}", inputs.len())));
+        let fewest = if read_prefix.is_some() { 0 } else { 1 };
+        if inputs.len() < fewest || inputs.len() > MAX_INPUTS {
+            return Err(JobError::Invalid(format!("inputs: {fewest} to {MAX_INPUTS} blob ids, not {}", inputs.len())));
+        }
+        if read_prefix.as_ref().is_some_and(|p| p.is_empty() || p.len() > 1024) {
+            return Err(JobError::Invalid("read-prefix: 1 to 1024 bytes".into()));
         }
         if params.len() > MAX_TEXT {
             return Err(JobError::Invalid(format!("params: at most {MAX_TEXT} bytes, not {}", params.len())));
@@ -327,6 +335,7 @@ impl Jobs {
             attempts: 0,
             ran: None,
             queue_key: queue_key.clone(),
+            read_prefix,
         };
         let ops = vec![Self::set(plugin, &id, &record), Op::Set(queue_key, queue_entry(plugin, worker, &id))];
         if let Err(e) = self.commit(ops).await {

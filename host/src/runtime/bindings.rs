@@ -33,13 +33,14 @@ pub mod worker {
         exports: { default: async },
         with: {
             "plinth:platform/log": super::plinth::platform::log,
+            "plinth:platform/job-blobs.writer": crate::runtime::host::job_blobs::WriterData,
         },
     });
 
     pub use self::Worker as WorkerBindings;
     pub use self::WorkerPre as WorkerBindingsPre;
     pub use self::exports::plinth::platform::work;
-    pub use self::plinth::platform::job_blobs;
+    pub use self::plinth::platform::{job_blobs, job_kv};
 }
 
 pub use self::Plugin as PluginBindings;

@@ -20,6 +20,8 @@ pub const HANDLER_EXPORT: &str = "plinth:platform/handler@0.1.0";
 pub const WORK_EXPORT: &str = "plinth:platform/work@0.1.0";
 /// The one interface a worker reaches beyond the base: its job's blobs.
 const JOB_BLOBS_IMPORT: &str = "plinth:platform/job-blobs";
+/// What a worker reads of its submitting plugin's storage.
+const JOB_KV_IMPORT: &str = "plinth:platform/job-kv";
 
 /// What a component import requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +72,7 @@ pub fn need_of(import: &str) -> Need {
                 "jobs" => Need::Grant(Grant::Jobs),
                 "webhooks" => Need::Grant(Grant::Webhooks),
                 "job-blobs" => Need::Refused("the blobs of a worker's job; a plugin uses `blobs`".into()),
+                "job-kv" => Need::Refused("a worker's view of its job's records; a plugin uses `kv`".into()),
                 "settings" => Need::Base,
                 "schemas" => Need::Base,
                 "messages" => Need::Base,
@@ -166,9 +169,9 @@ pub fn check(surface: &Surface, grants: &[Grant]) -> Result<(), GrantError> {
 /// nothing a grant gives (a worker has none), and the work export.
 pub fn check_worker(surface: &Surface) -> Result<(), GrantError> {
     for import in &surface.imports {
-        let job_blobs = import
-            .split_once('@')
-            .is_some_and(|(path, version)| path == JOB_BLOBS_IMPORT && version.starts_with("0.1."));
+        let job_blobs = import.split_once('@').is_some_and(|(path, version)| {
+            (path == JOB_BLOBS_IMPORT || path == JOB_KV_IMPORT) && version.starts_with("0.1.")
+        });
         match need_of(import) {
             _ if job_blobs => {}
             Need::Base => {}

@@ -435,6 +435,12 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// Its storage namespace (what a job it submitted may read, through
+    /// `job-kv`, under the job's prefix).
+    pub fn namespace(&self) -> Arc<dyn crate::storage::Namespace> {
+        self.ctx.namespace.clone()
+    }
+
     /// The routes the component declares, in its order.
     pub fn routes(&self) -> &[Route] {
         &self.routes

@@ -15,7 +15,7 @@ use crate::blobs::Blobs;
 use crate::config::WorkerConfig;
 use crate::jobs::{Claimed, Jobs, MAX_TEXT, Ran};
 use crate::runtime::bindings::log;
-use crate::runtime::bindings::worker::{WorkerBindingsPre, job_blobs, work};
+use crate::runtime::bindings::worker::{WorkerBindingsPre, job_blobs, job_kv, work};
 use crate::runtime::state::{BlobQuota, MemoryCap, sandboxed_wasi};
 use crate::runtime::{LoadError, Runtime, grants};
 
@@ -37,6 +37,9 @@ pub struct JobScope {
     pub blobs: Arc<Blobs>,
     /// The job store, which records each blob the worker makes.
     pub jobs: Arc<Jobs>,
+    /// The submitting plugin's namespace and the prefix of it the job may
+    /// read, when it was submitted with one.
+    pub read: Option<(Arc<dyn crate::storage::Namespace>, String)>,
 }
 
 /// The data of one job's store.
@@ -49,6 +52,26 @@ pub struct WorkerState {
     pub memory: MemoryCap,
     /// The job.
     pub job: JobScope,
+    /// Uploads of writers not finished: removed when the job's store goes.
+    pub open_writers: Vec<String>,
+}
+
+impl Drop for WorkerState {
+    fn drop(&mut self) {
+        if self.open_writers.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (uploads, blobs, plugin) =
+            (std::mem::take(&mut self.open_writers), self.job.blobs.clone(), self.job.plugin.clone());
+        runtime.spawn(async move {
+            for upload in uploads {
+                if let Err(e) = blobs.cancel_upload(&plugin, &upload).await {
+                    tracing::error!(plugin, upload, error = %e, "a worker's unfinished blob stays until it expires");
+                }
+            }
+        });
+    }
 }
 
 impl WasiView for WorkerState {
@@ -96,6 +119,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;
         log::add_to_linker::<_, HasSelf<WorkerState>>(&mut linker, |s| s).map_err(link_error)?;
         job_blobs::add_to_linker::<_, HasSelf<WorkerState>>(&mut linker, |s| s).map_err(link_error)?;
+        job_kv::add_to_linker::<_, HasSelf<WorkerState>>(&mut linker, |s| s).map_err(link_error)?;
         let pre = linker.instantiate_pre(&component).map_err(link_error)?;
         let pre = WorkerBindingsPre::new(pre).map_err(link_error)?;
         Ok(Worker {
@@ -114,8 +138,13 @@ impl Worker {
         let limits = &self.config.limits;
         let memory_limit = limits.memory.0 as usize;
         let timeout = Duration::from_millis(limits.timeout_ms);
-        let state =
-            WorkerState { table: ResourceTable::new(), wasi: None, memory: MemoryCap::new(memory_limit), job: scope };
+        let state = WorkerState {
+            table: ResourceTable::new(),
+            wasi: None,
+            memory: MemoryCap::new(memory_limit),
+            job: scope,
+            open_writers: Vec::new(),
+        };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.memory);
         let deadline = tokio::time::Instant::now() + timeout;

@@ -3,6 +3,7 @@
 //! See README.md for routes, definitions and settings.
 
 mod admin;
+mod exports;
 mod localize;
 mod notify;
 mod pages;
@@ -21,6 +22,10 @@ fn router() -> Router {
         .post("/v1/forms/{id}/validate", submit::validate)
         .post("/v1/forms/{id}/submissions", submit::submit)
         .get("/v1/forms/{id}/submissions", submissions::list)
+        .post("/v1/forms/{id}/exports", exports::create)
+        .get("/v1/forms/{id}/exports/{export}", exports::get)
+        .get("/v1/forms/{id}/exports/{export}/file", exports::file)
+        .delete("/v1/forms/{id}/exports/{export}", exports::delete)
         .get("/v1/forms/{id}/submissions/{submission}", submissions::get)
         .delete("/v1/forms/{id}/submissions/{submission}", submissions::erase)
         .get("/forms/{id}", pages::show)

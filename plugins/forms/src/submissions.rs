@@ -62,7 +62,7 @@ fn expired(definition: &Definition, stored: &Stored, now: u64) -> bool {
 }
 
 /// Someone who holds one of the form's reader roles: 401 or 403 otherwise.
-fn reader(req: &Request, definition: &Definition) -> Result<Principal> {
+pub fn reader(req: &Request, definition: &Definition) -> Result<Principal> {
     let me = req.signed_in()?;
     if me.roles.iter().any(|r| definition.settings.readers.contains(r)) {
         Ok(me)

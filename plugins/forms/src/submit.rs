@@ -114,7 +114,7 @@ pub enum Verdict {
         replayed: bool,
     },
     /// The data does not meet the form: the version checked, and why.
-    Invalid(Definition, Vec<FieldError>),
+    Invalid(Box<Definition>, Vec<FieldError>),
 }
 
 /// Takes a submission to `form` (its audience already checked): the
@@ -145,7 +145,7 @@ pub fn take(
     let mut errors = submission.unread;
     errors.extend(check(&definition, &data)?);
     if !errors.is_empty() {
-        return Ok(Verdict::Invalid(definition, errors));
+        return Ok(Verdict::Invalid(Box::new(definition), errors));
     }
     if let Some(limit) = definition.settings.max_per_day {
         count_today(id, limit)?;

@@ -36,7 +36,26 @@ impl Host for HostState {
         params: String,
     ) -> wasmtime::Result<Result<String, Error>> {
         let plugin = &self.plugin;
-        let submitted = plugin.jobs.submit(&plugin.name, &worker, &owner, inputs, params, plugin.job_limits).await;
+        let submitted =
+            plugin.jobs.submit(&plugin.name, &worker, &owner, inputs, params, None, plugin.job_limits).await;
+        if let Ok(id) = &submitted {
+            self.unanswered_jobs.push(id.clone());
+        }
+        Ok(submitted.map_err(error))
+    }
+
+    async fn submit_reading(
+        &mut self,
+        worker: String,
+        owner: String,
+        inputs: Vec<String>,
+        params: String,
+        read_prefix: String,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        let plugin = &self.plugin;
+        let prefix = Some(read_prefix);
+        let submitted =
+            plugin.jobs.submit(&plugin.name, &worker, &owner, inputs, params, prefix, plugin.job_limits).await;
         if let Ok(id) = &submitted {
             self.unanswered_jobs.push(id.clone());
         }

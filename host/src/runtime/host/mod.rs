@@ -6,6 +6,7 @@ pub mod audit;
 pub mod blobs;
 pub mod events;
 pub mod job_blobs;
+pub mod job_kv;
 pub mod jobs;
 pub mod kv;
 pub mod log;
