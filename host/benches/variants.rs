@@ -75,9 +75,7 @@ async fn main() {
                 "media",
                 "images",
                 "bench",
-                vec![blob.clone()],
-                params.clone(),
-                None,
+                plinth::jobs::Work::on(vec![blob.clone()], params.clone()),
                 plinth::jobs::JobLimits { plugin: 10, owner: 10 },
             )
             .await

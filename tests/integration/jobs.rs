@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use plinth::blobs::Scope;
-use plinth::jobs::{JobRecord, JobState};
+use plinth::jobs::{JobRecord, JobState, Work};
 
 use crate::support::{Deployment, OPEN_POLICY, TestServer, plugin};
 
@@ -37,7 +37,8 @@ async fn store(server: &TestServer, bytes: &[u8]) -> String {
 
 async fn run(server: &TestServer, inputs: &[&str], params: &str) -> (String, JobRecord) {
     let inputs = inputs.iter().map(|s| (*s).to_owned()).collect();
-    let id = server.app.jobs.submit("media", "probe", OWNER, inputs, params.to_owned(), None, LIMITS).await.unwrap();
+    let id =
+        server.app.jobs.submit("media", "probe", OWNER, Work::on(inputs, params.to_owned()), LIMITS).await.unwrap();
     for _ in 0..300 {
         let record = server.app.jobs.get("media", &id).await.unwrap();
         if !matches!(record.state, JobState::Queued | JobState::Running) {
@@ -71,10 +72,10 @@ async fn a_worker_reads_its_inputs_only_and_stops_at_its_limits() {
     assert_eq!(health.status(), 200);
 
     let unknown =
-        server.app.jobs.submit("media", "nope", OWNER, vec![input.clone()], String::new(), None, LIMITS).await;
+        server.app.jobs.submit("media", "nope", OWNER, Work::on(vec![input.clone()], String::new()), LIMITS).await;
     assert!(matches!(unknown, Err(plinth::jobs::JobError::UnknownWorker(_))), "{unknown:?}");
     let missing =
-        server.app.jobs.submit("media", "probe", OWNER, vec!["0".repeat(64)], String::new(), None, LIMITS).await;
+        server.app.jobs.submit("media", "probe", OWNER, Work::on(vec!["0".repeat(64)], String::new()), LIMITS).await;
     assert!(matches!(missing, Err(plinth::jobs::JobError::Invalid(ref why)) if why.contains("no blob")), "{missing:?}");
     server.stop().await;
 }

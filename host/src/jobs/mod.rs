@@ -103,6 +103,24 @@ pub struct JobRecord {
     queue_key: String,
 }
 
+/// What a job is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Work {
+    /// Blobs of the plugin the worker may read.
+    pub inputs: Vec<String>,
+    /// The plugin's parameters for the worker.
+    pub params: String,
+    /// A prefix of the plugin's keys the worker may read (`job-kv`).
+    pub read_prefix: Option<String>,
+}
+
+impl Work {
+    /// Work over `inputs` with `params`, reading no keys.
+    pub fn on(inputs: Vec<String>, params: impl Into<String>) -> Self {
+        Self { inputs, params: params.into(), read_prefix: None }
+    }
+}
+
 /// How a run went, beside its outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ran {
@@ -279,11 +297,10 @@ impl Jobs {
         plugin: &str,
         worker: &str,
         owner: &str,
-        inputs: Vec<String>,
-        params: String,
-        read_prefix: Option<String>,
+        work: Work,
         limits: JobLimits,
     ) -> Result<String, JobError> {
+        let Work { inputs, params, read_prefix } = work;
         let takes =
             self.takers.read().expect("worker table").get(worker).is_some_and(|p| p.iter().any(|p| p == plugin));
         if !takes {

@@ -53,7 +53,7 @@ async fn a_run_cut_short_by_a_stop_runs_again_without_what_it_made() {
     let fixture = Fixture::new().await;
     let input = fixture.blob(b"input").await;
     let jobs = fixture.jobs().await;
-    let id = jobs.submit("p", "w", "o", vec![input.clone()], "{}".into(), None, LOOSE).await.unwrap();
+    let id = jobs.submit("p", "w", "o", Work::on(vec![input.clone()], "{}"), LOOSE).await.unwrap();
     for attempt in 1..=MAX_ATTEMPTS {
         let claimed = jobs.claim("p", &id).await.unwrap().expect("queued");
         assert_eq!(claimed.record.attempts, attempt);
@@ -80,7 +80,7 @@ async fn a_job_forgotten_while_it_runs_keeps_none_of_its_blobs() {
     let fixture = Fixture::new().await;
     let input = fixture.blob(b"input").await;
     let jobs = fixture.jobs().await;
-    let id = jobs.submit("p", "w", "o", vec![input], "{}".into(), None, LOOSE).await.unwrap();
+    let id = jobs.submit("p", "w", "o", Work::on(vec![input], "{}"), LOOSE).await.unwrap();
     let claimed = jobs.claim("p", &id).await.unwrap().unwrap();
     let before = fixture.blob(b"made before the forget").await;
     jobs.made("p", &id, &before).await.unwrap();
@@ -101,7 +101,7 @@ async fn unfinished_jobs_are_bounded_per_plugin_and_their_arguments_checked() {
     let jobs = fixture.jobs().await;
     let limits = JobLimits { plugin: 3, owner: 2 };
     let submit = |owner: &'static str, params: &'static str| {
-        jobs.submit("p", "w", owner, vec![input.clone()], params.to_owned(), None, limits)
+        jobs.submit("p", "w", owner, Work::on(vec![input.clone()], params.to_owned()), limits)
     };
     let first = submit("o", "1").await.unwrap();
     submit("o", "2").await.unwrap();
@@ -112,19 +112,19 @@ async fn unfinished_jobs_are_bounded_per_plugin_and_their_arguments_checked() {
     submit("o", "3").await.unwrap();
     assert_eq!(fixture.jobs().await.queued().await.unwrap().len(), 3, "counted again at open");
     let reopened = fixture.jobs().await;
-    let again = reopened.submit("p", "w", "o", vec![input.clone()], String::new(), None, limits).await;
+    let again = reopened.submit("p", "w", "o", Work::on(vec![input.clone()], String::new()), limits).await;
     assert!(matches!(again, Err(JobError::QueueFull { scope: "plugin", .. })), "{again:?}");
     assert!(matches!(
-        jobs.submit("q", "w", "o", vec![input.clone()], String::new(), None, LOOSE).await,
+        jobs.submit("q", "w", "o", Work::on(vec![input.clone()], String::new()), LOOSE).await,
         Err(JobError::UnknownWorker(_))
     ));
     let too_long = "x".repeat(MAX_TEXT + 1);
     assert!(matches!(
-        jobs.submit("p", "w", "o", vec![input.clone()], too_long, None, LOOSE).await,
+        jobs.submit("p", "w", "o", Work::on(vec![input.clone()], too_long), LOOSE).await,
         Err(JobError::Invalid(_))
     ));
     assert!(matches!(
-        jobs.submit("p", "w", "o", Vec::new(), String::new(), None, LOOSE).await,
+        jobs.submit("p", "w", "o", Work::on(Vec::new(), String::new()), LOOSE).await,
         Err(JobError::Invalid(_))
     ));
     assert!(matches!(jobs.get("p", "../x").await, Err(JobError::NotFound)));

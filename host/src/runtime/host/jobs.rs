@@ -1,7 +1,7 @@
 //! `plinth:platform/jobs`: work a plugin hands to the workers that take its
 //! jobs, scoped to the calling plugin (its name comes from the host).
 
-use crate::jobs::{JobError, JobRecord, JobState};
+use crate::jobs::{JobError, JobRecord, JobState, Work};
 use crate::runtime::bindings::jobs::{Error, Host, Job, QueueFull, State};
 use crate::runtime::state::HostState;
 
@@ -37,7 +37,7 @@ impl Host for HostState {
     ) -> wasmtime::Result<Result<String, Error>> {
         let plugin = &self.plugin;
         let submitted =
-            plugin.jobs.submit(&plugin.name, &worker, &owner, inputs, params, None, plugin.job_limits).await;
+            plugin.jobs.submit(&plugin.name, &worker, &owner, Work::on(inputs, params), plugin.job_limits).await;
         if let Ok(id) = &submitted {
             self.unanswered_jobs.push(id.clone());
         }
@@ -53,9 +53,8 @@ impl Host for HostState {
         read_prefix: String,
     ) -> wasmtime::Result<Result<String, Error>> {
         let plugin = &self.plugin;
-        let prefix = Some(read_prefix);
-        let submitted =
-            plugin.jobs.submit(&plugin.name, &worker, &owner, inputs, params, prefix, plugin.job_limits).await;
+        let work = Work { inputs, params, read_prefix: Some(read_prefix) };
+        let submitted = plugin.jobs.submit(&plugin.name, &worker, &owner, work, plugin.job_limits).await;
         if let Ok(id) = &submitted {
             self.unanswered_jobs.push(id.clone());
         }
