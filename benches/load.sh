@@ -94,7 +94,31 @@ done
 # (plinth-defaults.toml, for the attack scenarios); for the throughput runs
 # (plinth.toml) also the per-client shares, as every load generator
 # connection comes from one address.
+# The forms the example ships, and a 12-field one for the validation figure.
+cp -r examples/forms "$work/forms"
+cat > "$work/forms/bench.form.json" <<'JSON'
+{ "id": "bench", "version": 1, "title": "contact-title",
+  "fields": [
+    { "name": "name", "type": "text", "label": "contact-name", "required": true, "max_length": 80 },
+    { "name": "email", "type": "email", "label": "contact-email", "required": true },
+    { "name": "topic", "type": "choice", "label": "contact-topic", "required": true,
+      "options": [ { "value": "question", "label": "contact-topic-question" }, { "value": "bug", "label": "contact-topic-bug" } ] },
+    { "name": "other", "type": "text", "label": "contact-other", "max_length": 80 },
+    { "name": "message", "type": "long-text", "label": "contact-message", "required": true, "max_length": 2000 },
+    { "name": "copies", "type": "number", "label": "contact-copies", "integer": true, "minimum": 0, "maximum": 5 },
+    { "name": "consent", "type": "boolean", "label": "contact-consent", "required": true },
+    { "name": "phone", "type": "text", "label": "contact-name", "pattern": "^[0-9 +()-]{5,20}$" },
+    { "name": "city", "type": "text", "label": "contact-name", "max_length": 60 },
+    { "name": "start", "type": "date", "label": "contact-name" },
+    { "name": "end", "type": "date", "label": "contact-name" },
+    { "name": "tags", "type": "multi-choice", "label": "contact-topic", "max_items": 2,
+      "options": [ { "value": "question", "label": "contact-topic-question" }, { "value": "bug", "label": "contact-topic-bug" } ] }
+  ],
+  "rules": [ { "code": "dates_in_order", "message": "contact-other-needed", "check": { "before": ["start", "end"] } } ] }
+JSON
 sed -e "s|../target/plugins/|$PWD/target/plugins/|" -e "s|../policies/|$PWD/policies/|" \
+  -e "s|\"../plugins/forms/locales\"|\"$PWD/plugins/forms/locales\"|" -e "s|\"forms/locales\"|\"$PWD/examples/forms/locales\"|" \
+  -e "s|assets = \"forms\"|assets = \"$work/forms\"|" \
   -e 's|listen = "127.0.0.1:8080"|listen = "127.0.0.1:0"|' examples/plinth.toml > "$work/plinth-defaults.toml"
 cat >> "$work/plinth-defaults.toml" <<'TOML'
 
@@ -110,6 +134,9 @@ per_principal = "100000000/min"
 per_address = "100000000/min"
 per_principal = "100000000/min"
 [rate_limits.classes.media]
+per_address = "100000000/min"
+per_principal = "100000000/min"
+[rate_limits.classes.form_submit]
 per_address = "100000000/min"
 per_principal = "100000000/min"
 TOML
@@ -170,6 +197,19 @@ wrk_run "plinth PATCH /v1/me, closed loop" 32 "$base/v1/me" "$work/patch.lua"
 # The same requests offered at a fixed rate: latency at a stated load.
 oha_run "plinth PATCH /v1/me at $PATCH_RATE req/s offered" 32 "$PATCH_RATE" "$base/v1/me" \
   -m PATCH -T application/json -H "cookie: $cookie" -H "x-csrf-token: $csrf" -Z "$work/patch-bodies"
+
+# The forms plugin: a valid 12-field submission validated (the dry run:
+# shape, the host's schema check with the compiled schema cached, rules),
+# and the form's page rendered, each at a fixed rate.
+cat > "$work/form-data.json" <<'JSON'
+{"data": {"name": "Ada Lovelace", "email": "ada@example.com", "topic": "question", "message": "A question about my order.",
+          "copies": 1, "consent": true, "phone": "+48 123 456 789", "city": "Kraków", "start": "2026-11-01",
+          "end": "2026-11-30", "tags": ["bug"]}}
+JSON
+oha_run "plinth POST /v1/forms/{id}/validate (12 fields) at ${FORM_RATE:-500} req/s offered" 32 "${FORM_RATE:-500}" \
+  "$base/v1/forms/bench/validate" -m POST -T application/json -D "$work/form-data.json"
+oha_run "plinth GET /forms/{id} (12-field page, pl) at ${PAGE_RATE:-200} req/s offered" 8 "${PAGE_RATE:-200}" \
+  "$base/forms/bench?locale=pl"
 
 # The state plugin: 100 documents of about 2 KiB, patched at a fixed rate
 # over 32 connections (If-Match: *, a random document each time). Below, one

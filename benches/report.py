@@ -33,6 +33,9 @@ MEDIA_VS_BARE = 0.5
 MEDIA_RSS_KIB = 32 * 1024
 RANGE_P99_MS = 2.0
 THUMBNAIL_P50_MS = 100.0
+FORM_P50_MS, FORM_P99_MS = 1.0, 5.0
+PAGE_P50_MS = 2.0
+EXPORT_RSS_KIB = 64 * 1024
 THUMBNAIL_MIB = 64
 
 PLUGIN_CALL = "plugin/hello GET (instantiate + call + drop)"
@@ -73,6 +76,9 @@ def load_figures(path):
                 mib, runs, p50, p90, worst, peak, total = fields[1:]
                 streams["thumbnail"] = (float(mib), int(runs), float(p50), float(p90), float(worst), float(peak),
                                         float(total))
+            elif fields[0] == "export":
+                rows_, secs, rate, mib, peak, growth = fields[1:]
+                streams["export"] = (int(rows_), float(secs), float(rate), float(mib), float(peak), int(growth))
             elif fields[0] == "peak_rss_kib":
                 rss = int(fields[1])
             elif fields[0] == "startup_ms":
@@ -150,6 +156,11 @@ def render(medians, rows, rss, startups, streams, command):
                 f"- A 320 px thumbnail of a 12-megapixel JPEG ({mib:.1f} MiB), {runs} runs: in the worker p50 "
                 f"{p50:.1f} ms, p90 {p90:.1f} ms, slowest {worst:.1f} ms; instance memory peak {peak:.1f} MiB; "
                 f"submit to done p50 {total:.1f} ms."]
+    if "export" in streams:
+        rows_, secs, rate, mib, peak, growth = streams["export"]
+        out += ["", "### Form exports (the `exports` worker, 32 MiB, through the job queue)", "",
+                f"- {rows_:,} submissions as CSV ({mib:.1f} MiB) in {secs:.2f} s: {rate:,.0f} rows/s; worker "
+                f"instance peak {peak:.1f} MiB; server RSS growth {growth / 1024:.1f} MiB."]
     if startups:
         out += ["", "### Start-up (exec to `listening on`, examples/plinth.toml)", "", "| compiled cache | ms |", "|---|---:|"]
         out += [f"| {cache} | {ms} |" for cache, ms in startups]
@@ -230,6 +241,20 @@ def budget(medians, rows, startups, streams):
         ok = p50 <= THUMBNAIL_P50_MS and peak <= THUMBNAIL_MIB
         out.append(f"| 320 px thumbnail of a 12 MP JPEG in the worker: p50 ≤ {THUMBNAIL_P50_MS:g} ms within "
                    f"{THUMBNAIL_MIB} MiB | p50 {p50:.1f} ms, peak {peak:.1f} MiB | {verdict(ok)} |")
+    validate = next((v for (n, c), v in by.items() if n.startswith("plinth POST /v1/forms/{id}/validate")), None)
+    if validate:
+        _, p50, p99, bad = validate
+        ok = p50 <= FORM_P50_MS and p99 <= FORM_P99_MS and bad == 0
+        out.append(f"| 12-field validation at 500 req/s: p50 ≤ {FORM_P50_MS:g} ms, p99 ≤ {FORM_P99_MS:g} ms "
+                   f"| p50 {p50:.2f} ms, p99 {p99:.2f} ms | {verdict(ok)} |")
+    page = next((v for (n, c), v in by.items() if n.startswith("plinth GET /forms/{id}")), None)
+    if page:
+        _, p50, _, bad = page
+        out.append(f"| form page render: p50 ≤ {PAGE_P50_MS:g} ms | p50 {p50:.2f} ms | {verdict(p50 <= PAGE_P50_MS and bad == 0)} |")
+    if "export" in streams:
+        rows_, _, rate, _, _, growth = streams["export"]
+        out.append(f"| export of {rows_:,} submissions: RSS growth ≤ {EXPORT_RSS_KIB // 1024} MiB, rows/s reported "
+                   f"| {growth / 1024:.1f} MiB, {rate:,.0f} rows/s | {verdict(growth <= EXPORT_RSS_KIB)} |")
     warm = [ms for cache, ms in startups if cache == "warm"]
     if warm:
         out.append(f"| start-up with a warm cache ≤ {STARTUP_WARM_MS} ms | {max(warm)} ms (slowest) "

@@ -786,3 +786,51 @@ async fn submissions_export_as_csv_and_json_lines_in_the_background_and_download
     assert_error(gone, 404, "export_not_found").await;
     server.stop().await;
 }
+
+/// Solves an ALTCHA challenge as the widget does: its payload.
+fn solve(challenge: &Value) -> String {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let salt = challenge["salt"].as_str().unwrap();
+    let target = challenge["challenge"].as_str().unwrap();
+    let number = (0..=challenge["maxnumber"].as_u64().unwrap())
+        .find(|n| hex::encode(Sha256::digest(format!("{salt}{n}").as_bytes())) == target)
+        .expect("the number is in range");
+    let answer = json!({ "algorithm": "SHA-256", "challenge": target, "number": number, "salt": salt,
+                         "signature": challenge["signature"] });
+    base64::engine::general_purpose::STANDARD.encode(answer.to_string())
+}
+
+#[tokio::test]
+async fn a_proof_of_work_is_solved_once_and_a_replay_is_refused() {
+    let (deployment, dir) = deployment(LOOSE_FORM_SUBMIT);
+    let file = dir.join("forms/contact.form.json");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text =
+        text.replace("\"max_per_day\": 1300", "\"max_per_day\": 1300, \"proof_of_work\": { \"max_number\": 5000 }");
+    std::fs::write(&file, text).unwrap();
+    let server = TestServer::start(&deployment).await;
+    let shown = show(&server, "contact", "en").await;
+    let (token, challenge) = (shown["token"].as_str().unwrap().to_owned(), shown["proof_of_work"].clone());
+    wait_fill_time().await;
+    let path = "/v1/forms/contact/submissions";
+    let without = post(&server, path, &json!({ "token": token, "data": contact() }), &[]).await;
+    assert_error(without, 403, "proof_of_work_required").await;
+    let proof = solve(&challenge);
+    let solved = post(&server, path, &json!({ "token": token, "data": contact(), "proof": proof }), &[]).await;
+    assert_eq!(solved.status(), 202);
+    let replayed = post(&server, path, &json!({ "token": token, "data": contact(), "proof": proof }), &[]).await;
+    assert_error(replayed, 403, "proof_of_work_replayed").await;
+    let fresh: Value = reqwest::get(server.url("/v1/forms/contact/challenge")).await.unwrap().json().await.unwrap();
+    let mut forged: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::STANDARD, solve(&fresh)).unwrap(),
+    )
+    .unwrap();
+    forged["signature"] = challenge["signature"].clone();
+    let forged = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, forged.to_string());
+    let mismatched = post(&server, path, &json!({ "token": token, "data": contact(), "proof": forged }), &[]).await;
+    assert_error(mismatched, 403, "invalid_proof_of_work").await;
+    let second = post(&server, path, &json!({ "token": token, "data": contact(), "proof": solve(&fresh) }), &[]).await;
+    assert_eq!(second.status(), 202);
+    server.stop().await;
+}
