@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::forms;
 use crate::support::{TestServer, sign_in};
@@ -63,25 +63,30 @@ impl Drop for Chromedriver {
     }
 }
 
-async fn text_of(browser: &Client, css: &str) -> String {
-    match browser.find(Locator::Css(css)).await {
-        Ok(found) => found.text().await.unwrap(),
+/// The element, waited for: after a click the next page may still be loading.
+async fn element(browser: &Client, css: &str) -> fantoccini::elements::Element {
+    match browser.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await {
+        Ok(found) => found,
         Err(e) => panic!("{css}: {e}\n{}", browser.source().await.unwrap_or_default()),
     }
 }
 
+async fn text_of(browser: &Client, css: &str) -> String {
+    element(browser, css).await.text().await.unwrap()
+}
+
 async fn attribute(browser: &Client, css: &str, name: &str) -> Option<String> {
-    browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).attr(name).await.unwrap()
+    element(browser, css).await.attr(name).await.unwrap()
 }
 
 async fn type_into(browser: &Client, css: &str, text: &str) {
-    let input = browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+    let input = element(browser, css).await;
     input.clear().await.unwrap();
     input.send_keys(text).await.unwrap();
 }
 
 async fn click(browser: &Client, css: &str) {
-    browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+    element(browser, css).await.click().await.unwrap();
 }
 
 /// Every visible control has a label.
@@ -111,7 +116,7 @@ async fn fill_wrong_then_right(browser: &Client, server: &TestServer, locale: &s
     assert!(text_of(browser, "#f-consent-error").await.contains(expected.required), "consent is required");
     assert_eq!(attribute(browser, "#f-email", "aria-invalid").await.as_deref(), Some("true"));
     assert_eq!(attribute(browser, "#f-name", "value").await.as_deref(), Some("Ada Lovelace"), "answers kept");
-    assert!(browser.find(Locator::Css("#f-topic-1")).await.unwrap().is_selected().await.unwrap(), "choice kept");
+    assert!(element(browser, "#f-topic-1").await.is_selected().await.unwrap(), "choice kept");
     let summary = text_of(browser, "#form-errors").await;
     assert!(summary.contains(expected.email_error), "the summary lists the errors: {summary}");
     let focused = browser.execute("return document.activeElement.id", vec![]).await.unwrap();
@@ -167,16 +172,7 @@ async fn a_person_fills_the_form_in_chromium_fixes_a_mistake_and_sends_it_in_two
     result.expect("the browser flow finished in time");
 
     let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
-    let stored: Value = reqwest::Client::new()
-        .get(server.url("/v1/forms/contact/submissions"))
-        .header("authorization", admin.bearer())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let items = stored["items"].as_array().unwrap();
+    let items = forms::submissions(&server, &admin).await;
     let locales: Vec<&str> = items.iter().map(|i| i["locale"].as_str().unwrap()).collect();
     assert_eq!(locales, ["pl", "ar"], "one submission each, nothing from the refused tries");
     assert_eq!(items[0]["data"]["message"], "Dzień dobry!\nMam pytanie.", "line breaks as typed");

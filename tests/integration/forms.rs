@@ -80,7 +80,25 @@ async fn wait_fill_time() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
 }
 
-async fn submissions(server: &TestServer, admin: &SignedIn) -> Vec<Value> {
+/// `PUT /v1/admin/forms/{id}` as `admin`, with one precondition header.
+async fn publish(
+    server: &TestServer,
+    admin: &SignedIn,
+    id: &str,
+    definition: &Value,
+    precondition: (&str, &str),
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .put(server.url(&format!("/v1/admin/forms/{id}")))
+        .header("authorization", admin.bearer())
+        .header(precondition.0, precondition.1)
+        .json(definition)
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn submissions(server: &TestServer, admin: &SignedIn) -> Vec<Value> {
     let response = reqwest::Client::new()
         .get(server.url("/v1/forms/contact/submissions?limit=100"))
         .header("authorization", admin.bearer())
@@ -118,15 +136,7 @@ async fn a_form_is_shown_and_its_errors_worded_in_the_negotiated_locale_with_eac
         |name: &str, limit: u32| json!({ "name": name, "type": "text", "label": "contact-name", "max_length": limit });
     let limits = json!({ "id": "limits", "title": "contact-title",
         "fields": [field("a", 1), field("b", 2), field("c", 3), field("d", 11)] });
-    let published = reqwest::Client::new()
-        .put(server.url("/v1/admin/forms/limits"))
-        .header("authorization", admin.bearer())
-        .header("if-none-match", "*")
-        .json(&limits)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(published.status(), 201);
+    assert_eq!(publish(&server, &admin, "limits", &limits, ("if-none-match", "*")).await.status(), 201);
     let too_long = json!({ "data": { "a": "xx", "b": "xxx", "c": "xxxx", "d": "x".repeat(12) } });
     let worded = |locale: &'static str| {
         let (server, too_long) = (&server, &too_long);
@@ -257,17 +267,29 @@ async fn spam_is_dropped_quietly_and_an_idempotency_key_stores_one_submission_ev
 
     let body = json!({ "token": token, "data": contact() });
     let same_key = [("idempotency-key", "order-7")];
-    let raced = futures_join(
-        post(&server, "/v1/forms/contact/submissions", &body, &same_key),
-        post(&server, "/v1/forms/contact/submissions", &body, &same_key),
-    )
-    .await;
+    // Eight requests with one key at once, on eight connections.
+    let raced: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, body) = (server.url("/v1/forms/contact/submissions"), body.clone());
+            tokio::spawn(async move {
+                let response = reqwest::Client::new()
+                    .post(url)
+                    .header("idempotency-key", "order-7")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                (response.status().as_u16(), response.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
     let mut ids = Vec::new();
-    for response in raced {
-        assert_eq!(response.status(), 202);
-        ids.push(response.json::<Value>().await.unwrap()["id"].clone());
+    for answer in raced {
+        let (status, body) = answer.await.unwrap();
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["id"].clone());
     }
-    assert_eq!(ids[0], ids[1], "both answers name one submission");
+    assert!(ids.iter().all(|id| *id == ids[0]), "every answer names one submission: {ids:?}");
     assert_eq!(submissions(&server, &admin).await.len(), 1);
     let mut other = body.clone();
     other["data"]["message"] = json!("Another message");
@@ -284,14 +306,6 @@ async fn spam_is_dropped_quietly_and_an_idempotency_key_stores_one_submission_ev
         .unwrap();
     assert_eq!(audit.matches("form.spam").count(), 2, "{audit}");
     server.stop().await;
-}
-
-async fn futures_join(
-    a: impl Future<Output = reqwest::Response>,
-    b: impl Future<Output = reqwest::Response>,
-) -> [reqwest::Response; 2] {
-    let (a, b) = tokio::join!(a, b);
-    [a, b]
 }
 
 #[tokio::test]
@@ -324,15 +338,7 @@ async fn bad_input_is_refused_with_a_clear_code_and_nothing_stored() {
         let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
         let other = json!({ "id": "other", "title": "contact-title",
                             "fields": [ { "name": "a", "type": "text", "label": "contact-name" } ] });
-        let published = reqwest::Client::new()
-            .put(server.url("/v1/admin/forms/other"))
-            .header("authorization", admin.bearer())
-            .header("if-none-match", "*")
-            .json(&other)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(published.status(), 201);
+        assert_eq!(publish(&server, &admin, "other", &other, ("if-none-match", "*")).await.status(), 201);
         show(&server, "other", "en").await["token"].as_str().unwrap().to_owned()
     };
     let crossed = post(&server, path, &json!({ "token": limits_token, "data": contact() }), &[]).await;
@@ -349,30 +355,20 @@ async fn a_published_version_replaces_the_last_which_is_taken_for_its_window() {
     let (deployment, _dir) = deployment(LOOSE_FORM_SUBMIT);
     let server = TestServer::start(&deployment).await;
     let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
-    let publish = |definition: Value, precondition: (&'static str, String)| {
-        let (server, admin) = (&server, &admin);
-        async move {
-            reqwest::Client::new()
-                .put(server.url("/v1/admin/forms/survey"))
-                .header("authorization", admin.bearer())
-                .header(precondition.0, precondition.1)
-                .json(&definition)
-                .send()
-                .await
-                .unwrap()
-        }
+    let survey_as = async |definition: Value, precondition: (&str, &str)| {
+        publish(&server, &admin, "survey", &definition, precondition).await
     };
     let survey = |max: u32| {
         json!({ "id": "survey", "title": "contact-title",
                 "fields": [ { "name": "answer", "type": "text", "label": "contact-message", "required": true, "max_length": max } ],
                 "settings": { "accept_previous_seconds": 3600 } })
     };
-    let first = publish(survey(10), ("if-none-match", "*".into())).await;
+    let first = survey_as(survey(10), ("if-none-match", "*")).await;
     assert_eq!((first.status().as_u16(), first.headers()["etag"].to_str().unwrap()), (201, "\"1\""));
     let v1 = show(&server, "survey", "en").await["token"].as_str().unwrap().to_owned();
-    let second = publish(survey(3), ("if-match", "\"1\"".into())).await;
+    let second = survey_as(survey(3), ("if-match", "\"1\"")).await;
     assert_eq!(second.status(), 200);
-    let stale = publish(survey(4), ("if-match", "\"1\"".into())).await;
+    let stale = survey_as(survey(4), ("if-match", "\"1\"")).await;
     assert_error(stale, 412, "precondition_failed").await;
     let old =
         post(&server, "/v1/forms/survey/submissions", &json!({ "token": v1, "data": { "answer": "sure thing" } }), &[])
@@ -386,21 +382,14 @@ async fn a_published_version_replaces_the_last_which_is_taken_for_its_window() {
     assert_error(new, 422, "validation_failed").await;
     let mut unknown_key = survey(5);
     unknown_key["fields"][0]["label"] = json!("survey-question");
-    let refused = publish(unknown_key, ("if-match", "\"2\"".into())).await;
+    let refused = survey_as(unknown_key, ("if-match", "\"2\"")).await;
     let body = assert_error(refused, 422, "messages_missing").await;
     let problems: Vec<&str> =
         body["error"]["problems"].as_array().unwrap().iter().map(|p| p["message"].as_str().unwrap()).collect();
     assert_eq!(problems.len(), 3, "one per locale: {problems:?}");
-    let shipped = publish(json!({}), ("if-none-match", "*".into())).await;
+    let shipped = survey_as(json!({}), ("if-none-match", "*")).await;
     assert_eq!(shipped.status(), 422, "an empty definition is refused whole");
-    let contact = reqwest::Client::new()
-        .put(server.url("/v1/admin/forms/contact"))
-        .header("authorization", admin.bearer())
-        .header("if-none-match", "*")
-        .json(&survey(3))
-        .send()
-        .await
-        .unwrap();
+    let contact = publish(&server, &admin, "contact", &survey(3), ("if-none-match", "*")).await;
     assert_error(contact, 409, "form_defined_in_config").await;
     server.stop().await;
 }
@@ -508,27 +497,18 @@ async fn webhooks_are_signed_retried_switched_off_after_failures_and_never_sent_
     let server = TestServer::start(&deployment).await;
     let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
     let client = reqwest::Client::new();
-    let publish = |url: String| {
+    let hooked = async |url: String| {
         let definition = json!({ "id": "hooked", "title": "contact-title",
             "fields": [ { "name": "answer", "type": "text", "label": "contact-message", "required": true } ],
             "settings": { "webhooks": [ { "url": url } ] } });
-        client
-            .put(server.url("/v1/admin/forms/hooked"))
-            .header("authorization", admin.bearer())
-            .header("if-none-match", "*")
-            .json(&definition)
-            .send()
+        publish(&server, &admin, "hooked", &definition, ("if-none-match", "*")).await
     };
     for inside in ["http://10.0.0.1/hook", "http://169.254.169.254/latest", "http://[::1]:9/", "http://localhost:9/"] {
-        let refused = publish(inside.to_owned()).await.unwrap();
+        let refused = hooked(inside.to_owned()).await;
         let body = assert_error(refused, 422, "invalid_definition").await;
         assert_eq!(body["error"]["field"], "/settings/webhooks/0/url", "{inside}: {body}");
     }
-    assert_eq!(
-        publish(format!("http://127.0.0.1:{port}/hook")).await.unwrap().status(),
-        201,
-        "allowed by the operator"
-    );
+    assert_eq!(hooked(format!("http://127.0.0.1:{port}/hook")).await.status(), 201, "allowed by the operator");
     let hooks: Value = client
         .get(server.url("/v1/admin/forms/hooked/webhooks"))
         .header("authorization", admin.bearer())

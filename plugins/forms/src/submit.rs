@@ -287,12 +287,17 @@ impl Idempotency {
         Ok(Some(Self { key: format!("idem/{form}/{}", &hash[..32]), fingerprint: hex(&Sha256::digest(req.body())) }))
     }
 
-    /// The first submission's answer, if this key was used (422
-    /// `idempotency_key_reused` for another body).
-    fn replay(&self) -> Result<Option<Verdict>> {
-        let Some((_, bytes)) = kv::get_with_version(&self.key)? else { return Ok(None) };
+    /// The record under this key with its version; none when absent.
+    fn lookup(&self) -> Result<Option<(u64, Remembered)>> {
+        let Some((version, bytes)) = kv::get_with_version(&self.key)? else { return Ok(None) };
         let remembered: Remembered = serde_json::from_slice(&bytes)
             .map_err(|_| Error::new(500, "corrupt_value", "a stored idempotency record could not be read"))?;
+        Ok(Some((version, remembered)))
+    }
+
+    /// The answer a live record gives (422 `idempotency_key_reused` for
+    /// another body); none when it has expired.
+    fn answer(&self, remembered: Remembered) -> Result<Option<Verdict>> {
         if remembered.expires_at < store::now() {
             return Ok(None);
         }
@@ -307,10 +312,27 @@ impl Idempotency {
         Ok(Some(Verdict::Accepted { id: remembered.submission, version: remembered.version, replayed: true }))
     }
 
+    /// The first submission's answer, if this key was used.
+    fn replay(&self) -> Result<Option<Verdict>> {
+        match self.lookup()? {
+            Some((_, remembered)) => self.answer(remembered),
+            None => Ok(None),
+        }
+    }
+
     /// Stores `write` (the submission) and this key in one atomic write,
-    /// unless a concurrent request with the same key won: then its answer.
+    /// conditional on the record read just before (absent, or expired): a
+    /// concurrent request with the same key that was stored first wins, and
+    /// this one answers with its submission; a live record is never
+    /// overwritten.
     fn claim(&self, stored: &submissions::Stored, write: Op) -> Result<Option<Verdict>> {
-        let current = kv::get_with_version(&self.key)?.map(|(version, _)| version);
+        let expected = match self.lookup()? {
+            None => None,
+            Some((version, remembered)) => match self.answer(remembered)? {
+                Some(found) => return Ok(Some(found)),
+                None => Some(version),
+            },
+        };
         let remembered = Remembered {
             submission: stored.id.clone(),
             version: stored.version,
@@ -318,7 +340,7 @@ impl Idempotency {
             expires_at: store::now() + IDEMPOTENCY_SECONDS,
         };
         let value = serde_json::to_vec(&remembered).expect("a record serializes");
-        match kv::write_if_version(&self.key, current, Some(&value), &[write])? {
+        match kv::write_if_version(&self.key, expected, Some(&value), &[write])? {
             WriteOutcome::Written(_) => Ok(None),
             WriteOutcome::Conflict(_) => self.replay()?.map(Some).ok_or_else(|| {
                 Error::new(409, "contended", "another request with this `idempotency-key` is being stored; retry")
