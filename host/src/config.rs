@@ -334,10 +334,10 @@ impl Default for MailConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhooksConfig {
-    /// Hosts (names or IP literals, as URLs spell them) that may be
-    /// delivered to although they are or resolve to loopback, private,
-    /// link-local or other internal addresses; every other such
-    /// destination is refused.
+    /// Hosts (names or IP literals, as URLs spell them), each alone (any
+    /// port) or as `host:port` (that port only), that may be delivered to
+    /// although they are or resolve to loopback, private, link-local or
+    /// other internal addresses; every other such destination is refused.
     pub allow_hosts: Vec<String>,
     /// Attempts per message before it is parked as failed.
     pub max_attempts: u32,

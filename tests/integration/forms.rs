@@ -491,8 +491,9 @@ async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) ->
 #[tokio::test]
 async fn webhooks_are_signed_retried_switched_off_after_failures_and_never_sent_inside() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let webhooks =
-        "[webhooks]\nallow_hosts = [\"127.0.0.1\"]\nretry_base = \"100ms\"\nmax_attempts = 3\ndisable_after = 2\n";
+    let webhooks = format!(
+        "[webhooks]\nallow_hosts = [\"127.0.0.1:{port}\"]\nretry_base = \"100ms\"\nmax_attempts = 3\ndisable_after = 2\n"
+    );
     let (deployment, dir) = deployment(&format!("{LOOSE_FORM_SUBMIT}{webhooks}"));
     let server = TestServer::start(&deployment).await;
     let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
@@ -503,7 +504,10 @@ async fn webhooks_are_signed_retried_switched_off_after_failures_and_never_sent_
             "settings": { "webhooks": [ { "url": url } ] } });
         publish(&server, &admin, "hooked", &definition, ("if-none-match", "*")).await
     };
-    for inside in ["http://10.0.0.1/hook", "http://169.254.169.254/latest", "http://[::1]:9/", "http://localhost:9/"] {
+    let other_port = format!("http://127.0.0.1:{}/", port.wrapping_add(1));
+    for inside in
+        ["http://10.0.0.1/hook", "http://169.254.169.254/latest", "http://[::1]:9/", "http://localhost:9/", &other_port]
+    {
         let refused = hooked(inside.to_owned()).await;
         let body = assert_error(refused, 422, "invalid_definition").await;
         assert_eq!(body["error"]["field"], "/settings/webhooks/0/url", "{inside}: {body}");

@@ -74,19 +74,41 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     }
 }
 
-/// The hosts the operator allowed although internal, lower-cased.
+/// The hosts the operator allowed although internal, lower-cased, each
+/// with the one port it is allowed on (`host:port`) or any port (`host`).
 #[derive(Debug, Clone, Default)]
-pub struct Allowed(Arc<Vec<String>>);
+pub struct Allowed(Arc<Vec<(String, Option<u16>)>>);
 
 impl Allowed {
-    /// From `[webhooks] allow_hosts`.
+    /// From `[webhooks] allow_hosts`: `host`, `host:port`, `[v6]:port`.
     pub fn new(hosts: &[String]) -> Self {
-        Self(Arc::new(hosts.iter().map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase()).collect()))
+        let entry = |text: &str| {
+            let text = text.trim().to_ascii_lowercase();
+            let (host, port) = match text.strip_prefix('[') {
+                Some(rest) => match rest.split_once(']') {
+                    Some((host, tail)) => (host.to_owned(), tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+                    None => (rest.to_owned(), None),
+                },
+                None => match text.rsplit_once(':') {
+                    Some((host, port)) if !host.contains(':') => (host.to_owned(), port.parse().ok()),
+                    _ => (text.clone(), None),
+                },
+            };
+            (host, port)
+        };
+        Self(Arc::new(hosts.iter().map(|h| entry(h)).collect()))
     }
 
+    /// Whether `host` is allowed on some port (the resolver knows no port).
     fn allows(&self, host: &str) -> bool {
         let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
-        self.0.contains(&host)
+        self.0.iter().any(|(allowed, _)| *allowed == host)
+    }
+
+    /// Whether `host` is allowed on `port`.
+    fn allows_on(&self, host: &str, port: Option<u16>) -> bool {
+        let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+        self.0.iter().any(|(allowed, only)| *allowed == host && only.is_none_or(|only| Some(only) == port))
     }
 
     /// `url`, if a webhook may be sent there as far as its text tells: the
@@ -104,7 +126,7 @@ impl Allowed {
             return Err(format!("`{url}`: a webhook URL carries no credentials"));
         }
         let Some(host) = parsed.host_str() else { return Err(format!("`{url}` names no host")) };
-        if self.allows(host) {
+        if self.allows_on(host, parsed.port_or_known_default()) {
             return Ok(parsed);
         }
         let literal = match parsed.host() {
@@ -201,9 +223,10 @@ mod tests {
         ] {
             assert!(none.check_url(bad).is_err(), "{bad}");
         }
-        let loopback = Allowed::new(&["127.0.0.1".into(), "[::1]".into()]);
+        let loopback = Allowed::new(&["127.0.0.1:9000".into(), "[::1]".into()]);
         assert!(loopback.check_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(loopback.check_url("http://[::1]:9000/hook").is_ok());
+        assert!(loopback.check_url("http://127.0.0.1:6379/").is_err(), "only the allowed port");
+        assert!(loopback.check_url("http://[::1]:9000/hook").is_ok(), "any port when none is named");
         assert!(loopback.check_url("http://127.0.0.2:9000/hook").is_err(), "only the allowed host");
     }
 

@@ -46,13 +46,20 @@ struct Answer {
     signature: String,
 }
 
-/// What a signature names.
+/// What a signature names: the whole challenge, so that no part of an
+/// answer is the client's to choose but the number.
 #[derive(Serialize, Deserialize)]
 struct Signed {
     #[serde(rename = "c")]
     challenge: String,
     #[serde(rename = "f")]
     form: String,
+    #[serde(rename = "s")]
+    salt: String,
+    #[serde(rename = "m")]
+    max_number: u64,
+    #[serde(rename = "e")]
+    expires: u64,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -71,7 +78,8 @@ pub fn challenge(id: &str, max_number: u64) -> Result<Challenge> {
     let expires = store::now() + LIFETIME;
     let salt = format!("{}?expires={expires}", plinth_kit::new_id());
     let challenge = hash(&salt, number);
-    let signed = serde_json::to_vec(&Signed { challenge: challenge.clone(), form: id.to_owned() }).expect("serializes");
+    let signed = Signed { challenge: challenge.clone(), form: id.to_owned(), salt: salt.clone(), max_number, expires };
+    let signed = serde_json::to_vec(&signed).expect("serializes");
     let signature = signing::sign(PURPOSE, &signed, Some(expires)).map_err(Error::unavailable)?;
     Ok(Challenge { algorithm: "SHA-256".into(), challenge, maxnumber: max_number, salt, signature })
 }
@@ -113,18 +121,19 @@ pub fn redeem(id: &str, payload: Option<&str>) -> Result<()> {
         _ => invalid("was not made here"),
     })?;
     let signed: Signed = serde_json::from_slice(&signed).map_err(|_| invalid("was not made here"))?;
-    if signed.form != id || signed.challenge != answer.challenge {
+    if signed.form != id {
         return Err(invalid("was made for another form"));
     }
-    if hash(&answer.salt, answer.number) != answer.challenge {
+    // The salt and the range are the signed ones: moving the boundary
+    // between salt and number (the same string hashed) is another answer
+    // to no challenge.
+    if signed.challenge != answer.challenge || signed.salt != answer.salt || answer.number > signed.max_number {
+        return Err(invalid("does not answer the challenge it names"));
+    }
+    if hash(&signed.salt, answer.number) != signed.challenge {
         return Err(invalid("does not solve its challenge"));
     }
-    let expires = answer
-        .salt
-        .rsplit_once("?expires=")
-        .and_then(|(_, t)| t.parse::<u64>().ok())
-        .ok_or_else(|| invalid("has no expiry"))?;
-    let record = format!("pow/{expires:010}/{}", answer.challenge);
+    let record = format!("pow/{:010}/{}", signed.expires, signed.challenge);
     if kv::insert_json(&record, &json!({ "form": id }))?.is_none() {
         return Err(Error::new(403, "proof_of_work_replayed", "this challenge was answered already; solve a new one")
             .at("proof"));

@@ -9,6 +9,7 @@
 use plinth_forms::{ASSET_SUFFIX, Definition};
 use plinth_kit::{Error, Result, assets, kv};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Where the current definition comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +31,11 @@ pub struct VersionInfo {
     /// When another version replaced it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced_at: Option<u64>,
+    /// For a published version, part of the SHA-256 of its definition,
+    /// which names where it is stored: two racing publishers each store
+    /// their own, and the record the winner swapped in names the winner's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// The record of one form.
@@ -59,7 +65,7 @@ impl FormRecord {
                 info.published_at = now;
                 info.replaced_at = None;
             }
-            None => self.versions.push(VersionInfo { version, published_at: now, replaced_at: None }),
+            None => self.versions.push(VersionInfo { version, published_at: now, replaced_at: None, digest: None }),
         }
         self.current = version;
     }
@@ -81,8 +87,11 @@ fn record_key(id: &str) -> String {
     format!("form/{id}")
 }
 
-fn definition_key(id: &str, version: u32) -> String {
-    format!("def/{id}/{version:010}")
+fn definition_key(id: &str, version: u32, digest: Option<&str>) -> String {
+    match digest {
+        Some(digest) => format!("def/{id}/{version:010}/{digest}"),
+        None => format!("def/{id}/{version:010}"),
+    }
 }
 
 /// The definition shipped for `id`, if any.
@@ -106,7 +115,8 @@ pub fn load(id: &str) -> Result<Form> {
         Some(definition) => load_shipped(id, definition),
         None => {
             let record: FormRecord = kv::get_json(&record_key(id))?.ok_or_else(|| not_found(id))?;
-            let definition = version(id, record.current)?.ok_or_else(|| not_found(id))?;
+            let current = record.version(record.current).ok_or_else(|| not_found(id))?;
+            let definition = version(id, current)?.ok_or_else(|| not_found(id))?;
             Ok(Form { record, definition })
         }
     }
@@ -120,7 +130,7 @@ fn not_found(id: &str) -> Error {
 /// (and again when the deployment ships another).
 fn load_shipped(id: &str, definition: Definition) -> Result<Form> {
     let version = definition.version.unwrap_or(1);
-    let stored = definition_key(id, version);
+    let stored = definition_key(id, version, None);
     let bytes = serde_json::to_vec(&definition).expect("a definition serializes");
     if kv::get(&stored)?.as_deref() != Some(bytes.as_slice()) {
         if kv::get(&stored)?.is_some() {
@@ -130,6 +140,10 @@ fn load_shipped(id: &str, definition: Definition) -> Result<Form> {
             );
         }
         kv::set(&stored, &bytes)?;
+    }
+    let current: Option<FormRecord> = kv::get_json(&record_key(id))?;
+    if let Some(record) = current.filter(|r| r.current == version && r.source == Source::Config) {
+        return Ok(Form { record, definition });
     }
     let record = kv::update::<FormRecord, _>(&record_key(id), None, |record| {
         let mut record =
@@ -145,9 +159,9 @@ fn load_shipped(id: &str, definition: Definition) -> Result<Form> {
     Ok(Form { record, definition })
 }
 
-/// Version `version` of form `id`, if it was ever current.
-pub fn version(id: &str, version: u32) -> Result<Option<Definition>> {
-    let Some(bytes) = kv::get(&definition_key(id, version))? else { return Ok(None) };
+/// The definition of one version of form `id`.
+pub fn version(id: &str, info: &VersionInfo) -> Result<Option<Definition>> {
+    let Some(bytes) = kv::get(&definition_key(id, info.version, info.digest.as_deref()))? else { return Ok(None) };
     serde_json::from_slice(&bytes).map(Some).map_err(|e| {
         plinth_kit::log::error("a stored form definition does not decode", &[("form", id), ("error", &e.to_string())]);
         Error::new(500, "corrupt_value", "a stored form definition could not be read")
@@ -178,12 +192,17 @@ pub fn publish(id: &str, mut definition: Definition, expected: Option<u32>) -> R
         _ => return Err(Error::precondition_failed(&format!("form `{id}`"))),
     };
     definition.version = Some(next);
-    // The version is written first: if the record's swap loses, it is an
-    // unreferenced version the next publisher overwrites.
-    kv::set_json(&definition_key(id, next), &definition)?;
+    // Stored first, under its digest: if the record's swap loses, it is an
+    // unreferenced copy, and never the one the winner's record names.
+    let bytes = serde_json::to_vec(&definition).expect("a definition serializes");
+    let digest: String = Sha256::digest(&bytes)[..8].iter().map(|b| format!("{b:02x}")).collect();
+    kv::set(&definition_key(id, next, Some(&digest)), &bytes)?;
     let mut record = record.unwrap_or(FormRecord { current: next, source: Source::Api, versions: Vec::new() });
     record.make_current(next, now());
     record.source = Source::Api;
+    for info in record.versions.iter_mut().filter(|v| v.version == next) {
+        info.digest = Some(digest.clone());
+    }
     let new = serde_json::to_vec(&record).expect("a record serializes");
     match kv::compare_and_swap(&key, old.as_deref(), Some(&new))? {
         kv::Swap::Swapped => Ok(next),

@@ -131,15 +131,17 @@ pub fn take(
     let token = render::verify(submission.token, id)?;
     let definition = pinned(id, form, &token)?;
     let version = definition.version.unwrap_or(form.record.current);
+    // A retry with the same key answers as the first did, its proof of
+    // work (taken by the first) not asked again.
+    if let Some(found) = idempotency.as_ref().map(Idempotency::replay).transpose()?.flatten() {
+        return Ok(found);
+    }
     if definition.settings.proof_of_work.is_some() {
         pow::redeem(id, submission.proof)?;
     }
     if let Some(reason) = spam(&definition, &submission.data, &token) {
         audit::record("form.spam", id, Outcome::Denied, Some(reason))?;
         return Ok(Verdict::Accepted { id: submissions::new_id(), version, replayed: false });
-    }
-    if let Some(found) = idempotency.as_ref().map(Idempotency::replay).transpose()?.flatten() {
-        return Ok(found);
     }
     let data = without_honeypot(&definition, submission.data);
     let mut errors = submission.unread;
@@ -199,7 +201,7 @@ pub fn pinned(id: &str, form: &store::Form, token: &RenderToken) -> Result<Defin
     let info = form.record.version(token.version).ok_or_else(retired)?;
     let window = form.definition.settings.accept_previous_seconds;
     match info.replaced_at {
-        Some(at) if store::now() < at.saturating_add(window) => store::version(id, token.version)?.ok_or_else(retired),
+        Some(at) if store::now() < at.saturating_add(window) => store::version(id, info)?.ok_or_else(retired),
         _ => Err(retired()),
     }
 }

@@ -262,7 +262,18 @@ fn a_proof_of_work_is_required_checked_and_taken_once() {
     let wrong = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, wrong.to_string());
     assert_eq!(code(send(Some(wrong))), (403, json!("invalid_proof_of_work")));
     assert_eq!(send(Some(solved.clone())).status, 202);
-    assert_eq!(code(send(Some(solved))), (403, json!("proof_of_work_replayed")));
+    assert_eq!(code(send(Some(solved.clone()))), (403, json!("proof_of_work_replayed")));
+    // The same hashed string split elsewhere (digits of the salt's expiry
+    // moved into the number) is no answer: the salt is signed.
+    let mut moved: Value =
+        serde_json::from_slice(&base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &solved).unwrap())
+            .unwrap();
+    let salt = moved["salt"].as_str().unwrap().to_owned();
+    let (short, digits) = salt.split_at(salt.len() - 9);
+    moved["number"] = json!(format!("{digits}{}", moved["number"]).parse::<u64>().unwrap());
+    moved["salt"] = json!(short);
+    let moved = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, moved.to_string());
+    assert_eq!(code(send(Some(moved))), (403, json!("invalid_proof_of_work")));
     let fresh: Value = host.send(TestRequest::get("/v1/forms/contact/challenge")).body_json();
     assert_ne!(fresh["challenge"], challenge["challenge"]);
     assert_eq!(send(Some(solve(&fresh))).status, 202);

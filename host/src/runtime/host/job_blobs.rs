@@ -136,19 +136,24 @@ impl HostWriter for WorkerState {
         }
         data.done = true;
         let (upload, size) = (data.upload.clone(), data.offset);
-        self.open_writers.retain(|open| *open != upload);
         let job = &self.job;
         let (blobs, jobs) = (job.blobs.clone(), job.jobs.clone());
-        let (plugin, id) = (job.plugin.clone(), job.id.clone());
+        let (plugin, id, finishing) = (job.plugin.clone(), job.id.clone(), upload.clone());
         // As `create`: finished and recorded on the job in a task of its own.
         let stored = tokio::spawn(async move {
-            let info = blobs.finish_at(&plugin, &upload, size).await.map_err(error)?;
+            let info = blobs.finish_at(&plugin, &finishing, size).await.map_err(error)?;
             jobs.made(&plugin, &id, &info.id)
                 .await
                 .map_err(|e| Error::Unavailable(format!("the job could not hold the blob: {e}")))?;
             Ok(info.id)
         });
-        Ok(stored.await.unwrap_or_else(|e| Err(Error::Unavailable(format!("storing the blob failed: {e}")))))
+        let stored = stored.await.unwrap_or_else(|e| Err(Error::Unavailable(format!("storing the blob failed: {e}"))));
+        // Finished, it is a blob the job holds; otherwise its upload stays
+        // among the open ones and goes (with its reservation) when the run ends.
+        if stored.is_ok() {
+            self.open_writers.retain(|open| *open != upload);
+        }
+        Ok(stored)
     }
 
     async fn drop(&mut self, writer: Resource<WriterData>) -> wasmtime::Result<()> {
