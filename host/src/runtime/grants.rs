@@ -165,15 +165,24 @@ pub fn check(surface: &Surface, grants: &[Grant]) -> Result<(), GrantError> {
     Ok(())
 }
 
-/// Checks a worker's surface: the base interfaces and its job's blobs,
-/// nothing a grant gives (a worker has none), and the work export.
+/// Checks a worker's surface: WASI, `log`, its job's blobs and records,
+/// nothing else of the plugin world (a worker's linker has nothing else),
+/// and the work export.
 pub fn check_worker(surface: &Surface) -> Result<(), GrantError> {
     for import in &surface.imports {
         let job_blobs = import.split_once('@').is_some_and(|(path, version)| {
             (path == JOB_BLOBS_IMPORT || path == JOB_KV_IMPORT) && version.starts_with("0.1.")
         });
+        let plugin_only = import.starts_with("plinth:platform/") && !import.starts_with("plinth:platform/log@");
         match need_of(import) {
             _ if job_blobs => {}
+            Need::Base if plugin_only => {
+                return Err(GrantError::Refused {
+                    import: import.clone(),
+                    reason: "not available to workers: a worker imports only WASI, `log`, `job-blobs` and `job-kv`"
+                        .into(),
+                });
+            }
             Need::Base => {}
             Need::Grant(grant) => {
                 return Err(GrantError::Refused {
@@ -224,6 +233,19 @@ mod tests {
             "wasi:cli/environment@0.3.0",
         ] {
             assert!(matches!(need_of(refused), Need::Refused(_)), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_worker_imports_only_wasi_log_and_its_jobs_blobs_and_records() {
+        let worker = |import: &str| Surface { imports: vec![import.into()], exports: vec![WORK_EXPORT.into()] };
+        for allowed in ["plinth:platform/log@0.1.0", "plinth:platform/job-kv@0.1.0", "wasi:io/streams@0.2.6"] {
+            assert_eq!(check_worker(&worker(allowed)), Ok(()), "{allowed}");
+        }
+        for plugin_only in
+            ["plinth:platform/settings@0.1.0", "plinth:platform/messages@0.1.0", "plinth:platform/kv@0.1.0"]
+        {
+            assert!(check_worker(&worker(plugin_only)).is_err(), "{plugin_only}");
         }
     }
 
