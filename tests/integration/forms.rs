@@ -98,6 +98,13 @@ async fn publish(
         .unwrap()
 }
 
+/// The audit log as `admin` reads it, as text.
+async fn audit_log(server: &TestServer, admin: &SignedIn) -> String {
+    let url = server.url("/admin/audit?limit=1000");
+    let response = reqwest::Client::new().get(url).header("authorization", admin.bearer()).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
 pub async fn submissions(server: &TestServer, admin: &SignedIn) -> Vec<Value> {
     let response = reqwest::Client::new()
         .get(server.url("/v1/forms/contact/submissions?limit=100"))
@@ -234,15 +241,7 @@ async fn submissions_are_validated_stored_with_their_version_and_read_by_admins_
         .unwrap();
     assert_eq!(erased.status(), 204);
     assert_eq!(submissions(&server, &admin).await.len(), 0);
-    let audit = reqwest::Client::new()
-        .get(server.url("/admin/audit?limit=1000"))
-        .header("authorization", admin.bearer())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let audit = audit_log(&server, &admin).await;
     assert!(audit.contains("form.submission_erased"), "{audit}");
     server.stop().await;
 }
@@ -295,15 +294,7 @@ async fn spam_is_dropped_quietly_and_an_idempotency_key_stores_one_submission_ev
     other["data"]["message"] = json!("Another message");
     let reused = post(&server, "/v1/forms/contact/submissions", &other, &same_key).await;
     assert_error(reused, 422, "idempotency_key_reused").await;
-    let audit = reqwest::Client::new()
-        .get(server.url("/admin/audit?limit=1000"))
-        .header("authorization", admin.bearer())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let audit = audit_log(&server, &admin).await;
     assert_eq!(audit.matches("form.spam").count(), 2, "{audit}");
     server.stop().await;
 }
@@ -589,9 +580,7 @@ async fn webhooks_are_signed_retried_switched_off_after_failures_and_never_sent_
     .await;
     assert!(disabled["items"][0]["disabled_reason"].as_str().unwrap().contains("2 messages in a row"), "{disabled}");
     assert_eq!(log(&server).await.iter().filter(|d| d["status"].is_null()).count(), 6, "3 attempts each");
-    let audit =
-        client.get(server.url("/admin/audit?limit=1000")).header("authorization", admin.bearer()).send().await.unwrap();
-    assert!(audit.text().await.unwrap().contains("webhook.disabled"));
+    assert!(audit_log(&server, &admin).await.contains("webhook.disabled"));
     submit("while off").await;
     let receiver = Receiver::start(port, &secret, &dir, 0);
     let enabled = client
