@@ -132,8 +132,9 @@ fn load_shipped(id: &str, definition: Definition) -> Result<Form> {
     let version = definition.version.unwrap_or(1);
     let stored = definition_key(id, version, None);
     let bytes = serde_json::to_vec(&definition).expect("a definition serializes");
-    if kv::get(&stored)?.as_deref() != Some(bytes.as_slice()) {
-        if kv::get(&stored)?.is_some() {
+    let found = kv::get(&stored)?;
+    if found.as_deref() != Some(bytes.as_slice()) {
+        if found.is_some() {
             plinth_kit::log::warn(
                 "a shipped form definition changed without a new version; submissions pinned to it now meet the new one",
                 &[("form", id), ("version", &version.to_string())],
