@@ -187,13 +187,14 @@ async fn expired_and_cancelled_uploads_give_their_reservation_back() {
     let dir = tempfile::tempdir().unwrap();
     let blobs = store(&dir).await;
     let s = scope(100, 100);
-    let short = blobs.create_upload(&s, "alice", 30, Duration::from_secs(1)).await.unwrap();
+    // Expiry is kept in whole seconds: a 2 s lifetime leaves at least 1 s for the append below.
+    let short = blobs.create_upload(&s, "alice", 30, Duration::from_secs(2)).await.unwrap();
     let long = blobs.create_upload(&s, "alice", 40, Duration::from_secs(600)).await.unwrap();
     let cancelled = blobs.create_upload(&s, "bob", 20, Duration::from_secs(600)).await.unwrap();
     blobs.append(PLUGIN, &short.id, 0, &mut pieces(&[b"partial"]), None).await.unwrap();
     blobs.cancel_upload(PLUGIN, &cancelled.id).await.unwrap();
     assert_eq!(blobs.owner_usage(PLUGIN, "bob").await.unwrap(), (0, 0));
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert!(matches!(blobs.upload(PLUGIN, &short.id).await, Err(BlobError::Expired)));
     assert_eq!(blobs.sweep_expired().await.unwrap(), 1);
     assert_eq!(blobs.plugin_usage(PLUGIN).await.unwrap(), (0, 40));
