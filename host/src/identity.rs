@@ -427,13 +427,14 @@ mod tests {
     }
 
     /// Issues a session for a new account, and checks that it works now and
-    /// no longer does two seconds later.
-    async fn session_is_gone_after_two_seconds(ids: &Identity, id: &str) {
+    /// no longer does three seconds later. Lifetimes are kept in whole
+    /// seconds, so the tests give 2 s: at least one is left for the first use.
+    async fn session_is_gone_after_three_seconds(ids: &Identity, id: &str) {
         let env = Envelope::system();
         ids.put_account(&active(id), &env).await.unwrap();
         let (token, _) = ids.issue(id, "127.0.0.1", "", &env).await.unwrap();
         assert!(ids.authenticate(&token.0).await.unwrap().is_some());
-        tokio::time::sleep(Duration::from_millis(2100)).await;
+        tokio::time::sleep(Duration::from_millis(3100)).await;
         assert!(ids.authenticate(&token.0).await.unwrap().is_none());
     }
 
@@ -494,14 +495,14 @@ mod tests {
 
     #[tokio::test]
     async fn idle_sessions_expire() {
-        let (_dir, ids) = identity(1).await;
-        session_is_gone_after_two_seconds(&ids, "cy").await;
+        let (_dir, ids) = identity(2).await;
+        session_is_gone_after_three_seconds(&ids, "cy").await;
     }
 
     #[tokio::test]
     async fn sessions_expire_at_their_absolute_deadline_however_used() {
-        let (_dir, ids) = identity_with(600, 1, None).await;
-        session_is_gone_after_two_seconds(&ids, "eve").await;
+        let (_dir, ids) = identity_with(600, 2, None).await;
+        session_is_gone_after_three_seconds(&ids, "eve").await;
     }
 
     #[tokio::test]

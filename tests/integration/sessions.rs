@@ -86,10 +86,10 @@ async fn revocation_takes_effect_on_the_next_request() {
 
 #[tokio::test]
 async fn idle_sessions_expire() {
-    let (_d, server) = server("[sessions]\nidle_timeout = \"1s\"\nabsolute_timeout = \"1h\"\n\n").await;
+    let (_d, server) = server("[sessions]\nidle_timeout = \"2s\"\nabsolute_timeout = \"1h\"\n\n").await;
     let hal = sign_in(&server.url(""), "hal", &[], None).await;
     assert_eq!(whoami(&server, ("authorization", hal.bearer())).await.status(), 200);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(whoami(&server, ("authorization", hal.bearer())).await.status(), 401);
     server.stop().await;
 }
