@@ -48,8 +48,10 @@ pub mod schemas;
 pub mod sessions;
 pub mod settings;
 pub mod signing;
+pub mod sniff;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod tus;
 pub mod webhooks;
 
 /// The code `wit-bindgen` generates for `plinth:platform/plugin`.

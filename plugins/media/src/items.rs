@@ -5,13 +5,12 @@
 //! id reveals nothing.
 
 use plinth_kit::audit::{self, Outcome};
-use plinth_kit::{Error, Request, Response, Result, blobs, kv, signing};
+use plinth_kit::{Error, Request, Response, Result, blobs, kv, signing, sniff};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::origin::Urls;
 use crate::purposes::{self, Purpose, Readers};
-use crate::sniff;
 use crate::variants::{self, Variants};
 
 /// The purpose signed links are made for.

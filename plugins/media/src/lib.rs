@@ -8,7 +8,6 @@ mod embeds;
 mod items;
 mod origin;
 mod purposes;
-mod sniff;
 mod uploads;
 mod variants;
 

@@ -4,10 +4,7 @@
 //! the upload's purpose and file name, and turns a complete upload into an
 //! item once its bytes say what it is.
 
-use std::collections::BTreeMap;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use plinth_kit::tus::{self, Appended};
 use plinth_kit::{Error, Request, Response, Result, blobs, kv, settings};
 use serde::{Deserialize, Serialize};
 
@@ -15,18 +12,8 @@ use crate::items::{self, clean_filename};
 use crate::origin::Urls;
 use crate::purposes::{self, Purpose};
 
-/// The protocol version spoken.
-const TUS_VERSION: &str = "1.0.0";
-/// The extensions implemented.
-const TUS_EXTENSIONS: &str = "creation,checksum,termination,expiration";
-/// The checksum algorithms the host computes.
-const TUS_CHECKSUMS: &str = "sha1,sha256";
-/// The media type of a PATCH body.
-const OFFSET_STREAM: &str = "application/offset+octet-stream";
 /// How long an upload waits for its bytes, unless `upload_ttl` says otherwise.
 const DEFAULT_TTL: u64 = 24 * 3600;
-/// Longest `Upload-Metadata` taken.
-const MAX_METADATA_BYTES: usize = 4096;
 
 /// What the plugin keeps about an upload; the bytes and offset are the host's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,144 +31,45 @@ fn key(id: &str) -> String {
     format!("upload/{id}")
 }
 
-fn http_date(secs: u64) -> String {
-    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-}
-
-/// Every tus response (errors too) says which protocol it speaks.
-fn tus(result: Result<Response>) -> Result<Response> {
-    result.map(|r| r.header("tus-resumable", TUS_VERSION)).map_err(|e| e.with_header("tus-resumable", TUS_VERSION))
-}
-
-/// A request must speak the version this server does.
-fn check_version(req: &Request) -> Result<()> {
-    if req.header("tus-resumable").as_deref() == Some(TUS_VERSION) {
-        return Ok(());
-    }
-    Err(Error::new(412, "tus_version_unsupported", format!("send `Tus-Resumable: {TUS_VERSION}`"))
-        .at("tus-resumable")
-        .with_header("tus-version", TUS_VERSION))
-}
-
-/// A header holding a non-negative integer: 400 naming it otherwise.
-fn number_header(req: &Request, name: &str) -> Result<u64> {
-    let value = req.header(name).ok_or_else(|| {
-        Error::new(400, format!("{}_required", name.replace('-', "_")), format!("send `{name}`")).at(name)
-    })?;
-    value
-        .trim()
-        .parse()
-        .map_err(|_| Error::new(400, "invalid_header", format!("`{name}` is not a non-negative integer")).at(name))
-}
-
-/// `Upload-Metadata`: comma-separated `key base64value` pairs.
-fn metadata(req: &Request) -> Result<BTreeMap<String, String>> {
-    let invalid = |why: &str| Error::new(400, "invalid_metadata", why.to_owned()).at("upload-metadata");
-    let Some(raw) = req.header("upload-metadata") else { return Ok(BTreeMap::new()) };
-    if raw.len() > MAX_METADATA_BYTES {
-        return Err(invalid("Upload-Metadata is longer than 4096 bytes"));
-    }
-    let mut pairs = BTreeMap::new();
-    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let mut parts = pair.split(' ');
-        let (Some(name), value, None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(invalid("each pair is `key base64value`"));
-        };
-        if name.is_empty() || !name.is_ascii() {
-            return Err(invalid("a key is ASCII without spaces or commas"));
-        }
-        let value = match value {
-            Some(encoded) => {
-                let bytes = STANDARD.decode(encoded).map_err(|_| invalid(&format!("`{name}` is not base64")))?;
-                String::from_utf8(bytes).map_err(|_| invalid(&format!("`{name}` is not UTF-8 text")))?
-            }
-            None => String::new(),
-        };
-        if pairs.insert(name.to_owned(), value).is_some() {
-            return Err(invalid(&format!("`{name}` is given twice")));
-        }
-    }
-    Ok(pairs)
-}
-
-/// `Upload-Checksum: <algorithm> <base64 digest>`.
-fn checksum(req: &Request) -> Result<Option<blobs::Checksum>> {
-    let Some(raw) = req.header("upload-checksum") else { return Ok(None) };
-    let invalid = |why: String| Error::new(400, "invalid_checksum", why).at("upload-checksum");
-    let (algorithm, digest) =
-        raw.trim().split_once(' ').ok_or_else(|| invalid("send `Upload-Checksum: <algorithm> <base64>`".into()))?;
-    if !TUS_CHECKSUMS.split(',').any(|known| known == algorithm) {
-        return Err(Error::new(
-            400,
-            "checksum_algorithm_unsupported",
-            format!("`{algorithm}` is not one of {TUS_CHECKSUMS}"),
-        )
-        .at("upload-checksum"));
-    }
-    let digest = STANDARD.decode(digest.trim()).map_err(|_| invalid("the digest is not base64".into()))?;
-    Ok(Some(blobs::Checksum { algorithm: algorithm.to_owned(), digest }))
-}
-
 /// `OPTIONS /v1/media/uploads`: what this server speaks.
 pub fn options(_req: &Request) -> Result<Response> {
-    tus(purposes::all().map(|all| {
-        let max = all.values().map(|p| p.max_bytes).max().unwrap_or(0);
-        Response::empty(204)
-            .header("tus-version", TUS_VERSION)
-            .header("tus-extension", TUS_EXTENSIONS)
-            .header("tus-max-size", max.to_string())
-            .header("tus-checksum-algorithm", TUS_CHECKSUMS)
-    }))
+    tus::answer(purposes::all().map(|all| tus::options(all.values().map(|p| p.max_bytes).max().unwrap_or(0))))
 }
 
 /// `POST /v1/media/uploads`: a new upload of `Upload-Length` bytes, for the
 /// purpose in its metadata (or `?purpose=`).
 pub fn create(req: &Request) -> Result<Response> {
-    tus(create_upload(req))
+    tus::answer(create_upload(req))
 }
 
 fn create_upload(req: &Request) -> Result<Response> {
-    check_version(req)?;
+    tus::check_version(req)?;
     let principal = req.signed_in()?;
-    if req.header("upload-defer-length").is_some() {
-        return Err(Error::new(400, "defer_length_unsupported", "send `Upload-Length`; deferring it is not offered")
-            .at("upload-defer-length"));
-    }
-    let length = number_header(req, "upload-length")?;
-    let metadata = metadata(req)?;
-    let purpose = match metadata.get("purpose") {
-        Some(purpose) => purpose.clone(),
-        None => purpose_query(req)?,
-    };
-    let purpose = purposes::named(&purpose)?;
-    if length == 0 {
-        return Err(Error::new(400, "empty_upload", "an upload has at least one byte").at("upload-length"));
-    }
-    if length > purpose.max_bytes {
-        return Err(Error::new(
-            413,
-            "too_large",
-            format!("a `{}` file is at most {} bytes", purpose.name, purpose.max_bytes),
-        )
-        .at("upload-length"));
-    }
     let ttl = settings::parse_or("upload_ttl", DEFAULT_TTL)?;
-    let upload = blobs::create_upload(&principal.account_id, length, ttl)?;
+    let mut purpose = None;
+    let new = tus::create(req, &principal.account_id, ttl, |metadata| {
+        let name = match metadata.get("purpose") {
+            Some(name) => name.clone(),
+            None => purpose_query(req)?,
+        };
+        let named = purposes::named(&name)?;
+        let max = named.max_bytes;
+        purpose = Some(named);
+        Ok(max)
+    })?;
     let record = UploadRecord {
         owner: principal.account_id,
-        purpose: purpose.name,
-        filename: metadata.get("filename").and_then(|name| clean_filename(name)),
-        length,
-        expires: upload.expires,
+        purpose: purpose.expect("named before the upload was made").name,
+        filename: new.metadata.get("filename").and_then(|name| clean_filename(name)),
+        length: new.upload.length,
+        expires: new.upload.expires,
         item: None,
     };
-    if let Err(e) = kv::set_json(&key(&upload.id), &record) {
-        let _ = blobs::cancel_upload(&upload.id);
+    if let Err(e) = kv::set_json(&key(&new.upload.id), &record) {
+        let _ = blobs::cancel_upload(&new.upload.id);
         return Err(e);
     }
-    Ok(Response::empty(201)
-        .header("location", format!("/v1/media/uploads/{}", upload.id))
-        .header("upload-expires", http_date(upload.expires)))
+    Ok(new.created(&format!("/v1/media/uploads/{}", new.upload.id)))
 }
 
 fn purpose_query(req: &Request) -> Result<String> {
@@ -206,84 +94,54 @@ fn own_upload(req: &Request) -> Result<(String, UploadRecord)> {
     }
 }
 
-/// The upload's host state; a gone or expired upload loses its record,
-/// and an expired one its reserved space at once.
-fn host_upload(id: &str) -> Result<blobs::Upload> {
-    blobs::get_upload(id).map_err(|e| {
-        forget(id, &e);
-        e.into()
-    })
-}
-
-/// Drops what is left of an upload the host says is gone or expired.
-fn forget(id: &str, e: &blobs::Error) {
-    if matches!(e, blobs::Error::Expired) {
-        let _ = blobs::cancel_upload(id);
-    }
-    if matches!(e, blobs::Error::NotFound | blobs::Error::Expired) {
+/// Drops the record of an upload the host says is gone, and answers why.
+fn forget(id: &str, e: blobs::Error) -> Error {
+    if tus::gone(id, &e) {
         let _ = kv::delete(&key(id));
     }
+    e.into()
 }
 
 /// `HEAD /v1/media/uploads/{id}` (and `GET`): how far the upload is.
 pub fn status(req: &Request) -> Result<Response> {
-    tus(upload_status(req))
+    tus::answer(upload_status(req))
 }
 
 fn upload_status(req: &Request) -> Result<Response> {
-    check_version(req)?;
+    tus::check_version(req)?;
     let (id, record) = own_upload(req)?;
-    let response =
-        Response::empty(200).header("upload-length", record.length.to_string()).header("cache-control", "no-store");
     if let Some(item) = &record.item {
-        return Ok(response
+        return Ok(Response::empty(200)
+            .header("upload-length", record.length.to_string())
             .header("upload-offset", record.length.to_string())
+            .header("cache-control", "no-store")
             .header("content-location", format!("/v1/media/{item}")));
     }
-    let upload = host_upload(&id)?;
-    Ok(response.header("upload-offset", upload.offset.to_string()).header("upload-expires", http_date(upload.expires)))
+    tus::status(&id).map_err(|e| forget(&id, e))
 }
 
 /// `PATCH /v1/media/uploads/{id}`: the body is appended at `Upload-Offset`;
 /// the last bytes make the upload an item.
 pub fn append(req: &Request) -> Result<Response> {
-    tus(append_bytes(req))
+    tus::answer(append_bytes(req))
 }
 
 fn append_bytes(req: &Request) -> Result<Response> {
-    check_version(req)?;
-    let media_type = req.header("content-type").unwrap_or_default();
-    if !media_type.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(OFFSET_STREAM) {
-        return Err(Error::new(415, "unsupported_media_type", format!("send the bytes as `{OFFSET_STREAM}`"))
-            .at("content-type"));
-    }
-    let offset = number_header(req, "upload-offset")?;
-    let checksum = checksum(req)?;
     let (id, mut record) = own_upload(req)?;
     if let Some(item) = &record.item {
-        if offset == record.length {
+        tus::check_version(req)?;
+        if req.header("upload-offset").as_deref() == Some(record.length.to_string().as_str()) {
             return Ok(Response::empty(204)
                 .header("upload-offset", record.length.to_string())
                 .header("content-location", format!("/v1/media/{item}")));
         }
-        return Err(offset_mismatch(record.length));
+        return Err(tus::offset_mismatch(record.length));
     }
-    let offset = match blobs::append(req, &id, offset, checksum.as_ref()) {
-        Ok(offset) => offset,
-        Err(blobs::Error::OffsetMismatch(current)) => return Err(offset_mismatch(current)),
-        Err(e @ (blobs::Error::NotFound | blobs::Error::Expired)) => {
-            forget(&id, &e);
-            return Err(e.into());
-        }
-        Err(e) => return Err(e.into()),
+    let offset = match tus::append(req, &id, record.length)? {
+        Ok(Appended::Partial(response)) => return Ok(response),
+        Ok(Appended::Complete(offset)) => offset,
+        Err(e) => return Err(forget(&id, e)),
     };
-    if offset < record.length {
-        // Its first bytes move its expiry (see `blobs.create-upload`).
-        let expires = blobs::get_upload(&id).map_or(record.expires, |upload| upload.expires);
-        return Ok(Response::empty(204)
-            .header("upload-offset", offset.to_string())
-            .header("upload-expires", http_date(expires)));
-    }
     // A purpose since removed from the settings stores nothing more.
     let purpose = purposes::all()?.remove(&record.purpose).unwrap_or_else(|| Purpose::owner_only(&record.purpose));
     let blob = blobs::finish_upload(&id)?;
@@ -305,26 +163,18 @@ fn append_bytes(req: &Request) -> Result<Response> {
         .header("content-location", format!("/v1/media/{}", item.id)))
 }
 
-fn offset_mismatch(current: u64) -> Error {
-    Error::new(409, "offset_mismatch", format!("the upload holds {current} bytes; continue from there"))
-        .at("upload-offset")
-        .with_header("upload-offset", current.to_string())
-}
-
 /// `DELETE /v1/media/uploads/{id}`: the upload ends and its reserved
 /// space is given back (a finished upload's item stays).
 pub fn terminate(req: &Request) -> Result<Response> {
-    tus(terminate_upload(req))
+    tus::answer(terminate_upload(req))
 }
 
 fn terminate_upload(req: &Request) -> Result<Response> {
-    check_version(req)?;
     let (id, record) = own_upload(req)?;
     if record.item.is_none() {
-        match blobs::cancel_upload(&id) {
-            Ok(()) | Err(blobs::Error::NotFound) => {}
-            Err(e) => return Err(e.into()),
-        }
+        tus::terminate(req, &id)?;
+    } else {
+        tus::check_version(req)?;
     }
     kv::delete(&key(&id))?;
     Ok(Response::empty(204))
