@@ -37,6 +37,7 @@ pub mod assets;
 pub mod audit;
 pub mod blobs;
 pub mod events;
+pub mod files;
 pub mod jobs;
 pub mod kv;
 pub mod log;

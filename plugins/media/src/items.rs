@@ -5,7 +5,7 @@
 //! id reveals nothing.
 
 use plinth_kit::audit::{self, Outcome};
-use plinth_kit::{Error, Request, Response, Result, blobs, kv, signing, sniff};
+use plinth_kit::{Error, Request, Response, Result, blobs, files, kv, signing, sniff};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -19,8 +19,6 @@ const LINK_PURPOSE: &str = "media.link";
 pub const MAX_LINK_TTL: u64 = 7 * 24 * 3600;
 /// A link's life when the owner asks for none: an hour.
 const DEFAULT_LINK_TTL: u64 = 3600;
-/// Longest file name kept.
-const MAX_FILENAME_CHARS: usize = 255;
 
 /// A stored item.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,22 +42,6 @@ fn key(id: &str) -> String {
 
 pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Characters that change how text around them is shown (direction
-/// overrides, zero-width marks): in a file name they disguise its
-/// extension (`photo<U+202E>gnp.exe` shows as `photoexe.png`).
-fn disguises(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
-}
-
-/// A file name as a client gave it, reduced to its last path segment
-/// without control or disguising characters; none when nothing is left.
-pub fn clean_filename(raw: &str) -> Option<String> {
-    let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-    let clean: String = base.chars().filter(|&c| !c.is_control() && !disguises(c)).take(MAX_FILENAME_CHARS).collect();
-    let clean = clean.trim().to_owned();
-    (!clean.is_empty() && clean != "." && clean != "..").then_some(clean)
 }
 
 /// Writes `next` over `current` if the stored item is still `current`;
@@ -200,26 +182,6 @@ fn link_token(req: &Request) -> Result<Option<(String, Vec<u8>)>> {
     Ok(Some((token, payload)))
 }
 
-/// `Content-Disposition` for an item: inline only for passive types, with
-/// the file name as ASCII and as UTF-8 (RFC 6266).
-fn disposition(item: &Item) -> String {
-    let kind = if sniff::inline(&item.media_type) { "inline" } else { "attachment" };
-    let Some(name) = &item.filename else { return kind.to_owned() };
-    let ascii: String =
-        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
-    let encoded: String = name
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
-}
-
 /// `Cache-Control` for a purpose's files (and their variants).
 pub fn caching(purpose: &Purpose) -> &'static str {
     if purpose.readers == Readers::Public { "public, max-age=86400" } else { "private, max-age=0, must-revalidate" }
@@ -234,7 +196,7 @@ pub fn get(req: &Request) -> Result<Response> {
     let content_type =
         if item.media_type == "text/plain" { "text/plain; charset=utf-8" } else { item.media_type.as_str() };
     Ok(Response::blob(&item.blob, content_type)
-        .header("content-disposition", disposition(&item))
+        .header("content-disposition", files::disposition(&item.media_type, item.filename.as_deref()))
         .header("cache-control", caching))
 }
 
@@ -337,42 +299,4 @@ pub fn usage(req: &Request) -> Result<Response> {
     let principal = req.signed_in()?;
     let (stored, reserved) = blobs::usage(Some(&principal.account_id))?;
     Ok(Response::json(200, &json!({ "stored": stored, "reserved": reserved })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names_lose_paths_and_controls() {
-        assert_eq!(clean_filename("../../etc/passwd").as_deref(), Some("passwd"));
-        assert_eq!(clean_filename("C:\\Users\\a\\photo.jpg").as_deref(), Some("photo.jpg"));
-        assert_eq!(clean_filename("a\u{0}b\r\n.png").as_deref(), Some("ab.png"));
-        assert_eq!(clean_filename("..").as_deref(), None);
-        assert_eq!(clean_filename("dir/").as_deref(), None);
-        assert_eq!(clean_filename("photo\u{202E}gnp.exe").as_deref(), Some("photognp.exe"));
-        assert_eq!(clean_filename("a\u{200B}b\u{2066}.txt").as_deref(), Some("ab.txt"));
-    }
-
-    #[test]
-    fn dispositions_quote_safely() {
-        let mut item = Item {
-            id: "x".into(),
-            owner: "o".into(),
-            purpose: "p".into(),
-            blob: "b".into(),
-            media_type: "image/svg+xml".into(),
-            size: 1,
-            filename: Some("ré\"sumé.svg".into()),
-            created: 0,
-            variants: None,
-        };
-        assert_eq!(
-            disposition(&item),
-            "attachment; filename=\"r__sum_.svg\"; filename*=UTF-8''r%C3%A9%22sum%C3%A9.svg"
-        );
-        item.media_type = "image/png".into();
-        item.filename = None;
-        assert_eq!(disposition(&item), "inline");
-    }
 }

@@ -4,11 +4,12 @@
 //! the upload's purpose and file name, and turns a complete upload into an
 //! item once its bytes say what it is.
 
+use plinth_kit::files::clean_filename;
 use plinth_kit::tus::{self, Appended};
 use plinth_kit::{Error, Request, Response, Result, blobs, kv, settings};
 use serde::{Deserialize, Serialize};
 
-use crate::items::{self, clean_filename};
+use crate::items;
 use crate::origin::Urls;
 use crate::purposes::{self, Purpose};
 
