@@ -3,7 +3,21 @@
 
 use std::collections::BTreeSet;
 
-use crate::{Definition, FieldKind, MAX_FIELDS, MAX_MAX_LENGTH, MAX_OPTIONS, MAX_RULES, WIDGETS};
+use crate::{Definition, FieldKind, MAX_FIELDS, MAX_MAX_FILE_BYTES, MAX_MAX_LENGTH, MAX_OPTIONS, MAX_RULES, WIDGETS};
+
+/// Most files one file field takes.
+const MAX_FILES: u32 = 20;
+/// Most media types one file field lists.
+const MAX_ACCEPT: usize = 32;
+
+/// `type/subtype` or `type/*`, in lower case.
+fn valid_media_type(t: &str) -> bool {
+    let token = |s: &str| {
+        (1..=64).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$&-^_.+".contains(&b))
+    };
+    t.split_once('/').is_some_and(|(kind, sub)| token(kind) && (sub == "*" || token(sub)))
+}
 
 /// One thing wrong with a definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +109,21 @@ impl Definition {
             let list = kind.is_list();
             only(!list && field.min_items.is_some(), "min_items", "multi-choice and file", &mut error);
             only(!list && field.max_items.is_some(), "max_items", "multi-choice and file", &mut error);
+            let file = kind == FieldKind::File;
+            only(!file && !field.accept.is_empty(), "accept", "file", &mut error);
+            only(!file && field.max_bytes.is_some(), "max_bytes", "file", &mut error);
+            if file && (field.accept.is_empty() || field.accept.len() > MAX_ACCEPT) {
+                error(at("accept"), &format!("a file field names 1 to {MAX_ACCEPT} media types it takes"));
+            }
+            if field.accept.iter().any(|t| !valid_media_type(t)) {
+                error(at("accept"), "each is a media type such as `image/png`, or a family such as `image/*`");
+            }
+            if file && field.max_items.is_some_and(|m| m == 0 || m > MAX_FILES) {
+                error(at("max_items"), &format!("a file field takes 1 to {MAX_FILES} files"));
+            }
+            if field.max_bytes.is_some_and(|m| m == 0 || m > MAX_MAX_FILE_BYTES) {
+                error(at("max_bytes"), &format!("is 1 to {MAX_MAX_FILE_BYTES}"));
+            }
             let choice = matches!(kind, FieldKind::Choice | FieldKind::MultiChoice);
             only(!choice && !field.options.is_empty(), "options", "choice and multi-choice", &mut error);
             if field.max_length.is_some_and(|m| m == 0 || m > MAX_MAX_LENGTH) {

@@ -42,6 +42,10 @@ pub const DEFAULT_MAX_LENGTH: u32 = 1_000;
 pub const DEFAULT_LONG_MAX_LENGTH: u32 = 10_000;
 /// Longest text any field may be set to take.
 pub const MAX_MAX_LENGTH: u32 = 100_000;
+/// A file field's largest file unless it says.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 10 << 20;
+/// The most a file field may allow.
+pub const MAX_MAX_FILE_BYTES: u64 = 1 << 30;
 /// Suffix of definition files shipped as plugin assets.
 pub const ASSET_SUFFIX: &str = ".form.json";
 
@@ -123,6 +127,13 @@ pub struct Field {
     /// Most choices or files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_items: Option<u32>,
+    /// The media types a file field takes, as sniffed from the bytes
+    /// (`type/*` for a family); required for file fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept: Vec<String>,
+    /// Largest file a file field takes, in bytes ([`DEFAULT_MAX_FILE_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
     /// Message keys for error codes on this field, over the form's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors: BTreeMap<String, String>,
@@ -162,6 +173,22 @@ impl FieldKind {
     pub fn is_list(self) -> bool {
         matches!(self, Self::MultiChoice | Self::File)
     }
+}
+
+impl Field {
+    /// Largest file this (file) field takes.
+    pub fn file_max_bytes(&self) -> u64 {
+        self.max_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES)
+    }
+}
+
+/// Whether a file of `media_type` (sniffed) is one of a file field's
+/// `accept` types (`type/*`: the whole family).
+pub fn accepts(accept: &[String], media_type: &str) -> bool {
+    accept.iter().any(|allowed| match allowed.strip_suffix("/*") {
+        Some(family) => media_type.split_once('/').is_some_and(|(kind, _)| kind == family),
+        None => allowed == media_type,
+    })
 }
 
 /// One option of a choice field.

@@ -158,3 +158,32 @@ fn default_error_keys_are_kebab_case() {
     assert_eq!(crate::default_error_key("maxLength"), "form-error-max-length");
     assert_eq!(crate::default_error_key("dates_in_order"), "form-error-dates-in-order");
 }
+
+#[test]
+fn file_fields_name_the_types_they_take_and_fit_their_limits() {
+    let with = |extra: Value| {
+        let mut form = contact();
+        let mut field = json!({ "name": "files", "type": "file", "label": "files" });
+        field.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        form["fields"].as_array_mut().unwrap().push(field);
+        Definition::parse(form.to_string().as_bytes())
+    };
+    let paths = |extra: Value| -> Vec<String> { with(extra).unwrap_err().into_iter().map(|e| e.path).collect() };
+    assert_eq!(paths(json!({})), ["/fields/8/accept"], "a file field names its types");
+    assert_eq!(paths(json!({ "accept": ["image/*", "PDF"] })), ["/fields/8/accept"]);
+    assert_eq!(paths(json!({ "accept": ["text/plain"], "max_items": 21 })), ["/fields/8/max_items"]);
+    assert_eq!(paths(json!({ "accept": ["text/plain"], "max_bytes": 0 })), ["/fields/8/max_bytes"]);
+    let mut text_with_accept = contact();
+    text_with_accept["fields"][0]["accept"] = json!(["image/png"]);
+    let errors = Definition::parse(text_with_accept.to_string().as_bytes()).unwrap_err();
+    assert_eq!(errors[0].path, "/fields/0/accept");
+
+    let form = with(json!({ "accept": ["image/*", "application/pdf"], "max_items": 2 })).unwrap();
+    let field = form.field("files").unwrap();
+    assert_eq!(field.file_max_bytes(), crate::DEFAULT_MAX_FILE_BYTES);
+    assert!(crate::accepts(&field.accept, "image/webp") && crate::accepts(&field.accept, "application/pdf"));
+    assert!(!crate::accepts(&field.accept, "imagex/png") && !crate::accepts(&field.accept, "text/html"));
+    let keys = form.message_keys();
+    assert!(keys.contains(&"form-error-attachment".to_owned()), "{keys:?}");
+    assert!(keys.contains(&"form-error-attachment-incomplete".to_owned()), "{keys:?}");
+}

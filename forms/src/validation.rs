@@ -31,6 +31,13 @@ pub struct FieldError {
     pub message_key: String,
 }
 
+/// A file field names an attachment that is not one of the form's
+/// finished uploads for this field and this showing of the form, or that
+/// was sent already.
+pub const ATTACHMENT: &str = "attachment";
+/// A file field names an upload whose bytes have not all arrived.
+pub const ATTACHMENT_INCOMPLETE: &str = "attachment_incomplete";
+
 /// The codes a field's own constraints can fail with.
 pub fn codes_of(field: &Field) -> Vec<&'static str> {
     let mut codes = vec!["type"];
@@ -56,7 +63,11 @@ pub fn codes_of(field: &Field) -> Vec<&'static str> {
         }
         FieldKind::Choice => codes.push("enum"),
         FieldKind::MultiChoice | FieldKind::File => {
-            codes.push(if field.kind == FieldKind::File { "pattern" } else { "enum" });
+            if field.kind == FieldKind::File {
+                codes.extend(["pattern", ATTACHMENT, ATTACHMENT_INCOMPLETE]);
+            } else {
+                codes.push("enum");
+            }
             codes.push("uniqueItems");
             codes.extend(field.min_items.map(|_| "minItems"));
             codes.extend(max_items(field).map(|_| "maxItems"));
@@ -136,6 +147,11 @@ impl Definition {
                 message_key: rule.message.clone(),
             })
             .collect()
+    }
+
+    /// Error `code` on the field named `name`.
+    pub fn field_error(&self, name: &str, code: &str, params: Value) -> FieldError {
+        self.error(&format!("/{name}"), self.field(name), code, params)
     }
 
     fn error(&self, path: &str, field: Option<&Field>, code: &str, params: Value) -> FieldError {

@@ -8,7 +8,8 @@
 //! fn create(req: &Request) -> Result<Response> {
 //!     tus::answer(|| {
 //!         let me = req.signed_in()?;
-//!         let new = tus::create(req, &me.account_id, MAX, TTL)?;
+//!         let reservation = tus::Reservation { owner: me.account_id, max_bytes: MAX, ttl: TTL };
+//!         let new = tus::create(req, |_metadata| Ok(reservation))?;
 //!         // keep a record under new.upload.id, then:
 //!         Ok(new.created(&format!("/v1/things/uploads/{}", new.upload.id)))
 //!     }())
@@ -145,15 +146,24 @@ impl Created {
     }
 }
 
-/// `POST`: checks the request (version, `Upload-Length` from 1 to `max`
-/// bytes, no deferred length, the metadata) and reserves an upload for
-/// `owner` that lives `ttl` seconds. `max_for` gives the largest length
-/// allowed once the metadata is read (a purpose or field may say).
+/// What an upload may be, decided once its metadata is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// Whose quota it counts against.
+    pub owner: String,
+    /// Its largest `Upload-Length`.
+    pub max_bytes: u64,
+    /// Seconds it lives unfinished (see `blobs.create-upload`).
+    pub ttl: u64,
+}
+
+/// `POST`: checks the request (version, an `Upload-Length` of 1 to
+/// `max_bytes`, no deferred length, the metadata) and reserves the upload
+/// `reserve` describes once it has read the metadata (whose purpose or
+/// field may decide).
 pub fn create(
     req: &Request,
-    owner: &str,
-    ttl: u64,
-    max_for: impl FnOnce(&BTreeMap<String, String>) -> Result<u64>,
+    reserve: impl FnOnce(&BTreeMap<String, String>) -> Result<Reservation>,
 ) -> Result<Created> {
     check_version(req)?;
     if req.header("upload-defer-length").is_some() {
@@ -162,14 +172,19 @@ pub fn create(
     }
     let length = number_header(req, "upload-length")?;
     let metadata = metadata(req)?;
-    let max = max_for(&metadata)?;
+    let reservation = reserve(&metadata)?;
     if length == 0 {
         return Err(Error::new(400, "empty_upload", "an upload has at least one byte").at("upload-length"));
     }
-    if length > max {
-        return Err(Error::new(413, "too_large", format!("this upload may be at most {max} bytes")).at("upload-length"));
+    if length > reservation.max_bytes {
+        return Err(Error::new(
+            413,
+            "too_large",
+            format!("this upload may be at most {} bytes", reservation.max_bytes),
+        )
+        .at("upload-length"));
     }
-    let upload = blobs::create_upload(owner, length, ttl)?;
+    let upload = blobs::create_upload(&reservation.owner, length, reservation.ttl)?;
     Ok(Created { upload, metadata })
 }
 

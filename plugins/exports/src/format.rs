@@ -59,7 +59,8 @@ impl Rows {
 
     /// One stored record (JSON) as a line; nothing for one past its retention.
     pub fn row(&self, record: &[u8]) -> Result<Vec<u8>, String> {
-        let record: Value = serde_json::from_slice(record).map_err(|e| format!("a stored record is not JSON: {e}"))?;
+        let mut record: Value =
+            serde_json::from_slice(record).map_err(|e| format!("a stored record is not JSON: {e}"))?;
         let submitted = record["submitted_at"].as_u64().unwrap_or(u64::MAX);
         if self.params.not_before.is_some_and(|cutoff| submitted < cutoff) {
             return Ok(Vec::new());
@@ -69,15 +70,50 @@ impl Rows {
                 let mut line = serde_json::to_vec(&serde_json::json!({
                     "id": record["id"], "submitted_at": record["submitted_at"], "version": record["version"],
                     "locale": record["locale"], "submitter": record["submitter"], "data": record["data"],
+                    "files": files(&record),
                 }))
                 .expect("JSON serializes");
                 line.push(b'\n');
                 Ok(line)
             }
             Format::Csv => {
+                name_files(&mut record);
                 let mut cells: Vec<String> = META.iter().map(|name| cell(&record[*name])).collect();
                 cells.extend(self.params.columns.iter().map(|name| cell(&record["data"][name])));
                 Ok(csv_line(&cells))
+            }
+        }
+    }
+}
+
+/// What a record's files are (`attachments` without where they are stored).
+fn files(record: &Value) -> Vec<Value> {
+    let attachments = record["attachments"].as_array().into_iter().flatten();
+    attachments
+        .map(|a| {
+            serde_json::json!({ "id": a["id"], "field": a["field"], "filename": a["filename"],
+                                "media_type": a["media_type"], "size": a["size"] })
+        })
+        .collect()
+}
+
+/// Puts each file's name (its id when it has none) where its field's data
+/// holds its id.
+fn name_files(record: &mut Value) {
+    let named: Vec<(String, String, String)> = record["attachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            let id = a["id"].as_str()?;
+            let name = a["filename"].as_str().unwrap_or(id);
+            Some((a["field"].as_str()?.to_owned(), id.to_owned(), name.to_owned()))
+        })
+        .collect();
+    for (field, id, name) in named {
+        if let Some(items) = record["data"].get_mut(&field).and_then(Value::as_array_mut) {
+            for item in items.iter_mut().filter(|item| item.as_str() == Some(id.as_str())) {
+                *item = Value::String(name.clone());
             }
         }
     }
@@ -139,5 +175,19 @@ mod tests {
         let value: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(value["data"]["tags"], serde_json::json!(["a", "b"]));
         assert_eq!(value["locale"], "pl");
+    }
+
+    #[test]
+    fn files_are_exported_by_name_without_where_they_are_stored() {
+        let record = r#"{"id":"3","submitted_at":1,"data":{"name":"x","tags":["a1","b2"]},
+            "attachments":[{"id":"a1","field":"tags","filename":"=calc.pdf","media_type":"application/pdf","size":9,"blob":"f00"},
+                           {"id":"b2","field":"tags","media_type":"image/png","size":4,"blob":"ba5"}]}"#;
+        let line = String::from_utf8(rows(Format::Csv).row(record.as_bytes()).unwrap()).unwrap();
+        assert!(line.ends_with(",x,'=calc.pdf; b2\r\n"), "{line}");
+        let line = rows(Format::Jsonl).row(record.as_bytes()).unwrap();
+        let value: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(value["files"][0]["filename"], "=calc.pdf");
+        assert_eq!(value["files"][1]["size"], 4);
+        assert!(!String::from_utf8(line).unwrap().contains("f00"), "blob ids stay inside");
     }
 }

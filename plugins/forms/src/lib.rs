@@ -3,6 +3,7 @@
 //! See README.md for routes, definitions and settings.
 
 mod admin;
+mod attachments;
 mod exports;
 mod localize;
 mod notify;
@@ -26,7 +27,13 @@ fn router() -> Router {
         .get("/v1/forms/{id}/exports/{export}", exports::get)
         .get("/v1/forms/{id}/exports/{export}/file", exports::file)
         .delete("/v1/forms/{id}/exports/{export}", exports::delete)
+        .route("OPTIONS /v1/forms/{id}/uploads", attachments::options)
+        .post("/v1/forms/{id}/uploads", attachments::create)
+        .get("/v1/forms/{id}/uploads/{upload}", attachments::status)
+        .patch("/v1/forms/{id}/uploads/{upload}", attachments::append)
+        .delete("/v1/forms/{id}/uploads/{upload}", attachments::terminate)
         .get("/v1/forms/{id}/submissions/{submission}", submissions::get)
+        .get("/v1/forms/{id}/submissions/{submission}/files/{file}", submissions::file)
         .delete("/v1/forms/{id}/submissions/{submission}", submissions::erase)
         .get("/forms/{id}", pages::show)
         .post("/forms/{id}", pages::post)

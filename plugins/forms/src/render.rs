@@ -27,12 +27,15 @@ pub struct RenderToken {
     /// When it was shown (seconds since the Unix epoch).
     #[serde(rename = "t")]
     pub issued_at: u64,
+    /// Random: names this showing of the form, which its uploads belong to.
+    #[serde(rename = "n", default)]
+    pub showing: String,
 }
 
 /// A token for showing version `version` of form `id` now.
 pub fn issue(id: &str, version: u32) -> Result<(String, u64)> {
     let now = store::now();
-    let payload = RenderToken { form: id.to_owned(), version, issued_at: now };
+    let payload = RenderToken { form: id.to_owned(), version, issued_at: now, showing: plinth_kit::new_id() };
     let bytes = serde_json::to_vec(&payload).expect("a token serializes");
     let token = signing::sign(PURPOSE, &bytes, Some(now + TOKEN_LIFETIME)).map_err(Error::unavailable)?;
     Ok((token, now + TOKEN_LIFETIME))

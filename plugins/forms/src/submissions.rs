@@ -1,5 +1,6 @@
 //! Stored submissions (`sub/{form}/{id}`, ids ordered by time): listed,
-//! read and erased by the form's reader roles, expired by its retention.
+//! read and erased (with their files) by the form's reader roles, expired
+//! by its retention.
 //! Expired submissions are never served, and each new submission removes
 //! a few of the oldest expired ones, so storage follows the retention
 //! without a timer.
@@ -10,6 +11,7 @@ use plinth_kit::{Error, Principal, Request, Response, Result, kv};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::attachments::{self, Attached};
 use crate::store;
 
 /// Most submissions in one page of a listing.
@@ -37,6 +39,9 @@ pub struct Stored {
     /// The `Idempotency-Key` record that names it, removed with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<String>,
+    /// The files its file fields name, kept and removed with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attached>,
 }
 
 /// A new submission id.
@@ -133,10 +138,22 @@ pub fn erase(req: &Request) -> Result<Response> {
     Ok(Response::empty(204))
 }
 
+/// `GET /v1/forms/{id}/submissions/{submission}/files/{file}`.
+pub fn file(req: &Request) -> Result<Response> {
+    let (_, stored) = load(req)?;
+    let id: String = req.param("file")?;
+    let file =
+        stored.attachments.iter().find(|a| a.id == id).ok_or_else(|| {
+            Error::new(404, "file_not_found", format!("submission `{}` has no file `{id}`", stored.id))
+        })?;
+    Ok(attachments::serve(file))
+}
+
 fn remove(stored: &Stored) -> Result<()> {
     let mut ops = vec![kv::Op::Delete(key(&stored.form, &stored.id))];
     ops.extend(stored.idempotency.clone().map(kv::Op::Delete));
     kv::batch(&ops)?;
+    attachments::remove(&stored.attachments);
     Ok(())
 }
 

@@ -6,7 +6,8 @@
 //! one; the quiet spam checks (a filled honeypot, a
 //! submission faster than `min_fill_seconds`: answered like a success,
 //! audited as `form.spam`, nothing stored); `Idempotency-Key`; validation
-//! (shape, the host's schema check, the rules); the daily quota; storage.
+//! (shape, the host's schema check, the rules); the attachments; the daily
+//! quota; storage.
 
 use plinth_forms::{Definition, FieldError};
 use plinth_kit::audit::{self, Outcome};
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::render::{self, RenderToken};
-use crate::{localize, notify, pow, store, submissions};
+use crate::{attachments, localize, notify, pow, store, submissions};
 
 /// What a client posts.
 #[derive(Deserialize)]
@@ -119,7 +120,8 @@ pub enum Verdict {
 
 /// Takes a submission to `form` (its audience already checked): the
 /// token and version window, the proof of work, the quiet spam checks,
-/// `idempotency`, validation, the daily quota, storage, webhooks.
+/// `idempotency`, validation, the attachments, the daily quota, storage,
+/// webhooks.
 pub fn take(
     req: &Request,
     form: &store::Form,
@@ -149,6 +151,10 @@ pub fn take(
     if !errors.is_empty() {
         return Ok(Verdict::Invalid(Box::new(definition), errors));
     }
+    let attached = match attachments::resolve(&definition, &data, &token, submitter.as_ref())? {
+        Ok(attached) => attached,
+        Err(errors) => return Ok(Verdict::Invalid(Box::new(definition), errors)),
+    };
     if let Some(limit) = definition.settings.max_per_day {
         count_today(id, limit)?;
     }
@@ -161,16 +167,32 @@ pub fn take(
         locale: req.locale(),
         data,
         idempotency: idempotency.as_ref().map(|i| i.key.clone()),
+        attachments: attached,
     };
-    let key = submissions::key(id, &stored.id);
-    let value = serde_json::to_vec(&stored).expect("a submission serializes");
-    match idempotency {
-        Some(idempotency) => {
-            if let Some(replay) = idempotency.claim(&stored, Op::Set(kv::Entry { key, value }))? {
-                return Ok(replay);
-            }
+    let showing = &token.showing;
+    if !stored.attachments.is_empty() && !attachments::claim(id, showing, &stored.id, &stored.attachments)? {
+        // A concurrent retry with the same key took them: its answer.
+        if let Some(found) = idempotency.as_ref().map(Idempotency::replay).transpose()?.flatten() {
+            return Ok(found);
         }
-        None => kv::set(&key, &value)?,
+        return Err(Error::new(
+            409,
+            "attachments_already_sent",
+            "these files were sent with another submission, or removed; upload them again",
+        ));
+    }
+    let mut writes = attachments::handed_over(id, &stored.attachments);
+    let value = serde_json::to_vec(&stored).expect("a submission serializes");
+    writes.push(Op::Set(kv::Entry { key: submissions::key(id, &stored.id), value }));
+    let written = match idempotency {
+        Some(idempotency) => idempotency.claim(&stored, &writes),
+        None => kv::batch(&writes).map(|()| None).map_err(Error::from),
+    };
+    if !matches!(written, Ok(None)) && !stored.attachments.is_empty() {
+        attachments::release(id, showing, &stored.id);
+    }
+    if let Some(replay) = written? {
+        return Ok(replay);
     }
     notify::submitted(&definition, &stored);
     submissions::sweep(id, &definition)?;
@@ -327,7 +349,7 @@ impl Idempotency {
     /// concurrent request with the same key that was stored first wins, and
     /// this one answers with its submission; a live record is never
     /// overwritten.
-    fn claim(&self, stored: &submissions::Stored, write: Op) -> Result<Option<Verdict>> {
+    fn claim(&self, stored: &submissions::Stored, writes: &[Op]) -> Result<Option<Verdict>> {
         let expected = match self.lookup()? {
             None => None,
             Some((version, remembered)) => match self.answer(remembered)? {
@@ -342,7 +364,7 @@ impl Idempotency {
             expires_at: store::now() + IDEMPOTENCY_SECONDS,
         };
         let value = serde_json::to_vec(&remembered).expect("a record serializes");
-        match kv::write_if_version(&self.key, expected, Some(&value), &[write])? {
+        match kv::write_if_version(&self.key, expected, Some(&value), writes)? {
             WriteOutcome::Written(_) => Ok(None),
             WriteOutcome::Conflict(_) => self.replay()?.map(Some).ok_or_else(|| {
                 Error::new(409, "contended", "another request with this `idempotency-key` is being stored; retry")

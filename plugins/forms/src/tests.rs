@@ -23,7 +23,8 @@ fn host() -> TestHost {
 /// A render token for `form` version `version`, shown `age` seconds ago.
 fn token(form: &str, version: u32, age: u64) -> String {
     let issued_at = crate::store::now() - age;
-    let payload = serde_json::to_vec(&RenderToken { form: form.into(), version, issued_at }).unwrap();
+    let payload =
+        serde_json::to_vec(&RenderToken { form: form.into(), version, issued_at, showing: "s".into() }).unwrap();
     plinth_kit::signing::sign("forms.render", &payload, Some(issued_at + 3600)).unwrap()
 }
 

@@ -48,15 +48,15 @@ fn create_upload(req: &Request) -> Result<Response> {
     let principal = req.signed_in()?;
     let ttl = settings::parse_or("upload_ttl", DEFAULT_TTL)?;
     let mut purpose = None;
-    let new = tus::create(req, &principal.account_id, ttl, |metadata| {
+    let new = tus::create(req, |metadata| {
         let name = match metadata.get("purpose") {
             Some(name) => name.clone(),
             None => purpose_query(req)?,
         };
         let named = purposes::named(&name)?;
-        let max = named.max_bytes;
+        let reservation = tus::Reservation { owner: principal.account_id.clone(), max_bytes: named.max_bytes, ttl };
         purpose = Some(named);
-        Ok(max)
+        Ok(reservation)
     })?;
     let record = UploadRecord {
         owner: principal.account_id,

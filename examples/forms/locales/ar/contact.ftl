@@ -11,3 +11,4 @@ contact-other-needed = أخبرنا بموضوع رسالتك.
 contact-message = الرسالة
 contact-copies = عدد النسخ المرسلة إليك
 contact-consent = أوافق على حفظ رسالتي للرد عليها.
+contact-attachment = لقطات شاشة أو مستندات (اختياري)

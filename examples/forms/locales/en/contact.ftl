@@ -11,3 +11,4 @@ contact-other-needed = Tell us what it is about.
 contact-message = Message
 contact-copies = Copies to send you
 contact-consent = I agree that my message is stored to answer it.
+contact-attachment = Screenshots or documents (optional)

@@ -11,3 +11,4 @@ contact-other-needed = Napisz, czego dotyczy wiadomość.
 contact-message = Wiadomość
 contact-copies = Liczba kopii dla Ciebie
 contact-consent = Zgadzam się na przechowywanie wiadomości w celu udzielenia odpowiedzi.
+contact-attachment = Zrzuty ekranu lub dokumenty (opcjonalnie)

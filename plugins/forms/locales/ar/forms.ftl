@@ -47,6 +47,8 @@ form-error-max-items = «{ $label }»: اختر { $limit ->
    *[other] { $limit } عنصر على الأكثر
 }.
 form-error-unique-items = «{ $label }»: كل عنصر مرة واحدة فقط.
+form-error-attachment = «{ $label }»: لم يُرفع هذا الملف لهذا النموذج، أو أُرسل من قبل. ارفعه مرة أخرى.
+form-error-attachment-incomplete = «{ $label }»: لم يكتمل رفع هذا الملف بعد.
 form-error-schema = قيمة «{ $label }» غير مقبولة.
 form-error-additional-properties = لا يحتوي هذا النموذج على هذا الحقل.
 form-error-not-an-object = يجب أن تكون بيانات النموذج كائن JSON.

@@ -36,6 +36,8 @@ form-error-max-items = { $label }: choose at most { $limit ->
    *[other] { $limit } items
 }.
 form-error-unique-items = { $label }: each item at most once.
+form-error-attachment = { $label }: this file was not uploaded for this form, or was already sent. Upload it again.
+form-error-attachment-incomplete = { $label }: this file has not finished uploading.
 form-error-schema = { $label } is not accepted.
 form-error-additional-properties = This form has no such field.
 form-error-not-an-object = The form's data must be a JSON object.

@@ -39,6 +39,8 @@ form-error-max-items = Pole „{ $label }”: wybierz najwyżej { $limit ->
    *[other] { $limit } pozycji
 }.
 form-error-unique-items = Pole „{ $label }”: każda pozycja najwyżej raz.
+form-error-attachment = Pole „{ $label }”: ten plik nie został przesłany dla tego formularza albo został już wysłany. Prześlij go ponownie.
+form-error-attachment-incomplete = Pole „{ $label }”: przesyłanie tego pliku jeszcze się nie zakończyło.
 form-error-schema = Wartość pola „{ $label }” nie jest akceptowana.
 form-error-additional-properties = Ten formularz nie ma takiego pola.
 form-error-not-an-object = Dane formularza muszą być obiektem JSON.

@@ -1,0 +1,469 @@
+//! Files attached to submissions. A client uploads each file with tus for
+//! one file field of one showing of a form (its render token) before it
+//! submits; the submission names the uploads by id in the field's list.
+//! The bytes go to the host's blob store (never through the plugin); a
+//! finished upload is typed by its bytes and must be one of the field's
+//! `accept` types.
+//!
+//! A showing's files go with at most one submission, and that submission
+//! keeps them: they are erased and expired with it. Files never submitted
+//! go when the showing's token has expired. Claiming a showing's files for
+//! a submission and removing one of them both change the showing's record
+//! with compare-and-swap, so a file is never both sent and removed.
+
+use plinth_forms::validation::{ATTACHMENT, ATTACHMENT_INCOMPLETE};
+use plinth_forms::{Definition, FieldError, FieldKind};
+use plinth_kit::audit::{self, Outcome};
+use plinth_kit::tus::{self, Appended};
+use plinth_kit::{Error, Principal, Request, Response, Result, blobs, files, kv, sniff};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::render::{self, RenderToken};
+use crate::{store, submit};
+
+/// Uploads one showing may start per file its form takes (room for
+/// retries and replaced files).
+const UPLOADS_PER_FILE: usize = 3;
+/// Expired showings one new upload clears.
+const SWEEP: u32 = 10;
+/// A showing is cleared this long after its token expired, so that a
+/// submission verified just before cannot lose its files.
+const SWEEP_GRACE: u64 = 600;
+
+/// The file a finished upload holds, as its submission keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attached {
+    /// The upload's id, as the submission's data names it.
+    pub id: String,
+    /// The field it was uploaded for.
+    pub field: String,
+    /// The file name the client gave, cleaned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// Its type, from its bytes.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The blob holding it.
+    pub blob: String,
+}
+
+/// An upload for one field of one showing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Upload {
+    field: String,
+    showing: String,
+    /// The signed-in uploader; for an anonymous one the upload's id (128
+    /// random bits) is the only key to it.
+    owner: Option<String>,
+    filename: Option<String>,
+    length: u64,
+    /// The field's types when the upload began.
+    accept: Vec<String>,
+    /// Once all its bytes are there and typed.
+    file: Option<Attached>,
+}
+
+/// A showing's uploads, and the submission that took its files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Showing {
+    uploads: Vec<String>,
+    submission: Option<String>,
+}
+
+fn upload_key(form: &str, id: &str) -> String {
+    format!("upload/{form}/{id}")
+}
+
+fn showing_key(form: &str, showing: &str) -> String {
+    format!("showing/{form}/{showing}")
+}
+
+fn expiry_prefix(form: &str) -> String {
+    format!("showing-expiry/{form}/")
+}
+
+fn expiry_key(form: &str, expires: u64, showing: &str) -> String {
+    format!("{}{expires:016x}/{showing}", expiry_prefix(form))
+}
+
+/// Upload ids are the host's: 32 lower-case hex digits.
+fn valid_upload_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn not_found(id: &str) -> Error {
+    Error::new(404, "upload_not_found", format!("no upload `{id}` for this form"))
+}
+
+/// `OPTIONS /v1/forms/{id}/uploads`: what the server speaks, and the
+/// largest file the form's current version takes.
+pub fn options(req: &Request) -> Result<Response> {
+    tus::answer((|| {
+        let form: String = req.param("id")?;
+        let definition = store::load(&form)?.definition;
+        let files = definition.fields.iter().filter(|f| f.kind == FieldKind::File);
+        Ok(tus::options(files.map(plinth_forms::Field::file_max_bytes).max().unwrap_or(0)))
+    })())
+}
+
+/// `POST /v1/forms/{id}/uploads`: an upload for the field and showing in
+/// its `Upload-Metadata` (`token`, `field`, optional `filename`).
+pub fn create(req: &Request) -> Result<Response> {
+    tus::answer(create_upload(req))
+}
+
+fn create_upload(req: &Request) -> Result<Response> {
+    tus::check_version(req)?;
+    let form_id: String = req.param("id")?;
+    let form = store::load(&form_id)?;
+    let uploader = render::may_submit(req, &form.definition)?;
+    sweep(&form_id)?;
+    let mut chosen = None;
+    let new = tus::create(req, |metadata| {
+        let required = |key: &str| {
+            metadata.get(key).ok_or_else(|| {
+                Error::new(400, format!("{key}_required"), format!("name the `{key}` in `Upload-Metadata`"))
+                    .at("upload-metadata")
+            })
+        };
+        let token = render::verify(required("token")?, &form_id)?;
+        if token.showing.is_empty() {
+            return Err(
+                Error::new(403, "invalid_render_token", "the render token is too old; load the form again").at("token")
+            );
+        }
+        let definition = submit::pinned(&form_id, &form, &token)?;
+        let name = required("field")?;
+        let field = definition.field(name).filter(|f| f.kind == FieldKind::File).ok_or_else(|| {
+            Error::new(422, "not_a_file_field", format!("form `{form_id}` has no file field `{name}`")).at("field")
+        })?;
+        let expires = token.issued_at + render::TOKEN_LIFETIME;
+        let reservation = tus::Reservation {
+            owner: uploader.as_ref().map_or_else(|| format!("showing:{}", token.showing), |p| p.account_id.clone()),
+            max_bytes: field.file_max_bytes(),
+            ttl: expires.saturating_sub(store::now()).max(1),
+        };
+        let record = Upload {
+            field: field.name.clone(),
+            showing: token.showing.clone(),
+            owner: uploader.as_ref().map(|p| p.account_id.clone()),
+            filename: metadata.get("filename").and_then(|n| files::clean_filename(n)),
+            length: 0,
+            accept: field.accept.clone(),
+            file: None,
+        };
+        chosen = Some((record, expires, upload_limit(&definition)));
+        Ok(reservation)
+    })?;
+    let (mut record, expires, limit) = chosen.expect("chosen before the upload was made");
+    record.length = new.upload.length;
+    let id = new.upload.id.clone();
+    let registered = register(&form_id, &record.showing, &id, expires, limit)
+        .and_then(|()| kv::set_json(&upload_key(&form_id, &id), &record).map(drop));
+    if let Err(e) = registered {
+        let _ = blobs::cancel_upload(&id);
+        return Err(e);
+    }
+    Ok(new.created(&format!("/v1/forms/{form_id}/uploads/{id}")))
+}
+
+/// Uploads one showing of `definition` may start.
+fn upload_limit(definition: &Definition) -> usize {
+    let files = definition.fields.iter().filter(|f| f.kind == FieldKind::File);
+    files.map(|f| f.max_items.unwrap_or(1) as usize).sum::<usize>() * UPLOADS_PER_FILE
+}
+
+/// Adds upload `id` to its showing: 409 once the showing's files were
+/// sent, 429 past `limit` uploads.
+fn register(form: &str, showing: &str, id: &str, expires: u64, limit: usize) -> Result<()> {
+    // Written first, so that a showing always has its expiry entry.
+    kv::set(&expiry_key(form, expires, showing), b"")?;
+    kv::update::<Showing, _>(&showing_key(form, showing), None, |current| {
+        let mut current = current.unwrap_or(Showing { uploads: Vec::new(), submission: None });
+        if current.submission.is_some() {
+            return Err(already_sent());
+        }
+        if current.uploads.len() >= limit {
+            return Err(Error::new(
+                429,
+                "too_many_uploads",
+                format!("one showing of this form takes {limit} uploads; load the form again"),
+            ));
+        }
+        current.uploads.push(id.to_owned());
+        Ok(Some(current))
+    })?;
+    Ok(())
+}
+
+fn already_sent() -> Error {
+    Error::new(409, "attachments_already_sent", "this showing's files were sent with a submission; load the form again")
+}
+
+/// The caller's upload: anonymous ones are reached by their id, a signed-in
+/// uploader's by that account alone (404 for anyone else).
+fn own_upload(req: &Request) -> Result<(String, String, Upload)> {
+    let form: String = req.param("id")?;
+    let id: String = req.param("upload")?;
+    if !valid_upload_id(&id) {
+        return Err(not_found(&id));
+    }
+    let record: Upload = kv::get_json(&upload_key(&form, &id))?.ok_or_else(|| not_found(&id))?;
+    match &record.owner {
+        Some(owner) if req.principal().is_none_or(|me| &me.account_id != owner) => Err(not_found(&id)),
+        _ => Ok((form, id, record)),
+    }
+}
+
+/// Drops the record of an unfinished upload the host says is gone, and
+/// answers why.
+fn forget(form: &str, id: &str, e: blobs::Error) -> Error {
+    if tus::gone(id, &e) {
+        // A concurrent request may have just finished it: kept then.
+        let _ = kv::update::<Upload, _>(&upload_key(form, id), None, |current| {
+            Ok(current.filter(|upload| upload.file.is_some()))
+        });
+    }
+    e.into()
+}
+
+/// `HEAD /v1/forms/{id}/uploads/{upload}`: how far the upload is.
+pub fn status(req: &Request) -> Result<Response> {
+    tus::answer((|| {
+        tus::check_version(req)?;
+        let (form, id, record) = own_upload(req)?;
+        if record.file.is_some() {
+            return Ok(Response::empty(200)
+                .header("upload-length", record.length.to_string())
+                .header("upload-offset", record.length.to_string())
+                .header("cache-control", "no-store"));
+        }
+        tus::status(&id).map_err(|e| forget(&form, &id, e))
+    })())
+}
+
+/// `PATCH /v1/forms/{id}/uploads/{upload}`: the body is appended; the last
+/// bytes are typed and kept, or refused and removed.
+pub fn append(req: &Request) -> Result<Response> {
+    tus::answer(append_bytes(req))
+}
+
+fn append_bytes(req: &Request) -> Result<Response> {
+    let (form, id, mut record) = own_upload(req)?;
+    if record.file.is_some() {
+        tus::check_version(req)?;
+        if req.header("upload-offset").as_deref() == Some(record.length.to_string().as_str()) {
+            return Ok(Response::empty(204).header("upload-offset", record.length.to_string()));
+        }
+        return Err(tus::offset_mismatch(record.length));
+    }
+    let offset = match tus::append(req, &id, record.length)? {
+        Ok(Appended::Partial(response)) => return Ok(response),
+        Ok(Appended::Complete(offset)) => offset,
+        Err(e) => return Err(forget(&form, &id, e)),
+    };
+    let blob = blobs::finish_upload(&id)?;
+    let file = match typed(&id, &record, &blob) {
+        Ok(file) => file,
+        Err(refused) => {
+            if let Err(e) = blobs::unlink(&blob.id) {
+                plinth_kit::log::error("a refused file could not be removed", &[("error", &format!("{e:?}"))]);
+            }
+            kv::delete(&upload_key(&form, &id))?;
+            let reason = format!("{}: {}", refused.code, refused.message);
+            audit::record("form.file_refused", &format!("{form}/{id}"), Outcome::Denied, Some(&reason))?;
+            return Err(refused);
+        }
+    };
+    record.file = Some(file);
+    if let Err(e) = kv::set_json(&upload_key(&form, &id), &record) {
+        let _ = blobs::unlink(&blob.id);
+        return Err(e);
+    }
+    Ok(Response::empty(204).header("upload-offset", offset.to_string()))
+}
+
+/// What a finished upload holds, if its bytes are a type its field takes.
+fn typed(id: &str, record: &Upload, blob: &blobs::Blob) -> Result<Attached> {
+    let head = blobs::read(&blob.id, 0, sniff::HEAD_BYTES)?;
+    let sniffed = sniff::sniff(&head);
+    if sniffed.polyglot {
+        return Err(Error::new(
+            422,
+            "polyglot_file",
+            format!("the file is a {} that also carries markup a browser would run", sniffed.media_type),
+        ));
+    }
+    if !plinth_forms::accepts(&record.accept, &sniffed.media_type) {
+        return Err(Error::new(
+            415,
+            "type_not_allowed",
+            format!(
+                "the file is {} (from its bytes); field `{}` takes {}",
+                sniffed.media_type,
+                record.field,
+                record.accept.join(", ")
+            ),
+        ));
+    }
+    Ok(Attached {
+        id: id.to_owned(),
+        field: record.field.clone(),
+        filename: record.filename.clone(),
+        media_type: sniffed.media_type,
+        size: blob.size,
+        blob: blob.id.clone(),
+    })
+}
+
+/// `DELETE /v1/forms/{id}/uploads/{upload}`: the upload (or its file) is
+/// removed, unless it was sent (409).
+pub fn terminate(req: &Request) -> Result<Response> {
+    tus::answer((|| {
+        tus::check_version(req)?;
+        let (form, id, record) = own_upload(req)?;
+        kv::update::<Showing, _>(&showing_key(&form, &record.showing), None, |current| {
+            let Some(mut current) = current else { return Ok(None) };
+            if current.submission.is_some() {
+                return Err(already_sent());
+            }
+            current.uploads.retain(|u| u != &id);
+            Ok(Some(current))
+        })?;
+        discard(&form, &id, &record)?;
+        Ok(Response::empty(204))
+    })())
+}
+
+/// Removes an unsent upload, its bytes and its record.
+fn discard(form: &str, id: &str, record: &Upload) -> Result<()> {
+    match &record.file {
+        Some(file) => match blobs::unlink(&file.blob) {
+            Ok(_) | Err(blobs::Error::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        },
+        None => match blobs::cancel_upload(id) {
+            Ok(()) | Err(blobs::Error::NotFound | blobs::Error::Expired) => {}
+            Err(e) => return Err(e.into()),
+        },
+    }
+    kv::delete(&upload_key(form, id))?;
+    Ok(())
+}
+
+/// Clears up to [`SWEEP`] showings of `form` whose token expired: their
+/// unsent uploads and files go.
+fn sweep(form: &str) -> Result<()> {
+    let prefix = expiry_prefix(form);
+    let page = kv::scan_prefix(&prefix, None, SWEEP)?;
+    let now = store::now();
+    for entry in page.entries {
+        let Some((expires, showing)) = entry.key.strip_prefix(&prefix).and_then(|rest| rest.split_once('/')) else {
+            continue;
+        };
+        let expires = u64::from_str_radix(expires, 16).unwrap_or(0);
+        if expires.saturating_add(SWEEP_GRACE) >= now {
+            break;
+        }
+        if let Some(record) = kv::get_json::<Showing>(&showing_key(form, showing))? {
+            for id in &record.uploads {
+                if let Some(upload) = kv::get_json::<Upload>(&upload_key(form, id))? {
+                    discard(form, id, &upload)?;
+                }
+            }
+        }
+        kv::batch(&[kv::Op::Delete(showing_key(form, showing)), kv::Op::Delete(entry.key.clone())])?;
+    }
+    Ok(())
+}
+
+/// The files `data` names in `definition`'s file fields, each a finished
+/// upload of that field in `token`'s showing by `submitter`; or why not.
+pub fn resolve(
+    definition: &Definition,
+    data: &Value,
+    token: &RenderToken,
+    submitter: Option<&Principal>,
+) -> Result<std::result::Result<Vec<Attached>, Vec<FieldError>>> {
+    let (mut attached, mut errors) = (Vec::new(), Vec::new());
+    for field in definition.fields.iter().filter(|f| f.kind == FieldKind::File) {
+        let ids = data.get(&field.name).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str);
+        for id in ids {
+            let record = match valid_upload_id(id) {
+                true => kv::get_json::<Upload>(&upload_key(&definition.id, id))?,
+                false => None,
+            };
+            // A signed-in uploader's files are theirs to send alone.
+            let mine = |upload: &Upload| {
+                upload.showing == token.showing
+                    && upload.field == field.name
+                    && upload.owner.as_ref().is_none_or(|owner| submitter.is_some_and(|p| &p.account_id == owner))
+            };
+            match record.filter(mine) {
+                Some(Upload { file: Some(file), .. }) => attached.push(file),
+                Some(_) => errors.push(definition.field_error(&field.name, ATTACHMENT_INCOMPLETE, json!({ "id": id }))),
+                None => errors.push(definition.field_error(&field.name, ATTACHMENT, json!({ "id": id }))),
+            }
+        }
+    }
+    Ok(if errors.is_empty() { Ok(attached) } else { Err(errors) })
+}
+
+/// Marks `attached` as sent with `submission`, if their showing's files
+/// were not sent yet and none of them was removed meanwhile.
+pub fn claim(form: &str, showing: &str, submission: &str, attached: &[Attached]) -> Result<bool> {
+    let mut claimed = false;
+    kv::update::<Showing, _>(&showing_key(form, showing), None, |current| {
+        let Some(mut current) = current else { return Ok(None) };
+        claimed = current.submission.is_none() && attached.iter().all(|a| current.uploads.contains(&a.id));
+        if claimed {
+            current.submission = Some(submission.to_owned());
+        }
+        Ok(Some(current))
+    })?;
+    Ok(claimed)
+}
+
+/// Undoes [`claim`] for a submission that was not stored.
+pub fn release(form: &str, showing: &str, submission: &str) {
+    let released = kv::update::<Showing, _>(&showing_key(form, showing), None, |current| {
+        Ok(current.map(|mut s| {
+            if s.submission.as_deref() == Some(submission) {
+                s.submission = None;
+            }
+            s
+        }))
+    });
+    if let Err(e) = released {
+        plinth_kit::log::warn("a showing's files stay claimed by a submission that failed", &[("error", &e.message)]);
+    }
+}
+
+/// The writes that hand `attached` to the submission being stored: their
+/// upload records go (the submission keeps what they held).
+pub fn handed_over(form: &str, attached: &[Attached]) -> Vec<kv::Op> {
+    attached.iter().map(|a| kv::Op::Delete(upload_key(form, &a.id))).collect()
+}
+
+/// Removes the files of a submission being erased.
+pub fn remove(attached: &[Attached]) {
+    for file in attached {
+        if let Err(e) = blobs::unlink(&file.blob)
+            && !matches!(e, blobs::Error::NotFound)
+        {
+            plinth_kit::log::error("an erased submission's file could not be removed", &[("error", &format!("{e:?}"))]);
+        }
+    }
+}
+
+/// `GET /v1/forms/{id}/submissions/{submission}/files/{file}`: one of its
+/// files, served by the host (ranges, validators).
+pub fn serve(file: &Attached) -> Response {
+    let content_type =
+        if file.media_type == "text/plain" { "text/plain; charset=utf-8" } else { file.media_type.as_str() };
+    Response::blob(&file.blob, content_type)
+        .header("content-disposition", files::disposition(&file.media_type, file.filename.as_deref()))
+        .header("cache-control", "private, no-store")
+}
