@@ -700,7 +700,9 @@ pub mod blobs {
     pub fn create_upload(owner: &str, length: u64, ttl_seconds: u64) -> Result<Upload, Error> {
         with(|s| {
             reserve(s, owner, length)?;
-            let id = format!("{:032x}", s.uploads.len() + s.blobs.len() + 1);
+            // Never reused, as the real host's random ids are not.
+            s.counter += 1;
+            let id = format!("{:032x}", s.counter);
             let upload =
                 Upload { id: id.clone(), owner: owner.to_owned(), length, offset: 0, expires: now() + ttl_seconds };
             s.uploads.insert(id, (upload.clone(), Vec::new()));

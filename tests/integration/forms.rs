@@ -52,7 +52,7 @@ pub fn deployment(form_submit: &str) -> (Deployment, PathBuf) {
 
 pub const LOOSE_FORM_SUBMIT: &str = "[rate_limits.classes.form_submit]\nper_address = \"100000/min\"\n";
 
-async fn show(server: &TestServer, form: &str, locale: &str) -> Value {
+pub async fn show(server: &TestServer, form: &str, locale: &str) -> Value {
     let response = reqwest::Client::new()
         .get(server.url(&format!("/v1/forms/{form}")))
         .header("accept-language", locale)
@@ -64,7 +64,7 @@ async fn show(server: &TestServer, form: &str, locale: &str) -> Value {
     response.json().await.unwrap()
 }
 
-async fn post(server: &TestServer, path: &str, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
+pub async fn post(server: &TestServer, path: &str, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
     let mut request = reqwest::Client::new().post(server.url(path)).json(body);
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -72,11 +72,11 @@ async fn post(server: &TestServer, path: &str, body: &Value, headers: &[(&str, &
     request.send().await.unwrap()
 }
 
-fn contact() -> Value {
+pub fn contact() -> Value {
     json!({ "name": "Ada", "email": "ada@example.com", "topic": "question", "message": "Hello", "consent": true })
 }
 
-async fn wait_fill_time() {
+pub async fn wait_fill_time() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
 }
 
@@ -99,7 +99,7 @@ async fn publish(
 }
 
 /// The audit log as `admin` reads it, as text.
-async fn audit_log(server: &TestServer, admin: &SignedIn) -> String {
+pub async fn audit_log(server: &TestServer, admin: &SignedIn) -> String {
     let url = server.url("/admin/audit?limit=1000");
     let response = reqwest::Client::new().get(url).header("authorization", admin.bearer()).send().await.unwrap();
     response.text().await.unwrap()

@@ -8,6 +8,7 @@ mod browser;
 mod config_errors;
 mod dev;
 mod exhaustion;
+mod form_attachments;
 mod forms;
 mod guide;
 mod h2_abuse;

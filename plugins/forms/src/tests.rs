@@ -369,3 +369,90 @@ fn the_page_posts_without_javascript_keeps_values_and_shows_errors_by_their_fiel
     let signed_in = host.send(TestRequest::get("/forms/contact").signed_in("ada", &[]));
     assert!(String::from_utf8(signed_in.body.clone()).unwrap().contains(r#"name="_csrf" value="csrf-of-ada""#));
 }
+
+/// Uploads `bytes` for the contact form's file field in the showing of
+/// `token` (showing `s`); the upload's id.
+fn upload(host: &TestHost, token: &str, bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let created = host.send(
+        TestRequest::post("/v1/forms/contact/uploads")
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", &bytes.len().to_string())
+            .header("upload-metadata", &format!("token {},field {}", b64(token), b64("attachment"))),
+    );
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    let location = created.header_value("location").unwrap().to_owned();
+    let done = host.send(
+        TestRequest::patch(&location)
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", "0")
+            .header("content-type", "application/offset+octet-stream")
+            .body(bytes.to_vec()),
+    );
+    assert_eq!(done.status, 204, "{}", String::from_utf8_lossy(&done.body));
+    location.rsplit('/').next().unwrap().to_owned()
+}
+
+fn with_files(ids: &[&str]) -> Value {
+    let mut data = valid();
+    data["attachment"] = json!(ids);
+    data
+}
+
+#[test]
+fn a_showing_already_claimed_or_missing_a_removed_file_sends_nothing() {
+    let host = host();
+    let token = token("contact", 1, 10);
+    let id = upload(&host, &token, b"plain words");
+    // As if a concurrent submission had claimed the showing between this
+    // one's checks and its claim.
+    let showing: Value = host.kv_json("showing/contact/s").unwrap();
+    assert_eq!(showing["uploads"], json!([id]));
+    host.put_kv_json("showing/contact/s", &json!({ "uploads": [id], "submission": "another" }));
+    let refused = submit(&host, &token, with_files(&[&id]));
+    assert_eq!(refused.status, 409, "{}", String::from_utf8_lossy(&refused.body));
+    // As if the file had been removed meanwhile.
+    host.put_kv_json("showing/contact/s", &json!({ "uploads": [], "submission": null }));
+    assert_eq!(submit(&host, &token, with_files(&[&id])).status, 409);
+    host.put_kv_json("showing/contact/s", &showing);
+    let accepted = submit(&host, &token, with_files(&[&id]));
+    assert_eq!(accepted.status, 202, "{}", String::from_utf8_lossy(&accepted.body));
+    let claimed: Value = host.kv_json("showing/contact/s").unwrap();
+    assert_eq!(claimed["submission"], accepted.body_json::<Value>()["id"]);
+}
+
+#[test]
+fn unsent_files_go_when_their_showing_expires_and_sent_ones_with_their_expired_submission() {
+    let host = host();
+    let token = token("contact", 1, 10);
+    let unsent = upload(&host, &token, b"never sent");
+    let blob = |id: &str| host.kv_json::<Value>(&format!("upload/contact/{id}")).unwrap()["file"]["blob"].clone();
+    let unsent_blob = blob(&unsent);
+    assert!(host.blob(unsent_blob.as_str().unwrap()).is_some());
+    // As if the showing's token had expired long ago: the next upload clears it.
+    host.put_kv_json("showing-expiry/contact/0000000000000001/s", &json!(null));
+    let next = upload(&host, &token, b"a new one");
+    assert!(host.blob(unsent_blob.as_str().unwrap()).is_none(), "the expired showing's file is removed");
+    assert!(host.kv(&format!("upload/contact/{unsent}")).is_none());
+    assert!(host.kv("showing-expiry/contact/0000000000000001/s").is_none());
+    assert!(host.kv(&format!("upload/contact/{next}")).is_some(), "a live upload stays");
+
+    // A submission past the form's retention goes with its files.
+    let kept = host.store_blob("ada", b"old file");
+    let old = json!({ "id": "0000000000001-old", "form": "contact", "version": 1, "submitted_at": 1,
+                      "submitter": null, "locale": "en", "data": with_files(&["0".repeat(32).as_str()]),
+                      "attachments": [{ "id": "0".repeat(32), "field": "attachment", "media_type": "text/plain",
+                                        "size": 8, "blob": kept }] });
+    host.put_kv_json("sub/contact/0000000000001-old", &old);
+    assert_eq!(submit(&host, &token, with_files(&[&next])).status, 202);
+    assert!(host.kv("sub/contact/0000000000001-old").is_none());
+    assert!(host.blob(&kept).is_none(), "the expired submission's file is removed");
+    assert!(host.blob(blob_of_submitted(&host).as_str()).is_some(), "the new submission's file stays");
+}
+
+/// The blob of the one stored submission's file.
+fn blob_of_submitted(host: &TestHost) -> String {
+    let key = host.kv_keys().into_iter().find(|k| k.starts_with("sub/contact/")).unwrap();
+    host.kv_json::<Value>(&key).unwrap()["attachments"][0]["blob"].as_str().unwrap().to_owned()
+}
