@@ -762,6 +762,87 @@ async fn submissions_export_as_csv_and_json_lines_in_the_background_and_download
     server.stop().await;
 }
 
+/// 100,000 submissions of the contact form as the plugin stores them,
+/// written straight into its namespace (posting them would take minutes).
+async fn seed_submissions(server: &TestServer, rows: usize) {
+    let deployment = server.app.deployment.load();
+    let forms = deployment.plugins.iter().find(|p| p.config.name == "forms").unwrap();
+    let namespace = forms.plugin.namespace();
+    for batch in 0..rows / 1_000 {
+        let ops = (0..1_000)
+            .map(|i| {
+                let n = batch * 1_000 + i;
+                let id = format!("{:013}-{n:022}", 1_795_000_000_000u64 + n as u64);
+                let record = json!({
+                    "id": id, "form": "contact", "version": 1, "submitted_at": 1_795_000_000u64 + n as u64,
+                    "submitter": null, "locale": "pl",
+                    "data": { "name": format!("Zażółć gęślą jaźń {n}"), "email": format!("person{n}@example.com"),
+                              "topic": "question", "message": "Dzień dobry, mam pytanie o zamówienie.",
+                              "copies": 1, "consent": true },
+                });
+                plinth::storage::Op::Set(format!("sub/contact/{id}"), serde_json::to_vec(&record).unwrap())
+            })
+            .collect();
+        namespace.batch(ops).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_submissions_export_within_the_workers_memory_cap() {
+    const ROWS: usize = 100_000;
+    let (deployment, _dir) = deployment(LOOSE_FORM_SUBMIT);
+    let config = std::fs::read_to_string(deployment.config_path()).unwrap();
+    // The worker's memory is capped at 4 MiB while the file it writes is
+    // over 16 MiB: it cannot hold the rows, only stream them.
+    let capped = config.replace(
+        "limits = { memory = \"32MiB\", timeout_ms = 300000, concurrency = 1 }",
+        "limits = { memory = \"4MiB\", timeout_ms = 300000, concurrency = 1 }",
+    );
+    assert_ne!(capped, config, "the example's exports worker limits");
+    std::fs::write(deployment.config_path(), capped).unwrap();
+    let server = TestServer::start(&deployment).await;
+    seed_submissions(&server, ROWS).await;
+    let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+    let client = reqwest::Client::new();
+    let asked = client
+        .post(server.url("/v1/forms/contact/exports"))
+        .header("authorization", admin.bearer())
+        .json(&json!({ "format": "csv" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 202);
+    let url = asked.headers()["location"].to_str().unwrap().to_owned();
+    let mut done = Value::Null;
+    for _ in 0..1_200 {
+        let state: Value = client
+            .get(server.url(&url))
+            .header("authorization", admin.bearer())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_ne!(state["state"], "failed", "{state}");
+        if state["state"] == "done" {
+            done = state;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(done["rows"], ROWS, "{done}");
+    let file =
+        client.get(server.url(&format!("{url}/file"))).header("authorization", admin.bearer()).send().await.unwrap();
+    let csv = file.bytes().await.unwrap();
+    assert!(csv.len() > 16 << 20, "{} bytes", csv.len());
+    assert_eq!(done["bytes"], csv.len());
+    let text = std::str::from_utf8(&csv).unwrap();
+    assert_eq!(text.split_terminator("\r\n").count(), ROWS + 1);
+    assert!(text.contains(",Zażółć gęślą jaźń 99999,person99999@example.com,question,,"), "the last row is whole");
+    server.stop().await;
+}
+
 /// Solves an ALTCHA challenge as the widget does: its payload.
 fn solve(challenge: &Value) -> String {
     use base64::Engine as _;
