@@ -6,9 +6,10 @@
 //! `accept` types.
 //!
 //! A showing's files go with at most one submission, and that submission
-//! keeps them: they are erased and expired with it. Files never submitted
-//! go when the showing's token has expired. Claiming a showing's files for
-//! a submission and removing one of them both change the showing's record
+//! keeps them: they are erased and expired with it. A file not sent within
+//! [`UNSENT_LIFETIME`] of its upload's start (or by the end of its token)
+//! goes. Claiming a showing's files for a submission and removing one of
+//! them (by its uploader or by expiry) both change the showing's record
 //! with compare-and-swap, so a file is never both sent and removed.
 
 use plinth_forms::validation::{ATTACHMENT, ATTACHMENT_INCOMPLETE};
@@ -25,10 +26,13 @@ use crate::{store, submit};
 /// Uploads one showing may start per file its form takes (room for
 /// retries and replaced files).
 const UPLOADS_PER_FILE: usize = 3;
-/// Expired showings one new upload clears.
+/// How long a file waits to be sent: unsent, it counts against the
+/// plugin's blob quota, so an upload flood lasts no longer than this.
+const UNSENT_LIFETIME: u64 = 2 * 3600;
+/// Expired uploads, and expired showings, one new upload clears.
 const SWEEP: u32 = 10;
-/// A showing is cleared this long after its token expired, so that a
-/// submission verified just before cannot lose its files.
+/// A showing's record is removed this long after its token expired (it
+/// keeps a used showing from taking more uploads until then).
 const SWEEP_GRACE: u64 = 600;
 
 /// The file a finished upload holds, as its submission keeps it.
@@ -70,6 +74,9 @@ struct Upload {
 struct Showing {
     uploads: Vec<String>,
     submission: Option<String>,
+    /// The uploads that submission took.
+    #[serde(default)]
+    sent: Vec<String>,
 }
 
 fn upload_key(form: &str, id: &str) -> String {
@@ -80,12 +87,19 @@ fn showing_key(form: &str, showing: &str) -> String {
     format!("showing/{form}/{showing}")
 }
 
-fn expiry_prefix(form: &str) -> String {
+/// The index of showings by their token's expiry.
+fn showing_expiry_prefix(form: &str) -> String {
     format!("showing-expiry/{form}/")
 }
 
-fn expiry_key(form: &str, expires: u64, showing: &str) -> String {
-    format!("{}{expires:016x}/{showing}", expiry_prefix(form))
+/// The index of uploads by the end of their wait to be sent.
+fn upload_expiry_prefix(form: &str) -> String {
+    format!("upload-expiry/{form}/")
+}
+
+/// `{prefix}{expires:016x}/{id}`: the index orders by time.
+fn expiry_key(prefix: &str, expires: u64, id: &str) -> String {
+    format!("{prefix}{expires:016x}/{id}")
 }
 
 /// Upload ids are the host's: 32 lower-case hex digits.
@@ -160,7 +174,11 @@ fn create_upload(req: &Request) -> Result<Response> {
     let (mut record, expires, limit) = chosen.expect("chosen before the upload was made");
     record.length = new.upload.length;
     let id = new.upload.id.clone();
+    let unsent_until = expires.min(store::now() + UNSENT_LIFETIME);
     let registered = register(&form_id, &record.showing, &id, expires, limit)
+        .and_then(|()| {
+            kv::set(&expiry_key(&upload_expiry_prefix(&form_id), unsent_until, &id), b"").map_err(Error::from)
+        })
         .and_then(|()| kv::set_json(&upload_key(&form_id, &id), &record).map(drop));
     if let Err(e) = registered {
         let _ = blobs::cancel_upload(&id);
@@ -179,9 +197,9 @@ fn upload_limit(definition: &Definition) -> usize {
 /// sent, 429 past `limit` uploads.
 fn register(form: &str, showing: &str, id: &str, expires: u64, limit: usize) -> Result<()> {
     // Written first, so that a showing always has its expiry entry.
-    kv::set(&expiry_key(form, expires, showing), b"")?;
+    kv::set(&expiry_key(&showing_expiry_prefix(form), expires, showing), b"")?;
     kv::update::<Showing, _>(&showing_key(form, showing), None, |current| {
-        let mut current = current.unwrap_or(Showing { uploads: Vec::new(), submission: None });
+        let mut current = current.unwrap_or(Showing { uploads: Vec::new(), submission: None, sent: Vec::new() });
         if current.submission.is_some() {
             return Err(already_sent());
         }
@@ -324,17 +342,27 @@ pub fn terminate(req: &Request) -> Result<Response> {
     tus::answer((|| {
         tus::check_version(req)?;
         let (form, id, record) = own_upload(req)?;
-        kv::update::<Showing, _>(&showing_key(&form, &record.showing), None, |current| {
-            let Some(mut current) = current else { return Ok(None) };
-            if current.submission.is_some() {
-                return Err(already_sent());
-            }
-            current.uploads.retain(|u| u != &id);
-            Ok(Some(current))
-        })?;
+        if !withdraw(&form, &record.showing, &id)? {
+            return Err(already_sent());
+        }
         discard(&form, &id, &record)?;
         Ok(Response::empty(204))
     })())
+}
+
+/// Takes upload `id` out of its showing, unless a submission claimed it
+/// (false): then it is being sent.
+fn withdraw(form: &str, showing: &str, id: &str) -> Result<bool> {
+    let mut withdrawn = true;
+    kv::update::<Showing, _>(&showing_key(form, showing), None, |current| {
+        let Some(mut current) = current else { return Ok(None) };
+        withdrawn = !current.sent.iter().any(|sent| sent == id);
+        if withdrawn {
+            current.uploads.retain(|u| u != id);
+        }
+        Ok(Some(current))
+    })?;
+    Ok(withdrawn)
 }
 
 /// Removes an unsent upload, its bytes and its record.
@@ -353,30 +381,48 @@ fn discard(form: &str, id: &str, record: &Upload) -> Result<()> {
     Ok(())
 }
 
-/// Clears up to [`SWEEP`] showings of `form` whose token expired: their
-/// unsent uploads and files go.
+/// Clears up to [`SWEEP`] uploads of `form` that waited too long to be
+/// sent, and up to [`SWEEP`] showings whose token expired.
 fn sweep(form: &str) -> Result<()> {
-    let prefix = expiry_prefix(form);
-    let page = kv::scan_prefix(&prefix, None, SWEEP)?;
     let now = store::now();
-    for entry in page.entries {
-        let Some((expires, showing)) = entry.key.strip_prefix(&prefix).and_then(|rest| rest.split_once('/')) else {
-            continue;
-        };
-        let expires = u64::from_str_radix(expires, 16).unwrap_or(0);
-        if expires.saturating_add(SWEEP_GRACE) >= now {
-            break;
+    for (entry, id) in expired(&upload_expiry_prefix(form), now)? {
+        // Sent uploads have no record left; a claimed one is being sent.
+        if let Some(upload) = kv::get_json::<Upload>(&upload_key(form, &id))?
+            && withdraw(form, &upload.showing, &id)?
+        {
+            discard(form, &id, &upload)?;
         }
-        if let Some(record) = kv::get_json::<Showing>(&showing_key(form, showing))? {
+        kv::delete(&entry)?;
+    }
+    for (entry, showing) in expired(&showing_expiry_prefix(form), now.saturating_sub(SWEEP_GRACE))? {
+        // No submission can claim its files any more: what is left was not sent.
+        if let Some(record) = kv::get_json::<Showing>(&showing_key(form, &showing))? {
             for id in &record.uploads {
                 if let Some(upload) = kv::get_json::<Upload>(&upload_key(form, id))? {
                     discard(form, id, &upload)?;
                 }
             }
         }
-        kv::batch(&[kv::Op::Delete(showing_key(form, showing)), kv::Op::Delete(entry.key.clone())])?;
+        kv::batch(&[kv::Op::Delete(showing_key(form, &showing)), kv::Op::Delete(entry)])?;
     }
     Ok(())
+}
+
+/// Up to [`SWEEP`] entries of an expiry index that are due by `now`: the
+/// entry's key and the id it names.
+fn expired(prefix: &str, now: u64) -> Result<Vec<(String, String)>> {
+    let page = kv::scan_prefix(prefix, None, SWEEP)?;
+    let mut due = Vec::new();
+    for entry in page.entries {
+        let Some((expires, id)) = entry.key.strip_prefix(prefix).and_then(|rest| rest.split_once('/')) else {
+            continue;
+        };
+        if u64::from_str_radix(expires, 16).unwrap_or(0) >= now {
+            break;
+        }
+        due.push((entry.key.clone(), id.to_owned()));
+    }
+    Ok(due)
 }
 
 /// The files `data` names in `definition`'s file fields, each a finished
@@ -420,6 +466,7 @@ pub fn claim(form: &str, showing: &str, submission: &str, attached: &[Attached])
         claimed = current.submission.is_none() && attached.iter().all(|a| current.uploads.contains(&a.id));
         if claimed {
             current.submission = Some(submission.to_owned());
+            current.sent = attached.iter().map(|a| a.id.clone()).collect();
         }
         Ok(Some(current))
     })?;
@@ -432,6 +479,7 @@ pub fn release(form: &str, showing: &str, submission: &str) {
         Ok(current.map(|mut s| {
             if s.submission.as_deref() == Some(submission) {
                 s.submission = None;
+                s.sent.clear();
             }
             s
         }))

@@ -20,12 +20,16 @@ fn host() -> TestHost {
     host.message("en", "contact-name", "Your name").message("pl", "contact-name", "Imię i nazwisko")
 }
 
-/// A render token for `form` version `version`, shown `age` seconds ago.
+/// A render token for `form` version `version`, shown `age` seconds ago
+/// in showing `s`.
 fn token(form: &str, version: u32, age: u64) -> String {
+    token_in(form, version, age, "s")
+}
+
+fn token_in(form: &str, version: u32, age: u64, showing: &str) -> String {
     let issued_at = crate::store::now() - age;
-    let payload =
-        serde_json::to_vec(&RenderToken { form: form.into(), version, issued_at, showing: "s".into() }).unwrap();
-    plinth_kit::signing::sign("forms.render", &payload, Some(issued_at + 3600)).unwrap()
+    let payload = RenderToken { form: form.into(), version, issued_at, showing: showing.into() };
+    plinth_kit::signing::sign("forms.render", &serde_json::to_vec(&payload).unwrap(), Some(issued_at + 3600)).unwrap()
 }
 
 fn valid() -> Value {
@@ -423,32 +427,46 @@ fn a_showing_already_claimed_or_missing_a_removed_file_sends_nothing() {
 }
 
 #[test]
-fn unsent_files_go_when_their_showing_expires_and_sent_ones_with_their_expired_submission() {
+fn unsent_files_go_when_their_wait_or_their_showing_ends_and_sent_ones_with_their_expired_submission() {
     let host = host();
     let token = token("contact", 1, 10);
-    let unsent = upload(&host, &token, b"never sent");
-    let blob = |id: &str| host.kv_json::<Value>(&format!("upload/contact/{id}")).unwrap()["file"]["blob"].clone();
-    let unsent_blob = blob(&unsent);
-    assert!(host.blob(unsent_blob.as_str().unwrap()).is_some());
-    // As if the showing's token had expired long ago: the next upload clears it.
+    let blob = |id: &str| -> String {
+        host.kv_json::<Value>(&format!("upload/contact/{id}")).unwrap()["file"]["blob"].as_str().unwrap().to_owned()
+    };
+    let (late, kept) = (upload(&host, &token, b"waited too long"), upload(&host, &token, b"still waiting"));
+    let (late_blob, kept_blob) = (blob(&late), blob(&kept));
+    // As if `late` had waited past its time: the next upload clears it alone.
+    host.put_kv_json(&format!("upload-expiry/contact/0000000000000001/{late}"), &json!(null));
+    let third = upload(&host, &token, b"a third one");
+    assert!(host.blob(&late_blob).is_none(), "the file that waited too long is removed");
+    assert!(host.kv(&format!("upload/contact/{late}")).is_none());
+    assert!(host.blob(&kept_blob).is_some(), "one still within its wait stays");
+    let showing: Value = host.kv_json("showing/contact/s").unwrap();
+    assert_eq!(showing["uploads"], json!([kept, third]));
+
+    // As if the showing's token had expired long ago: its unsent files go.
     host.put_kv_json("showing-expiry/contact/0000000000000001/s", &json!(null));
     let next = upload(&host, &token, b"a new one");
-    assert!(host.blob(unsent_blob.as_str().unwrap()).is_none(), "the expired showing's file is removed");
-    assert!(host.kv(&format!("upload/contact/{unsent}")).is_none());
+    assert!(host.blob(&kept_blob).is_none(), "the expired showing's file is removed");
+    assert!(host.kv(&format!("upload/contact/{third}")).is_none());
     assert!(host.kv("showing-expiry/contact/0000000000000001/s").is_none());
     assert!(host.kv(&format!("upload/contact/{next}")).is_some(), "a live upload stays");
 
     // A submission past the form's retention goes with its files.
-    let kept = host.store_blob("ada", b"old file");
+    let old_file = host.store_blob("ada", b"old file");
     let old = json!({ "id": "0000000000001-old", "form": "contact", "version": 1, "submitted_at": 1,
                       "submitter": null, "locale": "en", "data": with_files(&["0".repeat(32).as_str()]),
                       "attachments": [{ "id": "0".repeat(32), "field": "attachment", "media_type": "text/plain",
-                                        "size": 8, "blob": kept }] });
+                                        "size": 8, "blob": old_file }] });
     host.put_kv_json("sub/contact/0000000000001-old", &old);
     assert_eq!(submit(&host, &token, with_files(&[&next])).status, 202);
     assert!(host.kv("sub/contact/0000000000001-old").is_none());
-    assert!(host.blob(&kept).is_none(), "the expired submission's file is removed");
+    assert!(host.blob(&old_file).is_none(), "the expired submission's file is removed");
     assert!(host.blob(blob_of_submitted(&host).as_str()).is_some(), "the new submission's file stays");
+    // A sent file is not the uploader's to remove, nor the sweep's.
+    host.put_kv_json(&format!("upload-expiry/contact/0000000000000001/{next}"), &json!(null));
+    upload(&host, &token_in("contact", 1, 10, "t"), b"another showing");
+    assert!(host.blob(blob_of_submitted(&host).as_str()).is_some());
 }
 
 /// The blob of the one stored submission's file.
