@@ -135,21 +135,29 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         let stop = stop.clone();
         let render = render.clone();
         let task = async move {
-            let header_timeout = app.server.header_timeout();
             let served = match tls {
-                Some(acceptor) => match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        serve(&builder, refusals::EdgeRefusals::new(stream, render), peer, app, &admitted, stop).await
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        Ok(())
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        Ok(())
-                    }
-                },
+                // Boxed: the handshake and a TLS stream would make every
+                // connection's task, plain ones too, about 7 KiB larger.
+                Some(acceptor) => {
+                    let serve_tls = async {
+                        let header_timeout = app.server.header_timeout();
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                let stream = refusals::EdgeRefusals::new(stream, render);
+                                serve(&builder, stream, peer, app, &admitted, stop).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                Ok(())
+                            }
+                        }
+                    };
+                    Box::pin(serve_tls).await
+                }
                 None => serve(&builder, refusals::EdgeRefusals::new(stream, render), peer, app, &admitted, stop).await,
             };
             if let Err(e) = served {
