@@ -68,7 +68,32 @@ fn markup(head: &[u8]) -> Option<&'static str> {
     if text.contains("<svg") {
         return Some("image/svg+xml");
     }
-    const HTML: &[&str] = &["<!doctype html", "<html", "<head", "<body", "<script", "<iframe", "<style", "<title"];
+    // Elements that run script or navigate on their own (`onerror`,
+    // `javascript:` links, refreshes, plugins, forms) besides the document's.
+    const HTML: &[&str] = &[
+        "<!doctype html",
+        "<html",
+        "<head",
+        "<body",
+        "<script",
+        "<iframe",
+        "<frame",
+        "<style",
+        "<title",
+        "<img",
+        "<a href",
+        "<meta",
+        "<object",
+        "<embed",
+        "<form",
+        "<link",
+        "<base",
+        "<video",
+        "<audio",
+        "<input",
+        "<details",
+        "<math",
+    ];
     if HTML.iter().any(|tag| start.starts_with(tag) || text.contains(tag)) {
         return Some("text/html");
     }
@@ -126,6 +151,12 @@ mod tests {
         let mut late = vec![b'a'; 4000];
         late.extend_from_slice(b"<script>alert(1)</script>");
         assert_eq!(media_type(&late), "text/html", "markup past the first KiB is still found");
+        for active in
+            ["x <img src=x onerror=alert(1)>", "<a href=javascript:alert(1)>x</a>", "<META http-equiv=refresh>"]
+        {
+            assert_eq!(media_type(active.as_bytes()), "text/html", "{active}");
+        }
+        assert_eq!(media_type(b"if a <b and c > d"), "text/plain", "comparisons are not markup");
         assert!(!inline("image/svg+xml") && !inline("text/html") && !inline("application/pdf"));
         assert!(inline("image/png") && inline("video/mp4"));
     }

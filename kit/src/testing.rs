@@ -82,6 +82,8 @@ struct State {
     blobs: BTreeMap<String, blobs::Stored>,
     /// Uploads by id, with their bytes so far.
     uploads: BTreeMap<String, (wit::blobs::Upload, Vec<u8>)>,
+    /// Uploads a (pretend) request is writing to.
+    busy: std::collections::BTreeSet<String>,
     /// Blob quota: the plugin's, one owner's.
     blob_quota: (u64, u64),
     /// Jobs by id, in submission order.
@@ -233,6 +235,12 @@ impl TestHost {
     /// When there is no such blob.
     pub fn set_scan(&self, id: &str, scan: wit::blobs::ScanState) {
         with(|s| s.blobs.get_mut(id).expect("no such blob").scan = scan);
+    }
+
+    /// Marks upload `id` as written to by another request (as a slow PATCH
+    /// would), or no longer: appends and cancels get `busy` meanwhile.
+    pub fn hold_upload(&self, id: &str, held: bool) {
+        with(|s| if held { s.busy.insert(id.to_owned()) } else { s.busy.remove(id) });
     }
 
     /// Moves every upload's expiry into the past, as time passing would.
@@ -718,6 +726,9 @@ pub mod blobs {
     /// See the WIT. The checksum, when given, must be `sha256`.
     pub(crate) fn append(req: &RequestData, id: &str, offset: u64, checksum: Option<&Checksum>) -> Result<u64, Error> {
         with(|s| {
+            if s.busy.contains(id) {
+                return Err(Error::Busy);
+            }
             let upload = live_upload(s, id)?;
             if upload.offset != offset {
                 return Err(Error::OffsetMismatch(upload.offset));
@@ -751,7 +762,12 @@ pub mod blobs {
 
     /// See the WIT.
     pub fn cancel_upload(id: &str) -> Result<(), Error> {
-        with(|s| s.uploads.remove(id).map(drop).ok_or(Error::NotFound))
+        with(|s| {
+            if s.busy.contains(id) {
+                return Err(Error::Busy);
+            }
+            s.uploads.remove(id).map(drop).ok_or(Error::NotFound)
+        })
     }
 
     /// See the WIT.

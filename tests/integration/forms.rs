@@ -704,7 +704,10 @@ async fn submissions_export_as_csv_and_json_lines_in_the_background_and_download
     let csv = file.text().await.unwrap();
     let lines: Vec<&str> = csv.split_terminator("\r\n").collect();
     assert_eq!(lines.len(), ROWS + 1, "a header and a line per submission");
-    assert_eq!(lines[0], "id,submitted_at,version,locale,submitter,name,email,topic,other,message,copies,consent");
+    assert_eq!(
+        lines[0],
+        "id,submitted_at,version,locale,submitter,name,email,topic,other,message,copies,attachment,consent"
+    );
     assert!(csv.contains(",'=SUM(A1:A9),"), "a formula is made inert");
     assert!(csv.contains(",Zażółć 1199,"), "UTF-8 kept");
     assert_eq!(done["bytes"], csv.len());

@@ -29,6 +29,11 @@ const UPLOADS_PER_FILE: usize = 3;
 /// How long a file waits to be sent: unsent, it counts against the
 /// plugin's blob quota, so an upload flood lasts no longer than this.
 const UNSENT_LIFETIME: u64 = 2 * 3600;
+/// Bytes one client (an account, or an address signed out) may start
+/// uploading to one form in each window of [`UNSENT_LIFETIME`], unless the
+/// plugin's `upload_bytes_per_client` setting says otherwise: with unsent
+/// files gone after that long, one client holds at most twice this.
+const DEFAULT_CLIENT_BUDGET: u64 = 64 << 20;
 /// Expired uploads, and expired showings, one new upload clears.
 const SWEEP: u32 = 10;
 /// A showing's record is removed this long after its token expired (it
@@ -133,7 +138,7 @@ fn create_upload(req: &Request) -> Result<Response> {
     let form_id: String = req.param("id")?;
     let form = store::load(&form_id)?;
     let uploader = render::may_submit(req, &form.definition)?;
-    sweep(&form_id)?;
+    sweep(&form_id);
     let mut chosen = None;
     let new = tus::create(req, |metadata| {
         let required = |key: &str| {
@@ -174,6 +179,12 @@ fn create_upload(req: &Request) -> Result<Response> {
     let (mut record, expires, limit) = chosen.expect("chosen before the upload was made");
     record.length = new.upload.length;
     let id = new.upload.id.clone();
+    let client =
+        uploader.as_ref().map_or_else(|| format!("address:{}", req.client_address()), |p| p.account_id.clone());
+    if let Err(e) = spend(&form_id, &client, record.length) {
+        let _ = blobs::cancel_upload(&id);
+        return Err(e);
+    }
     let unsent_until = expires.min(store::now() + UNSENT_LIFETIME);
     let registered = register(&form_id, &record.showing, &id, expires, limit)
         .and_then(|()| {
@@ -185,6 +196,34 @@ fn create_upload(req: &Request) -> Result<Response> {
         return Err(e);
     }
     Ok(new.created(&format!("/v1/forms/{form_id}/uploads/{id}")))
+}
+
+fn budget_prefix(form: &str) -> String {
+    format!("upload-budget/{form}/")
+}
+
+/// Counts `bytes` against `client`'s budget for this window: 429
+/// `upload_budget_exceeded` past it.
+fn spend(form: &str, client: &str, bytes: u64) -> Result<()> {
+    let budget = plinth_kit::settings::parse_or("upload_bytes_per_client", DEFAULT_CLIENT_BUDGET)?;
+    let now = store::now();
+    let window = now / UNSENT_LIFETIME;
+    let mut over = false;
+    kv::update::<u64, _>(&format!("{}{window:012}/{client}", budget_prefix(form)), None, |spent| {
+        let spent = spent.unwrap_or(0);
+        over = spent.saturating_add(bytes) > budget;
+        Ok(Some(if over { spent } else { spent + bytes }))
+    })?;
+    if over {
+        let retry = (window + 1) * UNSENT_LIFETIME - now;
+        return Err(Error::new(
+            429,
+            "upload_budget_exceeded",
+            format!("this form takes {budget} bytes of files from one client every two hours; try again later"),
+        )
+        .with_header("retry-after", retry.to_string()));
+    }
+    Ok(())
 }
 
 /// Uploads one showing of `definition` may start.
@@ -341,12 +380,12 @@ fn typed(id: &str, record: &Upload, blob: &blobs::Blob) -> Result<Attached> {
 pub fn terminate(req: &Request) -> Result<Response> {
     tus::answer((|| {
         tus::check_version(req)?;
-        let (form, id, record) = own_upload(req)?;
-        if !withdraw(&form, &record.showing, &id)? {
-            return Err(already_sent());
+        let (form, id, _) = own_upload(req)?;
+        match remove_upload(&form, &id, false)? {
+            Removal::Removed => Ok(Response::empty(204)),
+            Removal::Gone => Err(not_found(&id)),
+            Removal::Sent => Err(already_sent()),
         }
-        discard(&form, &id, &record)?;
-        Ok(Response::empty(204))
     })())
 }
 
@@ -365,47 +404,122 @@ fn withdraw(form: &str, showing: &str, id: &str) -> Result<bool> {
     Ok(withdrawn)
 }
 
-/// Removes an unsent upload, its bytes and its record.
-fn discard(form: &str, id: &str, record: &Upload) -> Result<()> {
-    match &record.file {
-        Some(file) => match blobs::unlink(&file.blob) {
-            Ok(_) | Err(blobs::Error::NotFound) => {}
-            Err(e) => return Err(e.into()),
-        },
-        None => match blobs::cancel_upload(id) {
-            Ok(()) | Err(blobs::Error::NotFound | blobs::Error::Expired) => {}
-            Err(e) => return Err(e.into()),
-        },
+/// What [`remove_upload`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// The upload and its bytes are gone.
+    Removed,
+    /// There was no such upload (any more).
+    Gone,
+    /// A submission took it: it stays.
+    Sent,
+}
+
+/// Removes upload `id` and its bytes unless a submission took it (unless
+/// `even_claimed`: its showing can no longer be sent). The record is read
+/// afresh, so an upload a concurrent PATCH just finished is seen with its
+/// file. An unfinished upload is cancelled before its record goes; one a
+/// PATCH is writing to is 423 `upload_busy`. A finished one is first taken
+/// out of its showing, so no submission can claim it meanwhile.
+fn remove_upload(form: &str, id: &str, even_claimed: bool) -> Result<Removal> {
+    let key = upload_key(form, id);
+    for _ in 0..2 {
+        let Some(record) = kv::get_json::<Upload>(&key)? else { return Ok(Removal::Gone) };
+        match &record.file {
+            None => match blobs::cancel_upload(id) {
+                // The host no longer has it: a PATCH may have just finished
+                // it, and is writing its record; read again.
+                Err(blobs::Error::NotFound) => continue,
+                Ok(()) | Err(blobs::Error::Expired) => {
+                    withdraw(form, &record.showing, id)?;
+                    forget_unfinished(&key)?;
+                    return Ok(Removal::Removed);
+                }
+                Err(e) => return Err(e.into()),
+            },
+            Some(file) => {
+                if !withdraw(form, &record.showing, id)? && !even_claimed {
+                    return Ok(Removal::Sent);
+                }
+                match blobs::unlink(&file.blob) {
+                    Ok(_) | Err(blobs::Error::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                kv::delete(&key)?;
+                return Ok(Removal::Removed);
+            }
+        }
     }
-    kv::delete(&upload_key(form, id))?;
+    // Still unfinished in its record and unknown to the host: the record
+    // of an upload that ended without one (a crash, a refused file).
+    forget_unfinished(&key)?;
+    Ok(Removal::Removed)
+}
+
+/// Deletes an upload's record if it still holds no file.
+fn forget_unfinished(key: &str) -> Result<()> {
+    kv::update::<Upload, _>(key, None, |current| Ok(current.filter(|upload| upload.file.is_some())))?;
     Ok(())
 }
 
+/// How long a busy upload's removal waits before it is tried again.
+const SWEEP_RETRY: u64 = 600;
+
 /// Clears up to [`SWEEP`] uploads of `form` that waited too long to be
-/// sent, and up to [`SWEEP`] showings whose token expired.
-fn sweep(form: &str) -> Result<()> {
+/// sent, and up to [`SWEEP`] showings whose token expired. Never fails the
+/// request it runs in: what cannot be removed now (an upload a slow PATCH
+/// holds, a store error) is tried again later.
+fn sweep(form: &str) {
     let now = store::now();
-    for (entry, id) in expired(&upload_expiry_prefix(form), now)? {
-        // Sent uploads have no record left; a claimed one is being sent.
-        if let Some(upload) = kv::get_json::<Upload>(&upload_key(form, &id))?
-            && withdraw(form, &upload.showing, &id)?
-        {
-            discard(form, &id, &upload)?;
-        }
-        kv::delete(&entry)?;
-    }
-    for (entry, showing) in expired(&showing_expiry_prefix(form), now.saturating_sub(SWEEP_GRACE))? {
-        // No submission can claim its files any more: what is left was not sent.
-        if let Some(record) = kv::get_json::<Showing>(&showing_key(form, &showing))? {
-            for id in &record.uploads {
-                if let Some(upload) = kv::get_json::<Upload>(&upload_key(form, id))? {
-                    discard(form, id, &upload)?;
-                }
+    let retry = |entry: &str, prefix: &str, id: &str| {
+        let later = expiry_key(prefix, now + SWEEP_RETRY, id);
+        kv::batch(&[kv::Op::Delete(entry.to_owned()), kv::Op::Set(kv::Entry { key: later, value: Vec::new() })])
+    };
+    let uploads = upload_expiry_prefix(form);
+    for (entry, id) in expired(&uploads, now).unwrap_or_default() {
+        let done = match remove_upload(form, &id, false) {
+            Ok(_) => kv::delete(&entry).map(drop),
+            Err(e) => {
+                plinth_kit::log::warn("an unsent upload could not be removed yet", &[("error", &e.message)]);
+                retry(&entry, &uploads, &id)
             }
+        };
+        if let Err(e) = done {
+            plinth_kit::log::warn("the upload expiry index could not be updated", &[("error", &format!("{e:?}"))]);
         }
-        kv::batch(&[kv::Op::Delete(showing_key(form, &showing)), kv::Op::Delete(entry)])?;
     }
-    Ok(())
+    // Budgets of windows before the last are no longer read.
+    let budgets = budget_prefix(form);
+    let current = now / UNSENT_LIFETIME;
+    if let Ok(page) = kv::scan_prefix(&budgets, None, SWEEP) {
+        for entry in page.entries {
+            let window = entry.key.strip_prefix(&budgets).and_then(|rest| rest.split('/').next());
+            if window.and_then(|w| w.parse::<u64>().ok()).is_none_or(|w| w + 1 >= current) {
+                break;
+            }
+            let _ = kv::delete(&entry.key);
+        }
+    }
+    let showings = showing_expiry_prefix(form);
+    for (entry, showing) in expired(&showings, now.saturating_sub(SWEEP_GRACE)).unwrap_or_default() {
+        // No submission can claim its files any more: what is left was not sent.
+        let removed = kv::get_json::<Showing>(&showing_key(form, &showing)).and_then(|record| {
+            for id in record.map(|r| r.uploads).unwrap_or_default() {
+                remove_upload(form, &id, true)?;
+            }
+            Ok(())
+        });
+        let done = match removed {
+            Ok(()) => kv::batch(&[kv::Op::Delete(showing_key(form, &showing)), kv::Op::Delete(entry)]),
+            Err(e) => {
+                plinth_kit::log::warn("an expired showing could not be cleared yet", &[("error", &e.message)]);
+                retry(&entry, &showings, &showing)
+            }
+        };
+        if let Err(e) = done {
+            plinth_kit::log::warn("the showing expiry index could not be updated", &[("error", &format!("{e:?}"))]);
+        }
+    }
 }
 
 /// Up to [`SWEEP`] entries of an expiry index that are due by `now`: the

@@ -5,7 +5,6 @@
 //! by the host, with `Range`. An export belongs to the reader who asked for
 //! it (`export/{form}/{job}`), who reads, downloads and deletes it.
 
-use plinth_forms::FieldKind;
 use plinth_kit::jobs::{self, State};
 use plinth_kit::{Error, Principal, Request, Response, Result, kv, settings};
 use serde::{Deserialize, Serialize};
@@ -48,8 +47,7 @@ pub fn create(req: &Request) -> Result<Response> {
     let definition = store::load(&form)?.definition;
     let me = submissions::reader(req, &definition)?;
     let asked: Asked = req.json()?;
-    let columns: Vec<&str> =
-        definition.fields.iter().filter(|f| f.kind != FieldKind::File).map(|f| f.name.as_str()).collect();
+    let columns: Vec<&str> = definition.fields.iter().map(|f| f.name.as_str()).collect();
     let not_before =
         definition.settings.retention_days.map(|days| store::now().saturating_sub(u64::from(days) * 86_400));
     let params =

@@ -474,3 +474,65 @@ fn blob_of_submitted(host: &TestHost) -> String {
     let key = host.kv_keys().into_iter().find(|k| k.starts_with("sub/contact/")).unwrap();
     host.kv_json::<Value>(&key).unwrap()["attachments"][0]["blob"].as_str().unwrap().to_owned()
 }
+
+#[test]
+fn an_upload_a_slow_patch_holds_delays_its_own_removal_only() {
+    use base64::Engine as _;
+    let host = host();
+    let token = token("contact", 1, 10);
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let created = host.send(
+        TestRequest::post("/v1/forms/contact/uploads")
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", "100")
+            .header("upload-metadata", &format!("token {},field {}", b64(&token), b64("attachment"))),
+    );
+    let location = created.header_value("location").unwrap().to_owned();
+    let held = location.rsplit('/').next().unwrap().to_owned();
+    host.hold_upload(&held, true);
+    let delete = TestRequest::delete(&location).header("tus-resumable", "1.0.0");
+    assert_eq!(host.send(delete.clone()).status, 423, "removing it waits for the PATCH");
+    let showing: Value = host.kv_json("showing/contact/s").unwrap();
+    assert_eq!(showing["uploads"], json!([held]), "and leaves it in its showing");
+
+    // Due for removal while held: other uploads go on, it is tried later.
+    host.put_kv_json(&format!("upload-expiry/contact/0000000000000001/{held}"), &json!(null));
+    upload(&host, &token, b"another file");
+    assert!(host.kv(&format!("upload/contact/{held}")).is_some());
+    let later: Vec<String> =
+        host.kv_keys().into_iter().filter(|k| k.starts_with("upload-expiry/") && k.ends_with(&held)).collect();
+    assert_eq!(later.len(), 2, "its own entry, and the retry: {later:?}");
+    assert!(!later.iter().any(|k| k.contains("/0000000000000001/")), "the due entry was moved on");
+
+    host.hold_upload(&held, false);
+    host.put_kv_json(&format!("upload-expiry/contact/0000000000000001/{held}"), &json!(null));
+    upload(&host, &token, b"a third file");
+    assert!(host.kv(&format!("upload/contact/{held}")).is_none(), "removed once free");
+    assert_eq!(host.send(delete).status, 404);
+}
+
+#[test]
+fn one_client_starts_a_bounded_number_of_bytes_of_files_every_two_hours() {
+    use base64::Engine as _;
+    let host = host().setting("upload_bytes_per_client", "30");
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let start = |length: usize, who: Option<&str>| {
+        let request = TestRequest::post("/v1/forms/contact/uploads")
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", &length.to_string())
+            .header("upload-metadata", &format!("token {},field {}", b64(&token("contact", 1, 10)), b64("attachment")));
+        host.send(match who {
+            Some(who) => request.signed_in(who, &[]),
+            None => request,
+        })
+    };
+    assert_eq!(start(20, None).status, 201);
+    let over = start(20, None);
+    assert_eq!(over.status, 429, "{}", String::from_utf8_lossy(&over.body));
+    assert_eq!(over.body_json::<Value>()["error"]["code"], "upload_budget_exceeded");
+    assert!(over.header_value("retry-after").is_some());
+    assert_eq!(start(10, None).status, 201, "what is left of the budget");
+    assert_eq!(start(20, Some("ada")).status, 201, "a signed-in client has its own");
+    let reserved = host.kv_keys().into_iter().filter(|k| k.starts_with("upload/contact/")).count();
+    assert_eq!(reserved, 3, "the refused upload keeps nothing");
+}
