@@ -479,6 +479,38 @@ async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) ->
     panic!("timed out waiting for {what}");
 }
 
+/// Asks for an export of the contact form's submissions as `admin` and
+/// waits for it to be done: its URL and final state.
+async fn export(server: &TestServer, admin: &SignedIn, format: &str) -> (String, Value) {
+    let client = reqwest::Client::new();
+    let asked = client
+        .post(server.url("/v1/forms/contact/exports"))
+        .header("authorization", admin.bearer())
+        .json(&json!({ "format": format }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 202);
+    let url = asked.headers()["location"].to_str().unwrap().to_owned();
+    for _ in 0..1_200 {
+        let state: Value = client
+            .get(server.url(&url))
+            .header("authorization", admin.bearer())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_ne!(state["state"], "failed", "{state}");
+        if state["state"] == "done" {
+            return (url, state);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the export did not finish within a minute");
+}
+
 #[tokio::test]
 async fn webhooks_are_signed_retried_switched_off_after_failures_and_never_sent_inside() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -669,33 +701,7 @@ async fn submissions_export_as_csv_and_json_lines_in_the_background_and_download
         assert_eq!(response.status(), 202);
     }
     let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
-    let export = async |format: &str| {
-        let asked = client
-            .post(server.url("/v1/forms/contact/exports"))
-            .header("authorization", admin.bearer())
-            .json(&json!({ "format": format }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(asked.status(), 202);
-        let url = asked.headers()["location"].to_str().unwrap().to_owned();
-        let done = eventually("the export", async || {
-            let state: Value = client
-                .get(server.url(&url))
-                .header("authorization", admin.bearer())
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            assert_ne!(state["state"], "failed", "{state}");
-            (state["state"] == "done").then_some(state)
-        })
-        .await;
-        (url, done)
-    };
-    let (url, done) = export("csv").await;
+    let (url, done) = export(&server, &admin, "csv").await;
     assert_eq!(done["rows"], ROWS);
     let file =
         client.get(server.url(&format!("{url}/file"))).header("authorization", admin.bearer()).send().await.unwrap();
@@ -721,7 +727,7 @@ async fn submissions_export_as_csv_and_json_lines_in_the_background_and_download
     assert_eq!(ranged.status(), 206);
     assert_eq!(ranged.text().await.unwrap(), "id");
 
-    let (jsonl_url, done) = export("jsonl").await;
+    let (jsonl_url, done) = export(&server, &admin, "jsonl").await;
     let file = client
         .get(server.url(&format!("{jsonl_url}/file")))
         .header("authorization", admin.bearer())
@@ -807,33 +813,7 @@ async fn a_hundred_thousand_submissions_export_within_the_workers_memory_cap() {
     seed_submissions(&server, ROWS).await;
     let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
     let client = reqwest::Client::new();
-    let asked = client
-        .post(server.url("/v1/forms/contact/exports"))
-        .header("authorization", admin.bearer())
-        .json(&json!({ "format": "csv" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(asked.status(), 202);
-    let url = asked.headers()["location"].to_str().unwrap().to_owned();
-    let mut done = Value::Null;
-    for _ in 0..1_200 {
-        let state: Value = client
-            .get(server.url(&url))
-            .header("authorization", admin.bearer())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_ne!(state["state"], "failed", "{state}");
-        if state["state"] == "done" {
-            done = state;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (url, done) = export(&server, &admin, "csv").await;
     assert_eq!(done["rows"], ROWS, "{done}");
     let file =
         client.get(server.url(&format!("{url}/file"))).header("authorization", admin.bearer()).send().await.unwrap();
