@@ -411,6 +411,12 @@ impl TestRequest {
         self
     }
 
+    /// From `address` (the host's client address; `192.0.2.1` otherwise).
+    pub fn from_address(mut self, address: &str) -> Self {
+        address.clone_into(&mut self.data.client_address);
+        self
+    }
+
     /// Signed in as `account_id` with these roles (session `session-of-{id}`).
     pub fn signed_in(mut self, account_id: &str, roles: &[&str]) -> Self {
         self.data.principal = Some(Principal {

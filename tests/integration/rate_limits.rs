@@ -46,6 +46,27 @@ async fn a_trusted_proxy_forwards_the_client_address() {
     server.stop().await;
 }
 
+/// On a dual-stack listener an IPv4 proxy arrives as `::ffff:127.0.0.1`;
+/// it is still the trusted `127.0.0.1` (attack review: every forwarded
+/// client had counted as the proxy itself).
+#[tokio::test]
+async fn an_ipv4_proxy_on_a_dual_stack_listener_is_trusted() {
+    let deployment =
+        Deployment::new(&format!("{TIGHT}[proxies]\ntrusted = [\"127.0.0.1/32\"]\n\n{TEST_SERVER}{}", hello_plugin()));
+    let server = TestServer::start_dual_stack(&deployment).await;
+    assert!(server.addr.ip().is_unspecified());
+    let url = format!("http://127.0.0.1:{}/v1/hello", server.addr.port());
+    let get = async |client: &str| {
+        reqwest::Client::new().get(&url).header("x-forwarded-for", client).send().await.unwrap().status()
+    };
+    for _ in 0..3 {
+        assert_eq!(get("198.51.100.1").await, 200);
+    }
+    assert_eq!(get("198.51.100.1").await, 429);
+    assert_eq!(get("198.51.100.2").await, 200, "another client has its own budget");
+    server.stop().await;
+}
+
 /// Behind a proxy that sets `Forwarded`, a client's own X-Forwarded-For
 /// chooses nothing (finding 13).
 #[tokio::test]

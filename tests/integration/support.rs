@@ -213,8 +213,22 @@ impl TestServer {
         Self::serve(config, None).await
     }
 
-    async fn serve(mut config: plinth::Config, source: Option<plinth::app::ConfigSource>) -> Self {
-        config.server.listen = "127.0.0.1:0".parse().unwrap();
+    /// Serves the deployment on every address, IPv6 and IPv4 (`[::]`).
+    pub async fn start_dual_stack(deployment: &Deployment) -> Self {
+        let config = deployment.load().expect("test config is valid");
+        Self::serve_on(config, None, "[::]:0".parse().unwrap()).await
+    }
+
+    async fn serve(config: plinth::Config, source: Option<plinth::app::ConfigSource>) -> Self {
+        Self::serve_on(config, source, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    async fn serve_on(
+        mut config: plinth::Config,
+        source: Option<plinth::app::ConfigSource>,
+        listen: SocketAddr,
+    ) -> Self {
+        config.server.listen = listen;
         let listener = tokio::net::TcpListener::bind(config.server.listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let watch = source.is_some();

@@ -119,6 +119,9 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
                 }
             },
         };
+        // An IPv4 client of a dual-stack listener arrives as `::ffff:a.b.c.d`:
+        // as itself, so that IPv4 proxy ranges and limits apply to it.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let proxied = app.deployment.load().config.proxies.trusted.iter().any(|net| net.contains(&peer.ip()));
         let admitted = match connections.admit(peer.ip(), proxied) {
             Ok(admitted) => admitted,

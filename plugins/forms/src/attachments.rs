@@ -29,10 +29,11 @@ const UPLOADS_PER_FILE: usize = 3;
 /// How long a file waits to be sent: unsent, it counts against the
 /// plugin's blob quota, so an upload flood lasts no longer than this.
 const UNSENT_LIFETIME: u64 = 2 * 3600;
-/// Bytes one client (an account, or an address signed out) may start
-/// uploading to one form in each window of [`UNSENT_LIFETIME`], unless the
-/// plugin's `upload_bytes_per_client` setting says otherwise: with unsent
-/// files gone after that long, one client holds at most twice this.
+/// Bytes one client may start uploading to one form in each window of
+/// [`UNSENT_LIFETIME`], unless the plugin's `upload_bytes_per_client`
+/// setting says otherwise: counted per address (an IPv6 /64) and, signed
+/// in, per account too. With unsent files gone after that long, one
+/// client holds at most twice this.
 const DEFAULT_CLIENT_BUDGET: u64 = 64 << 20;
 /// Expired uploads, and expired showings, one new upload clears.
 const SWEEP: u32 = 10;
@@ -179,9 +180,11 @@ fn create_upload(req: &Request) -> Result<Response> {
     let (mut record, expires, limit) = chosen.expect("chosen before the upload was made");
     record.length = new.upload.length;
     let id = new.upload.id.clone();
-    let client =
-        uploader.as_ref().map_or_else(|| format!("address:{}", req.client_address()), |p| p.account_id.clone());
-    if let Err(e) = spend(&form_id, &client, record.length) {
+    // Signed in, the account's budget and the address's: accounts are
+    // cheap to make.
+    let mut clients = vec![address_key(&req.client_address())];
+    clients.extend(uploader.as_ref().map(|p| format!("account:{}", p.account_id)));
+    if let Err(e) = clients.iter().try_for_each(|client| spend(&form_id, client, record.length)) {
         let _ = blobs::cancel_upload(&id);
         return Err(e);
     }
@@ -196,6 +199,19 @@ fn create_upload(req: &Request) -> Result<Response> {
         return Err(e);
     }
     Ok(new.created(&format!("/v1/forms/{form_id}/uploads/{id}")))
+}
+
+/// A client address as a budget's key: an IPv6 one by its /64 (one
+/// subscriber's network hands out many), an IPv4-mapped one as IPv4.
+fn address_key(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("address:{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+        Ok(ip) => format!("address:{ip}"),
+        Err(_) => format!("address:{address}"),
+    }
 }
 
 fn budget_prefix(form: &str) -> String {
@@ -334,12 +350,21 @@ fn append_bytes(req: &Request) -> Result<Response> {
             return Err(refused);
         }
     };
+    // Kept only if the record is still there: a DELETE that ran while the
+    // bytes were finishing has removed the upload, and its file goes too.
     record.file = Some(file);
-    if let Err(e) = kv::set_json(&upload_key(&form, &id), &record) {
-        let _ = blobs::unlink(&blob.id);
-        return Err(e);
+    let kept = kv::update::<Upload, _>(&upload_key(&form, &id), None, |current| Ok(current.map(|_| record.clone())));
+    match kept {
+        Ok(Some(_)) => Ok(Response::empty(204).header("upload-offset", offset.to_string())),
+        Ok(None) => {
+            let _ = blobs::unlink(&blob.id);
+            Err(not_found(&id))
+        }
+        Err(e) => {
+            let _ = blobs::unlink(&blob.id);
+            Err(e)
+        }
     }
-    Ok(Response::empty(204).header("upload-offset", offset.to_string()))
 }
 
 /// What a finished upload holds, if its bytes are a type its field takes.
@@ -450,8 +475,12 @@ fn remove_upload(form: &str, id: &str, even_claimed: bool) -> Result<Removal> {
             }
         }
     }
-    // Still unfinished in its record and unknown to the host: the record
-    // of an upload that ended without one (a crash, a refused file).
+    // Still unfinished in its record and unknown to the host: a PATCH that
+    // is keeping its file now (and finds the record gone: it removes the
+    // file), or an upload that ended without one (a crash, a refused file).
+    if let Some(record) = kv::get_json::<Upload>(&key)? {
+        withdraw(form, &record.showing, id)?;
+    }
     forget_unfinished(&key)?;
     Ok(Removal::Removed)
 }

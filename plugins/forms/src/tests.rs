@@ -516,8 +516,9 @@ fn one_client_starts_a_bounded_number_of_bytes_of_files_every_two_hours() {
     use base64::Engine as _;
     let host = host().setting("upload_bytes_per_client", "30");
     let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
-    let start = |length: usize, who: Option<&str>| {
+    let start = |length: usize, address: &str, who: Option<&str>| {
         let request = TestRequest::post("/v1/forms/contact/uploads")
+            .from_address(address)
             .header("tus-resumable", "1.0.0")
             .header("upload-length", &length.to_string())
             .header("upload-metadata", &format!("token {},field {}", b64(&token("contact", 1, 10)), b64("attachment")));
@@ -526,13 +527,20 @@ fn one_client_starts_a_bounded_number_of_bytes_of_files_every_two_hours() {
             None => request,
         })
     };
-    assert_eq!(start(20, None).status, 201);
-    let over = start(20, None);
+    assert_eq!(start(20, "192.0.2.1", None).status, 201);
+    let over = start(20, "192.0.2.1", None);
     assert_eq!(over.status, 429, "{}", String::from_utf8_lossy(&over.body));
     assert_eq!(over.body_json::<Value>()["error"]["code"], "upload_budget_exceeded");
     assert!(over.header_value("retry-after").is_some());
-    assert_eq!(start(10, None).status, 201, "what is left of the budget");
-    assert_eq!(start(20, Some("ada")).status, 201, "a signed-in client has its own");
+    assert_eq!(start(10, "192.0.2.1", None).status, 201, "what is left of the budget");
+    assert_eq!(start(5, "192.0.2.1", Some("ada")).status, 429, "signing in does not add to an address's budget");
+    assert_eq!(start(20, "192.0.2.2", Some("ada")).status, 201, "another address");
+    assert_eq!(start(20, "192.0.2.3", Some("ada")).status, 429, "an account's own budget, whatever its address");
+    // An IPv6 client is its /64; an IPv4-mapped one is its IPv4 address.
+    assert_eq!(start(20, "2001:db8:1:2::1", None).status, 201);
+    assert_eq!(start(20, "2001:db8:1:2:ffff::9", None).status, 429, "the same /64");
+    assert_eq!(start(20, "2001:db8:1:3::1", None).status, 201, "another /64");
+    assert_eq!(start(20, "::ffff:192.0.2.1", None).status, 429, "192.0.2.1 again");
     let reserved = host.kv_keys().into_iter().filter(|k| k.starts_with("upload/contact/")).count();
-    assert_eq!(reserved, 3, "the refused upload keeps nothing");
+    assert_eq!(reserved, 5, "refused uploads keep nothing");
 }
