@@ -38,6 +38,7 @@ pub mod audit;
 pub mod blobs;
 pub mod events;
 pub mod files;
+pub mod images;
 pub mod jobs;
 pub mod kv;
 pub mod log;

@@ -19,15 +19,13 @@
 
 use std::collections::BTreeMap;
 
+use plinth_kit::images::{self, MAX_BOX as MAX_VARIANT_BOX};
 use plinth_kit::{Error, Result, settings};
 use serde::Deserialize;
 
 /// Largest size a purpose may allow (the blob store's practical bound for
 /// one upload, and what `Tus-Max-Size` says at most).
 pub const MAX_MAX_BYTES: u64 = 64 << 30;
-
-/// Largest variant box (the worker's own bound).
-const MAX_VARIANT_BOX: u32 = 4096;
 
 /// Who may read a purpose's items besides their owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,12 +149,11 @@ fn parse(text: &str) -> std::result::Result<BTreeMap<String, Purpose>, String> {
             if let Some(bad) = config.types.iter().find(|t| t.split('/').count() != 2 || t.contains(' ')) {
                 return Err(format!("`{name}.types` has `{bad}`, which is not `type/subtype` or `type/*`"));
             }
-            if let Some((variant, size)) = config.variants.iter().find(|(v, size)| {
-                v.is_empty()
-                    || v.len() > 32
-                    || !v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-                    || !(1..=MAX_VARIANT_BOX).contains(*size)
-            }) {
+            if let Some((variant, size)) = config
+                .variants
+                .iter()
+                .find(|(v, size)| !images::valid_name(v) || !(1..=MAX_VARIANT_BOX).contains(*size))
+            {
                 return Err(format!(
                     "`{name}.variants.{variant}` = {size}: a variant name is 1 to 32 of a-z, 0-9, `-`, `_` and its \
                      box 1 to {MAX_VARIANT_BOX} px"
