@@ -5,6 +5,10 @@ use std::collections::BTreeSet;
 
 use crate::{Definition, FieldKind, MAX_FIELDS, MAX_MAX_FILE_BYTES, MAX_MAX_LENGTH, MAX_OPTIONS, MAX_RULES, WIDGETS};
 
+/// Most variants one file field asks for.
+const MAX_VARIANTS: usize = 4;
+/// Largest box a variant fits in (the image worker's own bound).
+const MAX_VARIANT_BOX: u32 = 4096;
 /// Most files one file field takes.
 const MAX_FILES: u32 = 20;
 /// Most media types one file field lists.
@@ -112,6 +116,25 @@ impl Definition {
             let file = kind == FieldKind::File;
             only(!file && !field.accept.is_empty(), "accept", "file", &mut error);
             only(!file && field.max_bytes.is_some(), "max_bytes", "file", &mut error);
+            only(!file && !field.variants.is_empty(), "variants", "file", &mut error);
+            let variant_name = |n: &str| {
+                (1..=32).contains(&n.len())
+                    && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            };
+            if field.variants.len() > MAX_VARIANTS
+                || field
+                    .variants
+                    .iter()
+                    .any(|(name, size)| !variant_name(name) || !(1..=MAX_VARIANT_BOX).contains(size))
+            {
+                error(
+                    at("variants"),
+                    &format!(
+                        "at most {MAX_VARIANTS} variants, each named by 1 to 32 of a-z, 0-9, `-`, `_`, with a box of 1 to \
+                         {MAX_VARIANT_BOX} px"
+                    ),
+                );
+            }
             if file && (field.accept.is_empty() || field.accept.len() > MAX_ACCEPT) {
                 error(at("accept"), &format!("a file field names 1 to {MAX_ACCEPT} media types it takes"));
             }

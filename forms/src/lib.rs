@@ -134,6 +134,11 @@ pub struct Field {
     /// Largest file a file field takes, in bytes ([`DEFAULT_MAX_FILE_BYTES`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<u64>,
+    /// Image variants a file field's JPEG, PNG, GIF and WebP files get:
+    /// name → the square box in pixels (1 to 4096) each fits in, re-encoded
+    /// without metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variants: BTreeMap<String, u32>,
     /// Message keys for error codes on this field, over the form's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors: BTreeMap<String, String>,

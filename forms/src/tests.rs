@@ -173,12 +173,15 @@ fn file_fields_name_the_types_they_take_and_fit_their_limits() {
     assert_eq!(paths(json!({ "accept": ["image/*", "PDF"] })), ["/fields/8/accept"]);
     assert_eq!(paths(json!({ "accept": ["text/plain"], "max_items": 21 })), ["/fields/8/max_items"]);
     assert_eq!(paths(json!({ "accept": ["text/plain"], "max_bytes": 0 })), ["/fields/8/max_bytes"]);
+    assert_eq!(paths(json!({ "accept": ["image/*"], "variants": { "Thumb": 320 } })), ["/fields/8/variants"]);
+    assert_eq!(paths(json!({ "accept": ["image/*"], "variants": { "thumb": 5000 } })), ["/fields/8/variants"]);
     let mut text_with_accept = contact();
     text_with_accept["fields"][0]["accept"] = json!(["image/png"]);
     let errors = Definition::parse(text_with_accept.to_string().as_bytes()).unwrap_err();
     assert_eq!(errors[0].path, "/fields/0/accept");
 
-    let form = with(json!({ "accept": ["image/*", "application/pdf"], "max_items": 2 })).unwrap();
+    let form = with(json!({ "accept": ["image/*", "application/pdf"], "max_items": 2, "variants": { "thumb": 320 } }))
+        .unwrap();
     let field = form.field("files").unwrap();
     assert_eq!(field.file_max_bytes(), crate::DEFAULT_MAX_FILE_BYTES);
     assert!(crate::accepts(&field.accept, "image/webp") && crate::accepts(&field.accept, "application/pdf"));

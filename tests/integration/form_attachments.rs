@@ -239,3 +239,44 @@ async fn a_removed_upload_cannot_be_sent_and_two_submissions_racing_for_one_show
     assert_eq!(stored_files(&deployment.data_path()), 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_image_sent_with_a_form_gets_a_thumbnail_from_the_images_worker() {
+    use image::{GenericImageView, ImageEncoder, Rgb};
+    let (deployment, _dir) = deployment(LOOSE_FORM_SUBMIT);
+    let server = TestServer::start(&deployment).await;
+    let admin = sign_in(&server.url(""), "boss", &["admin"], None).await;
+    let token = show(&server, "contact", "pl").await["token"].as_str().unwrap().to_owned();
+    let pixels = image::RgbImage::from_fn(640, 320, |x, _| if x < 320 { Rgb([255, 0, 0]) } else { Rgb([0, 0, 255]) });
+    let mut picture = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut picture)
+        .write_image(pixels.as_raw(), 640, 320, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let path = started(&server, &token, "zrzut.png", picture.len()).await;
+    assert_eq!(patch(&server, &path, 0, &picture).await.status(), 204);
+    wait_fill_time().await;
+    let accepted = submit(&server, &token, &[&id_of(&path)]).await;
+    assert_eq!(accepted.status(), 202);
+    let submission = accepted.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let thumb = format!("/v1/forms/contact/submissions/{submission}/files/{}/variants/thumb", id_of(&path));
+    let mut answer = None;
+    for _ in 0..200 {
+        let response = Client::new().get(server.url(&thumb)).header("authorization", admin.bearer()).send().await;
+        let response = response.unwrap();
+        match response.status().as_u16() {
+            503 => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            200 => {
+                answer = Some(response);
+                break;
+            }
+            other => panic!("{other}: {}", response.text().await.unwrap()),
+        }
+    }
+    let answer = answer.expect("the thumbnail within 10 s");
+    assert_eq!(answer.headers()["content-type"], "image/jpeg");
+    let decoded = image::load_from_memory(&answer.bytes().await.unwrap()).unwrap();
+    assert_eq!(decoded.dimensions(), (320, 160), "fits the 320 px box, proportions kept");
+    let [r, _, b, _] = decoded.get_pixel(40, 80).0;
+    assert!(r > 200 && b < 60, "red half on the left");
+    server.stop().await;
+}

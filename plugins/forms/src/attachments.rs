@@ -16,7 +16,7 @@ use plinth_forms::validation::{ATTACHMENT, ATTACHMENT_INCOMPLETE};
 use plinth_forms::{Definition, FieldError, FieldKind};
 use plinth_kit::audit::{self, Outcome};
 use plinth_kit::tus::{self, Appended};
-use plinth_kit::{Error, Principal, Request, Response, Result, blobs, files, kv, sniff};
+use plinth_kit::{Error, Principal, Request, Response, Result, blobs, files, images, kv, sniff};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -57,6 +57,9 @@ pub struct Attached {
     pub size: u64,
     /// The blob holding it.
     pub blob: String,
+    /// Its image variants, when its field asks for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants: Option<images::Variants>,
 }
 
 /// An upload for one field of one showing.
@@ -71,6 +74,9 @@ struct Upload {
     length: u64,
     /// The field's types when the upload began.
     accept: Vec<String>,
+    /// The field's image variants when the upload began.
+    #[serde(default)]
+    variants: std::collections::BTreeMap<String, u32>,
     /// Once all its bytes are there and typed.
     file: Option<Attached>,
 }
@@ -172,6 +178,7 @@ fn create_upload(req: &Request) -> Result<Response> {
             filename: metadata.get("filename").and_then(|n| files::clean_filename(n)),
             length: 0,
             accept: field.accept.clone(),
+            variants: field.variants.clone(),
             file: None,
         };
         chosen = Some((record, expires, upload_limit(&definition)));
@@ -357,11 +364,11 @@ fn append_bytes(req: &Request) -> Result<Response> {
     match kept {
         Ok(Some(_)) => Ok(Response::empty(204).header("upload-offset", offset.to_string())),
         Ok(None) => {
-            let _ = blobs::unlink(&blob.id);
+            drop_file(record.file.as_ref());
             Err(not_found(&id))
         }
         Err(e) => {
-            let _ = blobs::unlink(&blob.id);
+            drop_file(record.file.as_ref());
             Err(e)
         }
     }
@@ -390,6 +397,9 @@ fn typed(id: &str, record: &Upload, blob: &blobs::Blob) -> Result<Attached> {
             ),
         ));
     }
+    // Made for the blob's owner (see `create_upload`), held by the job.
+    let owner = record.owner.clone().unwrap_or_else(|| format!("showing:{}", record.showing));
+    let variants = images::request(&owner, &blob.id, &sniffed.media_type, &record.variants);
     Ok(Attached {
         id: id.to_owned(),
         field: record.field.clone(),
@@ -397,6 +407,7 @@ fn typed(id: &str, record: &Upload, blob: &blobs::Blob) -> Result<Attached> {
         media_type: sniffed.media_type,
         size: blob.size,
         blob: blob.id.clone(),
+        variants,
     })
 }
 
@@ -466,6 +477,7 @@ fn remove_upload(form: &str, id: &str, even_claimed: bool) -> Result<Removal> {
                 if !withdraw(form, &record.showing, id)? && !even_claimed {
                     return Ok(Removal::Sent);
                 }
+                images::forget(file.variants.as_ref())?;
                 match blobs::unlink(&file.blob) {
                     Ok(_) | Err(blobs::Error::NotFound) => {}
                     Err(e) => return Err(e.into()),
@@ -638,15 +650,35 @@ pub fn handed_over(form: &str, attached: &[Attached]) -> Vec<kv::Op> {
     attached.iter().map(|a| kv::Op::Delete(upload_key(form, &a.id))).collect()
 }
 
+/// Drops a file nothing will refer to: its variants' job and its blob.
+fn drop_file(file: Option<&Attached>) {
+    if let Some(file) = file {
+        let _ = images::forget(file.variants.as_ref());
+        let _ = blobs::unlink(&file.blob);
+    }
+}
+
 /// Removes the files of a submission being erased.
 pub fn remove(attached: &[Attached]) {
     for file in attached {
+        if let Err(e) = images::forget(file.variants.as_ref()) {
+            plinth_kit::log::error("an erased submission's variants could not be removed", &[("error", &e.message)]);
+        }
         if let Err(e) = blobs::unlink(&file.blob)
             && !matches!(e, blobs::Error::NotFound)
         {
             plinth_kit::log::error("an erased submission's file could not be removed", &[("error", &format!("{e:?}"))]);
         }
     }
+}
+
+/// `GET …/files/{file}/variants/{name}`: one of a file's image variants.
+pub fn serve_variant(file: &Attached, name: &str) -> Result<Response> {
+    let variants = file
+        .variants
+        .as_ref()
+        .ok_or_else(|| Error::new(404, "no_variant", format!("file `{}` has no variants", file.id)))?;
+    Ok(images::serve(&file.blob, variants, name)?.header("cache-control", "private, no-store"))
 }
 
 /// `GET /v1/forms/{id}/submissions/{submission}/files/{file}`: one of its

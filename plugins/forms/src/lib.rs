@@ -34,6 +34,7 @@ fn router() -> Router {
         .delete("/v1/forms/{id}/uploads/{upload}", attachments::terminate)
         .get("/v1/forms/{id}/submissions/{submission}", submissions::get)
         .get("/v1/forms/{id}/submissions/{submission}/files/{file}", submissions::file)
+        .get("/v1/forms/{id}/submissions/{submission}/files/{file}/variants/{name}", submissions::variant)
         .delete("/v1/forms/{id}/submissions/{submission}", submissions::erase)
         .get("/forms/{id}", pages::show)
         .post("/forms/{id}", pages::post)

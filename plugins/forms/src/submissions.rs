@@ -138,15 +138,23 @@ pub fn erase(req: &Request) -> Result<Response> {
     Ok(Response::empty(204))
 }
 
-/// `GET /v1/forms/{id}/submissions/{submission}/files/{file}`.
-pub fn file(req: &Request) -> Result<Response> {
+/// The submission's file the path names.
+fn attached(req: &Request) -> Result<Attached> {
     let (_, stored) = load(req)?;
     let id: String = req.param("file")?;
-    let file =
-        stored.attachments.iter().find(|a| a.id == id).ok_or_else(|| {
-            Error::new(404, "file_not_found", format!("submission `{}` has no file `{id}`", stored.id))
-        })?;
-    Ok(attachments::serve(file))
+    let file = stored.attachments.into_iter().find(|a| a.id == id);
+    file.ok_or_else(|| Error::new(404, "file_not_found", format!("submission `{}` has no file `{id}`", stored.id)))
+}
+
+/// `GET /v1/forms/{id}/submissions/{submission}/files/{file}`.
+pub fn file(req: &Request) -> Result<Response> {
+    Ok(attachments::serve(&attached(req)?))
+}
+
+/// `GET /v1/forms/{id}/submissions/{submission}/files/{file}/variants/{name}`.
+pub fn variant(req: &Request) -> Result<Response> {
+    let name: String = req.param("name")?;
+    attachments::serve_variant(&attached(req)?, &name)
 }
 
 fn remove(stored: &Stored) -> Result<()> {

@@ -544,3 +544,42 @@ fn one_client_starts_a_bounded_number_of_bytes_of_files_every_two_hours() {
     let reserved = host.kv_keys().into_iter().filter(|k| k.starts_with("upload/contact/")).count();
     assert_eq!(reserved, 5, "refused uploads keep nothing");
 }
+
+#[test]
+fn images_of_a_file_field_with_variants_get_a_job_whose_variants_readers_fetch_and_erasure_forgets() {
+    let host = host();
+    let token = token("contact", 1, 10);
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR picture";
+    let (picture, text) = (upload(&host, &token, png), upload(&host, &token, b"plain words"));
+    let [job] = host.jobs().try_into().expect("one job, for the image only");
+    assert_eq!((job.worker.as_str(), job.owner.as_str()), ("images", "showing:s"));
+    let (_, params) = host.job_request(&job.id).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&params).unwrap(), json!({ "sizes": { "thumb": 320 } }));
+    let accepted = submit(&host, &token, with_files(&[&picture, &text]));
+    assert_eq!(accepted.status, 202, "{}", String::from_utf8_lossy(&accepted.body));
+    let id = accepted.body_json::<Value>()["id"].as_str().unwrap().to_owned();
+    let variant = |file: &str, name: &str| {
+        let path = format!("/v1/forms/contact/submissions/{id}/files/{file}/variants/{name}");
+        host.send(TestRequest::get(&path).signed_in("boss", &["admin"]))
+    };
+    assert_eq!(variant(&picture, "thumb").status, 503, "pending");
+    let made = host.store_blob("showing:s", b"thumb bytes");
+    let answer = json!({ "width": 10, "height": 20, "variants": {
+        "thumb": { "blob": made, "type": "image/jpeg", "width": 5, "height": 10, "size": 11 } } });
+    host.finish_job(&job.id, Ok(&answer.to_string()), std::slice::from_ref(&made));
+    let thumb = variant(&picture, "thumb");
+    assert_eq!((thumb.status, thumb.served_blob()), (200, Some(made.as_str())));
+    assert_eq!(thumb.header_value("content-type"), Some("image/jpeg"));
+    assert_eq!(variant(&picture, "huge").status, 404);
+    assert_eq!(variant(&text, "thumb").status, 404, "text gets no variants");
+    let nosy = host.send(
+        TestRequest::get(&format!("/v1/forms/contact/submissions/{id}/files/{picture}/variants/thumb"))
+            .signed_in("ada", &[]),
+    );
+    assert_eq!(nosy.status, 403);
+    let erased =
+        host.send(TestRequest::delete(&format!("/v1/forms/contact/submissions/{id}")).signed_in("boss", &["admin"]));
+    assert_eq!(erased.status, 204);
+    assert!(host.jobs().is_empty(), "erasing the submission forgets its job");
+    assert_eq!(host.blob(&made), None, "and the variants go with it");
+}
