@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::support::{Deployment, SignedIn, TestServer, assert_error, example_deployment, plinth_cli, sign_in};
+use crate::support::{
+    Deployment, SignedIn, TestServer, assert_error, example_deployment, get_json, plinth_cli, sign_in,
+};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -493,15 +495,7 @@ async fn export(server: &TestServer, admin: &SignedIn, format: &str) -> (String,
     assert_eq!(asked.status(), 202);
     let url = asked.headers()["location"].to_str().unwrap().to_owned();
     for _ in 0..1_200 {
-        let state: Value = client
-            .get(server.url(&url))
-            .header("authorization", admin.bearer())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let state = get_json(server, &url, &admin.bearer()).await;
         assert_ne!(state["state"], "failed", "{state}");
         if state["state"] == "done" {
             return (url, state);
