@@ -260,7 +260,7 @@ async fn an_image_sent_with_a_form_gets_a_thumbnail_from_the_images_worker() {
     let submission = accepted.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let thumb = format!("/v1/forms/contact/submissions/{submission}/files/{}/variants/thumb", id_of(&path));
     let mut answer = None;
-    for _ in 0..200 {
+    for _ in 0..600 {
         let response = Client::new().get(server.url(&thumb)).header("authorization", admin.bearer()).send().await;
         let response = response.unwrap();
         match response.status().as_u16() {
@@ -272,7 +272,7 @@ async fn an_image_sent_with_a_form_gets_a_thumbnail_from_the_images_worker() {
             other => panic!("{other}: {}", response.text().await.unwrap()),
         }
     }
-    let answer = answer.expect("the thumbnail within 10 s");
+    let answer = answer.expect("the thumbnail within 30 s");
     assert_eq!(answer.headers()["content-type"], "image/jpeg");
     let decoded = image::load_from_memory(&answer.bytes().await.unwrap()).unwrap();
     assert_eq!(decoded.dimensions(), (320, 160), "fits the 320 px box, proportions kept");
