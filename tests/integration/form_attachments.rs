@@ -9,7 +9,7 @@ use reqwest::{Client, Method, RequestBuilder};
 use serde_json::{Value, json};
 
 use crate::forms::{LOOSE_FORM_SUBMIT, audit_log, contact, deployment, post, show, wait_fill_time};
-use crate::support::{TestServer, assert_error, sign_in};
+use crate::support::{TestServer, assert_error, get_json, sign_in};
 
 fn b64(text: &str) -> String {
     use base64::Engine as _;
@@ -224,15 +224,7 @@ async fn a_removed_upload_cannot_be_sent_and_two_submissions_racing_for_one_show
     }
     assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| [202, 409, 422].contains(s)), "{statuses:?}");
-    let listed: Value = Client::new()
-        .get(server.url("/v1/forms/contact/submissions"))
-        .header("authorization", admin.bearer())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = get_json(&server, "/v1/forms/contact/submissions", &admin.bearer()).await;
     let with_files: Vec<&Value> =
         listed["items"].as_array().unwrap().iter().filter(|s| s["attachments"].is_array()).collect();
     assert_eq!(with_files.len(), 1, "one submission holds the file");

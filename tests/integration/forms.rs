@@ -530,15 +530,7 @@ async fn webhooks_are_signed_retried_switched_off_after_failures_and_never_sent_
         assert_eq!(body["error"]["field"], "/settings/webhooks/0/url", "{inside}: {body}");
     }
     assert_eq!(hooked(format!("http://127.0.0.1:{port}/hook")).await.status(), 201, "allowed by the operator");
-    let hooks: Value = client
-        .get(server.url("/v1/admin/forms/hooked/webhooks"))
-        .header("authorization", admin.bearer())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hooks = get_json(&server, "/v1/admin/forms/hooked/webhooks", &admin.bearer()).await;
     let secret = hooks["items"][0]["secret"].as_str().unwrap().to_owned();
     let endpoint = hooks["items"][0]["id"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"));
@@ -567,21 +559,9 @@ async fn webhooks_are_signed_retried_switched_off_after_failures_and_never_sent_
     let payload: Value = serde_json::from_str(received[1]["body"].as_str().unwrap()).unwrap();
     assert_eq!((payload["type"].clone(), payload["data"]["id"].clone()), (json!("form.submitted"), json!(id)));
     assert_eq!(payload["data"]["data"], json!({ "answer": "first" }));
-    let log = |server: &TestServer| {
-        let url = server.url(&format!("/admin/webhooks/{endpoint}/deliveries"));
-        let bearer = admin.bearer();
-        async move {
-            let body: Value = reqwest::Client::new()
-                .get(url)
-                .header("authorization", bearer)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            body["deliveries"].as_array().unwrap().clone()
-        }
+    let deliveries_path = format!("/admin/webhooks/{endpoint}/deliveries");
+    let log = async |server: &TestServer| {
+        get_json(server, &deliveries_path, &admin.bearer()).await["deliveries"].as_array().unwrap().clone()
     };
     let deliveries = log(&server).await;
     assert_eq!((deliveries[0]["attempt"].clone(), deliveries[0]["status"].clone()), (json!(2), json!(204)));
@@ -592,15 +572,7 @@ async fn webhooks_are_signed_retried_switched_off_after_failures_and_never_sent_
     submit("second").await;
     submit("third").await;
     let disabled = eventually("the endpoint switched off", async || {
-        let hooks: Value = reqwest::Client::new()
-            .get(server.url("/v1/admin/forms/hooked/webhooks"))
-            .header("authorization", admin.bearer())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let hooks = get_json(&server, "/v1/admin/forms/hooked/webhooks", &admin.bearer()).await;
         (hooks["items"][0]["enabled"] == false).then_some(hooks)
     })
     .await;
