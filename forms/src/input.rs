@@ -39,12 +39,12 @@ impl Definition {
                     },
                 },
                 FieldKind::Boolean => Some(Value::Bool(first.is_some_and(|v| CHECKED.contains(&v.as_str())))),
-                FieldKind::MultiChoice => {
+                // A file field's values are the ids of its finished uploads.
+                FieldKind::MultiChoice | FieldKind::File => {
                     let chosen: Vec<Value> =
                         values(pairs, &field.name).filter(|v| !v.is_empty()).map(|v| json!(v)).collect();
                     (!chosen.is_empty()).then_some(Value::Array(chosen))
                 }
-                FieldKind::File => None,
             };
             if let Some(value) = value {
                 data.insert(field.name.clone(), value);
@@ -82,7 +82,8 @@ mod tests {
                 { "name": "tags", "type": "multi-choice", "label": "l",
                   "options": [ { "value": "a", "label": "l" }, { "value": "b", "label": "l" } ] },
                 { "name": "agree", "type": "boolean", "label": "l" },
-                { "name": "empty", "type": "text", "label": "l" }
+                { "name": "empty", "type": "text", "label": "l" },
+                { "name": "files", "type": "file", "label": "l", "accept": ["image/*"], "max_items": 2 }
             ], "settings": { "honeypot": "website" } })
             .to_string()
             .as_bytes(),
@@ -98,6 +99,9 @@ mod tests {
             ("empty", ""),
             ("website", ""),
             ("stray", "x"),
+            ("files", "0123456789abcdef0123456789abcdef"),
+            ("files", ""),
+            ("files", "fedcba9876543210fedcba9876543210"),
         ]
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -106,7 +110,8 @@ mod tests {
         assert_eq!(errors, []);
         assert_eq!(
             data,
-            json!({ "name": "Ada", "note": "two\nlines", "age": 36, "tags": ["a", "b"], "agree": false, "website": "" })
+            json!({ "name": "Ada", "note": "two\nlines", "age": 36, "tags": ["a", "b"], "agree": false, "website": "",
+                    "files": ["0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"] })
         );
         let (_, errors) = definition.from_pairs(&[("age".into(), "36.5".into())]);
         assert_eq!((errors[0].path.as_str(), errors[0].code.as_str()), ("/age", "type"));

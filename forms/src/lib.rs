@@ -185,6 +185,11 @@ impl Field {
     pub fn file_max_bytes(&self) -> u64 {
         self.max_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES)
     }
+
+    /// Most files this (file) field takes: one unless it says.
+    pub fn file_max_items(&self) -> u32 {
+        self.max_items.unwrap_or(1)
+    }
 }
 
 /// Whether a file of `media_type` (sniffed) is one of a file field's

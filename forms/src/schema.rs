@@ -58,7 +58,7 @@ pub fn min_items(field: &Field) -> Option<u32> {
 /// The most items `field` takes (one file unless it says more).
 pub fn max_items(field: &Field) -> Option<u32> {
     match field.kind {
-        FieldKind::File => Some(field.max_items.unwrap_or(1)),
+        FieldKind::File => Some(field.file_max_items()),
         _ => field.max_items,
     }
 }

@@ -252,7 +252,7 @@ fn spend(form: &str, client: &str, bytes: u64) -> Result<()> {
 /// Uploads one showing of `definition` may start.
 fn upload_limit(definition: &Definition) -> usize {
     let files = definition.fields.iter().filter(|f| f.kind == FieldKind::File);
-    files.map(|f| f.max_items.unwrap_or(1) as usize).sum::<usize>() * UPLOADS_PER_FILE
+    files.map(|f| f.file_max_items() as usize).sum::<usize>() * UPLOADS_PER_FILE
 }
 
 /// Adds upload `id` to its showing: 409 once the showing's files were
@@ -578,6 +578,15 @@ fn expired(prefix: &str, now: u64) -> Result<Vec<(String, String)>> {
         due.push((entry.key.clone(), id.to_owned()));
     }
     Ok(due)
+}
+
+/// The file name upload `id` of `form` was given, for a page that shows
+/// it again.
+pub fn filename(form: &str, id: &str) -> Option<String> {
+    if !valid_upload_id(id) {
+        return None;
+    }
+    kv::get_json::<Upload>(&upload_key(form, id)).ok().flatten().and_then(|upload| upload.filename)
 }
 
 /// The files `data` names in `definition`'s file fields, each a finished

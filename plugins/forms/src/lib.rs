@@ -36,6 +36,7 @@ fn router() -> Router {
         .get("/v1/forms/{id}/submissions/{submission}/files/{file}", submissions::file)
         .get("/v1/forms/{id}/submissions/{submission}/files/{file}/variants/{name}", submissions::variant)
         .delete("/v1/forms/{id}/submissions/{submission}", submissions::erase)
+        .get("/forms/page.js", pages::script)
         .get("/forms/{id}", pages::show)
         .post("/forms/{id}", pages::post)
         .get("/forms/{id}/sent", pages::sent)

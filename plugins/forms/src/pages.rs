@@ -5,6 +5,10 @@
 //! /forms/{id}/sent` or shows the form again with the values kept and each
 //! error next to its field (and listed, linked, at the top). Signed in, the
 //! page carries the session's CSRF token in `_csrf`, which the host checks.
+//! File fields and a proof of work need the page's script (`GET
+//! /forms/page.js`, served from this origin so the CSP needs no inline
+//! script): it uploads each file with tus before the form is sent and puts
+//! the finished uploads' ids in the field, and answers the challenge.
 //! HTML is built with maud, which escapes every value.
 
 use maud::{DOCTYPE, Markup, html};
@@ -14,14 +18,18 @@ use plinth_kit::{Error, Request, Response, Result};
 use serde_json::Value;
 
 use crate::submit::{self, Submission, Verdict};
-use crate::{localize, render, store};
+use crate::{attachments, localize, render, store};
 
 /// The form's field carrying the render token.
 const TOKEN_FIELD: &str = "_token";
 /// The field the host reads a signed-in form post's CSRF token from.
 const CSRF_FIELD: &str = "_csrf";
-/// The field the ALTCHA widget puts its answer in.
+/// The field the ALTCHA widget (or the page's script) puts its answer in.
 const PROOF_FIELD: &str = "altcha";
+/// The page's script.
+const SCRIPT: &str = include_str!("page.js");
+/// Where the page's script is served.
+const SCRIPT_PATH: &str = "/forms/page.js";
 
 /// What one rendering shows.
 struct View<'a> {
@@ -116,7 +124,11 @@ pub fn post(req: &Request) -> Result<Response> {
 /// nothing and sends again.
 fn shown_again(req: &Request, form: &store::Form, locale: &str, pairs: &[(String, String)], why: Error) -> Response {
     plinth_kit::log::info("a page's form was shown again", &[("form", &form.definition.id), ("why", &why.code)]);
-    let (values, _) = form.definition.from_pairs(pairs);
+    let (mut values, _) = form.definition.from_pairs(pairs);
+    // Files belong to the showing the stale token named; this is a new one.
+    if let Value::Object(values) = &mut values {
+        values.retain(|name, _| form.definition.field(name).is_none_or(|f| f.kind != FieldKind::File));
+    }
     let token = render::issue(&form.definition.id, form.record.current).map(|(t, _)| t).unwrap_or_default();
     let view = View {
         definition: &form.definition,
@@ -142,8 +154,14 @@ pub fn sent(req: &Request) -> Result<Response> {
             p role="status" { (text(&locale, "form-sent")) }
             p { a href={ "/forms/" (id) "?locale=" (locale) } { (text(&locale, "form-send-another")) } }
         };
-        Ok(page(200, &locale, &document(&locale, &title, body)))
+        Ok(page(200, &locale, &document(&locale, &title, false, body)))
     })
+}
+
+/// `GET /forms/page.js`.
+pub fn script(_req: &Request) -> Result<Response> {
+    Ok(Response::bytes(200, "text/javascript; charset=utf-8", SCRIPT.as_bytes().to_vec())
+        .header("cache-control", "public, max-age=300"))
 }
 
 /// Runs a page handler; its error becomes a page, not JSON.
@@ -154,7 +172,7 @@ fn html_errors(req: &Request, handler: impl FnOnce() -> Result<Response>) -> Res
             h1 { (e.status) }
             p role="alert" { (e.message) }
         };
-        let mut response = page(e.status, &locale, &document(&locale, &e.message, body));
+        let mut response = page(e.status, &locale, &document(&locale, &e.message, false, body));
         response.headers.extend(e.headers);
         Ok(response)
     })
@@ -167,7 +185,7 @@ fn page(status: u16, locale: &str, markup: &Markup) -> Response {
         .header("vary", "accept-language")
 }
 
-fn document(locale: &str, title: &str, body: Markup) -> Markup {
+fn document(locale: &str, title: &str, script: bool, body: Markup) -> Markup {
     let dir = if messages::is_rtl(locale) { "rtl" } else { "ltr" };
     html! {
         (DOCTYPE)
@@ -176,6 +194,9 @@ fn document(locale: &str, title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
+                @if script {
+                    script src=(SCRIPT_PATH) defer {}
+                }
             }
             body { main { (body) } }
         }
@@ -190,6 +211,7 @@ fn form_page(view: &View<'_>) -> Markup {
         view.errors.iter().map(|e| (e.path.clone(), localize::message(definition, e, locale))).collect();
     let count = view.errors.len();
     let summary = messages::text(locale, "form-errors", &[("count", Argument::Number(count as f64))]);
+    let challenge = definition.settings.proof_of_work.as_ref().map(|_| format!("/v1/forms/{}/challenge", definition.id));
     let body = html! {
         h1 { (title) }
         @if let Some(description) = &definition.description {
@@ -208,8 +230,13 @@ fn form_page(view: &View<'_>) -> Markup {
                 }
             }
         }
-        form method="post" action={ "/forms/" (definition.id) "?locale=" (locale) } novalidate {
+        form method="post" action={ "/forms/" (definition.id) "?locale=" (locale) } novalidate data-form-page
+            data-uploads={ "/v1/forms/" (definition.id) "/uploads" } data-challenge=[challenge.as_deref()]
+            data-checking=(text(locale, "form-checking")) {
             input type="hidden" name=(TOKEN_FIELD) value=(view.token);
+            @if challenge.is_some() {
+                input type="hidden" name=(PROOF_FIELD);
+            }
             @if let Some(csrf) = &view.csrf {
                 input type="hidden" name=(CSRF_FIELD) value=(csrf);
             }
@@ -222,10 +249,11 @@ fn form_page(view: &View<'_>) -> Markup {
             @for field in ordered(definition) {
                 (field_markup(view, field, &messages))
             }
+            p role="status" data-form-status {}
             button type="submit" { (text(locale, "form-submit")) }
         }
     };
-    document(locale, &title, body)
+    document(locale, &title, true, body)
 }
 
 /// The id a field's input has; an error at `/name/…` links to it.
@@ -234,8 +262,7 @@ fn anchor(path: &str) -> String {
     if name.is_empty() { "form-errors".to_owned() } else { format!("f-{name}") }
 }
 
-/// Fields in `ui.order`, then the rest; file fields are uploaded through
-/// the API and not shown.
+/// Fields in `ui.order`, then the rest.
 fn ordered(definition: &Definition) -> Vec<&Field> {
     let mut fields: Vec<&Field> = definition.ui.order.iter().filter_map(|n| definition.field(n)).collect();
     for field in &definition.fields {
@@ -243,7 +270,6 @@ fn ordered(definition: &Definition) -> Vec<&Field> {
             fields.push(field);
         }
     }
-    fields.retain(|f| f.kind != FieldKind::File);
     fields
 }
 
@@ -311,6 +337,39 @@ fn field_markup(view: &View<'_>, field: &Field, messages: &[(String, String)]) -
                 (error_line)
             }
         },
+        (FieldKind::File, _) => {
+            let max_items = field.file_max_items();
+            let placeholder = |name: &str| Argument::Text(format!("{{{name}}}"));
+            let kept: Vec<&str> = value.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+            html! {
+                div data-file-field=(field.name) data-max-items=(max_items)
+                    data-msg-uploading=(messages::text(locale, "form-file-uploading",
+                        &[("name", placeholder("name")), ("percent", placeholder("percent"))]))
+                    data-msg-attached=(messages::text(locale, "form-file-attached", &[("name", placeholder("name"))]))
+                    data-msg-failed=(messages::text(locale, "form-file-failed",
+                        &[("name", placeholder("name")), ("reason", placeholder("reason"))]))
+                    data-msg-remove=(text(locale, "form-file-remove"))
+                    data-msg-too-many=(messages::text(locale, "form-file-too-many",
+                        &[("limit", Argument::Number(f64::from(max_items)))])) {
+                    label for=(id) { (label) @if field.required { " " (required_mark(locale)) } }
+                    (help)
+                    input type="file" id=(id) multiple[max_items > 1] accept=(field.accept.join(",")) disabled
+                        aria-describedby=[described.as_deref()] aria-invalid=[invalid];
+                    p data-needs-script { (text(locale, "form-file-needs-script")) }
+                    ul {
+                        @for upload in kept {
+                            @let name = attachments::filename(&view.definition.id, upload)
+                                .unwrap_or_else(|| text(locale, "form-file-kept"));
+                            li data-name=(name) {
+                                span { (name) }
+                                input type="hidden" name=(field.name) value=(upload);
+                            }
+                        }
+                    }
+                    (error_line)
+                }
+            }
+        }
         (FieldKind::Boolean, _) => html! {
             div {
                 input type="checkbox" id=(id) name=(field.name) value="on" required[field.required]

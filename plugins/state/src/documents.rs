@@ -161,12 +161,16 @@ pub fn delete(req: &Request) -> Result<Response> {
 struct ListQuery {
     after: Option<String>,
     limit: Option<u32>,
+    scope: Option<String>,
 }
 
 /// Documents per page when `limit` is not given, and at most.
 const PAGE: (u32, u32) = (20, 100);
 
-/// `GET /v1/state/{kind}?after=&limit=`: the caller's own documents, by id.
+/// `GET /v1/state/{kind}?after=&limit=&scope=`: the caller's own
+/// documents, by id; with `scope=all`, every document of a kind whose
+/// `read` or `write` roles the caller holds (such as an inbox's marks,
+/// which several people make).
 pub fn list(req: &Request) -> Result<Response> {
     let me = req.signed_in()?;
     let kind = Kind::named(&req.param::<String>("kind")?)?;
@@ -175,7 +179,17 @@ pub fn list(req: &Request) -> Result<Response> {
     if !(1..=PAGE.1).contains(&limit) {
         return Err(Error::new(400, "invalid_query", format!("`limit` is 1 to {}", PAGE.1)).at("limit"));
     }
-    let prefix = store::own_prefix(&kind.name, &me.account_id);
+    let prefix = match query.scope.as_deref() {
+        None | Some("own") => store::own_prefix(&kind.name, &me.account_id),
+        Some("all") if kind.readable_by_role(&me) => store::doc_key(&kind.name, ""),
+        Some("all") => {
+            return Err(Error::forbidden(format!(
+                "listing every `{}` document needs one of the kind's `read` or `write` roles",
+                kind.name
+            )));
+        }
+        Some(_) => return Err(Error::new(400, "invalid_query", "`scope` is `own` or `all`").at("scope")),
+    };
     let after = query.after.map(|id| format!("{prefix}{id}"));
     let page = kv::scan_prefix(&prefix, after.as_deref(), limit)?;
     let mut items = Vec::with_capacity(page.entries.len());

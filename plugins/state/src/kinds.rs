@@ -168,6 +168,11 @@ impl Kind {
         granted.max(by_role)
     }
 
+    /// Whether `principal` reads every document of this kind by a role.
+    pub fn readable_by_role(&self, principal: &Principal) -> bool {
+        holds(principal, &self.read) || holds(principal, &self.write)
+    }
+
     /// Refuses a principal who may not create documents of this kind.
     pub fn may_create(&self, principal: &Principal) -> Result<()> {
         match &self.create {

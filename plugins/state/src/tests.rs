@@ -166,6 +166,36 @@ fn roles_reach_every_document_of_their_kind() {
 }
 
 #[test]
+fn role_holders_list_every_document_of_their_kind() {
+    let host = host();
+    for (who, id) in [("ada", "b1"), ("bo", "b2"), ("ada", "b3")] {
+        let made = host.send(
+            TestRequest::put(&format!("/v1/state/boards/{id}"))
+                .signed_in(who, &["editor"])
+                .header("if-none-match", "*")
+                .json(&json!({ "by": who })),
+        );
+        assert_eq!(made.status, 201);
+    }
+    let ids = |who: &str, roles: &[&str], query: &str| {
+        let listed = host.send(TestRequest::get(&format!("/v1/state/boards?{query}")).signed_in(who, roles));
+        let body: Value = listed.body_json();
+        let ids: Vec<String> =
+            body["items"].as_array().into_iter().flatten().map(|i| i["id"].as_str().unwrap().to_owned()).collect();
+        (listed.status, ids, body["next"].as_str().map(str::to_owned))
+    };
+    assert_eq!(ids("ada", &["editor"], "").1, ["b1", "b3"], "without a scope: one's own");
+    assert_eq!(ids("cy", &["viewer"], "scope=all").1, ["b1", "b2", "b3"], "a reader's role lists them all");
+    let (_, first, next) = ids("cy", &["viewer"], "scope=all&limit=2");
+    assert_eq!((first, next.as_deref()), (vec!["b1".to_owned(), "b2".to_owned()], Some("b2")));
+    assert_eq!(ids("cy", &["viewer"], "scope=all&after=b2").1, ["b3"]);
+    assert_eq!(ids("dee", &[], "scope=all").0, 403, "no role, no listing of others' documents");
+    assert_eq!(ids("ada", &[], "scope=everything").0, 400);
+    let notes = host.send(TestRequest::get("/v1/state/notes?scope=all").signed_in("ada", &["editor"]));
+    assert_eq!(notes.status, 403, "an owner-only kind has no readers by role");
+}
+
+#[test]
 fn a_retried_write_returns_its_first_result() {
     let host = host();
     let first = host.send(

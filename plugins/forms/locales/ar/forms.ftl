@@ -70,3 +70,23 @@ form-honeypot = اترك هذا الحقل فارغًا
 form-expired = ظل النموذج مفتوحًا طويلًا أو تغيّر. راجع إجاباتك وأرسله مرة أخرى.
 form-sent = شكرًا لك. لقد تلقينا رسالتك.
 form-send-another = إرسال رسالة أخرى
+
+## Files on the form's page: the page's script uploads each one (resumably)
+## before the form is sent. $name, $percent and $reason are filled in by the
+## script.
+
+form-file-needs-script = يتطلب إرفاق الملفات تفعيل JavaScript.
+form-file-uploading = جارٍ رفع { $name }: { $percent }٪
+form-file-attached = أُرفق { $name }.
+form-file-failed = لم يُرفق { $name }: { $reason }
+form-file-remove = إزالة
+form-file-too-many = يمكنك إرفاق { $limit ->
+    [zero] لا ملفات
+    [one] ملف واحد على الأكثر
+    [two] ملفين على الأكثر
+    [few] { $limit } ملفات على الأكثر
+    [many] { $limit } ملفًا على الأكثر
+   *[other] { $limit } ملف على الأكثر
+}.
+form-file-kept = ملف أرفقته
+form-checking = جارٍ التحقق من المتصفح قبل الإرسال…

@@ -55,3 +55,19 @@ form-honeypot = Leave this field empty
 form-expired = The form was open for long, or has changed. Check your answers and send it again.
 form-sent = Thank you. We have received your message.
 form-send-another = Send another
+
+## Files on the form's page: the page's script uploads each one (resumably)
+## before the form is sent. $name, $percent and $reason are filled in by the
+## script.
+
+form-file-needs-script = Attaching files needs JavaScript.
+form-file-uploading = Uploading { $name }: { $percent }%
+form-file-attached = { $name } is attached.
+form-file-failed = { $name } was not attached: { $reason }
+form-file-remove = Remove
+form-file-too-many = You can attach at most { $limit ->
+    [one] { $limit } file
+   *[other] { $limit } files
+}.
+form-file-kept = A file you attached
+form-checking = Checking your browser before sending…

@@ -60,3 +60,21 @@ form-honeypot = Zostaw to pole puste
 form-expired = Formularz był otwarty zbyt długo albo się zmienił. Sprawdź odpowiedzi i wyślij go ponownie.
 form-sent = Dziękujemy. Otrzymaliśmy Twoją wiadomość.
 form-send-another = Wyślij kolejną
+
+## Files on the form's page: the page's script uploads each one (resumably)
+## before the form is sent. $name, $percent and $reason are filled in by the
+## script.
+
+form-file-needs-script = Dołączanie plików wymaga JavaScriptu.
+form-file-uploading = Wysyłanie { $name }: { $percent }%
+form-file-attached = Dołączono { $name }.
+form-file-failed = Nie dołączono { $name }: { $reason }
+form-file-remove = Usuń
+form-file-too-many = Możesz dołączyć najwyżej { $limit ->
+    [one] { $limit } plik
+    [few] { $limit } pliki
+    [many] { $limit } plików
+   *[other] { $limit } pliku
+}.
+form-file-kept = Dołączony plik
+form-checking = Sprawdzanie przeglądarki przed wysłaniem…
