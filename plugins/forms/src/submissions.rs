@@ -5,7 +5,7 @@
 //! a few of the oldest expired ones, so storage follows the retention
 //! without a timer.
 
-use plinth_forms::Definition;
+use plinth_forms::{Definition, FieldKind};
 use plinth_kit::audit::{self, Outcome};
 use plinth_kit::{Error, Principal, Request, Response, Result, kv};
 use serde::{Deserialize, Serialize};
@@ -79,32 +79,125 @@ pub fn reader(req: &Request, definition: &Definition) -> Result<Principal> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Submissions a filtered listing reads per request at most: a page may
+/// then hold fewer than `limit` matches, with `next` to go on from.
+const MAX_EXAMINED: u32 = 1_000;
+/// Longest `q`.
+const MAX_QUERY_TEXT: usize = 200;
+
+/// A listing's query: `after`, `limit`, and the filters `field.{name}=`
+/// (the field's value is exactly this, or a list holding it) and `q=`
+/// (some answer contains this text, ignoring case).
+#[derive(Debug, Default)]
 struct ListQuery {
     after: Option<String>,
     limit: Option<u32>,
+    fields: Vec<(String, String)>,
+    text: Option<String>,
 }
 
-/// `GET /v1/forms/{id}/submissions?after=&limit=`: oldest first.
+impl ListQuery {
+    fn parse(query: &str, definition: &Definition) -> Result<Self> {
+        let invalid = |at: &str, why: String| Error::new(400, "invalid_query", why).at(at);
+        let mut parsed = ListQuery::default();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            let repeated = || invalid(&name, format!("`{name}` is given twice"));
+            match name.as_ref() {
+                "after" if parsed.after.is_none() => {
+                    if !valid_id(&value) {
+                        return Err(invalid("after", "`after` is a submission id".into()));
+                    }
+                    parsed.after = Some(value.into_owned());
+                }
+                "limit" if parsed.limit.is_none() => match value.parse::<u32>() {
+                    Ok(limit) if (1..=MAX_PAGE).contains(&limit) => parsed.limit = Some(limit),
+                    _ => return Err(invalid("limit", format!("`limit` is 1 to {MAX_PAGE}"))),
+                },
+                "q" if parsed.text.is_none() => {
+                    if value.is_empty() || value.chars().count() > MAX_QUERY_TEXT {
+                        return Err(invalid("q", format!("`q` is 1 to {MAX_QUERY_TEXT} characters")));
+                    }
+                    parsed.text = Some(value.to_lowercase());
+                }
+                "after" | "limit" | "q" => return Err(repeated()),
+                other => match other.strip_prefix("field.") {
+                    Some(field) if definition.field(field).is_some_and(|f| f.kind != FieldKind::File) => {
+                        if parsed.fields.iter().any(|(f, _)| f == field) {
+                            return Err(repeated());
+                        }
+                        parsed.fields.push((field.to_owned(), value.into_owned()));
+                    }
+                    Some(field) => {
+                        return Err(invalid(other, format!("form `{}` has no field `{field}` to filter by", definition.id)));
+                    }
+                    None => {
+                        return Err(invalid(
+                            other,
+                            format!("unknown parameter `{other}`: the query takes `after`, `limit`, `q` and `field.{{name}}`"),
+                        ));
+                    }
+                },
+            }
+        }
+        Ok(parsed)
+    }
+
+    fn filters(&self) -> bool {
+        !self.fields.is_empty() || self.text.is_some()
+    }
+
+    /// Whether `data` passes every filter.
+    fn keeps(&self, data: &Value) -> bool {
+        let equals = |value: &Value, wanted: &str| match value {
+            Value::String(s) => s == wanted,
+            Value::Number(n) => n.to_string() == wanted,
+            Value::Bool(b) => b.to_string() == wanted,
+            _ => false,
+        };
+        let fields = self.fields.iter().all(|(name, wanted)| match data.get(name) {
+            Some(Value::Array(items)) => items.iter().any(|item| equals(item, wanted)),
+            Some(value) => equals(value, wanted),
+            None => false,
+        });
+        let text = self.text.as_deref().is_none_or(|text| {
+            let contains = |value: &Value| value.as_str().is_some_and(|s| s.to_lowercase().contains(text));
+            data.as_object().into_iter().flat_map(|o| o.values()).any(|value| match value {
+                Value::Array(items) => items.iter().any(contains),
+                value => contains(value),
+            })
+        });
+        fields && text
+    }
+}
+
+/// `GET /v1/forms/{id}/submissions?after=&limit=&q=&field.{name}=`: oldest
+/// first.
 pub fn list(req: &Request) -> Result<Response> {
     let form: String = req.param("id")?;
     let definition = store::load(&form)?.definition;
     reader(req, &definition)?;
-    let query: ListQuery = req.query_as()?;
+    let query = ListQuery::parse(&req.query().unwrap_or_default(), &definition)?;
     let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Error::new(400, "invalid_query", format!("`limit` is 1 to {MAX_PAGE}")).at("limit"));
-    }
-    if query.after.as_deref().is_some_and(|a| !valid_id(a)) {
-        return Err(Error::new(400, "invalid_query", "`after` is a submission id").at("after"));
-    }
     let prefix = format!("sub/{form}/");
-    let after = query.after.map(|a| key(&form, &a));
     let now = store::now();
-    let page = kv::page::<Stored>(&prefix, after.as_deref(), limit)?;
-    let items: Vec<&Stored> = page.entries.iter().map(|(_, s)| s).filter(|s| !expired(&definition, s, now)).collect();
-    let next = page.next.as_deref().and_then(|k| k.strip_prefix(&prefix));
+    let (mut items, mut cursor, mut examined) = (Vec::new(), query.after.as_ref().map(|a| key(&form, a)), 0);
+    loop {
+        let page = kv::page::<Stored>(&prefix, cursor.as_deref(), limit)?;
+        examined += page.entries.len() as u32;
+        items.extend(
+            page.entries.into_iter().map(|(_, s)| s).filter(|s| !expired(&definition, s, now) && query.keeps(&s.data)),
+        );
+        cursor = page.next;
+        if cursor.is_none() || !query.filters() || items.len() >= limit as usize || examined >= MAX_EXAMINED {
+            break;
+        }
+    }
+    items.truncate(limit as usize);
+    // A page cut short by the limit goes on after its last item.
+    let next = match (items.len() == limit as usize, items.last()) {
+        (true, Some(last)) if query.filters() => Some(last.id.clone()),
+        _ => cursor.as_deref().and_then(|k| k.strip_prefix(&prefix)).map(str::to_owned),
+    };
     Ok(Response::json(200, &json!({ "items": items, "next": next })).header("cache-control", "no-store"))
 }
 

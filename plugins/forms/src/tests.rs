@@ -76,6 +76,47 @@ fn a_valid_submission_is_stored_with_its_version_and_read_back_by_readers() {
 }
 
 #[test]
+fn readers_filter_submissions_by_a_field_and_by_text_a_page_at_a_time() {
+    let host = host();
+    for (i, topic) in ["bug", "question", "bug", "bug", "question", "bug"].iter().enumerate() {
+        let mut data = valid();
+        data["topic"] = json!(topic);
+        data["message"] = json!(if i == 4 { "The button is BROKEN" } else { "Hello" });
+        assert_eq!(submit(&host, &token("contact", 1, 10), data).status, 202);
+    }
+    let list = |query: &str| {
+        let listed = host
+            .send(TestRequest::get(&format!("/v1/forms/contact/submissions?{query}")).signed_in("boss", &["admin"]));
+        (listed.status, listed.body_json::<Value>())
+    };
+    let topics = |body: &Value| -> Vec<String> {
+        body["items"].as_array().unwrap().iter().map(|i| i["data"]["topic"].as_str().unwrap().to_owned()).collect()
+    };
+    let (_, all) = list("");
+    assert_eq!(all["items"].as_array().unwrap().len(), 6);
+    let (status, first) = list("field.topic=bug&limit=3");
+    assert_eq!((status, topics(&first)), (200, vec!["bug".to_owned(); 3]));
+    let next = first["next"].as_str().expect("more bugs follow");
+    assert_eq!(next, all["items"][3]["id"].as_str().unwrap(), "the page goes on after its last match");
+    let (_, rest) = list(&format!("field.topic=bug&limit=3&after={next}"));
+    assert_eq!((topics(&rest), rest["next"].clone()), (vec!["bug".to_owned()], Value::Null));
+    let (_, found) = list("q=broken");
+    assert_eq!(found["items"].as_array().unwrap().len(), 1, "text matches ignoring case");
+    assert_eq!(topics(&list("q=broken&field.topic=bug").1), Vec::<String>::new(), "filters combine");
+    for (query, at) in [
+        ("field.nope=x", "field.nope"),
+        ("field.attachment=x", "field.attachment"),
+        ("field.topic=a&field.topic=b", "field.topic"),
+        ("sort=new", "sort"),
+        ("q=", "q"),
+        ("limit=0", "limit"),
+    ] {
+        let (status, body) = list(query);
+        assert_eq!((status, body["error"]["field"].as_str()), (400, Some(at)), "{query}");
+    }
+}
+
+#[test]
 fn invalid_data_gets_every_error_in_one_shape_in_the_request_locale() {
     let host = host();
     let mut data = valid();
