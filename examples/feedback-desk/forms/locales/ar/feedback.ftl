@@ -1,0 +1,12 @@
+feedback-title = أخبرنا برأيك
+feedback-description = هل وجدت مشكلة أو لديك فكرة؟ نقرأ كل رسالة.
+feedback-name = اسمك (اختياري)
+feedback-email = البريد الإلكتروني (اختياري)
+feedback-email-help = فقط إن كنت تريد ردًّا.
+feedback-topic = بمَ تتعلق رسالتك؟
+feedback-topic-problem = شيء لا يعمل
+feedback-topic-idea = فكرة
+feedback-topic-praise = شيء نُحسنه
+feedback-message = رسالتك
+feedback-screenshots = لقطات الشاشة (اختياري، اثنتان على الأكثر)
+feedback-screenshots-help = PNG أو JPEG أو WebP، بحد أقصى 10 ميغابايت لكل منها. نزيل منها الموقع وبيانات الكاميرا.

@@ -1,0 +1,12 @@
+feedback-title = Tell us what you think
+feedback-description = Found a problem, have an idea? We read every message.
+feedback-name = Your name (optional)
+feedback-email = E-mail address (optional)
+feedback-email-help = Only if you would like an answer.
+feedback-topic = What is it about?
+feedback-topic-problem = Something does not work
+feedback-topic-idea = An idea
+feedback-topic-praise = Something we do well
+feedback-message = Your message
+feedback-screenshots = Screenshots (optional, up to two)
+feedback-screenshots-help = PNG, JPEG or WebP, at most 10 MB each. Location and camera details are removed from what we show.

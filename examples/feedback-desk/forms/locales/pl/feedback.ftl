@@ -1,0 +1,12 @@
+feedback-title = Powiedz nam, co myślisz
+feedback-description = Coś nie działa, masz pomysł? Czytamy każdą wiadomość.
+feedback-name = Imię (opcjonalnie)
+feedback-email = Adres e-mail (opcjonalnie)
+feedback-email-help = Tylko jeśli chcesz odpowiedzi.
+feedback-topic = Czego dotyczy wiadomość?
+feedback-topic-problem = Coś nie działa
+feedback-topic-idea = Pomysł
+feedback-topic-praise = Coś, co robimy dobrze
+feedback-message = Twoja wiadomość
+feedback-screenshots = Zrzuty ekranu (opcjonalnie, najwyżej dwa)
+feedback-screenshots-help = PNG, JPEG lub WebP, każdy najwyżej 10 MB. Usuwamy z nich położenie i dane aparatu.
