@@ -215,7 +215,7 @@ pub struct RateLimitConfig {
     pub max_tracked_keys: usize,
     /// Quotas by class name, merged over the built-in classes (`default`,
     /// `login`, `password_reset`, `email`, `admin`, `upload`, `media`,
-    /// `form_submit`), each replaceable.
+    /// `form_submit`, `page`), each replaceable.
     pub classes: BTreeMap<String, ClassLimits>,
 }
 
@@ -248,6 +248,8 @@ impl Default for RateLimitConfig {
                 ("media".to_owned(), class("1200/min", Some("2400/min"))),
                 // Form submissions: a person sends a few a minute.
                 ("form_submit".to_owned(), class("10/min", Some("30/min"))),
+                // HTML pages with their own script (a CSP of their own too).
+                (crate::edge::headers::PAGE_CLASS.to_owned(), class("600/min", Some("1200/min"))),
             ]),
         }
     }

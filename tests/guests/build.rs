@@ -26,6 +26,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
     ),
     ("../../plugins", &["hello", "accounts", "state", "media", "images", "forms", "exports"]),
     ("../../examples/notes", &["notes"]),
+    ("../../examples/feedback-desk/desk", &["desk"]),
 ];
 
 fn main() {

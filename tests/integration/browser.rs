@@ -4,93 +4,43 @@
 //! the error by its field with the other answers kept, fixes it, sends it
 //! again and reads the thanks, in Polish and in Arabic (right to left).
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::json;
 
+use crate::chromium::Chromedriver;
 use crate::forms;
 use crate::support::{TestServer, sign_in};
 
-/// chromedriver on a free port, killed when dropped.
-struct Chromedriver {
-    child: Child,
-    port: u16,
-}
-
-impl Chromedriver {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (Debian's chromium-driver; make test installs it)");
-        let driver = Self { child, port };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return driver;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("chromedriver did not start");
-    }
-
-    async fn browser(&self, profile: &std::path::Path) -> Client {
-        let options = json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--disable-quic", format!("--user-data-dir={}", profile.display())],
-        });
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert("goog:chromeOptions".into(), options);
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        ClientBuilder::new(connector)
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a Chromium session")
-    }
-}
-
-impl Drop for Chromedriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The element, waited for: after a click the next page may still be loading.
-async fn element(browser: &Client, css: &str) -> fantoccini::elements::Element {
+pub async fn element(browser: &Client, css: &str) -> fantoccini::elements::Element {
     match browser.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await {
         Ok(found) => found,
         Err(e) => panic!("{css}: {e}\n{}", browser.source().await.unwrap_or_default()),
     }
 }
 
-async fn text_of(browser: &Client, css: &str) -> String {
+pub async fn text_of(browser: &Client, css: &str) -> String {
     element(browser, css).await.text().await.unwrap()
 }
 
-async fn attribute(browser: &Client, css: &str, name: &str) -> Option<String> {
+pub async fn attribute(browser: &Client, css: &str, name: &str) -> Option<String> {
     element(browser, css).await.attr(name).await.unwrap()
 }
 
-async fn type_into(browser: &Client, css: &str, text: &str) {
+pub async fn type_into(browser: &Client, css: &str, text: &str) {
     let input = element(browser, css).await;
     input.clear().await.unwrap();
     input.send_keys(text).await.unwrap();
 }
 
-async fn click(browser: &Client, css: &str) {
+pub async fn click(browser: &Client, css: &str) {
     element(browser, css).await.click().await.unwrap();
 }
 
 /// Every visible control has a label.
-async fn unlabelled_controls(browser: &Client) -> u64 {
+pub async fn unlabelled_controls(browser: &Client) -> u64 {
     let script = "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
         .filter(e => !e.closest('[hidden]') && !(e.labels && e.labels.length)).length";
     browser.execute(script, vec![]).await.unwrap().as_u64().unwrap()

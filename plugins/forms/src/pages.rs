@@ -211,7 +211,8 @@ fn form_page(view: &View<'_>) -> Markup {
         view.errors.iter().map(|e| (e.path.clone(), localize::message(definition, e, locale))).collect();
     let count = view.errors.len();
     let summary = messages::text(locale, "form-errors", &[("count", Argument::Number(count as f64))]);
-    let challenge = definition.settings.proof_of_work.as_ref().map(|_| format!("/v1/forms/{}/challenge", definition.id));
+    let challenge =
+        definition.settings.proof_of_work.as_ref().map(|_| format!("/v1/forms/{}/challenge", definition.id));
     let body = html! {
         h1 { (title) }
         @if let Some(description) = &definition.description {
@@ -249,7 +250,7 @@ fn form_page(view: &View<'_>) -> Markup {
             @for field in ordered(definition) {
                 (field_markup(view, field, &messages))
             }
-            p role="status" data-form-status {}
+            p aria-live="polite" data-form-status {}
             button type="submit" { (text(locale, "form-submit")) }
         }
     };
@@ -340,7 +341,8 @@ fn field_markup(view: &View<'_>, field: &Field, messages: &[(String, String)]) -
         (FieldKind::File, _) => {
             let max_items = field.file_max_items();
             let placeholder = |name: &str| Argument::Text(format!("{{{name}}}"));
-            let kept: Vec<&str> = value.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+            let kept: Vec<&str> =
+                value.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
             html! {
                 div data-file-field=(field.name) data-max-items=(max_items)
                     data-msg-uploading=(messages::text(locale, "form-file-uploading",

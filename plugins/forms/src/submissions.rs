@@ -128,12 +128,17 @@ impl ListQuery {
                         parsed.fields.push((field.to_owned(), value.into_owned()));
                     }
                     Some(field) => {
-                        return Err(invalid(other, format!("form `{}` has no field `{field}` to filter by", definition.id)));
+                        return Err(invalid(
+                            other,
+                            format!("form `{}` has no field `{field}` to filter by", definition.id),
+                        ));
                     }
                     None => {
                         return Err(invalid(
                             other,
-                            format!("unknown parameter `{other}`: the query takes `after`, `limit`, `q` and `field.{{name}}`"),
+                            format!(
+                                "unknown parameter `{other}`: the query takes `after`, `limit`, `q` and `field.{{name}}`"
+                            ),
                         ));
                     }
                 },

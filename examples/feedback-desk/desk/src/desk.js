@@ -48,6 +48,9 @@ function inboxPage() {
   let view = { topic: "", status: "open", q: "" };
   let cursor = null;
   let shown = 0;
+  // The first rows' frame, as a User Timing mark ("inbox-rows") that real
+  // user monitoring and `make bench` read.
+  let painted = false;
 
   const say = (text) => {
     $("inbox-status").textContent = text;
@@ -245,6 +248,10 @@ function inboxPage() {
         for (const submission of page.items.filter(keeps)) {
           rows.append(row(submission));
           added += 1;
+        }
+        if (added > 0 && !painted) {
+          painted = true;
+          requestAnimationFrame(() => performance.mark("inbox-rows"));
         }
         cursor = page.next;
         if (!cursor) break;
