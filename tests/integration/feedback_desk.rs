@@ -256,29 +256,33 @@ fn the_feedback_desk_readme_runs_as_written() {
     let plinth = Path::new(env!("CARGO_BIN_EXE_plinth"));
     let path = format!("{}:{}", plinth.parent().unwrap().display(), std::env::var("PATH").unwrap());
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    let child = std::process::Command::new("timeout")
-        .args(["1200", "bash", "-c", &script])
+    // Output goes to files: the server and receiver the README starts in
+    // the background hold whatever the script's output was.
+    let out = dir.path().join("stdout");
+    let err = dir.path().join("stderr");
+    let mut child = std::process::Command::new("timeout")
+        .args(["900", "bash", "-c", &script])
         .current_dir(ROOT)
         .env("PATH", path)
         .process_group(0)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
     let group = child.id().to_string();
-    let output = child.wait_with_output().unwrap();
+    let status = child.wait().unwrap();
     // The server and the receiver the README left running.
     let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{group}")]).status();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = std::fs::read_to_string(&out).unwrap();
+    let stderr = std::fs::read_to_string(&err).unwrap();
     let log = std::fs::read_to_string(dir.path().join("data/feedback-desk.log")).unwrap_or_default();
     assert!(
-        output.status.success(),
+        status.success(),
         "the README failed:\n{script}\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- server\n{log}"
     );
     assert_eq!(stdout.matches("202 {").count(), 2, "two submissions: {stdout}");
     assert!(stdout.contains("The export button does nothing"), "the filtered listing: {stdout}");
     assert!(stdout.contains("\"handled\":true") || stdout.contains("\"handled\": true"), "the mark: {stdout}");
-    assert!(stdout.contains("id,submitted_at"), "the CSV's header: {stdout}");
+    assert!(stdout.contains("export done\nid,submitted_at"), "the CSV, after its header: {stdout}");
     assert_eq!(stdout.matches("verified form.submitted").count(), 2, "the webhook, verified: {stdout}");
 }
