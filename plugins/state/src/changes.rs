@@ -18,6 +18,13 @@ struct SinceQuery {
 pub fn changes(req: &Request) -> Result<Response> {
     let me = req.signed_in()?;
     let (kind, id) = store::address(req)?;
+    let Loaded { version, doc, .. } = store::load(&kind, &id, &me)?.ok_or_else(|| not_found(&kind, &id))?;
+    respond(req, &doc_key(&kind.name, &id), version, &doc.body)
+}
+
+/// The changes of the document at `key`, now at `version` and `body`, to
+/// a caller who may read it.
+pub fn respond(req: &Request, key: &str, version: u64, body: &Value) -> Result<Response> {
     let streaming = req.header("accept").is_some_and(|accept| accept.contains("text/event-stream"));
     let query: SinceQuery = req.query_as()?;
     let cursor = match req.header("last-event-id").filter(|_| streaming) {
@@ -26,21 +33,19 @@ pub fn changes(req: &Request) -> Result<Response> {
         })?),
         None => query.since,
     };
-    let Loaded { version, doc, .. } = store::load(&kind, &id, &me)?.ok_or_else(|| not_found(&kind, &id))?;
-    let key = doc_key(&kind.name, &id);
     let held = match cursor {
         Some(cursor) if cursor == version => Some(Vec::new()),
-        Some(cursor) if cursor < version => events::since(&key, cursor),
+        Some(cursor) if cursor < version => events::since(key, cursor),
         // No cursor, or one from the future (a write lost in a crash).
         _ => None,
     };
     if streaming {
         return Ok(match (held, cursor) {
-            (Some(_), Some(cursor)) => Response::bytes(200, "text/event-stream", Vec::new()).follow(&key, cursor),
+            (Some(_), Some(cursor)) => Response::bytes(200, "text/event-stream", Vec::new()).follow(key, cursor),
             _ => {
-                let reset = json!({ "version": version, "document": doc.body });
+                let reset = json!({ "version": version, "document": body });
                 let event = format!("id: {version}\nevent: reset\ndata: {reset}\n\n");
-                Response::bytes(200, "text/event-stream", event.into_bytes()).follow(&key, version)
+                Response::bytes(200, "text/event-stream", event.into_bytes()).follow(key, version)
             }
         });
     }
@@ -55,6 +60,6 @@ pub fn changes(req: &Request) -> Result<Response> {
                 .collect();
             Response::json(200, &json!({ "version": version, "changes": changes }))
         }
-        None => Response::json(200, &json!({ "version": version, "reset": true, "document": doc.body })),
+        None => Response::json(200, &json!({ "version": version, "reset": true, "document": body })),
     })
 }

@@ -56,6 +56,8 @@ struct KindConfig {
     #[serde(default)]
     sharing: bool,
     #[serde(default)]
+    links: bool,
+    #[serde(default)]
     max_per_owner: Option<usize>,
 }
 
@@ -89,6 +91,8 @@ pub struct Kind {
     create: Audience,
     /// Owners may share documents with named accounts.
     pub sharing: bool,
+    /// Owners may make read-only links to documents.
+    pub links: bool,
     /// Documents one owner may hold.
     pub max_per_owner: usize,
 }
@@ -116,10 +120,12 @@ fn holds(principal: &Principal, audience: &Audience) -> bool {
     }
 }
 
-/// A kind name: 1 to 64 of a-z, 0-9, `-`, `_`; `views` is a route.
+/// A kind name: 1 to 64 of a-z, 0-9, `-`, `_`; `views` and `links` are
+/// routes.
 pub fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name != "views"
+        && name != "links"
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
@@ -153,6 +159,7 @@ impl Kind {
             write: config.write,
             create: config.create,
             sharing: config.sharing,
+            links: config.links,
             max_per_owner,
         })
     }

@@ -6,6 +6,7 @@ mod changes;
 mod documents;
 mod idempotency;
 mod kinds;
+mod links;
 mod sharing;
 mod store;
 mod views;
@@ -16,6 +17,8 @@ fn router() -> Router {
     Router::new()
         .post("/v1/state/views", views::create)
         .get("/v1/state/views/{token}", views::open)
+        .get("/v1/state/links/{token}", links::get)
+        .get("/v1/state/links/{token}/changes", links::changes)
         .get("/v1/state/{kind}", documents::list)
         .post("/v1/state/{kind}", documents::create)
         .get("/v1/state/{kind}/{id}", documents::get)
@@ -26,6 +29,8 @@ fn router() -> Router {
         .get("/v1/state/{kind}/{id}/grants", sharing::list)
         .put("/v1/state/{kind}/{id}/grants/{account}", sharing::grant)
         .delete("/v1/state/{kind}/{id}/grants/{account}", sharing::revoke)
+        .post("/v1/state/{kind}/{id}/links", links::create)
+        .delete("/v1/state/{kind}/{id}/links", links::revoke)
 }
 
 plinth_kit::plugin!(router);

@@ -15,30 +15,35 @@ struct GrantBody {
 }
 
 /// The document's kind, id and life, for its owner: 404 for anyone who
-/// cannot read it, 403 for a reader who is not the owner, 409 when the kind
-/// does not share.
-fn owned(req: &Request) -> Result<(crate::kinds::Kind, String, String)> {
+/// cannot read it, 403 for a reader who is not the owner.
+pub fn owned(req: &Request) -> Result<(crate::kinds::Kind, String, String)> {
     let me = req.signed_in()?;
     let (kind, id) = store::address(req)?;
     let loaded = store::load(&kind, &id, &me)?.ok_or_else(|| not_found(&kind, &id))?;
     if loaded.doc.owner != me.account_id {
         return Err(Error::forbidden("only the document's owner shares it"));
     }
-    if !kind.sharing {
-        return Err(Error::new(409, "sharing_disabled", format!("`{}` documents are not shared", kind.name)));
-    }
     Ok((kind, id, loaded.doc.life))
 }
 
-/// Changes the grants of the life `life`, starting afresh from grants of an
-/// earlier life.
-fn change_grants(key: &str, life: &str, change: impl Fn(&mut Acl) -> bool) -> Result<bool> {
+/// [`owned`], and 409 when the kind does not share.
+fn shared(req: &Request) -> Result<(crate::kinds::Kind, String, String)> {
+    let (kind, id, life) = owned(req)?;
+    if !kind.sharing {
+        return Err(Error::new(409, "sharing_disabled", format!("`{}` documents are not shared", kind.name)));
+    }
+    Ok((kind, id, life))
+}
+
+/// Changes the grants and links of the life `life`, starting afresh from
+/// those of an earlier life.
+pub fn change_acl(key: &str, life: &str, change: impl Fn(&mut Acl) -> bool) -> Result<bool> {
     let mut changed = false;
     kv::update(key, None, |acl: Option<Acl>| {
         let mut acl =
             acl.filter(|acl| acl.life == life).unwrap_or_else(|| Acl { life: life.to_owned(), ..Acl::default() });
         changed = change(&mut acl);
-        Ok((!acl.grants.is_empty()).then_some(acl))
+        Ok(acl.worth_keeping().then_some(acl))
     })?;
     Ok(changed)
 }
@@ -55,16 +60,16 @@ fn grantee(req: &Request) -> Result<String> {
 
 /// `GET .../grants`.
 pub fn list(req: &Request) -> Result<Response> {
-    let (kind, id, life) = owned(req)?;
+    let (kind, id, life) = shared(req)?;
     Ok(Response::json(200, &json!({ "grants": store::grants(&kind, &id, &life)? })))
 }
 
 /// `PUT .../grants/{account}` with `{"access": "read" | "write"}`.
 pub fn grant(req: &Request) -> Result<Response> {
-    let (kind, id, life) = owned(req)?;
+    let (kind, id, life) = shared(req)?;
     let account = grantee(req)?;
     let body: GrantBody = req.json()?;
-    change_grants(&acl_key(&kind.name, &id), &life, |acl| {
+    change_acl(&acl_key(&kind.name, &id), &life, |acl| {
         acl.grants.insert(account.clone(), body.access);
         true
     })?;
@@ -73,9 +78,9 @@ pub fn grant(req: &Request) -> Result<Response> {
 
 /// `DELETE .../grants/{account}`.
 pub fn revoke(req: &Request) -> Result<Response> {
-    let (kind, id, life) = owned(req)?;
+    let (kind, id, life) = shared(req)?;
     let account = grantee(req)?;
-    let found = change_grants(&acl_key(&kind.name, &id), &life, |acl| acl.grants.remove(&account).is_some())?;
+    let found = change_acl(&acl_key(&kind.name, &id), &life, |acl| acl.grants.remove(&account).is_some())?;
     if !found {
         return Err(Error::not_found(format!("`{id}` is not shared with `{account}`")));
     }

@@ -4,9 +4,10 @@
 //! - `doc/{kind}/{id}`: versioned, `{"owner", "life", "body"}`; the
 //!   version is the ETag, `life` a random id the document gets when it is
 //!   created.
-//! - `acl/{kind}/{id}`: `{"life", "grants"}`, the accounts the owner shared
-//!   it with. Grants count only for the life they name: a grant racing a
-//!   delete cannot reach a document created again under the same id.
+//! - `acl/{kind}/{id}`: `{"life", "grants", "link_epoch"}`, the accounts
+//!   the owner shared it with, and which of its links still open it.
+//!   Both count only for the life they name: a grant racing a delete
+//!   cannot reach a document created again under the same id.
 //! - `own/{kind}/{owner}/{id}`: the owner's index, for listing.
 
 use std::collections::BTreeMap;
@@ -41,13 +42,27 @@ pub struct Loaded {
 /// Who a document is shared with, and how far.
 pub type Grants = BTreeMap<String, Access>;
 
-/// The grants of one life of a document, as stored.
+/// The grants and links of one life of a document, as stored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Acl {
     /// The document life they were made for.
     pub life: String,
     /// Account → access.
     pub grants: Grants,
+    /// Links name the epoch they were made in; revoking them all moves it on.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub link_epoch: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Acl {
+    /// Whether there is anything to keep.
+    pub fn worth_keeping(&self) -> bool {
+        !self.grants.is_empty() || self.link_epoch > 0
+    }
 }
 
 /// A grant's reach.
@@ -96,14 +111,19 @@ pub fn not_found(kind: &Kind, id: &str) -> Error {
     Error::not_found(format!("no `{}` document `{id}`", kind.name))
 }
 
-/// The grants of this life of a document.
-pub fn grants(kind: &Kind, id: &str, life: &str) -> Result<Grants> {
+/// The grants and link epoch of this life of a document.
+pub fn acl(kind: &Kind, id: &str, life: &str) -> Result<Acl> {
     let acl: Option<Acl> = kv::get_json(&acl_key(&kind.name, id))?;
-    Ok(acl.filter(|acl| acl.life == life).map(|acl| acl.grants).unwrap_or_default())
+    Ok(acl.filter(|acl| acl.life == life).unwrap_or_else(|| Acl { life: life.to_owned(), ..Acl::default() }))
 }
 
-/// The document, when it exists and the caller reaches it at all.
-pub fn load(kind: &Kind, id: &str, me: &Principal) -> Result<Option<Loaded>> {
+/// The grants of this life of a document.
+pub fn grants(kind: &Kind, id: &str, life: &str) -> Result<Grants> {
+    Ok(acl(kind, id, life)?.grants)
+}
+
+/// The document and its version, whoever asks.
+pub fn read(kind: &Kind, id: &str) -> Result<Option<(u64, Stored)>> {
     let Some((version, bytes)) = kv::get_with_version(&doc_key(&kind.name, id))? else {
         return Ok(None);
     };
@@ -111,6 +131,14 @@ pub fn load(kind: &Kind, id: &str, me: &Principal) -> Result<Option<Loaded>> {
         plinth_kit::log::error("stored document does not decode", &[("id", id), ("error", &e.to_string())]);
         Error::new(500, "corrupt_value", "a stored document could not be read")
     })?;
+    Ok(Some((version, doc)))
+}
+
+/// The document, when it exists and the caller reaches it at all.
+pub fn load(kind: &Kind, id: &str, me: &Principal) -> Result<Option<Loaded>> {
+    let Some((version, doc)) = read(kind, id)? else {
+        return Ok(None);
+    };
     let granted = if kind.sharing && doc.owner != me.account_id {
         grants(kind, id, &doc.life)?.get(&me.account_id).map(|a| match a {
             Access::Read => Reach::Read,

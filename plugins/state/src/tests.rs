@@ -8,7 +8,8 @@ const KINDS: &str = r#"{
     "notes": {"max_bytes": 2048, "sharing": true, "schema": {
         "type": "object", "required": ["title"],
         "properties": {"title": {"type": "string", "maxLength": 20}, "done": {"type": "boolean"}}}},
-    "boards": {"read": ["viewer"], "write": ["editor"], "create": ["editor"]}
+    "boards": {"read": ["viewer"], "write": ["editor"], "create": ["editor"]},
+    "lists": {"sharing": true, "links": true}
 }"#;
 
 fn host() -> TestHost {
@@ -462,4 +463,55 @@ fn nested_copies_are_refused_before_they_nest_too_deep() {
     );
     let error = refused.body_json::<Value>()["error"].clone();
     assert_eq!((refused.status, error["code"].as_str(), error["field"].as_str()), (422, Some("too_deep"), Some("[0]")));
+}
+
+#[test]
+fn a_read_only_link_opens_one_document_to_anyone_until_revoked_or_gone() {
+    let host = host();
+    let made = host.send(
+        TestRequest::put("/v1/state/lists/l1").signed_in("ada", &[]).header("if-none-match", "*").json(&json!({"t": 1})),
+    );
+    assert_eq!(made.status, 201);
+    let link = |who: Option<&str>, path: &str| {
+        let request = TestRequest::post(path);
+        let request = match who {
+            Some(who) => request.signed_in(who, &[]),
+            None => request,
+        };
+        host.send(request)
+    };
+    let created = link(Some("ada"), "/v1/state/lists/l1/links");
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    let token = created.body_json::<Value>()["token"].as_str().unwrap().to_owned();
+    let open = |token: &str| host.send(TestRequest::get(&format!("/v1/state/links/{token}")));
+    let opened = open(&token);
+    assert_eq!((opened.status, opened.body_json::<Value>()), (200, json!({"t": 1})), "anyone, signed in or not");
+    let changes = host.send(TestRequest::get(&format!("/v1/state/links/{token}/changes")));
+    assert_eq!(changes.body_json::<Value>()["document"], json!({"t": 1}));
+    assert_eq!(link(Some("bo"), "/v1/state/lists/l1/links").status, 404, "only the owner makes links");
+    let notes = create(&host, "ada", "n1", json!({"title": "x"}));
+    assert!(!notes.is_empty());
+    assert_eq!(link(Some("ada"), "/v1/state/notes/n1/links").status, 409, "a kind without links");
+    let mut forged = token.clone();
+    forged.replace_range(forged.len() - 2.., "AA");
+    assert_eq!(open(&forged).status, 404);
+    let short = host.send(
+        TestRequest::post("/v1/state/lists/l1/links").signed_in("ada", &[]).json(&json!({"expires_in": 10})),
+    );
+    assert_eq!(short.status, 422);
+
+    let revoked = host.send(TestRequest::delete("/v1/state/lists/l1/links").signed_in("ada", &[]));
+    assert_eq!(revoked.status, 204);
+    assert_eq!(open(&token).status, 404, "revoked with every link before it");
+    let again = link(Some("ada"), "/v1/state/lists/l1/links").body_json::<Value>()["token"].as_str().unwrap().to_owned();
+    assert_eq!(open(&again).status, 200, "a new link works");
+
+    let etag = open(&again).header_value("etag").unwrap().to_owned();
+    let deleted = host.send(TestRequest::delete("/v1/state/lists/l1").signed_in("ada", &[]).header("if-match", &etag));
+    assert_eq!(deleted.status, 204);
+    let remade = host.send(
+        TestRequest::put("/v1/state/lists/l1").signed_in("ada", &[]).header("if-none-match", "*").json(&json!({"t": 2})),
+    );
+    assert_eq!(remade.status, 201);
+    assert_eq!(open(&again).status, 404, "a link dies with its document, not with its id");
 }
