@@ -275,6 +275,12 @@ pub struct Settings {
     /// Endpoints told of each submission (`form.submitted`), by the host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<Webhook>,
+    /// `false` for a definition that only describes data kept elsewhere
+    /// (labels, messages and checks for an editor, such as a checklist's
+    /// items in the state plugin): it is shown and validates, but takes no
+    /// submissions or files.
+    #[serde(default = "default_submissions", skip_serializing_if = "Clone::clone")]
+    pub submissions: bool,
 }
 
 /// An endpoint a form notifies.
@@ -301,12 +307,17 @@ impl Default for Settings {
             proof_of_work: None,
             max_per_day: None,
             webhooks: Vec::new(),
+            submissions: true,
         }
     }
 }
 
 fn default_readers() -> Vec<String> {
     vec!["admin".to_owned()]
+}
+
+fn default_submissions() -> bool {
+    true
 }
 
 fn default_accept_previous() -> u64 {

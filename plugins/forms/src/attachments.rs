@@ -145,6 +145,7 @@ fn create_upload(req: &Request) -> Result<Response> {
     let form_id: String = req.param("id")?;
     let form = store::load(&form_id)?;
     let uploader = render::may_submit(req, &form.definition)?;
+    crate::submit::taking(&form.definition)?;
     sweep(&form_id);
     let mut chosen = None;
     let new = tus::create(req, |metadata| {

@@ -73,6 +73,7 @@ pub fn post(req: &Request) -> Result<Response> {
         let id: String = req.param("id")?;
         let form = store::load(&id)?;
         let submitter = render::may_submit(req, &form.definition)?;
+        submit::taking(&form.definition)?;
         let media_type = req.header("content-type").unwrap_or_default();
         if !media_type
             .split(';')

@@ -118,6 +118,19 @@ pub enum Verdict {
     Invalid(Box<Definition>, Vec<FieldError>),
 }
 
+/// 409 `submissions_closed` for a definition that takes none
+/// (`settings.submissions: false`).
+pub fn taking(definition: &Definition) -> Result<()> {
+    if definition.settings.submissions {
+        return Ok(());
+    }
+    Err(Error::new(
+        409,
+        "submissions_closed",
+        format!("form `{}` takes no submissions: it describes data edited elsewhere", definition.id),
+    ))
+}
+
 /// Takes a submission to `form` (its audience already checked): the
 /// token and version window, the proof of work, the quiet spam checks,
 /// `idempotency`, validation, the attachments, the daily quota, storage,
@@ -130,6 +143,7 @@ pub fn take(
     idempotency: Option<Idempotency>,
 ) -> Result<Verdict> {
     let id = &form.definition.id;
+    taking(&form.definition)?;
     let token = render::verify(submission.token, id)?;
     let definition = pinned(id, form, &token)?;
     let version = definition.version.unwrap_or(form.record.current);

@@ -624,3 +624,28 @@ fn images_of_a_file_field_with_variants_get_a_job_whose_variants_readers_fetch_a
     assert!(host.jobs().is_empty(), "erasing the submission forgets its job");
     assert_eq!(host.blob(&made), None, "and the variants go with it");
 }
+
+#[test]
+fn a_definition_that_takes_no_submissions_still_shows_and_validates() {
+    let item = json!({ "id": "item", "version": 1, "title": "contact-name", "fields": [
+        { "name": "text", "type": "text", "label": "contact-name", "required": true, "max_length": 20 }
+    ], "settings": { "submit": "authenticated", "submissions": false } });
+    let host = host().asset("item.form.json", item.to_string());
+    let shown = host.send(TestRequest::get("/v1/forms/item").signed_in("ada", &[]));
+    assert_eq!(shown.status, 200);
+    assert_eq!(shown.body_json::<Value>()["definition"]["settings"]["submissions"], false);
+    let validate = |data: Value| {
+        host.send(TestRequest::post("/v1/forms/item/validate").signed_in("ada", &[]).json(&json!({ "data": data })))
+    };
+    assert_eq!(validate(json!({ "text": "Milk" })).status, 200);
+    assert_eq!(validate(json!({ "text": "" })).status, 422);
+    let token = token("item", 1, 10);
+    let sent = host.send(
+        TestRequest::post("/v1/forms/item/submissions")
+            .signed_in("ada", &[])
+            .json(&json!({ "token": token, "data": { "text": "Milk" } })),
+    );
+    assert_eq!((sent.status, sent.body_json::<Value>()["error"]["code"].as_str()), (409, Some("submissions_closed")));
+    let listed = host.send(TestRequest::get("/v1/forms/item/submissions").signed_in("boss", &["admin"]));
+    assert_eq!(listed.body_json::<Value>()["items"], json!([]), "nothing was stored");
+}
