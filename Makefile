@@ -4,10 +4,10 @@
 WASM_TARGET := wasm32-wasip2
 # Plugins `make build` puts where examples/plinth.toml expects them.
 PLUGINS := hello accounts state media images forms exports
-GUEST_WORKSPACES := plugins tests/guests/wasm benches/wasi-hello kit examples/notes examples/feedback-desk/desk
+GUEST_WORKSPACES := plugins tests/guests/wasm benches/wasi-hello kit examples/notes examples/feedback-desk/desk examples/shared-checklist/lists
 # Built for wasm32 and also natively, where their unit tests run against the
 # kit's in-memory host.
-NATIVE_WORKSPACES := kit plugins examples/notes examples/feedback-desk/desk
+NATIVE_WORKSPACES := kit plugins examples/notes examples/feedback-desk/desk examples/shared-checklist/lists
 # Formatted like the rest; built only by `make fuzz`.
 FMT_ONLY_WORKSPACES := fuzz
 # Cargo's output; CI points this outside the clone to reuse it between runs.
@@ -20,7 +20,7 @@ CARGO_FUZZ_VERSION := 0.13.2
 FUZZ_SECONDS ?= 20
 FUZZ_TARGETS := path config traceparent headers accounts_bodies state_bodies media_bodies
 
-.PHONY: run build test bench fuzz wasm-target test-deps plugins host fmt-check clippy feedback-desk
+.PHONY: run build test bench fuzz wasm-target test-deps plugins host fmt-check clippy feedback-desk shared-checklist
 
 run: build
 	./target/release/plinth serve --config examples/plinth.toml --data data
@@ -29,6 +29,11 @@ run: build
 DESK_DATA ?= data/feedback-desk
 feedback-desk: build
 	./target/release/plinth serve --config examples/feedback-desk/plinth.toml --data $(DESK_DATA)
+
+# The shared checklist slice (examples/shared-checklist/README.md), on 127.0.0.1:8082.
+CHECKLIST_DATA ?= data/shared-checklist
+shared-checklist: build
+	./target/release/plinth serve --config examples/shared-checklist/plinth.toml --data $(CHECKLIST_DATA)
 
 build: plugins host
 
@@ -52,8 +57,9 @@ plugins: wasm-target
 	cargo build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml
 	mkdir -p target/plugins
 	for p in $(PLUGINS); do cp "$(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/$$p.wasm" target/plugins/; done
-	cargo build --release --target $(WASM_TARGET) --manifest-path examples/feedback-desk/desk/Cargo.toml
-	cp "$(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/desk.wasm" target/plugins/
+	for slice in feedback-desk/desk shared-checklist/lists; do \
+		cargo build --release --target $(WASM_TARGET) --manifest-path examples/$$slice/Cargo.toml || exit 1; \
+		cp "$(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/$${slice#*/}.wasm" target/plugins/; done
 
 host:
 	cargo build --release -p plinth

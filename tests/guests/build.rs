@@ -27,6 +27,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
     ("../../plugins", &["hello", "accounts", "state", "media", "images", "forms", "exports"]),
     ("../../examples/notes", &["notes"]),
     ("../../examples/feedback-desk/desk", &["desk"]),
+    ("../../examples/shared-checklist/lists", &["lists"]),
 ];
 
 fn main() {

@@ -10,63 +10,13 @@ use serde_json::{Value, json};
 
 use crate::browser::{attribute, click, element, text_of, type_into, unlabelled_controls};
 use crate::chromium::Chromedriver;
-use crate::support::{Deployment, TestServer, plinth_cli};
+use crate::slices::{self, PASSWORD};
+use crate::support::{Deployment, TestServer};
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-const DESK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/feedback-desk");
 const ADMIN: &str = "admin@example.com";
-const PASSWORD: &str = "velvet lantern orchard";
 
-/// examples/feedback-desk/plinth.toml and its policies, with the
-/// components built for tests and absolute paths to its files.
 fn deployment() -> Deployment {
-    let config = std::fs::read_to_string(format!("{DESK}/plinth.toml"))
-        .unwrap()
-        .replace("../../target/plugins/accounts.wasm", plinth_test_guests::ACCOUNTS)
-        .replace("../../target/plugins/state.wasm", plinth_test_guests::STATE)
-        .replace("../../target/plugins/forms.wasm", plinth_test_guests::FORMS)
-        .replace("../../target/plugins/images.wasm", plinth_test_guests::IMAGES)
-        .replace("../../target/plugins/exports.wasm", plinth_test_guests::EXPORTS)
-        .replace("../../target/plugins/desk.wasm", plinth_test_guests::DESK)
-        .replace("\"../../plugins/forms/locales\"", &format!("{:?}", format!("{ROOT}/plugins/forms/locales")))
-        .replace("\"forms/locales\"", &format!("{:?}", format!("{DESK}/forms/locales")))
-        .replace("assets = \"forms\"", &format!("assets = {:?}", format!("{DESK}/forms")))
-        .replace("policies = \"policies.toml\"", "policies = \"policies/routes.toml\"")
-        .replace("path = \"../../data/feedback-desk\"", "path = \"data\"")
-        .replace("source = \"desk\"", &format!("source = {:?}", format!("{DESK}/desk")));
-    let policy = std::fs::read_to_string(format!("{DESK}/policies.toml")).unwrap();
-    Deployment::with_policy(&config, &policy)
-}
-
-/// Invites the admin from the command line (the server stopped), as the
-/// README does; the invitation's token.
-fn invite(deployment: &Deployment) -> String {
-    let config = deployment.config_path();
-    let (ok, stdout, stderr) =
-        plinth_cli(&["admin", "invite", "--config", config.to_str().unwrap(), "--email", ADMIN, "--roles", "admin"]);
-    assert!(ok, "{stderr}");
-    let start = stdout.find("token=").expect("the invitation carries its link") + "token=".len();
-    stdout[start..].chars().take_while(char::is_ascii_hexdigit).collect()
-}
-
-async fn accept(server: &TestServer, token: &str) {
-    let accepted = reqwest::Client::new()
-        .post(server.url("/v1/accounts/accept-invite"))
-        .json(&json!({ "token": token, "password": PASSWORD, "display_name": "Desk admin" }))
-        .send()
-        .await
-        .unwrap();
-    assert!(accepted.status().is_success(), "{}", accepted.text().await.unwrap());
-}
-
-async fn bearer(server: &TestServer) -> String {
-    let response = reqwest::Client::new()
-        .post(server.url("/v1/sessions/token"))
-        .json(&json!({ "email": ADMIN, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    format!("Bearer {}", response.json::<Value>().await.unwrap()["token"].as_str().unwrap())
+    slices::deployment("feedback-desk", ("desk", plinth_test_guests::DESK))
 }
 
 /// A 1200×800 PNG screenshot carrying a text chunk that names a place,
@@ -106,6 +56,20 @@ async fn send_feedback(browser: &Client, server: &TestServer, topic: usize, mess
     }
     // The form's minimum fill time (3 s) must pass.
     tokio::time::sleep(Duration::from_millis(3100)).await;
+    if attachment.is_some() {
+        // Sent once without its message: the page comes back with the
+        // error, the screenshot still attached, its script answering a new
+        // challenge (the first post used the first).
+        let typed = element(browser, "#f-message").await;
+        typed.clear().await.unwrap();
+        click(browser, "button[type=submit]").await;
+        element(browser, "#f-message-error").await;
+        let kept = text_of(browser, "[data-file-field] li span").await;
+        assert_eq!(kept, "zrzut-ekranu.png");
+        element(browser, "[data-file-field] li input[type=hidden][name=screenshots]").await;
+        element(browser, "#f-screenshots:not([disabled])").await;
+        type_into(browser, "#f-message", message).await;
+    }
     click(browser, "button[type=submit]").await;
     let thanks = text_of(browser, "p[role=status]").await;
     assert_eq!(thanks, "Dziękujemy. Otrzymaliśmy Twoją wiadomość.", "{}", browser.source().await.unwrap());
@@ -146,9 +110,9 @@ async fn wait_for(browser: &Client, script: &str, what: &str) {
 #[tokio::test]
 async fn a_polish_screenshot_reaches_the_inbox_and_a_shared_view_shows_the_same_rows() {
     let deployment = deployment();
-    let token = invite(&deployment);
+    let token = slices::invite(&deployment, ADMIN, "admin");
     let server = TestServer::start(&deployment).await;
-    accept(&server, &token).await;
+    slices::accept(&server, &token, "Desk admin").await;
     let dir = tempfile::tempdir().unwrap();
     let picture = screenshot(dir.path());
     let driver = Chromedriver::start();
@@ -209,7 +173,7 @@ async fn a_polish_screenshot_reaches_the_inbox_and_a_shared_view_shows_the_same_
     result.expect("the browser flow finished in time");
 
     // What the admins saw is what is stored: the large copy has no metadata.
-    let authorization = bearer(&server).await;
+    let authorization = slices::bearer(&server, ADMIN).await;
     let listed = crate::support::get_json(&server, "/v1/forms/feedback/submissions", &authorization).await;
     let first = &listed["items"][0];
     assert_eq!(first["locale"], "pl");
@@ -236,50 +200,7 @@ async fn a_polish_screenshot_reaches_the_inbox_and_a_shared_view_shows_the_same_
 
 #[test]
 fn the_feedback_desk_readme_runs_as_written() {
-    use std::os::unix::process::CommandExt;
-    let readme = std::fs::read_to_string(format!("{DESK}/README.md")).unwrap();
-    let mut script = String::from("set -euo pipefail\n");
-    let mut in_block = false;
-    for line in readme.lines() {
-        match line.trim() {
-            "```sh" => in_block = true,
-            "```" if in_block => in_block = false,
-            _ if in_block => script.push_str(&format!("{line}\n")),
-            _ => {}
-        }
-    }
-    assert!(script.contains("make feedback-desk") && script.contains("send.py"), "{script}");
-    // The README's data directory, moved to a fresh one.
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data/feedback-desk");
-    let script = script.replace("data/feedback-desk", data.to_str().unwrap());
-    let plinth = Path::new(env!("CARGO_BIN_EXE_plinth"));
-    let path = format!("{}:{}", plinth.parent().unwrap().display(), std::env::var("PATH").unwrap());
-    std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    // Output goes to files: the server and receiver the README starts in
-    // the background hold whatever the script's output was.
-    let out = dir.path().join("stdout");
-    let err = dir.path().join("stderr");
-    let mut child = std::process::Command::new("timeout")
-        .args(["900", "bash", "-c", &script])
-        .current_dir(ROOT)
-        .env("PATH", path)
-        .process_group(0)
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    let group = child.id().to_string();
-    let status = child.wait().unwrap();
-    // The server and the receiver the README left running.
-    let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{group}")]).status();
-    let stdout = std::fs::read_to_string(&out).unwrap();
-    let stderr = std::fs::read_to_string(&err).unwrap();
-    let log = std::fs::read_to_string(dir.path().join("data/feedback-desk.log")).unwrap_or_default();
-    assert!(
-        status.success(),
-        "the README failed:\n{script}\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- server\n{log}"
-    );
+    let stdout = slices::run_readme("feedback-desk");
     assert_eq!(stdout.matches("202 {").count(), 2, "two submissions: {stdout}");
     assert!(stdout.contains("The export button does nothing"), "the filtered listing: {stdout}");
     assert!(stdout.contains("\"handled\":true") || stdout.contains("\"handled\": true"), "the mark: {stdout}");

@@ -22,10 +22,15 @@ pub const DEFAULTS: [(&str, &str); 6] = [
 ];
 /// The built-in class for HTML pages that run their own script and style
 /// from this origin (a form's page, an inbox): nothing inline, nothing from
-/// elsewhere, images also from `blob:` (previews of files being chosen).
+/// elsewhere, images also from `blob:` (previews of files being chosen),
+/// and no string ever turned into markup or script (Trusted Types).
 pub const PAGE_CLASS: &str = "page";
+/// Form posts: their answer can be the form's page again (with its
+/// errors), which must run the same script as the page itself.
+const FORM_SUBMIT_CLASS: &str = "form_submit";
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; \
-                        connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+                        connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
+                        require-trusted-types-for 'script'";
 /// Sent only over TLS, where it means something.
 pub const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// Headers that identify the software; always removed.
@@ -76,6 +81,7 @@ impl SecurityHeaders {
         let mut page = base.clone();
         let csp = [("content-security-policy".to_owned(), PAGE_CSP.to_owned())].into();
         merge(&mut page, &csp, "headers.classes.page").expect("the built-in CSP is a valid header");
+        classes.insert(FORM_SUBMIT_CLASS.to_owned(), page.clone());
         classes.insert(PAGE_CLASS.to_owned(), page);
         for (class, overrides) in &config.classes {
             if !limits.classes.contains_key(class) {
@@ -169,6 +175,9 @@ mod tests {
         assert!(csp.contains("script-src 'self';") && csp.contains("frame-ancestors 'none'"), "{csp}");
         assert!(!csp.contains("unsafe-inline") && !csp.contains('*'), "{csp}");
         assert_eq!(page["x-content-type-options"], "nosniff");
+        let mut posted = HeaderMap::new();
+        headers.apply(&mut posted, "form_submit", false, false);
+        assert_eq!(posted["content-security-policy"], csp, "a form post's answer can be the page again");
         let config = HeadersConfig {
             set: [("referrer-policy".to_owned(), "same-origin".to_owned())].into(),
             classes: [("page".to_owned(), [("permissions-policy".to_owned(), String::new())].into())].into(),

@@ -581,13 +581,24 @@ fn expired(prefix: &str, now: u64) -> Result<Vec<(String, String)>> {
     Ok(due)
 }
 
-/// The file name upload `id` of `form` was given, for a page that shows
-/// it again.
-pub fn filename(form: &str, id: &str) -> Option<String> {
+/// Upload `id` of `form`'s field `field` in `showing`, when its uploader
+/// (signed in: only `submitter`) may send it: its file name, for a page
+/// that shows it again (`Some(None)` when it was given none).
+pub fn kept_name(
+    form: &str,
+    showing: &str,
+    field: &str,
+    submitter: Option<&Principal>,
+    id: &str,
+) -> Option<Option<String>> {
     if !valid_upload_id(id) {
         return None;
     }
-    kv::get_json::<Upload>(&upload_key(form, id)).ok().flatten().and_then(|upload| upload.filename)
+    let upload = kv::get_json::<Upload>(&upload_key(form, id)).ok().flatten()?;
+    let mine = upload.showing == showing
+        && upload.field == field
+        && upload.owner.as_ref().is_none_or(|owner| submitter.is_some_and(|p| &p.account_id == owner));
+    mine.then_some(upload.filename)
 }
 
 /// The files `data` names in `definition`'s file fields, each a finished

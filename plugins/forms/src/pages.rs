@@ -14,7 +14,7 @@
 use maud::{DOCTYPE, Markup, html};
 use plinth_forms::{Definition, Field, FieldError, FieldKind};
 use plinth_kit::messages::{self, Argument};
-use plinth_kit::{Error, Request, Response, Result};
+use plinth_kit::{Error, Principal, Request, Response, Result};
 use serde_json::Value;
 
 use crate::submit::{self, Submission, Verdict};
@@ -36,6 +36,11 @@ struct View<'a> {
     definition: &'a Definition,
     locale: &'a str,
     token: &'a str,
+    /// The showing the token names, once verified: files kept on the page
+    /// must be its own.
+    showing: Option<&'a str>,
+    /// Who posts, signed in.
+    submitter: Option<&'a Principal>,
     csrf: Option<String>,
     values: &'a Value,
     errors: &'a [FieldError],
@@ -58,6 +63,8 @@ pub fn show(req: &Request) -> Result<Response> {
             definition: &form.definition,
             locale: &locale,
             token: &token,
+            showing: None,
+            submitter: None,
             csrf: req.csrf_token(),
             values: &Value::Null,
             errors: &[],
@@ -90,29 +97,38 @@ pub fn post(req: &Request) -> Result<Response> {
         let token = field(TOKEN_FIELD).unwrap_or_default();
         let locale = req.locale();
         // The version the token pins decides which fields the post has.
-        let shown = render::verify(&token, &id).and_then(|t| submit::pinned(&id, &form, &t));
-        let definition = match shown {
-            Ok(definition) => definition,
+        let shown = render::verify(&token, &id).and_then(|t| Ok((submit::pinned(&id, &form, &t)?, t)));
+        let (definition, rendered) = match shown {
+            Ok(shown) => shown,
             Err(e) => return Ok(shown_again(req, &form, &locale, &pairs, e)),
         };
         let (data, unread) = definition.from_pairs(&pairs);
         let proof = field(PROOF_FIELD);
         let submission = Submission { token: &token, data: data.clone(), proof: proof.as_deref(), unread };
-        match submit::take(req, &form, submitter, submission, None) {
+        // The same showing again, the answers and this showing's files kept.
+        let again = |status: u16, definition: &Definition, errors: &[FieldError], notice: Option<String>| {
+            let view = View {
+                definition,
+                locale: &locale,
+                token: &token,
+                showing: Some(&rendered.showing),
+                submitter: submitter.as_ref(),
+                csrf: req.csrf_token(),
+                values: &data,
+                errors,
+                notice,
+            };
+            page(status, &locale, &form_page(&view))
+        };
+        match submit::take(req, &form, submitter.clone(), submission, None) {
             Ok(Verdict::Accepted { .. }) => Ok(Response::empty(303)
                 .header("location", format!("/forms/{id}/sent?locale={locale}"))
                 .header("cache-control", "no-store")),
-            Ok(Verdict::Invalid(definition, errors)) => {
-                let view = View {
-                    definition: &definition,
-                    locale: &locale,
-                    token: &token,
-                    csrf: req.csrf_token(),
-                    values: &data,
-                    errors: &errors,
-                    notice: None,
-                };
-                Ok(page(422, &locale, &form_page(&view)))
+            Ok(Verdict::Invalid(definition, errors)) => Ok(again(422, &definition, &errors, None)),
+            // The browser's check did not come with the post (or came too
+            // late): the page's script answers a new challenge.
+            Err(e) if e.code.contains("proof_of_work") => {
+                Ok(again(403, &definition, &[], Some(text(&locale, "form-check-failed"))))
             }
             Err(e) if e.status == 403 || e.status == 409 => Ok(shown_again(req, &form, &locale, &pairs, e)),
             Err(e) => Err(e),
@@ -135,6 +151,8 @@ fn shown_again(req: &Request, form: &store::Form, locale: &str, pairs: &[(String
         definition: &form.definition,
         locale,
         token: &token,
+        showing: None,
+        submitter: None,
         csrf: req.csrf_token(),
         values: &values,
         errors: &[],
@@ -342,8 +360,19 @@ fn field_markup(view: &View<'_>, field: &Field, messages: &[(String, String)]) -
         (FieldKind::File, _) => {
             let max_items = field.file_max_items();
             let placeholder = |name: &str| Argument::Text(format!("{{{name}}}"));
-            let kept: Vec<&str> =
-                value.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+            // Files of this showing and field (the uploader's own, signed
+            // in), named by their file names; nothing of anyone else's.
+            let kept: Vec<(&str, String)> = value
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter_map(|upload| {
+                    let name = attachments::kept_name(&view.definition.id, view.showing?, &field.name, view.submitter, upload)?;
+                    Some((upload, name.unwrap_or_else(|| text(locale, "form-file-kept"))))
+                })
+                .take(max_items as usize)
+                .collect();
             html! {
                 div data-file-field=(field.name) data-max-items=(max_items)
                     data-msg-uploading=(messages::text(locale, "form-file-uploading",
@@ -360,9 +389,7 @@ fn field_markup(view: &View<'_>, field: &Field, messages: &[(String, String)]) -
                         aria-describedby=[described.as_deref()] aria-invalid=[invalid];
                     p data-needs-script { (text(locale, "form-file-needs-script")) }
                     ul {
-                        @for upload in kept {
-                            @let name = attachments::filename(&view.definition.id, upload)
-                                .unwrap_or_else(|| text(locale, "form-file-kept"));
+                        @for (upload, name) in kept {
                             li data-name=(name) {
                                 span { (name) }
                                 input type="hidden" name=(field.name) value=(upload);

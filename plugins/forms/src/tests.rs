@@ -649,3 +649,21 @@ fn a_definition_that_takes_no_submissions_still_shows_and_validates() {
     let listed = host.send(TestRequest::get("/v1/forms/item/submissions").signed_in("boss", &["admin"]));
     assert_eq!(listed.body_json::<Value>()["items"], json!([]), "nothing was stored");
 }
+
+#[test]
+fn a_page_shown_again_keeps_only_its_own_showings_files() {
+    let host = host();
+    let mine = token_in("contact", 1, 10, "mine");
+    let theirs = token_in("contact", 1, 10, "theirs");
+    let my_file = upload(&host, &mine, b"%PDF-1.4 mine");
+    let their_file = upload(&host, &theirs, b"%PDF-1.4 theirs");
+    let refused = form_post(
+        &host,
+        "/forms/contact",
+        &[("_token", &mine), ("name", "Ada"), ("attachment", &my_file), ("attachment", &their_file)],
+    );
+    assert_eq!(refused.status, 422, "the message is missing");
+    let html = String::from_utf8(refused.body).unwrap();
+    assert!(html.contains(&format!(r#"value="{my_file}""#)), "this showing's file is kept: {html}");
+    assert!(!html.contains(&their_file), "another showing's upload is neither kept nor named: {html}");
+}

@@ -93,8 +93,8 @@ pub struct Kind {
     pub sharing: bool,
     /// Owners may make read-only links to documents.
     pub links: bool,
-    /// Documents one owner may hold.
-    pub max_per_owner: usize,
+    /// Documents one owner may hold; none: no bound.
+    pub max_per_owner: Option<usize>,
 }
 
 /// What a principal may do with one document.
@@ -143,13 +143,23 @@ impl Kind {
         if max_bytes == 0 || max_bytes > MAX_MAX_BYTES {
             return Err(invalid_settings(format!("kinds.{name}.max_bytes must be 1 to {MAX_MAX_BYTES}")));
         }
-        let max_per_owner = config.max_per_owner.unwrap_or(DEFAULT_MAX_PER_OWNER);
-        if !(1..=plinth_kit::kv::MAX_SCAN_PAGE as usize).contains(&max_per_owner) {
-            return Err(invalid_settings(format!(
-                "kinds.{name}.max_per_owner must be 1 to {}",
-                plinth_kit::kv::MAX_SCAN_PAGE
-            )));
-        }
+        // 0: no bound, for kinds only role holders create (such as an
+        // inbox's marks, one per item, made by whichever admin).
+        let max_per_owner = match config.max_per_owner.unwrap_or(DEFAULT_MAX_PER_OWNER) {
+            0 if matches!(config.create, Audience::Roles(_)) => None,
+            0 => {
+                return Err(invalid_settings(format!(
+                    "kinds.{name}.max_per_owner may be 0 (no bound) only when `create` names roles"
+                )));
+            }
+            n if n <= plinth_kit::kv::MAX_SCAN_PAGE as usize => Some(n),
+            _ => {
+                return Err(invalid_settings(format!(
+                    "kinds.{name}.max_per_owner must be 1 to {} (or 0 when `create` names roles)",
+                    plinth_kit::kv::MAX_SCAN_PAGE
+                )));
+            }
+        };
         let schema = config.schema.as_ref().map(Value::to_string);
         Ok(Kind {
             name: name.to_owned(),

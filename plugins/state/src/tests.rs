@@ -515,3 +515,25 @@ fn a_read_only_link_opens_one_document_to_anyone_until_revoked_or_gone() {
     assert_eq!(remade.status, 201);
     assert_eq!(open(&again).status, 404, "a link dies with its document, not with its id");
 }
+
+#[test]
+fn a_kind_only_role_holders_create_may_have_no_bound_per_owner() {
+    let kinds = r#"{"marks": {"read": ["admin"], "write": ["admin"], "create": ["admin"], "max_per_owner": 0},
+                    "memos": {"max_per_owner": 0}}"#;
+    let host = TestHost::new(super::router()).setting("kinds", kinds);
+    for n in 0..1_005 {
+        let made = host.send(
+            TestRequest::put(&format!("/v1/state/marks/m{n}"))
+                .signed_in("boss", &["admin"])
+                .header("if-none-match", "*")
+                .json(&json!({})),
+        );
+        assert_eq!(made.status, 201, "mark {n}");
+    }
+    let refused = host.send(TestRequest::post("/v1/state/memos").signed_in("ada", &[]).json(&json!({})));
+    assert_eq!(
+        (refused.status, refused.body_json::<Value>()["error"]["code"].as_str()),
+        (500, Some("invalid_settings")),
+        "anyone could fill an unbounded kind"
+    );
+}

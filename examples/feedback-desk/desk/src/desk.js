@@ -25,7 +25,9 @@ function signInPage() {
       body: JSON.stringify({ email: $("email").value, password: $("password").value }),
     });
     if (response.ok) {
-      location.assign("/desk");
+      // Back to the view a shared link named, if any (a token, nothing else).
+      const view = new URLSearchParams(location.search).get("view") ?? "";
+      location.assign(/^[A-Za-z0-9._-]{1,512}$/.test(view) ? `/desk?view=${view}` : "/desk");
     } else {
       $("sign-in-error").textContent = await problem(response);
       $("password").focus();
@@ -84,7 +86,12 @@ function inboxPage() {
     if (!token) return;
     const response = await call("GET", `/v1/state/views/${encodeURIComponent(token)}`);
     if (response.ok) {
-      view = { ...view, ...(await response.json()).view };
+      const opened = await response.json();
+      // Only what a view of this inbox holds, as the filters would set it.
+      const { topic, status, q } = opened.kind === MARKS ? opened.view : {};
+      if (typeof topic === "string" && topic.length <= 64) view.topic = topic;
+      if (["open", "handled", ""].includes(status)) view.status = status;
+      if (typeof q === "string" && q.length <= 200) view.q = q;
       showShareLink();
     } else {
       say(`This view link does not open: ${await problem(response)}`);
@@ -258,7 +265,8 @@ function inboxPage() {
       }
       shown += added;
       $("more").hidden = !cursor;
-      say(shown === 0 ? "No submissions match." : `${shown} shown${cursor ? "; there may be more." : "."}`);
+      if (cursor) say(`${shown} shown so far; more may follow (Show more reads on).`);
+      else say(shown === 0 ? "No submissions match." : `${shown} shown.`);
     } catch (e) {
       say(`The inbox could not be read: ${e.message}`);
     }

@@ -48,7 +48,15 @@ fn page(status: u16, title: &str, body: Markup) -> Response {
 /// `GET /desk`: the inbox for admins; anyone else is sent to sign in.
 fn inbox(req: &Request) -> Result<Response> {
     let Some(me) = req.principal() else {
-        return Ok(Response::empty(303).header("location", "/desk/sign-in"));
+        // Back to this very view after signing in (a shared link).
+        let view = req.query().and_then(|query| {
+            form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "view").map(|(_, token)| token.into_owned())
+        });
+        let location = match view.filter(|token| view_token(token)) {
+            Some(token) => format!("/desk/sign-in?view={token}"),
+            None => "/desk/sign-in".to_owned(),
+        };
+        return Ok(Response::empty(303).header("location", location));
     };
     if !me.roles.iter().any(|r| r == ROLE) {
         let body = html! {
@@ -120,6 +128,12 @@ fn inbox(req: &Request) -> Result<Response> {
     Ok(page(200, "Inbox", body))
 }
 
+/// What a view token looks like: `v1.<key>.<body>.<tag>`, URL-safe.
+fn view_token(token: &str) -> bool {
+    (1..=512).contains(&token.len())
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
 /// `GET /desk/sign-in`.
 fn sign_in(_req: &Request) -> Result<Response> {
     let body = html! {
@@ -127,7 +141,7 @@ fn sign_in(_req: &Request) -> Result<Response> {
             main {
                 h1 { "Sign in to the feedback desk" }
                 p id="sign-in-error" role="alert" {}
-                form id="sign-in" {
+                form id="sign-in" method="post" {
                     div {
                         label for="email" { "E-mail address" }
                         input type="email" id="email" name="email" autocomplete="username" required;

@@ -41,13 +41,18 @@ fn page(title: &str, body: Markup) -> Response {
     Response::bytes(200, "text/html; charset=utf-8", markup.0.into_bytes()).header("cache-control", "no-store")
 }
 
-fn to_sign_in() -> Response {
-    Response::empty(303).header("location", "/lists/sign-in")
+/// To the sign-in page, which comes back to `next` (a checklist's page).
+fn to_sign_in(next: Option<&str>) -> Response {
+    let location = match next {
+        Some(id) => format!("/lists/sign-in?next=/lists/{id}"),
+        None => "/lists/sign-in".to_owned(),
+    };
+    Response::empty(303).header("location", location)
 }
 
 /// `GET /lists`: the signed-in person's checklists and a new one.
 fn home(req: &Request) -> Result<Response> {
-    let Some(me) = req.principal() else { return Ok(to_sign_in()) };
+    let Some(me) = req.principal() else { return Ok(to_sign_in(None)) };
     let csrf = req.csrf_token().unwrap_or_default();
     let body = html! {
         body data-page="home" data-csrf=(csrf) {
@@ -81,7 +86,7 @@ fn checklist(req: &Request) -> Result<Response> {
     let me = req.principal();
     let link = req.query().is_some_and(|q| q.split('&').any(|p| p.starts_with("link=")));
     if me.is_none() && !link {
-        return Ok(to_sign_in());
+        return Ok(to_sign_in(Some(&id)));
     }
     Ok(checklist_page(&id, me.as_ref().map(|p| p.account_id.as_str()), req.csrf_token().as_deref()))
 }
@@ -157,7 +162,7 @@ fn sign_in(_req: &Request) -> Result<Response> {
             main {
                 h1 { "Sign in to your checklists" }
                 p id="sign-in-error" role="alert" {}
-                form id="sign-in" {
+                form id="sign-in" method="post" {
                     div {
                         label for="email" { "E-mail address" }
                         input type="email" id="email" name="email" autocomplete="username" required;

@@ -89,4 +89,5 @@ form-file-too-many = يمكنك إرفاق { $limit ->
    *[other] { $limit } ملف على الأكثر
 }.
 form-file-kept = ملف أرفقته
+form-check-failed = لم يُنهِ متصفحك التحقق قبل إرسال النموذج. أرسله مرة أخرى.
 form-checking = جارٍ التحقق من المتصفح قبل الإرسال…

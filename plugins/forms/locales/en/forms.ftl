@@ -70,4 +70,5 @@ form-file-too-many = You can attach at most { $limit ->
    *[other] { $limit } files
 }.
 form-file-kept = A file you attached
+form-check-failed = Your browser had not finished its check when the form was sent. Send it again.
 form-checking = Checking your browser before sending…

@@ -77,4 +77,5 @@ form-file-too-many = Możesz dołączyć najwyżej { $limit ->
    *[other] { $limit } pliku
 }.
 form-file-kept = Dołączony plik
+form-check-failed = Przeglądarka nie skończyła sprawdzania, zanim formularz został wysłany. Wyślij go ponownie.
 form-checking = Sprawdzanie przeglądarki przed wysłaniem…

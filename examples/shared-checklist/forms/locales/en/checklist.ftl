@@ -1,0 +1,5 @@
+item-title = Checklist item
+item-text = What
+item-done = Done
+item-due = Due by (optional)
+item-note = Note (optional)
