@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::browser::{attribute, click, element, text_of, type_into, unlabelled_controls};
 use crate::chromium::Chromedriver;

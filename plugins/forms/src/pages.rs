@@ -368,7 +368,13 @@ fn field_markup(view: &View<'_>, field: &Field, messages: &[(String, String)]) -
                 .flatten()
                 .filter_map(Value::as_str)
                 .filter_map(|upload| {
-                    let name = attachments::kept_name(&view.definition.id, view.showing?, &field.name, view.submitter, upload)?;
+                    let name = attachments::kept_name(
+                        &view.definition.id,
+                        view.showing?,
+                        &field.name,
+                        view.submitter,
+                        upload,
+                    )?;
                     Some((upload, name.unwrap_or_else(|| text(locale, "form-file-kept"))))
                 })
                 .take(max_items as usize)

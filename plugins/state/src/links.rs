@@ -61,16 +61,19 @@ pub fn create(req: &Request) -> Result<Response> {
     let asked: NewLink = if req.body().is_empty() { NewLink { expires_in: None } } else { req.json()? };
     let lifetime = asked.expires_in.unwrap_or(LIFETIME.0);
     if !(60..=LIFETIME.1).contains(&lifetime) {
-        return Err(Error::new(422, "invalid_expiry", format!("`expires_in` is 60 to {} seconds", LIFETIME.1))
-            .at("expires_in"));
+        return Err(
+            Error::new(422, "invalid_expiry", format!("`expires_in` is 60 to {} seconds", LIFETIME.1)).at("expires_in")
+        );
     }
     let epoch = store::acl(&kind, &id, &life)?.link_epoch;
     let link = Link { kind: kind.name.clone(), id: id.clone(), life, epoch };
     let expires_at = now() + lifetime;
     let payload = serde_json::to_vec(&link).expect("links serialize");
-    let token =
-        signing::sign(PURPOSE, &payload, Some(expires_at)).map_err(|e| Error::new(500, "signing_failed", e))?;
-    Ok(Response::json(201, &json!({ "token": token, "url": format!("/v1/state/links/{token}"), "expires_at": expires_at })))
+    let token = signing::sign(PURPOSE, &payload, Some(expires_at)).map_err(|e| Error::new(500, "signing_failed", e))?;
+    Ok(Response::json(
+        201,
+        &json!({ "token": token, "url": format!("/v1/state/links/{token}"), "expires_at": expires_at }),
+    ))
 }
 
 /// `DELETE /v1/state/{kind}/{id}/links`: every link made so far stops

@@ -469,7 +469,10 @@ fn nested_copies_are_refused_before_they_nest_too_deep() {
 fn a_read_only_link_opens_one_document_to_anyone_until_revoked_or_gone() {
     let host = host();
     let made = host.send(
-        TestRequest::put("/v1/state/lists/l1").signed_in("ada", &[]).header("if-none-match", "*").json(&json!({"t": 1})),
+        TestRequest::put("/v1/state/lists/l1")
+            .signed_in("ada", &[])
+            .header("if-none-match", "*")
+            .json(&json!({"t": 1})),
     );
     assert_eq!(made.status, 201);
     let link = |who: Option<&str>, path: &str| {
@@ -495,22 +498,25 @@ fn a_read_only_link_opens_one_document_to_anyone_until_revoked_or_gone() {
     let mut forged = token.clone();
     forged.replace_range(forged.len() - 2.., "AA");
     assert_eq!(open(&forged).status, 404);
-    let short = host.send(
-        TestRequest::post("/v1/state/lists/l1/links").signed_in("ada", &[]).json(&json!({"expires_in": 10})),
-    );
+    let short =
+        host.send(TestRequest::post("/v1/state/lists/l1/links").signed_in("ada", &[]).json(&json!({"expires_in": 10})));
     assert_eq!(short.status, 422);
 
     let revoked = host.send(TestRequest::delete("/v1/state/lists/l1/links").signed_in("ada", &[]));
     assert_eq!(revoked.status, 204);
     assert_eq!(open(&token).status, 404, "revoked with every link before it");
-    let again = link(Some("ada"), "/v1/state/lists/l1/links").body_json::<Value>()["token"].as_str().unwrap().to_owned();
+    let again =
+        link(Some("ada"), "/v1/state/lists/l1/links").body_json::<Value>()["token"].as_str().unwrap().to_owned();
     assert_eq!(open(&again).status, 200, "a new link works");
 
     let etag = open(&again).header_value("etag").unwrap().to_owned();
     let deleted = host.send(TestRequest::delete("/v1/state/lists/l1").signed_in("ada", &[]).header("if-match", &etag));
     assert_eq!(deleted.status, 204);
     let remade = host.send(
-        TestRequest::put("/v1/state/lists/l1").signed_in("ada", &[]).header("if-none-match", "*").json(&json!({"t": 2})),
+        TestRequest::put("/v1/state/lists/l1")
+            .signed_in("ada", &[])
+            .header("if-none-match", "*")
+            .json(&json!({"t": 2})),
     );
     assert_eq!(remade.status, 201);
     assert_eq!(open(&again).status, 404, "a link dies with its document, not with its id");

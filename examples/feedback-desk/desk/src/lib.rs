@@ -50,7 +50,9 @@ fn inbox(req: &Request) -> Result<Response> {
     let Some(me) = req.principal() else {
         // Back to this very view after signing in (a shared link).
         let view = req.query().and_then(|query| {
-            form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "view").map(|(_, token)| token.into_owned())
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "view")
+                .map(|(_, token)| token.into_owned())
         });
         let location = match view.filter(|token| view_token(token)) {
             Some(token) => format!("/desk/sign-in?view={token}"),
