@@ -263,8 +263,8 @@ def budget(medians, rows, startups, streams):
         _, p50, _, bad = page
         out.append(f"| form page render: p50 ≤ {PAGE_P50_MS:g} ms | p50 {p50:.2f} ms | {verdict(p50 <= PAGE_P50_MS and bad == 0)} |")
     for (name, conns), (_, p50, _, bad) in sorted(by.items()):
-        if name.startswith("desk "):
-            out.append(f"| {name} at 100 req/s: p50 ≤ {SLICE_P50_MS:g} ms | p50 {p50:.2f} ms, {bad} failed or non-2xx "
+        if name.startswith("slice: "):
+            out.append(f"| {name.removeprefix('slice: ')} at 100 req/s: p50 ≤ {SLICE_P50_MS:g} ms | p50 {p50:.2f} ms, {bad} failed or non-2xx "
                        f"| {verdict(p50 <= SLICE_P50_MS and bad == 0)} |")
     if "inbox_paint" in streams:
         submissions, _, _, rows_p50, _ = streams["inbox_paint"]

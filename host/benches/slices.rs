@@ -1,9 +1,11 @@
-//! The feedback desk slice (examples/feedback-desk) with 1,000 submissions:
-//! its main pages (the inbox, signed in as an admin, and the public form)
-//! and its main API call (a page of 25 submissions) at a fixed 100 req/s
-//! with oha, and the inbox's first paint in headless Chromium (the
-//! browser's first contentful paint, and the frame of the first rows, a
-//! User Timing mark the page sets). Prints tab-separated lines for
+//! The two feature slices. The feedback desk (examples/feedback-desk) with
+//! 1,000 submissions: its main pages (the inbox, signed in as an admin, and
+//! the public form) and its main API call (a page of 25 submissions) at a
+//! fixed 100 req/s with oha, and the inbox's first paint in headless
+//! Chromium (the browser's first contentful paint, and the frame of the
+//! first rows, a User Timing mark the page sets). The shared checklist
+//! (examples/shared-checklist) with a 50-item checklist: its page and its
+//! main API call (the checklist) likewise. Prints tab-separated lines for
 //! benches/report.py:
 //!   <scenario>  <connections>  <req/s>  <p50 ms>  <p99 ms>  <failed or non-2xx>
 //!   inbox_paint  <submissions>  <loads>  <FCP p50 ms>  <rows p50 ms>  <rows slowest ms>
@@ -21,39 +23,88 @@ const SUBMISSIONS: usize = 1_000;
 const RATE: u32 = 100;
 const LOADS: usize = 7;
 const ADMIN: &str = "admin@example.com";
+const ITEMS: usize = 50;
 const PASSWORD: &str = "velvet lantern orchard";
-const DESK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/feedback-desk");
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
-/// The desk's config with the components built for tests.
-fn deployment(dir: &std::path::Path) -> std::path::PathBuf {
-    let config = std::fs::read_to_string(format!("{DESK}/plinth.toml"))
-        .unwrap()
-        .replace("../../target/plugins/accounts.wasm", plinth_test_guests::ACCOUNTS)
-        .replace("../../target/plugins/state.wasm", plinth_test_guests::STATE)
-        .replace("../../target/plugins/forms.wasm", plinth_test_guests::FORMS)
-        .replace("../../target/plugins/images.wasm", plinth_test_guests::IMAGES)
-        .replace("../../target/plugins/exports.wasm", plinth_test_guests::EXPORTS)
-        .replace("../../target/plugins/desk.wasm", plinth_test_guests::DESK)
+/// A slice's config (examples/{slice}) with the components built for
+/// tests; `own` is its own plugin and component.
+fn deployment(dir: &std::path::Path, slice: &str, own: (&str, &str)) -> std::path::PathBuf {
+    let examples = format!("{ROOT}/examples/{slice}");
+    let mut config = std::fs::read_to_string(format!("{examples}/plinth.toml")).unwrap();
+    for (plugin, component) in [
+        ("accounts", plinth_test_guests::ACCOUNTS),
+        ("state", plinth_test_guests::STATE),
+        ("forms", plinth_test_guests::FORMS),
+        ("media", plinth_test_guests::MEDIA),
+        ("images", plinth_test_guests::IMAGES),
+        ("exports", plinth_test_guests::EXPORTS),
+        own,
+    ] {
+        config = config.replace(&format!("../../target/plugins/{plugin}.wasm"), component);
+    }
+    let config = config
         .replace("\"../../plugins/forms/locales\"", &format!("{:?}", format!("{ROOT}/plugins/forms/locales")))
-        .replace("\"forms/locales\"", &format!("{:?}", format!("{DESK}/forms/locales")))
-        .replace("assets = \"forms\"", &format!("assets = {:?}", format!("{DESK}/forms")))
-        .replace("policies = \"policies.toml\"", &format!("policies = {:?}", format!("{DESK}/policies.toml")))
-        .replace("path = \"../../data/feedback-desk\"", "path = \"data\"")
-        .replace("source = \"desk\"\n", "");
+        .replace("\"forms/locales\"", &format!("{:?}", format!("{examples}/forms/locales")))
+        .replace("assets = \"forms\"", &format!("assets = {:?}", format!("{examples}/forms")))
+        .replace("policies = \"policies.toml\"", &format!("policies = {:?}", format!("{examples}/policies.toml")))
+        .replace(&format!("path = \"../../data/{slice}\""), "path = \"data\"")
+        .replace(&format!("source = \"{}\"\n", own.0), "");
     let path = dir.join("plinth.toml");
     std::fs::write(&path, config).unwrap();
     path
 }
 
-fn invite(config: &std::path::Path) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_plinth"))
-        .args(["admin", "invite", "--config", config.to_str().unwrap(), "--email", ADMIN, "--roles", "admin"])
-        .output()
-        .unwrap();
+fn invite(config: &std::path::Path, email: &str, roles: &str) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_plinth"));
+    command.args(["admin", "invite", "--config", config.to_str().unwrap(), "--email", email]);
+    if !roles.is_empty() {
+        command.args(["--roles", roles]);
+    }
+    let output = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let start = stdout.find("token=").expect("an invitation") + "token=".len();
     stdout[start..].chars().take_while(char::is_ascii_hexdigit).collect()
+}
+
+/// A slice's server, in this process, with `email` invited (`roles`).
+struct Slice {
+    base: String,
+    app: Arc<plinth::App>,
+    /// `name=value` of the session cookie of `email`, signed in.
+    cookie: String,
+    /// That session's CSRF token.
+    csrf: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve(slice: &str, own: (&str, &str), email: &str, roles: &str) -> Slice {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = deployment(dir.path(), slice, own);
+    let token = invite(&config_path, email, roles);
+    let config = plinth::Config::load(&config_path).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = Arc::new(plinth::App::build(config).await.unwrap());
+    tokio::spawn(plinth::run(listener, app.clone(), std::future::pending::<()>()));
+    let client = reqwest::Client::new();
+    let accepted = client
+        .post(format!("{base}/v1/accounts/accept-invite"))
+        .json(&json!({ "token": token, "password": PASSWORD, "display_name": "Bench" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(accepted.status().is_success());
+    let signed_in = client
+        .post(format!("{base}/v1/sessions"))
+        .json(&json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let csrf = signed_in.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_owned();
+    Slice { base, app, cookie, csrf, _dir: dir }
 }
 
 /// Submissions as the forms plugin stores them, oldest first.
@@ -111,39 +162,17 @@ fn median(values: &mut [f64]) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = deployment(dir.path());
-    let token = invite(&config_path);
-    let config = plinth::Config::load(&config_path).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = Arc::new(plinth::App::build(config).await.unwrap());
-    seed(&app).await;
-    tokio::spawn(plinth::run(listener, app.clone(), std::future::pending::<()>()));
+    checklist().await;
+    let desk = serve("feedback-desk", ("desk", plinth_test_guests::DESK), ADMIN, "admin").await;
+    seed(&desk.app).await;
+    let (base, cookie) = (&desk.base, &desk.cookie);
 
-    let client = reqwest::Client::new();
-    let accepted = client
-        .post(format!("{base}/v1/accounts/accept-invite"))
-        .json(&json!({ "token": token, "password": PASSWORD, "display_name": "Desk admin" }))
-        .send()
-        .await
-        .unwrap();
-    assert!(accepted.status().is_success());
-    let signed_in = client
-        .post(format!("{base}/v1/sessions"))
-        .json(&json!({ "email": ADMIN, "password": PASSWORD }))
-        .send()
-        .await
-        .unwrap();
-    let set_cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
-    let cookie = set_cookie.split(';').next().unwrap().to_owned();
-
-    println!("{}", oha("desk inbox page (signed in)", &format!("{base}/desk"), &format!("cookie: {cookie}")));
-    println!("{}", oha("desk form page", &format!("{base}/forms/feedback"), "accept: text/html"));
+    println!("{}", oha("slice: desk inbox page (signed in)", &format!("{base}/desk"), &format!("cookie: {cookie}")));
+    println!("{}", oha("slice: desk form page", &format!("{base}/forms/feedback"), "accept: text/html"));
     println!(
         "{}",
         oha(
-            "desk API: 25 submissions",
+            "slice: desk API, 25 submissions",
             &format!("{base}/v1/forms/feedback/submissions?limit=25"),
             &format!("cookie: {cookie}")
         )
@@ -151,7 +180,8 @@ async fn main() {
 
     // The inbox's first paint, each load from a fresh navigation.
     let driver = chromium::Chromedriver::start();
-    let browser = driver.browser(&dir.path().join("chromium")).await;
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
     browser.goto(&format!("{base}/desk/sign-in")).await.unwrap();
     let (name, value) = cookie.split_once('=').unwrap();
     browser.add_cookie(fantoccini::cookies::Cookie::new(name.to_owned(), value.to_owned())).await.unwrap();
@@ -181,4 +211,31 @@ async fn main() {
     browser.close().await.unwrap();
     let slowest = rows.iter().copied().fold(0.0, f64::max);
     println!("inbox_paint\t{SUBMISSIONS}\t{LOADS}\t{:.1}\t{:.1}\t{slowest:.1}", median(&mut fcp), median(&mut rows));
+}
+
+/// The shared checklist: a checklist of [`ITEMS`] items, its page and the
+/// checklist itself, read by its owner.
+async fn checklist() {
+    let list = serve("shared-checklist", ("lists", plinth_test_guests::LISTS), "ada@example.com", "").await;
+    let (base, cookie) = (&list.base, &list.cookie);
+    let items: serde_json::Map<String, Value> = (0..ITEMS)
+        .map(|n| (format!("item{n}"), json!({ "text": format!("Item number {n}"), "done": n % 3 == 0 })))
+        .collect();
+    let order: Vec<String> = (0..ITEMS).map(|n| format!("item{n}")).collect();
+    let made = reqwest::Client::new()
+        .put(format!("{base}/v1/state/checklists/groceries"))
+        .header("cookie", cookie)
+        .header("if-none-match", "*")
+        .header("x-csrf-token", &list.csrf)
+        .json(&json!({ "title": "Groceries", "items": items, "order": order }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201, "{}", made.text().await.unwrap());
+    let header = format!("cookie: {cookie}");
+    println!("{}", oha("slice: checklist page (signed in)", &format!("{base}/lists/groceries"), &header));
+    println!(
+        "{}",
+        oha("slice: checklist API, the checklist", &format!("{base}/v1/state/checklists/groceries"), &header)
+    );
 }
