@@ -179,8 +179,7 @@ pub fn sent(req: &Request) -> Result<Response> {
 
 /// `GET /forms/page.js`.
 pub fn script(_req: &Request) -> Result<Response> {
-    Ok(Response::bytes(200, "text/javascript; charset=utf-8", SCRIPT.as_bytes().to_vec())
-        .header("cache-control", "public, max-age=300"))
+    Ok(Response::static_file("text/javascript; charset=utf-8", SCRIPT.as_bytes()))
 }
 
 /// Runs a page handler; its error becomes a page, not JSON.

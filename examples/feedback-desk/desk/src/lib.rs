@@ -161,11 +161,9 @@ fn sign_in(_req: &Request) -> Result<Response> {
 }
 
 fn script(_req: &Request) -> Result<Response> {
-    Ok(Response::bytes(200, "text/javascript; charset=utf-8", include_bytes!("desk.js").to_vec())
-        .header("cache-control", "public, max-age=300"))
+    Ok(Response::static_file("text/javascript; charset=utf-8", include_bytes!("desk.js")))
 }
 
 fn style(_req: &Request) -> Result<Response> {
-    Ok(Response::bytes(200, "text/css; charset=utf-8", include_bytes!("desk.css").to_vec())
-        .header("cache-control", "public, max-age=300"))
+    Ok(Response::static_file("text/css; charset=utf-8", include_bytes!("desk.css")))
 }
