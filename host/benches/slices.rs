@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 
 #[path = "../../tests/integration/chromium.rs"]
 mod chromium;
+#[path = "../../tests/integration/slice_config.rs"]
+mod slice_config;
 
 const SUBMISSIONS: usize = 1_000;
 const RATE: u32 = 100;
@@ -25,31 +27,11 @@ const LOADS: usize = 7;
 const ADMIN: &str = "admin@example.com";
 const ITEMS: usize = 50;
 const PASSWORD: &str = "velvet lantern orchard";
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// A slice's config (examples/{slice}) with the components built for
 /// tests; `own` is its own plugin and component.
 fn deployment(dir: &std::path::Path, slice: &str, own: (&str, &str)) -> std::path::PathBuf {
-    let examples = format!("{ROOT}/examples/{slice}");
-    let mut config = std::fs::read_to_string(format!("{examples}/plinth.toml")).unwrap();
-    for (plugin, component) in [
-        ("accounts", plinth_test_guests::ACCOUNTS),
-        ("state", plinth_test_guests::STATE),
-        ("forms", plinth_test_guests::FORMS),
-        ("media", plinth_test_guests::MEDIA),
-        ("images", plinth_test_guests::IMAGES),
-        ("exports", plinth_test_guests::EXPORTS),
-        own,
-    ] {
-        config = config.replace(&format!("../../target/plugins/{plugin}.wasm"), component);
-    }
-    let config = config
-        .replace("\"../../plugins/forms/locales\"", &format!("{:?}", format!("{ROOT}/plugins/forms/locales")))
-        .replace("\"forms/locales\"", &format!("{:?}", format!("{examples}/forms/locales")))
-        .replace("assets = \"forms\"", &format!("assets = {:?}", format!("{examples}/forms")))
-        .replace("policies = \"policies.toml\"", &format!("policies = {:?}", format!("{examples}/policies.toml")))
-        .replace(&format!("path = \"../../data/{slice}\""), "path = \"data\"")
-        .replace(&format!("source = \"{}\"\n", own.0), "");
+    let config = slice_config::config(slice, own, &slice_config::policies_path(slice));
     // One load generator at 100 req/s is not the abuse the limits are for.
     let config = format!(
         "{config}\n[rate_limits.classes.page]\nper_address = \"100000/min\"\n\n\

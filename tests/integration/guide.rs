@@ -3,19 +3,12 @@
 
 use std::process::Command;
 
+use crate::support::sh_blocks;
+
 #[test]
 fn the_plugin_guide_runs_as_written() {
     let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/plugins.md")).unwrap();
-    let mut script = String::from("set -euo pipefail\n");
-    let mut in_block = false;
-    for line in guide.lines() {
-        match line.trim() {
-            "```sh" => in_block = true,
-            "```" if in_block => in_block = false,
-            command if in_block => script.push_str(&format!("{command}\n")),
-            _ => {}
-        }
-    }
+    let script = sh_blocks(&guide);
     assert!(script.contains("plinth new plugin greeter") && script.contains("curl"), "{script}");
     // The guide's port, moved to a free one.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

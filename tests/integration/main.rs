@@ -33,6 +33,7 @@ mod sandbox;
 mod sessions;
 mod shared_checklist;
 mod shutdown;
+mod slice_config;
 mod slices;
 mod state;
 mod support;

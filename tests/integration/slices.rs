@@ -7,7 +7,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::support::{Deployment, TestServer, plinth_cli};
+use crate::slice_config;
+use crate::support::{Deployment, TestServer, plinth_cli, sh_blocks};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// The password every slice test account has.
@@ -17,27 +18,8 @@ pub const PASSWORD: &str = "velvet lantern orchard";
 /// for tests and absolute paths to the slice's files; `own` is the slice's
 /// own plugin and its component.
 pub fn deployment(slice: &str, own: (&str, &str)) -> Deployment {
-    let dir = format!("{ROOT}/examples/{slice}");
-    let mut config = std::fs::read_to_string(format!("{dir}/plinth.toml")).unwrap();
-    for (plugin, component) in [
-        ("accounts", plinth_test_guests::ACCOUNTS),
-        ("state", plinth_test_guests::STATE),
-        ("forms", plinth_test_guests::FORMS),
-        ("media", plinth_test_guests::MEDIA),
-        ("images", plinth_test_guests::IMAGES),
-        ("exports", plinth_test_guests::EXPORTS),
-        own,
-    ] {
-        config = config.replace(&format!("../../target/plugins/{plugin}.wasm"), component);
-    }
-    let config = config
-        .replace("\"../../plugins/forms/locales\"", &format!("{:?}", format!("{ROOT}/plugins/forms/locales")))
-        .replace("\"forms/locales\"", &format!("{:?}", format!("{dir}/forms/locales")))
-        .replace("assets = \"forms\"", &format!("assets = {:?}", format!("{dir}/forms")))
-        .replace("policies = \"policies.toml\"", "policies = \"policies/routes.toml\"")
-        .replace(&format!("path = \"../../data/{slice}\""), "path = \"data\"")
-        .replace(&format!("source = \"{}\"", own.0), &format!("source = {:?}", format!("{dir}/{}", own.0)));
-    let policy = std::fs::read_to_string(format!("{dir}/policies.toml")).unwrap();
+    let config = slice_config::config(slice, own, "policies/routes.toml");
+    let policy = std::fs::read_to_string(slice_config::policies_path(slice)).unwrap();
     Deployment::with_policy(&config, &policy)
 }
 
@@ -84,16 +66,7 @@ pub async fn bearer(server: &TestServer, email: &str) -> String {
 pub fn run_readme(slice: &str) -> String {
     use std::os::unix::process::CommandExt;
     let readme = std::fs::read_to_string(format!("{ROOT}/examples/{slice}/README.md")).unwrap();
-    let mut script = String::from("set -euo pipefail\n");
-    let mut in_block = false;
-    for line in readme.lines() {
-        match line.trim() {
-            "```sh" => in_block = true,
-            "```" if in_block => in_block = false,
-            _ if in_block => script.push_str(&format!("{line}\n")),
-            _ => {}
-        }
-    }
+    let script = sh_blocks(&readme);
     assert!(script.contains(&format!("make {slice}")), "{script}");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join(format!("data/{slice}"));

@@ -416,3 +416,19 @@ pub async fn raw_http(
 pub fn client_from(source: &str) -> reqwest::Client {
     reqwest::Client::builder().local_address(source.parse::<std::net::IpAddr>().unwrap()).build().unwrap()
 }
+
+/// Every command of a Markdown file's `sh` blocks, in order, as one bash
+/// script that stops at the first failure.
+pub fn sh_blocks(markdown: &str) -> String {
+    let mut script = String::from("set -euo pipefail\n");
+    let mut in_block = false;
+    for line in markdown.lines() {
+        match line.trim() {
+            "```sh" => in_block = true,
+            "```" if in_block => in_block = false,
+            _ if in_block => script.push_str(&format!("{line}\n")),
+            _ => {}
+        }
+    }
+    script
+}
