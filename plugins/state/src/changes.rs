@@ -19,12 +19,14 @@ pub fn changes(req: &Request) -> Result<Response> {
     let me = req.signed_in()?;
     let (kind, id) = store::address(req)?;
     let Loaded { version, doc, .. } = store::load(&kind, &id, &me)?.ok_or_else(|| not_found(&kind, &id))?;
-    respond(req, &doc_key(&kind.name, &id), version, &doc.body)
+    respond(req, &doc_key(&kind.name, &id), version, &doc.body, 0)
 }
 
 /// The changes of the document at `key`, now at `version` and `body`, to
-/// a caller who may read it.
-pub fn respond(req: &Request, key: &str, version: u64, body: &Value) -> Result<Response> {
+/// a caller who may read it from version `floor` on: a cursor below it
+/// gets a reset, not the changes before (what a link's holder was never
+/// shown).
+pub fn respond(req: &Request, key: &str, version: u64, body: &Value, floor: u64) -> Result<Response> {
     let streaming = req.header("accept").is_some_and(|accept| accept.contains("text/event-stream"));
     let query: SinceQuery = req.query_as()?;
     let cursor = match req.header("last-event-id").filter(|_| streaming) {
@@ -32,7 +34,8 @@ pub fn respond(req: &Request, key: &str, version: u64, body: &Value) -> Result<R
             Error::new(400, "invalid_header", "`last-event-id` is a version number").at("last-event-id")
         })?),
         None => query.since,
-    };
+    }
+    .filter(|cursor| *cursor >= floor);
     let held = match cursor {
         Some(cursor) if cursor == version => Some(Vec::new()),
         Some(cursor) if cursor < version => events::since(key, cursor),

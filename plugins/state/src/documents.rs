@@ -137,6 +137,11 @@ pub fn delete(req: &Request) -> Result<Response> {
     }
     until_committed(&precondition, || {
         let loaded = store::load_for_write(&kind, &id, &me)?;
+        // Someone it is shared with may change it, not end it (and take its
+        // id: attack review); the kind's writers by role may.
+        if loaded.doc.owner != me.account_id && !kind.writes_by_role(&me) {
+            return Err(Error::forbidden("only the document's owner deletes it"));
+        }
         if !precondition.admits(loaded.version) {
             return Err(stale(&id, Some(loaded.version)));
         }
@@ -166,6 +171,8 @@ struct ListQuery {
 
 /// Documents per page when `limit` is not given, and at most.
 const PAGE: (u32, u32) = (20, 100);
+/// A page holds documents until it passes this many bytes.
+const MAX_PAGE_BYTES: usize = 2 << 20;
 
 /// `GET /v1/state/{kind}?after=&limit=&scope=`: the caller's own
 /// documents, by id; with `scope=all`, every document of a kind whose
@@ -193,13 +200,21 @@ pub fn list(req: &Request) -> Result<Response> {
     let after = query.after.map(|id| format!("{prefix}{id}"));
     let page = kv::scan_prefix(&prefix, after.as_deref(), limit)?;
     let mut items = Vec::with_capacity(page.entries.len());
+    let mut next = page.next.map(|key| key[prefix.len()..].to_owned());
+    let mut bytes = 0;
     for entry in &page.entries {
         let id = &entry.key[prefix.len()..];
+        // A page of large documents stops short (attack review: 100 of
+        // them outgrew the plugin's memory); `next` goes on from there.
+        if bytes > MAX_PAGE_BYTES {
+            next = items.last().and_then(|item: &Value| item["id"].as_str()).map(str::to_owned);
+            break;
+        }
         if let Some(Loaded { version, doc, .. }) = store::load(&kind, id, &me)? {
+            bytes += serde_json::to_vec(&doc.body).map_or(0, |body| body.len());
             items.push(json!({ "id": id, "etag": etag(version), "document": doc.body }));
         }
     }
-    let next = page.next.map(|key| key[prefix.len()..].to_owned());
     Ok(Response::json(200, &json!({ "items": items, "next": next })))
 }
 
@@ -269,6 +284,8 @@ enum Patch {
 }
 
 const MERGE_PATCH: &str = "application/merge-patch+json";
+/// Most operations in one JSON Patch.
+const MAX_OPERATIONS: usize = 256;
 const JSON_PATCH: &str = "application/json-patch+json";
 
 impl Patch {
@@ -294,10 +311,19 @@ impl Patch {
         }
         let invalid = |e: serde_json::Error| Error::new(400, "invalid_json", format!("the patch is not valid: {e}"));
         if media_type == MERGE_PATCH {
-            Ok(Patch::Merge(serde_json::from_slice(&body).map_err(invalid)?))
-        } else {
-            Ok(Patch::Json(serde_json::from_slice(&body).map_err(invalid)?))
+            return Ok(Patch::Merge(serde_json::from_slice(&body).map_err(invalid)?));
         }
+        let patch: json_patch::Patch = serde_json::from_slice(&body).map_err(invalid)?;
+        // Each operation is checked against the whole document (a copy can
+        // double it): their number bounds the work (attack review).
+        if patch.0.len() > MAX_OPERATIONS {
+            return Err(Error::new(
+                422,
+                "too_many_operations",
+                format!("a patch has at most {MAX_OPERATIONS} operations; this one has {}", patch.0.len()),
+            ));
+        }
+        Ok(Patch::Json(patch))
     }
 
     /// Applies the patch to `document` (the caller's copy, dropped on

@@ -185,6 +185,11 @@ impl Kind {
         granted.max(by_role)
     }
 
+    /// Whether `principal` changes every document of this kind by a role.
+    pub fn writes_by_role(&self, principal: &Principal) -> bool {
+        holds(principal, &self.write)
+    }
+
     /// Whether `principal` reads every document of this kind by a role.
     pub fn readable_by_role(&self, principal: &Principal) -> bool {
         holds(principal, &self.read) || holds(principal, &self.write)

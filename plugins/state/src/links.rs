@@ -33,6 +33,10 @@ struct Link {
     life: String,
     #[serde(rename = "n")]
     epoch: u32,
+    /// The document's version when the link was made: its holder is shown
+    /// no change from before (such as an item removed before it was shared).
+    #[serde(rename = "f")]
+    floor: u64,
 }
 
 #[derive(Deserialize)]
@@ -66,7 +70,8 @@ pub fn create(req: &Request) -> Result<Response> {
         );
     }
     let epoch = store::acl(&kind, &id, &life)?.link_epoch;
-    let link = Link { kind: kind.name.clone(), id: id.clone(), life, epoch };
+    let (floor, _) = store::read(&kind, &id)?.ok_or_else(|| store::not_found(&kind, &id))?;
+    let link = Link { kind: kind.name.clone(), id: id.clone(), life, epoch, floor };
     let expires_at = now() + lifetime;
     let payload = serde_json::to_vec(&link).expect("links serialize");
     let token = signing::sign(PURPOSE, &payload, Some(expires_at)).map_err(|e| Error::new(500, "signing_failed", e))?;
@@ -90,7 +95,7 @@ pub fn revoke(req: &Request) -> Result<Response> {
 /// The document the path's link opens: 404 `link_not_found` for a token
 /// that is not a live link of this plugin (forged, revoked, or its
 /// document gone), 410 `link_expired` past its expiry.
-fn opened(req: &Request) -> Result<(String, u64, Stored)> {
+fn opened(req: &Request) -> Result<(Link, u64, Stored)> {
     let token: String = req.param("token")?;
     let dead = || Error::new(404, "link_not_found", "this link does not open any document (any more)");
     let bytes = signing::verify(PURPOSE, &token).map_err(|e| match e {
@@ -106,7 +111,7 @@ fn opened(req: &Request) -> Result<(String, u64, Stored)> {
     if doc.life != link.life || store::acl(&kind, &link.id, &doc.life)?.link_epoch != link.epoch {
         return Err(dead());
     }
-    Ok((doc_key(&kind.name, &link.id), version, doc))
+    Ok((link, version, doc))
 }
 
 /// `GET /v1/state/links/{token}`: the document, with its ETag.
@@ -122,6 +127,7 @@ pub fn get(req: &Request) -> Result<Response> {
 /// `GET /v1/state/links/{token}/changes`: as for the document's own
 /// changes route.
 pub fn changes(req: &Request) -> Result<Response> {
-    let (key, version, doc) = opened(req)?;
-    changes::respond(req, &key, version, &doc.body)
+    let (link, version, doc) = opened(req)?;
+    let answer = changes::respond(req, &doc_key(&link.kind, &link.id), version, &doc.body, link.floor)?;
+    Ok(answer.header("cache-control", "no-store"))
 }

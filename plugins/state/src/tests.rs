@@ -543,3 +543,101 @@ fn a_kind_only_role_holders_create_may_have_no_bound_per_owner() {
         "anyone could fill an unbounded kind"
     );
 }
+
+#[test]
+fn a_link_shows_no_change_from_before_it_was_made() {
+    let host = host();
+    let etag = host
+        .send(
+            TestRequest::put("/v1/state/lists/l1").signed_in("ada", &[]).header("if-none-match", "*").json(&json!({})),
+        )
+        .header_value("etag")
+        .unwrap()
+        .to_owned();
+    let first: u64 = etag.trim_matches('"').parse().unwrap();
+    let secret = host.send(
+        TestRequest::patch("/v1/state/lists/l1")
+            .signed_in("ada", &[])
+            .header("if-match", &etag)
+            .header("content-type", "application/merge-patch+json")
+            .json(&json!({"pin": "4711"})),
+    );
+    let removed = host.send(
+        TestRequest::patch("/v1/state/lists/l1")
+            .signed_in("ada", &[])
+            .header("if-match", secret.header_value("etag").unwrap())
+            .header("content-type", "application/merge-patch+json")
+            .json(&json!({"pin": null})),
+    );
+    assert_eq!(removed.status, 200);
+    let owner = host.send(TestRequest::get(&format!("/v1/state/lists/l1/changes?since={first}")).signed_in("ada", &[]));
+    assert!(String::from_utf8_lossy(&owner.body).contains("4711"), "the owner's own history");
+    let token =
+        host.send(TestRequest::post("/v1/state/lists/l1/links").signed_in("ada", &[])).body_json::<Value>()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let linked = host.send(TestRequest::get(&format!("/v1/state/links/{token}/changes?since={first}")));
+    let body: Value = linked.body_json();
+    assert_eq!((body["reset"].clone(), body["document"].clone()), (json!(true), json!({})), "{body}");
+    assert!(!String::from_utf8_lossy(&linked.body).contains("4711"));
+    assert_eq!(linked.header_value("cache-control"), Some("no-store"));
+}
+
+#[test]
+fn someone_a_document_is_shared_with_changes_it_but_only_its_owner_deletes_it() {
+    let host = host();
+    let etag = host
+        .send(
+            TestRequest::put("/v1/state/lists/l1").signed_in("ada", &[]).header("if-none-match", "*").json(&json!({})),
+        )
+        .header_value("etag")
+        .unwrap()
+        .to_owned();
+    let shared = host
+        .send(TestRequest::put("/v1/state/lists/l1/grants/bo").signed_in("ada", &[]).json(&json!({"access": "write"})));
+    assert_eq!(shared.status, 200);
+    let deleted = host.send(TestRequest::delete("/v1/state/lists/l1").signed_in("bo", &[]).header("if-match", &etag));
+    assert_eq!(deleted.status, 403, "a grantee cannot free the id to take it");
+    let owner = host.send(TestRequest::delete("/v1/state/lists/l1").signed_in("ada", &[]).header("if-match", &etag));
+    assert_eq!(owner.status, 204);
+}
+
+#[test]
+fn patches_and_pages_are_bounded() {
+    let host = host();
+    let made = host.send(
+        TestRequest::put("/v1/state/lists/ops")
+            .signed_in("ada", &[])
+            .header("if-none-match", "*")
+            .json(&json!({"t": 1})),
+    );
+    let etag = made.header_value("etag").unwrap().to_owned();
+    let ops: Vec<Value> = (0..257).map(|_| json!({"op": "test", "path": "/t", "value": 1})).collect();
+    let refused = host.send(
+        TestRequest::patch("/v1/state/lists/ops")
+            .signed_in("ada", &[])
+            .header("if-match", &etag)
+            .header("content-type", "application/json-patch+json")
+            .json(&json!(ops)),
+    );
+    assert_eq!(
+        (refused.status, refused.body_json::<Value>()["error"]["code"].as_str()),
+        (422, Some("too_many_operations"))
+    );
+    let big = "x".repeat(60_000);
+    for n in 0..40 {
+        let made = host.send(
+            TestRequest::put(&format!("/v1/state/lists/big{n:02}"))
+                .signed_in("ada", &[])
+                .header("if-none-match", "*")
+                .json(&json!({ "text": big })),
+        );
+        assert_eq!(made.status, 201);
+    }
+    let page: Value =
+        host.send(TestRequest::get("/v1/state/lists?limit=100&after=big").signed_in("ada", &[])).body_json();
+    let held = page["items"].as_array().unwrap().len();
+    assert!((30..40).contains(&held), "about 2 MiB of documents: {held}");
+    assert_eq!(page["next"].as_str(), page["items"][held - 1]["id"].as_str(), "the next page goes on from the last");
+}

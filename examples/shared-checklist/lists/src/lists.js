@@ -379,8 +379,10 @@ function checklistPage() {
     $("show").value = show;
     const rows = [];
     for (const itemId of checklist.order ?? []) {
-      const item = checklist.items?.[itemId];
-      if (!item) continue;
+      // Only the checklist's own items (an id such as `constructor` names
+      // nothing here).
+      if (!Object.hasOwn(checklist.items ?? {}, itemId)) continue;
+      const item = checklist.items[itemId];
       if (show === "open" && item.done) continue;
       if (show === "done" && !item.done) continue;
       // An open editor keeps what the person typed; a re-render replaces
@@ -412,16 +414,13 @@ function checklistPage() {
     box.replaceChildren(frame);
   }
 
-  // Changes from anyone, live: each event means "read it again".
+  // Changes from anyone, live, from the version this page read (so none
+  // made in between is missed): each event means "read it again".
   function follow() {
     const path = link ? `${documentPath}/changes` : `/v1/state/${KIND}/${id}/changes`;
-    const stream = new EventSource(path);
-    let first = true;
+    const since = encodeURIComponent((etag ?? "").replaceAll('"', ""));
+    const stream = new EventSource(`${path}?since=${since}`);
     const changed = async () => {
-      if (first) {
-        first = false;
-        return;
-      }
       await reload();
       say("Updated just now.");
     };
