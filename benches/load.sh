@@ -139,6 +139,9 @@ per_principal = "100000000/min"
 [rate_limits.classes.form_submit]
 per_address = "100000000/min"
 per_principal = "100000000/min"
+[rate_limits.classes.page]
+per_address = "100000000/min"
+per_principal = "100000000/min"
 TOML
 sed -e 's|^max_in_flight = 256$|max_in_flight = 256\nmax_in_flight_per_client = 256\nmax_connections_per_client = 16384|' \
   -e 's|^max_connections = 1024$|max_connections = 16384|' \

@@ -25,6 +25,18 @@ pub async fn text_of(browser: &Client, css: &str) -> String {
     element(browser, css).await.text().await.unwrap()
 }
 
+/// The text of `css` once the page has put some there.
+pub async fn filled_text(browser: &Client, css: &str) -> String {
+    for _ in 0..400 {
+        let text = text_of(browser, css).await;
+        if !text.is_empty() {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{css} stayed empty");
+}
+
 pub async fn attribute(browser: &Client, css: &str, name: &str) -> Option<String> {
     element(browser, css).await.attr(name).await.unwrap()
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 use serde_json::json;
 
-use crate::browser::{attribute, click, element, text_of, type_into, unlabelled_controls};
+use crate::browser::{attribute, click, element, filled_text, text_of, type_into, unlabelled_controls};
 use crate::chromium::Chromedriver;
 use crate::slices::{self, PASSWORD};
 use crate::support::{Deployment, TestServer};
@@ -48,7 +48,7 @@ async fn send_feedback(browser: &Client, server: &TestServer, topic: usize, mess
     if let Some(path) = attachment {
         let input = element(browser, "#f-screenshots:not([disabled])").await;
         input.send_keys(path.to_str().unwrap()).await.unwrap();
-        let attached = text_of(browser, "[data-file-field] li span").await;
+        let attached = filled_text(browser, "[data-file-field] li span").await;
         assert!(attached.contains("zrzut-ekranu.png"), "{attached}");
         element(browser, "[data-file-field] li input[type=hidden][name=screenshots]").await;
         let done = text_of(browser, "[data-file-field] li span").await;

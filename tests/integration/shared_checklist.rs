@@ -9,7 +9,7 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
-use crate::browser::{click, element, text_of, type_into, unlabelled_controls};
+use crate::browser::{click, element, filled_text, text_of, type_into, unlabelled_controls};
 use crate::chromium::Chromedriver;
 use crate::slices::{self, PASSWORD};
 use crate::support::{Deployment, TestServer, get_json};
@@ -100,13 +100,13 @@ async fn two_people_see_each_others_edits_live_a_conflict_is_shown_and_a_link_re
         assert_eq!(unlabelled_controls(&ada).await, 0, "every control has a label");
         // The item form's checks, before anything is sent.
         click(&ada, "#add-form button[type=submit]").await;
-        let error = text_of(&ada, "#new-text-error").await;
-        assert!(!error.is_empty(), "an empty item is refused by its field");
+        let error = filled_text(&ada, "#new-text-error").await;
+        assert!(error.contains("is required"), "an empty item is refused by its field: {error}");
         add_item(&ada, "Milk").await;
         let list = ada.current_url().await.unwrap();
         type_into(&ada, "#grant-code", &bo_id).await;
         click(&ada, "#grant-form button[type=submit]").await;
-        assert_eq!(text_of(&ada, "#owner-status").await, "Shared.");
+        assert_eq!(filled_text(&ada, "#owner-status").await, "Shared.");
 
         sign_in(&bo, &server, "bo").await;
         bo.goto(list.as_str()).await.unwrap();
@@ -152,6 +152,27 @@ async fn two_people_see_each_others_edits_live_a_conflict_is_shown_and_a_link_re
         tokio::time::sleep(Duration::from_millis(500)).await;
         add_item(&ada, "Eggs").await;
         wait_for_item(&reader, "Eggs").await;
+
+        // A view (open items only) in a signed link, opened by Bo.
+        click(&ada, "#items li input[type=checkbox]").await;
+        element(&ada, "#items li.done").await;
+        ada.find(Locator::Css("#show")).await.unwrap().select_by_value("open").await.unwrap();
+        assert!(!items(&ada).await.contains(&"Oat milk".to_owned()), "done items are hidden");
+        click(&ada, "#share-view").await;
+        let view = element(&ada, "#view-link").await.prop("value").await.unwrap().unwrap();
+        assert!(view.contains("view=v1."), "{view}");
+        bo.goto(&view).await.unwrap();
+        wait_for_item(&bo, "Eggs").await;
+        assert_eq!(items(&bo).await, items(&ada).await, "the shared view shows the same items");
+
+        // A video link becomes a sandboxed embed of the listed provider.
+        type_into(&ada, "#video-url", "https://www.youtube.com/watch?v=dQw4w9WgXcQ").await;
+        click(&ada, "#video-form button[type=submit]").await;
+        let frame = element(&ada, "#video iframe").await;
+        let src = frame.attr("src").await.unwrap();
+        assert_eq!(src.as_deref(), Some("https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ"));
+        assert!(frame.attr("sandbox").await.unwrap().is_some_and(|s| !s.contains("allow-top-navigation")));
+        element(&bo, "#video iframe").await;
     };
     let result = tokio::time::timeout(Duration::from_secs(240), flow).await;
     for browser in [ada, bo, reader] {

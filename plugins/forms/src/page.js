@@ -112,11 +112,12 @@
       preview.addEventListener("load", () => URL.revokeObjectURL(preview.src), { once: true });
       item.prepend(preview, " ");
     }
-    list.append(item);
     const progress = (offset) => {
       const percent = file.size ? Math.floor((offset * 100) / file.size) : 0;
       text.textContent = fill(box.dataset.msgUploading, { name: file.name, percent });
     };
+    progress(0);
+    list.append(item);
     track(
       (async () => {
         let location = null;
