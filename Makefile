@@ -64,7 +64,8 @@ plugins: wasm-target
 host:
 	cargo build --release -p plinth
 	@if [ "$(CARGO_TARGET_DIR)" != "$(CURDIR)/target" ]; then \
-		mkdir -p target/release && cp "$(CARGO_TARGET_DIR)/release/plinth" target/release/plinth; fi
+		mkdir -p target/release && cp "$(CARGO_TARGET_DIR)/release/plinth" target/release/plinth.new && \
+		mv -f target/release/plinth.new target/release/plinth; fi
 
 fmt-check:
 	cargo fmt --all -- --check

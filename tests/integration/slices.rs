@@ -65,6 +65,9 @@ pub async fn bearer(server: &TestServer, email: &str) -> String {
 /// that tells why it failed.
 pub fn run_readme(slice: &str) -> String {
     use std::os::unix::process::CommandExt;
+    // One README at a time: each runs `make build` and serves on its port.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let readme = std::fs::read_to_string(format!("{ROOT}/examples/{slice}/README.md")).unwrap();
     let script = sh_blocks(&readme);
     assert!(script.contains(&format!("make {slice}")), "{script}");
