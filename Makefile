@@ -61,6 +61,8 @@ plugins: wasm-target
 		cargo build --release --target $(WASM_TARGET) --manifest-path examples/$$slice/Cargo.toml || exit 1; \
 		cp "$(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/$${slice#*/}.wasm" target/plugins/; done
 
+# The binary is renamed into place: a build beside a running server (a
+# slice's README test) never writes over a file being executed.
 host:
 	cargo build --release -p plinth
 	@if [ "$(CARGO_TARGET_DIR)" != "$(CURDIR)/target" ]; then \
