@@ -16,6 +16,18 @@ fn host() -> TestHost {
     TestHost::new(super::router()).setting("kinds", KINDS)
 }
 
+/// Ada's new `lists` document `id` (a kind with sharing and links): its ETag.
+fn create_list(host: &TestHost, id: &str, body: Value) -> String {
+    let made = host.send(
+        TestRequest::put(&format!("/v1/state/lists/{id}"))
+            .signed_in("ada", &[])
+            .header("if-none-match", "*")
+            .json(&body),
+    );
+    assert_eq!(made.status, 201, "{}", String::from_utf8_lossy(&made.body));
+    made.header_value("etag").unwrap().to_owned()
+}
+
 fn create(host: &TestHost, who: &str, id: &str, body: Value) -> String {
     let response = host.send(
         TestRequest::put(&format!("/v1/state/notes/{id}")).signed_in(who, &[]).header("if-none-match", "*").json(&body),
@@ -468,13 +480,7 @@ fn nested_copies_are_refused_before_they_nest_too_deep() {
 #[test]
 fn a_read_only_link_opens_one_document_to_anyone_until_revoked_or_gone() {
     let host = host();
-    let made = host.send(
-        TestRequest::put("/v1/state/lists/l1")
-            .signed_in("ada", &[])
-            .header("if-none-match", "*")
-            .json(&json!({"t": 1})),
-    );
-    assert_eq!(made.status, 201);
+    create_list(&host, "l1", json!({"t": 1}));
     let link = |who: Option<&str>, path: &str| {
         let request = TestRequest::post(path);
         let request = match who {
@@ -512,13 +518,7 @@ fn a_read_only_link_opens_one_document_to_anyone_until_revoked_or_gone() {
     let etag = open(&again).header_value("etag").unwrap().to_owned();
     let deleted = host.send(TestRequest::delete("/v1/state/lists/l1").signed_in("ada", &[]).header("if-match", &etag));
     assert_eq!(deleted.status, 204);
-    let remade = host.send(
-        TestRequest::put("/v1/state/lists/l1")
-            .signed_in("ada", &[])
-            .header("if-none-match", "*")
-            .json(&json!({"t": 2})),
-    );
-    assert_eq!(remade.status, 201);
+    create_list(&host, "l1", json!({"t": 2}));
     assert_eq!(open(&again).status, 404, "a link dies with its document, not with its id");
 }
 
@@ -547,13 +547,7 @@ fn a_kind_only_role_holders_create_may_have_no_bound_per_owner() {
 #[test]
 fn a_link_shows_no_change_from_before_it_was_made() {
     let host = host();
-    let etag = host
-        .send(
-            TestRequest::put("/v1/state/lists/l1").signed_in("ada", &[]).header("if-none-match", "*").json(&json!({})),
-        )
-        .header_value("etag")
-        .unwrap()
-        .to_owned();
+    let etag = create_list(&host, "l1", json!({}));
     let first: u64 = etag.trim_matches('"').parse().unwrap();
     let secret = host.send(
         TestRequest::patch("/v1/state/lists/l1")
@@ -587,13 +581,7 @@ fn a_link_shows_no_change_from_before_it_was_made() {
 #[test]
 fn someone_a_document_is_shared_with_changes_it_but_only_its_owner_deletes_it() {
     let host = host();
-    let etag = host
-        .send(
-            TestRequest::put("/v1/state/lists/l1").signed_in("ada", &[]).header("if-none-match", "*").json(&json!({})),
-        )
-        .header_value("etag")
-        .unwrap()
-        .to_owned();
+    let etag = create_list(&host, "l1", json!({}));
     let shared = host
         .send(TestRequest::put("/v1/state/lists/l1/grants/bo").signed_in("ada", &[]).json(&json!({"access": "write"})));
     assert_eq!(shared.status, 200);
@@ -606,13 +594,7 @@ fn someone_a_document_is_shared_with_changes_it_but_only_its_owner_deletes_it() 
 #[test]
 fn patches_and_pages_are_bounded() {
     let host = host();
-    let made = host.send(
-        TestRequest::put("/v1/state/lists/ops")
-            .signed_in("ada", &[])
-            .header("if-none-match", "*")
-            .json(&json!({"t": 1})),
-    );
-    let etag = made.header_value("etag").unwrap().to_owned();
+    let etag = create_list(&host, "ops", json!({"t": 1}));
     let ops: Vec<Value> = (0..257).map(|_| json!({"op": "test", "path": "/t", "value": 1})).collect();
     let refused = host.send(
         TestRequest::patch("/v1/state/lists/ops")
@@ -627,13 +609,7 @@ fn patches_and_pages_are_bounded() {
     );
     let big = "x".repeat(60_000);
     for n in 0..40 {
-        let made = host.send(
-            TestRequest::put(&format!("/v1/state/lists/big{n:02}"))
-                .signed_in("ada", &[])
-                .header("if-none-match", "*")
-                .json(&json!({ "text": big })),
-        );
-        assert_eq!(made.status, 201);
+        create_list(&host, &format!("big{n:02}"), json!({ "text": big }));
     }
     let page: Value =
         host.send(TestRequest::get("/v1/state/lists?limit=100&after=big").signed_in("ada", &[])).body_json();
