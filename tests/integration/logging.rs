@@ -13,6 +13,9 @@ async fn guest_stderr_is_logged_with_plugin_and_trace_id() {
     let response = reqwest::get(server.url("/v1/trap")).await.unwrap();
     let trace_id = response.headers()["x-trace-id"].to_str().unwrap().to_owned();
     assert_eq!(response.status(), 500);
+    // A token in a path (a state link, a view) is a key: not for the log.
+    let linked = reqwest::get(server.url("/v1/state/links/v1.1.eyJrIjoieCJ9.c2VjcmV0dGFn")).await.unwrap();
+    let linked_trace = linked.headers()["x-trace-id"].to_str().unwrap().to_owned();
     server.signal("TERM");
     // Log lines are written in the background; a clean exit flushes them.
     assert!(server.child.wait().unwrap().success());
@@ -29,4 +32,11 @@ async fn guest_stderr_is_logged_with_plugin_and_trace_id() {
         request_lines.iter().any(|l| l["message"] == "plugin request failed" && l["plugin"] == "trap"),
         "the failure is logged with the plugin name and trace id:\n{log}"
     );
+    let paths: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["span"]["trace_id"] == linked_trace.as_str())
+        .filter_map(|l| l["span"]["path"].as_str())
+        .collect();
+    assert!(paths.contains(&"/v1/state/links/v1.…"), "the request is logged, its token cut: {paths:?}\n{log}");
+    assert!(!log.contains("c2VjcmV0dGFn"), "no token in the log:\n{log}");
 }

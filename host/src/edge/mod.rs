@@ -84,8 +84,8 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
     let deployment = app.deployment.load_full();
     let proxies = &deployment.config.proxies;
     let client = client::client_address(peer.ip(), req.headers(), &proxies.trusted, proxies.header);
-    let span =
-        tracing::info_span!("request", trace_id = %trace_id, %client, method = %req.method(), path = %req.uri().path());
+    let path = crate::signing::redact_tokens(req.uri().path());
+    let span = tracing::info_span!("request", trace_id = %trace_id, %client, method = %req.method(), %path);
     async {
         let started = std::time::Instant::now();
         let method = req.method().to_string();
