@@ -247,7 +247,7 @@ impl Default for RateLimitConfig {
                 ("upload".to_owned(), class("600/min", Some("1200/min"))),
                 ("media".to_owned(), class("1200/min", Some("2400/min"))),
                 // Form submissions: a person sends a few a minute.
-                ("form_submit".to_owned(), class("10/min", Some("30/min"))),
+                (crate::edge::headers::FORM_SUBMIT_CLASS.to_owned(), class("10/min", Some("30/min"))),
                 // HTML pages with their own script (a CSP of their own too).
                 (crate::edge::headers::PAGE_CLASS.to_owned(), class("600/min", Some("1200/min"))),
             ]),

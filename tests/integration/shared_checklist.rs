@@ -193,6 +193,34 @@ async fn the_checklist_kinds_item_schema_is_the_item_forms() {
     let mut form = get_json(&server, "/v1/forms/checklist-item", &ada).await["schema"].clone();
     form.as_object_mut().unwrap().remove("$schema");
     assert_eq!(item, &form, "edit forms/checklist-item.form.json and the kind's item schema together");
+
+    // Whatever the client, every patch is held to that schema.
+    let client = reqwest::Client::new();
+    let made = client
+        .put(server.url("/v1/state/checklists/mine"))
+        .header("authorization", &ada)
+        .header("if-none-match", "*")
+        .json(&json!({ "title": "Mine", "items": {}, "order": [] }))
+        .send()
+        .await
+        .unwrap();
+    let etag = made.headers()["etag"].to_str().unwrap().to_owned();
+    for (bad, why) in [
+        (json!({ "text": "" }), "an empty text"),
+        (json!({ "text": "Milk", "colour": "red" }), "a field the form does not have"),
+        (json!({ "text": "Milk", "due": "next week" }), "a date that is not one"),
+    ] {
+        let patched = client
+            .patch(server.url("/v1/state/checklists/mine"))
+            .header("authorization", &ada)
+            .header("if-match", &etag)
+            .header("content-type", "application/json-patch+json")
+            .json(&json!([{ "op": "add", "path": "/items/a1", "value": bad }, { "op": "add", "path": "/order/-", "value": "a1" }]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patched.status(), 422, "{why}");
+    }
     server.stop().await;
 }
 

@@ -27,7 +27,7 @@ pub const DEFAULTS: [(&str, &str); 6] = [
 pub const PAGE_CLASS: &str = "page";
 /// Form posts: their answer can be the form's page again (with its
 /// errors), which must run the same script as the page itself.
-const FORM_SUBMIT_CLASS: &str = "form_submit";
+pub const FORM_SUBMIT_CLASS: &str = "form_submit";
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; \
                         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
                         require-trusted-types-for 'script'";
@@ -176,7 +176,7 @@ mod tests {
         assert!(!csp.contains("unsafe-inline") && !csp.contains('*'), "{csp}");
         assert_eq!(page["x-content-type-options"], "nosniff");
         let mut posted = HeaderMap::new();
-        headers.apply(&mut posted, "form_submit", false, false);
+        headers.apply(&mut posted, FORM_SUBMIT_CLASS, false, false);
         assert_eq!(posted["content-security-policy"], csp, "a form post's answer can be the page again");
         let config = HeadersConfig {
             set: [("referrer-policy".to_owned(), "same-origin".to_owned())].into(),

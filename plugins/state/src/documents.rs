@@ -200,21 +200,22 @@ pub fn list(req: &Request) -> Result<Response> {
     let after = query.after.map(|id| format!("{prefix}{id}"));
     let page = kv::scan_prefix(&prefix, after.as_deref(), limit)?;
     let mut items = Vec::with_capacity(page.entries.len());
-    let mut next = page.next.map(|key| key[prefix.len()..].to_owned());
+    let mut next = page.next.as_deref();
     let mut bytes = 0;
-    for entry in &page.entries {
-        let id = &entry.key[prefix.len()..];
+    for (i, entry) in page.entries.iter().enumerate() {
         // A page of large documents stops short (attack review: 100 of
         // them outgrew the plugin's memory); `next` goes on from there.
         if bytes > MAX_PAGE_BYTES {
-            next = items.last().and_then(|item: &Value| item["id"].as_str()).map(str::to_owned);
+            next = Some(&page.entries[i - 1].key);
             break;
         }
+        let id = &entry.key[prefix.len()..];
         if let Some(Loaded { version, doc, .. }) = store::load(&kind, id, &me)? {
             bytes += serde_json::to_vec(&doc.body).map_or(0, |body| body.len());
             items.push(json!({ "id": id, "etag": etag(version), "document": doc.body }));
         }
     }
+    let next = next.map(|key| &key[prefix.len()..]);
     Ok(Response::json(200, &json!({ "items": items, "next": next })))
 }
 
