@@ -6,9 +6,13 @@
 //! Writes are buffered; [`Storage::flush`] makes them survive a process kill,
 //! and the request path calls it before a write is acknowledged.
 
+mod capture;
 mod sled_store;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+pub use capture::MAX_CAPTURE_BYTES;
 
 pub use sled_store::SledStorage;
 
@@ -130,6 +134,24 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Makes every write made so far durable against a process kill.
     async fn flush(&self) -> Result<(), StorageError>;
+
+    /// Every namespace as of now, read while writers go on; writers pause
+    /// only while the cut is taken. One at a time.
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError>;
+}
+
+/// A consistent read of every namespace as of one instant (the cut).
+pub trait Snapshot: Send + Sync {
+    /// Names of the namespaces that existed at the cut (`plugin/{name}`,
+    /// `system/{name}`), sorted.
+    fn namespaces(&self) -> &[String];
+    /// A number at or above every version issued before the cut.
+    fn versions_issued(&self) -> u64;
+    /// How long writers were held back while the cut was taken.
+    fn write_pause(&self) -> Duration;
+    /// Hands `visit` every entry the namespace held at the cut, in key
+    /// order. Blocking: call it off the async threads.
+    fn read(&self, namespace: &str, visit: &mut dyn FnMut(&[u8], &[u8]) -> std::io::Result<()>) -> std::io::Result<()>;
 }
 
 /// One namespace: keys name nothing outside it.

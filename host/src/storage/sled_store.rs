@@ -4,11 +4,20 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use arc_swap::ArcSwapOption;
+
+use super::capture::{Capture, SledSnapshot};
 use super::{
-    MAX_SCAN_PAGE, Namespace, NamespaceId, Op, Page, Storage, StorageError, Swap, VersionedOp, VersionedWrite,
-    check_key, check_value, decode_versioned, encode_versioned,
+    MAX_SCAN_PAGE, Namespace, NamespaceId, Op, Page, Snapshot, Storage, StorageError, Swap, VersionedOp,
+    VersionedWrite, check_key, check_value, decode_versioned, encode_versioned,
 };
+
+/// Key, in sled's default tree (which no namespace maps to), of the number
+/// added to sled's id counter to make a version: raised by a restore, so
+/// that versions issued before it are never issued again.
+const VERSION_BASE_KEY: &[u8] = b"plinth.version-base";
 
 /// A sled database holding every namespace.
 pub struct SledStorage {
@@ -23,6 +32,10 @@ pub struct SledStorage {
     /// the request count the last completed flush covered: concurrent
     /// callers share one fsync (group commit).
     flushed: tokio::sync::Mutex<u64>,
+    /// Added to sled's id counter to make a version.
+    version_base: u64,
+    /// The running snapshot's pre-images, shared with every namespace.
+    capture: Arc<ArcSwapOption<Capture>>,
 }
 
 impl SledStorage {
@@ -33,14 +46,80 @@ impl SledStorage {
             .path(dir.join("db"))
             .open()
             .map_err(|e| StorageError::Backend(format!("cannot open {}: {e}", dir.display())))?;
+        let version_base = match db.get(VERSION_BASE_KEY).map_err(backend)? {
+            Some(bytes) => u64::from_be_bytes(
+                bytes
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StorageError::Backend("the version base is not 8 bytes".into()))?,
+            ),
+            None => 0,
+        };
         Ok(Self {
             db,
             open: Mutex::new(HashMap::new()),
             requested: AtomicU64::new(0),
             flushed: tokio::sync::Mutex::new(0),
+            version_base,
+            capture: Arc::new(ArcSwapOption::empty()),
         })
     }
+
+    /// The highest version issued so far, or above it.
+    pub fn versions_issued(&self) -> Result<u64, StorageError> {
+        Ok(self.version_base + self.db.generate_id().map_err(backend)? + 1)
+    }
+
+    /// Makes every version issued from now on greater than `issued`, for a
+    /// database restored from a backup: neither the backup's versions nor
+    /// those of the database it replaces may be issued again. Takes effect
+    /// at the next open.
+    pub fn raise_versions_above(&self, issued: u64) -> Result<(), StorageError> {
+        let base = issued.max(self.versions_issued()?);
+        self.db.insert(VERSION_BASE_KEY, &base.to_be_bytes()).map_err(backend)?;
+        self.db.flush().map_err(backend)?;
+        Ok(())
+    }
+
+    /// Writes entries into a namespace's tree as they are, without
+    /// accounting, for a restore into a database nothing else uses.
+    pub fn import(
+        &self,
+        tree: &str,
+        entries: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), StorageError> {
+        let tree = self.db.open_tree(tree).map_err(backend)?;
+        let mut batch = sled::Batch::default();
+        let mut pending = 0usize;
+        for (key, value) in entries {
+            pending += key.len() + value.len();
+            batch.insert(key, value);
+            if pending >= IMPORT_BATCH_BYTES {
+                tree.apply_batch(std::mem::take(&mut batch)).map_err(backend)?;
+                pending = 0;
+            }
+        }
+        tree.apply_batch(batch).map_err(backend)?;
+        Ok(())
+    }
+
+    /// Names of the trees that hold namespaces (sled's default tree holds
+    /// only the version base).
+    fn namespace_trees(&self) -> Vec<String> {
+        let mut trees: Vec<String> = self
+            .db
+            .tree_names()
+            .into_iter()
+            .filter_map(|name| String::from_utf8(name.to_vec()).ok())
+            .filter(|name| name.starts_with("plugin/") || name.starts_with("system/"))
+            .collect();
+        trees.sort();
+        trees
+    }
 }
+
+/// Bytes an import writes per sled batch.
+const IMPORT_BATCH_BYTES: usize = 8 << 20;
 
 fn tree_name(id: &NamespaceId) -> String {
     match id {
@@ -61,16 +140,57 @@ impl Storage for SledStorage {
             *ns.quota.lock().expect("quota lock poisoned") = quota;
             return Ok(ns.clone());
         }
-        let tree = self.db.open_tree(tree_name(&id)).map_err(backend)?;
+        let name = tree_name(&id);
+        let tree = self.db.open_tree(&name).map_err(backend)?;
         let mut used = 0u64;
         for entry in tree.iter() {
             let (k, v) = entry.map_err(backend)?;
             used += (k.len() + v.len()) as u64;
         }
-        let ns =
-            Arc::new(SledNamespace { db: self.db.clone(), tree, quota: Mutex::new(quota), used: Mutex::new(used) });
+        let ns = Arc::new(SledNamespace {
+            db: self.db.clone(),
+            tree,
+            name,
+            version_base: self.version_base,
+            capture: self.capture.clone(),
+            quota: Mutex::new(quota),
+            used: Mutex::new(used),
+        });
         open.insert(id, ns.clone());
         Ok(ns)
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError> {
+        let started = Instant::now();
+        // No namespace opens and no write commits while the capture starts:
+        // every write holds its namespace's usage lock from its read of the
+        // old value to its commit, and a writer never holds two.
+        let open = self.open.lock().expect("namespace map lock poisoned");
+        let held: Vec<_> = open.values().map(|ns| ns.used.lock().expect("usage lock poisoned")).collect();
+        if self.capture.load().is_some() {
+            return Err(StorageError::Backend("a snapshot is already being read".into()));
+        }
+        let capture = Arc::new(Capture::default());
+        self.capture.store(Some(capture.clone()));
+        let issued = self.versions_issued();
+        drop(held);
+        drop(open);
+        let pause = started.elapsed();
+        let issued = match issued {
+            Ok(issued) => issued,
+            Err(e) => {
+                self.capture.store(None);
+                return Err(e);
+            }
+        };
+        Ok(Box::new(SledSnapshot::new(
+            self.db.clone(),
+            self.namespace_trees(),
+            capture,
+            self.capture.clone(),
+            issued,
+            pause,
+        )))
     }
 
     async fn flush(&self) -> Result<(), StorageError> {
@@ -95,6 +215,13 @@ struct SledNamespace {
     /// The database, for its version counter.
     db: sled::Db,
     tree: sled::Tree,
+    /// The tree's name, under which a snapshot keeps its pre-images.
+    name: String,
+    /// Added to sled's id counter to make a version.
+    version_base: u64,
+    /// The running snapshot, if any: every write first hands it the value
+    /// it replaces.
+    capture: Arc<ArcSwapOption<Capture>>,
     /// Byte quota; replaced when a plugin is reconfigured.
     quota: Mutex<Option<u64>>,
     /// Bytes held. Writers hold this lock across read-check-write so the
@@ -119,8 +246,18 @@ impl SledNamespace {
         }
     }
 
+    /// The value a write is about to replace, handed to a running
+    /// snapshot first; the caller holds the usage lock.
+    fn replacing(&self, key: &str) -> Result<Option<sled::IVec>, StorageError> {
+        let old = self.tree.get(key).map_err(backend)?;
+        if let Some(capture) = self.capture.load().as_ref() {
+            capture.preserve(&self.name, key.as_bytes(), old.as_ref());
+        }
+        Ok(old)
+    }
+
     fn old_size(&self, key: &str) -> Result<u64, StorageError> {
-        Ok(self.tree.get(key).map_err(backend)?.map_or(0, |v| size(key, &v)))
+        Ok(self.replacing(key)?.map_or(0, |v| size(key, &v)))
     }
 
     /// Applies `ops` as one sled batch, all or none, within the quota; the
@@ -187,6 +324,9 @@ impl Namespace for SledNamespace {
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
         check_key(key)?;
         let mut used = self.used.lock().expect("usage lock poisoned");
+        if self.capture.load().is_some() {
+            self.replacing(key)?;
+        }
         let old = self.tree.remove(key).map_err(backend)?;
         if let Some(v) = &old {
             *used -= size(key, v);
@@ -208,6 +348,9 @@ impl Namespace for SledNamespace {
         let freed = expected.as_ref().map_or(0, |v| size(key, v));
         let added = new.as_ref().map_or(0, |v| size(key, v));
         self.admit(*used, freed, added)?;
+        if self.capture.load().is_some() {
+            self.replacing(key)?;
+        }
         match self.tree.compare_and_swap(key, expected, new).map_err(backend)? {
             Ok(()) => {
                 *used = *used - freed + added;
@@ -271,7 +414,7 @@ impl Namespace for SledNamespace {
         if current != expected {
             return Ok(VersionedWrite::Conflict(current));
         }
-        let version = self.db.generate_id().map_err(backend)? + 1;
+        let version = self.version_base + self.db.generate_id().map_err(backend)? + 1;
         let mut ops = Vec::with_capacity(also.len() + 1);
         ops.push(match &value {
             Some(value) => Op::Set(key.clone(), encode_versioned(version, value)),
@@ -423,6 +566,133 @@ mod tests {
         assert!(matches!(ns.write_versioned(clash, &hook).await, Err(StorageError::InvalidKey(_))));
         ns.set("plain", b"1".to_vec()).await.unwrap();
         assert!(matches!(ns.get_versioned("plain").await, Err(StorageError::InvalidKey(_))));
+    }
+
+    fn read_all(snapshot: &dyn Snapshot, tree: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut entries = Vec::new();
+        snapshot
+            .read(tree, &mut |k, v| {
+                entries.push((k.to_vec(), v.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        entries
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_reads_the_cut_whatever_is_written_after() {
+        let (_dir, s) = storage();
+        let ns = s.namespace(NamespaceId::Plugin("p".into()), None).unwrap();
+        for key in ["a", "b", "c", "d", "e", "f"] {
+            ns.set(key, key.as_bytes().to_vec()).await.unwrap();
+        }
+        let doc = VersionedOp { key: "v".into(), expected: None, value: Some(b"1".to_vec()), also: vec![] };
+        let VersionedWrite::Written(v1) = ns.write_versioned(doc, &|_| {}).await.unwrap() else { panic!() };
+        let at_cut = {
+            let snapshot = s.snapshot().unwrap();
+            read_all(snapshot.as_ref(), "plugin/p")
+        };
+        let snapshot = s.snapshot().unwrap();
+        assert!(s.snapshot().is_err(), "one snapshot at a time");
+        assert!(snapshot.versions_issued() >= v1);
+        ns.set("a", b"changed".to_vec()).await.unwrap();
+        ns.set("a", b"changed twice".to_vec()).await.unwrap();
+        assert!(ns.delete("b").await.unwrap());
+        ns.set("bb", b"new".to_vec()).await.unwrap();
+        ns.compare_and_swap("c", Some(b"c".to_vec()), None).await.unwrap();
+        ns.compare_and_swap("d", Some(b"wrong".to_vec()), Some(b"x".to_vec())).await.unwrap();
+        ns.batch(vec![Op::Delete("e".into()), Op::Set("zz".into(), b"z".to_vec()), Op::Delete("zz".into())])
+            .await
+            .unwrap();
+        ns.delete("f").await.unwrap();
+        let doc = VersionedOp { key: "v".into(), expected: Some(v1), value: Some(b"2".to_vec()), also: vec![] };
+        ns.write_versioned(doc, &|_| {}).await.unwrap();
+        let later = s.namespace(NamespaceId::Plugin("later".into()), None).unwrap();
+        later.set("k", b"v".to_vec()).await.unwrap();
+        assert_eq!(read_all(snapshot.as_ref(), "plugin/p"), at_cut);
+        assert_eq!(snapshot.namespaces(), ["plugin/p"], "a namespace made after the cut is not in it");
+        drop(snapshot);
+        let now = s.snapshot().unwrap();
+        let keys: Vec<_> = read_all(now.as_ref(), "plugin/p").into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, [b"a".to_vec(), b"bb".to_vec(), b"d".to_vec(), b"v".to_vec()]);
+    }
+
+    #[test]
+    fn a_snapshot_taken_under_concurrent_writes_is_one_instant() {
+        // Each writer owns its keys and moves units between them in batches
+        // (deleting emptied keys, creating new ones), keeping its total at
+        // 1,000, then counts the move in a second namespace: at any instant
+        // the first namespace's count is the second's or one more. A read
+        // that mixed two instants breaks one or the other.
+        let (_dir, s) = storage();
+        let units = s.namespace(NamespaceId::Plugin("units".into()), None).unwrap();
+        let moves = s.namespace(NamespaceId::Plugin("moves".into()), None).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..2u64)
+            .map(|w| {
+                let (units, moves, stop) = (units.clone(), moves.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                    let mut held: std::collections::BTreeMap<u64, u64> = [(0, 1000)].into();
+                    let key = |k: u64| format!("w{w}/{k:03}");
+                    runtime.block_on(units.set(&key(0), 1000u64.to_be_bytes().to_vec())).unwrap();
+                    let (mut n, mut count) = (w + 1, 0u64);
+                    while !stop.load(Ordering::Relaxed) {
+                        n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        let from = *held.keys().nth((n >> 33) as usize % held.len()).unwrap();
+                        let to = (n >> 13) % 50;
+                        if from == to {
+                            continue;
+                        }
+                        let have = held[&from];
+                        let there = held.get(&to).copied().unwrap_or(0);
+                        let mut ops = vec![Op::Set(key(to), (there + 1).to_be_bytes().to_vec())];
+                        if have == 1 {
+                            held.remove(&from);
+                            ops.push(Op::Delete(key(from)));
+                        } else {
+                            held.insert(from, have - 1);
+                            ops.push(Op::Set(key(from), (have - 1).to_be_bytes().to_vec()));
+                        }
+                        held.insert(to, there + 1);
+                        count += 1;
+                        let count_key = format!("count/{w}");
+                        runtime.block_on(async {
+                            units.batch(ops).await.unwrap();
+                            units.set(&count_key, count.to_be_bytes().to_vec()).await.unwrap();
+                            moves.set(&count_key, count.to_be_bytes().to_vec()).await.unwrap();
+                        });
+                    }
+                })
+            })
+            .collect();
+        let number = |v: &[u8]| u64::from_be_bytes(v.try_into().unwrap());
+        let mut seen_moves = 0;
+        for _ in 0..40 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            let snapshot = s.snapshot().unwrap();
+            // Let the writers run on while the snapshot is read.
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            let units = read_all(snapshot.as_ref(), "plugin/units");
+            let moves: HashMap<Vec<u8>, u64> =
+                read_all(snapshot.as_ref(), "plugin/moves").into_iter().map(|(k, v)| (k, number(&v))).collect();
+            for w in 0..2 {
+                let prefix = format!("w{w}/");
+                let total: u64 =
+                    units.iter().filter(|(k, _)| k.starts_with(prefix.as_bytes())).map(|(_, v)| number(v)).sum();
+                assert!(total == 1000 || total == 0, "writer {w}'s units at the cut: {total}");
+                let count_key = format!("count/{w}").into_bytes();
+                let counted = units.iter().find(|(k, _)| *k == count_key).map_or(0, |(_, v)| number(v));
+                let moved = moves.get(&count_key).copied().unwrap_or(0);
+                assert!(counted == moved || counted == moved + 1, "writer {w}: {counted} moves, {moved} counted");
+                seen_moves += moved;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        assert!(seen_moves > 0, "the writers ran during the snapshots");
     }
 
     #[tokio::test]
