@@ -288,6 +288,8 @@ pub struct App {
     pub blobs: Arc<crate::blobs::Blobs>,
     /// The job queue; its dispatcher runs jobs on the workers.
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// Backups taken while serving, and the directory they go to.
+    pub backups: Arc<crate::backup::Backups>,
     /// Permits for requests being handled; bounds in-flight work (and so
     /// live instances, which the runtime's pool is sized for).
     pub in_flight: Arc<Semaphore>,
@@ -343,6 +345,7 @@ impl App {
                 OnBroken::Warn => tracing::error!("{message}; starting anyway (audit.on_broken = \"warn\")"),
             }
         }
+        crate::backup::note_restore(storage.as_ref(), &audit).await?;
         let lifetimes =
             Lifetimes { idle: config.sessions.idle_timeout.0, absolute: config.sessions.absolute_timeout.0 };
         let identity =
@@ -409,6 +412,7 @@ impl App {
             schemas: Arc::default(),
             blobs,
             jobs,
+            backups: Arc::new(crate::backup::Backups::new(config.storage.backups_dir())),
             runtime,
             metrics,
             source,

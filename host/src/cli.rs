@@ -61,6 +61,9 @@ pub enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Back up, verify and restore a data directory.
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Operator actions on accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -149,6 +152,53 @@ pub enum FormsCommand {
     },
 }
 
+/// Backup subcommands. A running server takes backups itself (`POST
+/// /admin/backups`), since the database allows one process.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back up a data directory no server is using into `storage.backups`
+    /// (or `--dir`); prints the file.
+    Create {
+        /// The config file (plinth.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory, instead of `storage.path`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Write the backup here instead of `storage.backups`.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// List the backups in `storage.backups` (or `--dir`).
+    List {
+        /// The config file (plinth.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Look here instead of `storage.backups`.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Check every digest of a backup file; names what is damaged.
+    Verify {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Restore a backup as the data directory (the server must be
+    /// stopped): written beside it, checked (digests, the audit chain under
+    /// `audit.key_file`), then swapped in; the replaced directory is kept
+    /// beside it as `{data}.replaced-{time}`.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The config file (plinth.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory, instead of `storage.path`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
 /// Audit subcommands. Both read the key and the data directory from the
 /// config; the server must be stopped (the database allows one process).
 #[derive(Debug, Subcommand)]
@@ -211,6 +261,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin(PluginCommand::Inspect { file }) => inspect(&file).await,
         Command::Policy(PolicyCommand::Check { config }) => policy_check(&config).await,
         Command::Forms(FormsCommand::Lint { config }) => forms_lint(&config),
+        Command::Backup(command) => backup(command).await,
         Command::Audit(AuditCommand::Verify { config, data }) => audit_check(&config, data, false).await,
         Command::Audit(AuditCommand::Seal { config, data }) => audit_check(&config, data, true).await,
         Command::New(NewCommand::Plugin { name, dir, kit }) => {
@@ -270,6 +321,72 @@ fn forms_lint(file: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(failed == 0, "{failed} plugin(s) fail the lint");
     println!("ok: locales {}", locales.names().join(", "));
     Ok(())
+}
+
+/// `plinth backup …`.
+async fn backup(command: BackupCommand) -> anyhow::Result<()> {
+    match command {
+        BackupCommand::Create { config, data, dir } => {
+            let config = load_config(&config, None, data)?;
+            let path = &config.storage.path;
+            let storage: Arc<dyn crate::storage::Storage> =
+                Arc::new(crate::storage::SledStorage::open(path).with_context(|| {
+                    format!("opening {} (if a server is running on it, ask it: POST /admin/backups)", path.display())
+                })?);
+            let blobs =
+                Arc::new(crate::blobs::Blobs::open(path.join("blobs"), storage.clone(), &config.scanner).await?);
+            let backups = crate::backup::Backups::new(dir.unwrap_or_else(|| config.storage.backups_dir()));
+            let id = backups.start()?;
+            let summary = backups.take(&id, storage.as_ref(), &blobs).await?;
+            println!(
+                "ok: backup {} written to {} ({} bytes: {} namespaces, {} files)",
+                summary.id,
+                summary.file.display(),
+                summary.bytes,
+                summary.namespaces,
+                summary.files
+            );
+            Ok(())
+        }
+        BackupCommand::List { config, dir } => {
+            let config = load_config(&config, None, None)?;
+            let backups = crate::backup::Backups::new(dir.unwrap_or_else(|| config.storage.backups_dir()));
+            for status in backups.list() {
+                println!("{}", serde_json::to_string(&status)?);
+            }
+            Ok(())
+        }
+        BackupCommand::Verify { file } => {
+            let manifest = crate::backup::verify(&file)?;
+            println!(
+                "ok: backup {} taken {}: {} namespaces and {} files match their digests",
+                manifest.id,
+                manifest.created,
+                manifest.namespaces.len(),
+                manifest.files.len()
+            );
+            Ok(())
+        }
+        BackupCommand::Restore { file, config, data } => {
+            let config = load_config(&config, None, data)?;
+            anyhow::ensure!(
+                config.audit.key_file.exists(),
+                "audit.key_file {} does not exist: a backup's audit chain is checked with the key of the server \
+                 that took it",
+                config.audit.key_file.display()
+            );
+            let key = crate::audit::AuditKey::load_or_create(&config.audit.key_file)?;
+            let restored = crate::backup::restore(&file, &config.storage.path, &key).await?;
+            println!(
+                "ok: backup {} taken {} restored into {}{}; the next start records it in the audit log",
+                restored.manifest.id,
+                restored.manifest.created,
+                restored.data.display(),
+                restored.replaced.map(|p| format!(" (the data it replaced is in {})", p.display())).unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// `plinth audit verify` and, with `seal`, `plinth audit seal`.

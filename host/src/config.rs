@@ -578,11 +578,25 @@ pub struct TlsConfig {
 pub struct StorageConfig {
     /// The data directory; the sled database lives here.
     pub path: PathBuf,
+    /// Where backups are written (default: `backups` beside the data
+    /// directory, so that a restore, which replaces the data directory,
+    /// leaves them in place).
+    pub backups: Option<PathBuf>,
+}
+
+impl StorageConfig {
+    /// The backup directory.
+    pub fn backups_dir(&self) -> PathBuf {
+        self.backups.clone().unwrap_or_else(|| match self.path.parent() {
+            Some(parent) => parent.join("backups"),
+            None => PathBuf::from("backups"),
+        })
+    }
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("data") }
+        Self { path: PathBuf::from("data"), backups: None }
     }
 }
 
@@ -865,6 +879,7 @@ impl Config {
         config.source = file.to_owned();
         let base = file.parent().unwrap_or(Path::new(""));
         config.storage.path = base.join(&config.storage.path);
+        config.storage.backups = config.storage.backups.as_ref().map(|dir| base.join(dir));
         if let Some(tls) = &mut config.server.tls {
             tls.cert = base.join(&tls.cert);
             tls.key = base.join(&tls.key);

@@ -26,6 +26,7 @@
 pub mod app;
 pub mod assets;
 pub mod audit;
+pub mod backup;
 pub mod blobs;
 pub mod body;
 pub mod cli;

@@ -97,6 +97,10 @@ pub struct Metrics {
     pub jobs: Family<Named, Counter>,
     /// Time one job ran in its worker, seconds.
     pub job_seconds: Histogram,
+    /// Backups by outcome (`done`, `failed`).
+    pub backups: Family<Named, Counter>,
+    /// How long writers waited for the last backup's cut, seconds.
+    pub backup_write_pause: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -127,6 +131,8 @@ impl Default for Metrics {
             jobs: Family::default(),
             // 1 ms .. ~33 s
             job_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            backups: Family::default(),
+            backup_write_pause: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "HTTP requests by route, method and status", metrics.requests.clone());
@@ -163,6 +169,12 @@ impl Default for Metrics {
         );
         registry.register("jobs", "Worker jobs ended, by outcome", metrics.jobs.clone());
         registry.register("job_seconds", "Time one job ran in its worker", metrics.job_seconds.clone());
+        registry.register("backups", "Backups taken while serving, by outcome", metrics.backups.clone());
+        registry.register(
+            "backup_write_pause_seconds",
+            "How long writers waited while the last backup's cut was taken",
+            metrics.backup_write_pause.clone(),
+        );
         Self { registry, ..metrics }
     }
 }

@@ -24,6 +24,29 @@ use crate::storage::{Namespace, NamespaceId, Op, Storage, StorageError};
 /// Key of the chain's tail.
 const TAIL_KEY: &str = "tail";
 
+/// Where a chain ends: the id its next record gets and the link that
+/// record must carry. A backup names its chain's end, and a restore links
+/// the restored chain to the end of the one it replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainEnd {
+    /// The id the next record gets.
+    pub next_id: u64,
+    /// The link the next record must carry.
+    pub last_hash: String,
+}
+
+impl ChainEnd {
+    /// The end named by a stored tail (an entry of the `audit` namespace
+    /// under `tail`); `None` for any other entry.
+    pub fn from_entry(key: &[u8], value: &[u8]) -> Option<Self> {
+        if key != TAIL_KEY.as_bytes() {
+            return None;
+        }
+        let tail: Tail = serde_json::from_slice(value).ok()?;
+        Some(Self { next_id: tail.next_id, last_hash: tail.last_hash })
+    }
+}
+
 /// Who did it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
@@ -232,6 +255,12 @@ impl AuditLog {
         };
         let tainted = std::sync::atomic::AtomicBool::new(!tail.sealed_by(&key));
         Ok(Self { ns, tail: tokio::sync::Mutex::new(tail), key, tainted, mirror, metrics: None })
+    }
+
+    /// Where the chain ends now.
+    pub async fn end(&self) -> ChainEnd {
+        let tail = self.tail.lock().await;
+        ChainEnd { next_id: tail.next_id, last_hash: tail.last_hash.clone() }
     }
 
     /// Seals a chain written before keys existed, if it verifies with its

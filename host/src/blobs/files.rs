@@ -20,22 +20,74 @@ const WRITE_BUFFER: usize = 512 << 10;
 /// The directory tree of the store.
 pub(super) struct Files {
     root: PathBuf,
+    /// While a backup copies files: the removals put off until it is done.
+    held: std::sync::Mutex<Option<Deferred>>,
+}
+
+/// Files removed while a backup held them, removed when it lets go.
+#[derive(Debug, Default)]
+pub(super) struct Deferred {
+    /// Blobs' files: (plugin, blob id).
+    pub objects: Vec<(String, String)>,
+    /// Partial files.
+    pub partials: Vec<PathBuf>,
+}
+
+/// A partial file's path under the store's root.
+pub fn partial_path(plugin: &str, id: &str) -> PathBuf {
+    Path::new("partial").join(plugin).join(id)
+}
+
+/// A blob's file's path under the store's root.
+pub fn object_path(plugin: &str, id: &str) -> PathBuf {
+    Path::new("objects").join(plugin).join(&id[..2]).join(id)
 }
 
 impl Files {
     pub(super) async fn open(root: PathBuf) -> Result<Self, BlobError> {
         tokio::fs::create_dir_all(root.join("partial")).await?;
         tokio::fs::create_dir_all(root.join("objects")).await?;
-        Ok(Self { root })
+        Ok(Self { root, held: std::sync::Mutex::new(None) })
+    }
+
+    pub(super) fn root(&self) -> &Path {
+        &self.root
     }
 
     fn partial(&self, plugin: &str, id: &str) -> PathBuf {
-        self.root.join("partial").join(plugin).join(id)
+        self.root.join(partial_path(plugin, id))
     }
 
     /// Where a blob's file is.
     pub(super) fn object(&self, plugin: &str, id: &str) -> PathBuf {
-        self.root.join("objects").join(plugin).join(&id[..2]).join(id)
+        self.root.join(object_path(plugin, id))
+    }
+
+    /// Puts off every removal of a file until [`Files::release`], so that a
+    /// backup finds each file its snapshot names; false when held already.
+    pub(super) fn hold(&self) -> bool {
+        let mut held = self.held.lock().expect("file hold lock poisoned");
+        if held.is_some() {
+            return false;
+        }
+        *held = Some(Deferred::default());
+        true
+    }
+
+    /// Ends the hold, handing back the removals it put off.
+    pub(super) fn release(&self) -> Deferred {
+        self.held.lock().expect("file hold lock poisoned").take().unwrap_or_default()
+    }
+
+    /// True when the removal was put off.
+    fn defer(&self, removal: impl FnOnce(&mut Deferred)) -> bool {
+        match self.held.lock().expect("file hold lock poisoned").as_mut() {
+            Some(deferred) => {
+                removal(deferred);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(super) async fn create_partial(&self, plugin: &str, id: &str) -> Result<(), BlobError> {
@@ -90,14 +142,24 @@ impl Files {
         .expect("hashing does not panic")
     }
 
-    /// Renames a hashed partial file into place and makes the rename durable.
+    /// Renames a hashed partial file into place and makes the rename
+    /// durable. While held, the partial file stays (a backup may be copying
+    /// it) and the blob's file is a second link to it; a file already there
+    /// (its removal put off) has the same bytes, since ids hash them.
     pub(super) async fn promote(&self, plugin: &str, partial: &str, id: &str) -> Result<(), BlobError> {
         let from = self.partial(plugin, partial);
         let to = self.object(plugin, id);
+        let held = self.defer(|deferred| deferred.partials.push(from.clone()));
         tokio::task::spawn_blocking(move || {
             let dir = to.parent().expect("under objects/");
             std::fs::create_dir_all(dir)?;
-            std::fs::rename(&from, &to)?;
+            if !held {
+                std::fs::rename(&from, &to)?;
+            } else if let Err(e) = std::fs::hard_link(&from, &to)
+                && e.kind() != std::io::ErrorKind::AlreadyExists
+            {
+                return Err(e);
+            }
             sync_dir(dir)
         })
         .await
@@ -107,12 +169,22 @@ impl Files {
 
     /// Removes a partial file; a failure is logged (the file is orphaned).
     pub(super) async fn remove_partial(&self, plugin: &str, id: &str) {
-        remove(&self.partial(plugin, id)).await;
+        let path = self.partial(plugin, id);
+        if !self.defer(|deferred| deferred.partials.push(path.clone())) {
+            remove(&path).await;
+        }
     }
 
     /// Removes a blob's file; a failure is logged (the file is orphaned).
     pub(super) async fn remove_object(&self, plugin: &str, id: &str) {
-        remove(&self.object(plugin, id)).await;
+        if !self.defer(|deferred| deferred.objects.push((plugin.to_owned(), id.to_owned()))) {
+            remove(&self.object(plugin, id)).await;
+        }
+    }
+
+    /// Removes a partial file whose removal a hold put off.
+    pub(super) async fn remove_deferred(&self, path: &Path) {
+        remove(path).await;
     }
 
     pub(super) async fn open_object(&self, plugin: &str, id: &str) -> Result<tokio::fs::File, BlobError> {

@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use self::chunks::{Checksum, ChecksumAlgorithm, Chunks, Whole};
+pub use self::files::object_path;
 pub use self::scan::{Clamd, ScanState};
 use crate::audit::{AuditLog, Envelope, Outcome};
 use crate::config::{ScannerConfig, Unscanned};
@@ -297,6 +298,49 @@ impl Drop for Abandoned {
     }
 }
 
+/// File removals put off for a backup; [`FileHold::release`] ends it
+/// (dropped without it, the release runs on its own task).
+pub struct FileHold {
+    blobs: Option<Arc<Blobs>>,
+}
+
+impl FileHold {
+    /// The store's root directory.
+    pub fn root(&self) -> &std::path::Path {
+        self.blobs.as_ref().expect("held until released").files.root()
+    }
+
+    /// Ends the hold and removes what it put off.
+    pub async fn release(mut self) {
+        if let Some(blobs) = self.blobs.take() {
+            blobs.release_files().await;
+        }
+    }
+}
+
+impl Drop for FileHold {
+    fn drop(&mut self) {
+        let (Some(blobs), Ok(runtime)) = (self.blobs.take(), tokio::runtime::Handle::try_current()) else { return };
+        runtime.spawn(async move { blobs.release_files().await });
+    }
+}
+
+/// The file, and how many of its bytes, that an entry of the `blobs`
+/// namespace needs (a blob's whole file, an upload's recorded bytes), as a
+/// path under the store's root.
+pub fn file_of_record(key: &str, value: &[u8]) -> Option<(std::path::PathBuf, u64)> {
+    if let Some(rest) = key.strip_prefix("blob/") {
+        let (plugin, id) = rest.split_once('/')?;
+        check_blob_id(id).ok()?;
+        let record: BlobRecord = serde_json::from_slice(value).ok()?;
+        return Some((files::object_path(plugin, id), record.size));
+    }
+    let (plugin, id) = key.strip_prefix("upload/")?.split_once('/')?;
+    check_upload_id(id).ok()?;
+    let upload: UploadInfo = serde_json::from_slice(value).ok()?;
+    Some((files::partial_path(plugin, id), upload.offset))
+}
+
 /// Marks an upload as being written until dropped.
 struct BusyMark<'a> {
     busy: &'a Mutex<HashSet<String>>,
@@ -363,6 +407,40 @@ impl Blobs {
             to_scan,
             scan_queue: Mutex::new(Some(scan_queue)),
         })
+    }
+
+    /// Puts off every removal of a file until the hold is released, so
+    /// that a backup finds each file its snapshot of the records names.
+    /// One hold at a time.
+    pub fn hold_files(self: &Arc<Self>) -> Result<FileHold, BlobError> {
+        if !self.files.hold() {
+            return Err(BlobError::Busy);
+        }
+        Ok(FileHold { blobs: Some(self.clone()) })
+    }
+
+    /// Removes what a hold put off: partial files, and blobs' files unless
+    /// a record names them again (the same bytes stored anew meanwhile).
+    async fn release_files(&self) {
+        let deferred = {
+            let _lock = self.lock.lock().await;
+            let deferred = self.files.release();
+            let mut gone = Vec::new();
+            for (plugin, id) in deferred.objects {
+                match self.meta.get(&keys::blob(&plugin, &id)).await {
+                    Ok(None) => gone.push((plugin, id)),
+                    Ok(Some(_)) => {}
+                    Err(e) => tracing::error!(plugin, error = %e, "a blob file held for a backup is left in place"),
+                }
+            }
+            for (plugin, id) in &gone {
+                self.files.remove_object(plugin, id).await;
+            }
+            deferred.partials
+        };
+        for path in deferred {
+            self.files.remove_deferred(&path).await;
+        }
     }
 
     /// The hasher that names one owner's blobs.

@@ -1,5 +1,6 @@
 //! The host's admin API (role `admin`): the audit log and its verification,
-//! the outbox, the loaded plugins, and reloads.
+//! the outbox, the loaded plugins, reloads, signing keys, webhooks and
+//! backups.
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
@@ -83,6 +84,20 @@ pub async fn handle(
                 .collect();
             Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "plugins": plugins })))
         }
+        (&Method::GET, "/admin/backups") => Ok(super::json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "dir": app.backups.dir(), "backups": app.backups.list() }),
+        )),
+        (&Method::POST, "/admin/backups") => start_backup(app, envelope),
+        (&Method::GET, _) if path.starts_with("/admin/backups/") => {
+            let id = path.trim_start_matches("/admin/backups/");
+            match app.backups.get(id) {
+                Some(status) => {
+                    Ok(super::json_response(StatusCode::OK, &serde_json::to_value(status).expect("serializes")))
+                }
+                None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("there is no backup `{id}`"))),
+            }
+        }
         (&Method::GET, "/admin/signing-keys") => {
             Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "keys": app.signing.list() })))
         }
@@ -140,6 +155,50 @@ pub async fn handle(
         }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no admin route {method} {path}"))),
     }
+}
+
+/// Starts a backup on a task of its own (a large one outlives any request
+/// deadline): 202 with where to follow it; its end is audited.
+fn start_backup(app: &App, envelope: &Envelope) -> Result<Response<Full<Bytes>>, ApiError> {
+    let id = app.backups.start().map_err(|_| {
+        ApiError::new(StatusCode::CONFLICT, "backup_running", "a backup is being taken; wait for it to end")
+    })?;
+    let (backups, storage, blobs, audit, metrics) =
+        (app.backups.clone(), app.storage.clone(), app.blobs.clone(), app.audit.clone(), app.metrics.clone());
+    let (task_id, envelope) = (id.clone(), envelope.clone());
+    tokio::spawn(async move {
+        let result = backups.take(&task_id, storage.as_ref(), &blobs).await;
+        let draft = match &result {
+            Ok(summary) => {
+                crate::metrics::Metrics::count(&metrics.backups, "done");
+                metrics.backup_write_pause.set(summary.write_pause_us as f64 / 1e6);
+                let reason = format!(
+                    "{} bytes in {}, writers paused {} µs",
+                    summary.bytes,
+                    summary.file.display(),
+                    summary.write_pause_us
+                );
+                envelope.draft("backup.created", &task_id, Outcome::Success, Some(reason))
+            }
+            Err(e) => {
+                crate::metrics::Metrics::count(&metrics.backups, "failed");
+                tracing::error!(backup = task_id, error = %e, "backup failed");
+                envelope.draft("backup.created", &task_id, Outcome::Failure, Some(e.to_string()))
+            }
+        };
+        if let Err(e) = audit.append(draft).await {
+            tracing::error!(backup = task_id, error = %e, "the backup's audit record was not stored");
+        }
+    });
+    let mut response = super::json_response(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "id": id, "state": "running", "href": format!("/admin/backups/{id}") }),
+    );
+    response.headers_mut().insert(
+        http::header::LOCATION,
+        http::HeaderValue::from_str(&format!("/admin/backups/{id}")).expect("ids are header-safe"),
+    );
+    Ok(response)
 }
 
 fn webhook_error(e: crate::webhooks::WebhookError) -> ApiError {
