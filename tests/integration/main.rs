@@ -4,6 +4,7 @@
 mod account_abuse;
 mod accounts;
 mod audit;
+mod backups;
 mod browser;
 mod chromium;
 mod config_errors;

@@ -47,22 +47,23 @@ struct RestoreNote {
 /// using), checking its audit chain with `key`.
 pub async fn restore(backup: &Path, data: &Path, key: &AuditKey) -> anyhow::Result<Restored> {
     let manifest = archive::read_manifest(backup)?;
-    let (replaced_issued, replaced_end) = if data.join("db").exists() {
-        let old = SledStorage::open(data)
-            .with_context(|| format!("opening {} (is a server still running on it? stop it first)", data.display()))?;
-        let end = AuditLog::open(&old, None, key.clone()).await?.end().await;
-        (old.versions_issued()?, Some(end))
-    } else {
-        (0, None)
-    };
     let staging = sibling(data, &format!("restoring-{}", manifest.id));
     if staging.exists() {
         std::fs::remove_dir_all(&staging)
             .with_context(|| format!("removing {} left by an earlier restore", staging.display()))?;
     }
-    let result = restore_into(backup, &staging, key, replaced_issued).await;
-    let manifest = match result {
-        Ok(manifest) => manifest,
+    // The data directory is opened only once the backup checked out whole:
+    // a damaged backup leaves it as it was, byte for byte.
+    let result = async {
+        let manifest = restore_into(backup, &staging, key).await?;
+        let replaced = replaced_end(data, key).await?;
+        let storage = SledStorage::open(&staging)?;
+        storage.raise_versions_above(manifest.versions_issued.max(replaced.as_ref().map_or(0, |r| r.0)))?;
+        anyhow::Ok((manifest, replaced.map(|r| r.1), storage))
+    }
+    .await;
+    let (manifest, replaced_end, storage) = match result {
+        Ok(done) => done,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
@@ -71,7 +72,6 @@ pub async fn restore(backup: &Path, data: &Path, key: &AuditKey) -> anyhow::Resu
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace([':', '-'], "");
     let replaced = data.exists().then(|| sibling(data, &format!("replaced-{stamp}")));
     {
-        let storage = SledStorage::open(&staging)?;
         let note = RestoreNote {
             backup: manifest.id.clone(),
             created: manifest.created.clone(),
@@ -82,6 +82,7 @@ pub async fn restore(backup: &Path, data: &Path, key: &AuditKey) -> anyhow::Resu
         let ns = storage.namespace(NamespaceId::System(RESTORE_NAMESPACE), None)?;
         ns.set(PENDING_KEY, serde_json::to_vec(&note)?).await?;
         storage.flush().await?;
+        drop(storage);
     }
     if let Some(replaced) = &replaced {
         // Compiled components are a cache the restored directory can use.
@@ -100,6 +101,18 @@ pub async fn restore(backup: &Path, data: &Path, key: &AuditKey) -> anyhow::Resu
     Ok(Restored { manifest, data: data.to_owned(), replaced })
 }
 
+/// The versions issued in the data directory a restore replaces, and where
+/// its audit chain ends; none when there is no database yet.
+async fn replaced_end(data: &Path, key: &AuditKey) -> anyhow::Result<Option<(u64, ChainEnd)>> {
+    if !data.join("db").exists() {
+        return Ok(None);
+    }
+    let old = SledStorage::open(data)
+        .with_context(|| format!("opening {} (is a server still running on it? stop it first)", data.display()))?;
+    let end = AuditLog::open(&old, None, key.clone()).await?.end().await;
+    Ok(Some((old.versions_issued()?, end)))
+}
+
 /// `data`'s sibling named `{data}.{suffix}`.
 fn sibling(data: &Path, suffix: &str) -> PathBuf {
     let mut name = data.file_name().unwrap_or(data.as_os_str()).to_owned();
@@ -108,7 +121,7 @@ fn sibling(data: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Writes the backup into `staging` and checks what was written.
-async fn restore_into(backup: &Path, staging: &Path, key: &AuditKey, replaced_issued: u64) -> anyhow::Result<Manifest> {
+async fn restore_into(backup: &Path, staging: &Path, key: &AuditKey) -> anyhow::Result<Manifest> {
     std::fs::create_dir_all(staging).with_context(|| format!("creating {}", staging.display()))?;
     let storage = SledStorage::open(staging)?;
     let blobs = staging.join("blobs");
@@ -120,7 +133,6 @@ async fn restore_into(backup: &Path, staging: &Path, key: &AuditKey, replaced_is
         import.close_file()?;
         manifest
     };
-    storage.raise_versions_above(manifest.versions_issued.max(replaced_issued))?;
     check_restored(&storage, &manifest)?;
     let log = AuditLog::open(&storage, None, key.clone()).await?;
     let report = log.verify().await?;

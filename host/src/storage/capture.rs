@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use super::Snapshot;
+use super::{Snapshot, Visit};
 
 /// Most bytes of pre-images one snapshot keeps: writers never wait for a
 /// snapshot, so a reader slower than the writes fails instead of growing
@@ -130,7 +130,7 @@ impl Snapshot for SledSnapshot {
         self.pause
     }
 
-    fn read(&self, namespace: &str, visit: &mut dyn FnMut(&[u8], &[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
+    fn read(&self, namespace: &str, visit: &mut Visit<'_>) -> std::io::Result<()> {
         let tree = self.db.open_tree(namespace).map_err(std::io::Error::other)?;
         let mut last: Option<Vec<u8>> = None;
         for entry in tree.iter() {

@@ -140,6 +140,9 @@ pub trait Storage: Send + Sync + 'static {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError>;
 }
 
+/// Takes each entry of a snapshot's namespace in turn; an error stops the read.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> std::io::Result<()> + 'a;
+
 /// A consistent read of every namespace as of one instant (the cut).
 pub trait Snapshot: Send + Sync {
     /// Names of the namespaces that existed at the cut (`plugin/{name}`,
@@ -151,7 +154,7 @@ pub trait Snapshot: Send + Sync {
     fn write_pause(&self) -> Duration;
     /// Hands `visit` every entry the namespace held at the cut, in key
     /// order. Blocking: call it off the async threads.
-    fn read(&self, namespace: &str, visit: &mut dyn FnMut(&[u8], &[u8]) -> std::io::Result<()>) -> std::io::Result<()>;
+    fn read(&self, namespace: &str, visit: &mut Visit<'_>) -> std::io::Result<()>;
 }
 
 /// One namespace: keys name nothing outside it.
