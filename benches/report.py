@@ -38,6 +38,8 @@ PAGE_P50_MS = 2.0
 # A feature slice's main page and main API call at 100 req/s (issue 15).
 SLICE_P50_MS = 5.0
 EXPORT_RSS_KIB = 64 * 1024
+# Issue 16: a backup of 1 GiB pauses writers at most this long.
+BACKUP_PAUSE_MS = 50.0
 THUMBNAIL_MIB = 64
 
 PLUGIN_CALL = "plugin/hello GET (instantiate + call + drop)"
@@ -81,6 +83,10 @@ def load_figures(path):
             elif fields[0] == "export":
                 rows_, secs, rate, mib, peak, growth = fields[1:]
                 streams["export"] = (int(rows_), float(secs), float(rate), float(mib), float(peak), int(growth))
+            elif fields[0] == "backup":
+                mib, secs, rate, pause, slowest, writes, verify = fields[1:]
+                streams["backup"] = (int(mib), float(secs), float(rate), float(pause), float(slowest), int(writes),
+                                     float(verify))
             elif fields[0] == "inbox_paint":
                 submissions, loads, fcp, rows_p50, rows_max = fields[1:]
                 streams["inbox_paint"] = (int(submissions), int(loads), float(fcp), float(rows_p50), float(rows_max))
@@ -166,6 +172,12 @@ def render(medians, rows, rss, startups, streams, command):
         out += ["", "### Form exports (the `exports` worker, 32 MiB, through the job queue)", "",
                 f"- {rows_:,} submissions as CSV ({mib:.1f} MiB) in {secs:.2f} s: {rate:,.0f} rows/s; worker "
                 f"instance peak {peak:.1f} MiB; server RSS growth {growth / 1024:.1f} MiB."]
+    if "backup" in streams:
+        mib, secs, rate, pause, slowest, writes, verify = streams["backup"]
+        out += ["", "### Backups (sled and blob files on disk, four writers writing meanwhile)", "",
+                f"- {mib:,} MiB (256 MiB of 1 KiB records, the rest blob files) in {secs:.2f} s: {rate:,.0f} MiB/s; "
+                f"writers held {pause:.3f} ms for the cut; the slowest of {writes:,} writes during the backup "
+                f"{slowest:.2f} ms; verifying the file {verify:.2f} s."]
     if "inbox_paint" in streams:
         submissions, loads, fcp, rows_p50, rows_max = streams["inbox_paint"]
         out += ["", "### Feedback desk inbox in headless Chromium", "",
@@ -274,6 +286,11 @@ def budget(medians, rows, startups, streams):
         rows_, _, rate, _, _, growth = streams["export"]
         out.append(f"| export of {rows_:,} submissions: RSS growth ≤ {EXPORT_RSS_KIB // 1024} MiB, rows/s reported "
                    f"| {growth / 1024:.1f} MiB, {rate:,.0f} rows/s | {verdict(growth <= EXPORT_RSS_KIB)} |")
+    if "backup" in streams:
+        mib, _, rate, pause, slowest, _, _ = streams["backup"]
+        ok = max(pause, slowest) <= BACKUP_PAUSE_MS
+        out.append(f"| backup of {mib:,} MiB: longest write pause ≤ {BACKUP_PAUSE_MS:g} ms, throughput reported "
+                   f"| cut {pause:.3f} ms, slowest write {slowest:.2f} ms; {rate:,.0f} MiB/s | {verdict(ok)} |")
     warm = [ms for cache, ms in startups if cache == "warm"]
     if warm:
         out.append(f"| start-up with a warm cache ≤ {STARTUP_WARM_MS} ms | {max(warm)} ms (slowest) "
