@@ -633,6 +633,10 @@ pub struct PluginConfig {
     /// A directory of read-only files the plugin reads through
     /// `plinth:platform/assets`, such as form definitions.
     pub assets: Option<PathBuf>,
+    /// The directory of the plugin's data migration steps
+    /// (`0001-{name}.toml`, …: description, families, fixtures); needed
+    /// when its component declares steps.
+    pub migrations: Option<PathBuf>,
 }
 
 /// One path, or a list of them.
@@ -892,7 +896,7 @@ impl Config {
             if let Some(canary) = &mut plugin.canary {
                 canary.component = base.join(&canary.component);
             }
-            for dir in plugin.messages.iter_mut().chain(&mut plugin.assets) {
+            for dir in plugin.messages.iter_mut().chain(&mut plugin.assets).chain(&mut plugin.migrations) {
                 *dir = base.join(&*dir);
             }
         }

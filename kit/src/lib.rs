@@ -43,6 +43,7 @@ pub mod jobs;
 pub mod kv;
 pub mod log;
 pub mod messages;
+pub mod migrations;
 pub mod outbox;
 pub mod passwords;
 pub mod principals;
@@ -56,12 +57,12 @@ pub mod testing;
 pub mod tus;
 pub mod webhooks;
 
-/// The code `wit-bindgen` generates for `plinth:platform/plugin`.
+/// The code `wit-bindgen` generates for `plinth:platform/plugin-with-migrations`.
 #[allow(missing_docs, unsafe_code, reason = "generated; the WIT documents it")]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",
-        world: "plinth:platform/plugin",
+        world: "plinth:platform/plugin-with-migrations",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
         default_bindings_module: "plinth_kit::bindings",
@@ -96,9 +97,14 @@ pub fn new_id() -> String {
 /// Exports a router as the plugin: `plinth_kit::plugin!(router)` where
 /// `router` is a `fn() -> Router`. Declares the router's routes to the host
 /// and serves each request with the handler of the route the host matched.
+/// `plinth_kit::plugin!(router, migrations = migrations)`, with `migrations`
+/// a `fn() -> Migrations`, also exports the plugin's data migrations.
 #[macro_export]
 macro_rules! plugin {
     ($router:path) => {
+        $crate::plugin!($router, migrations = $crate::migrations::Migrations::new);
+    };
+    ($router:path, migrations = $migrations:path) => {
         #[doc(hidden)]
         pub struct PlinthKitPlugin;
 
@@ -111,6 +117,30 @@ macro_rules! plugin {
                 req: $crate::bindings::plinth::platform::types::Request,
             ) -> $crate::bindings::plinth::platform::types::Response {
                 $router().serve_host(req)
+            }
+        }
+
+        impl $crate::bindings::exports::plinth::platform::migrations::Guest for PlinthKitPlugin {
+            fn steps() -> ::std::vec::Vec<$crate::bindings::exports::plinth::platform::migrations::Step> {
+                $migrations().declared()
+            }
+
+            fn convert(
+                to: u32,
+                direction: $crate::migrations::Direction,
+                record: $crate::bindings::exports::plinth::platform::migrations::Entry,
+            ) -> ::std::result::Result<
+                $crate::bindings::exports::plinth::platform::migrations::Entry,
+                ::std::string::String,
+            > {
+                $migrations().convert(to, direction, record.into()).map(::std::convert::Into::into)
+            }
+
+            fn check(
+                version: u32,
+                record: $crate::bindings::exports::plinth::platform::migrations::Entry,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                $migrations().check_record(version, &record.into())
             }
         }
 

@@ -43,6 +43,21 @@ pub mod worker {
     pub use self::plinth::platform::{job_blobs, job_kv};
 }
 
+/// The world a plugin's migrations are called in: `log` is the plugin
+/// world's own module here too.
+pub mod migrating {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plinth:platform/migrating",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: { "plinth:platform/log": super::plinth::platform::log },
+    });
+
+    pub use self::MigratingPre as MigratingBindingsPre;
+    pub use self::exports::plinth::platform::migrations;
+}
+
 pub use self::Plugin as PluginBindings;
 pub use self::PluginPre as PluginBindingsPre;
 pub use self::plinth::platform::{

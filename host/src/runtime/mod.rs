@@ -11,6 +11,7 @@ pub mod bindings;
 pub mod cache;
 pub mod grants;
 pub mod host;
+pub mod migrating;
 mod output;
 pub mod state;
 pub mod worker;
