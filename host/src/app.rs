@@ -35,7 +35,7 @@ use crate::runtime::state::PluginContext;
 use crate::runtime::worker::Worker;
 use crate::runtime::{Plugin, Runtime};
 use crate::signing::SigningKeys;
-use crate::storage::{NamespaceId, SledStorage, Storage};
+use crate::storage::{SledStorage, Storage};
 
 /// A plugin as loaded, with what operators see of it.
 #[derive(Clone)]
@@ -599,8 +599,23 @@ impl App {
         bytes: Vec<u8>,
         digest: String,
     ) -> anyhow::Result<(Plugin, Origin)> {
-        let namespace =
-            self.storage.namespace(NamespaceId::Plugin(entry.name.clone()), Some(entry.limits.kv_bytes.0))?;
+        let prepared = self.runtime.prepare_bytes(entry, bytes, digest).await?;
+        let data = crate::migrations::Ledger::open(self.storage.as_ref())?.state(&entry.name).await?;
+        anyhow::ensure!(
+            prepared.data_version == data.version,
+            "plugin `{}`: its component serves data version {}, its stored data is at version {}: {}",
+            entry.name,
+            prepared.data_version,
+            data.version,
+            if prepared.data_version > data.version {
+                "with the server stopped, `plinth migrate rehearse` then `plinth migrate apply` it"
+            } else {
+                "configure the component that migrated it, or take the data down with `plinth migrate down` first"
+            }
+        );
+        let namespace = self
+            .storage
+            .namespace(crate::migrations::namespace_at(&entry.name, data.version), Some(entry.limits.kv_bytes.0))?;
         let ctx = Arc::new(PluginContext {
             name: entry.name.as_str().into(),
             namespace,
@@ -625,7 +640,6 @@ impl App {
             messages: files.messages.clone(),
             assets: files.assets.clone(),
         });
-        let prepared = self.runtime.prepare_bytes(entry, bytes, digest).await?;
         let origin = prepared.origin;
         let plugin = prepared.bind(ctx, self.storage.clone(), self.metrics.clone());
         tracing::info!(plugin = %entry.name, digest = %plugin.digest, from_cache = origin == Origin::Cache, "plugin loaded");

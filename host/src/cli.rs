@@ -64,6 +64,19 @@ pub enum Command {
     /// Back up, verify and restore a data directory.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Migrate plugins' stored data between their data versions (the
+    /// server stopped: the database allows one process).
+    Migrate {
+        /// What to do.
+        #[command(subcommand)]
+        action: MigrateAction,
+        /// The config file (plinth.toml).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        /// The data directory, instead of `storage.path`.
+        #[arg(long, global = true)]
+        data: Option<PathBuf>,
+    },
     /// Operator actions on accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -149,6 +162,55 @@ pub enum FormsCommand {
         /// The config file (plinth.toml).
         #[arg(long)]
         config: PathBuf,
+    },
+}
+
+/// Migration subcommands. Each plugin's steps are its component's
+/// (`plinth:platform/migrations`) with their files in its `migrations`
+/// directory.
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Each plugin's data version, its component's, and the steps applied
+    /// (with their checksums, backup and digests).
+    Status,
+    /// Check the step files against the components and run every fixture
+    /// through its conversions; applied steps whose file changed are named
+    /// with both checksums. Non-zero on any problem.
+    Lint,
+    /// On a copy of a fresh backup: up, the plugin's check of every record,
+    /// down (must give the backup's data back), up again (must give the same
+    /// result); the receipt is what `apply` asks for.
+    Rehearse {
+        /// The plugin.
+        plugin: String,
+    },
+    /// Back up, then convert the plugin's data up to its component's
+    /// version into a new namespace; the old data stays until `complete`.
+    Apply {
+        /// The plugin.
+        plugin: String,
+        /// Apply without a matching rehearsal receipt, for this reason (audited).
+        #[arg(long = "override")]
+        override_reason: Option<String>,
+    },
+    /// Remove the data the last step started from.
+    Complete {
+        /// The plugin.
+        plugin: String,
+    },
+    /// Go back to the data the last step started from, as it was.
+    Abort {
+        /// The plugin.
+        plugin: String,
+    },
+    /// Back up, then convert a completed plugin's data down to `--to` with
+    /// its steps' down conversions.
+    Down {
+        /// The plugin.
+        plugin: String,
+        /// The data version to go to.
+        #[arg(long)]
+        to: u32,
     },
 }
 
@@ -262,6 +324,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCommand::Check { config }) => policy_check(&config).await,
         Command::Forms(FormsCommand::Lint { config }) => forms_lint(&config),
         Command::Backup(command) => backup(command).await,
+        Command::Migrate { action, config, data } => {
+            let config = config.ok_or_else(|| anyhow::anyhow!("`plinth migrate` needs --config plinth.toml"))?;
+            migrate(action, &config, data).await
+        }
         Command::Audit(AuditCommand::Verify { config, data }) => audit_check(&config, data, false).await,
         Command::Audit(AuditCommand::Seal { config, data }) => audit_check(&config, data, true).await,
         Command::New(NewCommand::Plugin { name, dir, kit }) => {
@@ -383,6 +449,117 @@ async fn backup(command: BackupCommand) -> anyhow::Result<()> {
                 restored.manifest.created,
                 restored.data.display(),
                 restored.replaced.map(|p| format!(" (the data it replaced is in {})", p.display())).unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `plinth migrate …`.
+async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> anyhow::Result<()> {
+    use crate::migrations::run::{PluginMigrations, Workbench};
+    let config = load_config(file, None, data)?;
+    let path = &config.storage.path;
+    let storage: Arc<dyn crate::storage::Storage> = Arc::new(
+        crate::storage::SledStorage::open(path)
+            .with_context(|| format!("opening {} (is a server still running on it? stop it first)", path.display()))?,
+    );
+    let key = crate::audit::AuditKey::load_or_create(&config.audit.key_file)?;
+    let bench = Workbench {
+        blobs: Arc::new(crate::blobs::Blobs::open(path.join("blobs"), storage.clone(), &config.scanner).await?),
+        audit: crate::audit::AuditLog::open(storage.as_ref(), None, key.clone()).await?,
+        key,
+        ledger: crate::migrations::Ledger::open(storage.as_ref())?,
+        backups: crate::backup::Backups::new(config.storage.backups_dir()),
+        storage,
+    };
+    let runtime = Runtime::new(4, Some(path.join("compiled")))?;
+    let plugin = |name: &str| {
+        config
+            .plugins
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| anyhow::anyhow!("{}: no plugin `{name}`", config.source.display()))
+    };
+    match action {
+        MigrateAction::Status | MigrateAction::Lint => {
+            let mut problems = 0;
+            for entry in &config.plugins {
+                let p = PluginMigrations::load(&runtime, entry, &bench.ledger).await?;
+                let waiting =
+                    p.state.previous.map(|v| format!(", version {v} kept until `complete`")).unwrap_or_default();
+                println!(
+                    "plugin `{}`: data at version {}{waiting}; its component serves version {}",
+                    p.name,
+                    p.state.version,
+                    p.version()
+                );
+                if matches!(action, MigrateAction::Status) {
+                    for a in p.applied.iter().filter(|a| a.to <= p.state.version.max(p.state.previous.unwrap_or(0))) {
+                        println!(
+                            "  step {} {}: applied {} by {} after backup {}; {} records ({} converted); canonical {}, semantic {}; digest {} → {}",
+                            a.to,
+                            a.name,
+                            a.at,
+                            a.by,
+                            a.backup,
+                            a.records,
+                            a.converted,
+                            a.canonical,
+                            a.semantic,
+                            a.before.blake3,
+                            a.after.blake3
+                        );
+                    }
+                }
+                for problem in &p.problems {
+                    problems += 1;
+                    println!("  {problem}");
+                }
+            }
+            anyhow::ensure!(problems == 0 || matches!(action, MigrateAction::Status), "{problems} problem(s)");
+            Ok(())
+        }
+        MigrateAction::Rehearse { plugin: name } => {
+            let p = PluginMigrations::load(&runtime, plugin(&name)?, &bench.ledger).await?;
+            let r = bench.rehearse(&p).await?;
+            println!(
+                "ok: plugin `{name}` rehearsed {} → {} on backup {}: {} records converted, down gave the data back, up                  twice gave one result; {} ms, peak {} of {} quota bytes; receipt {}",
+                r.from, r.to, r.backup, r.converted, r.duration_ms, r.peak_bytes, r.quota_bytes, r.id
+            );
+            Ok(())
+        }
+        MigrateAction::Apply { plugin: name, override_reason } => {
+            let p = PluginMigrations::load(&runtime, plugin(&name)?, &bench.ledger).await?;
+            let applied = bench.apply(&p, "cli", override_reason.as_deref()).await?;
+            for a in &applied {
+                println!(
+                    "ok: plugin `{name}` step {} {}: {} records ({} converted), backup {}",
+                    a.to, a.name, a.records, a.converted, a.backup
+                );
+            }
+            println!(
+                "the data it started from is kept until `plinth migrate complete {name}` (`abort` goes back to it)"
+            );
+            Ok(())
+        }
+        MigrateAction::Complete { plugin: name } => {
+            let p = PluginMigrations::load(&runtime, plugin(&name)?, &bench.ledger).await?;
+            bench.complete(&p).await?;
+            println!("ok: plugin `{name}`: data at version {}", p.state.version);
+            Ok(())
+        }
+        MigrateAction::Abort { plugin: name } => {
+            let p = PluginMigrations::load(&runtime, plugin(&name)?, &bench.ledger).await?;
+            bench.abort(&p).await?;
+            println!("ok: plugin `{name}`: back at version {}", p.state.previous.unwrap_or_default());
+            Ok(())
+        }
+        MigrateAction::Down { plugin: name, to } => {
+            let p = PluginMigrations::load(&runtime, plugin(&name)?, &bench.ledger).await?;
+            bench.down(&p, to).await?;
+            println!(
+                "ok: plugin `{name}`: data at version {to}; configure its component for that version, then `complete`"
             );
             Ok(())
         }

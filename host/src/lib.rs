@@ -39,6 +39,7 @@ pub mod i18n;
 pub mod identity;
 pub mod jobs;
 pub mod metrics;
+pub mod migrations;
 pub mod openapi;
 pub mod outbox;
 pub mod passwords;

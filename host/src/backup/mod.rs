@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 pub use self::archive::{ArchiveError, EntryDigest, Manifest};
-pub use self::restore::{Restored, note_restore, restore};
+pub use self::restore::{Restored, note_restore, restore, restore_copy};
 use crate::blobs::Blobs;
 use crate::storage::{Storage, StorageError};
 

@@ -120,6 +120,12 @@ fn sibling(data: &Path, suffix: &str) -> PathBuf {
     data.with_file_name(name)
 }
 
+/// Restores `backup` into `dir` (which must not hold a database) and checks
+/// it, without touching any data directory: a copy to try things on.
+pub async fn restore_copy(backup: &Path, dir: &Path, key: &AuditKey) -> anyhow::Result<Manifest> {
+    restore_into(backup, dir, key).await
+}
+
 /// Writes the backup into `staging` and checks what was written.
 async fn restore_into(backup: &Path, staging: &Path, key: &AuditKey) -> anyhow::Result<Manifest> {
     std::fs::create_dir_all(staging).with_context(|| format!("creating {}", staging.display()))?;

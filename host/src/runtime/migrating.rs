@@ -128,6 +128,8 @@ impl Converter {
 
     /// The plugin's own check of a record at data version `version`.
     pub async fn check(&self, version: u32, entry: Entry) -> Result<(), ConvertError> {
-        self.call(async |guest, store| guest.call_check(store, version, &entry).await).await?.map_err(ConvertError::Refused)
+        self.call(async |guest, store| guest.call_check(store, version, &entry).await)
+            .await?
+            .map_err(ConvertError::Refused)
     }
 }

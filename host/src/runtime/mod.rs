@@ -97,6 +97,14 @@ pub enum LoadError {
         /// Which route and why.
         reason: String,
     },
+    /// The migration steps it declares could not be read or are malformed.
+    #[error("plugin `{plugin}`: {reason}")]
+    Migrations {
+        /// Plugin name.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
     /// Linking failed (a type mismatch in an allowed interface).
     #[error("plugin `{plugin}`: cannot link: {reason}")]
     Link {
@@ -266,14 +274,41 @@ impl Runtime {
         let pre = linker.instantiate_pre(&component).map_err(link_error)?;
         let pre = PluginBindingsPre::new(pre).map_err(link_error)?;
         let routes = self.declared_routes(&config.name, &component).await?;
+        let timeout = Duration::from_millis(config.limits.timeout_ms);
+        let data_version =
+            self.data_version(&config.name, &component, config.limits.memory.0 as usize, timeout).await?;
         Ok(Prepared {
             pre,
             routes,
+            data_version,
             digest,
             origin,
             memory_limit: config.limits.memory.0 as usize,
             timeout: Duration::from_millis(config.limits.timeout_ms),
         })
+    }
+
+    /// The data version the component's migration steps lead to (none: 0),
+    /// checking that they are numbered 1, 2, … without gaps.
+    async fn data_version(
+        &self,
+        plugin: &str,
+        component: &Component,
+        memory: usize,
+        timeout: Duration,
+    ) -> Result<u32, LoadError> {
+        let Some(converter) = self.converter(plugin, component, memory, timeout)? else { return Ok(0) };
+        let fail = |reason: String| LoadError::Migrations { plugin: plugin.to_owned(), reason };
+        let steps = converter.steps().await.map_err(|e| fail(format!("its `migrations.steps` export failed: {e}")))?;
+        for (i, step) in steps.iter().enumerate() {
+            if step.to != i as u32 + 1 {
+                return Err(fail(format!(
+                    "its migration step `{}` leads to version {}; steps are numbered 1, 2, … without gaps",
+                    step.name, step.to
+                )));
+            }
+        }
+        Ok(steps.len() as u32)
     }
 
     /// Calls the component's `routes` in an instance that can reach nothing
@@ -376,6 +411,8 @@ pub struct Prepared {
     pre: PluginBindingsPre<HostState>,
     /// The routes the component declares.
     pub routes: Vec<Route>,
+    /// The data version its migration steps lead to.
+    pub data_version: u32,
     /// SHA-256 of the component file.
     pub digest: String,
     /// Whether the compiled code came from the cache.

@@ -135,6 +135,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Makes every write made so far durable against a process kill.
     async fn flush(&self) -> Result<(), StorageError>;
 
+    /// Removes a namespace and everything in it; false when there was none.
+    /// The caller makes sure nothing uses it any more.
+    fn remove_namespace(&self, id: NamespaceId) -> Result<bool, StorageError>;
+
     /// Every namespace as of now, read while writers go on; writers pause
     /// only while the cut is taken. One at a time.
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError>;

@@ -160,6 +160,13 @@ impl Storage for SledStorage {
         Ok(ns)
     }
 
+    fn remove_namespace(&self, id: NamespaceId) -> Result<bool, StorageError> {
+        let mut open = self.open.lock().expect("namespace map lock poisoned");
+        let name = tree_name(&id);
+        open.remove(&id);
+        self.db.drop_tree(name.as_bytes()).map_err(backend)
+    }
+
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError> {
         let started = Instant::now();
         // No namespace opens and no write commits while the capture starts:

@@ -1,0 +1,650 @@
+//! Running migrations: status, lint, rehearse, apply, complete, abort and
+//! down, over a data directory no server is using.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+
+use super::steps::{self, StepFile, StepProblem};
+use super::{Applied, DataState, Ledger, Receipt, namespace_at};
+use crate::audit::{Actor, AuditKey, AuditLog, Envelope, Outcome};
+use crate::backup::archive::{EntryDigest, Section};
+use crate::backup::{Backups, Summary};
+use crate::blobs::Blobs;
+use crate::config::PluginConfig;
+use crate::runtime::Runtime;
+use crate::runtime::migrating::{Converter, Direction, Entry, Step};
+use crate::storage::{Namespace, Op, Storage, StorageError};
+
+/// A rehearsal older than this no longer lets `apply` run.
+pub const RECEIPT_TTL_SECS: u64 = 24 * 3600;
+/// Records read per page while converting.
+const PAGE: usize = 1000;
+
+/// One plugin's migrations: its component's steps and conversions, its
+/// step files, and where its data stands.
+pub struct PluginMigrations {
+    /// The plugin.
+    pub name: String,
+    /// Its kv quota, which a converted namespace is held to.
+    pub quota: u64,
+    /// Its component's conversions (none: it declares no steps).
+    pub converter: Option<Converter>,
+    /// The steps its component declares.
+    pub declared: Vec<Step>,
+    /// Its step files.
+    pub files: Vec<StepFile>,
+    /// Each step's semantic checksum (when its fixtures passed).
+    pub semantic: Vec<String>,
+    /// Everything wrong with the steps and files, each naming a file.
+    pub problems: Vec<StepProblem>,
+    /// Where its data stands.
+    pub state: DataState,
+    /// The steps applied to its data.
+    pub applied: Vec<Applied>,
+}
+
+impl PluginMigrations {
+    /// Reads a plugin's component, step files and ledger entries, and
+    /// lints them together (applied steps whose files changed included).
+    pub async fn load(runtime: &Runtime, entry: &PluginConfig, ledger: &Ledger) -> anyhow::Result<Self> {
+        let (component, _) = runtime.compile(&entry.name, &entry.component).await?;
+        let timeout = std::time::Duration::from_millis(entry.limits.timeout_ms);
+        let converter = runtime.converter(&entry.name, &component, entry.limits.memory.0 as usize, timeout)?;
+        let declared = match &converter {
+            Some(converter) => converter
+                .steps()
+                .await
+                .map_err(|e| anyhow::anyhow!("plugin `{}`: its `steps` export failed: {e}", entry.name))?,
+            None => Vec::new(),
+        };
+        let mut problems = Vec::new();
+        let files = match &entry.migrations {
+            Some(dir) => steps::read_dir(dir).unwrap_or_else(|problem| {
+                problems.push(problem);
+                Vec::new()
+            }),
+            None if !declared.is_empty() => {
+                problems.push(StepProblem {
+                    path: entry.component.clone(),
+                    why: format!(
+                        "plugin `{}` declares {} migration steps; set `migrations` in its [[plugins]] entry to \
+                         the directory of their files",
+                        entry.name,
+                        declared.len()
+                    ),
+                });
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        let semantic = match &converter {
+            Some(converter) if !files.is_empty() => {
+                let (semantic, mut found) = steps::lint(&files, &declared, converter).await;
+                problems.append(&mut found);
+                semantic
+            }
+            _ => Vec::new(),
+        };
+        let mut plugin = Self {
+            name: entry.name.clone(),
+            quota: entry.limits.kv_bytes.0,
+            converter,
+            declared,
+            files,
+            semantic,
+            problems,
+            state: ledger.state(&entry.name).await?,
+            applied: ledger.applied(&entry.name).await?,
+        };
+        plugin.problems.extend(plugin.drift());
+        Ok(plugin)
+    }
+
+    /// The data version the component serves.
+    pub fn version(&self) -> u32 {
+        self.declared.last().map_or(0, |s| s.to)
+    }
+
+    /// Applied steps whose file is gone or changed since, naming the file
+    /// and both checksums (a whitespace-only edit changes neither).
+    fn drift(&self) -> Vec<StepProblem> {
+        let mut problems = Vec::new();
+        for applied in self.applied.iter().filter(|a| a.to <= self.state.version.max(self.state.previous.unwrap_or(0)))
+        {
+            let Some((i, file)) = self.files.iter().enumerate().find(|(_, f)| f.to == applied.to) else {
+                problems.push(StepProblem {
+                    path: applied.file.clone().into(),
+                    why: format!("step {} (`{}`) was applied but its file is gone", applied.to, applied.name),
+                });
+                continue;
+            };
+            let semantic = self.semantic.get(i).map_or("(fixtures failing)", String::as_str);
+            if file.canonical != applied.canonical || semantic != applied.semantic {
+                problems.push(StepProblem {
+                    path: file.path.clone(),
+                    why: format!(
+                        "step {} was applied with canonical checksum {} and semantic checksum {}; the file and \
+                         component now give {} and {}: an applied step is never edited, add a new step instead",
+                        file.to, applied.canonical, applied.semantic, file.canonical, semantic
+                    ),
+                });
+            }
+        }
+        problems
+    }
+
+    fn converter(&self) -> anyhow::Result<&Converter> {
+        self.converter.as_ref().ok_or_else(|| anyhow::anyhow!("plugin `{}` exports no migrations", self.name))
+    }
+
+    fn ensure_clean(&self) -> anyhow::Result<()> {
+        if self.problems.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = self.problems.iter().map(|p| format!("  {p}")).collect();
+        anyhow::bail!("plugin `{}`: its migrations have problems:\n{}", self.name, list.join("\n"))
+    }
+
+    /// The checksums of steps `from + 1 ..= to`.
+    fn checksums(&self, from: u32, to: u32) -> Vec<(u32, String, String)> {
+        self.files
+            .iter()
+            .zip(&self.semantic)
+            .filter(|(f, _)| f.to > from && f.to <= to)
+            .map(|(f, s)| (f.to, f.canonical.clone(), s.clone()))
+            .collect()
+    }
+}
+
+/// What a data directory's migrations are done with.
+pub struct Workbench {
+    /// The database.
+    pub storage: Arc<dyn Storage>,
+    /// Its blob store, for backups.
+    pub blobs: Arc<Blobs>,
+    /// Its audit log.
+    pub audit: AuditLog,
+    /// The audit key, for a rehearsal's restore.
+    pub key: AuditKey,
+    /// The ledger.
+    pub ledger: Ledger,
+    /// Where backups go.
+    pub backups: Backups,
+}
+
+/// One namespace converted across one step.
+struct Converted {
+    before: Section,
+    after: Section,
+    records: u64,
+    converted: u64,
+    peak_bytes: u64,
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn tree_name(plugin: &str, version: u32) -> String {
+    match namespace_at(plugin, version) {
+        crate::storage::NamespaceId::Plugin(name) => format!("plugin/{name}"),
+        crate::storage::NamespaceId::System(name) => format!("system/{name}"),
+    }
+}
+
+/// The digest of a namespace's entries in key order.
+async fn digest(ns: &dyn Namespace, name: &str) -> Result<Section, StorageError> {
+    let mut digest = EntryDigest::default();
+    let mut after: Option<String> = None;
+    loop {
+        let page = ns.scan_prefix("", after.as_deref(), PAGE).await?;
+        for (key, value) in &page.entries {
+            digest.add(key.as_bytes(), value);
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(digest.finish(name)),
+        }
+    }
+}
+
+/// Writes `plugin`'s data at the step's far side from its near side (up:
+/// `to - 1` → `to`; down: `to` → `to - 1`) into a fresh namespace, each
+/// record in the step's families converted. On any failure the new
+/// namespace is removed and the old one is as it was.
+async fn convert_namespace(
+    storage: &dyn Storage,
+    converter: &Converter,
+    plugin: &str,
+    quota: u64,
+    step: &StepFile,
+    direction: Direction,
+) -> anyhow::Result<Converted> {
+    let (from, to) = match direction {
+        Direction::Up => (step.to - 1, step.to),
+        Direction::Down => (step.to, step.to - 1),
+    };
+    storage.remove_namespace(namespace_at(plugin, to))?;
+    let result = async {
+        let source = storage.namespace(namespace_at(plugin, from), None)?;
+        let target = storage.namespace(namespace_at(plugin, to), Some(quota))?;
+        let in_families = |key: &str| step.families.iter().any(|f| key.starts_with(f.as_str()));
+        let (mut before, mut written) = (EntryDigest::default(), HashSet::new());
+        let (mut records, mut converted, mut after) = (0u64, 0u64, None::<String>);
+        loop {
+            let page = source.scan_prefix("", after.as_deref(), PAGE).await?;
+            let mut ops = Vec::with_capacity(page.entries.len());
+            for (key, value) in page.entries {
+                before.add(key.as_bytes(), &value);
+                records += 1;
+                let (new_key, new_value) = if in_families(&key) {
+                    converted += 1;
+                    let out = converter
+                        .convert(step.to, direction, Entry { key: key.clone(), value })
+                        .await
+                        .with_context(|| format!("step {} ({}) halted at record `{key}`", step.to, step.name))?;
+                    anyhow::ensure!(
+                        in_families(&out.key),
+                        "step {} ({}) halted at record `{key}`: it was given the key `{}`, outside the step's \
+                         families {:?}",
+                        step.to,
+                        step.name,
+                        out.key,
+                        step.families
+                    );
+                    (out.key, out.value)
+                } else {
+                    (key.clone(), value)
+                };
+                anyhow::ensure!(
+                    written.insert(new_key.clone()),
+                    "step {} ({}) halted at record `{key}`: another record already became `{new_key}`",
+                    step.to,
+                    step.name
+                );
+                ops.push(Op::Set(new_key, new_value));
+            }
+            target.batch(ops).await.map_err(|e| match e {
+                StorageError::QuotaExceeded { .. } => anyhow::anyhow!(
+                    "step {} ({}) halted: the converted data does not fit plugin `{plugin}`'s kv quota ({e})",
+                    step.to,
+                    step.name
+                ),
+                other => other.into(),
+            })?;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let after = digest(target.as_ref(), &tree_name(plugin, to)).await?;
+        Ok(Converted {
+            before: before.finish(&tree_name(plugin, from)),
+            after,
+            records,
+            converted,
+            peak_bytes: target.used_bytes(),
+        })
+    }
+    .await;
+    if result.is_err() {
+        storage.remove_namespace(namespace_at(plugin, to))?;
+    }
+    result
+}
+
+/// Converts `plugin`'s data from `from` to `to`, step by step, keeping
+/// only the namespaces at both ends.
+async fn convert_all(
+    storage: &dyn Storage,
+    plugin: &PluginMigrations,
+    from: u32,
+    to: u32,
+) -> anyhow::Result<Vec<(u32, Converted)>> {
+    let converter = plugin.converter()?;
+    let direction = if to > from { Direction::Up } else { Direction::Down };
+    let mut done: Vec<(u32, Converted)> = Vec::new();
+    let mut version = from;
+    while version != to {
+        let (step_to, next) = if to > from { (version + 1, version + 1) } else { (version, version - 1) };
+        let step = plugin
+            .files
+            .iter()
+            .find(|f| f.to == step_to)
+            .ok_or_else(|| anyhow::anyhow!("plugin `{}` has no file for step {step_to}", plugin.name))?;
+        let converted = convert_namespace(storage, converter, &plugin.name, plugin.quota, step, direction).await;
+        let converted = match converted {
+            Ok(converted) => converted,
+            Err(e) => {
+                if version != from {
+                    storage.remove_namespace(namespace_at(&plugin.name, version))?;
+                }
+                return Err(e);
+            }
+        };
+        if version != from {
+            storage.remove_namespace(namespace_at(&plugin.name, version))?;
+        }
+        done.push((step_to, converted));
+        version = next;
+    }
+    Ok(done)
+}
+
+impl Workbench {
+    async fn record(&self, action: &str, plugin: &str, outcome: Outcome, reason: String) -> anyhow::Result<()> {
+        let envelope = Envelope { actor: Actor::Cli, plugin: Some(plugin.to_owned()), ..Envelope::system() };
+        self.audit.append(envelope.draft(action, plugin, outcome, Some(reason))).await?;
+        self.storage.flush().await?;
+        Ok(())
+    }
+
+    async fn backup(&self) -> anyhow::Result<Summary> {
+        let id = self.backups.start()?;
+        Ok(self.backups.take(&id, self.storage.as_ref(), &self.blobs).await?)
+    }
+
+    /// Rehearses the plugin's pending steps on a copy of a fresh backup:
+    /// up, the plugin's check of every converted record, down (which must
+    /// give back the backup's digest) and up again (which must give the
+    /// first up's digest). The receipt goes into the ledger.
+    pub async fn rehearse(&self, plugin: &PluginMigrations) -> anyhow::Result<Receipt> {
+        plugin.ensure_clean()?;
+        let (from, to) = (plugin.state.version, plugin.version());
+        anyhow::ensure!(
+            to > from && plugin.state.previous.is_none(),
+            "plugin `{}`: nothing to rehearse (its data is at version {from}{}, its component at {to})",
+            plugin.name,
+            plugin.state.previous.map(|p| format!(", step from {p} not completed")).unwrap_or_default()
+        );
+        let backup = self.backup().await?;
+        let scratch = tempfile::Builder::new()
+            .prefix(".rehearsal-")
+            .tempdir_in(self.backups.dir())
+            .context("making the rehearsal's directory")?;
+        let manifest = crate::backup::restore_copy(&backup.file, scratch.path(), &self.key).await?;
+        let copy = crate::storage::SledStorage::open(scratch.path())?;
+        let name = tree_name(&plugin.name, from);
+        let snapshot = manifest
+            .namespaces
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .unwrap_or_else(|| EntryDigest::default().finish(&name));
+        let started = Instant::now();
+        let up = convert_all(&copy, plugin, from, to).await.context("rehearsing up")?;
+        let (up_digest, converted, peak) = (
+            up.last().expect("one step at least").1.after.clone(),
+            up.iter().map(|(_, c)| c.converted).sum::<u64>(),
+            up.iter().map(|(_, c)| c.peak_bytes).max().unwrap_or(0),
+        );
+        self.check_all(&copy, plugin, to).await?;
+        let down = convert_all(&copy, plugin, to, from).await.context("rehearsing down")?;
+        let back = &down.last().expect("one step at least").1.after;
+        anyhow::ensure!(
+            back.blake3 == snapshot.blake3,
+            "plugin `{}`: down does not give the data back: the backup holds {} entries ({}), down gave {} ({}); \
+             the steps' down conversions do not undo their up ones",
+            plugin.name,
+            snapshot.entries,
+            snapshot.blake3,
+            back.entries,
+            back.blake3
+        );
+        let again = convert_all(&copy, plugin, from, to).await.context("rehearsing up again")?;
+        let again = &again.last().expect("one step at least").1.after;
+        anyhow::ensure!(
+            again.blake3 == up_digest.blake3,
+            "plugin `{}`: up twice gave two results ({} then {}); a conversion depends on more than its record",
+            plugin.name,
+            up_digest.blake3,
+            again.blake3
+        );
+        drop(copy);
+        let receipt = Receipt {
+            id: format!("{}-{}-{}", plugin.name, to, &backup.id),
+            at: now_rfc3339(),
+            at_unix: now_unix(),
+            from,
+            to,
+            steps: plugin.checksums(from, to),
+            backup: backup.id.clone(),
+            snapshot,
+            up: up_digest,
+            converted,
+            duration_ms: started.elapsed().as_millis() as u64,
+            peak_bytes: peak,
+            quota_bytes: plugin.quota,
+            write_pause_us: backup.write_pause_us,
+        };
+        self.ledger.set_receipt(&plugin.name, &receipt).await?;
+        self.record(
+            "migration.rehearsed",
+            &plugin.name,
+            Outcome::Success,
+            format!("{from} → {to} on backup {}: {converted} records, {} ms", backup.id, receipt.duration_ms),
+        )
+        .await?;
+        Ok(receipt)
+    }
+
+    /// The plugin's own check of every record at `version` in its steps' families.
+    async fn check_all(&self, storage: &dyn Storage, plugin: &PluginMigrations, version: u32) -> anyhow::Result<()> {
+        let converter = plugin.converter()?;
+        let families: Vec<&str> = plugin
+            .files
+            .iter()
+            .filter(|f| f.to <= version)
+            .flat_map(|f| f.families.iter().map(String::as_str))
+            .collect();
+        let ns = storage.namespace(namespace_at(&plugin.name, version), None)?;
+        let mut after: Option<String> = None;
+        loop {
+            let page = ns.scan_prefix("", after.as_deref(), PAGE).await?;
+            for (key, value) in page.entries {
+                if families.iter().any(|f| key.starts_with(f)) {
+                    converter.check(version, Entry { key: key.clone(), value }).await.with_context(|| {
+                        format!("plugin `{}`: its check of `{key}` at version {version}", plugin.name)
+                    })?;
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Applies the plugin's pending steps: a matching, fresh rehearsal
+    /// receipt (or an override with a reason, audited), a backup, then each
+    /// step into a new namespace. The old data stays until `complete`.
+    pub async fn apply(
+        &self,
+        plugin: &PluginMigrations,
+        by: &str,
+        override_reason: Option<&str>,
+    ) -> anyhow::Result<Vec<Applied>> {
+        plugin.ensure_clean()?;
+        let (from, to) = (plugin.state.version, plugin.version());
+        anyhow::ensure!(
+            plugin.state.previous.is_none(),
+            "plugin `{}`: the step from version {} is not completed; `complete` or `abort` it first",
+            plugin.name,
+            plugin.state.previous.unwrap_or_default()
+        );
+        anyhow::ensure!(
+            to > from,
+            "plugin `{}`: its data is at version {from} and its component at {to}: nothing to apply{}",
+            plugin.name,
+            if to < from { " (to go back, use `down`)" } else { "" }
+        );
+        let receipt = self.ledger.receipt(&plugin.name).await?;
+        let receipt_id = match (self.receipt_problem(plugin, receipt.as_ref(), from, to), override_reason) {
+            (None, _) => receipt.map(|r| r.id),
+            (Some(why), None) => anyhow::bail!(
+                "plugin `{}`: {why}; run `plinth migrate rehearse` first (or `--override REASON`, which is audited)",
+                plugin.name
+            ),
+            (Some(why), Some(reason)) => {
+                self.record("migration.override", &plugin.name, Outcome::Success, format!("{why}; override: {reason}"))
+                    .await?;
+                None
+            }
+        };
+        let backup = self.backup().await?;
+        let started = Instant::now();
+        let converted = match convert_all(self.storage.as_ref(), plugin, from, to).await {
+            Ok(converted) => converted,
+            Err(e) => {
+                self.record("migration.applied", &plugin.name, Outcome::Failure, format!("{e:#}")).await?;
+                return Err(e);
+            }
+        };
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let applied: Vec<Applied> = converted
+            .into_iter()
+            .map(|(step_to, c)| {
+                let i = plugin.files.iter().position(|f| f.to == step_to).expect("converted steps have files");
+                let file = &plugin.files[i];
+                Applied {
+                    to: step_to,
+                    name: file.name.clone(),
+                    file: file.path.display().to_string(),
+                    canonical: file.canonical.clone(),
+                    semantic: plugin.semantic[i].clone(),
+                    backup: backup.id.clone(),
+                    before: c.before,
+                    after: c.after,
+                    records: c.records,
+                    converted: c.converted,
+                    duration_ms,
+                    by: by.to_owned(),
+                    at: now_rfc3339(),
+                    receipt: receipt_id.clone(),
+                    override_reason: override_reason.map(str::to_owned),
+                }
+            })
+            .collect();
+        self.ledger.commit(&plugin.name, DataState { version: to, previous: Some(from) }, &applied, &[]).await?;
+        let last = applied.last().expect("one step at least");
+        self.record(
+            "migration.applied",
+            &plugin.name,
+            Outcome::Success,
+            format!("{from} → {to} after backup {}: {} records, digest {}", backup.id, last.records, last.after.blake3),
+        )
+        .await?;
+        Ok(applied)
+    }
+
+    /// Why the receipt does not let `from → to` be applied, if it does not.
+    fn receipt_problem(
+        &self,
+        plugin: &PluginMigrations,
+        receipt: Option<&Receipt>,
+        from: u32,
+        to: u32,
+    ) -> Option<String> {
+        let Some(receipt) = receipt else { return Some("there is no rehearsal receipt".into()) };
+        if (receipt.from, receipt.to) != (from, to) {
+            return Some(format!("the receipt rehearsed {} → {}, not {from} → {to}", receipt.from, receipt.to));
+        }
+        if receipt.steps != plugin.checksums(from, to) {
+            return Some("the receipt is stale: the steps changed since they were rehearsed".into());
+        }
+        let age = now_unix().saturating_sub(receipt.at_unix);
+        if age > RECEIPT_TTL_SECS {
+            return Some(format!(
+                "the receipt is stale: rehearsed {} h ago (at most {} h)",
+                age / 3600,
+                RECEIPT_TTL_SECS / 3600
+            ));
+        }
+        None
+    }
+
+    /// Ends the step window: the previous version's data is removed.
+    pub async fn complete(&self, plugin: &PluginMigrations) -> anyhow::Result<()> {
+        let state = plugin.state;
+        let previous = state
+            .previous
+            .ok_or_else(|| anyhow::anyhow!("plugin `{}`: no step is waiting to be completed", plugin.name))?;
+        self.storage.remove_namespace(namespace_at(&plugin.name, previous))?;
+        let gone: Vec<u32> = plugin.applied.iter().map(|a| a.to).filter(|to| *to > state.version).collect();
+        self.ledger.commit(&plugin.name, DataState { version: state.version, previous: None }, &[], &gone).await?;
+        self.record(
+            "migration.completed",
+            &plugin.name,
+            Outcome::Success,
+            format!("data at version {}; version {previous} removed", state.version),
+        )
+        .await
+    }
+
+    /// Switches back to the data the last step started from, as it was,
+    /// and removes what the step wrote.
+    pub async fn abort(&self, plugin: &PluginMigrations) -> anyhow::Result<()> {
+        let state = plugin.state;
+        let previous = state.previous.ok_or_else(|| {
+            anyhow::anyhow!("plugin `{}`: no step is waiting to be completed or aborted", plugin.name)
+        })?;
+        self.storage.remove_namespace(namespace_at(&plugin.name, state.version))?;
+        let undone: Vec<u32> = plugin.applied.iter().map(|a| a.to).filter(|to| *to > previous).collect();
+        self.ledger.commit(&plugin.name, DataState { version: previous, previous: None }, &[], &undone).await?;
+        self.record(
+            "migration.aborted",
+            &plugin.name,
+            Outcome::Success,
+            format!("back to version {previous}; version {} removed", state.version),
+        )
+        .await
+    }
+
+    /// Converts a completed plugin's data back down to `version` with the
+    /// steps' down conversions (the component must still be the one that
+    /// knows them), after a backup; `complete` then removes the newer data.
+    pub async fn down(&self, plugin: &PluginMigrations, version: u32) -> anyhow::Result<()> {
+        plugin.ensure_clean()?;
+        let state = plugin.state;
+        anyhow::ensure!(
+            state.previous.is_none(),
+            "plugin `{}`: the step from version {} is not completed; `abort` it instead",
+            plugin.name,
+            state.previous.unwrap_or_default()
+        );
+        anyhow::ensure!(
+            version < state.version,
+            "plugin `{}`: its data is at version {}; down goes to a lower one",
+            plugin.name,
+            state.version
+        );
+        anyhow::ensure!(
+            plugin.version() >= state.version,
+            "plugin `{}`: its component knows steps up to {}, the data is at {}: configure the component that \
+             converted it",
+            plugin.name,
+            plugin.version(),
+            state.version
+        );
+        let backup = self.backup().await?;
+        if let Err(e) = convert_all(self.storage.as_ref(), plugin, state.version, version).await {
+            self.record("migration.down", &plugin.name, Outcome::Failure, format!("{e:#}")).await?;
+            return Err(e);
+        }
+        self.ledger.commit(&plugin.name, DataState { version, previous: Some(state.version) }, &[], &[]).await?;
+        self.record(
+            "migration.down",
+            &plugin.name,
+            Outcome::Success,
+            format!("{} → {version} after backup {}", state.version, backup.id),
+        )
+        .await
+    }
+}
