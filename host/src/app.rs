@@ -600,7 +600,9 @@ impl App {
         digest: String,
     ) -> anyhow::Result<(Plugin, Origin)> {
         let prepared = self.runtime.prepare_bytes(entry, bytes, digest).await?;
-        let data = crate::migrations::Ledger::open(self.storage.as_ref())?.state(&entry.name).await?;
+        let data = crate::migrations::Ledger::open(self.storage.as_ref())?
+            .serving(self.storage.as_ref(), &entry.name, prepared.data_version)
+            .await?;
         anyhow::ensure!(
             prepared.data_version == data.version,
             "plugin `{}`: its component serves data version {}, its stored data is at version {}: {}",

@@ -22,6 +22,9 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "signer",
             "blobtrap",
             "jobprobe",
+            "migrator-v0",
+            "migrator-v1",
+            "migrator-v2",
         ],
     ),
     ("../../plugins", &["hello", "accounts", "state", "media", "images", "forms", "exports"]),
@@ -51,11 +54,11 @@ fn main() {
         }
         build(&dir, &target);
         for name in *crates {
-            let wasm = target.join("wasm32-wasip2/release").join(format!("{name}.wasm"));
+            let wasm = target.join("wasm32-wasip2/release").join(format!("{}.wasm", name.replace('-', "_")));
             assert!(wasm.is_file(), "{} was not built", wasm.display());
             constants.push_str(&format!(
                 "/// The `{name}` component.\npub const {}: &str = {:?};\n",
-                name.to_uppercase(),
+                name.to_uppercase().replace('-', "_"),
                 wasm.display().to_string()
             ));
         }

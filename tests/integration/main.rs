@@ -23,6 +23,7 @@ mod logging;
 mod mail;
 mod media;
 mod metrics;
+mod migrations;
 mod notes;
 mod openapi;
 mod paths;

@@ -24,6 +24,10 @@ pub fn config(slice: &str, own: (&str, &str), policies: &str) -> String {
     }
     config
         .replace("\"../../plugins/forms/locales\"", &format!("{:?}", format!("{ROOT}/plugins/forms/locales")))
+        .replace(
+            "\"../../plugins/accounts/migrations\"",
+            &format!("{:?}", format!("{ROOT}/plugins/accounts/migrations")),
+        )
         .replace("\"forms/locales\"", &format!("{:?}", format!("{dir}/forms/locales")))
         .replace("assets = \"forms\"", &format!("assets = {:?}", format!("{dir}/forms")))
         .replace("policies = \"policies.toml\"", &format!("policies = {policies:?}"))

@@ -118,6 +118,7 @@ pub fn example_deployment(accounts_settings: &str) -> Deployment {
         .replace("../target/plugins/forms.wasm", plinth_test_guests::FORMS)
         .replace("../target/plugins/exports.wasm", plinth_test_guests::EXPORTS)
         .replace("\"../plugins/forms/locales\"", &format!("{:?}", format!("{root}/plugins/forms/locales")))
+        .replace("\"../plugins/accounts/migrations\"", &format!("{:?}", format!("{root}/plugins/accounts/migrations")))
         .replace("\"forms/locales\"", &format!("{:?}", format!("{root}/examples/forms/locales")))
         .replace("assets = \"forms\"", &format!("assets = {:?}", format!("{root}/examples/forms")))
         .replace("policies = \"../policies/routes.toml\"", "policies = \"policies/routes.toml\"")

@@ -149,6 +149,23 @@ impl Ledger {
         Ok(self.get(&state_key(plugin)).await?.unwrap_or_default())
     }
 
+    /// The data version a plugin's data is served at, for a component at
+    /// `version`: the recorded one, or, for a plugin with no data yet, the
+    /// component's, recorded now (its data starts there: nothing to convert).
+    pub async fn serving(&self, storage: &dyn Storage, plugin: &str, version: u32) -> Result<DataState, StorageError> {
+        if let Some(state) = self.get(&state_key(plugin)).await? {
+            return Ok(state);
+        }
+        let empty =
+            storage.namespace(namespace_at(plugin, 0), None)?.scan_prefix("", None, 1).await?.entries.is_empty();
+        if !empty || version == 0 {
+            return Ok(DataState::default());
+        }
+        let state = DataState { version, previous: None };
+        self.ns.set(&state_key(plugin), serde_json::to_vec(&state).expect("serializes")).await?;
+        Ok(state)
+    }
+
     /// The steps applied to a plugin's data, in order.
     pub async fn applied(&self, plugin: &str) -> Result<Vec<Applied>, StorageError> {
         let prefix = format!("step/{plugin}/");

@@ -13,6 +13,7 @@ mod admin;
 mod fields;
 mod hourly;
 mod lifecycle;
+mod migrations;
 mod model;
 mod profile;
 mod signin;
@@ -48,4 +49,4 @@ fn router() -> Router {
         .post("/v1/admin/accounts/{id}/{action}", admin::transition)
 }
 
-plinth_kit::plugin!(router);
+plinth_kit::plugin!(router, migrations = migrations::migrations);

@@ -70,6 +70,7 @@ pub fn signup(req: &Request) -> Result<Response> {
         roles: Vec::new(),
         version: 1,
         created_at: store::now(),
+        verified_at: None,
     };
     if existing.is_some() || !store::create(&account)? {
         store::record("account.signup", &store::sha256(&email), Audit::Failure, Some("address taken".into()))?;
@@ -224,6 +225,7 @@ pub fn accept_invite(req: &Request) -> Result<Response> {
                 roles: token.roles,
                 version: 1,
                 created_at: store::now(),
+                verified_at: Some(store::now()),
             };
             if !store::create(&account)? {
                 return Err(taken());

@@ -87,6 +87,9 @@ pub struct Account {
     pub version: u64,
     /// Unix seconds.
     pub created_at: u64,
+    /// When the address was proven (verification, an accepted invite or a
+    /// reset): Unix seconds; none while pending. Since data version 1.
+    pub verified_at: Option<u64>,
 }
 
 impl Account {
@@ -118,6 +121,7 @@ impl Account {
             "state": self.state.name(),
             "roles": self.roles,
             "created_at": self.created_at,
+            "verified_at": self.verified_at,
         })
     }
 }

@@ -75,6 +75,9 @@ pub fn create(account: &Account) -> Result<bool, Error> {
 /// version is one more. Returns false on a concurrent change.
 pub fn update(stored: &Stored, mut next: Account) -> Result<Option<Account>, Error> {
     next.version = stored.account.version + 1;
+    if next.state != State::Pending && next.verified_at.is_none() {
+        next.verified_at = Some(now());
+    }
     let key = format!("account/{}", next.id);
     match kv::compare_and_swap(&key, Some(&stored.bytes), Some(&encode(&next))).map_err(Error::unavailable)? {
         kv::Swap::Swapped => Ok(Some(next)),

@@ -1,0 +1,247 @@
+//! Data migrations run with the real binary on a real data directory, with
+//! the migrator test guests (data versions 0, 1 and 2) built from source.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{Deployment, OPEN_POLICY, ServerProcess, plinth_cli};
+
+const STEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/guests/wasm/migrator-steps");
+
+/// The migrator as plugin `notes` at `component`, its steps copied into
+/// the deployment's directory (so a test can edit them), under `kv_bytes`.
+struct Notes {
+    deployment: Deployment,
+    steps: PathBuf,
+    kv_bytes: &'static str,
+}
+
+impl Notes {
+    fn new(kv_bytes: &'static str) -> Self {
+        let deployment = Deployment::with_policy("", OPEN_POLICY);
+        let steps = deployment.config_path().parent().unwrap().join("steps");
+        std::fs::create_dir_all(&steps).unwrap();
+        let notes = Self { deployment, steps, kv_bytes };
+        notes.serve(plinth_test_guests::MIGRATOR_V0);
+        notes
+    }
+
+    /// Names `component` in the config, with the files of the steps it
+    /// declares (a file already there is kept as it is).
+    fn serve(&self, component: &str) {
+        let known = [plinth_test_guests::MIGRATOR_V0, plinth_test_guests::MIGRATOR_V1, plinth_test_guests::MIGRATOR_V2]
+            .iter()
+            .position(|c| *c == component)
+            .unwrap();
+        for (i, name) in ["0001-words.toml", "0002-rekey.toml"].iter().enumerate() {
+            let path = self.steps.join(name);
+            if i < known && !path.exists() {
+                std::fs::copy(Path::new(STEPS).join(name), &path).unwrap();
+            } else if i >= known && path.exists() {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+        let config = format!(
+            "[[plugins]]\nname = \"notes\"\ncomponent = {component:?}\nroutes = [\"/v1/notes/**\"]\ngrants = [\"kv\"]\n\
+             migrations = {:?}\nlimits = {{ kv_bytes = {:?} }}\n",
+            self.steps.display().to_string(),
+            self.kv_bytes
+        );
+        std::fs::write(self.deployment.config_path(), config).unwrap();
+    }
+
+    fn migrate(&self, args: &[&str]) -> (bool, String) {
+        let config = self.deployment.config_path();
+        let data = self.deployment.data_path();
+        let mut all = vec!["migrate"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", config.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+        let (ok, stdout, stderr) = plinth_cli(&all);
+        (ok, format!("{stdout}{stderr}"))
+    }
+
+    fn migrate_ok(&self, args: &[&str]) -> String {
+        let (ok, out) = self.migrate(args);
+        assert!(ok, "plinth migrate {args:?} failed: {out}");
+        out
+    }
+
+    /// `plinth serve` on the deployment, expected to refuse to start.
+    fn refused(&self) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_plinth"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(self.deployment.config_path())
+            .arg("--data")
+            .arg(self.deployment.data_path())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "the server started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+}
+
+fn put(server: &ServerProcess, id: &str, text: &str) -> Value {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let response = Client::new()
+            .put(server.url(&format!("/v1/notes/{id}")))
+            .json(&json!({ "text": text }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    })
+}
+
+fn get(server: &ServerProcess, id: &str) -> Option<Value> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let response = Client::new().get(server.url(&format!("/v1/notes/{id}"))).send().await.unwrap();
+        match response.status() {
+            StatusCode::OK => Some(response.json().await.unwrap()),
+            StatusCode::NOT_FOUND => None,
+            other => panic!("GET note {id}: {other}"),
+        }
+    })
+}
+
+fn stop(mut server: ServerProcess) {
+    server.signal("TERM");
+    assert!(server.child.wait().unwrap().success());
+}
+
+/// A data directory at version 0 holding notes with these texts.
+fn notes_at_v0(kv_bytes: &'static str, texts: &[(&str, &str)]) -> Notes {
+    let notes = Notes::new(kv_bytes);
+    let server = ServerProcess::start(&notes.deployment);
+    for (id, text) in texts {
+        put(&server, id, text);
+    }
+    stop(server);
+    notes
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from));
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+#[test]
+fn a_step_is_rehearsed_applied_served_aborted_reapplied_completed_and_taken_back_down() {
+    let notes = notes_at_v0("1MiB", &[("a", "hello big world"), ("b", "one")]);
+    notes.serve(plinth_test_guests::MIGRATOR_V1);
+    let refused = notes.refused();
+    assert!(
+        refused.contains("serves data version 1, its stored data is at version 0") && refused.contains("migrate apply"),
+        "{refused}"
+    );
+    let status = notes.migrate_ok(&["status"]);
+    assert!(status.contains("data at version 0; its component serves version 1"), "{status}");
+    let (ok, out) = notes.migrate(&["apply", "notes"]);
+    assert!(!ok && out.contains("there is no rehearsal receipt"), "{out}");
+
+    let rehearsed = notes.migrate_ok(&["rehearse", "notes"]);
+    assert!(rehearsed.contains("rehearsed 0 → 1") && rehearsed.contains("2 records converted"), "{rehearsed}");
+    notes.migrate_ok(&["apply", "notes"]);
+    let server = ServerProcess::start(&notes.deployment);
+    assert_eq!(get(&server, "a").unwrap(), json!({"data_version": 1, "note": {"text": "hello big world", "words": 3}}));
+    put(&server, "c", "written at version one");
+    stop(server);
+
+    // Abort: the data as it was before the step, and the version-0 component serving it.
+    notes.migrate_ok(&["abort", "notes"]);
+    notes.serve(plinth_test_guests::MIGRATOR_V0);
+    let server = ServerProcess::start(&notes.deployment);
+    assert_eq!(get(&server, "a").unwrap(), json!({"data_version": 0, "note": {"text": "hello big world"}}));
+    assert_eq!(get(&server, "c"), None, "an abort goes back to the data the step started from");
+    stop(server);
+
+    notes.serve(plinth_test_guests::MIGRATOR_V1);
+    notes.migrate_ok(&["apply", "notes"]);
+    notes.migrate_ok(&["complete", "notes"]);
+    let (ok, out) = notes.migrate(&["abort", "notes"]);
+    assert!(!ok && out.contains("no step is waiting"), "{out}");
+    let status = notes.migrate_ok(&["status"]);
+    assert!(status.contains("step 1 words: applied") && status.contains("by cli after backup"), "{status}");
+
+    // A layout-only edit of an applied step is fine; a change of content is named.
+    let file = notes.steps.join("0001-words.toml");
+    edit(&file, "description = ", "# reformatted\r\ndescription   =   ");
+    notes.migrate_ok(&["lint"]);
+    edit(&file, "\"words\": 3}", "\"words\": 3, \"extra\": true}");
+    let (ok, out) = notes.migrate(&["lint"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("0001-words.toml") && out.contains("step 1 was applied with canonical checksum"), "{out}");
+    assert!(out.contains("fixture 1: up gives"), "the fixture no longer matches the conversion: {out}");
+    let (ok, out) = notes.migrate(&["down", "notes", "--to", "0"]);
+    assert!(!ok && out.contains("have problems"), "nothing runs on edited steps: {out}");
+    std::fs::copy(Path::new(STEPS).join("0001-words.toml"), &file).unwrap();
+
+    // Down after completion, with the component that knows the way back.
+    notes.migrate_ok(&["down", "notes", "--to", "0"]);
+    notes.serve(plinth_test_guests::MIGRATOR_V0);
+    notes.migrate_ok(&["complete", "notes"]);
+    let server = ServerProcess::start(&notes.deployment);
+    assert_eq!(get(&server, "a").unwrap(), json!({"data_version": 0, "note": {"text": "hello big world"}}));
+    assert_eq!(get(&server, "b").unwrap()["note"], json!({"text": "one"}));
+    stop(server);
+}
+
+#[test]
+fn two_steps_with_a_new_key_apply_in_one_go() {
+    let notes = notes_at_v0("1MiB", &[("a", "two words")]);
+    notes.serve(plinth_test_guests::MIGRATOR_V2);
+    let rehearsed = notes.migrate_ok(&["rehearse", "notes"]);
+    assert!(rehearsed.contains("rehearsed 0 → 2"), "{rehearsed}");
+    let applied = notes.migrate_ok(&["apply", "notes"]);
+    assert!(applied.contains("step 1 words") && applied.contains("step 2 rekey"), "{applied}");
+    let server = ServerProcess::start(&notes.deployment);
+    assert_eq!(get(&server, "a").unwrap(), json!({"data_version": 2, "note": {"text": "two words", "words": 2}}));
+    stop(server);
+}
+
+#[test]
+fn a_conversion_that_traps_halts_the_step_and_changes_nothing() {
+    let notes = notes_at_v0("1MiB", &[("a", "fine"), ("x", "trap me")]);
+    notes.serve(plinth_test_guests::MIGRATOR_V1);
+    let (ok, out) = notes.migrate(&["rehearse", "notes"]);
+    assert!(!ok && out.contains("halted at record `note/x`") && out.contains("trapped"), "{out}");
+    let (ok, out) = notes.migrate(&["apply", "notes", "--override", "the rehearsal is known to fail"]);
+    assert!(!ok && out.contains("halted at record `note/x`"), "{out}");
+    assert!(notes.migrate_ok(&["status"]).contains("data at version 0"));
+    notes.serve(plinth_test_guests::MIGRATOR_V0);
+    let server = ServerProcess::start(&notes.deployment);
+    assert_eq!(get(&server, "a").unwrap()["note"], json!({"text": "fine"}), "the data is as it was");
+    stop(server);
+}
+
+#[test]
+fn a_rehearsal_finds_a_down_that_does_not_undo_up_and_a_stale_receipt_is_refused() {
+    let notes = notes_at_v0("1MiB", &[("a", "Capitalised")]);
+    notes.serve(plinth_test_guests::MIGRATOR_V1);
+    let (ok, out) = notes.migrate(&["rehearse", "notes"]);
+    assert!(!ok && out.contains("down does not give the data back"), "{out}");
+
+    let notes = notes_at_v0("1MiB", &[("a", "lower case")]);
+    notes.serve(plinth_test_guests::MIGRATOR_V1);
+    notes.migrate_ok(&["rehearse", "notes"]);
+    edit(&notes.steps.join("0001-words.toml"), "Notes count their words.", "Notes count words.");
+    let (ok, out) = notes.migrate(&["apply", "notes"]);
+    assert!(!ok && out.contains("the receipt is stale"), "{out}");
+}
+
+#[test]
+fn a_step_past_the_quota_halts_and_the_data_stays_as_it_was() {
+    // `note/a` + `{"text":"a"}` is 18 bytes, two of them 36; with their
+    // word counts (`,"words":1`) 56, past the quota of 40.
+    let notes = notes_at_v0("40B", &[("a", "a"), ("b", "b")]);
+    notes.serve(plinth_test_guests::MIGRATOR_V1);
+    let (ok, out) = notes.migrate(&["apply", "notes", "--override", "testing the quota"]);
+    assert!(!ok && out.contains("does not fit plugin `notes`'s kv quota"), "{out}");
+    assert!(notes.migrate_ok(&["status"]).contains("data at version 0"));
+}
