@@ -290,6 +290,8 @@ pub struct App {
     pub jobs: Arc<crate::jobs::Jobs>,
     /// Backups taken while serving, and the directory they go to.
     pub backups: Arc<crate::backup::Backups>,
+    /// Service level objectives and the burn of their budgets.
+    pub slo: crate::slo::Slos,
     /// Permits for requests being handled; bounds in-flight work (and so
     /// live instances, which the runtime's pool is sized for).
     pub in_flight: Arc<Semaphore>,
@@ -413,6 +415,7 @@ impl App {
             blobs,
             jobs,
             backups: Arc::new(crate::backup::Backups::new(config.storage.backups_dir())),
+            slo: crate::slo::Slos::new(&config.slo),
             runtime,
             metrics,
             source,
@@ -719,6 +722,7 @@ impl App {
             Err(e) => return self.refused(envelope, format!("{e:#}"), changes).await,
         };
         self.jobs.set_workers(&deployment.config.workers);
+        self.slo.set(&deployment.config.slo);
         self.deployment.store(Arc::new(deployment));
         self.jobs.wake.notify_one();
         Metrics::count(&self.metrics.reloads, "ok");
@@ -747,7 +751,7 @@ impl App {
     fn check_restart_only(&self, current: &Config, next: Config) -> Result<Config, String> {
         let fixed = [
             ("server", format!("{:?}", current.server) == format!("{:?}", next.server)),
-            ("storage", current.storage.path == next.storage.path),
+            ("storage", current.storage.path == next.storage.path && current.storage.backups == next.storage.backups),
             ("sessions", format!("{:?}", current.sessions) == format!("{:?}", next.sessions)),
             ("mail", format!("{:?}", current.mail) == format!("{:?}", next.mail)),
             ("audit", format!("{:?}", current.audit) == format!("{:?}", next.audit)),

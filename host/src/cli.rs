@@ -64,6 +64,9 @@ pub enum Command {
     /// Back up, verify and restore a data directory.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Look at a data directory without reading its values.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Migrate plugins' stored data between their data versions (the
     /// server stopped: the database allows one process).
     Migrate {
@@ -214,6 +217,26 @@ pub enum MigrateAction {
     },
 }
 
+/// Data subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Each namespace's key families and the shapes of their values (field
+    /// names and types, never values), with digests to compare between
+    /// environments. The server must be stopped (a running one answers
+    /// `GET /admin/data/shape`).
+    Shape {
+        /// The config file (plinth.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory, instead of `storage.path`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Backup subcommands. A running server takes backups itself (`POST
 /// /admin/backups`), since the database allows one process.
 #[derive(Debug, Subcommand)]
@@ -324,6 +347,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(PolicyCommand::Check { config }) => policy_check(&config).await,
         Command::Forms(FormsCommand::Lint { config }) => forms_lint(&config),
         Command::Backup(command) => backup(command).await,
+        Command::Data(DataCommand::Shape { config, data, json }) => data_shape(&config, data, json),
         Command::Migrate { action, config, data } => {
             let config = config.ok_or_else(|| anyhow::anyhow!("`plinth migrate` needs --config plinth.toml"))?;
             migrate(action, &config, data).await
@@ -453,6 +477,34 @@ async fn backup(command: BackupCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `plinth data shape`.
+fn data_shape(file: &Path, data: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    use crate::storage::Storage as _;
+    let config = load_config(file, None, data)?;
+    let path = &config.storage.path;
+    let storage = crate::storage::SledStorage::open(path).with_context(|| {
+        format!("opening {} (if a server is running on it, ask it: GET /admin/data/shape)", path.display())
+    })?;
+    let shapes = crate::shape::of(storage.snapshot()?.as_ref())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&shapes)?);
+        return Ok(());
+    }
+    for namespace in shapes {
+        println!("{} {}", namespace.namespace, namespace.digest);
+        for family in namespace.families {
+            println!("  {} ({} records) {}", family.family, family.records, family.digest);
+            for (shape, records) in family.shapes {
+                println!("    {records} × {shape}");
+            }
+            if family.more > 0 {
+                println!("    … and {} more shapes", family.more);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `plinth migrate …`.

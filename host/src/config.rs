@@ -101,6 +101,9 @@ pub struct Config {
     /// Webhook delivery; fixed at start.
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    /// Service level objectives per route class.
+    #[serde(default)]
+    pub slo: SloConfig,
     /// The file this was read from, for messages; not a key.
     #[serde(skip)]
     pub source: PathBuf,
@@ -330,6 +333,38 @@ impl Default for MailConfig {
     fn default() -> Self {
         Self { file: None, smtp: None, max_attempts: 6, retry_base: HumanDuration(Duration::from_secs(2)) }
     }
+}
+
+/// Service level objectives (`[slo]`): `default` for every route class,
+/// `classes.{class}` for one.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SloConfig {
+    /// The objective of classes not listed.
+    pub default: Objective,
+    /// Objectives by route class.
+    pub classes: BTreeMap<String, Objective>,
+}
+
+impl Default for SloConfig {
+    fn default() -> Self {
+        Self {
+            default: Objective { availability: 99.9, latency_ms: 500, latency_target: 99.0 },
+            classes: BTreeMap::new(),
+        }
+    }
+}
+
+/// One class's objective.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Objective {
+    /// Percent of requests answered without a 5xx (such as 99.9).
+    pub availability: f64,
+    /// A request slower than this many milliseconds is slow.
+    pub latency_ms: u64,
+    /// Percent of requests answered within `latency_ms` (such as 99).
+    pub latency_target: f64,
 }
 
 /// Webhooks the host delivers for plugins (`[webhooks]`).
@@ -970,6 +1005,22 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         crate::i18n::Locales::from_config(&self.i18n).map_err(|(key, message)| self.invalid(key, message))?;
+        let objectives = std::iter::once(("slo.default".to_owned(), &self.slo.default))
+            .chain(self.slo.classes.iter().map(|(class, o)| (format!("slo.classes.{class}"), o)));
+        for (key, objective) in objectives {
+            for (field, percent) in
+                [("availability", objective.availability), ("latency_target", objective.latency_target)]
+            {
+                if !(percent > 0.0 && percent < 100.0) {
+                    return Err(
+                        self.invalid(format!("{key}.{field}"), "is a percentage above 0 and below 100, such as 99.9")
+                    );
+                }
+            }
+            if objective.latency_ms == 0 {
+                return Err(self.invalid(format!("{key}.latency_ms"), "is a number of milliseconds above 0"));
+            }
+        }
         if self.scanner.clamd.as_deref().is_some_and(|a| a.trim().is_empty()) {
             return Err(self.invalid("scanner.clamd", "is clamd's socket path or `host:port`; leave it out for none"));
         }

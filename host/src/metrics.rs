@@ -49,6 +49,17 @@ pub struct FailureLabels {
     pub kind: String,
 }
 
+/// A burn rate's labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BurnLabels {
+    /// The route class.
+    pub class: String,
+    /// `availability` or `latency`.
+    pub objective: String,
+    /// `5m`, `30m`, `1h`, `6h`.
+    pub window: String,
+}
+
 /// One label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Named {
@@ -101,6 +112,8 @@ pub struct Metrics {
     pub backups: Family<Named, Counter>,
     /// How long writers waited for the last backup's cut, seconds.
     pub backup_write_pause: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Error-budget burn rates per route class, objective and window.
+    pub slo_burn_rate: Family<BurnLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -133,6 +146,7 @@ impl Default for Metrics {
             job_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             backups: Family::default(),
             backup_write_pause: Gauge::default(),
+            slo_burn_rate: Family::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "HTTP requests by route, method and status", metrics.requests.clone());
@@ -171,6 +185,12 @@ impl Default for Metrics {
         registry.register("job_seconds", "Time one job ran in its worker", metrics.job_seconds.clone());
         registry.register("backups", "Backups taken while serving, by outcome", metrics.backups.clone());
         registry.register(
+            "slo_burn_rate",
+            "Error budget burn rate per route class, objective (availability, latency) and window; 1 spends the \
+             budget exactly over the objective's period",
+            metrics.slo_burn_rate.clone(),
+        );
+        registry.register(
             "backup_write_pause_seconds",
             "How long writers waited while the last backup's cut was taken",
             metrics.backup_write_pause.clone(),
@@ -180,6 +200,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Publishes burn rates, as computed at this scrape.
+    pub fn publish_burn_rates(&self, rates: Vec<crate::slo::BurnRate>) {
+        for rate in rates {
+            let labels =
+                BurnLabels { class: rate.class, objective: rate.objective.to_owned(), window: rate.window.to_owned() };
+            self.slo_burn_rate.get_or_create(&labels).set(rate.rate);
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -165,6 +165,11 @@ async fn a_backup_taken_under_load_restores_data_files_and_versions_and_links_th
         counted += n;
     }
     assert!(counted > 0);
+    let shapes: Value = admin.req(Method::GET, "/admin/data/shape").send().await.unwrap().json().await.unwrap();
+    let audit_shape = shapes["namespaces"].as_array().unwrap().iter().find(|n| n["namespace"] == "system/audit");
+    let families = audit_shape.expect("the audit namespace's shape")["families"].to_string();
+    assert!(families.contains("r/{}") && families.contains("action: string"), "{families}");
+    assert!(!shapes.to_string().contains("before the backup"), "no value is shown");
     let listed: Value = admin.req(Method::GET, "/admin/backups").send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["backups"][0]["id"], backup["id"], "{listed}");
     let audit: Value = admin.req(Method::GET, "/admin/audit?limit=1000").send().await.unwrap().json().await.unwrap();

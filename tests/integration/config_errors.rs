@@ -55,6 +55,16 @@ fn malformed_route_and_bad_size() {
 }
 
 #[test]
+fn service_level_objectives_are_percentages_and_a_latency() {
+    let err = load_error("[slo.classes.login]\navailability = 100.0\nlatency_ms = 500\nlatency_target = 99.0\n");
+    assert!(err.contains("slo.classes.login.availability") && err.contains("below 100"), "{err}");
+    let err = load_error("[slo.default]\navailability = 99.9\nlatency_ms = 0\nlatency_target = 99.0\n");
+    assert!(err.contains("slo.default.latency_ms"), "{err}");
+    let err = load_error("[slo.default]\navailability = 99.9\nlatency = 5\n");
+    assert!(err.contains("latency"), "an unknown key is named: {err}");
+}
+
+#[test]
 fn check_command_reports_and_fails() {
     let good = Deployment::new(&hello_plugin());
     let (ok, stdout, _) = plinth_cli(&["check", "--config", good.config_path().to_str().unwrap()]);

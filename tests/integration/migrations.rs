@@ -245,3 +245,38 @@ fn a_step_past_the_quota_halts_and_the_data_stays_as_it_was() {
     assert!(!ok && out.contains("does not fit plugin `notes`'s kv quota"), "{out}");
     assert!(notes.migrate_ok(&["status"]).contains("data at version 0"));
 }
+
+#[test]
+fn the_data_shape_names_families_and_fields_and_shows_a_migration() {
+    let notes = notes_at_v0("1MiB", &[("a", "one"), ("b", "two words")]);
+    let shape = |notes: &Notes| -> Value {
+        let config = notes.deployment.config_path();
+        let data = notes.deployment.data_path();
+        let (ok, stdout, stderr) = plinth_cli(&[
+            "data",
+            "shape",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let family = |shapes: &Value, namespace: &str| -> Value {
+        let found = shapes.as_array().unwrap().iter().find(|n| n["namespace"] == namespace);
+        found.unwrap_or_else(|| panic!("no {namespace} in {shapes}"))["families"][0].clone()
+    };
+    let before = shape(&notes);
+    let notes_v0 = family(&before, "plugin/notes");
+    assert_eq!((notes_v0["family"].as_str(), notes_v0["records"].as_u64()), (Some("note/{}"), Some(2)));
+    assert_eq!(notes_v0["shapes"], json!([["{text: string}", 2]]));
+    assert!(!before.to_string().contains("two words"), "no value leaves the data directory");
+
+    notes.serve(plinth_test_guests::MIGRATOR_V1);
+    notes.migrate_ok(&["apply", "notes", "--override", "a shape test"]);
+    let after = shape(&notes);
+    assert_eq!(family(&after, "plugin/notes@1")["shapes"], json!([["{text: string, words: number}", 2]]));
+    assert_eq!(family(&after, "plugin/notes")["digest"], notes_v0["digest"], "the data the step started from is kept");
+}

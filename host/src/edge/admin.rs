@@ -98,6 +98,23 @@ pub async fn handle(
                 None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("there is no backup `{id}`"))),
             }
         }
+        (&Method::GET, "/admin/data/shape") => {
+            let snapshot = app.storage.snapshot().map_err(|_| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "snapshot_busy",
+                    "a backup is reading the data; ask again when it ends",
+                )
+            })?;
+            let shapes = tokio::task::spawn_blocking(move || crate::shape::of(snapshot.as_ref()))
+                .await
+                .expect("reading shapes does not panic")
+                .map_err(|e| {
+                    tracing::error!(error = %e, "data shapes could not be read");
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the data cannot be read")
+                })?;
+            Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "namespaces": shapes })))
+        }
         (&Method::GET, "/admin/signing-keys") => {
             Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "keys": app.signing.list() })))
         }

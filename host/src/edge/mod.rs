@@ -132,6 +132,7 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
         let metrics = &app.metrics;
         metrics.requests.get_or_create(&RequestLabels { route: outline.route.clone(), method, status }).inc();
         Metrics::observe(&metrics.latency.get_or_create(&RouteLabels { route: outline.route }), started.elapsed());
+        app.slo.record(&outline.class, status, started.elapsed());
         tracing::info!(status, "served");
         response
     }
@@ -344,6 +345,7 @@ async fn route(
     let whole = match target {
         Target::Health(which) => health(deployment, which),
         Target::Metrics => {
+            app.metrics.publish_burn_rates(app.slo.burn_rates());
             let mut response = Response::new(Full::new(Bytes::from(app.metrics.render())));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
