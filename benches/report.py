@@ -87,6 +87,9 @@ def load_figures(path):
                 mib, secs, rate, pause, slowest, writes, verify = fields[1:]
                 streams["backup"] = (int(mib), float(secs), float(rate), float(pause), float(slowest), int(writes),
                                      float(verify))
+            elif fields[0] == "migration":
+                records, backup, convert, rate, per = fields[1:]
+                streams["migration"] = (int(records), float(backup), float(convert), float(rate), float(per))
             elif fields[0] == "inbox_paint":
                 submissions, loads, fcp, rows_p50, rows_max = fields[1:]
                 streams["inbox_paint"] = (int(submissions), int(loads), float(fcp), float(rows_p50), float(rows_max))
@@ -178,6 +181,12 @@ def render(medians, rows, rss, startups, streams, command):
                 f"- {mib:,} MiB (256 MiB of 1 KiB records, the rest blob files) in {secs:.2f} s: {rate:,.0f} MiB/s; "
                 f"writers held {pause:.3f} ms for the cut; the slowest of {writes:,} writes during the backup "
                 f"{slowest:.2f} ms; verifying the file {verify:.2f} s."]
+    if "migration" in streams:
+        records, backup, convert, rate, per = streams["migration"]
+        out += ["", "### Data migrations (`plinth migrate apply`, server stopped)", "",
+                f"- One step over {records:,} small records (a word count added to each note): backup first "
+                f"{backup:.2f} s, then {convert:.2f} s converting ({rate:,.0f} records/s; {per:.1f} µs a record, each "
+                f"in a fresh instance of the plugin's component) into the next version's namespace."]
     if "inbox_paint" in streams:
         submissions, loads, fcp, rows_p50, rows_max = streams["inbox_paint"]
         out += ["", "### Feedback desk inbox in headless Chromium", "",
@@ -291,6 +300,10 @@ def budget(medians, rows, startups, streams):
         ok = max(pause, slowest) <= BACKUP_PAUSE_MS
         out.append(f"| backup of {mib:,} MiB: longest write pause ≤ {BACKUP_PAUSE_MS:g} ms, throughput reported "
                    f"| cut {pause:.3f} ms, slowest write {slowest:.2f} ms; {rate:,.0f} MiB/s | {verdict(ok)} |")
+    if "migration" in streams:
+        records, _, _, rate, _ = streams["migration"]
+        out.append(f"| migration of {records:,} small records: records/s (offline; the online backfill and its "
+                   f"request latency are not built yet) | {rate:,.0f} records/s | reported |")
     warm = [ms for cache, ms in startups if cache == "warm"]
     if warm:
         out.append(f"| start-up with a warm cache ≤ {STARTUP_WARM_MS} ms | {max(warm)} ms (slowest) "
