@@ -547,9 +547,10 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
                     p.version()
                 );
                 if matches!(action, MigrateAction::Status) {
-                    for a in p.applied.iter().filter(|a| a.to <= p.state.version.max(p.state.previous.unwrap_or(0))) {
+                    for a in p.in_effect() {
                         println!(
-                            "  step {} {}: applied {} by {} after backup {}; {} records ({} converted); canonical {}, semantic {}; digest {} → {}",
+                            "  step {} {}: applied {} by {} after backup {}; {} records ({} converted); canonical {}, \
+                             semantic {}; digest {} → {}",
                             a.to,
                             a.name,
                             a.at,

@@ -7,7 +7,7 @@ use std::process::Command;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{Deployment, OPEN_POLICY, ServerProcess, plinth_cli};
+use crate::support::{Deployment, OPEN_POLICY, ServerProcess, issuer_plugin, plinth_cli, sign_in};
 
 const STEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/guests/wasm/migrator-steps");
 
@@ -46,9 +46,10 @@ impl Notes {
         }
         let config = format!(
             "[[plugins]]\nname = \"notes\"\ncomponent = {component:?}\nroutes = [\"/v1/notes/**\"]\ngrants = [\"kv\"]\n\
-             migrations = {:?}\nlimits = {{ kv_bytes = {:?} }}\n",
+             migrations = {:?}\nlimits = {{ kv_bytes = {:?} }}\n\n{}",
             self.steps.display().to_string(),
-            self.kv_bytes
+            self.kv_bytes,
+            issuer_plugin()
         );
         std::fs::write(self.deployment.config_path(), config).unwrap();
     }
@@ -151,6 +152,15 @@ fn a_step_is_rehearsed_applied_served_aborted_reapplied_completed_and_taken_back
     let server = ServerProcess::start(&notes.deployment);
     assert_eq!(get(&server, "a").unwrap(), json!({"data_version": 1, "note": {"text": "hello big world", "words": 3}}));
     put(&server, "c", "written at version one");
+    let status: Value = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let admin = sign_in(&server.url(""), "ops", &["admin"], None).await;
+        let response = Client::new().get(server.url("/admin/migrations")).header("authorization", admin.bearer());
+        response.send().await.unwrap().json().await.unwrap()
+    });
+    let notes_status = status["plugins"].as_array().unwrap().iter().find(|p| p["plugin"] == "notes").unwrap();
+    assert_eq!((notes_status["data_version"].as_u64(), notes_status["kept_version"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(notes_status["applied"][0]["name"], "words");
+    assert_eq!(notes_status["receipt"]["to"], 1, "{status}");
     stop(server);
 
     // Abort: the data as it was before the step, and the version-0 component serving it.

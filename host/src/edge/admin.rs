@@ -98,6 +98,20 @@ pub async fn handle(
                 None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("there is no backup `{id}`"))),
             }
         }
+        (&Method::GET, "/admin/migrations") => {
+            let deployment = app.deployment.load();
+            let ledger = crate::migrations::Ledger::open(app.storage.as_ref()).map_err(ledger_error)?;
+            let mut plugins = Vec::new();
+            for entry in &deployment.config.plugins {
+                let plugin =
+                    crate::migrations::run::PluginMigrations::load(&app.runtime, entry, &ledger).await.map_err(
+                        |e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "migrations_unavailable", format!("{e:#}")),
+                    )?;
+                let receipt = ledger.receipt(&entry.name).await.map_err(ledger_error)?;
+                plugins.push(plugin.status(receipt.as_ref()));
+            }
+            Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "plugins": plugins })))
+        }
         (&Method::GET, "/admin/data/shape") => {
             let snapshot = app.storage.snapshot().map_err(|_| {
                 ApiError::new(
@@ -216,6 +230,11 @@ fn start_backup(app: &App, envelope: &Envelope) -> Result<Response<Full<Bytes>>,
         http::HeaderValue::from_str(&format!("/admin/backups/{id}")).expect("ids are header-safe"),
     );
     Ok(response)
+}
+
+fn ledger_error(e: crate::storage::StorageError) -> ApiError {
+    tracing::error!(error = %e, "migration ledger unavailable");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the migration ledger cannot be read")
 }
 
 fn webhook_error(e: crate::webhooks::WebhookError) -> ApiError {

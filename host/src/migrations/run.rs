@@ -103,6 +103,25 @@ impl PluginMigrations {
         Ok(plugin)
     }
 
+    /// The applied steps the data (or the data kept until `complete`) is at.
+    pub fn in_effect(&self) -> impl Iterator<Item = &Applied> {
+        let top = self.state.version.max(self.state.previous.unwrap_or(0));
+        self.applied.iter().filter(move |a| a.to <= top)
+    }
+
+    /// What `GET /admin/migrations` shows.
+    pub fn status(&self, receipt: Option<&Receipt>) -> serde_json::Value {
+        serde_json::json!({
+            "plugin": self.name,
+            "data_version": self.state.version,
+            "kept_version": self.state.previous,
+            "component_version": self.version(),
+            "applied": self.in_effect().collect::<Vec<_>>(),
+            "receipt": receipt,
+            "problems": self.problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })
+    }
+
     /// The data version the component serves.
     pub fn version(&self) -> u32 {
         self.declared.last().map_or(0, |s| s.to)
