@@ -51,10 +51,11 @@ async fn main() {
         blobs: Arc::new(
             plinth::blobs::Blobs::open(data.join("blobs"), storage.clone(), &config.scanner).await.unwrap(),
         ),
-        audit: plinth::audit::AuditLog::open(storage.as_ref(), None, key.clone()).await.unwrap(),
+        audit: Arc::new(plinth::audit::AuditLog::open(storage.as_ref(), None, key.clone()).await.unwrap()),
         key,
         ledger: plinth::migrations::Ledger::open(storage.as_ref()).unwrap(),
-        backups: plinth::backup::Backups::new(dir.path().join("backups")),
+        backups: Arc::new(plinth::backup::Backups::new(dir.path().join("backups"))),
+        actor: plinth::audit::Actor::Cli,
         storage: storage.clone(),
     };
     let runtime = plinth::runtime::Runtime::new(4, None).unwrap();

@@ -303,7 +303,7 @@ pub struct App {
     /// included), so no one client can hold every permit.
     pub client_in_flight: Arc<PerClientLimit<String>>,
     /// The engine and its epoch ticker.
-    pub runtime: Runtime,
+    pub runtime: Arc<Runtime>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Where a reload reads the config; none for apps built from a value.
@@ -416,7 +416,7 @@ impl App {
             jobs,
             backups: Arc::new(crate::backup::Backups::new(config.storage.backups_dir())),
             slo: crate::slo::Slos::new(&config.slo),
-            runtime,
+            runtime: Arc::new(runtime),
             metrics,
             source,
             reloading: tokio::sync::Mutex::new(()),
@@ -762,6 +762,11 @@ impl App {
             Some((section, _)) => Err(format!("[{section}] changed; it takes effect only on restart")),
             None => Ok(next),
         }
+    }
+
+    /// Where the config came from, for reading it again.
+    pub fn config_source(&self) -> Option<&ConfigSource> {
+        self.source.as_ref()
     }
 
     /// The last load error of each plugin that has one.

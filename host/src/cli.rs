@@ -519,10 +519,11 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
     let key = crate::audit::AuditKey::load_or_create(&config.audit.key_file)?;
     let bench = Workbench {
         blobs: Arc::new(crate::blobs::Blobs::open(path.join("blobs"), storage.clone(), &config.scanner).await?),
-        audit: crate::audit::AuditLog::open(storage.as_ref(), None, key.clone()).await?,
+        audit: Arc::new(crate::audit::AuditLog::open(storage.as_ref(), None, key.clone()).await?),
         key,
         ledger: crate::migrations::Ledger::open(storage.as_ref())?,
-        backups: crate::backup::Backups::new(config.storage.backups_dir()),
+        backups: Arc::new(crate::backup::Backups::new(config.storage.backups_dir())),
+        actor: crate::audit::Actor::Cli,
         storage,
     };
     let runtime = Runtime::new(4, Some(path.join("compiled")))?;

@@ -290,3 +290,59 @@ fn the_data_shape_names_families_and_fields_and_shows_a_migration() {
     assert_eq!(family(&after, "plugin/notes@1")["shapes"], json!([["{text: string, words: number}", 2]]));
     assert_eq!(family(&after, "plugin/notes")["digest"], notes_v0["digest"], "the data the step started from is kept");
 }
+
+#[test]
+fn a_rehearsal_runs_beside_the_serving_server_and_apply_follows_with_it_stopped() {
+    let notes = Notes::new("1MiB");
+    let server = ServerProcess::start(&notes.deployment);
+    put(&server, "a", "written while serving");
+    // The next version in the config: the running deployment refuses it
+    // (its data version is not the data's) and serves on.
+    notes.serve(plinth_test_guests::MIGRATOR_V1);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let receipt = runtime.block_on(async {
+        let admin = sign_in(&server.url(""), "ops", &["admin"], None).await;
+        let client = Client::new();
+        let started = client
+            .post(server.url("/admin/migrations/notes/rehearse"))
+            .header("authorization", admin.bearer())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), StatusCode::ACCEPTED);
+        let missing = client
+            .post(server.url("/admin/migrations/nobody/rehearse"))
+            .header("authorization", admin.bearer())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        for _ in 0..300 {
+            let status: Value = client
+                .get(server.url("/admin/migrations"))
+                .header("authorization", admin.bearer())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let notes = status["plugins"].as_array().unwrap().iter().find(|p| p["plugin"] == "notes").unwrap().clone();
+            if !notes["receipt"].is_null() {
+                return notes["receipt"].clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("no receipt after 30 s");
+    });
+    assert_eq!(
+        (receipt["from"].as_u64(), receipt["to"].as_u64(), receipt["converted"].as_u64()),
+        (Some(0), Some(1), Some(1))
+    );
+    assert_eq!(get(&server, "a").unwrap()["data_version"], 0, "the running version served on");
+    stop(server);
+    notes.migrate_ok(&["apply", "notes"]);
+    let server = ServerProcess::start(&notes.deployment);
+    assert_eq!(get(&server, "a").unwrap()["note"], json!({"text": "written while serving", "words": 3}));
+    stop(server);
+}

@@ -257,6 +257,12 @@ impl AuditLog {
         Ok(Self { ns, tail: tokio::sync::Mutex::new(tail), key, tainted, mirror, metrics: None })
     }
 
+    /// The key the chain is linked with (a rehearsal checks the chain of
+    /// the backup it restores with it).
+    pub fn key(&self) -> AuditKey {
+        self.key.clone()
+    }
+
     /// Where the chain ends now.
     pub async fn end(&self) -> ChainEnd {
         let tail = self.tail.lock().await;

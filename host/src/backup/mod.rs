@@ -144,6 +144,11 @@ impl Backups {
         Ok(id)
     }
 
+    /// Whether a backup is being taken now.
+    pub fn running(&self) -> bool {
+        self.pending.lock().expect("backup list lock poisoned").values().any(|s| matches!(s, Status::Running { .. }))
+    }
+
     /// Records how backup `id` ended.
     pub fn finish(&self, id: &str, result: &Result<Summary, BackupError>) {
         let mut pending = self.pending.lock().expect("backup list lock poisoned");

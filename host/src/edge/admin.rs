@@ -112,6 +112,10 @@ pub async fn handle(
             }
             Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "plugins": plugins })))
         }
+        (&Method::POST, _) if path.starts_with("/admin/migrations/") && path.ends_with("/rehearse") => {
+            let name = path.trim_start_matches("/admin/migrations/").trim_end_matches("/rehearse");
+            start_rehearsal(app, name, envelope).await
+        }
         (&Method::GET, "/admin/data/shape") => {
             let snapshot = app.storage.snapshot().map_err(|_| {
                 ApiError::new(
@@ -230,6 +234,59 @@ fn start_backup(app: &App, envelope: &Envelope) -> Result<Response<Full<Bytes>>,
         http::HeaderValue::from_str(&format!("/admin/backups/{id}")).expect("ids are header-safe"),
     );
     Ok(response)
+}
+
+/// Rehearses a plugin's pending migration steps on a copy of a fresh
+/// backup, on a task of its own (202; the receipt shows in `GET
+/// /admin/migrations`, the outcome in the audit log). The plugin's entry is
+/// read from the config file as it is now, so that a component the running
+/// deployment refused (its data version is not the data's) can be
+/// rehearsed before the server is stopped to apply it.
+async fn start_rehearsal(app: &App, name: &str, envelope: &Envelope) -> Result<Response<Full<Bytes>>, ApiError> {
+    let config = match app.config_source() {
+        Some(source) => source
+            .load()
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "config_invalid", format!("{e:#}")))?,
+        None => app.deployment.load().config.clone(),
+    };
+    let entry = config
+        .plugins
+        .iter()
+        .find(|p| p.name == name)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("there is no plugin `{name}`")))?;
+    if app.backups.running() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "backup_running",
+            "a backup is being taken; wait for it to end",
+        ));
+    }
+    let bench = crate::migrations::run::Workbench {
+        storage: app.storage.clone(),
+        blobs: app.blobs.clone(),
+        key: app.audit.key(),
+        audit: app.audit.clone(),
+        ledger: crate::migrations::Ledger::open(app.storage.as_ref()).map_err(ledger_error)?,
+        backups: app.backups.clone(),
+        actor: envelope.actor.clone(),
+    };
+    let runtime = app.runtime.clone();
+    tokio::spawn(async move {
+        let rehearsed = async {
+            let plugin = crate::migrations::run::PluginMigrations::load(&runtime, &entry, &bench.ledger).await?;
+            bench.rehearse(&plugin).await
+        }
+        .await;
+        if let Err(e) = rehearsed {
+            tracing::warn!(plugin = entry.name, error = %e, "rehearsal failed");
+            let _ = bench.record("migration.rehearsed", &entry.name, Outcome::Failure, format!("{e:#}")).await;
+        }
+    });
+    Ok(super::json_response(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "plugin": name, "state": "running", "href": "/admin/migrations" }),
+    ))
 }
 
 fn ledger_error(e: crate::storage::StorageError) -> ApiError {

@@ -185,13 +185,15 @@ pub struct Workbench {
     /// Its blob store, for backups.
     pub blobs: Arc<Blobs>,
     /// Its audit log.
-    pub audit: AuditLog,
+    pub audit: Arc<AuditLog>,
     /// The audit key, for a rehearsal's restore.
     pub key: AuditKey,
     /// The ledger.
     pub ledger: Ledger,
     /// Where backups go.
-    pub backups: Backups,
+    pub backups: Arc<Backups>,
+    /// Who runs the steps, as the audit log names them.
+    pub actor: Actor,
 }
 
 /// One namespace converted across one step.
@@ -358,8 +360,9 @@ async fn convert_all(
 }
 
 impl Workbench {
-    async fn record(&self, action: &str, plugin: &str, outcome: Outcome, reason: String) -> anyhow::Result<()> {
-        let envelope = Envelope { actor: Actor::Cli, plugin: Some(plugin.to_owned()), ..Envelope::system() };
+    /// Records what was done, as the workbench's actor.
+    pub async fn record(&self, action: &str, plugin: &str, outcome: Outcome, reason: String) -> anyhow::Result<()> {
+        let envelope = Envelope { actor: self.actor.clone(), plugin: Some(plugin.to_owned()), ..Envelope::system() };
         self.audit.append(envelope.draft(action, plugin, outcome, Some(reason))).await?;
         self.storage.flush().await?;
         Ok(())
@@ -370,10 +373,11 @@ impl Workbench {
         Ok(self.backups.take(&id, self.storage.as_ref(), &self.blobs).await?)
     }
 
-    /// Rehearses the plugin's pending steps on a copy of a fresh backup:
-    /// up, the plugin's check of every converted record, down (which must
-    /// give back the backup's digest) and up again (which must give the
-    /// first up's digest). The receipt goes into the ledger.
+    /// Rehearses the plugin's pending steps on a copy of a fresh backup: up, the plugin's check of
+    /// every converted record, down (which must give back the backup's
+    /// digest) and up again (which must give the first up's digest). The
+    /// receipt goes into the ledger. Nothing else is written: a server may
+    /// be serving the data meanwhile.
     pub async fn rehearse(&self, plugin: &PluginMigrations) -> anyhow::Result<Receipt> {
         plugin.ensure_clean()?;
         let (from, to) = (plugin.state.version, plugin.version());
