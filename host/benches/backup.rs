@@ -68,7 +68,8 @@ async fn main() {
     slowest_us.store(0, Ordering::Relaxed);
     writes.store(0, Ordering::Relaxed);
 
-    let backups = plinth::backup::Backups::new(dir.path().join("backups"));
+    let key = plinth::backup::BackupKey::of(&plinth::audit::AuditKey::from_bytes([3; 32]));
+    let backups = plinth::backup::Backups::new(dir.path().join("backups"), key.clone());
     let id = backups.start().unwrap();
     let started = Instant::now();
     let summary = backups.take(&id, storage.as_ref(), &blobs).await.unwrap();
@@ -78,7 +79,7 @@ async fn main() {
         writer.await.unwrap();
     }
     let verify_started = Instant::now();
-    plinth::backup::verify(&summary.file).unwrap();
+    plinth::backup::verify(&summary.file, Some(&key)).unwrap();
     let verify_seconds = verify_started.elapsed().as_secs_f64();
     let mib = summary.data_bytes as f64 / f64::from(1 << 20);
     println!(

@@ -52,9 +52,12 @@ async fn main() {
             plinth::blobs::Blobs::open(data.join("blobs"), storage.clone(), &config.scanner).await.unwrap(),
         ),
         audit: Arc::new(plinth::audit::AuditLog::open(storage.as_ref(), None, key.clone()).await.unwrap()),
-        key,
         ledger: plinth::migrations::Ledger::open(storage.as_ref()).unwrap(),
-        backups: Arc::new(plinth::backup::Backups::new(dir.path().join("backups"))),
+        backups: Arc::new(plinth::backup::Backups::new(
+            dir.path().join("backups"),
+            plinth::backup::BackupKey::of(&key),
+        )),
+        key,
         actor: plinth::audit::Actor::Cli,
         storage: storage.clone(),
     };

@@ -384,6 +384,10 @@ impl App {
                 );
             }
         }
+        let backups = Arc::new(crate::backup::Backups::new(
+            config.storage.backups_dir(),
+            crate::backup::BackupKey::of(&audit.key()),
+        ));
         let max_in_flight = u32::try_from(config.server.max_in_flight).context("server.max_in_flight is too large")?;
         let runtime =
             Runtime::new(max_in_flight + crate::config::MAX_WORKER_SLOTS, Some(config.storage.path.join("compiled")))?;
@@ -414,7 +418,7 @@ impl App {
             schemas: Arc::default(),
             blobs,
             jobs,
-            backups: Arc::new(crate::backup::Backups::new(config.storage.backups_dir())),
+            backups,
             slo: crate::slo::Slos::new(&config.slo),
             runtime: Arc::new(runtime),
             metrics,

@@ -263,10 +263,14 @@ pub enum BackupCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Check every digest of a backup file; names what is damaged.
+    /// Check every digest of a backup file, naming what is damaged; with
+    /// `--config`, also that the deployment's key wrote it.
     Verify {
         /// The backup file.
         file: PathBuf,
+        /// The config file (plinth.toml), for `audit.key_file`.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Restore a backup as the data directory (the server must be
     /// stopped): written beside it, checked (digests, the audit chain under
@@ -425,7 +429,11 @@ async fn backup(command: BackupCommand) -> anyhow::Result<()> {
                 })?);
             let blobs =
                 Arc::new(crate::blobs::Blobs::open(path.join("blobs"), storage.clone(), &config.scanner).await?);
-            let backups = crate::backup::Backups::new(dir.unwrap_or_else(|| config.storage.backups_dir()));
+            let key = crate::audit::AuditKey::load_or_create(&config.audit.key_file)?;
+            let backups = crate::backup::Backups::new(
+                dir.unwrap_or_else(|| config.storage.backups_dir()),
+                crate::backup::BackupKey::of(&key),
+            );
             let id = backups.start()?;
             let summary = backups.take(&id, storage.as_ref(), &blobs).await?;
             println!(
@@ -440,20 +448,36 @@ async fn backup(command: BackupCommand) -> anyhow::Result<()> {
         }
         BackupCommand::List { config, dir } => {
             let config = load_config(&config, None, None)?;
-            let backups = crate::backup::Backups::new(dir.unwrap_or_else(|| config.storage.backups_dir()));
+            let key = crate::audit::AuditKey::load_or_create(&config.audit.key_file)?;
+            let backups = crate::backup::Backups::new(
+                dir.unwrap_or_else(|| config.storage.backups_dir()),
+                crate::backup::BackupKey::of(&key),
+            );
             for status in backups.list() {
                 println!("{}", serde_json::to_string(&status)?);
             }
             Ok(())
         }
-        BackupCommand::Verify { file } => {
-            let manifest = crate::backup::verify(&file)?;
+        BackupCommand::Verify { file, config } => {
+            let key = match &config {
+                Some(config) => {
+                    let config = load_config(config, None, None)?;
+                    Some(crate::backup::BackupKey::of(&crate::audit::AuditKey::load_or_create(&config.audit.key_file)?))
+                }
+                None => None,
+            };
+            let manifest = crate::backup::verify(&file, key.as_ref())?;
             println!(
-                "ok: backup {} taken {}: {} namespaces and {} files match their digests",
+                "ok: backup {} taken {}: {} namespaces and {} files match their digests{}",
                 manifest.id,
                 manifest.created,
                 manifest.namespaces.len(),
-                manifest.files.len()
+                manifest.files.len(),
+                if key.is_some() {
+                    "; this deployment's key wrote it"
+                } else {
+                    " (who wrote it is checked with --config, by the deployment's key)"
+                }
             );
             Ok(())
         }
@@ -520,9 +544,12 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
     let bench = Workbench {
         blobs: Arc::new(crate::blobs::Blobs::open(path.join("blobs"), storage.clone(), &config.scanner).await?),
         audit: Arc::new(crate::audit::AuditLog::open(storage.as_ref(), None, key.clone()).await?),
-        key,
         ledger: crate::migrations::Ledger::open(storage.as_ref())?,
-        backups: Arc::new(crate::backup::Backups::new(config.storage.backups_dir())),
+        backups: Arc::new(crate::backup::Backups::new(
+            config.storage.backups_dir(),
+            crate::backup::BackupKey::of(&key),
+        )),
+        key,
         actor: crate::audit::Actor::Cli,
         storage,
     };

@@ -84,6 +84,13 @@ impl AuditKey {
         Self(bytes)
     }
 
+    /// A key for another purpose, derived from this one (BLAKE3
+    /// `derive_key` with `context`), so that one secret outside the data
+    /// directory also authenticates what else must not be forged.
+    pub fn derive(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, &self.0)
+    }
+
     /// HMAC-SHA256 of `parts`, hex.
     pub fn mac(&self, parts: &[&[u8]]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");

@@ -1,14 +1,17 @@
 //! The backup file: one stream of frames (namespaces entry by entry, then
 //! files in chunks), a manifest, and a trailer holding the manifest's
-//! offset and a BLAKE3 digest of every byte before it, so that any flipped
-//! bit is found, and a digest per namespace and per file says where.
+//! offset, a BLAKE3 digest of every byte before it, so that any flipped
+//! bit is found (a digest per namespace and per file says where), and a
+//! MAC of both under a key derived from the deployment's audit key, so that
+//! a file changed and digested again by someone without the key is not
+//! taken for a backup of this deployment.
 //!
 //! ```text
 //! MAGIC
 //! N name · E entry… · n entries bytes digest      (per namespace, in name order)
 //! F length path · D chunk… · f digest             (per file)
 //! M manifest (JSON)
-//! trailer: manifest offset (u64) · digest of all bytes before (32)
+//! trailer: manifest offset (u64) · digest of all bytes before (32) · MAC (32)
 //! ```
 //!
 //! A frame is a tag byte, a u32 length and the payload; integers are
@@ -24,7 +27,7 @@ use serde::{Deserialize, Serialize};
 /// The first bytes of every backup.
 pub const MAGIC: &[u8; 16] = b"plinth-backup-1\n";
 /// The manifest's offset and the digest.
-const TRAILER_BYTES: u64 = 8 + 32;
+const TRAILER_BYTES: u64 = 8 + 32 + 32;
 /// Bytes of a file's data frame.
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// Largest frame: an entry of the largest key and value.
@@ -94,6 +97,36 @@ pub struct FileSection {
     pub blake3: String,
 }
 
+/// The key a deployment's backups are authenticated with.
+#[derive(Clone)]
+pub struct BackupKey([u8; 32]);
+
+impl BackupKey {
+    /// The backup key of the deployment whose audit key this is.
+    pub fn of(audit: &crate::audit::AuditKey) -> Self {
+        Self(audit.derive("plinth 2026-11 backup authentication"))
+    }
+
+    fn mac(&self, at: u64, digest: &[u8]) -> blake3::Hash {
+        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        hasher.update(&at.to_be_bytes());
+        hasher.update(digest);
+        hasher.finalize()
+    }
+}
+
+/// A backup's id: `{YYYYMMDD}T{HHMMSS}Z-{6 hex}`, as [`super::Backups`]
+/// makes them. Nothing else is taken, since an id names files.
+pub fn is_backup_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    bytes.len() == 23
+        && bytes[..8].iter().all(u8::is_ascii_digit)
+        && bytes[8] == b'T'
+        && bytes[9..15].iter().all(u8::is_ascii_digit)
+        && bytes[15..17] == *b"Z-"
+        && bytes[17..].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+}
+
 /// Why a backup file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -112,6 +145,16 @@ pub enum ArchiveError {
         path: PathBuf,
         /// Where and how, as precisely as the digests tell.
         why: String,
+    },
+    /// Whole, but not written under this deployment's key: another
+    /// deployment's backup, or one changed and digested again.
+    #[error(
+        "{path} was not written by this deployment: its MAC does not match the key derived from `audit.key_file` \
+         (another deployment's backup, or one altered and digested again)"
+    )]
+    Forged {
+        /// The file.
+        path: PathBuf,
     },
 }
 
@@ -218,15 +261,16 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(FileSection { path: path.to_owned(), bytes: length, blake3: hash.to_hex().to_string() })
     }
 
-    /// Writes the manifest and the trailer; returns the output and the
-    /// bytes written.
-    pub fn finish(mut self, manifest: &Manifest) -> std::io::Result<(W, u64)> {
+    /// Writes the manifest and the trailer, authenticated with `key`;
+    /// returns the output and the bytes written.
+    pub fn finish(mut self, manifest: &Manifest, key: &BackupKey) -> std::io::Result<(W, u64)> {
         let at = self.written;
         let json = serde_json::to_vec(manifest).expect("manifests serialize");
         self.frame(MANIFEST, &[&json])?;
         let digest = self.hasher.finalize();
         self.out.write_all(&at.to_be_bytes())?;
         self.out.write_all(digest.as_bytes())?;
+        self.out.write_all(key.mac(at, digest.as_bytes()).as_bytes())?;
         Ok((self.out, self.written + TRAILER_BYTES))
     }
 }
@@ -272,13 +316,24 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, ArchiveError> {
     {
         return Err(damaged("its trailer does not point at a manifest"));
     }
-    serde_json::from_slice(&frame[5..]).map_err(|e| damaged(&format!("its manifest is unreadable: {e}")))
+    let manifest: Manifest =
+        serde_json::from_slice(&frame[5..]).map_err(|e| damaged(&format!("its manifest is unreadable: {e}")))?;
+    if !is_backup_id(&manifest.id) {
+        return Err(damaged("its manifest's id is not a backup id"));
+    }
+    Ok(manifest)
 }
 
-/// Reads a whole backup, checking every digest, and hands each item to
-/// `visit`; the manifest when everything matched. An error from `visit`
-/// stops the walk.
-pub fn walk(path: &Path, visit: &mut dyn FnMut(Item<'_>) -> std::io::Result<()>) -> Result<Manifest, ArchiveError> {
+/// Reads a whole backup, checking every digest (and, given the key, that
+/// this deployment wrote it), and hands each item to `visit`; the manifest
+/// when everything matched. An error from `visit` stops the walk. A
+/// caller that acts on the items before the walk ends must be able to
+/// throw them away: the file is known whole only at its end.
+pub fn walk(
+    path: &Path,
+    key: Option<&BackupKey>,
+    visit: &mut dyn FnMut(Item<'_>) -> std::io::Result<()>,
+) -> Result<Manifest, ArchiveError> {
     let io = |source| ArchiveError::Io { path: path.to_owned(), source };
     let damaged = |why: String| ArchiveError::Damaged { path: path.to_owned(), why };
     let file = File::open(path).map_err(io)?;
@@ -397,12 +452,20 @@ pub fn walk(path: &Path, visit: &mut dyn FnMut(Item<'_>) -> std::io::Result<()>)
     if trailer[..8] != manifest_at.to_be_bytes() {
         return Err(damaged("its trailer does not point at its manifest".into()));
     }
-    if trailer[8..] != *digest.as_bytes() {
+    if trailer[8..40] != *digest.as_bytes() {
         return Err(damaged(
             "its checksum does not match its bytes (every namespace and file matched its own digest: \
              the damage is in the framing or the manifest)"
                 .into(),
         ));
+    }
+    if let Some(key) = key
+        && !bool::from(subtle::ConstantTimeEq::ct_eq(&trailer[40..], key.mac(manifest_at, &trailer[8..40]).as_bytes()))
+    {
+        return Err(ArchiveError::Forged { path: path.to_owned() });
+    }
+    if !is_backup_id(&manifest.id) {
+        return Err(damaged("its manifest's id is not a backup id".into()));
     }
     if manifest.namespaces != namespaces || manifest.files != files {
         return Err(damaged("its manifest does not list what it holds".into()));

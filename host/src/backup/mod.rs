@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-pub use self::archive::{ArchiveError, EntryDigest, Manifest};
+pub use self::archive::{ArchiveError, BackupKey, EntryDigest, Manifest};
 pub use self::restore::{Restored, note_restore, restore, restore_copy};
 use crate::blobs::Blobs;
 use crate::storage::{Storage, StorageError};
@@ -111,15 +111,18 @@ impl Summary {
 /// taking or failed to take.
 pub struct Backups {
     dir: PathBuf,
+    /// What the files are authenticated with.
+    key: BackupKey,
     /// Backups asked for since start that are not files (yet): running or
     /// failed, by id.
     pending: Mutex<BTreeMap<String, Status>>,
 }
 
 impl Backups {
-    /// Backups kept in `dir` (created when the first one is written).
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir, pending: Mutex::new(BTreeMap::new()) }
+    /// Backups kept in `dir` (created when the first one is written),
+    /// authenticated with `key`.
+    pub fn new(dir: PathBuf, key: BackupKey) -> Self {
+        Self { dir, key, pending: Mutex::new(BTreeMap::new()) }
     }
 
     /// The directory.
@@ -160,7 +163,7 @@ impl Backups {
 
     /// Takes backup `id` (from [`Backups::start`]) of `storage` and `blobs`.
     pub async fn take(&self, id: &str, storage: &dyn Storage, blobs: &Arc<Blobs>) -> Result<Summary, BackupError> {
-        let result = take(&self.dir, id, storage, blobs).await;
+        let result = take(&self.dir, id, &self.key, storage, blobs).await;
         self.finish(id, &result);
         result
     }
@@ -214,7 +217,13 @@ fn rfc3339(time: SystemTime) -> String {
 
 /// Writes backup `id` into `dir`: the file appears under its name only
 /// when whole and synced; on any failure nothing is left.
-pub async fn take(dir: &Path, id: &str, storage: &dyn Storage, blobs: &Arc<Blobs>) -> Result<Summary, BackupError> {
+pub async fn take(
+    dir: &Path,
+    id: &str,
+    key: &BackupKey,
+    storage: &dyn Storage,
+    blobs: &Arc<Blobs>,
+) -> Result<Summary, BackupError> {
     let write_error = |path: &Path| {
         let path = path.to_owned();
         move |source| BackupError::Write { path, source }
@@ -223,8 +232,8 @@ pub async fn take(dir: &Path, id: &str, storage: &dyn Storage, blobs: &Arc<Blobs
     let hold = blobs.hold_files().map_err(|_| BackupError::Busy)?;
     let snapshot = storage.snapshot()?;
     let created = rfc3339(SystemTime::now());
-    let (root, dir, id) = (hold.root().to_owned(), dir.to_owned(), id.to_owned());
-    let written = tokio::task::spawn_blocking(move || write_file(&dir, &id, created, snapshot, &root))
+    let (root, dir, id, key) = (hold.root().to_owned(), dir.to_owned(), id.to_owned(), key.clone());
+    let written = tokio::task::spawn_blocking(move || write_file(&dir, &id, &key, created, snapshot, &root))
         .await
         .map_err(|e| BackupError::Storage(StorageError::Backend(format!("the backup task failed: {e}"))))?;
     hold.release().await;
@@ -235,6 +244,7 @@ pub async fn take(dir: &Path, id: &str, storage: &dyn Storage, blobs: &Arc<Blobs
 fn write_file(
     dir: &Path,
     id: &str,
+    key: &BackupKey,
     created: String,
     snapshot: Box<dyn crate::storage::Snapshot>,
     root: &Path,
@@ -284,7 +294,7 @@ fn write_file(
             namespaces,
             files,
         };
-        let (out, bytes) = writer.finish(&manifest)?;
+        let (out, bytes) = writer.finish(&manifest, key)?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         std::fs::rename(&partial, &path)?;
@@ -297,7 +307,8 @@ fn write_file(
     })
 }
 
-/// Checks every digest of a backup file.
-pub fn verify(path: &Path) -> Result<Manifest, ArchiveError> {
-    archive::walk(path, &mut |_| Ok(()))
+/// Checks every digest of a backup file and, given the deployment's key,
+/// that it wrote the file.
+pub fn verify(path: &Path, key: Option<&BackupKey>) -> Result<Manifest, ArchiveError> {
+    archive::walk(path, key, &mut |_| Ok(()))
 }

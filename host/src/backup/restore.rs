@@ -5,12 +5,13 @@
 //! restored chain to the end of the replaced one.
 
 use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::archive::{self, EntryDigest, Item, Manifest};
+use super::archive::{self, BackupKey, EntryDigest, Item, Manifest};
 use crate::audit::{AuditKey, AuditLog, ChainEnd, Envelope, Outcome};
 use crate::storage::{NamespaceId, SledStorage, Storage};
 
@@ -44,25 +45,28 @@ struct RestoreNote {
 }
 
 /// Restores `backup` as the data directory `data` (which no server may be
-/// using), checking its audit chain with `key`.
+/// using), checking that this deployment wrote it and its audit chain with
+/// `key`.
 pub async fn restore(backup: &Path, data: &Path, key: &AuditKey) -> anyhow::Result<Restored> {
-    let manifest = archive::read_manifest(backup)?;
-    let staging = sibling(data, &format!("restoring-{}", manifest.id));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .with_context(|| format!("removing {} left by an earlier restore", staging.display()))?;
-    }
+    // The whole file, and that this deployment's key wrote it, before any
+    // path is touched; the staging directory's name owes nothing to the file.
+    let manifest = archive::walk(backup, Some(&BackupKey::of(key)), &mut |_| Ok(()))?;
+    let staging = sibling(data, &format!("restoring-{:016x}", rand::random::<u64>()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| format!("creating {}", staging.display()))?;
     // The data directory is opened only once the backup checked out whole:
     // a damaged backup leaves it as it was, byte for byte.
     let result = async {
-        let manifest = restore_into(backup, &staging, key).await?;
+        restore_into(backup, &staging, key).await?;
         let replaced = replaced_end(data, key).await?;
         let storage = SledStorage::open(&staging)?;
         storage.raise_versions_above(manifest.versions_issued.max(replaced.as_ref().map_or(0, |r| r.0)))?;
-        anyhow::Ok((manifest, replaced.map(|r| r.1), storage))
+        anyhow::Ok((replaced.map(|r| r.1), storage))
     }
     .await;
-    let (manifest, replaced_end, storage) = match result {
+    let (replaced_end, storage) = match result {
         Ok(done) => done,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
@@ -84,17 +88,30 @@ pub async fn restore(backup: &Path, data: &Path, key: &AuditKey) -> anyhow::Resu
         storage.flush().await?;
         drop(storage);
     }
-    if let Some(replaced) = &replaced {
-        // Compiled components are a cache the restored directory can use.
-        let compiled = data.join("compiled");
-        if compiled.is_dir() {
-            let _ = std::fs::rename(&compiled, staging.join("compiled"));
+    match &replaced {
+        Some(replaced) => {
+            // Compiled components are a cache the restored directory can use.
+            let compiled = data.join("compiled");
+            if compiled.is_dir() {
+                let _ = std::fs::rename(&compiled, staging.join("compiled"));
+            }
+            // One atomic exchange: whatever happens next, `data` is either
+            // the old directory or the restored one, never missing.
+            rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &staging,
+                rustix::fs::CWD,
+                data,
+                rustix::fs::RenameFlags::EXCHANGE,
+            )
+            .with_context(|| format!("exchanging {} with the restored {}", data.display(), staging.display()))?;
+            std::fs::rename(&staging, replaced).with_context(|| {
+                format!("moving the replaced data from {} to {}", staging.display(), replaced.display())
+            })?;
         }
-        std::fs::rename(data, replaced)
-            .with_context(|| format!("moving {} aside to {}", data.display(), replaced.display()))?;
+        None => std::fs::rename(&staging, data)
+            .with_context(|| format!("moving the restored {} to {}", staging.display(), data.display()))?,
     }
-    std::fs::rename(&staging, data)
-        .with_context(|| format!("moving the restored {} to {}", staging.display(), data.display()))?;
     if let Some(parent) = data.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::File::open(parent)?.sync_all()?;
     }
@@ -128,13 +145,12 @@ pub async fn restore_copy(backup: &Path, dir: &Path, key: &AuditKey) -> anyhow::
 
 /// Writes the backup into `staging` and checks what was written.
 async fn restore_into(backup: &Path, staging: &Path, key: &AuditKey) -> anyhow::Result<Manifest> {
-    std::fs::create_dir_all(staging).with_context(|| format!("creating {}", staging.display()))?;
     let storage = SledStorage::open(staging)?;
     let blobs = staging.join("blobs");
     let manifest = {
         let mut import =
             Import { storage: &storage, blobs: &blobs, tree: None, batch: Vec::new(), pending: 0, file: None };
-        let manifest = archive::walk(backup, &mut |item| import.item(item))?;
+        let manifest = archive::walk(backup, Some(&BackupKey::of(key)), &mut |item| import.item(item))?;
         import.flush()?;
         import.close_file()?;
         manifest
@@ -142,6 +158,14 @@ async fn restore_into(backup: &Path, staging: &Path, key: &AuditKey) -> anyhow::
     check_restored(&storage, &manifest)?;
     let log = AuditLog::open(&storage, None, key.clone()).await?;
     let report = log.verify().await?;
+    let end = log.end().await;
+    anyhow::ensure!(
+        manifest.audit.as_ref().is_none_or(|expected| *expected == end),
+        "the backup's audit chain ends at record {} ({}), its manifest says {:?}; nothing was changed",
+        end.next_id.saturating_sub(1),
+        end.last_hash,
+        manifest.audit
+    );
     if let Some(broken) = report.broken {
         anyhow::bail!(
             "the backup's audit chain does not verify with this key: record {}: {} (is `audit.key_file` the \
@@ -208,8 +232,8 @@ impl Import<'_> {
             Item::File(path, _) => {
                 self.close_file()?;
                 let path = self.blobs.join(path);
-                std::fs::create_dir_all(path.parent().expect("under blobs/"))?;
-                self.file = Some(std::fs::File::create(path)?);
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path.parent().expect("under blobs/"))?;
+                self.file = Some(std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?);
             }
             Item::Data(bytes) => self.file.as_mut().expect("data follows a file").write_all(bytes)?,
         }

@@ -49,7 +49,7 @@ async fn data() -> Data {
 
 impl Data {
     async fn backup(&self) -> Summary {
-        let backups = Backups::new(self.dir.path().join("backups"));
+        let backups = Backups::new(self.dir.path().join("backups"), BackupKey::of(&self.key));
         let id = backups.start().unwrap();
         backups.take(&id, self.storage.as_ref(), &self.blobs).await.unwrap()
     }
@@ -59,7 +59,12 @@ impl Data {
 async fn every_flipped_bit_is_found_and_named() {
     let data = data().await;
     let summary = data.backup().await;
-    let manifest = verify(&summary.file).unwrap();
+    let manifest = verify(&summary.file, Some(&BackupKey::of(&data.key))).unwrap();
+    let other = BackupKey::of(&AuditKey::from_bytes([9; 32]));
+    assert!(
+        matches!(verify(&summary.file, Some(&other)), Err(ArchiveError::Forged { .. })),
+        "another deployment's key"
+    );
     assert_eq!(
         manifest.namespaces.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         ["plugin/notes", "plugin/other", "system/audit", "system/blobs"]
@@ -77,14 +82,15 @@ async fn every_flipped_bit_is_found_and_named() {
         let mut bytes = original.clone();
         bytes[at] ^= 1 << (at % 8);
         std::fs::write(&damaged, &bytes).unwrap();
-        let error = verify(&damaged).expect_err(&format!("a flipped bit at byte {at} goes unnoticed"));
+        let error = verify(&damaged, Some(&BackupKey::of(&data.key)))
+            .expect_err(&format!("a flipped bit at byte {at} goes unnoticed"));
         named_notes |= error.to_string().contains("namespace `plugin/notes` does not match its digest");
     }
     assert!(named_notes, "a flip in a namespace's data names the namespace");
     let mut cut = original.clone();
     cut.truncate(original.len() - 1);
     std::fs::write(&damaged, &cut).unwrap();
-    assert!(verify(&damaged).is_err(), "a cut file is damaged");
+    assert!(verify(&damaged, None).is_err(), "a cut file is damaged");
 }
 
 #[tokio::test]
@@ -112,8 +118,9 @@ async fn a_restore_puts_back_the_cut_and_never_reissues_a_version() {
     drop(storage);
 
     let wrong = restore(&summary.file, &data_dir, &AuditKey::from_bytes([8; 32])).await.unwrap_err();
-    assert!(format!("{wrong:#}").contains("does not verify with this key"), "{wrong:#}");
-    assert!(!dir.path().join(format!("data.restoring-{}", summary.id)).exists(), "nothing left behind");
+    assert!(format!("{wrong:#}").contains("was not written by this deployment"), "{wrong:#}");
+    let beside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!beside.iter().any(|n| n.to_string_lossy().starts_with("data.")), "nothing left behind: {beside:?}");
 
     let restored = restore(&summary.file, &data_dir, &key).await.unwrap();
     let replaced = restored.replaced.expect("the old directory is kept");
@@ -163,4 +170,38 @@ async fn files_removed_during_a_backup_stay_until_it_ends() {
     assert_eq!(again.id, blob.id, "the same bytes, stored anew while held");
     hold.release().await;
     assert_eq!(std::fs::read(&file).unwrap(), bytes, "a file a record names again is kept");
+}
+
+#[test]
+fn a_backup_written_without_the_key_or_with_a_crafted_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |id: &str, key: &BackupKey| {
+        let path = dir.path().join(format!("{}.plinth-backup", id.replace('/', "_")));
+        let mut writer = archive::ArchiveWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
+        let mut digest = writer.begin_namespace("plugin/p").unwrap();
+        writer.entry(&mut digest, b"k", b"forged").unwrap();
+        let section = writer.end_namespace(digest, "plugin/p").unwrap();
+        let manifest = Manifest {
+            format: 1,
+            id: id.to_owned(),
+            created: "2026-11-26T00:00:00Z".into(),
+            plinth: "0.1.0".into(),
+            versions_issued: 1,
+            write_pause_us: 0,
+            audit: None,
+            namespaces: vec![section],
+            files: vec![],
+        };
+        writer.finish(&manifest, key).unwrap();
+        path
+    };
+    let ours = BackupKey::of(&AuditKey::from_bytes([1; 32]));
+    let theirs = BackupKey::of(&AuditKey::from_bytes([2; 32]));
+    let forged = write("20261126T000000Z-abcdef", &theirs);
+    assert!(verify(&forged, None).is_ok(), "whole, as far as digests go");
+    assert!(matches!(verify(&forged, Some(&ours)), Err(ArchiveError::Forged { .. })));
+    let crafted = write("x/../victim", &ours);
+    let error = verify(&crafted, Some(&ours)).unwrap_err().to_string();
+    assert!(error.contains("not a backup id"), "{error}");
+    assert!(archive::read_manifest(&crafted).is_err());
 }

@@ -4,7 +4,7 @@
 // Step 1 traps on a note whose text is "trap me", and lower-cases on its
 // way down (so a note that was not lower case does not come back whole).
 
-use plinth_kit::migrations::{Migrations, Record};
+use plinth_kit::migrations::{Convert, Migrations, Record};
 use plinth_kit::prelude::*;
 
 fn router() -> Router {
@@ -12,7 +12,7 @@ fn router() -> Router {
 }
 
 fn key(id: &str) -> String {
-    if STEPS >= 2 { format!("notes/{id}") } else { format!("note/{id}") }
+    if STEPS == 2 { format!("notes/{id}") } else { format!("note/{id}") }
 }
 
 fn read(req: &Request) -> Result<Response> {
@@ -25,10 +25,9 @@ fn write(req: &Request) -> Result<Response> {
     let id: String = req.param("id")?;
     let body: serde_json::Value = req.json()?;
     let text = body["text"].as_str().unwrap_or_default().to_owned();
-    let note = if STEPS >= 1 {
-        serde_json::json!({ "text": text, "words": text.split_whitespace().count() })
-    } else {
-        serde_json::json!({ "text": text })
+    let note = match STEPS {
+        0 => serde_json::json!({ "text": text }),
+        _ => serde_json::json!({ "text": text, "words": text.split_whitespace().count() }),
     };
     kv::set_json(&key(&id), &note)?;
     Ok(Response::json(200, &note))
@@ -69,14 +68,12 @@ fn check(version: u32, record: &Record) -> Result<(), String> {
 }
 
 fn migrations() -> Migrations {
-    let mut steps = Migrations::new().check(check);
-    if STEPS >= 1 {
-        steps = steps.step("words", &["note/"], words_up, words_down);
-    }
-    if STEPS >= 2 {
-        steps = steps.step("rekey", &["note"], rekey_up, rekey_down);
-    }
+    type Step = (&'static str, &'static [&'static str], Convert, Convert);
+    let steps: [Step; 2] = [("words", &["note/"], words_up, words_down), ("rekey", &["note"], rekey_up, rekey_down)];
     steps
+        .into_iter()
+        .take(STEPS as usize)
+        .fold(Migrations::new().check(check), |all, (name, families, up, down)| all.step(name, families, up, down))
 }
 
 plinth_kit::plugin!(router, migrations = migrations);
