@@ -544,12 +544,13 @@ impl App {
         if let Some(same) = existing.filter(|p| p.same_as(entry, &digest, canary_digest.as_deref(), &files)) {
             return Ok((Arc::new(LoadedPlugin { config: entry.clone(), ..LoadedPlugin::clone(same) }), "unchanged"));
         }
-        let (plugin, origin) = self.bind_plugin(entry, &entry.settings, &files, bytes, digest).await?;
+        let (plugin, origin) = self.bind_plugin(entry, &entry.settings, &files, bytes, digest, None).await?;
         let canary = match (&entry.canary, canary_bytes, canary_digest) {
             (Some(canary), Some(bytes), Some(digest)) => {
                 let mut settings = entry.settings.clone();
                 settings.extend(canary.settings.clone());
-                let (canary_plugin, _) = self.bind_plugin(entry, &settings, &files, bytes, digest).await?;
+                let main = Some(plugin.data_version);
+                let (canary_plugin, _) = self.bind_plugin(entry, &settings, &files, bytes, digest, main).await?;
                 // Requests are routed by the main version's routes.
                 anyhow::ensure!(
                     canary_plugin.routes() == plugin.routes(),
@@ -597,7 +598,8 @@ impl App {
         Ok((Arc::new(worker), "loaded"))
     }
 
-    /// Compiles (or takes from the cache), links and binds one version.
+    /// Compiles (or takes from the cache), links and binds one version; a
+    /// canary must serve `main`, its main version's data version.
     async fn bind_plugin(
         &self,
         entry: &PluginConfig,
@@ -605,8 +607,18 @@ impl App {
         files: &PluginFiles,
         bytes: Vec<u8>,
         digest: String,
+        main: Option<u32>,
     ) -> anyhow::Result<(Plugin, Origin)> {
         let prepared = self.runtime.prepare_bytes(entry, bytes, digest).await?;
+        if let Some(main) = main {
+            anyhow::ensure!(
+                prepared.data_version == main,
+                "plugin `{}`: its canary serves data version {}, its main version {main}; a canary serves the same \
+                 data (migrate with the server stopped, then deploy the new version)",
+                entry.name,
+                prepared.data_version
+            );
+        }
         let data = crate::migrations::Ledger::open(self.storage.as_ref())?
             .serving(self.storage.as_ref(), &entry.name, prepared.data_version)
             .await?;

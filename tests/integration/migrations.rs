@@ -346,3 +346,51 @@ fn a_rehearsal_runs_beside_the_serving_server_and_apply_follows_with_it_stopped(
     assert_eq!(get(&server, "a").unwrap()["note"], json!({"text": "written while serving", "words": 3}));
     stop(server);
 }
+
+#[test]
+fn a_refused_version_or_canary_changes_nothing_of_the_serving_one() {
+    // `note/a` + `{"text":"x…40"}` is 57 bytes: one note fits, two do not.
+    let notes = Notes::new("100B");
+    let server = ServerProcess::start(&notes.deployment);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status_of_put = |id: &str| {
+        runtime.block_on(async {
+            let response = Client::new()
+                .put(server.url(&format!("/v1/notes/{id}")))
+                .json(&json!({ "text": "x".repeat(40) }))
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        })
+    };
+    assert_eq!((status_of_put("a"), status_of_put("b")), (200, 507), "one note fits in 100 bytes");
+    let reload = || {
+        runtime.block_on(async {
+            let admin = sign_in(&server.url(""), "ops", &["admin"], None).await;
+            let response = Client::new().post(server.url("/admin/reload")).header("authorization", admin.bearer());
+            let response = response.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        })
+    };
+    notes.serve(plinth_test_guests::MIGRATOR_V1);
+    let (status, report) = reload();
+    assert!(status == 422 && report.contains("stored data is at version 0"), "{status} {report}");
+    assert_eq!(status_of_put("c"), 507, "the serving version keeps its quota");
+
+    notes.serve(plinth_test_guests::MIGRATOR_V0);
+    let config = std::fs::read_to_string(notes.deployment.config_path()).unwrap().replacen(
+        "limits = ",
+        &format!("canary = {{ component = {:?}, weight = 50 }}\nlimits = ", plinth_test_guests::MIGRATOR_V2),
+        1,
+    );
+    std::fs::write(notes.deployment.config_path(), config).unwrap();
+    let (status, report) = reload();
+    assert!(status == 422 && report.contains("its canary serves data version 2, its main version 0"), "{report}");
+    assert_eq!(get(&server, "a").unwrap()["data_version"], 0);
+    stop(server);
+    notes.serve(plinth_test_guests::MIGRATOR_V0);
+    let server = ServerProcess::start(&notes.deployment);
+    assert_eq!(get(&server, "a").unwrap()["note"], json!({ "text": "x".repeat(40) }), "served after a restart");
+    stop(server);
+}

@@ -42,6 +42,10 @@ pub struct DataState {
     /// The version they were converted from, whose namespace is kept
     /// until the step is completed (or switched back to by an abort).
     pub previous: Option<u32>,
+    /// No step ever ran: the version is where the plugin's data was found
+    /// (or its component's, while it has none), and follows the data.
+    #[serde(default)]
+    pub baseline: bool,
 }
 
 /// One applied step, as the ledger keeps it.
@@ -150,19 +154,42 @@ impl Ledger {
     }
 
     /// The data version a plugin's data is served at, for a component at
-    /// `version`: the recorded one, or, for a plugin with no data yet, the
-    /// component's, recorded now (its data starts there: nothing to convert).
+    /// `version`. Once a step ran, the ledger says. Before, the version is
+    /// that of the one namespace holding the plugin's data (`plugin/{name}`
+    /// or `plugin/{name}@{v}`), or the component's while it has none; it is
+    /// recorded, and moves with the data until a step runs. Nothing is
+    /// opened, so no quota of a serving plugin changes.
     pub async fn serving(&self, storage: &dyn Storage, plugin: &str, version: u32) -> Result<DataState, StorageError> {
-        if let Some(state) = self.get(&state_key(plugin)).await? {
+        let recorded: Option<DataState> = self.get(&state_key(plugin)).await?;
+        if let Some(state) = recorded
+            && !state.baseline
+        {
             return Ok(state);
         }
-        let empty =
-            storage.namespace(namespace_at(plugin, 0), None)?.scan_prefix("", None, 1).await?.entries.is_empty();
-        if !empty || version == 0 {
-            return Ok(DataState::default());
+        let own = format!("plugin/{plugin}");
+        let mut holding: Vec<u32> = storage
+            .namespaces_holding_data()?
+            .into_iter()
+            .filter_map(|name| match name.strip_prefix(&own)? {
+                "" => Some(0),
+                at => at.strip_prefix('@')?.parse().ok(),
+            })
+            .collect();
+        holding.sort_unstable();
+        let at = match holding.as_slice() {
+            [] => version,
+            [one] => *one,
+            many => {
+                return Err(StorageError::Backend(format!(
+                    "plugin `{plugin}` has data at versions {many:?} and no migration recorded: keep one (back up, \
+                     then remove the others) before it is served"
+                )));
+            }
+        };
+        let state = DataState { version: at, previous: None, baseline: true };
+        if recorded != Some(state) && (at != 0 || recorded.is_some()) {
+            self.ns.set(&state_key(plugin), serde_json::to_vec(&state).expect("serializes")).await?;
         }
-        let state = DataState { version, previous: None };
-        self.ns.set(&state_key(plugin), serde_json::to_vec(&state).expect("serializes")).await?;
         Ok(state)
     }
 

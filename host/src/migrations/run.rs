@@ -236,6 +236,15 @@ async fn digest(ns: &dyn Namespace, name: &str) -> Result<Section, StorageError>
     }
 }
 
+/// Where a conversion writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Live data: a namespace that already holds data is never replaced.
+    Live,
+    /// A rehearsal's copy, which may be written over.
+    Scratch,
+}
+
 /// Writes `plugin`'s data at the step's far side from its near side (up:
 /// `to - 1` → `to`; down: `to` → `to - 1`) into a fresh namespace, each
 /// record in the step's families converted. On any failure the new
@@ -243,21 +252,27 @@ async fn digest(ns: &dyn Namespace, name: &str) -> Result<Section, StorageError>
 async fn convert_namespace(
     storage: &dyn Storage,
     converter: &Converter,
-    plugin: &str,
-    quota: u64,
+    (plugin, quota): (&str, u64),
     step: &StepFile,
     direction: Direction,
+    target: Target,
 ) -> anyhow::Result<Converted> {
     let (from, to) = match direction {
         Direction::Up => (step.to - 1, step.to),
         Direction::Down => (step.to, step.to - 1),
     };
+    let to_name = tree_name(plugin, to);
+    anyhow::ensure!(
+        target == Target::Scratch || !storage.namespaces_holding_data()?.contains(&to_name),
+        "namespace `{to_name}` holds data already (an earlier server's writes at that version?); nothing was \
+         converted: back it up and remove it before converting into it"
+    );
     storage.remove_namespace(namespace_at(plugin, to))?;
     let result = async {
         let source = storage.namespace(namespace_at(plugin, from), None)?;
-        let target = storage.namespace(namespace_at(plugin, to), Some(quota))?;
+        let written = storage.namespace(namespace_at(plugin, to), Some(quota))?;
         let in_families = |key: &str| step.families.iter().any(|f| key.starts_with(f.as_str()));
-        let (mut before, mut written) = (EntryDigest::default(), HashSet::new());
+        let (mut before, mut keys) = (EntryDigest::default(), HashSet::new());
         let (mut records, mut converted, mut after) = (0u64, 0u64, None::<String>);
         loop {
             let page = source.scan_prefix("", after.as_deref(), PAGE).await?;
@@ -285,14 +300,14 @@ async fn convert_namespace(
                     (key.clone(), value)
                 };
                 anyhow::ensure!(
-                    written.insert(new_key.clone()),
+                    keys.insert(new_key.clone()),
                     "step {} ({}) halted at record `{key}`: another record already became `{new_key}`",
                     step.to,
                     step.name
                 );
                 ops.push(Op::Set(new_key, new_value));
             }
-            target.batch(ops).await.map_err(|e| match e {
+            written.batch(ops).await.map_err(|e| match e {
                 StorageError::QuotaExceeded { .. } => anyhow::anyhow!(
                     "step {} ({}) halted: the converted data does not fit plugin `{plugin}`'s kv quota ({e})",
                     step.to,
@@ -305,13 +320,13 @@ async fn convert_namespace(
                 None => break,
             }
         }
-        let after = digest(target.as_ref(), &tree_name(plugin, to)).await?;
+        let after = digest(written.as_ref(), &to_name).await?;
         Ok(Converted {
             before: before.finish(&tree_name(plugin, from)),
             after,
             records,
             converted,
-            peak_bytes: target.used_bytes(),
+            peak_bytes: written.used_bytes(),
         })
     }
     .await;
@@ -328,6 +343,7 @@ async fn convert_all(
     plugin: &PluginMigrations,
     from: u32,
     to: u32,
+    target: Target,
 ) -> anyhow::Result<Vec<(u32, Converted)>> {
     let converter = plugin.converter()?;
     let direction = if to > from { Direction::Up } else { Direction::Down };
@@ -340,7 +356,8 @@ async fn convert_all(
             .iter()
             .find(|f| f.to == step_to)
             .ok_or_else(|| anyhow::anyhow!("plugin `{}` has no file for step {step_to}", plugin.name))?;
-        let converted = convert_namespace(storage, converter, &plugin.name, plugin.quota, step, direction).await;
+        let converted =
+            convert_namespace(storage, converter, (&plugin.name, plugin.quota), step, direction, target).await;
         let converted = match converted {
             Ok(converted) => converted,
             Err(e) => {
@@ -402,14 +419,14 @@ impl Workbench {
             .cloned()
             .unwrap_or_else(|| EntryDigest::default().finish(&name));
         let started = Instant::now();
-        let up = convert_all(&copy, plugin, from, to).await.context("rehearsing up")?;
+        let up = convert_all(&copy, plugin, from, to, Target::Scratch).await.context("rehearsing up")?;
         let (up_digest, converted, peak) = (
             up.last().expect("one step at least").1.after.clone(),
             up.iter().map(|(_, c)| c.converted).sum::<u64>(),
             up.iter().map(|(_, c)| c.peak_bytes).max().unwrap_or(0),
         );
         self.check_all(&copy, plugin, to).await?;
-        let down = convert_all(&copy, plugin, to, from).await.context("rehearsing down")?;
+        let down = convert_all(&copy, plugin, to, from, Target::Scratch).await.context("rehearsing down")?;
         let back = &down.last().expect("one step at least").1.after;
         anyhow::ensure!(
             back.blake3 == snapshot.blake3,
@@ -421,7 +438,7 @@ impl Workbench {
             back.entries,
             back.blake3
         );
-        let again = convert_all(&copy, plugin, from, to).await.context("rehearsing up again")?;
+        let again = convert_all(&copy, plugin, from, to, Target::Scratch).await.context("rehearsing up again")?;
         let again = &again.last().expect("one step at least").1.after;
         anyhow::ensure!(
             again.blake3 == up_digest.blake3,
@@ -523,7 +540,7 @@ impl Workbench {
         };
         let backup = self.backup().await?;
         let started = Instant::now();
-        let converted = match convert_all(self.storage.as_ref(), plugin, from, to).await {
+        let converted = match convert_all(self.storage.as_ref(), plugin, from, to, Target::Live).await {
             Ok(converted) => converted,
             Err(e) => {
                 self.record("migration.applied", &plugin.name, Outcome::Failure, format!("{e:#}")).await?;
@@ -555,7 +572,9 @@ impl Workbench {
                 }
             })
             .collect();
-        self.ledger.commit(&plugin.name, DataState { version: to, previous: Some(from) }, &applied, &[]).await?;
+        self.ledger
+            .commit(&plugin.name, DataState { version: to, previous: Some(from), baseline: false }, &applied, &[])
+            .await?;
         let last = applied.last().expect("one step at least");
         self.record(
             "migration.applied",
@@ -601,7 +620,9 @@ impl Workbench {
             .ok_or_else(|| anyhow::anyhow!("plugin `{}`: no step is waiting to be completed", plugin.name))?;
         self.storage.remove_namespace(namespace_at(&plugin.name, previous))?;
         let gone: Vec<u32> = plugin.applied.iter().map(|a| a.to).filter(|to| *to > state.version).collect();
-        self.ledger.commit(&plugin.name, DataState { version: state.version, previous: None }, &[], &gone).await?;
+        self.ledger
+            .commit(&plugin.name, DataState { version: state.version, previous: None, baseline: false }, &[], &gone)
+            .await?;
         self.record(
             "migration.completed",
             &plugin.name,
@@ -620,7 +641,9 @@ impl Workbench {
         })?;
         self.storage.remove_namespace(namespace_at(&plugin.name, state.version))?;
         let undone: Vec<u32> = plugin.applied.iter().map(|a| a.to).filter(|to| *to > previous).collect();
-        self.ledger.commit(&plugin.name, DataState { version: previous, previous: None }, &[], &undone).await?;
+        self.ledger
+            .commit(&plugin.name, DataState { version: previous, previous: None, baseline: false }, &[], &undone)
+            .await?;
         self.record(
             "migration.aborted",
             &plugin.name,
@@ -657,11 +680,13 @@ impl Workbench {
             state.version
         );
         let backup = self.backup().await?;
-        if let Err(e) = convert_all(self.storage.as_ref(), plugin, state.version, version).await {
+        if let Err(e) = convert_all(self.storage.as_ref(), plugin, state.version, version, Target::Live).await {
             self.record("migration.down", &plugin.name, Outcome::Failure, format!("{e:#}")).await?;
             return Err(e);
         }
-        self.ledger.commit(&plugin.name, DataState { version, previous: Some(state.version) }, &[], &[]).await?;
+        self.ledger
+            .commit(&plugin.name, DataState { version, previous: Some(state.version), baseline: false }, &[], &[])
+            .await?;
         self.record(
             "migration.down",
             &plugin.name,

@@ -439,6 +439,7 @@ impl Prepared {
             storage,
             pre: self.pre,
             routes: self.routes,
+            data_version: self.data_version,
             digest: self.digest,
             memory_limit: self.memory_limit,
             timeout: self.timeout,
@@ -464,6 +465,8 @@ pub struct Plugin {
     pre: PluginBindingsPre<HostState>,
     /// The routes the component declares.
     routes: Vec<Route>,
+    /// The data version it serves.
+    pub data_version: u32,
     /// SHA-256 of the component file.
     pub digest: String,
     /// Linear memory cap per instance.

@@ -135,6 +135,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Makes every write made so far durable against a process kill.
     async fn flush(&self) -> Result<(), StorageError>;
 
+    /// Names (`plugin/{name}`, `system/{name}`) of the namespaces that hold
+    /// at least one key, without opening them.
+    fn namespaces_holding_data(&self) -> Result<Vec<String>, StorageError>;
+
     /// Removes a namespace and everything in it; false when there was none.
     /// The caller makes sure nothing uses it any more.
     fn remove_namespace(&self, id: NamespaceId) -> Result<bool, StorageError>;

@@ -160,6 +160,16 @@ impl Storage for SledStorage {
         Ok(ns)
     }
 
+    fn namespaces_holding_data(&self) -> Result<Vec<String>, StorageError> {
+        let mut holding = Vec::new();
+        for name in self.namespace_trees() {
+            if !self.db.open_tree(name.as_bytes()).map_err(backend)?.is_empty() {
+                holding.push(name);
+            }
+        }
+        Ok(holding)
+    }
+
     fn remove_namespace(&self, id: NamespaceId) -> Result<bool, StorageError> {
         let mut open = self.open.lock().expect("namespace map lock poisoned");
         let name = tree_name(&id);
