@@ -23,6 +23,10 @@ async fn admins_read_request_plugin_session_and_audit_metrics() {
     for path in ["/v1/hello", "/v1/hello", "/v1/trap", "/nowhere"] {
         client.get(server.url(path)).send().await.unwrap();
     }
+    for n in 0..3 {
+        let method = reqwest::Method::from_bytes(format!("XM{n:05}").as_bytes()).unwrap();
+        client.request(method, server.url("/nowhere")).send().await.unwrap();
+    }
     assert_eq!(client.get(server.url("/metrics")).send().await.unwrap().status(), 401);
     let user = sign_in(&server.url(""), "user", &[], None).await;
     let forbidden = client.get(server.url("/metrics")).header("authorization", user.bearer()).send().await.unwrap();
@@ -38,9 +42,11 @@ async fn admins_read_request_plugin_session_and_audit_metrics() {
         "plinth_request_duration_seconds_bucket{le=",
         "plinth_sessions_total{name=\"issued\"} 2",
         "plinth_audit_records_total ",
+        "method=\"other\"",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+    assert!(!text.contains("XM0000"), "a client's method names no series: {text}");
     server.stop().await;
 }
 

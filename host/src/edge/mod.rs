@@ -88,7 +88,7 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
     let span = tracing::info_span!("request", trace_id = %trace_id, %client, method = %req.method(), %path);
     async {
         let started = std::time::Instant::now();
-        let method = req.method().to_string();
+        let method = metric_method(req.method()).to_owned();
         let mut outline = Outline {
             route: "unmatched".to_owned(),
             class: DEFAULT_CLASS.to_owned(),
@@ -675,6 +675,21 @@ fn health(deployment: &Deployment, which: &str) -> Response<Full<Bytes>> {
 }
 
 /// A JSON response.
+/// A method as a metric label: the standard ones by name, any other as
+/// `other`, so that no client can make series without bound.
+fn metric_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
