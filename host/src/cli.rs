@@ -205,6 +205,10 @@ pub enum MigrateAction {
     Abort {
         /// The plugin.
         plugin: String,
+        /// Go back even though the data was written to since `apply` (those
+        /// writes are lost).
+        #[arg(long)]
+        force: bool,
     },
     /// Back up, then convert a completed plugin's data down to `--to` with
     /// its steps' down conversions.
@@ -630,9 +634,9 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
             println!("ok: plugin `{name}`: data at version {}", p.state.version);
             Ok(())
         }
-        MigrateAction::Abort { plugin: name } => {
+        MigrateAction::Abort { plugin: name, force } => {
             let p = PluginMigrations::load(&runtime, plugin(&name)?, &bench.ledger).await?;
-            bench.abort(&p).await?;
+            bench.abort(&p, force).await?;
             println!("ok: plugin `{name}`: back at version {}", p.state.previous.unwrap_or_default());
             Ok(())
         }

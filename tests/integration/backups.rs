@@ -183,6 +183,11 @@ async fn a_backup_taken_under_load_restores_data_files_and_versions_and_links_th
     let restored =
         cli(&["backup", "restore", path_str(&file), "--config", path_str(&config), "--data", path_str(&data)]);
     assert!(restored.contains("the data it replaced is in"), "{restored}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the restored data directory is its owner's alone: {mode:o}");
+    let verified = cli(&["backup", "verify", path_str(&file), "--config", path_str(&config)]);
+    assert!(verified.contains("this deployment's key wrote it"), "{verified}");
 
     let server = ServerProcess::start(&deployment);
     let admin = As::sign_in(&server, "root", &["admin"]).await;

@@ -163,8 +163,11 @@ fn a_step_is_rehearsed_applied_served_aborted_reapplied_completed_and_taken_back
     assert_eq!(notes_status["receipt"]["to"], 1, "{status}");
     stop(server);
 
-    // Abort: the data as it was before the step, and the version-0 component serving it.
-    notes.migrate_ok(&["abort", "notes"]);
+    // Abort: the data as it was before the step, and the version-0 component
+    // serving it; the note written since is lost, which takes --force.
+    let (ok, out) = notes.migrate(&["abort", "notes"]);
+    assert!(!ok && out.contains("changed since `apply`") && out.contains("--force"), "{out}");
+    notes.migrate_ok(&["abort", "notes", "--force"]);
     notes.serve(plinth_test_guests::MIGRATOR_V0);
     let server = ServerProcess::start(&notes.deployment);
     assert_eq!(get(&server, "a").unwrap(), json!({"data_version": 0, "note": {"text": "hello big world"}}));

@@ -272,16 +272,21 @@ async fn start_rehearsal(app: &App, name: &str, envelope: &Envelope) -> Result<R
         actor: envelope.actor.clone(),
     };
     let runtime = app.runtime.clone();
-    tokio::spawn(async move {
-        let rehearsed = async {
-            let plugin = crate::migrations::run::PluginMigrations::load(&runtime, &entry, &bench.ledger).await?;
-            bench.rehearse(&plugin).await
-        }
-        .await;
-        if let Err(e) = rehearsed {
-            tracing::warn!(plugin = entry.name, error = %e, "rehearsal failed");
-            let _ = bench.record("migration.rehearsed", &entry.name, Outcome::Failure, format!("{e:#}")).await;
-        }
+    let handle = tokio::runtime::Handle::current();
+    // Restoring and converting do blocking file and database work: on a
+    // thread of their own, off the threads that serve requests.
+    tokio::task::spawn_blocking(move || {
+        handle.block_on(async {
+            let rehearsed = async {
+                let plugin = crate::migrations::run::PluginMigrations::load(&runtime, &entry, &bench.ledger).await?;
+                bench.rehearse(&plugin).await
+            }
+            .await;
+            if let Err(e) = rehearsed {
+                tracing::warn!(plugin = entry.name, error = %e, "rehearsal failed");
+                let _ = bench.record("migration.rehearsed", &entry.name, Outcome::Failure, format!("{e:#}")).await;
+            }
+        })
     });
     Ok(super::json_response(
         StatusCode::ACCEPTED,

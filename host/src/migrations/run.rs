@@ -633,12 +633,27 @@ impl Workbench {
     }
 
     /// Switches back to the data the last step started from, as it was,
-    /// and removes what the step wrote.
-    pub async fn abort(&self, plugin: &PluginMigrations) -> anyhow::Result<()> {
+    /// and removes what the step wrote. Data written at the new version
+    /// since `apply` would be lost with it: that takes `force`.
+    pub async fn abort(&self, plugin: &PluginMigrations, force: bool) -> anyhow::Result<()> {
         let state = plugin.state;
         let previous = state.previous.ok_or_else(|| {
             anyhow::anyhow!("plugin `{}`: no step is waiting to be completed or aborted", plugin.name)
         })?;
+        let applied = plugin.applied.iter().find(|a| a.to == state.version && previous < state.version);
+        if let (Some(applied), false) = (applied, force) {
+            let ns = self.storage.namespace(namespace_at(&plugin.name, state.version), None)?;
+            let now = digest(ns.as_ref(), &applied.after.name).await?;
+            anyhow::ensure!(
+                now.blake3 == applied.after.blake3,
+                "plugin `{}`: its data at version {} changed since `apply` ({} entries then, {} now): an abort goes \
+                 back to the data as it was before and loses those writes; `--force` to do so",
+                plugin.name,
+                state.version,
+                applied.after.entries,
+                now.entries
+            );
+        }
         self.storage.remove_namespace(namespace_at(&plugin.name, state.version))?;
         let undone: Vec<u32> = plugin.applied.iter().map(|a| a.to).filter(|to| *to > previous).collect();
         self.ledger

@@ -20,15 +20,26 @@ pub use migrations::{Direction, Entry, Step};
 /// The export a component with migrations has.
 pub const MIGRATIONS_EXPORT: &str = "plinth:platform/migrations@0.1.0";
 
+/// Log lines one call may write; the rest are dropped (a million records
+/// each logging would flood the host's log).
+const MAX_LOG_LINES: u32 = 16;
+
 /// The data of one conversion's store.
 pub struct ConverterState {
     plugin: Arc<str>,
     memory: MemoryCap,
+    /// Log lines written so far.
+    lines: u32,
 }
 
 impl log::Host for ConverterState {
     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
-        crate::runtime::host::log::emit(&self.plugin, level, &message, &fields);
+        self.lines += 1;
+        if self.lines <= MAX_LOG_LINES {
+            crate::runtime::host::log::emit(&self.plugin, level, &message, &fields);
+        } else if self.lines == MAX_LOG_LINES + 1 {
+            tracing::warn!(plugin = %self.plugin, "a conversion logged more than {MAX_LOG_LINES} lines; the rest are dropped");
+        }
         Ok(())
     }
 }
@@ -92,7 +103,7 @@ impl Converter {
     ) -> Result<T, ConvertError> {
         let mut store = Store::new(
             self.pre.engine(),
-            ConverterState { plugin: self.plugin.clone(), memory: MemoryCap::new(self.memory) },
+            ConverterState { plugin: self.plugin.clone(), memory: MemoryCap::new(self.memory), lines: 0 },
         );
         store.limiter(|state| &mut state.memory);
         let ticks = (self.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
