@@ -207,6 +207,15 @@ pub fn served_routes(config: &Config, declared: &[&[Route]]) -> anyhow::Result<R
 }
 
 impl Deployment {
+    /// Gives each plugin's namespace the quota its entry names, as the
+    /// deployment goes into service (not before: a deployment that is then
+    /// refused must change nothing of the serving one).
+    fn apply_quotas(&self) {
+        for loaded in &self.plugins {
+            loaded.plugin.namespace().set_quota(Some(loaded.config.limits.kv_bytes.0));
+        }
+    }
+
     /// The plugin version that serves a request to a route-table index.
     pub fn plugin(&self, index: usize, session: Option<&str>) -> &Plugin {
         self.plugins[index].choose(session)
@@ -429,6 +438,7 @@ impl App {
         let (deployment, _) = app.assemble(config, &[], &[]).await;
         let deployment = deployment?;
         app.jobs.set_workers(&deployment.config.workers);
+        deployment.apply_quotas();
         app.deployment = ArcSwap::from_pointee(deployment);
         let loaded = app.deployment.load();
         let reason = Some(format!("plugins={}", loaded.plugins.len()));
@@ -703,6 +713,7 @@ impl App {
             .append(envelope.draft("plugin.rolled_back", name, Outcome::Success, reason))
             .await
             .map_err(|e| e.to_string())?;
+        next.apply_quotas();
         self.deployment.store(Arc::new(next));
         let _ = self.storage.flush().await;
         Ok(())
@@ -739,6 +750,7 @@ impl App {
         };
         self.jobs.set_workers(&deployment.config.workers);
         self.slo.set(&deployment.config.slo);
+        deployment.apply_quotas();
         self.deployment.store(Arc::new(deployment));
         self.jobs.wake.notify_one();
         Metrics::count(&self.metrics.reloads, "ok");

@@ -295,3 +295,41 @@ async fn a_rollback_restores_the_previous_version() {
     assert_eq!(version(&server).await, "2");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_kv_quota_applies_when_its_reload_goes_into_service_and_not_before() {
+    let small = |kv_bytes: &str, extra: &str| {
+        format!(
+            "{LOOSE_LIMITS}{}{}{extra}",
+            plugin(
+                "small",
+                plinth_test_guests::KVPROBE,
+                &["/v1/small/kv/{key}"],
+                &["kv"],
+                &format!("kv_bytes = {kv_bytes}")
+            ),
+            issuer_plugin()
+        )
+    };
+    let policy = format!("[[route]]\nroute = \"/v1/small/**\"\nallow = \"public\"\n{ISSUER_POLICY}");
+    let deployment = Deployment::with_policy(&small("64", ""), &policy);
+    let server = TestServer::start(&deployment).await;
+    let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
+    let client = reqwest::Client::new();
+    let put = |key: &str| client.put(server.url(&format!("/v1/small/kv/{key}"))).body(vec![b'x'; 40]).send();
+    assert_eq!(put("a").await.unwrap().status(), 204);
+    assert_eq!(put("b").await.unwrap().status(), 507);
+
+    // A bigger quota in a config that is refused (another plugin's component is missing).
+    let broken = plugin("broken", "/nonexistent.wasm", &["/v1/broken"], &[], "");
+    std::fs::write(deployment.config_path(), small("4096", &broken)).unwrap();
+    let (status, _) = reload(&server, &admin).await;
+    assert_eq!(status, 422);
+    assert_eq!(put("b").await.unwrap().status(), 507, "the refused config changed nothing");
+
+    std::fs::write(deployment.config_path(), small("4096", "")).unwrap();
+    let (status, report) = reload(&server, &admin).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(put("b").await.unwrap().status(), 204, "the new quota is in service");
+    server.stop().await;
+}

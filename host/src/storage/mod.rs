@@ -129,7 +129,10 @@ pub struct Page {
 #[async_trait::async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Opens a namespace, creating it if needed. `quota` bounds the bytes
-    /// (keys plus values) it may hold; `None` is unbounded (system use).
+    /// (keys plus values) it may hold (`None`: unbounded, for system use)
+    /// when this opens it; an open one keeps its quota until
+    /// [`Namespace::set_quota`], so that loading a version that is then
+    /// refused changes nothing of the serving one.
     fn namespace(&self, id: NamespaceId, quota: Option<u64>) -> Result<Arc<dyn Namespace>, StorageError>;
 
     /// Makes every write made so far durable against a process kill.
@@ -201,6 +204,8 @@ pub trait Namespace: Send + Sync {
     ) -> Result<VersionedWrite, StorageError>;
     /// Bytes held now.
     fn used_bytes(&self) -> u64;
+    /// Bounds the bytes it may hold from now on (`None`: unbounded).
+    fn set_quota(&self, quota: Option<u64>);
 }
 
 /// Refuses keys no backend should see.

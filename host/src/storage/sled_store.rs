@@ -137,7 +137,6 @@ impl Storage for SledStorage {
     fn namespace(&self, id: NamespaceId, quota: Option<u64>) -> Result<Arc<dyn Namespace>, StorageError> {
         let mut open = self.open.lock().expect("namespace map lock poisoned");
         if let Some(ns) = open.get(&id) {
-            *ns.quota.lock().expect("quota lock poisoned") = quota;
             return Ok(ns.clone());
         }
         let name = tree_name(&id);
@@ -239,7 +238,7 @@ struct SledNamespace {
     /// The running snapshot, if any: every write first hands it the value
     /// it replaces.
     capture: Arc<ArcSwapOption<Capture>>,
-    /// Byte quota; replaced when a plugin is reconfigured.
+    /// Byte quota; replaced when a reconfigured plugin goes into service.
     quota: Mutex<Option<u64>>,
     /// Bytes held. Writers hold this lock across read-check-write so the
     /// count stays exact and the quota can never be overshot; sled calls are
@@ -445,6 +444,10 @@ impl Namespace for SledNamespace {
 
     fn used_bytes(&self) -> u64 {
         *self.used.lock().expect("usage lock poisoned")
+    }
+
+    fn set_quota(&self, quota: Option<u64>) {
+        *self.quota.lock().expect("quota lock poisoned") = quota;
     }
 }
 
