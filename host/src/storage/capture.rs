@@ -90,25 +90,14 @@ impl Capture {
 
 /// A snapshot of a sled database; the capture ends when it is dropped.
 pub struct SledSnapshot {
-    db: sled::Db,
-    trees: Vec<String>,
-    capture: Arc<Capture>,
-    slot: Arc<ArcSwapOption<Capture>>,
-    versions_issued: u64,
-    pause: Duration,
-}
-
-impl SledSnapshot {
-    pub(super) fn new(
-        db: sled::Db,
-        trees: Vec<String>,
-        capture: Arc<Capture>,
-        slot: Arc<ArcSwapOption<Capture>>,
-        versions_issued: u64,
-        pause: Duration,
-    ) -> Self {
-        Self { db, trees, capture, slot, versions_issued, pause }
-    }
+    pub(super) db: sled::Db,
+    /// The namespaces' trees at the cut.
+    pub(super) trees: Vec<String>,
+    pub(super) capture: Arc<Capture>,
+    /// Where the storage holds the running capture, emptied on drop.
+    pub(super) slot: Arc<ArcSwapOption<Capture>>,
+    pub(super) versions_issued: u64,
+    pub(super) pause: Duration,
 }
 
 impl Drop for SledSnapshot {

@@ -199,14 +199,14 @@ impl Storage for SledStorage {
                 return Err(e);
             }
         };
-        Ok(Box::new(SledSnapshot::new(
-            self.db.clone(),
-            self.namespace_trees(),
+        Ok(Box::new(SledSnapshot {
+            db: self.db.clone(),
+            trees: self.namespace_trees(),
             capture,
-            self.capture.clone(),
-            issued,
+            slot: self.capture.clone(),
+            versions_issued: issued,
             pause,
-        )))
+        }))
     }
 
     async fn flush(&self) -> Result<(), StorageError> {
