@@ -134,7 +134,7 @@ impl Backups {
     /// another runs.
     pub fn start(&self) -> Result<String, BackupError> {
         let mut pending = self.pending.lock().expect("backup list lock poisoned");
-        if pending.values().any(|s| matches!(s, Status::Running { .. })) {
+        if any_running(&pending) {
             return Err(BackupError::Busy);
         }
         let now = SystemTime::now();
@@ -149,7 +149,7 @@ impl Backups {
 
     /// Whether a backup is being taken now.
     pub fn running(&self) -> bool {
-        self.pending.lock().expect("backup list lock poisoned").values().any(|s| matches!(s, Status::Running { .. }))
+        any_running(&self.pending.lock().expect("backup list lock poisoned"))
     }
 
     /// Records how backup `id` ended.
@@ -168,9 +168,9 @@ impl Backups {
         result
     }
 
-    /// Every backup: files in the directory, newest first, then what this
-    /// process is taking or failed to take. A file that cannot be read is
-    /// listed as failed, with why.
+    /// Every backup: what this process is taking or failed to take, then
+    /// the files in the directory, newest first. A file that cannot be read
+    /// is listed as failed, with why.
     pub fn list(&self) -> Vec<Status> {
         let mut listed: Vec<Status> =
             self.pending.lock().expect("backup list lock poisoned").values().cloned().collect();
@@ -209,6 +209,10 @@ impl Backups {
         files.sort();
         files
     }
+}
+
+fn any_running(pending: &BTreeMap<String, Status>) -> bool {
+    pending.values().any(|s| matches!(s, Status::Running { .. }))
 }
 
 fn rfc3339(time: SystemTime) -> String {
