@@ -57,15 +57,30 @@ pub mod testing;
 pub mod tus;
 pub mod webhooks;
 
-/// The code `wit-bindgen` generates for `plinth:platform/plugin-with-migrations`.
+/// The code `wit-bindgen` generates for `plinth:platform/plugin`.
 #[allow(missing_docs, unsafe_code, reason = "generated; the WIT documents it")]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",
-        world: "plinth:platform/plugin-with-migrations",
+        world: "plinth:platform/plugin",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
         default_bindings_module: "plinth_kit::bindings",
+    });
+}
+
+/// The `migrations` export (world `plinth:platform/migrating`), exported
+/// beside the handler only by a plugin that declares steps, so that the
+/// others carry no migration code (each instance pays for it).
+#[allow(missing_docs, unsafe_code, reason = "generated; the WIT documents it")]
+pub mod migrating_bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "plinth:platform/migrating",
+        pub_export_macro: true,
+        export_macro_name: "export_migrations",
+        default_bindings_module: "plinth_kit::migrating_bindings",
+        with: { "plinth:platform/log@0.1.0": crate::bindings::plinth::platform::log },
     });
 }
 
@@ -102,9 +117,6 @@ pub fn new_id() -> String {
 #[macro_export]
 macro_rules! plugin {
     ($router:path) => {
-        $crate::plugin!($router, migrations = $crate::migrations::Migrations::new);
-    };
-    ($router:path, migrations = $migrations:path) => {
         #[doc(hidden)]
         pub struct PlinthKitPlugin;
 
@@ -120,30 +132,32 @@ macro_rules! plugin {
             }
         }
 
-        impl $crate::bindings::exports::plinth::platform::migrations::Guest for PlinthKitPlugin {
-            fn steps() -> ::std::vec::Vec<$crate::bindings::exports::plinth::platform::migrations::Step> {
+        $crate::bindings::export_bindings!(PlinthKitPlugin with_types_in $crate::bindings);
+    };
+    ($router:path, migrations = $migrations:path) => {
+        $crate::plugin!($router);
+
+        impl $crate::migrating_bindings::exports::plinth::platform::migrations::Guest for PlinthKitPlugin {
+            fn steps() -> ::std::vec::Vec<$crate::migrations::DeclaredStep> {
                 $migrations().declared()
             }
 
             fn convert(
                 to: u32,
                 direction: $crate::migrations::Direction,
-                record: $crate::bindings::exports::plinth::platform::migrations::Entry,
-            ) -> ::std::result::Result<
-                $crate::bindings::exports::plinth::platform::migrations::Entry,
-                ::std::string::String,
-            > {
+                record: $crate::migrations::Entry,
+            ) -> ::std::result::Result<$crate::migrations::Entry, ::std::string::String> {
                 $migrations().convert(to, direction, record.into()).map(::std::convert::Into::into)
             }
 
             fn check(
                 version: u32,
-                record: $crate::bindings::exports::plinth::platform::migrations::Entry,
+                record: $crate::migrations::Entry,
             ) -> ::std::result::Result<(), ::std::string::String> {
                 $migrations().check_record(version, &record.into())
             }
         }
 
-        $crate::bindings::export_bindings!(PlinthKitPlugin with_types_in $crate::bindings);
+        $crate::migrating_bindings::export_migrations!(PlinthKitPlugin with_types_in $crate::migrating_bindings);
     };
 }

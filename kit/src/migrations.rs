@@ -16,9 +16,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::exports::plinth::platform::migrations as wit;
+use crate::migrating_bindings::exports::plinth::platform::migrations as wit;
 
-pub use wit::Direction;
+pub use wit::{Direction, Entry, Step as DeclaredStep};
 
 /// One stored record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +41,13 @@ impl Record {
     }
 }
 
-impl From<wit::Entry> for Record {
-    fn from(entry: wit::Entry) -> Self {
+impl From<Entry> for Record {
+    fn from(entry: Entry) -> Self {
         Self { key: entry.key, value: entry.value }
     }
 }
 
-impl From<Record> for wit::Entry {
+impl From<Record> for Entry {
     fn from(record: Record) -> Self {
         Self { key: record.key, value: record.value }
     }
@@ -122,11 +122,11 @@ impl Migrations {
     }
 
     #[doc(hidden)]
-    pub fn declared(&self) -> Vec<wit::Step> {
+    pub fn declared(&self) -> Vec<DeclaredStep> {
         self.steps
             .iter()
             .enumerate()
-            .map(|(i, step)| wit::Step {
+            .map(|(i, step)| DeclaredStep {
                 to: i as u32 + 1,
                 name: step.name.to_owned(),
                 families: step.families.iter().map(|f| (*f).to_owned()).collect(),
