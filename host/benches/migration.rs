@@ -46,21 +46,7 @@ async fn main() {
     }
     storage.flush().await.unwrap();
 
-    let key = plinth::audit::AuditKey::from_bytes([1; 32]);
-    let bench = plinth::migrations::run::Workbench {
-        blobs: Arc::new(
-            plinth::blobs::Blobs::open(data.join("blobs"), storage.clone(), &config.scanner).await.unwrap(),
-        ),
-        audit: Arc::new(plinth::audit::AuditLog::open(storage.as_ref(), None, key.clone()).await.unwrap()),
-        ledger: plinth::migrations::Ledger::open(storage.as_ref()).unwrap(),
-        backups: Arc::new(plinth::backup::Backups::new(
-            dir.path().join("backups"),
-            plinth::backup::BackupKey::of(&key),
-        )),
-        key,
-        actor: plinth::audit::Actor::Cli,
-        storage: storage.clone(),
-    };
+    let bench = plinth::migrations::run::Workbench::offline(&config, storage.clone()).await.unwrap();
     let runtime = plinth::runtime::Runtime::new(4, None).unwrap();
     let plugin =
         plinth::migrations::run::PluginMigrations::load(&runtime, &config.plugins[0], &bench.ledger).await.unwrap();

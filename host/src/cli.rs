@@ -544,19 +544,7 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
         crate::storage::SledStorage::open(path)
             .with_context(|| format!("opening {} (is a server still running on it? stop it first)", path.display()))?,
     );
-    let key = crate::audit::AuditKey::load_or_create(&config.audit.key_file)?;
-    let bench = Workbench {
-        blobs: Arc::new(crate::blobs::Blobs::open(path.join("blobs"), storage.clone(), &config.scanner).await?),
-        audit: Arc::new(crate::audit::AuditLog::open(storage.as_ref(), None, key.clone()).await?),
-        ledger: crate::migrations::Ledger::open(storage.as_ref())?,
-        backups: Arc::new(crate::backup::Backups::new(
-            config.storage.backups_dir(),
-            crate::backup::BackupKey::of(&key),
-        )),
-        key,
-        actor: crate::audit::Actor::Cli,
-        storage,
-    };
+    let bench = Workbench::offline(&config, storage).await?;
     let runtime = Runtime::new(4, Some(path.join("compiled")))?;
     let plugin = |name: &str| {
         config

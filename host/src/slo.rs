@@ -76,8 +76,19 @@ pub struct BurnRate {
 
 /// The objectives and what requests did against them.
 pub struct Slos {
-    config: Mutex<SloConfig>,
-    history: Mutex<HashMap<String, History>>,
+    state: Mutex<State>,
+}
+
+/// One lock for both, so that a request takes one.
+struct State {
+    config: SloConfig,
+    history: HashMap<String, History>,
+}
+
+impl State {
+    fn objective(&self, class: &str) -> Objective {
+        self.config.classes.get(class).copied().unwrap_or(self.config.default)
+    }
 }
 
 fn now_secs() -> u64 {
@@ -87,17 +98,12 @@ fn now_secs() -> u64 {
 impl Slos {
     /// Objectives from the config.
     pub fn new(config: &SloConfig) -> Self {
-        Self { config: Mutex::new(config.clone()), history: Mutex::new(HashMap::new()) }
+        Self { state: Mutex::new(State { config: config.clone(), history: HashMap::new() }) }
     }
 
     /// Takes a reloaded config's objectives; the history stays.
     pub fn set(&self, config: &SloConfig) {
-        *self.config.lock().expect("slo lock poisoned") = config.clone();
-    }
-
-    fn objective(&self, class: &str) -> Objective {
-        let config = self.config.lock().expect("slo lock poisoned");
-        config.classes.get(class).copied().unwrap_or(config.default)
+        self.state.lock().expect("slo lock poisoned").config = config.clone();
     }
 
     /// Counts one request of `class`.
@@ -106,13 +112,12 @@ impl Slos {
     }
 
     fn record_at(&self, now: u64, class: &str, status: u16, took: Duration) {
-        let objective = self.objective(class);
-        let slow = took.as_millis() > u128::from(objective.latency_ms);
-        let mut history = self.history.lock().expect("slo lock poisoned");
-        if !history.contains_key(class) {
-            history.insert(class.to_owned(), History::default());
+        let mut state = self.state.lock().expect("slo lock poisoned");
+        let slow = took.as_millis() > u128::from(state.objective(class).latency_ms);
+        if !state.history.contains_key(class) {
+            state.history.insert(class.to_owned(), History::default());
         }
-        history.get_mut(class).expect("inserted").add(now, status >= 500, slow);
+        state.history.get_mut(class).expect("inserted").add(now, status >= 500, slow);
     }
 
     /// Every class's burn rates now.
@@ -121,11 +126,11 @@ impl Slos {
     }
 
     fn burn_rates_at(&self, now: u64) -> Vec<BurnRate> {
-        let history = self.history.lock().expect("slo lock poisoned");
-        let classes: BTreeMap<&String, &History> = history.iter().collect();
+        let state = self.state.lock().expect("slo lock poisoned");
+        let classes: BTreeMap<&String, &History> = state.history.iter().collect();
         let mut rates = Vec::new();
         for (class, counts) in classes {
-            let objective = self.objective(class);
+            let objective = state.objective(class);
             for (window, secs) in WINDOWS {
                 let (total, errors, slow) = counts.within(now, secs);
                 let burn = |bad: u64, target: f64| {

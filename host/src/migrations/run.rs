@@ -377,6 +377,22 @@ async fn convert_all(
 }
 
 impl Workbench {
+    /// The workbench of the data directory `config` names, over `storage`
+    /// (which no server is using), acting as the operator at the command line.
+    pub async fn offline(config: &crate::config::Config, storage: Arc<dyn Storage>) -> anyhow::Result<Self> {
+        let key = AuditKey::load_or_create(&config.audit.key_file)?;
+        let blobs = Blobs::open(config.storage.path.join("blobs"), storage.clone(), &config.scanner).await?;
+        Ok(Self {
+            blobs: Arc::new(blobs),
+            audit: Arc::new(AuditLog::open(storage.as_ref(), None, key.clone()).await?),
+            ledger: Ledger::open(storage.as_ref())?,
+            backups: Arc::new(Backups::new(config.storage.backups_dir(), crate::backup::BackupKey::of(&key))),
+            key,
+            actor: Actor::Cli,
+            storage,
+        })
+    }
+
     /// Records what was done, as the workbench's actor.
     pub async fn record(&self, action: &str, plugin: &str, outcome: Outcome, reason: String) -> anyhow::Result<()> {
         let envelope = Envelope { actor: self.actor.clone(), plugin: Some(plugin.to_owned()), ..Envelope::system() };
@@ -614,22 +630,11 @@ impl Workbench {
 
     /// Ends the step window: the previous version's data is removed.
     pub async fn complete(&self, plugin: &PluginMigrations) -> anyhow::Result<()> {
-        let state = plugin.state;
-        let previous = state
+        let previous = plugin
+            .state
             .previous
             .ok_or_else(|| anyhow::anyhow!("plugin `{}`: no step is waiting to be completed", plugin.name))?;
-        self.storage.remove_namespace(namespace_at(&plugin.name, previous))?;
-        let gone: Vec<u32> = plugin.applied.iter().map(|a| a.to).filter(|to| *to > state.version).collect();
-        self.ledger
-            .commit(&plugin.name, DataState { version: state.version, previous: None, baseline: false }, &[], &gone)
-            .await?;
-        self.record(
-            "migration.completed",
-            &plugin.name,
-            Outcome::Success,
-            format!("data at version {}; version {previous} removed", state.version),
-        )
-        .await
+        self.end_window(plugin, plugin.state.version, previous, "migration.completed").await
     }
 
     /// Switches back to the data the last step started from, as it was,
@@ -654,18 +659,18 @@ impl Workbench {
                 now.entries
             );
         }
-        self.storage.remove_namespace(namespace_at(&plugin.name, state.version))?;
-        let undone: Vec<u32> = plugin.applied.iter().map(|a| a.to).filter(|to| *to > previous).collect();
-        self.ledger
-            .commit(&plugin.name, DataState { version: previous, previous: None, baseline: false }, &[], &undone)
-            .await?;
-        self.record(
-            "migration.aborted",
-            &plugin.name,
-            Outcome::Success,
-            format!("back to version {previous}; version {} removed", state.version),
-        )
-        .await
+        self.end_window(plugin, previous, state.version, "migration.aborted").await
+    }
+
+    /// Ends a step window keeping the data at `keep` and removing that at
+    /// `remove`, with the applied steps past `keep`.
+    async fn end_window(&self, plugin: &PluginMigrations, keep: u32, remove: u32, action: &str) -> anyhow::Result<()> {
+        self.storage.remove_namespace(namespace_at(&plugin.name, remove))?;
+        let gone: Vec<u32> = plugin.applied.iter().map(|a| a.to).filter(|to| *to > keep).collect();
+        let state = DataState { version: keep, previous: None, baseline: false };
+        self.ledger.commit(&plugin.name, state, &[], &gone).await?;
+        self.record(action, &plugin.name, Outcome::Success, format!("data at version {keep}; version {remove} removed"))
+            .await
     }
 
     /// Converts a completed plugin's data back down to `version` with the

@@ -81,26 +81,18 @@ impl SledStorage {
         Ok(())
     }
 
-    /// Writes entries into a namespace's tree as they are, without
-    /// accounting, for a restore into a database nothing else uses.
+    /// Writes entries into a namespace's tree as they are, in one batch,
+    /// without accounting, for a restore into a database nothing else uses.
     pub fn import(
         &self,
         tree: &str,
         entries: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
     ) -> Result<(), StorageError> {
-        let tree = self.db.open_tree(tree).map_err(backend)?;
         let mut batch = sled::Batch::default();
-        let mut pending = 0usize;
         for (key, value) in entries {
-            pending += key.len() + value.len();
             batch.insert(key, value);
-            if pending >= IMPORT_BATCH_BYTES {
-                tree.apply_batch(std::mem::take(&mut batch)).map_err(backend)?;
-                pending = 0;
-            }
         }
-        tree.apply_batch(batch).map_err(backend)?;
-        Ok(())
+        self.db.open_tree(tree).map_err(backend)?.apply_batch(batch).map_err(backend)
     }
 
     /// Names of the trees that hold namespaces (sled's default tree holds
@@ -117,9 +109,6 @@ impl SledStorage {
         trees
     }
 }
-
-/// Bytes an import writes per sled batch.
-const IMPORT_BATCH_BYTES: usize = 8 << 20;
 
 fn tree_name(id: &NamespaceId) -> String {
     match id {
@@ -262,18 +251,23 @@ impl SledNamespace {
         }
     }
 
-    /// The value a write is about to replace, handed to a running
-    /// snapshot first; the caller holds the usage lock.
-    fn replacing(&self, key: &str) -> Result<Option<sled::IVec>, StorageError> {
+    /// Hands a running snapshot the value `key` holds before a write
+    /// replaces it, reading it only while one runs; the caller holds the
+    /// usage lock.
+    fn preserve(&self, key: &str) -> Result<(), StorageError> {
+        if let Some(capture) = self.capture.load().as_ref() {
+            capture.preserve(&self.name, key.as_bytes(), self.tree.get(key).map_err(backend)?.as_ref());
+        }
+        Ok(())
+    }
+
+    /// The size of what a write replaces, handed to a running snapshot.
+    fn old_size(&self, key: &str) -> Result<u64, StorageError> {
         let old = self.tree.get(key).map_err(backend)?;
         if let Some(capture) = self.capture.load().as_ref() {
             capture.preserve(&self.name, key.as_bytes(), old.as_ref());
         }
-        Ok(old)
-    }
-
-    fn old_size(&self, key: &str) -> Result<u64, StorageError> {
-        Ok(self.replacing(key)?.map_or(0, |v| size(key, &v)))
+        Ok(old.map_or(0, |v| size(key, &v)))
     }
 
     /// Applies `ops` as one sled batch, all or none, within the quota; the
@@ -340,9 +334,7 @@ impl Namespace for SledNamespace {
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
         check_key(key)?;
         let mut used = self.used.lock().expect("usage lock poisoned");
-        if self.capture.load().is_some() {
-            self.replacing(key)?;
-        }
+        self.preserve(key)?;
         let old = self.tree.remove(key).map_err(backend)?;
         if let Some(v) = &old {
             *used -= size(key, v);
@@ -364,9 +356,7 @@ impl Namespace for SledNamespace {
         let freed = expected.as_ref().map_or(0, |v| size(key, v));
         let added = new.as_ref().map_or(0, |v| size(key, v));
         self.admit(*used, freed, added)?;
-        if self.capture.load().is_some() {
-            self.replacing(key)?;
-        }
+        self.preserve(key)?;
         match self.tree.compare_and_swap(key, expected, new).map_err(backend)? {
             Ok(()) => {
                 *used = *used - freed + added;
