@@ -301,6 +301,8 @@ pub struct App {
     pub backups: Arc<crate::backup::Backups>,
     /// Service level objectives and the burn of their budgets.
     pub slo: crate::slo::Slos,
+    /// Plugins' data namespaces, and the migration windows open on them.
+    pub windows: Arc<crate::migrations::online::Windows>,
     /// Permits for requests being handled; bounds in-flight work (and so
     /// live instances, which the runtime's pool is sized for).
     pub in_flight: Arc<Semaphore>,
@@ -400,6 +402,12 @@ impl App {
         let max_in_flight = u32::try_from(config.server.max_in_flight).context("server.max_in_flight is too large")?;
         let runtime =
             Runtime::new(max_in_flight + crate::config::MAX_WORKER_SLOTS, Some(config.storage.path.join("compiled")))?;
+        let runtime = Arc::new(runtime);
+        let windows = Arc::new(crate::migrations::online::Windows::new(storage.clone(), metrics.clone()));
+        windows
+            .resume(&runtime, crate::migrations::Ledger::open(storage.as_ref())?)
+            .await
+            .context("opening the migration windows")?;
         let mut app = Self {
             server: config.server.clone(),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
@@ -429,7 +437,8 @@ impl App {
             jobs,
             backups,
             slo: crate::slo::Slos::new(&config.slo),
-            runtime: Arc::new(runtime),
+            windows,
+            runtime,
             metrics,
             source,
             reloading: tokio::sync::Mutex::new(()),
@@ -620,33 +629,35 @@ impl App {
         main: Option<u32>,
     ) -> anyhow::Result<(Plugin, Origin)> {
         let prepared = self.runtime.prepare_bytes(entry, bytes, digest).await?;
-        if let Some(main) = main {
-            anyhow::ensure!(
-                prepared.data_version == main,
-                "plugin `{}`: its canary serves data version {}, its main version {main}; a canary serves the same \
-                 data (migrate with the server stopped, then deploy the new version)",
-                entry.name,
-                prepared.data_version
-            );
-        }
         let data = crate::migrations::Ledger::open(self.storage.as_ref())?
             .serving(self.storage.as_ref(), &entry.name, prepared.data_version)
             .await?;
+        let servable = self.windows.servable(&entry.name, data);
+        if let Some(main) = main {
+            anyhow::ensure!(
+                prepared.data_version == main || servable.contains(&prepared.data_version),
+                "plugin `{}`: its canary serves data version {}, its main version {main}; a canary serves the same \
+                 data, or the next version while a migration window is open (rehearse, then `POST \
+                 /admin/migrations/{}/apply`)",
+                entry.name,
+                prepared.data_version,
+                entry.name
+            );
+        }
         anyhow::ensure!(
-            prepared.data_version == data.version,
+            servable.contains(&prepared.data_version),
             "plugin `{}`: its component serves data version {}, its stored data is at version {}: {}",
             entry.name,
             prepared.data_version,
             data.version,
             if prepared.data_version > data.version {
-                "with the server stopped, `plinth migrate rehearse` then `plinth migrate apply` it"
+                "rehearse and apply the migration (with the server stopped, or beside a canary through a migration \
+                 window)"
             } else {
                 "configure the component that migrated it, or take the data down with `plinth migrate down` first"
             }
         );
-        let namespace = self
-            .storage
-            .namespace(crate::migrations::namespace_at(&entry.name, data.version), Some(entry.limits.kv_bytes.0))?;
+        let namespace = self.windows.handle(&entry.name, prepared.data_version, entry.limits.kv_bytes.0)?;
         let ctx = Arc::new(PluginContext {
             name: entry.name.as_str().into(),
             namespace,
@@ -690,6 +701,13 @@ impl App {
         let Some(previous) = &active.previous else {
             return Err(format!("plugin `{name}` has no previous version loaded"));
         };
+        let data = self.data_state(name).await.map_err(|e| e.to_string())?;
+        if !self.windows.servable(name, data).contains(&previous.plugin.data_version) {
+            return Err(format!(
+                "plugin `{name}`: its previous version serves data version {}, which the data is no longer at",
+                previous.plugin.data_version
+            ));
+        }
         let restored = LoadedPlugin {
             previous: Some(Arc::new(LoadedPlugin { previous: None, ..LoadedPlugin::clone(active) })),
             loaded_at: now_rfc3339(),
@@ -717,6 +735,33 @@ impl App {
         self.deployment.store(Arc::new(next));
         let _ = self.storage.flush().await;
         Ok(())
+    }
+
+    /// Where a plugin's data stands.
+    pub async fn data_state(&self, plugin: &str) -> Result<crate::migrations::DataState, crate::storage::StorageError> {
+        crate::migrations::Ledger::open(self.storage.as_ref())?.state(plugin).await
+    }
+
+    /// Closes a plugin's migration window (see
+    /// [`crate::migrations::online::Windows::close`]), between reloads so
+    /// that what its loaded versions serve cannot change meanwhile; the data
+    /// version kept.
+    pub async fn close_window(
+        &self,
+        bench: &crate::migrations::run::Workbench,
+        plugin: &str,
+        keep_newer: bool,
+    ) -> anyhow::Result<u32> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let deployment = self.deployment.load();
+        let serving: Vec<u32> = deployment
+            .plugins
+            .iter()
+            .filter(|p| p.config.name == plugin)
+            .flat_map(|p| std::iter::once(p.plugin.data_version).chain(p.canary.iter().map(|(c, _)| c.data_version)))
+            .collect();
+        let window = self.windows.close(bench, plugin, keep_newer, &serving).await?;
+        Ok(if keep_newer { window.to } else { window.from })
     }
 
     /// Reads the config again and swaps in what changed. A config that does

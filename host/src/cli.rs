@@ -558,8 +558,17 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
             let mut problems = 0;
             for entry in &config.plugins {
                 let p = PluginMigrations::load(&runtime, entry, &bench.ledger).await?;
-                let waiting =
-                    p.state.previous.map(|v| format!(", version {v} kept until `complete`")).unwrap_or_default();
+                let waiting = match (&p.window, p.state.previous) {
+                    (Some(w), _) => format!(
+                        ", in a window with version {} (backfill {} of {} records{})",
+                        w.to,
+                        w.copied,
+                        w.total,
+                        w.failure.as_ref().map(|f| format!(", halted: {f}")).unwrap_or_default()
+                    ),
+                    (None, Some(v)) => format!(", version {v} kept until `complete`"),
+                    (None, None) => String::new(),
+                };
                 println!(
                     "plugin `{}`: data at version {}{waiting}; its component serves version {}",
                     p.name,
@@ -597,7 +606,8 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
             let p = PluginMigrations::load(&runtime, plugin(&name)?, &bench.ledger).await?;
             let r = bench.rehearse(&p).await?;
             println!(
-                "ok: plugin `{name}` rehearsed {} → {} on backup {}: {} records converted, down gave the data back, up                  twice gave one result; {} ms, peak {} of {} quota bytes; receipt {}",
+                "ok: plugin `{name}` rehearsed {} → {} on backup {}: {} records converted, down gave the data back, up \
+                 twice gave one result; {} ms, peak {} of {} quota bytes; receipt {}",
                 r.from, r.to, r.backup, r.converted, r.duration_ms, r.peak_bytes, r.quota_bytes, r.id
             );
             Ok(())
@@ -618,12 +628,22 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
         }
         MigrateAction::Complete { plugin: name } => {
             let p = PluginMigrations::load(&runtime, plugin(&name)?, &bench.ledger).await?;
+            if p.window.is_some() {
+                let kept = close_window(&bench, &runtime, &name, true).await?;
+                println!("ok: plugin `{name}`: data at version {kept}");
+                return Ok(());
+            }
             bench.complete(&p).await?;
             println!("ok: plugin `{name}`: data at version {}", p.state.version);
             Ok(())
         }
         MigrateAction::Abort { plugin: name, force } => {
             let p = PluginMigrations::load(&runtime, plugin(&name)?, &bench.ledger).await?;
+            if p.window.is_some() {
+                let kept = close_window(&bench, &runtime, &name, false).await?;
+                println!("ok: plugin `{name}`: back at version {kept}");
+                return Ok(());
+            }
             bench.abort(&p, force).await?;
             println!("ok: plugin `{name}`: back at version {}", p.state.previous.unwrap_or_default());
             Ok(())
@@ -637,6 +657,20 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
             Ok(())
         }
     }
+}
+
+/// Closes a plugin's migration window with the server stopped (nothing
+/// serves either version), keeping the newer data or the older.
+async fn close_window(
+    bench: &crate::migrations::run::Workbench,
+    runtime: &Runtime,
+    plugin: &str,
+    keep_newer: bool,
+) -> anyhow::Result<u32> {
+    let windows = Arc::new(crate::migrations::online::Windows::new(bench.storage.clone(), Arc::default()));
+    windows.resume(runtime, crate::migrations::Ledger::open(bench.storage.as_ref())?).await?;
+    let window = windows.close(bench, plugin, keep_newer, &[]).await?;
+    Ok(if keep_newer { window.to } else { window.from })
 }
 
 /// `plinth audit verify` and, with `seal`, `plinth audit seal`.

@@ -22,6 +22,13 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// A plugin, whatever its version.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginOnly {
+    /// Plugin name.
+    pub plugin: String,
+}
+
 /// A route pattern.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
@@ -114,6 +121,12 @@ pub struct Metrics {
     pub backup_write_pause: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Error-budget burn rates per route class, objective and window.
     pub slo_burn_rate: Family<BurnLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Records a migration window's backfill went through.
+    pub migration_backfill_records: Family<PluginOnly, Counter>,
+    /// The share of a window's records the backfill went through (0 to 1).
+    pub migration_backfill_progress: Family<PluginOnly, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Records that did not convert between a window's data versions.
+    pub migration_conversion_failures: Family<PluginOnly, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -147,6 +160,9 @@ impl Default for Metrics {
             backups: Family::default(),
             backup_write_pause: Gauge::default(),
             slo_burn_rate: Family::default(),
+            migration_backfill_records: Family::default(),
+            migration_backfill_progress: Family::default(),
+            migration_conversion_failures: Family::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "HTTP requests by route, method and status", metrics.requests.clone());
@@ -189,6 +205,21 @@ impl Default for Metrics {
             "Error budget burn rate per route class, objective (availability, latency) and window; 1 spends the \
              budget exactly over the objective's period",
             metrics.slo_burn_rate.clone(),
+        );
+        registry.register(
+            "migration_backfill_records",
+            "Records a migration window's backfill went through",
+            metrics.migration_backfill_records.clone(),
+        );
+        registry.register(
+            "migration_backfill_progress",
+            "Share of a migration window's records the backfill went through (1: through)",
+            metrics.migration_backfill_progress.clone(),
+        );
+        registry.register(
+            "migration_conversion_failures",
+            "Records that did not convert between a migration window's data versions",
+            metrics.migration_conversion_failures.clone(),
         );
         registry.register(
             "backup_write_pause_seconds",

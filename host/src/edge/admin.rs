@@ -112,9 +112,15 @@ pub async fn handle(
             }
             Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "plugins": plugins })))
         }
-        (&Method::POST, _) if path.starts_with("/admin/migrations/") && path.ends_with("/rehearse") => {
-            let name = path.trim_start_matches("/admin/migrations/").trim_end_matches("/rehearse");
-            start_rehearsal(app, name, envelope).await
+        (&Method::POST, _) if path.starts_with("/admin/migrations/") => {
+            let rest = path.trim_start_matches("/admin/migrations/");
+            match rest.rsplit_once('/') {
+                Some((name, "rehearse")) => start_rehearsal(app, name, envelope).await,
+                Some((name, "apply")) => open_window(app, name, query, envelope).await,
+                Some((name, "complete")) => close_window(app, name, true, envelope).await,
+                Some((name, "abort")) => close_window(app, name, false, envelope).await,
+                _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no admin route {path}"))),
+            }
         }
         (&Method::GET, "/admin/data/shape") => {
             let snapshot = app.storage.snapshot().map_err(|_| {
@@ -243,34 +249,8 @@ fn start_backup(app: &App, envelope: &Envelope) -> Result<Response<Full<Bytes>>,
 /// deployment refused (its data version is not the data's) can be
 /// rehearsed before the server is stopped to apply it.
 async fn start_rehearsal(app: &App, name: &str, envelope: &Envelope) -> Result<Response<Full<Bytes>>, ApiError> {
-    let config = match app.config_source() {
-        Some(source) => source
-            .load()
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "config_invalid", format!("{e:#}")))?,
-        None => app.deployment.load().config.clone(),
-    };
-    let entry = config
-        .plugins
-        .iter()
-        .find(|p| p.name == name)
-        .cloned()
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("there is no plugin `{name}`")))?;
-    if app.backups.running() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "backup_running",
-            "a backup is being taken; wait for it to end",
-        ));
-    }
-    let bench = crate::migrations::run::Workbench {
-        storage: app.storage.clone(),
-        blobs: app.blobs.clone(),
-        key: app.audit.key(),
-        audit: app.audit.clone(),
-        ledger: crate::migrations::Ledger::open(app.storage.as_ref()).map_err(ledger_error)?,
-        backups: app.backups.clone(),
-        actor: envelope.actor.clone(),
-    };
+    let entry = configured_plugin(app, name)?;
+    let bench = workbench(app, envelope)?;
     let runtime = app.runtime.clone();
     let handle = tokio::runtime::Handle::current();
     // Restoring and converting do blocking file and database work: on a
@@ -292,6 +272,103 @@ async fn start_rehearsal(app: &App, name: &str, envelope: &Envelope) -> Result<R
         StatusCode::ACCEPTED,
         &serde_json::json!({ "plugin": name, "state": "running", "href": "/admin/migrations" }),
     ))
+}
+
+/// A plugin's entry as the config file holds it now, so that a component
+/// the running deployment refused (its data version is not the data's)
+/// can be rehearsed and migrated to.
+fn configured_plugin(app: &App, name: &str) -> Result<crate::config::PluginConfig, ApiError> {
+    let config = match app.config_source() {
+        Some(source) => source
+            .load()
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "config_invalid", format!("{e:#}")))?,
+        None => app.deployment.load().config.clone(),
+    };
+    config
+        .plugins
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("there is no plugin `{name}`")))
+}
+
+/// The workbench of the serving data, acting as the admin; refused while
+/// a backup runs (each step takes one).
+fn workbench(app: &App, envelope: &Envelope) -> Result<crate::migrations::run::Workbench, ApiError> {
+    if app.backups.running() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "backup_running",
+            "a backup is being taken; wait for it to end",
+        ));
+    }
+    Ok(crate::migrations::run::Workbench {
+        storage: app.storage.clone(),
+        blobs: app.blobs.clone(),
+        key: app.audit.key(),
+        audit: app.audit.clone(),
+        ledger: crate::migrations::Ledger::open(app.storage.as_ref()).map_err(ledger_error)?,
+        backups: app.backups.clone(),
+        actor: envelope.actor.clone(),
+    })
+}
+
+/// `POST /admin/migrations/{name}/apply[?override=REASON]`: opens a
+/// migration window for the plugin's next step while it serves (its canary,
+/// if configured, is the newer version). Runs on a task of its own, so a
+/// client that goes away does not cut it short.
+async fn open_window(
+    app: &App,
+    name: &str,
+    query: Option<&str>,
+    envelope: &Envelope,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let entry = configured_plugin(app, name)?;
+    let bench = workbench(app, envelope)?;
+    let reason = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(key, _)| key == "override")
+        .map(|(_, reason)| reason.into_owned());
+    if reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
+        return Err(invalid_query("override", "must give a reason"));
+    }
+    let (runtime, windows) = (app.runtime.clone(), app.windows.clone());
+    let opened = tokio::spawn(async move {
+        let opened = async {
+            let plugin = crate::migrations::run::PluginMigrations::load(&runtime, &entry, &bench.ledger).await?;
+            let limits = (entry.limits.memory.0, entry.limits.timeout_ms);
+            windows.open(&bench, plugin, limits, reason.as_deref()).await
+        }
+        .await;
+        if let Err(e) = &opened {
+            let _ = bench.record("migration.window_opened", &entry.name, Outcome::Failure, format!("{e:#}")).await;
+        }
+        opened
+    })
+    .await
+    .expect("opening a window does not panic");
+    match opened {
+        Ok(window) => Ok(super::json_response(
+            StatusCode::CREATED,
+            &serde_json::json!({ "plugin": name, "window": window, "href": "/admin/migrations" }),
+        )),
+        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, "migration_refused", format!("{e:#}"))),
+    }
+}
+
+/// `POST /admin/migrations/{name}/complete` and `/abort`: closes the
+/// plugin's window, keeping the newer data (complete) or the older (abort).
+async fn close_window(
+    app: &App,
+    name: &str,
+    keep_newer: bool,
+    envelope: &Envelope,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let bench = workbench(app, envelope)?;
+    match app.close_window(&bench, name, keep_newer).await {
+        Ok(kept) => {
+            Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "plugin": name, "data_version": kept })))
+        }
+        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, "migration_refused", format!("{e:#}"))),
+    }
 }
 
 fn ledger_error(e: crate::storage::StorageError) -> ApiError {

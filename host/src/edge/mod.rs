@@ -550,7 +550,7 @@ async fn call_plugin(
         tracing::error!(plugin = plugin.name(), error = %failure, "plugin request failed");
         plugin_error(plugin.name(), failure)
     })?;
-    if let Some(failure) = output.body_failure {
+    if let Some(failure) = output.host_failure {
         return Err(failure);
     }
     let mut response = Response::new(Bytes::from(output.response.body));

@@ -13,6 +13,7 @@
 //! rehearsal's receipt. [`steps`] reads a plugin's step files; [`run`] does
 //! the work.
 
+pub mod online;
 pub mod run;
 pub mod steps;
 

@@ -44,13 +44,20 @@ pub struct PluginMigrations {
     pub state: DataState,
     /// The steps applied to its data.
     pub applied: Vec<Applied>,
+    /// The component its migrations come from (the canary's when one is
+    /// configured: the newer version), and its SHA-256.
+    pub component: (std::path::PathBuf, String),
+    /// The migration window open on its data, if any.
+    pub window: Option<super::online::Window>,
 }
 
 impl PluginMigrations {
-    /// Reads a plugin's component, step files and ledger entries, and
-    /// lints them together (applied steps whose files changed included).
+    /// Reads a plugin's component (its canary's, when one is configured),
+    /// step files and ledger entries, and lints them together (applied
+    /// steps whose files changed included).
     pub async fn load(runtime: &Runtime, entry: &PluginConfig, ledger: &Ledger) -> anyhow::Result<Self> {
-        let (component, _) = runtime.compile(&entry.name, &entry.component).await?;
+        let path = entry.canary.as_ref().map_or(&entry.component, |canary| &canary.component);
+        let (component, digest) = runtime.compile(&entry.name, path).await?;
         let timeout = std::time::Duration::from_millis(entry.limits.timeout_ms);
         let converter = runtime.converter(&entry.name, &component, entry.limits.memory.0 as usize, timeout)?;
         let declared = match &converter {
@@ -98,6 +105,8 @@ impl PluginMigrations {
             problems,
             state: ledger.state(&entry.name).await?,
             applied: ledger.applied(&entry.name).await?,
+            component: (path.clone(), digest),
+            window: ledger.window(&entry.name).await?,
         };
         plugin.problems.extend(plugin.drift());
         Ok(plugin)
@@ -115,6 +124,7 @@ impl PluginMigrations {
             "plugin": self.name,
             "data_version": self.state.version,
             "kept_version": self.state.previous,
+            "window": self.window,
             "component_version": self.version(),
             "applied": self.in_effect().collect::<Vec<_>>(),
             "receipt": receipt,
@@ -159,7 +169,20 @@ impl PluginMigrations {
         self.converter.as_ref().ok_or_else(|| anyhow::anyhow!("plugin `{}` exports no migrations", self.name))
     }
 
-    fn ensure_clean(&self) -> anyhow::Result<()> {
+    fn ensure_no_window(&self) -> anyhow::Result<()> {
+        match &self.window {
+            Some(window) => anyhow::bail!(
+                "plugin `{}`: a migration window is open (data versions {} and {}); complete or abort it first",
+                self.name,
+                window.from,
+                window.to
+            ),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn ensure_clean(&self) -> anyhow::Result<()> {
+        self.ensure_no_window()?;
         if self.problems.is_empty() {
             return Ok(());
         }
@@ -205,7 +228,7 @@ struct Converted {
     peak_bytes: u64,
 }
 
-fn now_rfc3339() -> String {
+pub(super) fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
@@ -213,7 +236,7 @@ fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn tree_name(plugin: &str, version: u32) -> String {
+pub(super) fn tree_name(plugin: &str, version: u32) -> String {
     match namespace_at(plugin, version) {
         crate::storage::NamespaceId::Plugin(name) => format!("plugin/{name}"),
         crate::storage::NamespaceId::System(name) => format!("system/{name}"),
@@ -221,7 +244,7 @@ fn tree_name(plugin: &str, version: u32) -> String {
 }
 
 /// The digest of a namespace's entries in key order.
-async fn digest(ns: &dyn Namespace, name: &str) -> Result<Section, StorageError> {
+pub(super) async fn digest(ns: &dyn Namespace, name: &str) -> Result<Section, StorageError> {
     let mut digest = EntryDigest::default();
     let mut after: Option<String> = None;
     loop {
@@ -401,7 +424,7 @@ impl Workbench {
         Ok(())
     }
 
-    async fn backup(&self) -> anyhow::Result<Summary> {
+    pub(super) async fn backup(&self) -> anyhow::Result<Summary> {
         let id = self.backups.start()?;
         Ok(self.backups.take(&id, self.storage.as_ref(), &self.blobs).await?)
     }
@@ -541,19 +564,7 @@ impl Workbench {
             plugin.name,
             if to < from { " (to go back, use `down`)" } else { "" }
         );
-        let receipt = self.ledger.receipt(&plugin.name).await?;
-        let receipt_id = match (self.receipt_problem(plugin, receipt.as_ref(), from, to), override_reason) {
-            (None, _) => receipt.map(|r| r.id),
-            (Some(why), None) => anyhow::bail!(
-                "plugin `{}`: {why}; run `plinth migrate rehearse` first (or `--override REASON`, which is audited)",
-                plugin.name
-            ),
-            (Some(why), Some(reason)) => {
-                self.record("migration.override", &plugin.name, Outcome::Success, format!("{why}; override: {reason}"))
-                    .await?;
-                None
-            }
-        };
+        let receipt_id = self.admit(plugin, from, to, override_reason).await?;
         let backup = self.backup().await?;
         let started = Instant::now();
         let converted = match convert_all(self.storage.as_ref(), plugin, from, to, Target::Live).await {
@@ -602,6 +613,30 @@ impl Workbench {
         Ok(applied)
     }
 
+    /// The receipt that lets `from → to` be applied (its id), or the
+    /// override, audited, that lets it be applied without one.
+    pub(super) async fn admit(
+        &self,
+        plugin: &PluginMigrations,
+        from: u32,
+        to: u32,
+        override_reason: Option<&str>,
+    ) -> anyhow::Result<Option<String>> {
+        let receipt = self.ledger.receipt(&plugin.name).await?;
+        match (self.receipt_problem(plugin, receipt.as_ref(), from, to), override_reason) {
+            (None, _) => Ok(receipt.map(|r| r.id)),
+            (Some(why), None) => anyhow::bail!(
+                "plugin `{}`: {why}; rehearse first (or override with a reason, which is audited)",
+                plugin.name
+            ),
+            (Some(why), Some(reason)) => {
+                self.record("migration.override", &plugin.name, Outcome::Success, format!("{why}; override: {reason}"))
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
     /// Why the receipt does not let `from → to` be applied, if it does not.
     fn receipt_problem(
         &self,
@@ -630,6 +665,7 @@ impl Workbench {
 
     /// Ends the step window: the previous version's data is removed.
     pub async fn complete(&self, plugin: &PluginMigrations) -> anyhow::Result<()> {
+        plugin.ensure_no_window()?;
         let previous = plugin
             .state
             .previous
@@ -641,6 +677,7 @@ impl Workbench {
     /// and removes what the step wrote. Data written at the new version
     /// since `apply` would be lost with it: that takes `force`.
     pub async fn abort(&self, plugin: &PluginMigrations, force: bool) -> anyhow::Result<()> {
+        plugin.ensure_no_window()?;
         let state = plugin.state;
         let previous = state.previous.ok_or_else(|| {
             anyhow::anyhow!("plugin `{}`: no step is waiting to be completed or aborted", plugin.name)

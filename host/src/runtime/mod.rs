@@ -400,9 +400,10 @@ pub struct PluginOutput {
     pub response: ResponseData,
     /// A session cookie change the host applies.
     pub session: Option<SessionEffect>,
-    /// The request body failed while the plugin read it: the answer is
-    /// this error, not the plugin's response.
-    pub body_failure: Option<crate::error::ApiError>,
+    /// A host call failed in a way the client is told of (the request
+    /// body; a record's conversion): the answer is this error, not the
+    /// plugin's response.
+    pub host_failure: Option<crate::error::ApiError>,
 }
 
 /// A compiled, checked and linked plugin, not yet bound to storage.
@@ -552,7 +553,7 @@ impl Plugin {
             self.storage.flush().await.map_err(|e| self.failed(PluginFailure::Flush(e.to_string())))?;
         }
         let state = store.data_mut();
-        Ok(PluginOutput { response, session: state.session_effect.take(), body_failure: state.body_failure.take() })
+        Ok(PluginOutput { response, session: state.session_effect.take(), host_failure: state.host_failure.take() })
     }
 
     /// Counts a failure by kind and passes it on.

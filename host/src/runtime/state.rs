@@ -160,8 +160,10 @@ pub struct HostState {
     pub wrote: bool,
     /// Cookie change to apply to the response.
     pub session_effect: Option<SessionEffect>,
-    /// Reading the request body failed; the edge answers with this.
-    pub body_failure: Option<crate::error::ApiError>,
+    /// A host call failed in a way the client is told of, whatever the
+    /// plugin answers (reading the request body; converting a record in a
+    /// migration window); the edge answers with this.
+    pub host_failure: Option<crate::error::ApiError>,
     /// Blob links this request made (stored, finished, linked): undone if
     /// the plugin never answers (a trap, its deadline, a dropped request),
     /// so a blob no record of the plugin's names cannot stay behind.
@@ -205,7 +207,7 @@ impl HostState {
             request,
             wrote: false,
             session_effect: None,
-            body_failure: None,
+            host_failure: None,
             unanswered_links: Vec::new(),
             unanswered_jobs: Vec::new(),
         }

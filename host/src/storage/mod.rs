@@ -54,6 +54,10 @@ pub enum StorageError {
     /// The backend failed.
     #[error("storage backend: {0}")]
     Backend(String),
+    /// A record could not be converted between the data versions of a
+    /// migration window (what the plugin's conversion said).
+    #[error("migration conversion failed: {0}")]
+    Conversion(String),
 }
 
 /// Result of a compare-and-swap.
@@ -116,6 +120,18 @@ fn decode_versioned(key: &str, stored: &[u8]) -> Result<(u64, Vec<u8>), StorageE
     Ok((u64::from_be_bytes(header.try_into().expect("eight bytes")), value.to_vec()))
 }
 
+/// One side of a write to two namespaces: `ops`, when `guard`'s key holds
+/// the value given (`None`: absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairSide {
+    /// The namespace, which must be open.
+    pub namespace: NamespaceId,
+    /// A key and the value it must hold for the write to commit.
+    pub guard: Option<(String, Option<Vec<u8>>)>,
+    /// The writes.
+    pub ops: Vec<Op>,
+}
+
 /// One page of a prefix scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
@@ -145,6 +161,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Removes a namespace and everything in it; false when there was none.
     /// The caller makes sure nothing uses it any more.
     fn remove_namespace(&self, id: NamespaceId) -> Result<bool, StorageError>;
+
+    /// Applies both sides' ops in one transaction, each side within its
+    /// namespace's quota, when both guards hold; otherwise nothing, and the
+    /// first failing guard's current value is returned. What keeps a
+    /// plugin's data at two data versions in step during a migration.
+    fn write_pair(&self, first: PairSide, second: PairSide) -> Result<Swap, StorageError>;
 
     /// Every namespace as of now, read while writers go on; writers pause
     /// only while the cut is taken. One at a time.

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
+use sled::Transactional as _;
 
 use super::capture::{Capture, SledSnapshot};
 use super::{
-    MAX_SCAN_PAGE, Namespace, NamespaceId, Op, Page, Snapshot, Storage, StorageError, Swap, VersionedOp,
+    MAX_SCAN_PAGE, Namespace, NamespaceId, Op, Page, PairSide, Snapshot, Storage, StorageError, Swap, VersionedOp,
     VersionedWrite, check_key, check_value, decode_versioned, encode_versioned,
 };
 
@@ -169,9 +170,12 @@ impl Storage for SledStorage {
         let started = Instant::now();
         // No namespace opens and no write commits while the capture starts:
         // every write holds its namespace's usage lock from its read of the
-        // old value to its commit, and a writer never holds two.
+        // old value to its commit, and a writer holding two (`write_pair`)
+        // takes them in name order, as this does.
         let open = self.open.lock().expect("namespace map lock poisoned");
-        let held: Vec<_> = open.values().map(|ns| ns.used.lock().expect("usage lock poisoned")).collect();
+        let mut namespaces: Vec<_> = open.values().collect();
+        namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+        let held: Vec<_> = namespaces.iter().map(|ns| ns.used.lock().expect("usage lock poisoned")).collect();
         if self.capture.load().is_some() {
             return Err(StorageError::Backend("a snapshot is already being read".into()));
         }
@@ -196,6 +200,52 @@ impl Storage for SledStorage {
             versions_issued: issued,
             pause,
         }))
+    }
+
+    fn write_pair(&self, first: PairSide, second: PairSide) -> Result<Swap, StorageError> {
+        let (a, b) = {
+            let open = self.open.lock().expect("namespace map lock poisoned");
+            let find = |id: &NamespaceId| {
+                open.get(id)
+                    .cloned()
+                    .ok_or_else(|| StorageError::Backend(format!("namespace `{}` is not open", tree_name(id))))
+            };
+            (find(&first.namespace)?, find(&second.namespace)?)
+        };
+        if a.name == b.name {
+            return Err(StorageError::Backend(format!("a paired write names `{}` twice", a.name)));
+        }
+        // In name order, as a snapshot takes them.
+        let (mut used_a, mut used_b) = if a.name < b.name {
+            let used_a = a.used.lock().expect("usage lock poisoned");
+            (used_a, b.used.lock().expect("usage lock poisoned"))
+        } else {
+            let used_b = b.used.lock().expect("usage lock poisoned");
+            (a.used.lock().expect("usage lock poisoned"), used_b)
+        };
+        for (ns, side) in [(&a, &first), (&b, &second)] {
+            if let Some((key, expected)) = &side.guard {
+                let current = ns.tree.get(key).map_err(backend)?;
+                if current.as_deref() != expected.as_deref() {
+                    return Ok(Swap::Conflict(current.map(|v| v.to_vec())));
+                }
+            }
+        }
+        let (batch_a, sizes_a) = a.plan(*used_a, &first.ops)?;
+        let (batch_b, sizes_b) = b.plan(*used_b, &second.ops)?;
+        (&a.tree, &b.tree)
+            .transaction(|(tx_a, tx_b)| {
+                tx_a.apply_batch(&batch_a)?;
+                tx_b.apply_batch(&batch_b)?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => backend(e),
+                sled::transaction::TransactionError::Abort(()) => StorageError::Backend("transaction aborted".into()),
+            })?;
+        *used_a = *used_a - sizes_a.0 + sizes_a.1;
+        *used_b = *used_b - sizes_b.0 + sizes_b.1;
+        Ok(Swap::Swapped)
     }
 
     async fn flush(&self) -> Result<(), StorageError> {
@@ -273,6 +323,16 @@ impl SledNamespace {
     /// Applies `ops` as one sled batch, all or none, within the quota; the
     /// caller holds the usage lock.
     fn apply(&self, used: &mut u64, ops: &[Op]) -> Result<(), StorageError> {
+        let (batch, (before, after)) = self.plan(*used, ops)?;
+        self.tree.apply_batch(batch).map_err(backend)?;
+        *used = *used - before + after;
+        Ok(())
+    }
+
+    /// `ops` as one sled batch, checked against the quota, with the bytes
+    /// of the keys they touch before and after; the caller holds the usage
+    /// lock and applies the batch.
+    fn plan(&self, used: u64, ops: &[Op]) -> Result<(sled::Batch, (u64, u64)), StorageError> {
         // Sizes as the batch goes, so that two ops on one key count once.
         let mut sizes: HashMap<&str, u64> = HashMap::new();
         let mut batch = sled::Batch::default();
@@ -306,10 +366,8 @@ impl SledNamespace {
             }
         }
         let after: u64 = sizes.values().sum();
-        self.admit(*used, before, after)?;
-        self.tree.apply_batch(batch).map_err(backend)?;
-        *used = *used - before + after;
-        Ok(())
+        self.admit(used, before, after)?;
+        Ok((batch, (before, after)))
     }
 }
 
@@ -503,6 +561,80 @@ mod tests {
         assert_eq!(ns.compare_and_swap("k", Some(b"1".to_vec()), None).await.unwrap(), Swap::Swapped);
         assert_eq!(ns.get("k").await.unwrap(), None);
         assert_eq!(ns.used_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_paired_write_commits_both_sides_or_neither() {
+        let (_dir, s) = storage();
+        let (old, new) = (NamespaceId::Plugin("p".into()), NamespaceId::Plugin("p@1".into()));
+        let a = s.namespace(old.clone(), None).unwrap();
+        let b = s.namespace(new.clone(), Some(20)).unwrap();
+        let side = |ns: &NamespaceId, guard: Option<(&str, Option<&[u8]>)>, ops: Vec<Op>| PairSide {
+            namespace: ns.clone(),
+            guard: guard.map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec))),
+            ops,
+        };
+        let set = |k: &str, v: &[u8]| Op::Set(k.to_owned(), v.to_vec());
+        let both = s.write_pair(side(&old, None, vec![set("k", b"v0")]), side(&new, None, vec![set("k", b"v1")]));
+        assert_eq!(both.unwrap(), Swap::Swapped);
+        assert_eq!(
+            (a.get("k").await.unwrap(), b.get("k").await.unwrap()),
+            (Some(b"v0".to_vec()), Some(b"v1".to_vec()))
+        );
+        assert_eq!((a.used_bytes(), b.used_bytes()), (3, 3));
+        // A guard that does not hold on either side writes nothing.
+        let stale = s.write_pair(
+            side(&old, Some(("k", Some(b"other"))), vec![set("k", b"x")]),
+            side(&new, None, vec![set("k", b"x")]),
+        );
+        assert_eq!(stale.unwrap(), Swap::Conflict(Some(b"v0".to_vec())));
+        let present = s.write_pair(side(&old, None, vec![set("j", b"x")]), side(&new, Some(("k", None)), vec![]));
+        assert_eq!(present.unwrap(), Swap::Conflict(Some(b"v1".to_vec())));
+        assert_eq!(a.get("j").await.unwrap(), None);
+        // Past one side's quota: neither side changes.
+        let big = s.write_pair(side(&old, None, vec![set("m", b"small")]), side(&new, None, vec![set("m", &[7; 30])]));
+        assert!(matches!(big, Err(StorageError::QuotaExceeded { .. })), "{big:?}");
+        assert_eq!((a.get("m").await.unwrap(), b.get("m").await.unwrap()), (None, None));
+        assert_eq!((a.used_bytes(), b.used_bytes()), (3, 3));
+        let gone = s.write_pair(
+            side(&old, Some(("k", Some(b"v0"))), vec![Op::Delete("k".into())]),
+            side(&new, None, vec![Op::Delete("k".into())]),
+        );
+        assert_eq!(gone.unwrap(), Swap::Swapped);
+        assert_eq!((a.used_bytes(), b.used_bytes()), (0, 0));
+        assert!(s.write_pair(side(&old, None, vec![]), side(&old, None, vec![])).is_err());
+    }
+
+    #[test]
+    fn paired_writes_and_snapshots_take_locks_in_one_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(SledStorage::open(dir.path()).unwrap());
+        let ids: Vec<_> = ["z", "a", "m"].iter().map(|n| NamespaceId::Plugin((*n).into())).collect();
+        for id in &ids {
+            s.namespace(id.clone(), None).unwrap();
+        }
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let (s, ids) = (s.clone(), ids.clone());
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        let (x, y) = if (i + w) % 2 == 0 { (&ids[0], &ids[1]) } else { (&ids[1], &ids[0]) };
+                        let side = |id: &NamespaceId| PairSide {
+                            namespace: id.clone(),
+                            guard: None,
+                            ops: vec![Op::Set(format!("k{i}"), vec![1])],
+                        };
+                        s.write_pair(side(x), side(y)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..200 {
+            drop(s.snapshot().unwrap());
+        }
+        for writer in writers {
+            writer.join().unwrap();
+        }
     }
 
     #[tokio::test]

@@ -57,7 +57,7 @@ impl HostState {
             BlobError::DiskFull => Error::DiskFull,
             BlobError::Invalid(why) => Error::Invalid(why),
             BlobError::Body(failure) => {
-                self.body_failure = Some(failure);
+                self.host_failure = Some(failure);
                 Error::BodyFailed
             }
             BlobError::Storage(why) => {

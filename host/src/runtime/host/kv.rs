@@ -18,6 +18,7 @@ impl From<StorageError> for Error {
                 tracing::error!(error = %why, "kv backend failure");
                 Error::Storage(why)
             }
+            StorageError::Conversion(why) => Error::Storage(format!("migration conversion failed: {why}")),
         }
     }
 }
@@ -50,13 +51,32 @@ impl HostState {
         if result.is_ok() {
             self.wrote = true;
         }
+        self.read(result)
+    }
+
+    /// A storage result for the guest. A record that could not be converted
+    /// between data versions fails the request with
+    /// `migration_conversion_failed`, whatever the plugin makes of it.
+    pub(crate) fn read<T>(&mut self, result: Result<T, StorageError>) -> Result<T, Error> {
+        if let Err(StorageError::Conversion(why)) = &result {
+            tracing::error!(plugin = %self.plugin.name, error = %why, "a record could not be converted");
+            self.host_failure.get_or_insert_with(|| {
+                crate::error::ApiError::new(
+                    hyper::StatusCode::INTERNAL_SERVER_ERROR,
+                    "migration_conversion_failed",
+                    "a record this request needs could not be converted to this version's data format; the \
+                     operator is told",
+                )
+            });
+        }
         result.map_err(Error::from)
     }
 }
 
 impl Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        Ok(self.plugin.namespace.get(&key).await.map_err(Error::from))
+        let result = self.plugin.namespace.get(&key).await;
+        Ok(self.read(result))
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
@@ -90,7 +110,7 @@ impl Host for HostState {
     ) -> wasmtime::Result<Result<Page, Error>> {
         let ns = &self.plugin.namespace;
         let page = ns.scan_prefix(&prefix, start_after.as_deref(), limit as usize).await;
-        Ok(page.map_err(Error::from).map(|page| Page {
+        Ok(self.read(page).map(|page| Page {
             entries: page.entries.into_iter().map(|(key, value)| Entry { key, value }).collect(),
             next: page.next,
         }))

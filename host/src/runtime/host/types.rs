@@ -150,7 +150,7 @@ impl HostRequest for HostState {
                 match read {
                     Ok(bytes) => bytes,
                     Err(failure) => {
-                        self.body_failure = Some(failure);
+                        self.host_failure = Some(failure);
                         return Ok(Vec::new());
                     }
                 }
