@@ -651,8 +651,8 @@ impl App {
             prepared.data_version,
             data.version,
             if prepared.data_version > data.version {
-                "rehearse and apply the migration (with the server stopped, or beside a canary through a migration \
-                 window)"
+                "with the server stopped, `plinth migrate rehearse` then `plinth migrate apply` it (or, beside a \
+                 canary, open a migration window: `POST /admin/migrations/{name}/apply`)"
             } else {
                 "configure the component that migrated it, or take the data down with `plinth migrate down` first"
             }

@@ -23,6 +23,7 @@ mod logging;
 mod mail;
 mod media;
 mod metrics;
+mod migration_windows;
 mod migrations;
 mod notes;
 mod openapi;

@@ -9,18 +9,24 @@ use serde_json::{Value, json};
 
 use crate::support::{Deployment, OPEN_POLICY, ServerProcess, issuer_plugin, plinth_cli, sign_in};
 
+/// Rate limits no test's load reaches.
+const LOOSE_LIMITS: &str = "[rate_limits.classes.default]\nper_address = \"1000000/min\"\n\
+                            per_principal = \"1000000/min\"\n\
+                            [rate_limits.classes.admin]\nper_address = \"1000000/min\"\n\
+                            per_principal = \"1000000/min\"\n";
+
 const STEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/guests/wasm/migrator-steps");
 
 /// The migrator as plugin `notes` at `component`, its steps copied into
 /// the deployment's directory (so a test can edit them), under `kv_bytes`.
-struct Notes {
-    deployment: Deployment,
+pub(crate) struct Notes {
+    pub(crate) deployment: Deployment,
     steps: PathBuf,
     kv_bytes: &'static str,
 }
 
 impl Notes {
-    fn new(kv_bytes: &'static str) -> Self {
+    pub(crate) fn new(kv_bytes: &'static str) -> Self {
         let deployment = Deployment::with_policy("", OPEN_POLICY);
         let steps = deployment.config_path().parent().unwrap().join("steps");
         std::fs::create_dir_all(&steps).unwrap();
@@ -31,11 +37,20 @@ impl Notes {
 
     /// Names `component` in the config, with the files of the steps it
     /// declares (a file already there is kept as it is).
-    fn serve(&self, component: &str) {
-        let known = [plinth_test_guests::MIGRATOR_V0, plinth_test_guests::MIGRATOR_V1, plinth_test_guests::MIGRATOR_V2]
-            .iter()
-            .position(|c| *c == component)
-            .unwrap();
+    pub(crate) fn serve(&self, component: &str) {
+        self.serve_with(component, None);
+    }
+
+    /// Names `component` in the config, and `canary` beside it at a weight,
+    /// with the files of the steps the newer declares.
+    pub(crate) fn serve_with(&self, component: &str, canary: Option<(&str, u8)>) {
+        let known = |component: &str| {
+            [plinth_test_guests::MIGRATOR_V0, plinth_test_guests::MIGRATOR_V1, plinth_test_guests::MIGRATOR_V2]
+                .iter()
+                .position(|c| *c == component)
+                .unwrap()
+        };
+        let known = known(canary.map_or(component, |(c, _)| c));
         for (i, name) in ["0001-words.toml", "0002-rekey.toml"].iter().enumerate() {
             let path = self.steps.join(name);
             if i < known && !path.exists() {
@@ -44,9 +59,12 @@ impl Notes {
                 std::fs::remove_file(&path).unwrap();
             }
         }
+        let canary = canary
+            .map(|(component, weight)| format!("canary = {{ component = {component:?}, weight = {weight} }}\n"))
+            .unwrap_or_default();
         let config = format!(
             "[[plugins]]\nname = \"notes\"\ncomponent = {component:?}\nroutes = [\"/v1/notes/**\"]\ngrants = [\"kv\"]\n\
-             migrations = {:?}\nlimits = {{ kv_bytes = {:?} }}\n\n{}",
+             migrations = {:?}\n{canary}limits = {{ kv_bytes = {:?} }}\n\n{}\n{LOOSE_LIMITS}",
             self.steps.display().to_string(),
             self.kv_bytes,
             issuer_plugin()
@@ -64,7 +82,7 @@ impl Notes {
         (ok, format!("{stdout}{stderr}"))
     }
 
-    fn migrate_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn migrate_ok(&self, args: &[&str]) -> String {
         let (ok, out) = self.migrate(args);
         assert!(ok, "plinth migrate {args:?} failed: {out}");
         out
@@ -110,7 +128,7 @@ fn get(server: &ServerProcess, id: &str) -> Option<Value> {
     })
 }
 
-fn stop(mut server: ServerProcess) {
+pub(crate) fn stop(mut server: ServerProcess) {
     server.signal("TERM");
     assert!(server.child.wait().unwrap().success());
 }

@@ -67,6 +67,8 @@ pub struct Window {
     pub component: PathBuf,
     /// SHA-256 of the component.
     pub digest: String,
+    /// The plugin's kv quota, which each of the two namespaces is held to.
+    pub quota: u64,
     /// The plugin's memory cap and deadline, for the conversions.
     pub memory: u64,
     /// Milliseconds.
@@ -568,6 +570,9 @@ impl Windows {
                 runtime.converter(&plugin, &component, window.memory as usize, timeout)?.ok_or_else(|| {
                     anyhow::anyhow!("plugin `{plugin}`: {} exports no migrations", window.component.display())
                 })?;
+            for version in [window.from, window.to] {
+                self.storage.namespace(namespace_at(&plugin, version), Some(window.quota))?;
+            }
             let open = self.register(plugin, window, converter);
             self.start_backfill(&open, ledger.clone());
         }
@@ -654,6 +659,7 @@ impl Windows {
             families: file.families.clone(),
             component: plugin.component.0.clone(),
             digest: plugin.component.1.clone(),
+            quota: plugin.quota,
             memory: limits.0,
             timeout_ms: limits.1,
             backup: backup.id.clone(),
@@ -708,15 +714,6 @@ impl Windows {
             self.window_of(plugin).ok_or_else(|| anyhow::anyhow!("plugin `{plugin}` has no migration window open"))?;
         let window = open.window.clone();
         let (keep, drop_version) = if keep_newer { (window.to, window.from) } else { (window.from, window.to) };
-        anyhow::ensure!(
-            !serving.contains(&drop_version),
-            "plugin `{plugin}`: a loaded version still serves data version {drop_version}; {}",
-            if keep_newer {
-                "promote the canary (or roll the stable version out) first"
-            } else {
-                "roll the canary back first"
-            }
-        );
         let recorded = bench
             .ledger
             .window(plugin)
@@ -732,6 +729,15 @@ impl Windows {
                 }
             );
         }
+        anyhow::ensure!(
+            !serving.contains(&drop_version),
+            "plugin `{plugin}`: a loaded version still serves data version {drop_version}; {}",
+            if keep_newer {
+                "promote the canary (or roll the stable version out) first"
+            } else {
+                "roll the canary back first"
+            }
+        );
         open.stop_backfill().await;
         let kept = self.storage.namespace(namespace_at(plugin, keep), None)?;
         self.switch(plugin, [keep, keep], |_| Ok(kept.clone())).await?;
