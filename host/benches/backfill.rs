@@ -13,12 +13,15 @@ use std::time::{Duration, Instant};
 
 use plinth::storage::{Op, SledStorage, Storage};
 
-const RECORDS: usize = 1_000_000;
+/// Records in the plugin's data; `BACKFILL_RECORDS` sets another count.
+static RECORDS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("BACKFILL_RECORDS").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000)
+});
 const BATCH: usize = 1_000;
 const IDLE: Duration = Duration::from_secs(10);
 const PACE: Duration = Duration::from_millis(10);
 
-fn config(dir: &std::path::Path, canary: bool) -> String {
+fn config_text(dir: &std::path::Path, canary: bool) -> String {
     let canary = if canary {
         format!("canary = {{ component = {:?}, weight = 20 }}\n", plinth_test_guests::MIGRATOR_V1)
     } else {
@@ -35,10 +38,10 @@ fn config(dir: &std::path::Path, canary: bool) -> String {
 
 /// Latencies of paced reads and writes by two clients until `stop`, and
 /// the requests that failed.
-async fn sample(base: &str, stop: Arc<AtomicBool>, until: Option<Instant>) -> (Vec<Duration>, usize) {
+async fn sample(base: String, stop: Arc<AtomicBool>, until: Option<Instant>) -> (Vec<Duration>, usize) {
     let clients: Vec<_> = (0..2)
         .map(|client| {
-            let (base, stop) = (base.to_owned(), stop.clone());
+            let (base, stop) = (base.clone(), stop.clone());
             tokio::spawn(async move {
                 let http = reqwest::Client::new();
                 let (mut took, mut failed) = (Vec::new(), 0usize);
@@ -49,7 +52,7 @@ async fn sample(base: &str, stop: Arc<AtomicBool>, until: Option<Instant>) -> (V
                     tick.tick().await;
                     let started = Instant::now();
                     let ok = if i % 2 == 0 {
-                        let n = (i * 7919 + client * 104_729) % RECORDS;
+                        let n = (i * 7919 + client * 104_729) % *RECORDS;
                         http.get(format!("{base}/v1/notes/{n:08}")).send().await
                     } else {
                         let body = serde_json::json!({ "text": format!("written by client {client} at {i}") });
@@ -85,17 +88,18 @@ async fn main() {
     std::fs::create_dir_all(dir.path().join("steps")).unwrap();
     std::fs::copy(format!("{steps}/0001-words.toml"), dir.path().join("steps/0001-words.toml")).unwrap();
     let file = dir.path().join("plinth.toml");
-    std::fs::write(&file, config(dir.path(), false)).unwrap();
+    std::fs::write(&file, config_text(dir.path(), false)).unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     std::fs::write(dir.path().join("policies/routes.toml"), "[[route]]\nroute = \"/**\"\nallow = \"public\"\n")
         .unwrap();
-    let source = plinth::app::ConfigSource { file: file.clone(), data: None, listen: Some("127.0.0.1:0".parse().unwrap()) };
+    let source =
+        plinth::app::ConfigSource { file: file.clone(), data: None, listen: Some("127.0.0.1:0".parse().unwrap()) };
     let config = source.load().unwrap();
     std::fs::create_dir_all(&config.storage.path).unwrap();
     {
         let storage = SledStorage::open(&config.storage.path).unwrap();
         let notes = storage.namespace(plinth::migrations::namespace_at("notes", 0), None).unwrap();
-        for batch in 0..RECORDS / BATCH {
+        for batch in 0..*RECORDS / BATCH {
             let ops = (0..BATCH)
                 .map(|i| {
                     let n = batch * BATCH + i;
@@ -114,9 +118,9 @@ async fn main() {
         let _ = stopped.await;
     }));
 
-    let (idle, idle_failed) = sample(&base, Arc::default(), Some(Instant::now() + IDLE)).await;
+    let (idle, idle_failed) = sample(base.clone(), Arc::default(), Some(Instant::now() + IDLE)).await;
 
-    std::fs::write(&file, config(dir.path(), true)).unwrap();
+    std::fs::write(&file, config_text(dir.path(), true)).unwrap();
     let entry = source.load().unwrap().plugins.into_iter().find(|p| p.name == "notes").unwrap();
     let bench = plinth::migrations::run::Workbench {
         storage: app.storage.clone(),
@@ -127,10 +131,9 @@ async fn main() {
         backups: app.backups.clone(),
         actor: plinth::audit::Actor::Cli,
     };
-    let plugin =
-        plinth::migrations::run::PluginMigrations::load(&app.runtime, &entry, &bench.ledger).await.unwrap();
+    let plugin = plinth::migrations::run::PluginMigrations::load(&app.runtime, &entry, &bench.ledger).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let during = tokio::spawn(sample(&base, stop.clone(), None));
+    let during = tokio::spawn(sample(base.clone(), stop.clone(), None));
     let started = Instant::now();
     let limits = (entry.limits.memory.0, entry.limits.timeout_ms);
     app.windows.open(&bench, plugin, limits, Some("a benchmark")).await.unwrap();
@@ -147,12 +150,13 @@ async fn main() {
     let seconds = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let (during, during_failed) = during.await.unwrap();
-    assert!(window.copied >= RECORDS as u64);
+    assert!(window.copied >= *RECORDS as u64);
     stop_server.send(()).unwrap();
     server.await.unwrap().unwrap();
     println!(
-        "backfill\t{RECORDS}\t{seconds:.1}\t{:.0}\t{:.2}\t{:.2}\t{:.2}\t{:.2}\t{}",
-        RECORDS as f64 / seconds,
+        "backfill\t{}\t{seconds:.1}\t{:.0}\t{:.2}\t{:.2}\t{:.2}\t{:.2}\t{}",
+        *RECORDS,
+        *RECORDS as f64 / seconds,
         ms(&idle, 0.5),
         ms(&idle, 0.99),
         ms(&during, 0.5),

@@ -303,6 +303,9 @@ pub struct App {
     pub slo: crate::slo::Slos,
     /// Plugins' data namespaces, and the migration windows open on them.
     pub windows: Arc<crate::migrations::online::Windows>,
+    /// Held by the admin API's migration task (a rehearsal, opening or
+    /// closing a window), one at a time.
+    pub migrating: Arc<tokio::sync::Mutex<()>>,
     /// Permits for requests being handled; bounds in-flight work (and so
     /// live instances, which the runtime's pool is sized for).
     pub in_flight: Arc<Semaphore>,
@@ -438,6 +441,7 @@ impl App {
             backups,
             slo: crate::slo::Slos::new(&config.slo),
             windows,
+            migrating: Arc::default(),
             runtime,
             metrics,
             source,

@@ -243,6 +243,9 @@ fn a_window_keeps_stable_and_canary_in_step_under_load_and_a_rollback_at_20_perc
         assert_eq!((status, completed["data_version"].as_u64()), (StatusCode::OK, Some(1)), "{completed}");
         let status = admin.status().await;
         assert_eq!((status["data_version"].as_u64(), &status["window"]), (Some(1), &Value::Null), "{status}");
+        let (status, refused) = admin.post("/admin/plugins/notes/rollback").await;
+        assert_eq!(status, StatusCode::CONFLICT, "the previous version's data is gone: {refused}");
+        assert!(refused["error"]["message"].as_str().unwrap().contains("no longer at"), "{refused}");
         let (status, written) = put(&Client::new(), &base, "after", "written after complete").await;
         assert_eq!((status, written["words"].as_u64()), (StatusCode::OK, Some(3)));
         all.insert("after".into(), "written after complete".into());

@@ -331,6 +331,14 @@ fn a_rehearsal_runs_beside_the_serving_server_and_apply_follows_with_it_stopped(
             .await
             .unwrap();
         assert_eq!(started.status(), StatusCode::ACCEPTED);
+        let again = client
+            .post(server.url("/admin/migrations/notes/rehearse"))
+            .header("authorization", admin.bearer())
+            .send()
+            .await
+            .unwrap();
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(again["error"]["code"], "migration_running", "one rehearsal at a time");
         let missing = client
             .post(server.url("/admin/migrations/nobody/rehearse"))
             .header("authorization", admin.bearer())

@@ -251,11 +251,13 @@ fn start_backup(app: &App, envelope: &Envelope) -> Result<Response<Full<Bytes>>,
 async fn start_rehearsal(app: &App, name: &str, envelope: &Envelope) -> Result<Response<Full<Bytes>>, ApiError> {
     let entry = configured_plugin(app, name)?;
     let bench = workbench(app, envelope)?;
+    let one_at_a_time = migrating(app)?;
     let runtime = app.runtime.clone();
     let handle = tokio::runtime::Handle::current();
     // Restoring and converting do blocking file and database work: on a
     // thread of their own, off the threads that serve requests.
     tokio::task::spawn_blocking(move || {
+        let _one_at_a_time = one_at_a_time;
         handle.block_on(async {
             let rehearsed = async {
                 let plugin = crate::migrations::run::PluginMigrations::load(&runtime, &entry, &bench.ledger).await?;
@@ -312,6 +314,18 @@ fn workbench(app: &App, envelope: &Envelope) -> Result<crate::migrations::run::W
     })
 }
 
+/// The admin API's one migration task at a time (a rehearsal, opening or
+/// closing a window), held until it ends; a second is refused at once.
+fn migrating(app: &App) -> Result<tokio::sync::OwnedMutexGuard<()>, ApiError> {
+    app.migrating.clone().try_lock_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "migration_running",
+            "a rehearsal or a migration window change is running; wait for it to end",
+        )
+    })
+}
+
 /// `POST /admin/migrations/{name}/apply[?override=REASON]`: opens a
 /// migration window for the plugin's next step while it serves (its canary,
 /// if configured, is the newer version). Runs on a task of its own, so a
@@ -330,8 +344,10 @@ async fn open_window(
     if reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
         return Err(invalid_query("override", "must give a reason"));
     }
+    let one_at_a_time = migrating(app)?;
     let (runtime, windows) = (app.runtime.clone(), app.windows.clone());
     let opened = tokio::spawn(async move {
+        let _one_at_a_time = one_at_a_time;
         let opened = async {
             let plugin = crate::migrations::run::PluginMigrations::load(&runtime, &entry, &bench.ledger).await?;
             let limits = (entry.limits.memory.0, entry.limits.timeout_ms);
@@ -363,6 +379,7 @@ async fn close_window(
     envelope: &Envelope,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let bench = workbench(app, envelope)?;
+    let _one_at_a_time = migrating(app)?;
     match app.close_window(&bench, name, keep_newer).await {
         Ok(kept) => {
             Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "plugin": name, "data_version": kept })))

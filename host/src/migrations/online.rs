@@ -301,7 +301,8 @@ impl Namespace for Paired {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
-        let existed = self.get(key).await?.is_some();
+        // Whether it was there, without converting what goes anyway.
+        let existed = self.own.get(key).await?.is_some() || (self.falls_back() && self.other.get(key).await?.is_some());
         self.batch(vec![Op::Delete(key.to_owned())]).await?;
         Ok(existed)
     }
@@ -475,6 +476,8 @@ impl Namespace for DataNamespace {
 pub struct Windows {
     storage: Arc<dyn Storage>,
     metrics: Arc<Metrics>,
+    /// One window opens or closes at a time.
+    changing: tokio::sync::Mutex<()>,
     handles: Mutex<HashMap<(String, u32), Arc<DataNamespace>>>,
     open: Mutex<HashMap<String, Arc<OpenWindow>>>,
 }
@@ -482,7 +485,13 @@ pub struct Windows {
 impl Windows {
     /// No window open yet: [`Windows::resume`] opens the ledger's.
     pub fn new(storage: Arc<dyn Storage>, metrics: Arc<Metrics>) -> Self {
-        Self { storage, metrics, handles: Mutex::default(), open: Mutex::default() }
+        Self {
+            storage,
+            metrics,
+            changing: tokio::sync::Mutex::new(()),
+            handles: Mutex::default(),
+            open: Mutex::default(),
+        }
     }
 
     fn window_of(&self, plugin: &str) -> Option<Arc<OpenWindow>> {
@@ -611,6 +620,7 @@ impl Windows {
         limits: (u64, u64),
         override_reason: Option<&str>,
     ) -> anyhow::Result<Window> {
+        let _one_at_a_time = self.changing.lock().await;
         plugin.ensure_clean()?;
         let name = plugin.name.clone();
         anyhow::ensure!(self.window_of(&name).is_none(), "plugin `{name}`: a migration window is open already");
@@ -710,6 +720,7 @@ impl Windows {
         keep_newer: bool,
         serving: &[u32],
     ) -> anyhow::Result<Window> {
+        let _one_at_a_time = self.changing.lock().await;
         let open =
             self.window_of(plugin).ok_or_else(|| anyhow::anyhow!("plugin `{plugin}` has no migration window open"))?;
         let window = open.window.clone();
@@ -831,7 +842,11 @@ async fn backfill(windows: Arc<Windows>, open: Arc<OpenWindow>, ledger: Arc<Ledg
             for (key, _) in &page.entries {
                 match copy_record(&open, windows.storage.as_ref(), &older, key).await {
                     Ok(_) => copied += 1,
-                    Err(StorageError::Conversion(why)) => {
+                    Err(e @ (StorageError::Conversion(_) | StorageError::QuotaExceeded { .. })) => {
+                        let why = match e {
+                            StorageError::Conversion(why) => why,
+                            quota => format!("record `{key}` does not fit the newer version's data: {quota}"),
+                        };
                         window.failure = Some(why.clone());
                         window.lease = None;
                         ledger.update_window(&plugin, &seen, &window).await?;
@@ -839,6 +854,8 @@ async fn backfill(windows: Arc<Windows>, open: Arc<OpenWindow>, ledger: Arc<Ledg
                     }
                     Err(e) => return Err(e.into()),
                 }
+                // A record at a time, so requests on this thread wait for one conversion at most.
+                tokio::task::yield_now().await;
             }
             windows.storage.flush().await?;
             open.metrics.migration_backfill_records.get_or_create(&open.labels()).inc_by(copied);
