@@ -27,6 +27,7 @@ cargo bench -p plinth --bench variants >> "$CARGO_TARGET_DIR/load.tsv"
 cargo bench -p plinth --bench exports >> "$CARGO_TARGET_DIR/load.tsv"
 cargo bench -p plinth --bench backup >> "$CARGO_TARGET_DIR/load.tsv"
 cargo bench -p plinth --bench migration >> "$CARGO_TARGET_DIR/load.tsv"
+cargo bench -p plinth --bench backfill >> "$CARGO_TARGET_DIR/load.tsv"
 cargo bench -p plinth --bench slices >> "$CARGO_TARGET_DIR/load.tsv"
 python3 benches/report.py "$CARGO_TARGET_DIR/load.tsv" "$CARGO_TARGET_DIR/criterion" "$started" BENCHMARKS.md \
   "make bench (SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}, PATCH_RATE=${PATCH_RATE:-1000}; wrk $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), oha $OHA_VERSION, wasmtime-cli $WASMTIME_VERSION)"

@@ -3,9 +3,10 @@
 //! migrator test guest at data version 0, its next version as a 20% canary
 //! once the window opens. Two clients each read a record and write one,
 //! paced at 100 requests/s each, first with nothing else running (idle),
-//! then for as long as the backfill runs. Prints one tab-separated line
+//! then for as long as the backfill runs; once at the default
+//! `storage.backfill_rate`, once unpaced. Prints a tab-separated line each
 //! for benches/report.py:
-//!   backfill  <records>  <seconds>  <records/s>  <idle p50 ms>  <idle p99 ms>  <p50 ms during>  <p99 ms during>  <failed>
+//!   backfill  <rate (0: unpaced)>  <records>  <seconds>  <records/s>  <idle p50 ms>  <idle p99 ms>  <p50 ms during>  <p99 ms during>  <failed>
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,7 @@ const BATCH: usize = 1_000;
 const IDLE: Duration = Duration::from_secs(10);
 const PACE: Duration = Duration::from_millis(10);
 
-fn config_text(dir: &std::path::Path, canary: bool) -> String {
+fn config_text(dir: &std::path::Path, canary: bool, rate: Option<u32>) -> String {
     let canary = if canary {
         format!("canary = {{ component = {:?}, weight = 20 }}\n", plinth_test_guests::MIGRATOR_V1)
     } else {
@@ -30,9 +31,10 @@ fn config_text(dir: &std::path::Path, canary: bool) -> String {
     format!(
         "[[plugins]]\nname = \"notes\"\ncomponent = {:?}\nroutes = [\"/v1/notes/**\"]\ngrants = [\"kv\"]\n\
          migrations = {:?}\n{canary}limits = {{ kv_bytes = \"1GiB\" }}\n\n\
-         [rate_limits.classes.default]\nper_address = \"1000000/min\"\n",
+         [rate_limits.classes.default]\nper_address = \"1000000/min\"\n{}",
         plinth_test_guests::MIGRATOR_V0,
-        dir.join("steps").display().to_string()
+        dir.join("steps").display().to_string(),
+        rate.map(|r| format!("\n[storage]\nbackfill_rate = {r}\n")).unwrap_or_default()
     )
 }
 
@@ -51,7 +53,7 @@ async fn sample(base: String, stop: Arc<AtomicBool>, until: Option<Instant>) -> 
                 while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| Instant::now() < u) {
                     tick.tick().await;
                     let started = Instant::now();
-                    let ok = if i % 2 == 0 {
+                    let ok = if i.is_multiple_of(2) {
                         let n = (i * 7919 + client * 104_729) % *RECORDS;
                         http.get(format!("{base}/v1/notes/{n:08}")).send().await
                     } else {
@@ -83,12 +85,18 @@ fn ms(sorted: &[Duration], quantile: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    run(None).await;
+    run(Some(0)).await;
+}
+
+/// One window's backfill at `rate` (`None`: the default).
+async fn run(rate: Option<u32>) {
     let dir = tempfile::tempdir().unwrap();
     let steps = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/guests/wasm/migrator-steps");
     std::fs::create_dir_all(dir.path().join("steps")).unwrap();
     std::fs::copy(format!("{steps}/0001-words.toml"), dir.path().join("steps/0001-words.toml")).unwrap();
     let file = dir.path().join("plinth.toml");
-    std::fs::write(&file, config_text(dir.path(), false)).unwrap();
+    std::fs::write(&file, config_text(dir.path(), false, rate)).unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     std::fs::write(dir.path().join("policies/routes.toml"), "[[route]]\nroute = \"/**\"\nallow = \"public\"\n")
         .unwrap();
@@ -120,7 +128,7 @@ async fn main() {
 
     let (idle, idle_failed) = sample(base.clone(), Arc::default(), Some(Instant::now() + IDLE)).await;
 
-    std::fs::write(&file, config_text(dir.path(), true)).unwrap();
+    std::fs::write(&file, config_text(dir.path(), true, rate)).unwrap();
     let entry = source.load().unwrap().plugins.into_iter().find(|p| p.name == "notes").unwrap();
     let bench = plinth::migrations::run::Workbench {
         storage: app.storage.clone(),
@@ -153,8 +161,10 @@ async fn main() {
     assert!(window.copied >= *RECORDS as u64);
     stop_server.send(()).unwrap();
     server.await.unwrap().unwrap();
+    let default_rate = plinth::config::StorageConfig::default().backfill_rate;
     println!(
-        "backfill\t{}\t{seconds:.1}\t{:.0}\t{:.2}\t{:.2}\t{:.2}\t{:.2}\t{}",
+        "backfill\t{}\t{}\t{seconds:.1}\t{:.0}\t{:.2}\t{:.2}\t{:.2}\t{:.2}\t{}",
+        rate.unwrap_or(default_rate),
         *RECORDS,
         *RECORDS as f64 / seconds,
         ms(&idle, 0.5),

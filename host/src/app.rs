@@ -406,7 +406,11 @@ impl App {
         let runtime =
             Runtime::new(max_in_flight + crate::config::MAX_WORKER_SLOTS, Some(config.storage.path.join("compiled")))?;
         let runtime = Arc::new(runtime);
-        let windows = Arc::new(crate::migrations::online::Windows::new(storage.clone(), metrics.clone()));
+        let windows = Arc::new(crate::migrations::online::Windows::new(
+            storage.clone(),
+            metrics.clone(),
+            config.storage.backfill_rate,
+        ));
         windows
             .resume(&runtime, crate::migrations::Ledger::open(storage.as_ref())?)
             .await
@@ -828,7 +832,12 @@ impl App {
     fn check_restart_only(&self, current: &Config, next: Config) -> Result<Config, String> {
         let fixed = [
             ("server", format!("{:?}", current.server) == format!("{:?}", next.server)),
-            ("storage", current.storage.path == next.storage.path && current.storage.backups == next.storage.backups),
+            (
+                "storage",
+                current.storage.path == next.storage.path
+                    && current.storage.backups == next.storage.backups
+                    && current.storage.backfill_rate == next.storage.backfill_rate,
+            ),
             ("sessions", format!("{:?}", current.sessions) == format!("{:?}", next.sessions)),
             ("mail", format!("{:?}", current.mail) == format!("{:?}", next.mail)),
             ("audit", format!("{:?}", current.audit) == format!("{:?}", next.audit)),

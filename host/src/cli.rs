@@ -667,7 +667,7 @@ async fn close_window(
     plugin: &str,
     keep_newer: bool,
 ) -> anyhow::Result<u32> {
-    let windows = Arc::new(crate::migrations::online::Windows::new(bench.storage.clone(), Arc::default()));
+    let windows = Arc::new(crate::migrations::online::Windows::new(bench.storage.clone(), Arc::default(), 0));
     windows.resume(runtime, crate::migrations::Ledger::open(bench.storage.as_ref())?).await?;
     let window = windows.close(bench, plugin, keep_newer, &[]).await?;
     Ok(if keep_newer { window.to } else { window.from })

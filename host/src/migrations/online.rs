@@ -478,14 +478,17 @@ pub struct Windows {
     metrics: Arc<Metrics>,
     /// One window opens or closes at a time.
     changing: tokio::sync::Mutex<()>,
+    /// Records a backfill copies per second at most (0: unpaced).
+    rate: u32,
     handles: Mutex<HashMap<(String, u32), Arc<DataNamespace>>>,
     open: Mutex<HashMap<String, Arc<OpenWindow>>>,
 }
 
 impl Windows {
     /// No window open yet: [`Windows::resume`] opens the ledger's.
-    pub fn new(storage: Arc<dyn Storage>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(storage: Arc<dyn Storage>, metrics: Arc<Metrics>, rate: u32) -> Self {
         Self {
+            rate,
             storage,
             metrics,
             changing: tokio::sync::Mutex::new(()),
@@ -819,6 +822,34 @@ impl Ledger {
     }
 }
 
+/// Holds the backfill to a rate, evenly: its writes share the disk's
+/// flushes with the requests', and bursts show in their latency.
+struct Pace {
+    rate: u32,
+    since: std::time::Instant,
+    done: u64,
+}
+
+impl Pace {
+    fn new(rate: u32) -> Self {
+        Self { rate, since: std::time::Instant::now(), done: 0 }
+    }
+
+    /// One record done: waits until it is due (in steps of 2 ms or more,
+    /// which timers keep).
+    async fn one(&mut self) {
+        self.done += 1;
+        if self.rate == 0 {
+            return;
+        }
+        let due = self.since + std::time::Duration::from_secs_f64(self.done as f64 / f64::from(self.rate));
+        let now = std::time::Instant::now();
+        if due > now + std::time::Duration::from_millis(2) {
+            tokio::time::sleep(due - now).await;
+        }
+    }
+}
+
 /// Goes through the older namespace page by page, copying what the newer
 /// lacks, holding the window's lease and moving its cursor after each page
 /// is durable. Halts at a record that does not convert.
@@ -827,6 +858,7 @@ async fn backfill(windows: Arc<Windows>, open: Arc<OpenWindow>, ledger: Arc<Ledg
     let holder = format!("{}/{:08x}", *BOOT, rand::random::<u32>());
     let outcome = async {
         let older = windows.storage.namespace(namespace_at(&plugin, open.window.from), None)?;
+        let mut pace = Pace::new(windows.rate);
         loop {
             let Some((mut window, seen)) = ledger.window_bytes(&plugin).await? else { return Ok(()) };
             let now = now_unix();
@@ -856,6 +888,7 @@ async fn backfill(windows: Arc<Windows>, open: Arc<OpenWindow>, ledger: Arc<Ledg
                 }
                 // A record at a time, so requests on this thread wait for one conversion at most.
                 tokio::task::yield_now().await;
+                pace.one().await;
             }
             windows.storage.flush().await?;
             open.metrics.migration_backfill_records.get_or_create(&open.labels()).inc_by(copied);
