@@ -323,7 +323,7 @@ pub struct App {
     /// Where a reload reads the config; none for apps built from a value.
     source: Option<ConfigSource>,
     /// One reload at a time; a change arriving meanwhile waits its turn.
-    reloading: tokio::sync::Mutex<()>,
+    reloading: Arc<tokio::sync::Mutex<()>>,
     /// Each plugin's last load error, for `GET /admin/plugins`.
     last_errors: std::sync::Mutex<HashMap<String, String>>,
 }
@@ -449,7 +449,7 @@ impl App {
             runtime,
             metrics,
             source,
-            reloading: tokio::sync::Mutex::new(()),
+            reloading: Arc::default(),
             last_errors: std::sync::Mutex::new(HashMap::new()),
         };
         let (deployment, _) = app.assemble(config, &[], &[]).await;
@@ -710,10 +710,11 @@ impl App {
             return Err(format!("plugin `{name}` has no previous version loaded"));
         };
         let data = self.data_state(name).await.map_err(|e| e.to_string())?;
-        if !self.windows.servable(name, data).contains(&previous.plugin.data_version) {
+        let servable = self.windows.servable(name, data);
+        let versions = std::iter::once(&previous.plugin).chain(previous.canary.iter().map(|(canary, _)| canary));
+        if let Some(stale) = versions.map(|p| p.data_version).find(|v| !servable.contains(v)) {
             return Err(format!(
-                "plugin `{name}`: its previous version serves data version {}, which the data is no longer at",
-                previous.plugin.data_version
+                "plugin `{name}`: its previous version serves data version {stale}, which the data is no longer at"
             ));
         }
         let restored = LoadedPlugin {
@@ -751,25 +752,33 @@ impl App {
     }
 
     /// Closes a plugin's migration window (see
-    /// [`crate::migrations::online::Windows::close`]), between reloads so
-    /// that what its loaded versions serve cannot change meanwhile; the data
-    /// version kept.
+    /// [`crate::migrations::online::Windows::close`]) on a task of its own,
+    /// so that a client that goes away does not cut it short, and between
+    /// reloads, so that what its loaded versions serve cannot change
+    /// meanwhile; the data version kept.
     pub async fn close_window(
         &self,
-        bench: &crate::migrations::run::Workbench,
+        bench: crate::migrations::run::Workbench,
         plugin: &str,
         keep_newer: bool,
     ) -> anyhow::Result<u32> {
-        let _one_at_a_time = self.reloading.lock().await;
-        let deployment = self.deployment.load();
-        let serving: Vec<u32> = deployment
+        let one_at_a_time = self.reloading.clone().lock_owned().await;
+        let serving: Vec<u32> = self
+            .deployment
+            .load()
             .plugins
             .iter()
             .filter(|p| p.config.name == plugin)
             .flat_map(|p| std::iter::once(p.plugin.data_version).chain(p.canary.iter().map(|(c, _)| c.data_version)))
             .collect();
-        let window = self.windows.close(bench, plugin, keep_newer, &serving).await?;
-        Ok(if keep_newer { window.to } else { window.from })
+        let (windows, plugin) = (self.windows.clone(), plugin.to_owned());
+        tokio::spawn(async move {
+            let _one_at_a_time = one_at_a_time;
+            let window = windows.close(&bench, &plugin, keep_newer, &serving).await?;
+            Ok(if keep_newer { window.to } else { window.from })
+        })
+        .await
+        .expect("closing a window does not panic")
     }
 
     /// Reads the config again and swaps in what changed. A config that does

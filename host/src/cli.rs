@@ -629,7 +629,7 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
         MigrateAction::Complete { plugin: name } => {
             let p = PluginMigrations::load(&runtime, plugin(&name)?, &bench.ledger).await?;
             if p.window.is_some() {
-                let kept = close_window(&bench, &runtime, &name, true).await?;
+                let kept = close_window(&bench, &name, true).await?;
                 println!("ok: plugin `{name}`: data at version {kept}");
                 return Ok(());
             }
@@ -640,7 +640,7 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
         MigrateAction::Abort { plugin: name, force } => {
             let p = PluginMigrations::load(&runtime, plugin(&name)?, &bench.ledger).await?;
             if p.window.is_some() {
-                let kept = close_window(&bench, &runtime, &name, false).await?;
+                let kept = close_window(&bench, &name, false).await?;
                 println!("ok: plugin `{name}`: back at version {kept}");
                 return Ok(());
             }
@@ -663,12 +663,10 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
 /// serves either version), keeping the newer data or the older.
 async fn close_window(
     bench: &crate::migrations::run::Workbench,
-    runtime: &Runtime,
     plugin: &str,
     keep_newer: bool,
 ) -> anyhow::Result<u32> {
-    let windows = Arc::new(crate::migrations::online::Windows::new(bench.storage.clone(), Arc::default(), 0));
-    windows.resume(runtime, crate::migrations::Ledger::open(bench.storage.as_ref())?).await?;
+    let windows = crate::migrations::online::Windows::new(bench.storage.clone(), Arc::default(), 0);
     let window = windows.close(bench, plugin, keep_newer, &[]).await?;
     Ok(if keep_newer { window.to } else { window.from })
 }

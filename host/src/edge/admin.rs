@@ -380,7 +380,7 @@ async fn close_window(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let bench = workbench(app, envelope)?;
     let _one_at_a_time = migrating(app)?;
-    match app.close_window(&bench, name, keep_newer).await {
+    match app.close_window(bench, name, keep_newer).await {
         Ok(kept) => {
             Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "plugin": name, "data_version": kept })))
         }

@@ -364,7 +364,9 @@ impl Namespace for Paired {
     }
 
     fn set_quota(&self, quota: Option<u64>) {
-        self.own.set_quota(quota)
+        // One plugin, one quota: its data at each version is held to it.
+        self.own.set_quota(quota);
+        self.other.set_quota(quota);
     }
 }
 
@@ -545,17 +547,17 @@ impl Windows {
         }))
     }
 
-    /// Switches a plugin's handles at the window's versions to `make`'s.
+    /// Switches a plugin's handles at `versions` to `make`'s.
     async fn switch(
         &self,
         plugin: &str,
-        versions: [u32; 2],
+        versions: &[u32],
         make: impl Fn(u32) -> Result<Arc<dyn Namespace>, StorageError>,
     ) -> Result<(), StorageError> {
         for version in versions {
-            let handle = self.handles.lock().expect("handle map poisoned").get(&(plugin.to_owned(), version)).cloned();
+            let handle = self.handles.lock().expect("handle map poisoned").get(&(plugin.to_owned(), *version)).cloned();
             if let Some(handle) = handle {
-                handle.switch(make(version)?).await;
+                handle.switch(make(*version)?).await;
             }
         }
         Ok(())
@@ -570,8 +572,8 @@ impl Windows {
             anyhow::ensure!(
                 digest == window.digest,
                 "plugin `{plugin}`: its migration window (data versions {} and {}) was opened with {} at sha256:{}; \
-                 the file now holds sha256:{digest}: put it back, or stop the server and `plinth migrate abort` the \
-                 window",
+                 the file now holds sha256:{digest}: put it back, or close the window with the server stopped \
+                 (`plinth migrate abort {plugin}`, which needs no conversion)",
                 window.from,
                 window.to,
                 window.component.display(),
@@ -700,7 +702,7 @@ impl Windows {
         self.storage.namespace(namespace_at(&name, to), Some(plugin.quota))?;
         let open = self.register(name.clone(), window.clone(), converter);
         // Every write in step before the backfill reads a record.
-        self.switch(&name, [from, to], |v| self.paired(&open, v, None)).await?;
+        self.switch(&name, &[from, to], |v| self.paired(&open, v, None)).await?;
         self.start_backfill(&open, Arc::new(Ledger::open(self.storage.as_ref())?));
         bench
             .record(
@@ -713,9 +715,11 @@ impl Windows {
         Ok(window)
     }
 
-    /// Closes `plugin`'s window keeping version `keep`'s data and dropping
-    /// the other's. `serving` are the data versions its loaded versions
-    /// serve; none may be the dropped one.
+    /// Closes `plugin`'s window keeping the newer version's data
+    /// (`keep_newer`) or the older's, and dropping the other's. `serving`
+    /// are the data versions its loaded versions serve; none may be the
+    /// dropped one. Works from the ledger alone (no conversion is needed),
+    /// so a window whose component is gone can still be closed.
     pub async fn close(
         &self,
         bench: &Workbench,
@@ -724,45 +728,49 @@ impl Windows {
         serving: &[u32],
     ) -> anyhow::Result<Window> {
         let _one_at_a_time = self.changing.lock().await;
-        let open =
-            self.window_of(plugin).ok_or_else(|| anyhow::anyhow!("plugin `{plugin}` has no migration window open"))?;
-        let window = open.window.clone();
-        let (keep, drop_version) = if keep_newer { (window.to, window.from) } else { (window.from, window.to) };
-        let recorded = bench
+        let window = bench
             .ledger
             .window(plugin)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("plugin `{plugin}`: the ledger has no window"))?;
+            .ok_or_else(|| anyhow::anyhow!("plugin `{plugin}` has no migration window open"))?;
+        let (keep, dropped) = if keep_newer { (window.to, window.from) } else { (window.from, window.to) };
         if keep_newer {
             anyhow::ensure!(
-                recorded.done && recorded.failure.is_none(),
+                window.done && window.failure.is_none(),
                 "plugin `{plugin}`: the backfill {}; complete only once it is through (abort goes back)",
-                match &recorded.failure {
+                match &window.failure {
                     Some(why) => format!("halted: {why}"),
-                    None => format!("is at {} of {} records", recorded.copied, recorded.total),
+                    None => format!("is at {} of {} records", window.copied, window.total),
                 }
             );
         }
         anyhow::ensure!(
-            !serving.contains(&drop_version),
-            "plugin `{plugin}`: a loaded version still serves data version {drop_version}; {}",
+            !serving.contains(&dropped),
+            "plugin `{plugin}`: a loaded version still serves data version {dropped}; {}",
             if keep_newer {
                 "promote the canary (or roll the stable version out) first"
             } else {
                 "roll the canary back first"
             }
         );
-        open.stop_backfill().await;
-        let kept = self.storage.namespace(namespace_at(plugin, keep), None)?;
-        self.switch(plugin, [keep, keep], |_| Ok(kept.clone())).await?;
-        let dropped = self.handles.lock().expect("handle map poisoned").remove(&(plugin.to_owned(), drop_version));
-        drop(dropped);
+        if let Some(open) = self.window_of(plugin) {
+            open.stop_backfill().await;
+        }
+        // Whatever still holds the dropped version's handle (a request in
+        // flight, a previous version kept for rollback) writes nothing from
+        // here on, and what was in flight ends before the kept one switches.
+        let closed: Arc<dyn Namespace> = Arc::new(Closed { plugin: plugin.to_owned(), version: dropped });
+        self.switch(plugin, &[dropped], |_| Ok(closed.clone())).await?;
+        let kept = self.storage.namespace(namespace_at(plugin, keep), Some(window.quota))?;
+        self.switch(plugin, &[keep], |_| Ok(kept.clone())).await?;
         let state = DataState { version: keep, previous: None, baseline: false };
         let added = if keep_newer {
             let digest = |v: u32| async move {
                 let ns = self.storage.namespace(namespace_at(plugin, v), None)?;
                 super::run::digest(ns.as_ref(), &super::run::tree_name(plugin, v)).await
             };
+            let opened = humantime::parse_rfc3339(&window.at).ok();
+            let elapsed = opened.and_then(|at| std::time::SystemTime::now().duration_since(at).ok());
             vec![Applied {
                 to: window.to,
                 name: window.name.clone(),
@@ -772,9 +780,9 @@ impl Windows {
                 backup: window.backup.clone(),
                 before: digest(window.from).await?,
                 after: digest(window.to).await?,
-                records: recorded.copied,
-                converted: recorded.copied,
-                duration_ms: 0,
+                records: window.copied,
+                converted: window.copied,
+                duration_ms: elapsed.map_or(0, |d| d.as_millis() as u64),
                 by: window.by.clone(),
                 at: window.at.clone(),
                 receipt: window.receipt.clone(),
@@ -785,13 +793,80 @@ impl Windows {
         };
         bench.ledger.commit_closing(plugin, state, &added).await?;
         self.open.lock().expect("window map poisoned").remove(plugin);
-        self.storage.remove_namespace(namespace_at(plugin, drop_version))?;
+        self.handles.lock().expect("handle map poisoned").remove(&(plugin.to_owned(), dropped));
+        // A backup reading the data meanwhile reads the dropped namespace
+        // whole: it is removed once that backup ends.
+        loop {
+            match self.storage.remove_namespace(namespace_at(plugin, dropped)) {
+                Err(StorageError::SnapshotRunning) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                removed => {
+                    removed?;
+                    break;
+                }
+            }
+        }
         let action = if keep_newer { "migration.completed" } else { "migration.aborted" };
         bench
-            .record(action, plugin, Outcome::Success, format!("data at version {keep}; version {drop_version} removed"))
+            .record(action, plugin, Outcome::Success, format!("data at version {keep}; version {dropped} removed"))
             .await?;
         Ok(window)
     }
+}
+
+/// A dropped version's data: every call fails, naming why.
+struct Closed {
+    plugin: String,
+    version: u32,
+}
+
+impl Closed {
+    fn refused<T>(&self) -> Result<T, StorageError> {
+        Err(StorageError::Backend(format!(
+            "plugin `{}`'s data at version {} was removed when its migration window closed",
+            self.plugin, self.version
+        )))
+    }
+}
+
+#[async_trait::async_trait]
+impl Namespace for Closed {
+    async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.refused()
+    }
+    async fn set(&self, _key: &str, _value: Vec<u8>) -> Result<(), StorageError> {
+        self.refused()
+    }
+    async fn delete(&self, _key: &str) -> Result<bool, StorageError> {
+        self.refused()
+    }
+    async fn compare_and_swap(
+        &self,
+        _key: &str,
+        _expected: Option<Vec<u8>>,
+        _new: Option<Vec<u8>>,
+    ) -> Result<Swap, StorageError> {
+        self.refused()
+    }
+    async fn scan_prefix(&self, _prefix: &str, _after: Option<&str>, _limit: usize) -> Result<Page, StorageError> {
+        self.refused()
+    }
+    async fn batch(&self, _ops: Vec<Op>) -> Result<(), StorageError> {
+        self.refused()
+    }
+    async fn get_versioned(&self, _key: &str) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
+        self.refused()
+    }
+    async fn write_versioned(
+        &self,
+        _op: VersionedOp,
+        _committed: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<VersionedWrite, StorageError> {
+        self.refused()
+    }
+    fn used_bytes(&self) -> u64 {
+        0
+    }
+    fn set_quota(&self, _quota: Option<u64>) {}
 }
 
 /// Records in a namespace.
@@ -874,17 +949,16 @@ async fn backfill(windows: Arc<Windows>, open: Arc<OpenWindow>, ledger: Arc<Ledg
             for (key, _) in &page.entries {
                 match copy_record(&open, windows.storage.as_ref(), &older, key).await {
                     Ok(_) => copied += 1,
-                    Err(e @ (StorageError::Conversion(_) | StorageError::QuotaExceeded { .. })) => {
+                    Err(e) => {
                         let why = match e {
                             StorageError::Conversion(why) => why,
-                            quota => format!("record `{key}` does not fit the newer version's data: {quota}"),
+                            other => format!("record `{key}`: {other}"),
                         };
                         window.failure = Some(why.clone());
                         window.lease = None;
                         ledger.update_window(&plugin, &seen, &window).await?;
                         anyhow::bail!("halted: {why}");
                     }
-                    Err(e) => return Err(e.into()),
                 }
                 // A record at a time, so requests on this thread wait for one conversion at most.
                 tokio::task::yield_now().await;
@@ -913,5 +987,186 @@ async fn backfill(windows: Arc<Windows>, open: Arc<OpenWindow>, ledger: Arc<Ledg
     .await;
     if let Err(e) = outcome {
         tracing::error!(plugin, error = %format!("{e:#}"), "backfill stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::storage::SledStorage;
+
+    const QUOTA: u64 = 1 << 20;
+
+    /// A window from data version 0 to 1 over the migrator test guest's
+    /// step 1 (notes under `note/` gain a word count), opened by hand on a
+    /// fresh database holding `records` at version 0, with no backfill
+    /// running; the stable (0) and canary (1) versions' handles.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        storage: Arc<dyn Storage>,
+        windows: Arc<Windows>,
+        open: Arc<OpenWindow>,
+        stable: Arc<dyn Namespace>,
+        canary: Arc<dyn Namespace>,
+    }
+
+    async fn fixture(records: &[(&str, Value)]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+        let older = storage.namespace(namespace_at("notes", 0), Some(QUOTA)).unwrap();
+        for (key, note) in records {
+            older.set(key, note.to_string().into_bytes()).await.unwrap();
+        }
+        let runtime = Runtime::new(4, None).unwrap();
+        let path = std::path::Path::new(plinth_test_guests::MIGRATOR_V1);
+        let (component, digest) = runtime.compile("notes", path).await.unwrap();
+        let converter = runtime.converter("notes", &component, 64 << 20, Duration::from_secs(2)).unwrap().unwrap();
+        let window = Window {
+            from: 0,
+            to: 1,
+            name: "words".into(),
+            file: String::new(),
+            canonical: String::new(),
+            semantic: String::new(),
+            families: vec!["note/".into()],
+            component: path.to_owned(),
+            digest,
+            quota: QUOTA,
+            memory: 64 << 20,
+            timeout_ms: 2000,
+            backup: String::new(),
+            receipt: None,
+            override_reason: None,
+            by: "test".into(),
+            at: now_rfc3339(),
+            total: records.len() as u64,
+            copied: 0,
+            cursor: None,
+            done: false,
+            failure: None,
+            lease: None,
+        };
+        let ledger = Ledger::open(storage.as_ref()).unwrap();
+        ledger.ns.set(&window_key("notes"), serde_json::to_vec(&window).unwrap()).await.unwrap();
+        storage.namespace(namespace_at("notes", 1), Some(QUOTA)).unwrap();
+        let windows = Arc::new(Windows::new(storage.clone(), Arc::default(), 0));
+        let open = windows.register("notes".into(), window, converter);
+        let stable = windows.handle("notes", 0, QUOTA).unwrap();
+        let canary = windows.handle("notes", 1, QUOTA).unwrap();
+        Fixture { _dir: dir, storage, windows, open, stable, canary }
+    }
+
+    fn bytes(note: Value) -> Vec<u8> {
+        note.to_string().into_bytes()
+    }
+
+    async fn read(ns: &Arc<dyn Namespace>, key: &str) -> Option<Value> {
+        ns.get(key).await.unwrap().map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    #[tokio::test]
+    async fn each_version_reads_its_own_format_and_every_write_reaches_both() {
+        let f = fixture(&[("note/a", json!({"text": "hello big world"})), ("note/b", json!({"text": "one"}))]).await;
+        let raw = f.storage.namespace(namespace_at("notes", 1), None).unwrap();
+        assert_eq!(read(&f.canary, "note/a").await, Some(json!({"text": "hello big world", "words": 3})));
+        assert_eq!(raw.get("note/a").await.unwrap(), None, "read converted, not copied");
+        f.stable.set("other/x", b"outside the families".to_vec()).await.unwrap();
+        assert_eq!(f.canary.get("other/x").await.unwrap(), Some(b"outside the families".to_vec()));
+
+        f.stable.set("note/c", bytes(json!({"text": "two words"}))).await.unwrap();
+        assert_eq!(read(&raw, "note/c").await, Some(json!({"text": "two words", "words": 2})));
+        f.canary.set("note/d", bytes(json!({"text": "x y z", "words": 3}))).await.unwrap();
+        assert_eq!(read(&f.stable, "note/d").await, Some(json!({"text": "x y z"})));
+
+        assert!(f.canary.delete("note/a").await.unwrap(), "it was there, at the older version");
+        assert_eq!((read(&f.stable, "note/a").await, read(&f.canary, "note/a").await), (None, None));
+        assert!(!f.canary.delete("note/a").await.unwrap());
+
+        let ops = vec![Op::Set("note/e".into(), bytes(json!({"text": "e"}))), Op::Delete("note/b".into())];
+        f.stable.batch(ops).await.unwrap();
+        assert_eq!(read(&f.canary, "note/e").await, Some(json!({"text": "e", "words": 1})));
+        assert_eq!(read(&f.canary, "note/b").await, None);
+    }
+
+    #[tokio::test]
+    async fn a_compare_and_swap_on_the_newer_version_sees_the_older_record_converted() {
+        let f = fixture(&[("note/a", json!({"text": "hello big world"}))]).await;
+        let seen = f.canary.get("note/a").await.unwrap();
+        let stale = Some(bytes(json!({"text": "hello big world", "words": 9})));
+        let refused = f.canary.compare_and_swap("note/a", stale, Some(bytes(json!({"text": "x", "words": 1})))).await;
+        assert_eq!(refused.unwrap(), Swap::Conflict(seen.clone()));
+        let swapped = f.canary.compare_and_swap("note/a", seen, Some(bytes(json!({"text": "new", "words": 1})))).await;
+        assert_eq!(swapped.unwrap(), Swap::Swapped);
+        assert_eq!(read(&f.stable, "note/a").await, Some(json!({"text": "new"})));
+        let current = f.stable.get("note/a").await.unwrap();
+        let gone = f.stable.compare_and_swap("note/a", current, None).await.unwrap();
+        assert_eq!(gone, Swap::Swapped);
+        assert_eq!(read(&f.canary, "note/a").await, None);
+    }
+
+    #[tokio::test]
+    async fn the_newer_versions_scan_merges_both_namespaces_page_by_page() {
+        let notes: Vec<(String, Value)> =
+            (0..10).map(|i| (format!("note/{i:02}"), json!({"text": format!("note {i}")}))).collect();
+        let records: Vec<(&str, Value)> = notes.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let f = fixture(&records).await;
+        // Some already at the newer version (written by the canary), one gone.
+        f.canary.set("note/03", bytes(json!({"text": "three", "words": 1}))).await.unwrap();
+        f.canary.set("note/08", bytes(json!({"text": "eight", "words": 1}))).await.unwrap();
+        f.stable.delete("note/05").await.unwrap();
+        let (mut keys, mut after) = (Vec::new(), None::<String>);
+        loop {
+            let page = f.canary.scan_prefix("note/", after.as_deref(), 3).await.unwrap();
+            assert!(page.entries.len() <= 3);
+            for (key, value) in &page.entries {
+                let note: Value = serde_json::from_slice(value).unwrap();
+                assert!(note["words"].is_u64(), "{key} is in the newer format: {note}");
+                keys.push(key.clone());
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = notes.iter().map(|(k, _)| k.clone()).filter(|k| k != "note/05").collect();
+        assert_eq!(keys, expected, "every key once, in order");
+    }
+
+    #[tokio::test]
+    async fn a_record_that_does_not_convert_fails_its_readers_and_writers_only() {
+        let f = fixture(&[("note/t", json!({"text": "trap me"})), ("note/ok", json!({"text": "fine"}))]).await;
+        assert!(matches!(f.canary.get("note/t").await, Err(StorageError::Conversion(_))));
+        assert_eq!(read(&f.canary, "note/ok").await, Some(json!({"text": "fine", "words": 1})));
+        let write = f.stable.set("note/u", bytes(json!({"text": "trap me"}))).await;
+        assert!(matches!(write, Err(StorageError::Conversion(_))), "{write:?}");
+        assert_eq!(f.stable.get("note/u").await.unwrap(), None, "nothing written at either version");
+    }
+
+    #[tokio::test]
+    async fn the_backfill_copies_what_the_newer_version_lacks_and_leaves_newer_writes_alone() {
+        let notes: Vec<(String, Value)> =
+            (0..600).map(|i| (format!("note/{i:04}"), json!({"text": format!("note number {i}")}))).collect();
+        let records: Vec<(&str, Value)> = notes.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let f = fixture(&records).await;
+        f.canary.set("note/0300", bytes(json!({"text": "newer", "words": 1}))).await.unwrap();
+        let ledger = Arc::new(Ledger::open(f.storage.as_ref()).unwrap());
+        f.windows.start_backfill(&f.open, ledger.clone());
+        for _ in 0..600 {
+            if f.open.is_done() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(f.open.is_done(), "the backfill went through");
+        let window = ledger.window("notes").await.unwrap().unwrap();
+        assert_eq!((window.done, window.copied, window.failure, window.lease), (true, 600, None, None));
+        let raw = f.storage.namespace(namespace_at("notes", 1), None).unwrap();
+        assert_eq!(read(&raw, "note/0007").await, Some(json!({"text": "note number 7", "words": 3})));
+        assert_eq!(read(&raw, "note/0300").await, Some(json!({"text": "newer", "words": 1})));
+        assert_eq!(count(raw.as_ref()).await.unwrap(), 600);
     }
 }

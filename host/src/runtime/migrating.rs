@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::runtime::bindings::log;
 use crate::runtime::bindings::migrating::{MigratingBindingsPre, migrations};
 use crate::runtime::state::MemoryCap;
-use crate::runtime::{EPOCH_TICK, LoadError, Runtime, grants};
+use crate::runtime::{LoadError, Runtime, grants};
 
 pub use migrations::{Direction, Entry, Step};
 
@@ -106,9 +106,17 @@ impl Converter {
             ConverterState { plugin: self.plugin.clone(), memory: MemoryCap::new(self.memory), lines: 0 },
         );
         store.limiter(|state| &mut state.memory);
-        let ticks = (self.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // Yields at every tick like a request, so a slow conversion (one a
+        // write waits for, in a migration window) holds no thread to itself.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if tokio::time::Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
         let result = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             call(instance.plinth_platform_migrations(), &mut store).await

@@ -54,6 +54,9 @@ pub enum StorageError {
     /// The backend failed.
     #[error("storage backend: {0}")]
     Backend(String),
+    /// A namespace cannot be removed while a backup reads the data.
+    #[error("a backup is reading the data")]
+    SnapshotRunning,
     /// A record could not be converted between the data versions of a
     /// migration window (what the plugin's conversion said).
     #[error("migration conversion failed: {0}")]
@@ -159,7 +162,8 @@ pub trait Storage: Send + Sync + 'static {
     fn namespaces_holding_data(&self) -> Result<Vec<String>, StorageError>;
 
     /// Removes a namespace and everything in it; false when there was none.
-    /// The caller makes sure nothing uses it any more.
+    /// The caller makes sure nothing uses it any more. Refused
+    /// ([`StorageError::SnapshotRunning`]) while a snapshot is read.
     fn remove_namespace(&self, id: NamespaceId) -> Result<bool, StorageError>;
 
     /// Applies both sides' ops in one transaction, each side within its

@@ -160,7 +160,12 @@ impl Storage for SledStorage {
     }
 
     fn remove_namespace(&self, id: NamespaceId) -> Result<bool, StorageError> {
+        // Under the map's lock, which a snapshot's cut holds too: a snapshot
+        // either started after the tree went or finds it whole.
         let mut open = self.open.lock().expect("namespace map lock poisoned");
+        if self.capture.load().is_some() {
+            return Err(StorageError::SnapshotRunning);
+        }
         let name = tree_name(&id);
         open.remove(&id);
         self.db.drop_tree(name.as_bytes()).map_err(backend)
@@ -603,6 +608,25 @@ mod tests {
         assert_eq!(gone.unwrap(), Swap::Swapped);
         assert_eq!((a.used_bytes(), b.used_bytes()), (0, 0));
         assert!(s.write_pair(side(&old, None, vec![]), side(&old, None, vec![])).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_namespace_is_not_removed_while_a_snapshot_reads_it() {
+        let (_dir, s) = storage();
+        let id = NamespaceId::Plugin("p@1".into());
+        s.namespace(id.clone(), None).unwrap().set("k", b"v".to_vec()).await.unwrap();
+        let snapshot = s.snapshot().unwrap();
+        assert_eq!(s.remove_namespace(id.clone()), Err(StorageError::SnapshotRunning));
+        let mut seen = Vec::new();
+        snapshot
+            .read("plugin/p@1", &mut |k, v| {
+                seen.push((k.to_vec(), v.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, vec![(b"k".to_vec(), b"v".to_vec())]);
+        drop(snapshot);
+        assert_eq!(s.remove_namespace(id), Ok(true));
     }
 
     #[test]

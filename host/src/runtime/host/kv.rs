@@ -18,6 +18,7 @@ impl From<StorageError> for Error {
                 tracing::error!(error = %why, "kv backend failure");
                 Error::Storage(why)
             }
+            StorageError::SnapshotRunning => Error::Storage("a backup is reading the data".into()),
             StorageError::Conversion(why) => Error::Storage(format!("migration conversion failed: {why}")),
         }
     }
