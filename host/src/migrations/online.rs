@@ -566,6 +566,7 @@ impl Windows {
     /// Opens the ledger's windows again after a start, and resumes their
     /// backfills. Before any plugin loads.
     pub async fn resume(self: &Arc<Self>, runtime: &Runtime, ledger: Ledger) -> anyhow::Result<()> {
+        remove_dropped(self.storage.as_ref(), &ledger).await?;
         let ledger = Arc::new(ledger);
         for (plugin, window) in ledger.windows().await? {
             let (component, digest) = runtime.compile(&plugin, &window.component).await?;
@@ -653,6 +654,7 @@ impl Windows {
                 NamespaceId::System(n) => n.to_owned(),
             }
         );
+        remove_dropped(self.storage.as_ref(), &bench.ledger).await?;
         anyhow::ensure!(
             !self.storage.namespaces_holding_data()?.contains(&target),
             "namespace `{target}` holds data already (an earlier window's?); back it up and remove it first"
@@ -791,7 +793,7 @@ impl Windows {
         } else {
             Vec::new()
         };
-        bench.ledger.commit_closing(plugin, state, &added).await?;
+        bench.ledger.commit_closing(plugin, state, &added, dropped).await?;
         self.open.lock().expect("window map poisoned").remove(plugin);
         self.handles.lock().expect("handle map poisoned").remove(&(plugin.to_owned(), dropped));
         // A backup reading the data meanwhile reads the dropped namespace
@@ -805,6 +807,7 @@ impl Windows {
                 }
             }
         }
+        bench.ledger.ns.delete(&dropped_key(plugin)).await?;
         let action = if keep_newer { "migration.completed" } else { "migration.aborted" };
         bench
             .record(action, plugin, Outcome::Success, format!("data at version {keep}; version {dropped} removed"))
@@ -885,16 +888,43 @@ async fn count(ns: &dyn Namespace) -> Result<u64, StorageError> {
 impl Ledger {
     /// Records a closed window's outcome: the new state, the step applied
     /// (when it completed), the window gone, in one batch.
-    async fn commit_closing(&self, plugin: &str, state: DataState, added: &[Applied]) -> Result<(), StorageError> {
+    /// The dropped version is recorded too, until its namespace is gone:
+    /// a start after a crash in between removes it.
+    async fn commit_closing(
+        &self,
+        plugin: &str,
+        state: DataState,
+        added: &[Applied],
+        dropped: u32,
+    ) -> Result<(), StorageError> {
         let mut ops = vec![
             Op::Set(super::state_key(plugin), serde_json::to_vec(&state).expect("serializes")),
             Op::Delete(window_key(plugin)),
+            Op::Set(dropped_key(plugin), dropped.to_string().into_bytes()),
         ];
         ops.extend(
             added.iter().map(|a| Op::Set(super::applied_key(plugin, a.to), serde_json::to_vec(a).expect("serializes"))),
         );
         self.ns.batch(ops).await
     }
+}
+
+/// A closed window's dropped version, until its namespace is removed.
+fn dropped_key(plugin: &str) -> String {
+    format!("dropped/{plugin}")
+}
+
+/// Removes what closed windows dropped and a crash left behind.
+async fn remove_dropped(storage: &dyn Storage, ledger: &Ledger) -> anyhow::Result<()> {
+    let page = ledger.ns.scan_prefix("dropped/", None, crate::storage::MAX_SCAN_PAGE).await?;
+    for (key, version) in page.entries {
+        let plugin = key.trim_start_matches("dropped/");
+        let version: u32 = std::str::from_utf8(&version)?.parse()?;
+        storage.remove_namespace(namespace_at(plugin, version))?;
+        ledger.ns.delete(&key).await?;
+        tracing::info!(plugin, version, "removed the data a closed migration window dropped");
+    }
+    Ok(())
 }
 
 /// Holds the backfill to a rate, evenly: its writes share the disk's
@@ -1144,6 +1174,23 @@ mod tests {
         let write = f.stable.set("note/u", bytes(json!({"text": "trap me"}))).await;
         assert!(matches!(write, Err(StorageError::Conversion(_))), "{write:?}");
         assert_eq!(f.stable.get("note/u").await.unwrap(), None, "nothing written at either version");
+    }
+
+    #[tokio::test]
+    async fn what_a_closed_window_dropped_is_removed_after_a_crash_before_it_was() {
+        let f = fixture(&[("note/a", json!({"text": "a"}))]).await;
+        f.canary.set("note/b", bytes(json!({"text": "b", "words": 1}))).await.unwrap();
+        let ledger = Ledger::open(f.storage.as_ref()).unwrap();
+        let state = DataState { version: 0, previous: None, baseline: false };
+        // The ledger says aborted; the process died before the removal.
+        ledger.commit_closing("notes", state, &[], 1).await.unwrap();
+        assert!(f.storage.namespaces_holding_data().unwrap().contains(&"plugin/notes@1".to_owned()));
+        remove_dropped(f.storage.as_ref(), &ledger).await.unwrap();
+        assert_eq!(
+            f.storage.namespaces_holding_data().unwrap(),
+            vec!["plugin/notes".to_owned(), "system/migrations".to_owned()]
+        );
+        assert!(ledger.ns.get(&dropped_key("notes")).await.unwrap().is_none());
     }
 
     #[tokio::test]
