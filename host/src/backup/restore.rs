@@ -59,9 +59,8 @@ pub async fn restore(backup: &Path, data: &Path, key: &AuditKey) -> anyhow::Resu
     // The data directory is opened only once the backup checked out whole:
     // a damaged backup leaves it as it was, byte for byte.
     let result = async {
-        restore_into(backup, &staging, key).await?;
+        let (_, storage) = restore_into(backup, &staging, key).await?;
         let replaced = replaced_end(data, key).await?;
-        let storage = SledStorage::open(&staging)?;
         storage.raise_versions_above(manifest.versions_issued.max(replaced.as_ref().map_or(0, |r| r.0)))?;
         anyhow::Ok((replaced.map(|r| r.1), storage))
     }
@@ -138,13 +137,15 @@ fn sibling(data: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Restores `backup` into `dir` (which must not hold a database) and checks
-/// it, without touching any data directory: a copy to try things on.
-pub async fn restore_copy(backup: &Path, dir: &Path, key: &AuditKey) -> anyhow::Result<Manifest> {
+/// it, without touching any data directory: a copy to try things on, open.
+pub async fn restore_copy(backup: &Path, dir: &Path, key: &AuditKey) -> anyhow::Result<(Manifest, SledStorage)> {
     restore_into(backup, dir, key).await
 }
 
-/// Writes the backup into `staging` and checks what was written.
-async fn restore_into(backup: &Path, staging: &Path, key: &AuditKey) -> anyhow::Result<Manifest> {
+/// Writes the backup into `staging` and checks what was written; the
+/// database stays open for the caller (sled can hold a dropped database's
+/// lock for a while, so reopening it at once can fail).
+async fn restore_into(backup: &Path, staging: &Path, key: &AuditKey) -> anyhow::Result<(Manifest, SledStorage)> {
     let storage = SledStorage::open(staging)?;
     let blobs = staging.join("blobs");
     let manifest = {
@@ -175,7 +176,7 @@ async fn restore_into(backup: &Path, staging: &Path, key: &AuditKey) -> anyhow::
         );
     }
     storage.flush().await?;
-    Ok(manifest)
+    Ok((manifest, storage))
 }
 
 /// Every namespace of the restored database matches the manifest.

@@ -448,8 +448,7 @@ impl Workbench {
             .prefix(".rehearsal-")
             .tempdir_in(self.backups.dir())
             .context("making the rehearsal's directory")?;
-        let manifest = crate::backup::restore_copy(&backup.file, scratch.path(), &self.key).await?;
-        let copy = crate::storage::SledStorage::open(scratch.path())?;
+        let (manifest, copy) = crate::backup::restore_copy(&backup.file, scratch.path(), &self.key).await?;
         let name = tree_name(&plugin.name, from);
         let snapshot = manifest
             .namespaces

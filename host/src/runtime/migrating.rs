@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap};
 
 use crate::runtime::bindings::log;
 use crate::runtime::bindings::migrating::{MigratingBindingsPre, migrations};
@@ -108,15 +108,7 @@ impl Converter {
         store.limiter(|state| &mut state.memory);
         // Yields at every tick like a request, so a slow conversion (one a
         // write waits for, in a migration window) holds no thread to itself.
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if tokio::time::Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
-            })
-        });
+        crate::runtime::yield_until(&mut store, tokio::time::Instant::now() + self.timeout);
         let result = async {
             let instance = self.pre.instantiate_async(&mut store).await?;
             call(instance.plinth_platform_migrations(), &mut store).await

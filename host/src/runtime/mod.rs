@@ -393,6 +393,19 @@ impl Runtime {
     }
 }
 
+/// Interrupts the store's guest at `deadline`, handing the thread back to
+/// the scheduler at every epoch tick until then (a worker, a conversion).
+pub(crate) fn yield_until<T: Send + 'static>(store: &mut Store<T>, deadline: tokio::time::Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if tokio::time::Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        })
+    });
+}
+
 /// What a plugin produced for one request.
 #[derive(Debug)]
 pub struct PluginOutput {

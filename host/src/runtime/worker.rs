@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::blobs::Blobs;
@@ -148,14 +148,7 @@ impl Worker {
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.memory);
         let deadline = tokio::time::Instant::now() + timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if tokio::time::Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
-            })
-        });
+        crate::runtime::yield_until(&mut store, deadline);
         let job = work::Job {
             id: claimed.id.clone(),
             owner: claimed.record.owner.clone(),

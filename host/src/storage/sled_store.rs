@@ -43,20 +43,10 @@ impl SledStorage {
     /// Opens (creating) the database in `dir`. sled takes an exclusive lock:
     /// a second process on the same directory fails here, clearly.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        // A database this process just dropped can hold its lock a moment
-        // longer (sled's writer threads let go of its file last): a reopen
-        // waits for that, at most a second, before it says the lock is taken.
-        let mut tries = 0;
-        let db = loop {
-            match sled::Config::new().path(dir.join("db")).open() {
-                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && tries < 20 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                opened => break opened,
-            }
-        }
-        .map_err(|e| StorageError::Backend(format!("cannot open {}: {e}", dir.display())))?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .open()
+            .map_err(|e| StorageError::Backend(format!("cannot open {}: {e}", dir.display())))?;
         let version_base = match db.get(VERSION_BASE_KEY).map_err(backend)? {
             Some(bytes) => u64::from_be_bytes(
                 bytes
