@@ -12,13 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use plinth::storage::{Op, SledStorage, Storage};
+use plinth::storage::SledStorage;
+
+#[path = "common/notes.rs"]
+mod notes;
 
 /// Records in the plugin's data; `BACKFILL_RECORDS` sets another count.
 static RECORDS: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
     std::env::var("BACKFILL_RECORDS").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000)
 });
-const BATCH: usize = 1_000;
 const IDLE: Duration = Duration::from_secs(10);
 const PACE: Duration = Duration::from_millis(10);
 
@@ -104,20 +106,7 @@ async fn run(rate: Option<u32>) {
         plinth::app::ConfigSource { file: file.clone(), data: None, listen: Some("127.0.0.1:0".parse().unwrap()) };
     let config = source.load().unwrap();
     std::fs::create_dir_all(&config.storage.path).unwrap();
-    {
-        let storage = SledStorage::open(&config.storage.path).unwrap();
-        let notes = storage.namespace(plinth::migrations::namespace_at("notes", 0), None).unwrap();
-        for batch in 0..*RECORDS / BATCH {
-            let ops = (0..BATCH)
-                .map(|i| {
-                    let n = batch * BATCH + i;
-                    Op::Set(format!("note/{n:08}"), format!("{{\"text\":\"note number {n} of many\"}}").into_bytes())
-                })
-                .collect();
-            notes.batch(ops).await.unwrap();
-        }
-        storage.flush().await.unwrap();
-    }
+    notes::seed(&SledStorage::open(&config.storage.path).unwrap(), *RECORDS).await;
     let listener = tokio::net::TcpListener::bind(config.server.listen).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = Arc::new(plinth::App::build_from(config, Some(source.clone())).await.unwrap());

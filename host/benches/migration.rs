@@ -8,10 +8,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use plinth::storage::{Op, SledStorage, Storage};
+use plinth::storage::{SledStorage, Storage};
+
+#[path = "common/notes.rs"]
+mod notes;
 
 const RECORDS: usize = 1_000_000;
-const BATCH: usize = 1_000;
 
 #[tokio::main]
 async fn main() {
@@ -34,17 +36,7 @@ async fn main() {
     let data = &config.storage.path;
     std::fs::create_dir_all(data).unwrap();
     let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(data).unwrap());
-    let notes = storage.namespace(plinth::migrations::namespace_at("notes", 0), None).unwrap();
-    for batch in 0..RECORDS / BATCH {
-        let ops = (0..BATCH)
-            .map(|i| {
-                let n = batch * BATCH + i;
-                Op::Set(format!("note/{n:08}"), format!("{{\"text\":\"note number {n} of many\"}}").into_bytes())
-            })
-            .collect();
-        notes.batch(ops).await.unwrap();
-    }
-    storage.flush().await.unwrap();
+    notes::seed(storage.as_ref(), RECORDS).await;
 
     let bench = plinth::migrations::run::Workbench::offline(&config, storage.clone()).await.unwrap();
     let runtime = plinth::runtime::Runtime::new(4, None).unwrap();
