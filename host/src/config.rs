@@ -620,7 +620,7 @@ pub struct StorageConfig {
     /// Records a migration window's backfill copies per second at most (0:
     /// as fast as it goes). Its writes share the disk's flushes with the
     /// requests': measured on 2 cores, 2,000/s keeps their p99 within 1.3×
-    /// of idle, unpaced (~11,000/s) costs 18×.
+    /// of idle, unpaced (~9,000–11,000/s) costs 18–28× (BENCHMARKS.md).
     pub backfill_rate: u32,
 }
 

@@ -1044,12 +1044,12 @@ mod tests {
         canary: Arc<dyn Namespace>,
     }
 
-    async fn fixture(records: &[(&str, Value)]) -> Fixture {
+    async fn fixture(records: &[(impl AsRef<str>, Value)]) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
         let older = storage.namespace(namespace_at("notes", 0), Some(QUOTA)).unwrap();
         for (key, note) in records {
-            older.set(key, note.to_string().into_bytes()).await.unwrap();
+            older.set(key.as_ref(), note.to_string().into_bytes()).await.unwrap();
         }
         let runtime = Runtime::new(4, None).unwrap();
         let path = std::path::Path::new(plinth_test_guests::MIGRATOR_V1);
@@ -1088,6 +1088,11 @@ mod tests {
         let stable = windows.handle("notes", 0, QUOTA).unwrap();
         let canary = windows.handle("notes", 1, QUOTA).unwrap();
         Fixture { _dir: dir, storage, windows, open, stable, canary }
+    }
+
+    /// Notes `note/0000`… with texts `{prefix} {n}`.
+    fn numbered(count: usize, prefix: &str) -> Vec<(String, Value)> {
+        (0..count).map(|i| (format!("note/{i:04}"), json!({"text": format!("{prefix} {i}")}))).collect()
     }
 
     fn bytes(note: Value) -> Vec<u8> {
@@ -1140,14 +1145,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_newer_versions_scan_merges_both_namespaces_page_by_page() {
-        let notes: Vec<(String, Value)> =
-            (0..10).map(|i| (format!("note/{i:02}"), json!({"text": format!("note {i}")}))).collect();
-        let records: Vec<(&str, Value)> = notes.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let f = fixture(&records).await;
+        let notes = numbered(10, "note");
+        let f = fixture(&notes).await;
         // Some already at the newer version (written by the canary), one gone.
-        f.canary.set("note/03", bytes(json!({"text": "three", "words": 1}))).await.unwrap();
-        f.canary.set("note/08", bytes(json!({"text": "eight", "words": 1}))).await.unwrap();
-        f.stable.delete("note/05").await.unwrap();
+        f.canary.set("note/0003", bytes(json!({"text": "three", "words": 1}))).await.unwrap();
+        f.canary.set("note/0008", bytes(json!({"text": "eight", "words": 1}))).await.unwrap();
+        f.stable.delete("note/0005").await.unwrap();
         let (mut keys, mut after) = (Vec::new(), None::<String>);
         loop {
             let page = f.canary.scan_prefix("note/", after.as_deref(), 3).await.unwrap();
@@ -1162,7 +1165,7 @@ mod tests {
                 None => break,
             }
         }
-        let expected: Vec<String> = notes.iter().map(|(k, _)| k.clone()).filter(|k| k != "note/05").collect();
+        let expected: Vec<String> = notes.iter().map(|(k, _)| k.clone()).filter(|k| k != "note/0005").collect();
         assert_eq!(keys, expected, "every key once, in order");
     }
 
@@ -1195,10 +1198,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_backfill_copies_what_the_newer_version_lacks_and_leaves_newer_writes_alone() {
-        let notes: Vec<(String, Value)> =
-            (0..600).map(|i| (format!("note/{i:04}"), json!({"text": format!("note number {i}")}))).collect();
-        let records: Vec<(&str, Value)> = notes.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let f = fixture(&records).await;
+        let f = fixture(&numbered(600, "note number")).await;
         f.canary.set("note/0300", bytes(json!({"text": "newer", "words": 1}))).await.unwrap();
         let ledger = Arc::new(Ledger::open(f.storage.as_ref()).unwrap());
         f.windows.start_backfill(&f.open, ledger.clone());
