@@ -37,6 +37,19 @@ pub async fn filled_text(browser: &Client, css: &str) -> String {
     panic!("{css} stayed empty");
 }
 
+/// The value of the input `css` once the page has put one there (the
+/// input may exist, empty, before the request that fills it is answered).
+pub async fn filled_value(browser: &Client, css: &str) -> String {
+    for _ in 0..400 {
+        let value = element(browser, css).await.prop("value").await.unwrap().unwrap_or_default();
+        if !value.is_empty() {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{css} stayed empty");
+}
+
 pub async fn attribute(browser: &Client, css: &str, name: &str) -> Option<String> {
     element(browser, css).await.attr(name).await.unwrap()
 }
