@@ -63,13 +63,28 @@ fn main() {
             ));
         }
     }
+    // The accounts plugin at its previous data version, in a target
+    // directory of its own (the same crate with other features would
+    // overwrite the current one's component).
+    let previous = target.with_file_name("wasm-guests-accounts-data-v0");
+    build_with(&here.join("../../plugins"), &previous, &["-p", "accounts", "--features", "data-v0"]);
+    constants.push_str(&format!(
+        "/// The accounts plugin as it stored data at version 0 (its `data-v0` feature).\n\
+         pub const ACCOUNTS_DATA_V0: &str = {:?};\n",
+        previous.join("wasm32-wasip2/release/accounts.wasm").display().to_string()
+    ));
     std::fs::write(out.join("guests.rs"), constants).unwrap();
 }
 
 fn build(workspace: &Path, target: &Path) {
+    build_with(workspace, target, &[]);
+}
+
+fn build_with(workspace: &Path, target: &Path, args: &[&str]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace).args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"]).arg(target);
+    cmd.args(args);
     // Flags meant for the host build must not leak into the guest build.
     for var in
         ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"]

@@ -2,6 +2,7 @@
 //! and real wasm components built from source by `plinth-test-guests`.
 
 mod account_abuse;
+mod account_migration;
 mod accounts;
 mod audit;
 mod backups;

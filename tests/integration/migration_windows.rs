@@ -15,21 +15,22 @@ use crate::support::{ServerProcess, sign_in};
 const V0: &str = plinth_test_guests::MIGRATOR_V0;
 const V1: &str = plinth_test_guests::MIGRATOR_V1;
 
-/// An admin's calls to one server.
-struct Admin {
+/// An admin's calls to one server, about the migrations of one plugin.
+pub(crate) struct Admin {
     client: Client,
     base: String,
     bearer: String,
+    plugin: &'static str,
 }
 
 impl Admin {
-    async fn of(server: &ServerProcess) -> Self {
+    pub(crate) async fn of(server: &ServerProcess, plugin: &'static str) -> Self {
         let base = server.url("");
         let bearer = sign_in(&base, "ops", &["admin"], None).await.bearer();
-        Self { client: Client::new(), base, bearer }
+        Self { client: Client::new(), base, bearer, plugin }
     }
 
-    async fn post(&self, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str) -> (StatusCode, Value) {
         let response = self
             .client
             .post(format!("{}{path}", self.base))
@@ -41,12 +42,17 @@ impl Admin {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn reload(&self) -> (StatusCode, Value) {
+    pub(crate) async fn reload(&self) -> (StatusCode, Value) {
         self.post("/admin/reload").await
     }
 
-    /// The notes plugin's migration status.
-    async fn status(&self) -> Value {
+    /// `POST /admin/migrations/{plugin}/{action}`.
+    pub(crate) async fn migration(&self, action: &str) -> (StatusCode, Value) {
+        self.post(&format!("/admin/migrations/{}/{action}", self.plugin)).await
+    }
+
+    /// The plugin's migration status.
+    pub(crate) async fn status(&self) -> Value {
         let response = self
             .client
             .get(format!("{}/admin/migrations", self.base))
@@ -55,11 +61,24 @@ impl Admin {
             .await
             .unwrap();
         let all: Value = response.json().await.unwrap();
-        all["plugins"].as_array().unwrap().iter().find(|p| p["plugin"] == "notes").unwrap().clone()
+        all["plugins"].as_array().unwrap().iter().find(|p| p["plugin"] == self.plugin).unwrap().clone()
+    }
+
+    /// Starts a rehearsal and waits for its receipt.
+    pub(crate) async fn rehearsed(&self) -> Value {
+        assert_eq!(self.migration("rehearse").await.0, StatusCode::ACCEPTED);
+        for _ in 0..600 {
+            let receipt = self.status().await["receipt"].clone();
+            if !receipt.is_null() {
+                return receipt;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no rehearsal receipt in 60 s: {}", self.status().await);
     }
 
     /// Waits until the window's backfill is through, or halted when `halted`.
-    async fn backfilled(&self, halted: bool) -> Value {
+    pub(crate) async fn backfilled(&self, halted: bool) -> Value {
         for _ in 0..600 {
             let window = self.status().await["window"].clone();
             if window["done"] == true || (halted && !window["failure"].is_null()) {
@@ -182,7 +201,7 @@ fn a_window_keeps_stable_and_canary_in_step_under_load_and_a_rollback_at_20_perc
     let base = server.url("");
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let mut all = seed(&base, 600).await;
-        let admin = Admin::of(&server).await;
+        let admin = Admin::of(&server, "notes").await;
         notes.serve_with(V0, Some((V1, 20)));
         let (status, report) = admin.reload().await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a canary at the next version, with no window: {report}");
@@ -191,13 +210,7 @@ fn a_window_keeps_stable_and_canary_in_step_under_load_and_a_rollback_at_20_perc
         assert_eq!(status, StatusCode::CONFLICT, "no rehearsal yet: {refused}");
         assert_eq!(refused["error"]["code"], "migration_refused");
         assert!(refused["error"]["message"].as_str().unwrap().contains("there is no rehearsal receipt"), "{refused}");
-        assert_eq!(admin.post("/admin/migrations/notes/rehearse").await.0, StatusCode::ACCEPTED);
-        for _ in 0..300 {
-            if !admin.status().await["receipt"].is_null() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        admin.rehearsed().await;
 
         let stop_load = Arc::new(AtomicBool::new(false));
         let writers = load(&base, 600, stop_load.clone());
@@ -279,7 +292,7 @@ fn a_backfill_killed_midway_resumes_and_ends_with_the_digest_of_an_uninterrupted
             runtime.block_on(async {
                 seed(&server.url(""), 4000).await;
                 notes.serve_with(V0, Some((V1, 0)));
-                let admin = Admin::of(&server).await;
+                let admin = Admin::of(&server, "notes").await;
                 let (status, opened) = admin.post("/admin/migrations/notes/apply?override=test%20twin").await;
                 assert_eq!(status, StatusCode::CREATED, "{opened}");
                 assert_eq!(opened["window"]["override_reason"], "test twin");
@@ -295,7 +308,7 @@ fn a_backfill_killed_midway_resumes_and_ends_with_the_digest_of_an_uninterrupted
                 server = ServerProcess::start(&notes.deployment);
             }
             runtime.block_on(async {
-                let window = Admin::of(&server).await.backfilled(false).await;
+                let window = Admin::of(&server, "notes").await.backfilled(false).await;
                 assert_eq!(window["copied"].as_u64(), Some(4000), "{window}");
             });
             stop(server);
@@ -316,7 +329,7 @@ fn a_record_that_does_not_convert_halts_the_backfill_fails_only_requests_touchin
         for (id, text) in [("a", "fine"), ("b", "trap me"), ("c", "also fine")] {
             assert_eq!(put(&client, &base, id, text).await.0, StatusCode::OK);
         }
-        let admin = Admin::of(&server).await;
+        let admin = Admin::of(&server, "notes").await;
         notes.serve_with(V0, Some((V1, 100)));
         let (status, opened) = admin.post("/admin/migrations/notes/apply?override=trap%20test").await;
         assert_eq!(status, StatusCode::CREATED, "{opened}");

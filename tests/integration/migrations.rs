@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::support::{Deployment, OPEN_POLICY, ServerProcess, issuer_plugin, plinth_cli, sign_in};
 
 /// Rate limits no test's load reaches.
-const LOOSE_LIMITS: &str = "[rate_limits.classes.default]\nper_address = \"1000000/min\"\n\
+pub(crate) const LOOSE_LIMITS: &str = "[rate_limits.classes.default]\nper_address = \"1000000/min\"\n\
                             per_principal = \"1000000/min\"\n\
                             [rate_limits.classes.admin]\nper_address = \"1000000/min\"\n\
                             per_principal = \"1000000/min\"\n";

@@ -89,6 +89,7 @@ pub struct Account {
     pub created_at: u64,
     /// When the address was proven (verification, an accepted invite or a
     /// reset): Unix seconds; none while pending. Since data version 1.
+    #[cfg_attr(feature = "data-v0", serde(skip))]
     pub verified_at: Option<u64>,
 }
 
