@@ -376,3 +376,43 @@ fn a_record_that_does_not_convert_halts_the_backfill_fails_only_requests_touchin
     });
     stop(server);
 }
+
+#[test]
+fn a_backfill_past_the_quota_halts_naming_it_and_abort_gives_back_the_older_data() {
+    // The 20 seeded notes take 670 bytes at data version 0 and 870 with
+    // their word counts at 1: the rehearsal fits the quota of 900.
+    let notes = Notes::with_config("900B", "[storage]\nbackfill_rate = 5\n");
+    let server = ServerProcess::start(&notes.deployment);
+    let base = server.url("");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = Client::new();
+        let mut seeded = seed(&base, 20).await;
+        let admin = Admin::of(&server, "notes").await;
+        notes.serve_with(V0, Some((V1, 0)));
+        let receipt = admin.rehearsed().await;
+        assert!(receipt["peak_bytes"].as_u64() <= receipt["quota_bytes"].as_u64(), "{receipt}");
+        let (status, opened) = admin.migration("apply").await;
+        assert_eq!(status, StatusCode::CREATED, "{opened}");
+        // A note written while the backfill is under way: 30 bytes more at
+        // version 0 (700 in all), 40 at version 1 (910, past the quota).
+        assert_eq!(put(&client, &base, "w", "a window note").await.0, StatusCode::OK);
+        seeded.insert("w".into(), "a window note".into());
+        let window = admin.backfilled(true).await;
+        let failure = window["failure"].as_str().unwrap();
+        assert!(failure.contains("quota"), "{window}");
+        assert_eq!(window["done"], false);
+        // A write the newer data cannot hold is refused whole; reads go on.
+        let (status, body) = put(&client, &base, "x", "one more").await;
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+        assert_notes(&base, &seeded, 0).await;
+
+        notes.serve(V0);
+        assert_eq!(admin.reload().await.0, StatusCode::OK);
+        let (status, aborted) = admin.migration("abort").await;
+        assert_eq!((status, aborted["data_version"].as_u64()), (StatusCode::OK, Some(0)), "{aborted}");
+        assert_notes(&base, &seeded, 0).await;
+        assert_eq!(get(&client, &base, "x").await.0, StatusCode::NOT_FOUND, "the refused write left nothing");
+        assert_eq!(put(&client, &base, "x", "one more").await.0, StatusCode::OK, "the older data has room");
+    });
+    stop(server);
+}

@@ -23,14 +23,21 @@ pub(crate) struct Notes {
     pub(crate) deployment: Deployment,
     steps: PathBuf,
     kv_bytes: &'static str,
+    /// More of the config (tables), as TOML.
+    extra: &'static str,
 }
 
 impl Notes {
     pub(crate) fn new(kv_bytes: &'static str) -> Self {
+        Self::with_config(kv_bytes, "")
+    }
+
+    /// Like [`Notes::new`], with `extra` tables in the config.
+    pub(crate) fn with_config(kv_bytes: &'static str, extra: &'static str) -> Self {
         let deployment = Deployment::with_policy("", OPEN_POLICY);
         let steps = deployment.config_path().parent().unwrap().join("steps");
         std::fs::create_dir_all(&steps).unwrap();
-        let notes = Self { deployment, steps, kv_bytes };
+        let notes = Self { deployment, steps, kv_bytes, extra };
         notes.serve(plinth_test_guests::MIGRATOR_V0);
         notes
     }
@@ -64,10 +71,11 @@ impl Notes {
             .unwrap_or_default();
         let config = format!(
             "[[plugins]]\nname = \"notes\"\ncomponent = {component:?}\nroutes = [\"/v1/notes/**\"]\ngrants = [\"kv\"]\n\
-             migrations = {:?}\n{canary}limits = {{ kv_bytes = {:?} }}\n\n{}\n{LOOSE_LIMITS}",
+             migrations = {:?}\n{canary}limits = {{ kv_bytes = {:?} }}\n\n{}\n{LOOSE_LIMITS}\n{}",
             self.steps.display().to_string(),
             self.kv_bytes,
-            issuer_plugin()
+            issuer_plugin(),
+            self.extra
         );
         std::fs::write(self.deployment.config_path(), config).unwrap();
     }
