@@ -362,6 +362,34 @@ impl App {
             }
         }
         crate::backup::note_restore(storage.as_ref(), &audit).await?;
+        let blobs = Arc::new(
+            crate::blobs::Blobs::open(config.storage.path.join("blobs"), storage.clone(), &config.scanner)
+                .await
+                .context("opening the blob store")?,
+        );
+        let backups = Arc::new(crate::backup::Backups::new(
+            config.storage.backups_dir(),
+            crate::backup::BackupKey::of(&audit.key()),
+        ));
+        // The host's own data steps, before anything opens what they change.
+        let bench = crate::migrations::run::Workbench {
+            storage: storage.clone(),
+            blobs: blobs.clone(),
+            audit: audit.clone(),
+            key: audit.key(),
+            ledger: crate::migrations::Ledger::open(storage.as_ref())?,
+            backups: backups.clone(),
+            actor: crate::audit::Actor::System,
+        };
+        for applied in bench.bring_host_up(crate::migrations::host::STEPS).await.context("migrating the host's data")? {
+            tracing::info!(
+                step = applied.to,
+                name = %applied.name,
+                backup = %applied.backup,
+                edits = applied.converted,
+                "applied host data step"
+            );
+        }
         let lifetimes =
             Lifetimes { idle: config.sessions.idle_timeout.0, absolute: config.sessions.absolute_timeout.0 };
         let identity =
@@ -381,11 +409,6 @@ impl App {
             Arc::new(crate::webhooks::Webhooks::open(storage.clone(), audit.clone(), config.webhooks.clone())?);
         let signing = Arc::new(SigningKeys::open(storage.as_ref()).await.context("opening the signing keys")?);
         let events = Arc::new(Events::new(config.streams.max_total, config.streams.max_per_client));
-        let blobs = Arc::new(
-            crate::blobs::Blobs::open(config.storage.path.join("blobs"), storage.clone(), &config.scanner)
-                .await
-                .context("opening the blob store")?,
-        );
         let jobs =
             Arc::new(crate::jobs::Jobs::open(storage.clone(), blobs.clone()).await.context("opening the job queue")?);
         if config.sessions.dev_insecure_cookies {
@@ -398,10 +421,6 @@ impl App {
                 );
             }
         }
-        let backups = Arc::new(crate::backup::Backups::new(
-            config.storage.backups_dir(),
-            crate::backup::BackupKey::of(&audit.key()),
-        ));
         let max_in_flight = u32::try_from(config.server.max_in_flight).context("server.max_in_flight is too large")?;
         let runtime =
             Runtime::new(max_in_flight + crate::config::MAX_WORKER_SLOTS, Some(config.storage.path.join("compiled")))?;

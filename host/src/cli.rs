@@ -173,12 +173,13 @@ pub enum FormsCommand {
 /// directory.
 #[derive(Debug, Subcommand)]
 pub enum MigrateAction {
-    /// Each plugin's data version, its component's, and the steps applied
-    /// (with their checksums, backup and digests).
+    /// The host's data version and each plugin's, its component's, and the
+    /// steps applied (with their checksums, backup and digests).
     Status,
-    /// Check the step files against the components and run every fixture
-    /// through its conversions; applied steps whose file changed are named
-    /// with both checksums. Non-zero on any problem.
+    /// Check the step files against the components (and this binary's host
+    /// steps) and run every fixture through its conversions; applied steps
+    /// whose file changed are named with both checksums. Non-zero on any
+    /// problem.
     Lint,
     /// On a copy of a fresh backup: up, the plugin's check of every record,
     /// down (must give the backup's data back), up again (must give the same
@@ -211,10 +212,15 @@ pub enum MigrateAction {
         force: bool,
     },
     /// Back up, then convert a completed plugin's data down to `--to` with
-    /// its steps' down conversions.
+    /// its steps' down conversions; with `--host`, the host's own data (for
+    /// running an older plinth on it).
     Down {
         /// The plugin.
-        plugin: String,
+        #[arg(required_unless_present = "host")]
+        plugin: Option<String>,
+        /// The host's own data (its steps in `migrations/`) instead of a plugin's.
+        #[arg(long, conflicts_with = "plugin")]
+        host: bool,
         /// The data version to go to.
         #[arg(long)]
         to: u32,
@@ -555,7 +561,7 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
     };
     match action {
         MigrateAction::Status | MigrateAction::Lint => {
-            let mut problems = 0;
+            let mut problems = host_status(&bench, matches!(action, MigrateAction::Status)).await?;
             for entry in &config.plugins {
                 let p = PluginMigrations::load(&runtime, entry, &bench.ledger).await?;
                 let waiting = match (&p.window, p.state.previous) {
@@ -648,7 +654,13 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
             println!("ok: plugin `{name}`: back at version {}", p.state.previous.unwrap_or_default());
             Ok(())
         }
-        MigrateAction::Down { plugin: name, to } => {
+        MigrateAction::Down { host: true, to, .. } => {
+            bench.host_down(crate::migrations::host::STEPS, to).await?;
+            println!("ok: the host's data is at version {to}; a plinth that knows no later step can serve it");
+            Ok(())
+        }
+        MigrateAction::Down { plugin: name, to, .. } => {
+            let name = name.expect("clap requires a plugin without --host");
             let p = PluginMigrations::load(&runtime, plugin(&name)?, &bench.ledger).await?;
             bench.down(&p, to).await?;
             println!(
@@ -657,6 +669,57 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
             Ok(())
         }
     }
+}
+
+/// Prints where the host's data stands against this binary's steps (and,
+/// with `applied`, each step applied); the number of problems.
+async fn host_status(bench: &crate::migrations::run::Workbench, applied: bool) -> anyhow::Result<usize> {
+    use crate::migrations::host::{STEPS, check_all};
+    let checked = match check_all(STEPS) {
+        Ok(checked) => checked,
+        Err(e) => {
+            println!("host: {e:#}");
+            return Ok(1);
+        }
+    };
+    let newest = STEPS.len();
+    let version = bench.ledger.host_state().await?.map(|s| s.version);
+    let at = match version {
+        Some(v) if v as usize > newest => format!("at version {v}, newer than this plinth knows ({newest}): refused"),
+        Some(v) if v as usize == newest => format!("at version {v}"),
+        Some(v) => format!("at version {v}; the next start applies steps {} to {newest}", v + 1),
+        None => format!("not yet started by a plinth with host steps; the next start brings it to {newest}"),
+    };
+    println!("host: data {at}");
+    let mut problems = usize::from(version.is_some_and(|v| v as usize > newest));
+    for a in bench.ledger.host_applied().await? {
+        let edited = checked.get(a.to as usize - 1).filter(|c| c.canonical != a.canonical);
+        if let Some(now) = edited {
+            problems += 1;
+            println!(
+                "  migrations/{}: host step {} was applied with canonical checksum {}, this build's file has {}",
+                a.file, a.to, a.canonical, now.canonical
+            );
+        }
+        if applied {
+            println!(
+                "  step {} {}: applied {} by {} after backup {}; {} records, {} edits; canonical {}, semantic {}; \
+                 digest {} → {}",
+                a.to,
+                a.name,
+                a.at,
+                a.by,
+                a.backup,
+                a.records,
+                a.converted,
+                a.canonical,
+                a.semantic,
+                a.before.blake3,
+                a.after.blake3
+            );
+        }
+    }
+    Ok(problems)
 }
 
 /// Closes a plugin's migration window with the server stopped (nothing

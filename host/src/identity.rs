@@ -3,7 +3,8 @@
 //!
 //! Session tokens are 256 random bits; only their SHA-256 is stored. Layout
 //! of the `sessions` system namespace: `t/{token hash}` → the session,
-//! `i/{session id}` → token hash, `a/{account}/{session id}` → token hash.
+//! `a/{account}/{session id}` → token hash (host data version 1 dropped an
+//! `i/{session id}` index nothing read: `migrations/0001-session-id-index.toml`).
 //! Every security change is audited first and not made when the audit
 //! record cannot be written.
 
@@ -278,7 +279,6 @@ impl Identity {
         self.sessions
             .batch(vec![
                 Op::Set(format!("t/{hash}"), encode(&session)),
-                Op::Set(format!("i/{}", session.id), hash.clone().into_bytes()),
                 Op::Set(format!("a/{account_id}/{}", session.id), hash.into_bytes()),
             ])
             .await?;
@@ -296,11 +296,7 @@ impl Identity {
         let reason = Some(format!("session={session_id}"));
         self.audit.append(envelope.draft("session.revoked", account_id, Outcome::Success, reason)).await?;
         self.sessions
-            .batch(vec![
-                Op::Delete(format!("t/{hash}")),
-                Op::Delete(format!("i/{session_id}")),
-                Op::Delete(format!("a/{account_id}/{session_id}")),
-            ])
+            .batch(vec![Op::Delete(format!("t/{hash}")), Op::Delete(format!("a/{account_id}/{session_id}"))])
             .await?;
         self.count("revoked", 1);
         Ok(true)
@@ -361,10 +357,9 @@ impl Identity {
                 continue;
             }
             ops.push(Op::Delete(format!("t/{}", String::from_utf8_lossy(hash))));
-            ops.push(Op::Delete(format!("i/{session_id}")));
             ops.push(Op::Delete(key.clone()));
         }
-        let count = (ops.len() / 3) as u32;
+        let count = (ops.len() / 2) as u32;
         if count > 0 {
             let reason = Some(format!("sessions={count}"));
             self.audit.append(envelope.draft("session.revoked_all", account_id, Outcome::Success, reason)).await?;
@@ -397,7 +392,6 @@ impl Identity {
         self.sessions
             .batch(vec![
                 Op::Delete(format!("t/{hash}")),
-                Op::Delete(format!("i/{}", session.id)),
                 Op::Delete(format!("a/{}/{}", session.account_id, session.id)),
             ])
             .await

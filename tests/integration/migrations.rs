@@ -285,24 +285,26 @@ fn a_step_past_the_quota_halts_and_the_data_stays_as_it_was() {
     assert!(notes.migrate_ok(&["status"]).contains("data at version 0"));
 }
 
+/// `plinth data shape --json` of the deployment's data.
+fn data_shape(deployment: &Deployment) -> Value {
+    let (config, data) = (deployment.config_path(), deployment.data_path());
+    let (ok, stdout, stderr) = plinth_cli(&[
+        "data",
+        "shape",
+        "--json",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
 #[test]
 fn the_data_shape_names_families_and_fields_and_shows_a_migration() {
     let notes = notes_at_v0("1MiB", &[("a", "one"), ("b", "two words")]);
-    let shape = |notes: &Notes| -> Value {
-        let config = notes.deployment.config_path();
-        let data = notes.deployment.data_path();
-        let (ok, stdout, stderr) = plinth_cli(&[
-            "data",
-            "shape",
-            "--json",
-            "--config",
-            config.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-        ]);
-        assert!(ok, "{stderr}");
-        serde_json::from_str(&stdout).unwrap()
-    };
+    let shape = |notes: &Notes| data_shape(&notes.deployment);
     let family = |shapes: &Value, namespace: &str| -> Value {
         let found = shapes.as_array().unwrap().iter().find(|n| n["namespace"] == namespace);
         found.unwrap_or_else(|| panic!("no {namespace} in {shapes}"))["families"][0].clone()
@@ -430,4 +432,58 @@ fn a_refused_version_or_canary_changes_nothing_of_the_serving_one() {
     let server = ServerProcess::start(&notes.deployment);
     assert_eq!(get(&server, "a").unwrap()["note"], json!({ "text": "x".repeat(40) }), "served after a restart");
     stop(server);
+}
+
+/// The key families of the host's `sessions` namespace.
+fn session_families(deployment: &Deployment) -> Vec<String> {
+    let shapes = data_shape(deployment);
+    let sessions = shapes.as_array().unwrap().iter().find(|n| n["namespace"] == "system/sessions").unwrap().clone();
+    sessions["families"].as_array().unwrap().iter().map(|f| f["family"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn the_hosts_own_step_is_applied_at_start_after_a_backup_and_taken_down_for_an_older_plinth() {
+    let notes = Notes::new("1MiB");
+    let server = ServerProcess::start(&notes.deployment);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let admin = runtime.block_on(async {
+        sign_in(&server.url(""), "ada", &[], None).await;
+        sign_in(&server.url(""), "ops", &["admin"], None).await.bearer()
+    });
+    let get = |server: &ServerProcess, path: &str| -> Value {
+        runtime.block_on(async {
+            let response = Client::new().get(server.url(path)).header("authorization", &admin).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}: the session outlives the steps");
+            response.json().await.unwrap()
+        })
+    };
+    let fresh = get(&server, "/admin/migrations")["host"].clone();
+    assert_eq!((fresh["data_version"].as_u64(), &fresh["applied"]), (Some(1), &json!([])), "a new data directory");
+    stop(server);
+    let has_index = |notes: &Notes| session_families(&notes.deployment).iter().any(|f| f.starts_with("i/"));
+    assert!(!has_index(&notes), "{:?}", session_families(&notes.deployment));
+
+    let out = notes.migrate_ok(&["down", "--host", "--to", "0"]);
+    assert!(out.contains("the host's data is at version 0"), "{out}");
+    assert!(has_index(&notes), "down rebuilt the index: {:?}", session_families(&notes.deployment));
+    let status = notes.migrate_ok(&["status"]);
+    assert!(status.contains("host: data at version 0; the next start applies steps 1 to 1"), "{status}");
+
+    let server = ServerProcess::start(&notes.deployment);
+    let host = get(&server, "/admin/migrations")["host"].clone();
+    assert_eq!(host["data_version"].as_u64(), Some(1), "{host}");
+    let applied = &host["applied"][0];
+    assert_eq!((applied["name"].as_str(), applied["converted"].as_u64()), (Some("session-id-index"), Some(2)));
+    assert!(!applied["backup"].as_str().unwrap().is_empty(), "{applied}");
+    let audit = get(&server, "/admin/audit?limit=1000");
+    let recorded = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["action"] == "migration.host_applied" && r["target"] == "host/1" && r["outcome"] == "success");
+    assert!(recorded, "{audit}");
+    stop(server);
+    assert!(!has_index(&notes));
+    let status = notes.migrate_ok(&["status"]);
+    assert!(status.contains("host: data at version 1\n  step 1 session-id-index: applied"), "{status}");
 }

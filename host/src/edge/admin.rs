@@ -110,7 +110,12 @@ pub async fn handle(
                 let receipt = ledger.receipt(&entry.name).await.map_err(ledger_error)?;
                 plugins.push(plugin.status(receipt.as_ref()));
             }
-            Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "plugins": plugins })))
+            let host = serde_json::json!({
+                "data_version": ledger.host_state().await.map_err(ledger_error)?.map(|s| s.version),
+                "steps": crate::migrations::host::STEPS.len(),
+                "applied": ledger.host_applied().await.map_err(ledger_error)?,
+            });
+            Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "host": host, "plugins": plugins })))
         }
         (&Method::POST, _) if path.starts_with("/admin/migrations/") => {
             let rest = path.trim_start_matches("/admin/migrations/");

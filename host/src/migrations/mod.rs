@@ -11,8 +11,11 @@
 //! from while that is kept, each applied step (its checksums, the backup
 //! taken first, digests before and after, who and when) and the last
 //! rehearsal's receipt. [`steps`] reads a plugin's step files; [`run`] does
-//! the work.
+//! the work; [`online`] keeps two versions in step while serving. The
+//! host's own system namespaces have numbered steps of their own
+//! ([`host`]), recorded in the same ledger.
 
+pub mod host;
 pub mod online;
 pub mod run;
 pub mod steps;
@@ -134,6 +137,20 @@ fn receipt_key(plugin: &str) -> String {
     format!("receipt/{plugin}")
 }
 
+/// The host data's version (no plugin's key starts with `host/`).
+const HOST_STATE_KEY: &str = "host/data";
+
+fn host_step_key(to: u32) -> String {
+    format!("host/step/{to:04}")
+}
+
+/// Where the host's own data stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostState {
+    /// The number of the last host step the data has.
+    pub version: u32,
+}
+
 impl Ledger {
     /// The ledger of `storage`.
     pub fn open(storage: &dyn Storage) -> Result<Self, StorageError> {
@@ -196,11 +213,14 @@ impl Ledger {
 
     /// The steps applied to a plugin's data, in order.
     pub async fn applied(&self, plugin: &str) -> Result<Vec<Applied>, StorageError> {
-        let prefix = format!("step/{plugin}/");
+        self.applied_under(&format!("step/{plugin}/")).await
+    }
+
+    async fn applied_under(&self, prefix: &str) -> Result<Vec<Applied>, StorageError> {
         let mut applied = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self.ns.scan_prefix(&prefix, after.as_deref(), 1000).await?;
+            let page = self.ns.scan_prefix(prefix, after.as_deref(), 1000).await?;
             for (key, value) in &page.entries {
                 applied.push(serde_json::from_slice(value).map_err(|e| {
                     StorageError::Backend(format!("migration ledger entry `{key}` is unreadable: {e}"))
@@ -236,6 +256,26 @@ impl Ledger {
         ops.extend(
             added.iter().map(|a| Op::Set(applied_key(plugin, a.to), serde_json::to_vec(a).expect("serializes"))),
         );
+        self.ns.batch(ops).await
+    }
+
+    /// Where the host's data stands; none before its first start with host
+    /// steps.
+    pub async fn host_state(&self) -> Result<Option<HostState>, StorageError> {
+        self.get(HOST_STATE_KEY).await
+    }
+
+    /// The host steps applied to the data, in order.
+    pub async fn host_applied(&self) -> Result<Vec<Applied>, StorageError> {
+        self.applied_under("host/step/").await
+    }
+
+    /// Records the host data's new version with the steps it added and
+    /// removed, in one batch.
+    pub async fn commit_host(&self, state: HostState, added: &[Applied], removed: &[u32]) -> Result<(), StorageError> {
+        let mut ops = vec![Op::Set(HOST_STATE_KEY.to_owned(), serde_json::to_vec(&state).expect("serializes"))];
+        ops.extend(removed.iter().map(|to| Op::Delete(host_step_key(*to))));
+        ops.extend(added.iter().map(|a| Op::Set(host_step_key(a.to), serde_json::to_vec(a).expect("serializes"))));
         self.ns.batch(ops).await
     }
 }
