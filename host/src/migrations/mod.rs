@@ -25,7 +25,41 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::archive::Section;
-use crate::storage::{Namespace, NamespaceId, Op, Storage, StorageError};
+use crate::runtime::migrating::{ConvertError, Converter, Direction, Entry};
+use crate::storage::{Namespace, NamespaceId, Op, Storage, StorageError, decode_versioned, encode_versioned};
+
+/// A stored record across step `to`: in a versioned step, the record
+/// keeps its 8-byte version and only the value behind it is converted.
+pub async fn convert_stored(
+    converter: &Converter,
+    (to, versioned): (u32, bool),
+    direction: Direction,
+    entry: Entry,
+) -> Result<Entry, ConvertError> {
+    if !versioned {
+        return converter.convert(to, direction, entry).await;
+    }
+    let (version, value) =
+        decode_versioned(&entry.key, &entry.value).map_err(|e| ConvertError::NotVersioned(e.to_string()))?;
+    let out = converter.convert(to, direction, Entry { key: entry.key, value }).await?;
+    Ok(Entry { value: encode_versioned(version, &out.value), key: out.key })
+}
+
+/// The plugin's check of a stored record at data version `version`, its
+/// version taken off first when it is `versioned`.
+pub async fn check_stored(
+    converter: &Converter,
+    version: u32,
+    versioned: bool,
+    entry: Entry,
+) -> Result<(), ConvertError> {
+    if !versioned {
+        return converter.check(version, entry).await;
+    }
+    let (_, value) =
+        decode_versioned(&entry.key, &entry.value).map_err(|e| ConvertError::NotVersioned(e.to_string()))?;
+    converter.check(version, Entry { key: entry.key, value }).await
+}
 
 /// The ledger's system namespace.
 const LEDGER: &str = "migrations";

@@ -33,6 +33,7 @@ use crate::runtime::Runtime;
 use crate::runtime::migrating::{Converter, Direction, Entry};
 use crate::storage::{
     Namespace, NamespaceId, Op, Page, PairSide, Storage, StorageError, Swap, VersionedOp, VersionedWrite,
+    decode_versioned, encode_versioned,
 };
 
 /// Records the backfill converts between two ledger updates.
@@ -63,6 +64,9 @@ pub struct Window {
     pub semantic: String,
     /// Its key families.
     pub families: Vec<String>,
+    /// They are written with versions (each record keeps its version).
+    #[serde(default)]
+    pub versioned: bool,
     /// The component whose conversions keep the two in step, and its digest.
     pub component: PathBuf,
     /// SHA-256 of the component.
@@ -158,6 +162,9 @@ pub struct OpenWindow {
     metrics: Arc<Metrics>,
     /// The backfill task, stopped before the window closes.
     backfill: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Held from a versioned write's commit until its change is published,
+    /// by either version: subscribers see a key's changes in order.
+    publishing: Mutex<()>,
 }
 
 impl OpenWindow {
@@ -179,9 +186,8 @@ impl OpenWindow {
                 if direction == Direction::Up { "up" } else { "down" }
             ))
         };
-        let out = self
-            .converter
-            .convert(self.window.to, direction, Entry { key: key.to_owned(), value })
+        let entry = Entry { key: key.to_owned(), value };
+        let out = super::convert_stored(&self.converter, (self.window.to, self.window.versioned), direction, entry)
             .await
             .map_err(|e| failed(e.to_string()))?;
         if out.key != key {
@@ -344,19 +350,54 @@ impl Namespace for Paired {
     }
 
     async fn get_versioned(&self, key: &str) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
-        self.own.get_versioned(key).await
+        match self.get(key).await? {
+            Some(stored) => decode_versioned(key, &stored).map(Some),
+            None => Ok(None),
+        }
     }
 
+    /// Judged on this version's namespace, with a version issued as a
+    /// plain namespace issues them; written to both, converted, guarded on
+    /// the record this version read (a write in between judges again).
     async fn write_versioned(
         &self,
-        _op: VersionedOp,
-        _committed: &(dyn Fn(u64) + Send + Sync),
+        op: VersionedOp,
+        committed: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<VersionedWrite, StorageError> {
-        Err(StorageError::Backend(format!(
-            "plugin `{}` is migrating between data versions {} and {}; versioned records are not kept in step \
-             meanwhile",
-            self.window.plugin, self.window.window.from, self.window.window.to
-        )))
+        let VersionedOp { key, expected, value, also } = op;
+        if also.iter().any(|op| matches!(op, Op::Set(k, _) | Op::Delete(k) if *k == key)) {
+            return Err(StorageError::InvalidKey(format!(
+                "`{key}` is the versioned key; it cannot also be in the batch"
+            )));
+        }
+        if self.falls_back() {
+            self.materialize(&key).await?;
+        }
+        for _ in 0..GUARDED_TRIES {
+            let stored = self.own.get(&key).await?;
+            let current = stored.as_deref().map(|s| decode_versioned(&key, s)).transpose()?.map(|(v, _)| v);
+            if current != expected {
+                return Ok(VersionedWrite::Conflict(current));
+            }
+            let version = self.storage.next_version()?;
+            let mut ops = Vec::with_capacity(also.len() + 1);
+            ops.push(match &value {
+                Some(value) => Op::Set(key.clone(), encode_versioned(version, value)),
+                None => Op::Delete(key.clone()),
+            });
+            ops.extend(also.iter().cloned());
+            let mut mirrored = Vec::with_capacity(ops.len());
+            for op in &ops {
+                mirrored.push(self.mirrored(op).await?);
+            }
+            let (own, other) = self.sides(ops, mirrored, Some((key.clone(), stored)));
+            let _order = self.window.publishing.lock().expect("publishing lock poisoned");
+            if let Swap::Swapped = self.storage.write_pair(own, other)? {
+                committed(version);
+                return Ok(VersionedWrite::Written(version));
+            }
+        }
+        Err(StorageError::Backend(format!("record `{key}` kept changing while it was written")))
     }
 
     fn used_bytes(&self) -> u64 {
@@ -603,6 +644,7 @@ impl Windows {
             converter,
             metrics: self.metrics.clone(),
             backfill: Mutex::new(None),
+            publishing: Mutex::new(()),
         });
         self.open.lock().expect("window map poisoned").insert(plugin, open.clone());
         open
@@ -674,6 +716,7 @@ impl Windows {
             canonical: file.canonical.clone(),
             semantic: plugin.semantic[index].clone(),
             families: file.families.clone(),
+            versioned: file.versioned,
             component: plugin.component.0.clone(),
             digest: plugin.component.1.clone(),
             quota: plugin.quota,
@@ -1045,11 +1088,23 @@ mod tests {
     }
 
     async fn fixture(records: &[(impl AsRef<str>, Value)]) -> Fixture {
+        fixture_with(records, false).await
+    }
+
+    /// Like [`fixture`]; when `versioned`, the notes are written with
+    /// versions and the step says so.
+    async fn fixture_with(records: &[(impl AsRef<str>, Value)], versioned: bool) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
         let older = storage.namespace(namespace_at("notes", 0), Some(QUOTA)).unwrap();
         for (key, note) in records {
-            older.set(key.as_ref(), note.to_string().into_bytes()).await.unwrap();
+            let (key, value) = (key.as_ref().to_owned(), note.to_string().into_bytes());
+            if versioned {
+                let create = VersionedOp { key, expected: None, value: Some(value), also: Vec::new() };
+                older.write_versioned(create, &|_| {}).await.unwrap();
+            } else {
+                older.set(&key, value).await.unwrap();
+            }
         }
         let runtime = Runtime::new(4, None).unwrap();
         let path = std::path::Path::new(plinth_test_guests::MIGRATOR_V1);
@@ -1063,6 +1118,7 @@ mod tests {
             canonical: String::new(),
             semantic: String::new(),
             families: vec!["note/".into()],
+            versioned,
             component: path.to_owned(),
             digest,
             quota: QUOTA,
@@ -1215,5 +1271,75 @@ mod tests {
         assert_eq!(read(&raw, "note/0007").await, Some(json!({"text": "note number 7", "words": 3})));
         assert_eq!(read(&raw, "note/0300").await, Some(json!({"text": "newer", "words": 1})));
         assert_eq!(count(raw.as_ref()).await.unwrap(), 600);
+    }
+
+    #[tokio::test]
+    async fn a_versioned_record_keeps_its_version_in_both_formats_and_either_version_writes_it_in_turn() {
+        let f = fixture_with(&[("note/a", json!({"text": "hello big world"}))], true).await;
+        let value = |bytes: Vec<u8>| serde_json::from_slice::<Value>(&bytes).unwrap();
+        let (first, _) = f.stable.get_versioned("note/a").await.unwrap().unwrap();
+        let (version, seen) = f.canary.get_versioned("note/a").await.unwrap().unwrap();
+        assert_eq!((version, value(seen)), (first, json!({"text": "hello big world", "words": 3})));
+
+        let published = Mutex::new(Vec::new());
+        let hook = |v: u64| published.lock().unwrap().push(v);
+        let write = |expected: Option<u64>, note: Value| VersionedOp {
+            key: "note/a".into(),
+            expected,
+            value: Some(bytes(note)),
+            also: vec![Op::Set("other/count".into(), b"1".to_vec())],
+        };
+        let VersionedWrite::Written(second) = f
+            .canary
+            .write_versioned(write(Some(first), json!({"text": "two words", "words": 2})), &hook)
+            .await
+            .unwrap()
+        else {
+            panic!("the canary's write with the version it read");
+        };
+        assert!(second > first);
+        let (version, seen) = f.stable.get_versioned("note/a").await.unwrap().unwrap();
+        assert_eq!((version, value(seen)), (second, json!({"text": "two words"})), "one version, each format");
+        assert_eq!(f.stable.get("other/count").await.unwrap(), Some(b"1".to_vec()), "its batch reached both");
+
+        let stale = f.stable.write_versioned(write(Some(first), json!({"text": "stale"})), &hook).await.unwrap();
+        assert_eq!(stale, VersionedWrite::Conflict(Some(second)));
+        let VersionedWrite::Written(third) =
+            f.stable.write_versioned(write(Some(second), json!({"text": "a b c d"})), &hook).await.unwrap()
+        else {
+            panic!("the stable version's write with the current version");
+        };
+        let (version, seen) = f.canary.get_versioned("note/a").await.unwrap().unwrap();
+        assert_eq!((version, value(seen)), (third, json!({"text": "a b c d", "words": 4})));
+        let create = VersionedOp { key: "note/a".into(), expected: None, value: None, also: Vec::new() };
+        assert_eq!(f.canary.write_versioned(create, &hook).await.unwrap(), VersionedWrite::Conflict(Some(third)));
+        assert_eq!(*published.lock().unwrap(), vec![second, third], "each written change published once");
+
+        // A value written without a version in a versioned family does not
+        // convert (its first bytes are taken for the version), and is refused.
+        let plain = f.stable.set("note/plain", bytes(json!({"text": "no version"}))).await.unwrap_err();
+        assert!(matches!(&plain, StorageError::Conversion(m) if m.contains("record `note/plain`")), "{plain}");
+        assert_eq!(f.stable.get("note/plain").await.unwrap(), None);
+        let short = f.stable.set("note/short", b"{}".to_vec()).await.unwrap_err();
+        assert!(short.to_string().contains("the step's families are written with versions"), "{short}");
+    }
+
+    #[tokio::test]
+    async fn the_backfill_copies_versioned_records_with_their_versions() {
+        let f = fixture_with(&numbered(40, "versioned note"), true).await;
+        let ledger = Arc::new(Ledger::open(f.storage.as_ref()).unwrap());
+        f.windows.start_backfill(&f.open, ledger.clone());
+        for _ in 0..600 {
+            if f.open.is_done() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(f.open.is_done(), "the backfill went through");
+        let raw = f.storage.namespace(namespace_at("notes", 1), None).unwrap();
+        let (older, _) = f.stable.get_versioned("note/0007").await.unwrap().unwrap();
+        let (version, copied) = raw.get_versioned("note/0007").await.unwrap().unwrap();
+        assert_eq!(version, older);
+        assert_eq!(serde_json::from_slice::<Value>(&copied).unwrap(), json!({"text": "versioned note 7", "words": 3}));
     }
 }

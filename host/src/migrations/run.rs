@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 
 use super::steps::{self, StepFile, StepProblem};
-use super::{Applied, DataState, Ledger, Receipt, namespace_at};
+use super::{Applied, DataState, Ledger, Receipt, check_stored, convert_stored, namespace_at};
 use crate::audit::{Actor, AuditKey, AuditLog, Envelope, Outcome};
 use crate::backup::archive::{EntryDigest, Section};
 use crate::backup::{Backups, Summary};
@@ -305,10 +305,14 @@ async fn convert_namespace(
                 records += 1;
                 let (new_key, new_value) = if in_families(&key) {
                     converted += 1;
-                    let out = converter
-                        .convert(step.to, direction, Entry { key: key.clone(), value })
-                        .await
-                        .with_context(|| format!("step {} ({}) halted at record `{key}`", step.to, step.name))?;
+                    let out = convert_stored(
+                        converter,
+                        (step.to, step.versioned),
+                        direction,
+                        Entry { key: key.clone(), value },
+                    )
+                    .await
+                    .with_context(|| format!("step {} ({}) halted at record `{key}`", step.to, step.name))?;
                     anyhow::ensure!(
                         in_families(&out.key),
                         "step {} ({}) halted at record `{key}`: it was given the key `{}`, outside the step's \
@@ -516,21 +520,23 @@ impl Workbench {
     /// The plugin's own check of every record at `version` in its steps' families.
     async fn check_all(&self, storage: &dyn Storage, plugin: &PluginMigrations, version: u32) -> anyhow::Result<()> {
         let converter = plugin.converter()?;
-        let families: Vec<&str> = plugin
+        let families: Vec<(&str, bool)> = plugin
             .files
             .iter()
             .filter(|f| f.to <= version)
-            .flat_map(|f| f.families.iter().map(String::as_str))
+            .flat_map(|f| f.families.iter().map(|family| (family.as_str(), f.versioned)))
             .collect();
         let ns = storage.namespace(namespace_at(&plugin.name, version), None)?;
         let mut after: Option<String> = None;
         loop {
             let page = ns.scan_prefix("", after.as_deref(), PAGE).await?;
             for (key, value) in page.entries {
-                if families.iter().any(|f| key.starts_with(f)) {
-                    converter.check(version, Entry { key: key.clone(), value }).await.with_context(|| {
-                        format!("plugin `{}`: its check of `{key}` at version {version}", plugin.name)
-                    })?;
+                if let Some((_, versioned)) = families.iter().find(|(f, _)| key.starts_with(f)) {
+                    check_stored(converter, version, *versioned, Entry { key: key.clone(), value })
+                        .await
+                        .with_context(|| {
+                            format!("plugin `{}`: its check of `{key}` at version {version}", plugin.name)
+                        })?;
                 }
             }
             match page.next {
@@ -750,5 +756,59 @@ impl Workbench {
             format!("{} → {version} after backup {}", state.version, backup.id),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::storage::{SledStorage, VersionedOp, VersionedWrite};
+
+    #[tokio::test]
+    async fn a_versioned_step_converts_the_value_and_keeps_the_version_up_and_back_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(SledStorage::open(dir.path()).unwrap());
+        let older = storage.namespace(namespace_at("notes", 0), None).unwrap();
+        let note = json!({"text": "hello big world"}).to_string().into_bytes();
+        let create = VersionedOp { key: "note/a".into(), expected: None, value: Some(note), also: Vec::new() };
+        let VersionedWrite::Written(version) = older.write_versioned(create, &|_| {}).await.unwrap() else {
+            panic!("a new key is written");
+        };
+        older.set("other/x", b"kept".to_vec()).await.unwrap();
+        let before = older.get("note/a").await.unwrap();
+
+        let runtime = Runtime::new(2, None).unwrap();
+        let (component, _) =
+            runtime.compile("notes", std::path::Path::new(plinth_test_guests::MIGRATOR_V1)).await.unwrap();
+        let converter = runtime.converter("notes", &component, 64 << 20, Duration::from_secs(2)).unwrap().unwrap();
+        let step = StepFile {
+            path: "0001-words.toml".into(),
+            to: 1,
+            name: "words".into(),
+            description: String::new(),
+            families: vec!["note/".into()],
+            versioned: true,
+            fixtures: Vec::new(),
+            canonical: String::new(),
+        };
+        let up =
+            convert_namespace(storage.as_ref(), &converter, ("notes", 1 << 20), &step, Direction::Up, Target::Live);
+        assert_eq!(up.await.unwrap().converted, 1);
+        let newer = storage.namespace(namespace_at("notes", 1), None).unwrap();
+        let (kept, value) = newer.get_versioned("note/a").await.unwrap().unwrap();
+        assert_eq!(kept, version, "the record keeps its version (and its clients' ETags)");
+        assert_eq!(serde_json::from_slice::<Value>(&value).unwrap(), json!({"text": "hello big world", "words": 3}));
+        assert_eq!(newer.get("other/x").await.unwrap(), Some(b"kept".to_vec()));
+
+        storage.remove_namespace(namespace_at("notes", 0)).unwrap();
+        let down =
+            convert_namespace(storage.as_ref(), &converter, ("notes", 1 << 20), &step, Direction::Down, Target::Live);
+        down.await.unwrap();
+        let older = storage.namespace(namespace_at("notes", 0), None).unwrap();
+        assert_eq!(older.get("note/a").await.unwrap(), before, "down gives the stored bytes back");
     }
 }

@@ -4,6 +4,8 @@
 //! ```toml
 //! description = "Split display_name into given and family names."
 //! families = ["acct/"]
+//! # versioned = true: the families are written with `write-versioned`; each
+//! # conversion (and fixture) is the value alone, and the record keeps its version.
 //!
 //! [[fixtures]]
 //! key = "acct/a1"
@@ -37,6 +39,9 @@ pub struct StepFile {
     pub description: String,
     /// Key prefixes of the records it converts.
     pub families: Vec<String>,
+    /// Its families are written with `write-versioned`: each conversion
+    /// gets the value without its version, which the record keeps.
+    pub versioned: bool,
     /// Records before and after it.
     pub fixtures: Vec<Fixture>,
     /// SHA-256 (hex) of the file's canonical form.
@@ -61,6 +66,8 @@ pub struct Fixture {
 struct RawStep {
     description: String,
     families: Vec<String>,
+    #[serde(default)]
+    versioned: bool,
     #[serde(default)]
     fixtures: Vec<RawFixture>,
 }
@@ -142,13 +149,14 @@ fn read_file(path: &Path) -> Result<StepFile, StepProblem> {
             key: fixture.key,
         });
     }
-    let canonical = canonical_checksum(&raw.description, &raw.families, &fixtures);
+    let canonical = canonical_checksum(&raw.description, &raw.families, raw.versioned, &fixtures);
     Ok(StepFile {
         path: path.to_owned(),
         to,
         name: name.to_owned(),
         description: raw.description,
         families: raw.families,
+        versioned: raw.versioned,
         fixtures,
         canonical,
     })
@@ -173,14 +181,18 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
     }
 }
 
-fn canonical_checksum(description: &str, families: &[String], fixtures: &[Fixture]) -> String {
-    let document = serde_json::json!({
+fn canonical_checksum(description: &str, families: &[String], versioned: bool, fixtures: &[Fixture]) -> String {
+    let mut document = serde_json::json!({
         "description": description,
         "families": families,
         "fixtures": fixtures.iter().map(|f| serde_json::json!({
             "key": f.key, "key_after": f.key_after, "before": f.before, "after": f.after,
         })).collect::<Vec<_>>(),
     });
+    // Only when set, so the checksums of steps from before the field stay.
+    if versioned {
+        document["versioned"] = true.into();
+    }
     hex::encode(Sha256::digest(canonical_json(&document).as_bytes()))
 }
 
@@ -294,6 +306,16 @@ mod tests {
         assert_eq!(same.canonical, first.canonical, "line endings, spacing, key order and comments do not count");
         let edited = read_file(&write(dir.path(), "0001-shout.toml", &STEP.replace("\"HI\"", "\"HEY\""))).unwrap();
         assert_ne!(edited.canonical, first.canonical);
+        let versioned = read_file(&write(dir.path(), "0001-shout.toml", &format!("versioned = true\n{STEP}"))).unwrap();
+        assert!(versioned.versioned && !first.versioned);
+        assert_ne!(versioned.canonical, first.canonical, "saying the records are versioned is content");
+    }
+
+    #[test]
+    fn a_file_from_before_the_versioned_field_keeps_its_checksum() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/accounts/migrations/0001-verified-at.toml");
+        let file = read_file(&path).unwrap();
+        assert_eq!(file.canonical, "47b80c483e45d9b01072ad3f44649f8fb9c996525ac297b790346ef551fcff83");
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub enum ConvertError {
     /// The call ran past the plugin's deadline.
     #[error("the conversion ran past {0} ms")]
     Deadline(u64),
+    /// A record of a versioned step's families was written without a version.
+    #[error("{0} (the step's families are written with versions)")]
+    NotVersioned(String),
     /// The call grew its memory past the plugin's cap.
     #[error("the conversion grew past {0} bytes of memory")]
     Memory(usize),

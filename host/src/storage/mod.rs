@@ -108,7 +108,7 @@ pub struct VersionedOp {
 const VERSION_HEADER: usize = 8;
 
 /// A versioned key's stored bytes: the version, then the value.
-fn encode_versioned(version: u64, value: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_versioned(version: u64, value: &[u8]) -> Vec<u8> {
     let mut stored = Vec::with_capacity(VERSION_HEADER + value.len());
     stored.extend_from_slice(&version.to_be_bytes());
     stored.extend_from_slice(value);
@@ -116,7 +116,7 @@ fn encode_versioned(version: u64, value: &[u8]) -> Vec<u8> {
 }
 
 /// A versioned key's version and value, from its stored bytes.
-fn decode_versioned(key: &str, stored: &[u8]) -> Result<(u64, Vec<u8>), StorageError> {
+pub(crate) fn decode_versioned(key: &str, stored: &[u8]) -> Result<(u64, Vec<u8>), StorageError> {
     let (header, value) = stored.split_at_checked(VERSION_HEADER).ok_or_else(|| {
         StorageError::InvalidKey(format!("`{key}` holds a plain value, not one written with a version"))
     })?;
@@ -160,6 +160,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Names (`plugin/{name}`, `system/{name}`) of the namespaces that hold
     /// at least one key, without opening them.
     fn namespaces_holding_data(&self) -> Result<Vec<String>, StorageError>;
+
+    /// A version for a versioned write, above every one issued before.
+    fn next_version(&self) -> Result<u64, StorageError>;
 
     /// Removes a namespace and everything in it; false when there was none.
     /// The caller makes sure nothing uses it any more. Refused

@@ -149,6 +149,10 @@ impl Storage for SledStorage {
         Ok(ns)
     }
 
+    fn next_version(&self) -> Result<u64, StorageError> {
+        self.versions_issued()
+    }
+
     fn namespaces_holding_data(&self) -> Result<Vec<String>, StorageError> {
         let mut holding = Vec::new();
         for name in self.namespace_trees() {
