@@ -693,7 +693,7 @@ async fn host_status(bench: &crate::migrations::run::Workbench, applied: bool) -
     println!("host: data {at}");
     let mut problems = usize::from(version.is_some_and(|v| v as usize > newest));
     for a in bench.ledger.host_applied().await? {
-        let edited = checked.get(a.to as usize - 1).filter(|c| c.canonical != a.canonical);
+        let edited = a.to.checked_sub(1).and_then(|i| checked.get(i as usize)).filter(|c| c.canonical != a.canonical);
         if let Some(now) = edited {
             problems += 1;
             println!(

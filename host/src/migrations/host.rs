@@ -224,10 +224,48 @@ impl Workbench {
     /// Data no step has anything to convert in (a new data directory) is
     /// simply recorded at the newest version.
     pub async fn bring_host_up(&self, steps: &[HostStep]) -> anyhow::Result<Vec<Applied>> {
+        let (checked, state) = self.host_checked(steps).await?;
+        let newest = steps.len() as u32;
+        let version = state.as_ref().map_or(0, |s| s.version);
+        let pending: Vec<(&HostStep, &Checked)> = steps.iter().zip(&checked).skip(version as usize).collect();
+        if pending.is_empty() {
+            if state.is_none() {
+                self.ledger.commit_host(HostState { version, backup: None }, &[], &[]).await?;
+            }
+            return Ok(Vec::new());
+        }
+        // A start after one that failed or was cut off reuses its backup.
+        let backup = match state.and_then(|s| s.backup) {
+            Some(backup) => backup,
+            None => {
+                let holding = self.storage.namespaces_holding_data()?;
+                if !pending.iter().any(|(step, _)| holding.contains(&format!("system/{}", step.namespace))) {
+                    self.ledger.commit_host(HostState { version: newest, backup: None }, &[], &[]).await?;
+                    return Ok(Vec::new());
+                }
+                let backup = self.backup().await?.id;
+                self.ledger.commit_host(HostState { version, backup: Some(backup.clone()) }, &[], &[]).await?;
+                backup
+            }
+        };
+        let mut done = Vec::new();
+        for (step, checked) in pending {
+            let applied = self.run_host_step(step, checked, &backup).await?;
+            let still = (step.to < newest).then(|| backup.clone());
+            let state = HostState { version: step.to, backup: still };
+            self.ledger.commit_host(state, std::slice::from_ref(&applied), &[]).await?;
+            done.push(applied);
+        }
+        Ok(done)
+    }
+
+    /// Each step's file checked, and where the data stands, refused when
+    /// a newer plinth wrote it or an applied step's file changed since.
+    async fn host_checked(&self, steps: &[HostStep]) -> anyhow::Result<(Vec<Checked>, Option<HostState>)> {
         let checked = check_all(steps)?;
         let newest = steps.len() as u32;
         let state = self.ledger.host_state().await?;
-        let version = state.unwrap_or_default().version;
+        let version = state.as_ref().map_or(0, |s| s.version);
         anyhow::ensure!(
             version <= newest,
             "the host's data is at version {version}, written by a newer plinth (this one knows steps up to \
@@ -235,7 +273,7 @@ impl Workbench {
              {newest}`)"
         );
         for applied in self.ledger.host_applied().await? {
-            let Some(now) = checked.get(applied.to as usize - 1) else { continue };
+            let Some(now) = applied.to.checked_sub(1).and_then(|i| checked.get(i as usize)) else { continue };
             anyhow::ensure!(
                 now.canonical == applied.canonical,
                 "migrations/{}: host step {} was applied with canonical checksum {}, this build's file has {}: an \
@@ -246,26 +284,7 @@ impl Workbench {
                 now.canonical
             );
         }
-        let pending: Vec<(&HostStep, &Checked)> = steps.iter().zip(&checked).skip(version as usize).collect();
-        if pending.is_empty() {
-            if state.is_none() {
-                self.ledger.commit_host(HostState { version }, &[], &[]).await?;
-            }
-            return Ok(Vec::new());
-        }
-        let holding = self.storage.namespaces_holding_data()?;
-        if !pending.iter().any(|(step, _)| holding.contains(&format!("system/{}", step.namespace))) {
-            self.ledger.commit_host(HostState { version: newest }, &[], &[]).await?;
-            return Ok(Vec::new());
-        }
-        let backup = self.backup().await?;
-        let mut done = Vec::new();
-        for (step, checked) in pending {
-            let applied = self.run_host_step(step, checked, &backup.id).await?;
-            self.ledger.commit_host(HostState { version: step.to }, std::slice::from_ref(&applied), &[]).await?;
-            done.push(applied);
-        }
-        Ok(done)
+        Ok((checked, state))
     }
 
     async fn run_host_step(&self, step: &HostStep, checked: &Checked, backup: &str) -> anyhow::Result<Applied> {
@@ -306,13 +325,9 @@ impl Workbench {
     /// conversions, newest first, after a backup: for running an older
     /// plinth on it (this one would bring it up again at its next start).
     pub async fn host_down(&self, steps: &[HostStep], to: u32) -> anyhow::Result<()> {
-        check_all(steps)?;
-        let version = self.ledger.host_state().await?.unwrap_or_default().version;
+        let (_, state) = self.host_checked(steps).await?;
+        let version = state.map_or(0, |s| s.version);
         anyhow::ensure!(to < version, "the host's data is at version {version}; down goes to a lower one");
-        anyhow::ensure!(
-            version as usize <= steps.len(),
-            "the host's data is at version {version}, written by a newer plinth: take it down with that one"
-        );
         let backup = self.backup().await?;
         let taken: Vec<&HostStep> = steps[to as usize..version as usize].iter().rev().collect();
         for step in &taken {
@@ -322,7 +337,7 @@ impl Workbench {
                 return Err(e);
             }
             let removed = [step.to];
-            self.ledger.commit_host(HostState { version: step.to - 1 }, &[], &removed).await?;
+            self.ledger.commit_host(HostState { version: step.to - 1, backup: None }, &[], &removed).await?;
             let reason = format!("{} → {} after backup {}", step.to, step.to - 1, backup.id);
             self.record_host("migration.host_down", step, Outcome::Success, reason).await?;
         }
@@ -380,6 +395,22 @@ mod tests {
     }
 
     #[test]
+    fn every_file_in_migrations_is_a_step_and_every_step_has_its_file() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".toml"))
+            .collect();
+        files.sort();
+        let steps: Vec<&str> = STEPS.iter().map(|s| s.file).collect();
+        assert_eq!(files, steps, "each migrations/*.toml is in STEPS, in order");
+        for step in STEPS {
+            assert_eq!(std::fs::read_to_string(dir.join(step.file)).unwrap(), step.text);
+        }
+    }
+
+    #[test]
     fn every_step_file_reads_and_its_fixtures_go_up_and_down() {
         let checked = check_all(STEPS).unwrap();
         assert_eq!(checked.len(), STEPS.len());
@@ -423,7 +454,7 @@ mod tests {
         assert_eq!(backups(dir.path()), 1, "a backup first");
         let kept: Vec<_> = at_0.iter().filter(|(k, _)| !k.starts_with("i/")).cloned().collect();
         assert_eq!(sessions(&bench).await, kept);
-        assert_eq!(bench.ledger.host_state().await.unwrap(), Some(HostState { version: 1 }));
+        assert_eq!(bench.ledger.host_state().await.unwrap(), Some(HostState { version: 1, backup: None }));
         assert_eq!(bench.ledger.host_applied().await.unwrap(), applied);
 
         assert!(bench.bring_host_up(STEPS).await.unwrap().is_empty(), "nothing is applied twice");
@@ -431,10 +462,24 @@ mod tests {
 
         bench.host_down(STEPS, 0).await.unwrap();
         assert_eq!(sessions(&bench).await, at_0);
-        assert_eq!(bench.ledger.host_state().await.unwrap(), Some(HostState { version: 0 }));
+        assert_eq!(bench.ledger.host_state().await.unwrap(), Some(HostState { version: 0, backup: None }));
         assert!(bench.ledger.host_applied().await.unwrap().is_empty());
         let error = bench.host_down(STEPS, 0).await.unwrap_err().to_string();
         assert!(error.contains("down goes to a lower one"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_start_after_one_cut_off_mid_step_reuses_its_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let bench = bench(dir.path()).await;
+        let ns = bench.storage.namespace(NamespaceId::System("sessions"), None).unwrap();
+        ns.set("i/s1", b"h1".to_vec()).await.unwrap();
+        let cut_off = HostState { version: 0, backup: Some("20261127T000000Z-before".into()) };
+        bench.ledger.commit_host(cut_off, &[], &[]).await.unwrap();
+        let applied = bench.bring_host_up(STEPS).await.unwrap();
+        assert_eq!(applied[0].backup, "20261127T000000Z-before");
+        assert_eq!(backups(dir.path()), 0, "no backup of half-converted data");
+        assert_eq!(bench.ledger.host_state().await.unwrap(), Some(HostState { version: 1, backup: None }));
     }
 
     #[tokio::test]
@@ -442,7 +487,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bench = bench(dir.path()).await;
         assert!(bench.bring_host_up(STEPS).await.unwrap().is_empty());
-        assert_eq!(bench.ledger.host_state().await.unwrap(), Some(HostState { version: STEPS.len() as u32 }));
+        assert_eq!(
+            bench.ledger.host_state().await.unwrap(),
+            Some(HostState { version: STEPS.len() as u32, backup: None })
+        );
         assert_eq!(backups(dir.path()), 0);
     }
 

@@ -107,7 +107,7 @@ pub struct Applied {
     pub after: Section,
     /// Records read and records converted.
     pub records: u64,
-    /// Records in the step's families.
+    /// Records in the step's families (a host step: the edits it made).
     pub converted: u64,
     /// Wall time, milliseconds.
     pub duration_ms: u64,
@@ -179,10 +179,15 @@ fn host_step_key(to: u32) -> String {
 }
 
 /// Where the host's own data stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostState {
     /// The number of the last host step the data has.
     pub version: u32,
+    /// The backup taken before the steps still to apply, while they run: a
+    /// start after a failed or cut-off one reuses it (the data it would
+    /// back up now may be half converted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
 }
 
 impl Ledger {

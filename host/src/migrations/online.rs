@@ -14,8 +14,10 @@
 //! `complete` drops the older one once nothing serves it.
 //!
 //! Online steps keep keys: a step that re-keys is applied with the server
-//! stopped. Versioned records are not kept in step (no plugin with
-//! migrations writes them).
+//! stopped. A versioned step's records keep their versions in both
+//! namespaces. While a window is open both versions publish to a key's
+//! change feed, each in its own format: a follower of a versioned family
+//! may see changes in either version's format.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -356,9 +358,11 @@ impl Namespace for Paired {
         }
     }
 
-    /// Judged on this version's namespace, with a version issued as a
-    /// plain namespace issues them; written to both, converted, guarded on
-    /// the record this version read (a write in between judges again).
+    /// Judged on this version's namespace, with a version from the same
+    /// database-wide counter; written to both, converted, guarded on the
+    /// record this version read (a write in between judges again). Refused
+    /// in a step's families unless the step says they are versioned: its
+    /// conversions would take the version for part of the value.
     async fn write_versioned(
         &self,
         op: VersionedOp,
@@ -368,6 +372,14 @@ impl Namespace for Paired {
         if also.iter().any(|op| matches!(op, Op::Set(k, _) | Op::Delete(k) if *k == key)) {
             return Err(StorageError::InvalidKey(format!(
                 "`{key}` is the versioned key; it cannot also be in the batch"
+            )));
+        }
+        let window = &self.window.window;
+        if !window.versioned && window.families.iter().any(|f| key.starts_with(f.as_str())) {
+            return Err(StorageError::Backend(format!(
+                "plugin `{}` is migrating between data versions {} and {}, and step {}'s file does not say its \
+                 records are versioned (`versioned = true`); `{key}` is written with a version",
+                self.window.plugin, window.from, window.to, window.to
             )));
         }
         if self.falls_back() {
@@ -1322,6 +1334,18 @@ mod tests {
         assert_eq!(f.stable.get("note/plain").await.unwrap(), None);
         let short = f.stable.set("note/short", b"{}".to_vec()).await.unwrap_err();
         assert!(short.to_string().contains("the step's families are written with versions"), "{short}");
+    }
+
+    #[tokio::test]
+    async fn a_versioned_write_in_the_families_of_a_step_that_does_not_say_so_is_refused() {
+        let f = fixture(&[("note/a", json!({"text": "plain"}))]).await;
+        let op = |key: &str| VersionedOp { key: key.into(), expected: None, value: Some(b"{}".to_vec()), also: vec![] };
+        let refused = f.stable.write_versioned(op("note/v"), &|_| {}).await.unwrap_err();
+        assert!(refused.to_string().contains("does not say its records are versioned"), "{refused}");
+        assert_eq!(f.stable.get("note/v").await.unwrap(), None);
+        let outside = f.canary.write_versioned(op("other/v"), &|_| {}).await.unwrap();
+        assert!(matches!(outside, VersionedWrite::Written(_)), "outside the families: {outside:?}");
+        assert!(f.stable.get_versioned("other/v").await.unwrap().is_some(), "and kept in step");
     }
 
     #[tokio::test]

@@ -408,11 +408,19 @@ impl Workbench {
     /// (which no server is using), acting as the operator at the command line.
     pub async fn offline(config: &crate::config::Config, storage: Arc<dyn Storage>) -> anyhow::Result<Self> {
         let key = AuditKey::load_or_create(&config.audit.key_file)?;
+        let ledger = Ledger::open(storage.as_ref())?;
+        let host = ledger.host_state().await?.map_or(0, |s| s.version);
+        anyhow::ensure!(
+            host as usize <= super::host::STEPS.len(),
+            "the host's data is at version {host}, written by a newer plinth (this one knows steps up to {}): use \
+             that one",
+            super::host::STEPS.len()
+        );
         let blobs = Blobs::open(config.storage.path.join("blobs"), storage.clone(), &config.scanner).await?;
         Ok(Self {
             blobs: Arc::new(blobs),
             audit: Arc::new(AuditLog::open(storage.as_ref(), None, key.clone()).await?),
-            ledger: Ledger::open(storage.as_ref())?,
+            ledger,
             backups: Arc::new(Backups::new(config.storage.backups_dir(), crate::backup::BackupKey::of(&key))),
             key,
             actor: Actor::Cli,
@@ -520,9 +528,11 @@ impl Workbench {
     /// The plugin's own check of every record at `version` in its steps' families.
     async fn check_all(&self, storage: &dyn Storage, plugin: &PluginMigrations, version: u32) -> anyhow::Result<()> {
         let converter = plugin.converter()?;
+        // The newest step over a family says whether it is versioned.
         let families: Vec<(&str, bool)> = plugin
             .files
             .iter()
+            .rev()
             .filter(|f| f.to <= version)
             .flat_map(|f| f.families.iter().map(|family| (family.as_str(), f.versioned)))
             .collect();

@@ -223,9 +223,9 @@ pub trait Namespace: Send + Sync {
     /// Applies `op` when the key's version is the expected one. Versions
     /// come from one database-wide counter: they only grow, and a key
     /// deleted and created again never takes an old version. `committed`
-    /// runs with the new version before any other write to this namespace
-    /// can commit, so its effects (such as publishing the change) happen in
-    /// commit order.
+    /// runs with the new version before any other versioned write to this
+    /// namespace can commit, so its effects (such as publishing the change)
+    /// happen in commit order.
     async fn write_versioned(
         &self,
         op: VersionedOp,
