@@ -45,13 +45,17 @@ wasm-target:
 # signatures with the Standard Webhooks library (standardwebhooks), all from
 # PyPI, the media tests scan with a real clamd (Debian's clamav-daemon,
 # given its own signature file), and the forms pages are filled in a real
-# headless Chromium (Debian's chromium and chromium-driver).
+# headless Chromium (Debian's chromium and chromium-driver), and sign-in
+# through an external provider meets a real OpenID Provider (oidc-provider
+# from the npm registry, run by Node).
 test-deps:
 	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 	@python3 -c 'import tusclient' 2>/dev/null || python3 -m pip install --quiet tuspy
 	@python3 -c 'import standardwebhooks' 2>/dev/null || python3 -m pip install --quiet standardwebhooks
 	@command -v clamd > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clamav-daemon > /dev/null; }
 	@command -v chromedriver > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null; }
+	@command -v npm > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm > /dev/null; }
+	@test -d tests/oidc/node_modules/oidc-provider || (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
 
 plugins: wasm-target
 	cargo build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml

@@ -281,6 +281,8 @@ pub struct App {
     pub audit: Arc<AuditLog>,
     /// Registry and sessions.
     pub identity: Arc<Identity>,
+    /// Sign-in through external providers, when `[auth]` names any.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Password hashing pool.
     pub passwords: Arc<Passwords>,
     /// The mail queue; its worker runs while the server serves.
@@ -390,6 +392,7 @@ impl App {
                 "applied host data step"
             );
         }
+        let oidc = crate::oidc::Oidc::open(&config, storage.as_ref())?.map(Arc::new);
         let lifetimes =
             Lifetimes { idle: config.sessions.idle_timeout.0, absolute: config.sessions.absolute_timeout.0 };
         let identity =
@@ -453,6 +456,7 @@ impl App {
             storage,
             audit,
             identity,
+            oidc,
             passwords,
             outbox,
             webhooks,

@@ -104,6 +104,9 @@ pub struct Config {
     /// Service level objectives per route class.
     #[serde(default)]
     pub slo: SloConfig,
+    /// Sign-in through external OpenID Connect providers; fixed at start.
+    #[serde(default)]
+    pub auth: crate::oidc::config::AuthConfig,
     /// The file this was read from, for messages; not a key.
     #[serde(skip)]
     pub source: PathBuf,
@@ -1010,6 +1013,15 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         crate::i18n::Locales::from_config(&self.i18n).map_err(|(key, message)| self.invalid(key, message))?;
+        if let Some((key, message)) = self.auth.problem() {
+            return Err(self.invalid(key, message));
+        }
+        if !self.auth.providers.is_empty() && !self.plugins.iter().any(|p| p.name == self.auth.accounts_plugin) {
+            return Err(self.invalid(
+                "auth.accounts_plugin",
+                format!("no plugin `{}` decides who signs in through the providers", self.auth.accounts_plugin),
+            ));
+        }
         let objectives = std::iter::once(("slo.default".to_owned(), &self.slo.default))
             .chain(self.slo.classes.iter().map(|(class, o)| (format!("slo.classes.{class}"), o)));
         for (key, objective) in objectives {

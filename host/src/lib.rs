@@ -40,6 +40,7 @@ pub mod identity;
 pub mod jobs;
 pub mod metrics;
 pub mod migrations;
+pub mod oidc;
 pub mod openapi;
 pub mod outbox;
 pub mod passwords;

@@ -84,6 +84,32 @@ pub mod migrating_bindings {
     });
 }
 
+/// The `external-sign-in` export (world `plinth:platform/external-signing`),
+/// exported by the plugin that owns accounts ([`external_sign_in!`]).
+#[allow(missing_docs, unsafe_code, reason = "generated; the WIT documents it")]
+pub mod external_signing_bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "plinth:platform/external-signing",
+        pub_export_macro: true,
+        export_macro_name: "export_external_sign_in",
+        default_bindings_module: "plinth_kit::external_signing_bindings",
+    });
+}
+
+/// Who an external provider says signed in, and the refusal a plugin
+/// answers with ([`external_sign_in!`]).
+pub mod external_sign_in {
+    pub use crate::external_signing_bindings::exports::plinth::platform::external_sign_in::{Identity, Refusal};
+
+    impl Refusal {
+        /// A refusal with a stable code and a message for people.
+        pub fn new(code: &str, message: impl Into<String>) -> Self {
+            Self { code: code.to_owned(), message: message.into() }
+        }
+    }
+}
+
 pub use error::{Error, Problem, Result};
 pub use request::{Principal, Request};
 pub use response::Response;
@@ -107,6 +133,33 @@ pub fn new_id() -> String {
             c
         })
         .collect()
+}
+
+/// Exports the plugin's decision on sign-ins through external providers:
+/// `plinth_kit::external_sign_in!(admit)` where `admit` is a
+/// `fn(Identity) -> Result<String, Refusal>` answering with the account id
+/// the person signs in as. Only the plugin `[auth] accounts_plugin` names
+/// is asked.
+#[macro_export]
+macro_rules! external_sign_in {
+    ($admit:path) => {
+        #[doc(hidden)]
+        pub struct PlinthKitExternalSignIn;
+
+        impl $crate::external_signing_bindings::exports::plinth::platform::external_sign_in::Guest
+            for PlinthKitExternalSignIn
+        {
+            fn admit(
+                identity: $crate::external_sign_in::Identity,
+            ) -> ::std::result::Result<::std::string::String, $crate::external_sign_in::Refusal> {
+                $admit(identity)
+            }
+        }
+
+        $crate::external_signing_bindings::export_external_sign_in!(
+            PlinthKitExternalSignIn with_types_in $crate::external_signing_bindings
+        );
+    };
 }
 
 /// Exports a router as the plugin: `plinth_kit::plugin!(router)` where

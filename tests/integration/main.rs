@@ -27,6 +27,7 @@ mod metrics;
 mod migration_windows;
 mod migrations;
 mod notes;
+mod oidc;
 mod openapi;
 mod paths;
 mod plugin_routes;

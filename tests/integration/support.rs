@@ -209,6 +209,14 @@ impl TestServer {
         Self::serve(config, Some(source)).await
     }
 
+    /// Like [`TestServer::start`], on a listener bound already (its
+    /// address can be in the config, as a redirect URI's is).
+    pub async fn start_on(deployment: &Deployment, listener: tokio::net::TcpListener) -> Self {
+        let source = plinth::app::ConfigSource { file: deployment.config_path(), data: None, listen: None };
+        let config = source.load().expect("test config is valid");
+        Self::serve_listening(config, Some(source), listener).await
+    }
+
     /// Serves an already loaded config.
     pub async fn start_with(config: plinth::Config) -> Self {
         Self::serve(config, None).await
@@ -231,6 +239,14 @@ impl TestServer {
     ) -> Self {
         config.server.listen = listen;
         let listener = tokio::net::TcpListener::bind(config.server.listen).await.unwrap();
+        Self::serve_listening(config, source, listener).await
+    }
+
+    async fn serve_listening(
+        config: plinth::Config,
+        source: Option<plinth::app::ConfigSource>,
+        listener: tokio::net::TcpListener,
+    ) -> Self {
         let addr = listener.local_addr().unwrap();
         let watch = source.is_some();
         let app = Arc::new(plinth::App::build_from(config, source).await.expect("app builds"));

@@ -10,6 +10,10 @@ use crate::error::ApiError;
 pub const COOKIE_NAME: &str = "__Host-plinth_session";
 /// The cookie name under `dev_insecure_cookies` (plain-HTTP localhost).
 pub const DEV_COOKIE_NAME: &str = "plinth_session";
+/// The cookie binding a sign-in through a provider to its browser.
+pub const FLOW_COOKIE_NAME: &str = "__Host-plinth_oidc";
+/// Its name with `sessions.dev_insecure_cookies` over plain HTTP.
+pub const DEV_FLOW_COOKIE_NAME: &str = "plinth_oidc";
 /// The request header carrying the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -43,21 +47,34 @@ impl CookiePolicy {
 
     /// `Set-Cookie` carrying a token for `max_age` seconds.
     pub fn issue(self, token: &str, max_age: u64) -> HeaderValue {
-        self.header(token, max_age)
+        self.header(self.name(), token, max_age)
     }
 
     /// `Set-Cookie` that removes the cookie.
     pub fn clear(self) -> HeaderValue {
-        self.header("", 0)
+        self.header(self.name(), "", 0)
     }
 
-    fn header(self, value: &str, max_age: u64) -> HeaderValue {
+    /// The cookie that binds a sign-in through a provider to the browser
+    /// that started it.
+    pub fn flow_name(self) -> &'static str {
+        if self.insecure { DEV_FLOW_COOKIE_NAME } else { FLOW_COOKIE_NAME }
+    }
+
+    /// `Set-Cookie` for a sign-in flow's binding (`""`, 0: removed).
+    pub fn flow(self, value: &str, max_age: u64) -> HeaderValue {
+        self.header(self.flow_name(), value, max_age)
+    }
+
+    /// The sign-in flow's binding a request carries.
+    pub fn flow_binding(self, headers: &HeaderMap) -> Option<String> {
+        cookie(headers, self.flow_name())
+    }
+
+    fn header(self, name: &str, value: &str, max_age: u64) -> HeaderValue {
         let secure = if self.insecure { "" } else { "; Secure" };
-        HeaderValue::try_from(format!(
-            "{}={value}; Path=/{secure}; HttpOnly; SameSite=Lax; Max-Age={max_age}",
-            self.name()
-        ))
-        .expect("cookie values are hex")
+        HeaderValue::try_from(format!("{name}={value}; Path=/{secure}; HttpOnly; SameSite=Lax; Max-Age={max_age}"))
+            .expect("cookie values are hex")
     }
 
     /// The token a request presents, if any; a bearer header wins.
@@ -66,15 +83,20 @@ impl CookiePolicy {
             let (scheme, token) = auth.split_once(' ')?;
             return scheme.eq_ignore_ascii_case("bearer").then(|| (token.trim().to_owned(), Presented::Bearer));
         }
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == self.name())
-            .map(|(_, value)| (value.to_owned(), Presented::Cookie))
+        cookie(headers, self.name()).map(|value| (value, Presented::Cookie))
     }
+}
+
+/// The first cookie named `name` in a request.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(cookie, _)| *cookie == name)
+        .map(|(_, value)| value.to_owned())
 }
 
 /// True for methods that may change state.

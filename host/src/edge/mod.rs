@@ -14,6 +14,7 @@ pub mod blob;
 pub mod client;
 pub mod denials;
 pub mod headers;
+mod oidc;
 pub mod rate_limit;
 pub mod stream;
 
@@ -170,6 +171,8 @@ enum Target<'a> {
     Health(&'a str),
     /// The host's `/admin` API.
     Admin,
+    /// Sign-in through external providers (`/v1/auth/**`).
+    Auth,
     /// Prometheus metrics.
     Metrics,
     /// The OpenAPI document.
@@ -213,6 +216,11 @@ async fn route(
             outline.route = "/admin/**".to_owned();
             outline.class = "admin".to_owned();
             (Target::Admin, admin_access)
+        }
+        _ if path.starts_with("/v1/auth/") => {
+            outline.route = "/v1/auth/**".to_owned();
+            outline.class = "login".to_owned();
+            (Target::Auth, Access::Public)
         }
         _ => {
             let (served, params) = match find_route(deployment, &method, path) {
@@ -359,6 +367,20 @@ async fn route(
             response
         }
         Target::Admin => admin::handle(app, &method, path, parts.uri.query(), &envelope).await?,
+        Target::Auth => {
+            let request = oidc::AuthRequest {
+                method: &method,
+                path,
+                parts: &parts,
+                client,
+                trace_id,
+                signed_in: signed_in.as_ref(),
+                envelope: &envelope,
+            };
+            // It sets or clears a session: never stored.
+            outline.authenticated = true;
+            oidc::handle(app, deployment, request).await?
+        }
         Target::Plugin(served, params) => {
             let plugin = deployment.plugin(served.plugin, signed_in.as_ref().map(|a| a.session.id.as_str()));
             let request = PluginRequest {

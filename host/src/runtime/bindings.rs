@@ -58,6 +58,20 @@ pub mod migrating {
     pub use self::exports::plinth::platform::migrations;
 }
 
+/// The `external-sign-in` export of the plugin that owns accounts, called
+/// in an instance linked like its requests' (the world has no imports of
+/// its own; the component's are the plugin world's).
+pub mod external_signing {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plinth:platform/external-signing",
+        exports: { default: async },
+    });
+
+    pub use self::ExternalSigningPre as ExternalSigningBindingsPre;
+    pub use self::exports::plinth::platform::external_sign_in;
+}
+
 pub use self::Plugin as PluginBindings;
 pub use self::PluginPre as PluginBindingsPre;
 pub use self::plinth::platform::{

@@ -30,6 +30,8 @@ use crate::audit::Actor;
 use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
 use crate::metrics::{FailureLabels, Metrics, PluginLabels};
 use crate::routes::Route;
+use crate::runtime::bindings::external_signing::ExternalSigningBindingsPre;
+pub use crate::runtime::bindings::external_signing::external_sign_in::{Identity, Refusal};
 use crate::runtime::bindings::{
     PluginBindingsPre, assets, audit, blobs, events, jobs, kv, log, messages, outbox, passwords, principals, schemas,
     sessions, settings, signing, types, webhooks,
@@ -272,6 +274,8 @@ impl Runtime {
         let link_error = |e: wasmtime::Error| LoadError::Link { plugin: config.name.clone(), reason: format!("{e:#}") };
         let linker = self.linker(&config.grants).map_err(link_error)?;
         let pre = linker.instantiate_pre(&component).map_err(link_error)?;
+        // Only a component that exports it has it.
+        let signing_in = ExternalSigningBindingsPre::new(pre.clone()).ok();
         let pre = PluginBindingsPre::new(pre).map_err(link_error)?;
         let routes = self.declared_routes(&config.name, &component).await?;
         let timeout = Duration::from_millis(config.limits.timeout_ms);
@@ -279,6 +283,7 @@ impl Runtime {
             self.data_version(&config.name, &component, config.limits.memory.0 as usize, timeout).await?;
         Ok(Prepared {
             pre,
+            signing_in,
             routes,
             data_version,
             digest,
@@ -423,6 +428,8 @@ pub struct PluginOutput {
 pub struct Prepared {
     /// Linked and type-checked once; instantiated per request.
     pre: PluginBindingsPre<HostState>,
+    /// Its `external-sign-in` export, if it has one.
+    signing_in: Option<ExternalSigningBindingsPre<HostState>>,
     /// The routes the component declares.
     pub routes: Vec<Route>,
     /// The data version its migration steps lead to.
@@ -452,6 +459,7 @@ impl Prepared {
             ctx,
             storage,
             pre: self.pre,
+            signing_in: self.signing_in,
             routes: self.routes,
             data_version: self.data_version,
             digest: self.digest,
@@ -477,6 +485,8 @@ pub struct Plugin {
     storage: Arc<dyn Storage>,
     /// Linked and type-checked once; instantiated per request.
     pre: PluginBindingsPre<HostState>,
+    /// Its `external-sign-in` export, if it has one.
+    signing_in: Option<ExternalSigningBindingsPre<HostState>>,
     /// The routes the component declares.
     routes: Vec<Route>,
     /// The data version it serves.
@@ -527,21 +537,8 @@ impl Plugin {
             user_agent,
             actor,
         };
-        let mut store = Store::new(self.pre.engine(), HostState::new(self.ctx.clone(), meta, self.memory_limit));
-        store.limiter(|s| &mut s.memory);
         let started = tokio::time::Instant::now();
-        let timeout = self.timeout;
-        let wait = body_wait.clone();
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if tokio::time::Instant::now() >= started + timeout + wait.total() {
-                UpdateDeadline::Interrupt
-            } else {
-                // tokio's own yield, so the task goes to the back of the
-                // queue instead of being polled again at once.
-                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
-            })
-        });
+        let mut store = self.store(meta, started);
         let call = async {
             let started = Instant::now();
             let instance = self.pre.instantiate_async(&mut store).await?;
@@ -567,6 +564,56 @@ impl Plugin {
         }
         let state = store.data_mut();
         Ok(PluginOutput { response, session: state.session_effect.take(), host_failure: state.host_failure.take() })
+    }
+
+    /// A store for one call, within the plugin's memory cap and its
+    /// deadline from `started` (moved by the time spent waiting for a body).
+    fn store(&self, meta: RequestMeta, started: tokio::time::Instant) -> Store<HostState> {
+        let wait = meta.body_wait.clone();
+        let mut store = Store::new(self.pre.engine(), HostState::new(self.ctx.clone(), meta, self.memory_limit));
+        store.limiter(|s| &mut s.memory);
+        let timeout = self.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if tokio::time::Instant::now() >= started + timeout + wait.total() {
+                UpdateDeadline::Interrupt
+            } else {
+                // tokio's own yield, so the task goes to the back of the
+                // queue instead of being polled again at once.
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
+        store
+    }
+
+    /// Whether it exports `external-sign-in`.
+    pub fn admits(&self) -> bool {
+        self.signing_in.is_some()
+    }
+
+    /// Asks its `external-sign-in` export who `identity` signs in as: the
+    /// account id, or the plugin's refusal. `meta` is the callback request's.
+    pub async fn admit(&self, identity: Identity, meta: RequestMeta) -> Result<Result<String, Refusal>, PluginFailure> {
+        let pre = self
+            .signing_in
+            .as_ref()
+            .ok_or_else(|| PluginFailure::Trap(format!("plugin `{}` does not export external-sign-in", self.name())))?;
+        let started = tokio::time::Instant::now();
+        let wait = meta.body_wait.clone();
+        let mut store = self.store(meta, started);
+        let call = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.plinth_platform_external_sign_in().call_admit(&mut store, &identity).await
+        };
+        let answer = match wait.within(started, self.timeout, call).await {
+            None => return Err(self.failed(PluginFailure::Deadline(self.timeout))),
+            Some(Ok(answer)) => answer,
+            Some(Err(e)) => return Err(self.failed(self.classify(&store, e))),
+        };
+        if store.data().wrote {
+            self.storage.flush().await.map_err(|e| self.failed(PluginFailure::Flush(e.to_string())))?;
+        }
+        Ok(answer)
     }
 
     /// Counts a failure by kind and passes it on.

@@ -7,9 +7,11 @@
 //! Storage (its own kv namespace): `account/{id}`, `email/{address}` → id,
 //! `token/{sha256 of token}` → single-use token, `fail/{sha256 of address}`
 //! → failed sign-ins this hour, `mailed/{sha256 of address}` → mails the
-//! forms sent it this hour.
+//! forms sent it this hour, `link/{provider}/{sha256 of subject}` → the
+//! account a person signing in through an external provider is.
 
 mod admin;
+mod external;
 mod fields;
 mod hourly;
 mod lifecycle;
@@ -50,3 +52,4 @@ fn router() -> Router {
 }
 
 plinth_kit::plugin!(router, migrations = migrations::migrations);
+plinth_kit::external_sign_in!(external::admit);

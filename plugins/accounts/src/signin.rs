@@ -47,13 +47,20 @@ fn failure_key(email: &str) -> String {
     format!("fail/{}", store::sha256(email))
 }
 
+/// The password hash to check against: none for an account that has no
+/// password (made by a sign-in through a provider), which then costs what
+/// an unknown address does and never matches.
+fn stored_hash(account: &Account) -> Option<&str> {
+    Some(account.password_hash.as_str()).filter(|hash| !hash.is_empty())
+}
+
 /// Checks a password a signed-in user (or a verifying one) re-enters:
 /// 403 when wrong, and counted with failed sign-ins, so a stolen session
 /// cannot guess the password faster than a sign-in form could.
 pub fn check_password_attempt(account: &Account, password: &str) -> Result<(), Error> {
     let key = failure_key(&account.email);
     check_throttle(&key)?;
-    if passwords::verify(password, Some(&account.password_hash)).valid {
+    if passwords::verify(password, stored_hash(account)).valid {
         return Ok(());
     }
     hourly::count(&key)?;
@@ -93,7 +100,7 @@ fn check_credentials(req: &Request) -> Result<Account> {
     check_throttle(&key)?;
     let stored = store::account_by_email(&email)?;
     // Unknown addresses are checked against a dummy hash: same cost.
-    let verdict = passwords::verify(&input.password, stored.as_ref().map(|s| s.account.password_hash.as_str()));
+    let verdict = passwords::verify(&input.password, stored.as_ref().and_then(|s| stored_hash(&s.account)));
     let account = match stored {
         Some(stored) if verdict.valid && stored.account.state == State::Active => stored,
         other => {

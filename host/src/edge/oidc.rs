@@ -1,0 +1,187 @@
+//! `/v1/auth/**`: sign-in through external providers over HTTP (the
+//! protocol is in [`crate::oidc`]). `GET /v1/auth/oidc/{provider}` sends the
+//! browser to the provider with a cookie that binds the sign-in to it; the
+//! provider sends it back to `GET /v1/auth/oidc/{provider}/callback`, where
+//! the plugin that owns accounts says who the person is and the host
+//! issues the session.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::app::{App, Deployment};
+use crate::audit::{Envelope, Outcome};
+use crate::error::ApiError;
+use crate::identity::Authenticated;
+use crate::oidc::{FLOW_TTL_SECS, OidcError};
+use crate::runtime::Identity;
+use crate::runtime::state::RequestMeta;
+
+/// The request, as the handler needs it.
+pub struct AuthRequest<'a> {
+    /// `GET` (or `HEAD`).
+    pub method: &'a Method,
+    /// Canonical.
+    pub path: &'a str,
+    /// Its head.
+    pub parts: &'a http::request::Parts,
+    /// The client's address.
+    pub client: IpAddr,
+    /// W3C trace id.
+    pub trace_id: &'a str,
+    /// The session it came with, replaced by the new one.
+    pub signed_in: Option<&'a Authenticated>,
+    /// Who the audit log names.
+    pub envelope: &'a Envelope,
+}
+
+fn error(e: &OidcError) -> ApiError {
+    let status = match e {
+        OidcError::UnknownProvider(_) => StatusCode::NOT_FOUND,
+        OidcError::Unavailable(_) | OidcError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+        OidcError::Provider(_) => StatusCode::BAD_GATEWAY,
+        OidcError::Denied(_) | OidcError::Token(_) => StatusCode::UNAUTHORIZED,
+        OidcError::StateInvalid | OidcError::StateExpired | OidcError::IssuerMismatch(_) | OidcError::CodeInvalid => {
+            StatusCode::BAD_REQUEST
+        }
+    };
+    ApiError::new(status, e.code(), e.to_string())
+}
+
+fn redirect(location: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, HeaderValue::try_from(location).expect("locations are URLs"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Serves `/v1/auth/**`.
+pub async fn handle(
+    app: &App,
+    deployment: &Deployment,
+    req: AuthRequest<'_>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {}", req.path));
+    if req.method != Method::GET {
+        return Err(not_found());
+    }
+    let Some(oidc) = &app.oidc else { return Err(not_found()) };
+    let rest = req.path.strip_prefix("/v1/auth/oidc/").ok_or_else(not_found)?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let audit = async |outcome: Outcome, target: &str, reason: String| {
+        let draft = req.envelope.draft("auth.oidc", target, outcome, Some(reason));
+        app.audit.append(draft).await.map_err(|e| {
+            tracing::error!(error = %e, "audit log unavailable");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", "the audit log cannot be written")
+        })
+    };
+    match segments.as_slice() {
+        [name] => {
+            let started = oidc.start(name).await.map_err(|e| error(&e))?;
+            let mut response = redirect(&started.location);
+            response.headers_mut().insert(header::SET_COOKIE, deployment.cookies.flow(&started.binding, FLOW_TTL_SECS));
+            Ok(response)
+        }
+        [name, "callback"] => {
+            let binding = deployment.cookies.flow_binding(&req.parts.headers);
+            let query = req.parts.uri.query().unwrap_or_default();
+            let verified = match oidc.finish(name, query, binding.as_deref()).await {
+                Ok(verified) => verified,
+                Err(e) => {
+                    if e.is_suspicious() {
+                        audit(Outcome::Denied, &format!("provider/{name}"), format!("{}: {e}", e.code())).await?;
+                    }
+                    return Err(error(&e));
+                }
+            };
+            let subject = verified.subject.clone();
+            let identity = Identity {
+                provider: (*name).to_owned(),
+                subject: verified.subject,
+                email: verified.email,
+                email_verified: verified.email_verified,
+                name: verified.name,
+            };
+            let index = deployment
+                .plugins
+                .iter()
+                .position(|p| p.config.name == oidc.accounts_plugin)
+                .ok_or_else(|| unavailable(&format!("plugin `{}` is not loaded", oidc.accounts_plugin)))?;
+            let plugin = &deployment.plugins[index].plugin;
+            if !plugin.admits() {
+                return Err(unavailable(&format!("plugin `{}` does not export external-sign-in", plugin.name())));
+            }
+            let meta = RequestMeta {
+                trace_id: req.trace_id.to_owned(),
+                client_address: req.client.to_string(),
+                principal: None,
+                revalidation: false,
+                user_agent: user_agent(req.parts),
+                actor: req.envelope.actor.clone(),
+                body_wait: std::sync::Arc::default(),
+            };
+            let answer = plugin.admit(identity, meta).await.map_err(|failure| {
+                tracing::error!(plugin = plugin.name(), error = %failure, "external sign-in failed");
+                unavailable(&format!("plugin `{}` could not decide: {failure}", plugin.name()))
+            })?;
+            let account = match answer {
+                Ok(account) => account,
+                Err(refusal) => {
+                    let reason = format!("{}: {} (subject {})", refusal.code, refusal.message, hashed(&subject));
+                    audit(Outcome::Denied, &format!("provider/{name}"), reason).await?;
+                    return Ok(refused(&refusal.code, &refusal.message, req.trace_id));
+                }
+            };
+            if let Some(current) = req.signed_in {
+                app.identity.revoke(&current.account.id, &current.session.id, req.envelope).await.map_err(|e| {
+                    tracing::error!(error = %e, "session revocation failed");
+                    unavailable("sessions are unavailable")
+                })?;
+            }
+            let (token, session) = app
+                .identity
+                .issue(&account, &req.client.to_string(), &user_agent(req.parts), req.envelope)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "session issue failed");
+                    unavailable(&format!("no session could be issued: {e}"))
+                })?;
+            audit(Outcome::Success, &account, format!("provider={name} session={}", session.id)).await?;
+            let mut response = redirect(&oidc.landing);
+            let headers = response.headers_mut();
+            let max_age = session.expires_at.saturating_sub(session.created_at);
+            headers.append(header::SET_COOKIE, deployment.cookies.issue(&token.0, max_age));
+            headers.append(header::SET_COOKIE, deployment.cookies.flow("", 0));
+            Ok(response)
+        }
+        _ => Err(not_found()),
+    }
+}
+
+/// 403 in the standard error shape, with the plugin's code when it is one
+/// (snake_case, at most 64 bytes).
+fn refused(code: &str, message: &str, trace_id: &str) -> Response<Full<Bytes>> {
+    let stable = !code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    let code = if stable { code } else { "sign_in_refused" };
+    let body = serde_json::json!({ "error": { "code": code, "message": message, "trace_id": trace_id } });
+    super::json_response(StatusCode::FORBIDDEN, &body)
+}
+
+fn unavailable(why: &str) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable", why)
+}
+
+fn user_agent(parts: &http::request::Parts) -> String {
+    parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+/// A subject as the audit log names it: hashed, so the log holds no
+/// provider's identifier of a person.
+fn hashed(subject: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(subject.as_bytes())[..8])
+}

@@ -1,0 +1,155 @@
+//! `[auth]` in plinth.toml: the external OpenID Connect providers people
+//! may sign in through.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::HumanDuration;
+
+/// ID token signature algorithms a provider may be allowed. Shared-secret
+/// (`HS*`) and `none` are never among them: anyone holding the client
+/// secret, or no one at all, could sign.
+pub const KNOWN_ALGORITHMS: &[&str] =
+    &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// This deployment's address as browsers reach it (`https://app.example.com`):
+    /// each provider's redirect URI is `{public_base_url}/v1/auth/oidc/{name}/callback`.
+    pub public_base_url: Option<url::Url>,
+    /// Where a browser lands after signing in through a provider: a path on this host.
+    pub landing: String,
+    /// The plugin that decides who gets in (it exports `external-sign-in`).
+    pub accounts_plugin: String,
+    /// The providers, by name (a-z, 0-9, `-`; part of their URLs).
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            public_base_url: None,
+            landing: "/".to_owned(),
+            accounts_plugin: "accounts".to_owned(),
+            providers: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[auth.providers.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The issuer (`https://id.example.com`): its discovery document is at
+    /// `{issuer}/.well-known/openid-configuration` and must name it exactly,
+    /// as must its ID tokens.
+    pub issuer: String,
+    /// This deployment's client id at the provider.
+    pub client_id: String,
+    /// A file holding the client secret (trailing whitespace ignored),
+    /// relative to plinth.toml.
+    pub client_secret_file: PathBuf,
+    /// The claim that names a person for good (`sub`; some providers' `oid`).
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    /// The signature algorithms its ID tokens may use.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Scopes asked for; `openid` is always among them.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// How far the provider's clock may be from ours (`"60s"`).
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew: HumanDuration,
+    /// How long after a refetch of its signing keys another may happen,
+    /// however many tokens name a key it does not have (`"60s"`).
+    #[serde(default = "default_refetch_cooldown")]
+    pub key_refetch_cooldown: HumanDuration,
+}
+
+fn default_subject_claim() -> String {
+    "sub".to_owned()
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".to_owned(), "ES256".to_owned()]
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].map(str::to_owned).to_vec()
+}
+
+fn default_clock_skew() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
+fn default_refetch_cooldown() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
+impl AuthConfig {
+    /// The first thing wrong with it: the dotted key, and what is wrong.
+    pub fn problem(&self) -> Option<(String, String)> {
+        if !self.landing.starts_with('/') || self.landing.starts_with("//") {
+            return Some((
+                "auth.landing".into(),
+                format!("`{}` is not a path on this host, such as \"/\"", self.landing),
+            ));
+        }
+        if self.providers.is_empty() {
+            return None;
+        }
+        match &self.public_base_url {
+            None => return Some(("auth.public_base_url".into(), "is needed for the providers' redirect URIs".into())),
+            Some(url) if !matches!(url.scheme(), "https" | "http") || url.path() != "/" || url.query().is_some() => {
+                return Some((
+                    "auth.public_base_url".into(),
+                    format!("`{url}`: scheme and host only, such as https://app.example.com"),
+                ));
+            }
+            Some(_) => {}
+        }
+        self.providers.iter().find_map(|(name, provider)| provider_problem(name, provider))
+    }
+}
+
+fn provider_problem(name: &str, provider: &ProviderConfig) -> Option<(String, String)> {
+    let at = |key: &str| format!("auth.providers.{name}{key}");
+    if name.is_empty()
+        || name.len() > 32
+        || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Some((at(""), "a provider's name is 1 to 32 of a-z, 0-9 and `-`".into()));
+    }
+    match url::Url::parse(&provider.issuer) {
+        Err(e) => return Some((at(".issuer"), format!("`{}` is not a URL ({e})", provider.issuer))),
+        Ok(url) if url.query().is_some() || url.fragment().is_some() => {
+            return Some((at(".issuer"), format!("`{}`: an issuer has no query or fragment", provider.issuer)));
+        }
+        Ok(url) => {
+            let loopback = url.host_str().is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]");
+            if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+                return Some((at(".issuer"), format!("`{}`: an issuer is reached over https", provider.issuer)));
+            }
+        }
+    }
+    if provider.client_id.is_empty() {
+        return Some((at(".client_id"), "is empty".into()));
+    }
+    if provider.subject_claim.is_empty() {
+        return Some((at(".subject_claim"), "is empty".into()));
+    }
+    if provider.algorithms.is_empty() {
+        return Some((at(".algorithms"), format!("allow at least one of {KNOWN_ALGORITHMS:?}")));
+    }
+    provider
+        .algorithms
+        .iter()
+        .find(|alg| !KNOWN_ALGORITHMS.contains(&alg.as_str()))
+        .map(|alg| (at(".algorithms"), format!("`{alg}` is not one of {KNOWN_ALGORITHMS:?}")))
+}

@@ -1,0 +1,375 @@
+//! Sign-in through an external OpenID Connect provider, against a real one:
+//! the `oidc-provider` package from the npm registry (tests/oidc), run on
+//! loopback by Node, with its test-only controls. The example deployment
+//! with the accounts plugin decides who gets in.
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+use crate::accounts::{PASSWORD, api_sign_in};
+use crate::support::{Deployment, TestServer, example_deployment, get_json, sign_in};
+
+const PROVIDER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/oidc");
+const SECRET: &str = "a test client secret";
+
+/// `npm ci` once, when the provider's packages are not installed yet.
+fn install() {
+    static INSTALLED: Mutex<bool> = Mutex::new(false);
+    let mut installed = INSTALLED.lock().unwrap();
+    if *installed || std::path::Path::new(PROVIDER_DIR).join("node_modules/oidc-provider").is_dir() {
+        *installed = true;
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(PROVIDER_DIR)
+        .status()
+        .expect("npm (Node's package manager) runs");
+    assert!(status.success(), "npm ci in tests/oidc failed");
+    *installed = true;
+}
+
+/// The provider, running until dropped.
+pub struct OidcProvider {
+    child: Child,
+    /// Its issuer, `http://127.0.0.1:PORT`.
+    pub issuer: String,
+}
+
+impl OidcProvider {
+    /// Starts one that sends browsers back to `redirect_uri`.
+    pub fn start(redirect_uri: &str) -> Self {
+        install();
+        let mut child = Command::new("node")
+            .args(["provider.mjs", "--redirect-uri", redirect_uri, "--client-secret", SECRET])
+            .current_dir(PROVIDER_DIR)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node runs");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let issuer =
+            line.trim().strip_prefix("listening ").unwrap_or_else(|| panic!("provider said {line:?}")).to_owned();
+        // Whatever it prints later is drained: a closed pipe would kill it.
+        std::thread::spawn(move || out.lines().for_each(drop));
+        Self { child, issuer }
+    }
+
+    /// Calls a test-only control (`login`, `rotate`, `alg`, `discovery`, `fail`, `clock`).
+    pub async fn control(&self, name: &str, body: Value) {
+        let response = Client::new().post(format!("{}/_test/{name}", self.issuer)).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "control {name}");
+    }
+
+    /// The next sign-in finishes as this person.
+    pub async fn next(&self, sub: &str, email: &str, verified: bool) {
+        let person = json!({ "sub": sub, "email": email, "email_verified": verified, "name": "Ada Lovelace" });
+        self.control("login", person).await;
+    }
+
+    /// Requests the provider served at `path` so far.
+    pub async fn requests(&self, path: &str) -> u64 {
+        let counts: Value =
+            Client::new().get(format!("{}/_test/requests", self.issuer)).send().await.unwrap().json().await.unwrap();
+        counts[path].as_u64().unwrap_or(0)
+    }
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The example deployment signing people in through the provider `test`.
+fn deployment(issuer: &str, port: u16, extra: &str) -> Deployment {
+    let deployment = example_deployment("");
+    let dir = deployment.config_path().parent().unwrap().to_owned();
+    std::fs::write(dir.join("oidc-secret"), format!("{SECRET}\n")).unwrap();
+    let config = std::fs::read_to_string(deployment.config_path())
+        .unwrap()
+        .replace("dev_insecure_cookies = false", "dev_insecure_cookies = true")
+        + &format!(
+            "\n[auth]\npublic_base_url = \"http://127.0.0.1:{port}\"\n\n[auth.providers.test]\nissuer = \"{issuer}\"\n\
+         client_id = \"plinth\"\nclient_secret_file = \"oidc-secret\"\n{extra}"
+        );
+    std::fs::write(deployment.config_path(), config).unwrap();
+    deployment
+}
+
+/// A provider and the server signing people in through it.
+struct Setup {
+    provider: OidcProvider,
+    server: TestServer,
+    _deployment: Deployment,
+}
+
+async fn setup(extra: &str) -> Setup {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let provider = OidcProvider::start(&format!("http://127.0.0.1:{port}/v1/auth/oidc/test/callback"));
+    let deployment = deployment(&provider.issuer, port, extra);
+    let server = TestServer::start_on(&deployment, listener).await;
+    Setup { provider, server, _deployment: deployment }
+}
+
+/// A browser: a cookie jar, redirects followed by hand.
+fn browser() -> Client {
+    Client::builder()
+        .cookie_provider(Arc::new(reqwest::cookie::Jar::default()))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Starts a sign-in and follows it through the provider; the callback URL
+/// the provider sends the browser back to.
+async fn to_callback(browser: &Client, server: &TestServer) -> String {
+    let mut url = server.url("/v1/auth/oidc/test");
+    for _ in 0..10 {
+        let response = browser.get(&url).send().await.unwrap();
+        let status = response.status();
+        let Some(location) = response.headers().get("location").map(|l| l.to_str().unwrap().to_owned()) else {
+            panic!("{url}: {status} {}", response.text().await.unwrap());
+        };
+        let next = reqwest::Url::parse(&url).unwrap().join(&location).unwrap();
+        if next.path() == "/v1/auth/oidc/test/callback" {
+            return next.into();
+        }
+        url = next.into();
+    }
+    panic!("the sign-in never came back");
+}
+
+/// The callback's answer, not followed.
+async fn callback(browser: &Client, url: &str) -> reqwest::Response {
+    browser.get(url).send().await.unwrap()
+}
+
+/// Signs in through the provider as whoever it finishes as; the profile.
+async fn signed_in(browser: &Client, server: &TestServer) -> Value {
+    let url = to_callback(browser, server).await;
+    let response = callback(browser, &url).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "{}", response.text().await.unwrap());
+    assert_eq!(response.headers()["location"], "/");
+    let cookies: Vec<&str> = response.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(cookies.iter().any(|c| c.starts_with("plinth_session=") && c.contains("HttpOnly")), "{cookies:?}");
+    assert!(cookies.iter().any(|c| c.starts_with("plinth_oidc=;")), "the binding is cleared: {cookies:?}");
+    let me = browser.get(server.url("/v1/me")).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    me.json().await.unwrap()
+}
+
+async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    (status, body["error"]["code"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The host's `auth.oidc` audit records.
+async fn audit(server: &TestServer) -> Vec<Value> {
+    let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
+    let page = get_json(server, "/admin/audit?limit=1000", &admin).await;
+    page["records"].as_array().unwrap().iter().filter(|r| r["action"] == "auth.oidc").cloned().collect()
+}
+
+#[tokio::test]
+async fn a_person_signs_in_through_the_provider_once_per_state_and_keeps_one_account() {
+    let s = setup("").await;
+    s.provider.next("ada-1", "Ada@Example.com", true).await;
+    let ada = browser();
+    let profile = signed_in(&ada, &s.server).await;
+    assert_eq!((profile["email"].as_str(), profile["state"].as_str()), (Some("ada@example.com"), Some("active")));
+    assert_eq!(profile["display_name"], "Ada Lovelace");
+    assert!(profile["verified_at"].is_u64(), "{profile}");
+
+    // Again, from another browser: the same account.
+    let again = signed_in(&browser(), &s.server).await;
+    assert_eq!(again["id"], profile["id"]);
+
+    // A callback works once, and only in the browser that started it.
+    let url = to_callback(&ada, &s.server).await;
+    assert_eq!(callback(&ada, &url).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(error_code(callback(&ada, &url).await).await, (StatusCode::BAD_REQUEST, "oidc_state_invalid".into()));
+    let url = to_callback(&ada, &s.server).await;
+    let elsewhere = browser().get(&url).send().await.unwrap();
+    assert_eq!(error_code(elsewhere).await, (StatusCode::BAD_REQUEST, "oidc_state_invalid".into()));
+    let records = audit(&s.server).await;
+    assert!(records.iter().any(|r| r["outcome"] == "success" && r["target"] == profile["id"]), "{records:?}");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["outcome"] == "denied" && r["reason"].as_str().unwrap().starts_with("oidc_state_invalid"))
+    );
+
+    // An account made this way has no password.
+    let password = api_sign_in(&s.server, "ada@example.com", PASSWORD).await;
+    assert_eq!(error_code(password).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".into()));
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn an_address_links_an_account_only_when_the_provider_verified_it() {
+    let s = setup("").await;
+    let base = s.server.url("");
+    let signup = json!({ "email": "bo@example.com", "password": PASSWORD, "display_name": "Bo" });
+    let client = Client::new();
+    assert_eq!(client.post(format!("{base}/v1/accounts/signup")).json(&signup).send().await.unwrap().status(), 202);
+
+    // Someone signed up with Bo's address (pending); a provider that has not
+    // verified the address gets no link, and no account.
+    s.provider.next("bo-at-provider", "bo@example.com", false).await;
+    let bo = browser();
+    let url = to_callback(&bo, &s.server).await;
+    assert_eq!(error_code(callback(&bo, &url).await).await, (StatusCode::FORBIDDEN, "email_unverified".into()));
+
+    // Verified: the unverified signup is taken over, and loses its password.
+    s.provider.next("bo-at-provider", "bo@example.com", true).await;
+    let profile = signed_in(&bo, &s.server).await;
+    assert_eq!((profile["email"].as_str(), profile["state"].as_str()), (Some("bo@example.com"), Some("active")));
+    let squatter = api_sign_in(&s.server, "bo@example.com", PASSWORD).await;
+    assert_eq!(error_code(squatter).await, (StatusCode::UNAUTHORIZED, "invalid_credentials".into()));
+
+    // Another subject with the same proven address reaches the same account.
+    s.provider.next("bo-second-subject", "bo@example.com", true).await;
+    let linked = signed_in(&browser(), &s.server).await;
+    assert_eq!(linked["id"], profile["id"]);
+
+    // No address at all: refused.
+    s.provider.control("login", json!({ "sub": "nobody", "email_verified": false })).await;
+    let anonymous = browser();
+    let url = to_callback(&anonymous, &s.server).await;
+    assert_eq!(error_code(callback(&anonymous, &url).await).await, (StatusCode::FORBIDDEN, "email_required".into()));
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_fetched_once_and_a_token_naming_an_unknown_key_within_the_cooldown_is_refused() {
+    let s = setup("key_refetch_cooldown = \"5s\"\n").await;
+    s.provider.next("cy", "cy@example.com", true).await;
+    signed_in(&browser(), &s.server).await;
+    signed_in(&browser(), &s.server).await;
+    assert_eq!(s.provider.requests("/jwks").await, 1, "keys fetched once for two sign-ins");
+
+    // The provider rotates its key: once the cooldown since the last fetch
+    // is over, one refetch finds the new one.
+    s.provider.control("rotate", json!({})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5100)).await;
+    signed_in(&browser(), &s.server).await;
+    signed_in(&browser(), &s.server).await;
+    assert_eq!(s.provider.requests("/jwks").await, 2, "exactly one refetch after the rotation");
+
+    // Rotated again within the cooldown: refused, and no refetch.
+    s.provider.control("rotate", json!({})).await;
+    for _ in 0..3 {
+        let cy = browser();
+        let url = to_callback(&cy, &s.server).await;
+        let (status, code) = error_code(callback(&cy, &url).await).await;
+        assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "oidc_token_invalid"));
+    }
+    assert_eq!(s.provider.requests("/jwks").await, 2, "no refetch within the cooldown");
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_signed_with_an_algorithm_not_allowed_is_refused_and_recorded() {
+    let s = setup("algorithms = [\"ES256\"]\n").await;
+    // It holds an ES256 key, but signs this client's tokens with RS256.
+    s.provider.control("alg", json!({ "alg": "ES256" })).await;
+    s.provider.control("alg", json!({ "alg": "RS256" })).await;
+    s.provider.next("di", "di@example.com", true).await;
+    let di = browser();
+    let url = to_callback(&di, &s.server).await;
+    let response = callback(&di, &url).await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "oidc_token_invalid");
+    assert!(body["error"]["message"].as_str().unwrap().contains("signed with RS256"), "{body}");
+    // Switched to an allowed one, it works; a shared-secret one does not.
+    s.provider.control("alg", json!({ "alg": "ES256" })).await;
+    signed_in(&browser(), &s.server).await;
+    s.provider.control("alg", json!({ "alg": "HS256" })).await;
+    let url = to_callback(&di, &s.server).await;
+    let (status, code) = error_code(callback(&di, &url).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "oidc_token_invalid"));
+    let records = audit(&s.server).await;
+    let refusals = records.iter().filter(|r| r["outcome"] == "denied").count();
+    assert_eq!(refusals, 2, "{records:?}");
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_response_naming_another_issuer_is_refused_as_a_mix_up() {
+    let s = setup("").await;
+    s.provider.next("ed", "ed@example.com", true).await;
+    let ed = browser();
+    let url = to_callback(&ed, &s.server).await;
+    let forged = url.replace(&format!("iss={}", urlencode(&s.provider.issuer)), "iss=https%3A%2F%2Fattacker.example");
+    assert_ne!(forged, url);
+    let (status, code) = error_code(callback(&ed, &forged).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "oidc_issuer_mismatch"));
+    let dropped = to_callback(&ed, &s.server).await;
+    let without = dropped.replace(&format!("&iss={}", urlencode(&s.provider.issuer)), "");
+    let (status, code) = error_code(callback(&ed, &without).await).await;
+    assert_eq!((status, code.as_str()), (StatusCode::BAD_REQUEST, "oidc_issuer_mismatch"), "it always sends iss");
+    s.server.stop().await;
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn a_provider_down_at_start_costs_only_its_sign_ins_and_is_used_once_back() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let provider = OidcProvider::start(&format!("http://127.0.0.1:{port}/v1/auth/oidc/test/callback"));
+    provider.control("fail", json!({ "path": "*", "status": 503 })).await;
+    let deployment = deployment(&provider.issuer, port, "");
+    let server = TestServer::start_on(&deployment, listener).await;
+    let down = browser().get(server.url("/v1/auth/oidc/test")).send().await.unwrap();
+    assert_eq!(error_code(down).await, (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable".into()));
+    let health = Client::new().get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    provider.control("fail", json!({ "path": "*" })).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    provider.next("fay", "fay@example.com", true).await;
+    signed_in(&browser(), &server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_discovery_document_naming_another_issuer_or_dropping_s256_fails_closed() {
+    for (patch, why) in [
+        (json!({ "issuer": "https://elsewhere.example" }), "names issuer `https://elsewhere.example`"),
+        (json!({ "code_challenge_methods_supported": ["plain"] }), "no longer offers PKCE with S256"),
+    ] {
+        let s = setup("").await;
+        s.provider.control("discovery", patch).await;
+        let refused = browser().get(s.server.url("/v1/auth/oidc/test")).send().await.unwrap();
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "provider_unavailable");
+        assert!(body["error"]["message"].as_str().unwrap().contains(why), "{body}");
+        s.server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_from_a_clock_far_ahead_is_refused() {
+    let s = setup("clock_skew = \"60s\"\n").await;
+    s.provider.next("gus", "gus@example.com", true).await;
+    s.provider.control("clock", json!({ "offset": 3600 })).await;
+    let gus = browser();
+    let url = to_callback(&gus, &s.server).await;
+    let response = callback(&gus, &url).await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "oidc_token_invalid", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("in the future"), "{body}");
+    s.server.stop().await;
+}
