@@ -392,7 +392,11 @@ impl App {
                 "applied host data step"
             );
         }
-        let oidc = crate::oidc::Oidc::open(&config, storage.as_ref())?.map(Arc::new);
+        let oidc = crate::oidc::Oidc::open(&config, storage.as_ref(), audit.clone(), metrics.clone()).await?;
+        let oidc = oidc.map(Arc::new);
+        if let Some(oidc) = &oidc {
+            oidc.spawn_probes();
+        }
         let lifetimes =
             Lifetimes { idle: config.sessions.idle_timeout.0, absolute: config.sessions.absolute_timeout.0 };
         let identity =

@@ -61,6 +61,9 @@ pub enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Sign-in through external providers.
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Back up, verify and restore a data directory.
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -323,6 +326,34 @@ pub enum AuditCommand {
     },
 }
 
+/// Sign-in provider subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// The providers' baselines (what the drift monitor compares them with).
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
+}
+
+/// Baseline subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Probes each provider (or one) and accepts what it does now as its
+    /// baseline, so that a provider failing closed on drift signs people
+    /// in again. The server must be stopped; a running one takes
+    /// `POST /admin/auth/providers/{name}/baseline`.
+    Accept {
+        /// The config file (plinth.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory, instead of `storage.path`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Only this provider.
+        #[arg(long)]
+        provider: Option<String>,
+    },
+}
+
 /// Plugin subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
@@ -365,6 +396,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { action, config, data } => {
             let config = config.ok_or_else(|| anyhow::anyhow!("`plinth migrate` needs --config plinth.toml"))?;
             migrate(action, &config, data).await
+        }
+        Command::Auth(AuthCommand::Baseline(BaselineCommand::Accept { config, data, provider })) => {
+            accept_baselines(&config, data, provider).await
         }
         Command::Audit(AuditCommand::Verify { config, data }) => audit_check(&config, data, false).await,
         Command::Audit(AuditCommand::Seal { config, data }) => audit_check(&config, data, true).await,
@@ -732,6 +766,49 @@ async fn close_window(
     let windows = crate::migrations::online::Windows::new(bench.storage.clone(), Arc::default(), 0);
     let window = windows.close(bench, plugin, keep_newer, &[]).await?;
     Ok(if keep_newer { window.to } else { window.from })
+}
+
+/// `plinth auth baseline accept`.
+async fn accept_baselines(file: &Path, data: Option<PathBuf>, only: Option<String>) -> anyhow::Result<()> {
+    use crate::storage::Storage as _;
+    let config = load_config(file, None, data)?;
+    let path = &config.storage.path;
+    let storage = crate::storage::SledStorage::open(path).with_context(|| {
+        format!(
+            "opening {} (is a server still running on it? it takes POST /admin/auth/providers/NAME/baseline)",
+            path.display()
+        )
+    })?;
+    let key = crate::audit::AuditKey::load_or_create(&config.audit.key_file)?;
+    let audit = Arc::new(crate::audit::AuditLog::open(&storage, None, key).await?);
+    let oidc = crate::oidc::Oidc::open(&config, &storage, audit, Arc::default())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("{}: [auth] names no provider", config.source.display()))?;
+    let names: Vec<String> = oidc.providers().map(|p| p.name.clone()).collect();
+    if let Some(name) = &only {
+        anyhow::ensure!(
+            names.contains(name),
+            "{}: no provider `{name}` (there are {names:?})",
+            config.source.display()
+        );
+    }
+    let envelope = crate::audit::Envelope { actor: crate::audit::Actor::Cli, ..crate::audit::Envelope::system() };
+    for name in names.iter().filter(|n| only.as_ref().is_none_or(|o| o == *n)) {
+        let status = oidc.probe(name).await?;
+        if let Some(probe) = &status.last_probe
+            && !probe.problems.is_empty()
+        {
+            println!("provider `{name}`: the probe found: {}", probe.problems.join("; "));
+        }
+        let baseline = oidc.accept_baseline(name, &envelope).await?;
+        let seen = &baseline.observation;
+        println!(
+            "ok: provider `{name}`: baseline accepted (issuer {}, algorithms {:?}, S256 {}, hosts {:?})",
+            seen.issuer, seen.algorithms, seen.s256, seen.hosts
+        );
+    }
+    storage.flush().await?;
+    Ok(())
 }
 
 /// `plinth audit verify` and, with `seal`, `plinth audit seal`.

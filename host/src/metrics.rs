@@ -29,6 +29,22 @@ pub struct PluginOnly {
     pub plugin: String,
 }
 
+/// An external sign-in provider.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// Its name in plinth.toml.
+    pub provider: String,
+}
+
+/// A provider's drift, by severity.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftLabels {
+    /// Its name in plinth.toml.
+    pub provider: String,
+    /// `warning` or `breaking`.
+    pub severity: String,
+}
+
 /// A route pattern.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
@@ -127,6 +143,10 @@ pub struct Metrics {
     pub migration_backfill_progress: Family<PluginOnly, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Records that did not convert between a window's data versions.
     pub migration_conversion_failures: Family<PluginOnly, Counter>,
+    /// Each sign-in provider's state: 0 healthy, 1 degraded, 2 down.
+    pub auth_provider_state: Family<ProviderLabels, Gauge>,
+    /// Differences from a provider's baseline, as they appear.
+    pub auth_drift: Family<DriftLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -163,6 +183,8 @@ impl Default for Metrics {
             migration_backfill_records: Family::default(),
             migration_backfill_progress: Family::default(),
             migration_conversion_failures: Family::default(),
+            auth_provider_state: Family::default(),
+            auth_drift: Family::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "HTTP requests by route, method and status", metrics.requests.clone());
@@ -220,6 +242,16 @@ impl Default for Metrics {
             "migration_conversion_failures",
             "Records that did not convert between a migration window's data versions",
             metrics.migration_conversion_failures.clone(),
+        );
+        registry.register(
+            "auth_provider_state",
+            "Each sign-in provider's state: 0 healthy, 1 degraded, 2 down (fails closed)",
+            metrics.auth_provider_state.clone(),
+        );
+        registry.register(
+            "auth_drift",
+            "Differences from a sign-in provider's baseline as they appear, by severity",
+            metrics.auth_drift.clone(),
         );
         registry.register(
             "backup_write_pause_seconds",

@@ -117,7 +117,49 @@ async fn setup(extra: &str) -> Setup {
     let provider = OidcProvider::start(&format!("http://127.0.0.1:{port}/v1/auth/oidc/test/callback"));
     let deployment = deployment(&provider.issuer, port, extra);
     let server = TestServer::start_on(&deployment, listener).await;
-    Setup { provider, server, _deployment: deployment }
+    // The drift monitor's first probe runs at start; counts begin after it.
+    for _ in 0..200 {
+        if !status(&server).await["last_probe"].is_null() {
+            return Setup { provider, server, _deployment: deployment };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the first probe did not run");
+}
+
+async fn admin(server: &TestServer) -> String {
+    sign_in(&server.url(""), "ops", &["admin"], None).await.bearer()
+}
+
+/// `GET /admin/auth/providers`, the provider `test`.
+async fn status(server: &TestServer) -> Value {
+    get_json(server, "/admin/auth/providers", &admin(server).await).await["providers"][0].clone()
+}
+
+/// `POST /admin/auth/providers/test/{action}`.
+async fn provider_action(server: &TestServer, action: &str) -> Value {
+    let response = Client::new()
+        .post(server.url(&format!("/admin/auth/providers/test/{action}")))
+        .header("authorization", admin(server).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn state_metric(server: &TestServer) -> Option<f64> {
+    let text = Client::new()
+        .get(server.url("/metrics"))
+        .header("authorization", admin(server).await)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text.lines().find(|l| l.starts_with("plinth_auth_provider_state{provider=\"test\"}"))?;
+    line.rsplit(' ').next()?.parse().ok()
 }
 
 /// A browser: a cookie jar, redirects followed by hand.
@@ -175,9 +217,12 @@ async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
 
 /// The host's `auth.oidc` audit records.
 async fn audit(server: &TestServer) -> Vec<Value> {
-    let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
-    let page = get_json(server, "/admin/audit?limit=1000", &admin).await;
-    page["records"].as_array().unwrap().iter().filter(|r| r["action"] == "auth.oidc").cloned().collect()
+    audit_of(server, "auth.oidc").await
+}
+
+async fn audit_of(server: &TestServer, action: &str) -> Vec<Value> {
+    let page = get_json(server, "/admin/audit?limit=1000", &admin(server).await).await;
+    page["records"].as_array().unwrap().iter().filter(|r| r["action"] == action).cloned().collect()
 }
 
 #[tokio::test]
@@ -284,6 +329,7 @@ async fn a_token_signed_with_an_algorithm_not_allowed_is_refused_and_recorded() 
     // It holds an ES256 key, but signs this client's tokens with RS256.
     s.provider.control("alg", json!({ "alg": "ES256" })).await;
     s.provider.control("alg", json!({ "alg": "RS256" })).await;
+    provider_action(&s.server, "probe").await;
     s.provider.next("di", "di@example.com", true).await;
     let di = browser();
     let url = to_callback(&di, &s.server).await;
@@ -352,6 +398,7 @@ async fn a_discovery_document_naming_another_issuer_or_dropping_s256_fails_close
     ] {
         let s = setup("").await;
         s.provider.control("discovery", patch).await;
+        provider_action(&s.server, "probe").await;
         let refused = browser().get(s.server.url("/v1/auth/oidc/test")).send().await.unwrap();
         let body: Value = refused.json().await.unwrap();
         assert_eq!(body["error"]["code"], "provider_unavailable");
@@ -372,4 +419,91 @@ async fn a_token_from_a_clock_far_ahead_is_refused() {
     assert_eq!(body["error"]["code"], "oidc_token_invalid", "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("in the future"), "{body}");
     s.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_subject_format_fails_the_provider_closed_until_an_operator_accepts_it() {
+    let s = setup("").await;
+    s.provider.next("248289761001", "hal@example.com", true).await;
+    signed_in(&browser(), &s.server).await;
+    assert_eq!(status(&s.server).await["state"], "degraded", "no baseline yet");
+    let accepted = provider_action(&s.server, "baseline").await;
+    assert_eq!(accepted["state"], "healthy", "{accepted}");
+    assert_eq!(accepted["baseline"]["observation"]["subject_format"], "numeric/short");
+    assert_eq!(state_metric(&s.server).await, Some(0.0));
+    assert_eq!(audit_of(&s.server, "auth.baseline_accepted").await.len(), 1);
+
+    // The provider switches to UUID subjects: the sign-in is refused, and so
+    // is every sign-in after it, until an operator looks.
+    s.provider.next("8c3e6a0e-3b1f-4f5a-9d1e-2b7c4a6f0e11", "ivy@example.com", true).await;
+    let ivy = browser();
+    let url = to_callback(&ivy, &s.server).await;
+    let response = callback(&ivy, &url).await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "provider_unavailable", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("subject_format was `numeric/short`"), "{body}");
+    let start = browser().get(s.server.url("/v1/auth/oidc/test")).send().await.unwrap();
+    assert_eq!(error_code(start).await, (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable".into()));
+    let down = status(&s.server).await;
+    assert_eq!(down["state"], "down");
+    assert_eq!(down["drift"][0]["field"], "subject_format");
+    assert_eq!(state_metric(&s.server).await, Some(2.0));
+    let recorded = audit_of(&s.server, "auth.drift").await;
+    assert!(recorded.iter().any(|r| r["reason"].as_str().unwrap().contains("subject_format")), "{recorded:?}");
+    let drift = get_json(&s.server, "/admin/auth/drift", &admin(&s.server).await).await;
+    assert_eq!(drift["providers"][0]["drift"][0]["severity"], "breaking");
+
+    provider_action(&s.server, "baseline").await;
+    let profile = signed_in(&browser(), &s.server).await;
+    assert_eq!(profile["email"], "ivy@example.com");
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn the_monitor_finds_s256_gone_and_email_verified_dropped_and_fails_closed() {
+    let s = setup("").await;
+    s.provider.next("jo", "jo@example.com", true).await;
+    signed_in(&browser(), &s.server).await;
+    provider_action(&s.server, "baseline").await;
+
+    // email_verified no longer sent: nothing links by address any more.
+    s.provider.control("login", json!({ "sub": "jo", "email": "jo@example.com" })).await;
+    let jo = browser();
+    let url = to_callback(&jo, &s.server).await;
+    let body: Value = callback(&jo, &url).await.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("email_verified_claim was `true`"), "{body}");
+    provider_action(&s.server, "baseline").await;
+
+    // S256 dropped from discovery: the next probe finds it.
+    s.provider.control("discovery", json!({ "code_challenge_methods_supported": ["plain"] })).await;
+    let probed = provider_action(&s.server, "probe").await;
+    assert_eq!(probed["state"], "down", "{probed}");
+    assert!(probed["drift"].as_array().unwrap().iter().any(|d| d["field"] == "s256" && d["severity"] == "breaking"));
+    let start = browser().get(s.server.url("/v1/auth/oidc/test")).send().await.unwrap();
+    assert_eq!(error_code(start).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    // Restored: the next probe finds nothing amiss.
+    s.provider.control("discovery", json!({})).await;
+    assert_eq!(provider_action(&s.server, "probe").await["state"], "healthy");
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn an_operator_accepts_a_baseline_from_the_command_line_with_the_server_stopped() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let provider = OidcProvider::start(&format!("http://127.0.0.1:{port}/v1/auth/oidc/test/callback"));
+    let deployment = deployment(&provider.issuer, port, "");
+    let (config, data) = (deployment.config_path(), deployment.data_path());
+    let args = ["auth", "baseline", "accept", "--config", config.to_str().unwrap(), "--data", data.to_str().unwrap()];
+    let (ok, stdout, stderr) = crate::support::plinth_cli(&args);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("ok: provider `test`: baseline accepted"), "{stdout}");
+    let (ok, _, stderr) = crate::support::plinth_cli(&[&args[..5], &["--provider", "nope"]].concat());
+    assert!(!ok && stderr.contains("no provider `nope`"), "{stderr}");
+
+    let server = TestServer::start_on(&deployment, listener).await;
+    let status = status(&server).await;
+    assert_eq!(status["baseline"]["accepted_by"], "cli", "{status}");
+    assert_eq!(status["baseline"]["observation"]["issuer"], provider.issuer.as_str());
+    server.stop().await;
 }

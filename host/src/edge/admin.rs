@@ -98,6 +98,44 @@ pub async fn handle(
                 None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("there is no backup `{id}`"))),
             }
         }
+        (&Method::GET, "/admin/auth/providers" | "/admin/auth/drift") => {
+            let Some(oidc) = &app.oidc else {
+                return Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "providers": [] })));
+            };
+            let statuses: Vec<crate::oidc::Status> = oidc.providers().map(|p| p.status()).collect();
+            let body = if path.ends_with("/drift") {
+                let drift: Vec<serde_json::Value> = statuses
+                    .iter()
+                    .map(|s| serde_json::json!({ "provider": s.name, "state": s.state, "drift": s.drift }))
+                    .collect();
+                serde_json::json!({ "providers": drift })
+            } else {
+                serde_json::json!({ "providers": statuses })
+            };
+            Ok(super::json_response(StatusCode::OK, &body))
+        }
+        (&Method::POST, _) if path.starts_with("/admin/auth/providers/") => {
+            let rest = path.trim_start_matches("/admin/auth/providers/");
+            let oidc_error = |e: crate::oidc::OidcError| {
+                let status = match e {
+                    crate::oidc::OidcError::UnknownProvider(_) => StatusCode::NOT_FOUND,
+                    _ => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                ApiError::new(status, e.code(), e.to_string())
+            };
+            let oidc = app.oidc.as_ref().ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no sign-in provider is configured")
+            })?;
+            let status = match rest.split_once('/') {
+                Some((name, "probe")) => oidc.probe(name).await.map_err(oidc_error)?,
+                Some((name, "baseline")) => {
+                    oidc.accept_baseline(name, envelope).await.map_err(oidc_error)?;
+                    oidc.status(name).map_err(oidc_error)?
+                }
+                _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {path}"))),
+            };
+            Ok(super::json_response(StatusCode::OK, &serde_json::to_value(status).expect("serializes")))
+        }
         (&Method::GET, "/admin/migrations") => {
             let deployment = app.deployment.load();
             let ledger = crate::migrations::Ledger::open(app.storage.as_ref()).map_err(ledger_error)?;

@@ -70,6 +70,14 @@ pub struct ProviderConfig {
     /// however many tokens name a key it does not have (`"60s"`).
     #[serde(default = "default_refetch_cooldown")]
     pub key_refetch_cooldown: HumanDuration,
+    /// How often the drift monitor probes it (discovery, keys, the token
+    /// endpoint); the first probe runs at start (`"5m"`).
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval: HumanDuration,
+}
+
+fn default_probe_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
 }
 
 fn default_subject_claim() -> String {
@@ -137,6 +145,9 @@ fn provider_problem(name: &str, provider: &ProviderConfig) -> Option<(String, St
                 return Some((at(".issuer"), format!("`{}`: an issuer is reached over https", provider.issuer)));
             }
         }
+    }
+    if provider.probe_interval.0 < Duration::from_secs(1) {
+        return Some((at(".probe_interval"), "is at least \"1s\"".into()));
     }
     if provider.client_id.is_empty() {
         return Some((at(".client_id"), "is empty".into()));

@@ -13,6 +13,7 @@
 //! with their creation time, so expired ones are swept oldest first.
 
 pub mod config;
+pub mod drift;
 pub mod provider;
 
 use std::collections::BTreeMap;
@@ -24,7 +25,10 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use self::provider::{Provider, Verified};
+use self::drift::{Baseline, Drift};
+pub use self::provider::{Provider, Status, Verified};
+use crate::audit::{AuditLog, Envelope, Outcome};
+use crate::metrics::Metrics;
 use crate::storage::{Namespace, NamespaceId, Storage, Swap};
 
 /// How long a sign-in may take between leaving for the provider and
@@ -119,7 +123,9 @@ pub struct Started {
 /// The providers, and the sign-ins in progress.
 pub struct Oidc {
     providers: BTreeMap<String, Arc<Provider>>,
+    /// Sign-ins in progress (`flow/`) and accepted baselines (`baseline/`).
     flows: Arc<dyn Namespace>,
+    audit: Arc<AuditLog>,
     /// Where a browser lands once signed in.
     pub landing: String,
     /// The plugin asked who gets in.
@@ -128,6 +134,10 @@ pub struct Oidc {
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
 fn random(bytes: usize) -> String {
@@ -142,12 +152,19 @@ fn sha256_hex(text: &str) -> String {
 
 impl Oidc {
     /// The configured providers (none: `None`), their client secrets read
-    /// from their files (relative to `config_dir`).
-    pub fn open(config: &crate::Config, storage: &dyn Storage) -> anyhow::Result<Option<Self>> {
+    /// from their files (relative to plinth.toml) and their baselines from
+    /// the system namespace `oidc`.
+    pub async fn open(
+        config: &crate::Config,
+        storage: &dyn Storage,
+        audit: Arc<AuditLog>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Option<Self>> {
         let auth = &config.auth;
         if auth.providers.is_empty() {
             return Ok(None);
         }
+        let flows = storage.namespace(NamespaceId::System("oidc"), None)?;
         let base = auth.public_base_url.as_ref().expect("checked at load").as_str().trim_end_matches('/').to_owned();
         let dir = config.source.parent().unwrap_or(std::path::Path::new("."));
         let mut providers = BTreeMap::new();
@@ -158,12 +175,21 @@ impl Oidc {
             let secret = secret.trim_end().to_owned();
             anyhow::ensure!(!secret.is_empty(), "auth.providers.{name}.client_secret_file {} is empty", path.display());
             let redirect_uri = format!("{base}/v1/auth/oidc/{name}/callback");
-            providers
-                .insert(name.clone(), Arc::new(Provider::new(name.clone(), provider.clone(), secret, redirect_uri)));
+            let baseline =
+                match flows.get(&baseline_key(name)).await? {
+                    Some(bytes) => Some(serde_json::from_slice::<Baseline>(&bytes).map_err(|e| {
+                        anyhow::anyhow!("the accepted baseline of provider `{name}` is unreadable: {e}")
+                    })?),
+                    None => None,
+                };
+            let provider =
+                Provider::new(name.clone(), provider.clone(), (secret, redirect_uri), baseline, metrics.clone());
+            providers.insert(name.clone(), Arc::new(provider));
         }
         Ok(Some(Self {
             providers,
-            flows: storage.namespace(NamespaceId::System("oidc"), None)?,
+            flows,
+            audit,
             landing: auth.landing.clone(),
             accounts_plugin: auth.accounts_plugin.clone(),
         }))
@@ -178,11 +204,74 @@ impl Oidc {
         self.providers.get(name).ok_or_else(|| OidcError::UnknownProvider(name.to_owned()))
     }
 
+    /// A provider's status.
+    pub fn status(&self, name: &str) -> Result<Status, OidcError> {
+        Ok(self.provider(name)?.status())
+    }
+
+    /// Records each new difference from a provider's baseline.
+    async fn record_drift(&self, provider: &Provider, drift: &[Drift]) -> Result<(), OidcError> {
+        for d in drift {
+            let reason = format!("{:?}: {} was `{}`, is `{}`", d.severity, d.field, d.baseline, d.now);
+            let target = format!("provider/{}", provider.name);
+            let draft = Envelope::system().draft("auth.drift", &target, Outcome::Failure, Some(reason));
+            self.audit.append(draft).await.map_err(storage_error)?;
+        }
+        Ok(())
+    }
+
+    /// Probes a provider now; its status after.
+    pub async fn probe(&self, name: &str) -> Result<Status, OidcError> {
+        let provider = self.provider(name)?;
+        let drift = provider.probe().await;
+        self.record_drift(provider, &drift).await?;
+        Ok(provider.status())
+    }
+
+    /// Probes every provider at start and then every `probe_interval`.
+    pub fn spawn_probes(self: &Arc<Self>) {
+        for name in self.providers.keys().cloned() {
+            let oidc = self.clone();
+            tokio::spawn(async move {
+                let interval = oidc.providers[&name].config.probe_interval.0;
+                loop {
+                    if let Err(e) = oidc.probe(&name).await {
+                        tracing::error!(provider = %name, error = %e, "the drift probe could not record its findings");
+                    }
+                    tokio::time::sleep(interval).await;
+                }
+            });
+        }
+    }
+
+    /// Accepts what provider `name` was seen doing last (probing it first
+    /// when nothing was seen) as its baseline, recorded as `envelope`'s actor's.
+    pub async fn accept_baseline(&self, name: &str, envelope: &Envelope) -> Result<Baseline, OidcError> {
+        let provider = self.provider(name)?;
+        if provider.status().observed.is_none() {
+            provider.probe().await;
+        }
+        let baseline = provider.accept(&envelope.actor.to_string()).ok_or_else(|| {
+            OidcError::Unavailable(format!("provider `{name}` has not been reached yet; nothing to accept"))
+        })?;
+        let observed = &baseline.observation;
+        let reason = format!("issuer {}, algorithms {:?}", observed.issuer, observed.algorithms);
+        let target = format!("provider/{name}");
+        let draft = envelope.draft("auth.baseline_accepted", &target, Outcome::Success, Some(reason));
+        self.audit.append(draft).await.map_err(storage_error)?;
+        let bytes = serde_json::to_vec(&baseline).expect("serializes");
+        self.flows.set(&baseline_key(name), bytes).await.map_err(storage_error)?;
+        Ok(baseline)
+    }
+
     /// Starts a sign-in at provider `name`: the authorization URL to send
     /// the browser to, and the binding cookie's value.
     pub async fn start(&self, name: &str) -> Result<Started, OidcError> {
         let provider = self.provider(name)?;
         let metadata = provider.metadata().await?;
+        if let Some(why) = provider.breaking() {
+            return Err(OidcError::Unavailable(why));
+        }
         self.sweep().await?;
         let created_at = now();
         let state = format!("{created_at:010x}{}", random(24));
@@ -276,6 +365,20 @@ impl Oidc {
             }
             other => other?,
         };
-        provider.verify(&metadata, &token, &flow.nonce).await
+        let verified = provider.verify(&metadata, &token, &flow.nonce).await?;
+        // What the token says about the provider is watched for drift too.
+        let drift = provider.observe(|observed| {
+            observed.subject_format = Some(drift::subject_format(&verified.subject));
+            observed.email_verified_claim = Some(verified.email_verified_claim);
+        });
+        self.record_drift(provider, &drift).await?;
+        if let Some(why) = provider.breaking() {
+            return Err(OidcError::Unavailable(why));
+        }
+        Ok(verified)
     }
+}
+
+fn baseline_key(provider: &str) -> String {
+    format!("baseline/{provider}")
 }

@@ -18,6 +18,8 @@ use serde::Deserialize;
 
 use super::OidcError;
 use super::config::ProviderConfig;
+use super::drift::{Baseline, Drift, Observation, Severity};
+use crate::metrics::{DriftLabels, Metrics, ProviderLabels};
 
 /// A failed fetch is not tried again sooner than this.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
@@ -54,6 +56,79 @@ struct Cached {
     keys_fetched_at: Option<Instant>,
 }
 
+/// Where a provider stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Probes pass and nothing drifted from the accepted baseline.
+    Healthy,
+    /// Sign-ins work, with something to look at: no baseline yet, a
+    /// warning drift, or a failed probe.
+    Degraded,
+    /// It fails closed: breaking drift, or three probes failed in a row.
+    Down,
+}
+
+impl State {
+    fn gauge(self) -> i64 {
+        match self {
+            State::Healthy => 0,
+            State::Degraded => 1,
+            State::Down => 2,
+        }
+    }
+}
+
+/// One probe's outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Probe {
+    /// When (RFC 3339).
+    pub at: String,
+    /// What failed; empty when all answered as expected.
+    pub problems: Vec<String>,
+}
+
+/// What the drift monitor knows of a provider.
+#[derive(Debug, Clone, Default)]
+struct Health {
+    baseline: Option<Baseline>,
+    observed: Option<Observation>,
+    drift: Vec<Drift>,
+    last_probe: Option<Probe>,
+    failed_probes: u32,
+}
+
+impl Health {
+    fn state(&self) -> State {
+        if self.drift.iter().any(|d| d.severity == Severity::Breaking) || self.failed_probes >= 3 {
+            State::Down
+        } else if self.baseline.is_none() || !self.drift.is_empty() || self.failed_probes > 0 {
+            State::Degraded
+        } else {
+            State::Healthy
+        }
+    }
+}
+
+/// A provider's status, as `GET /admin/auth/providers` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// Its name.
+    pub name: String,
+    /// Its issuer.
+    pub issuer: String,
+    /// Healthy, degraded or down.
+    pub state: State,
+    /// The accepted baseline.
+    pub baseline: Option<Baseline>,
+    /// What was seen last.
+    pub observed: Option<Observation>,
+    /// Differences from the baseline.
+    pub drift: Vec<Drift>,
+    /// The last probe.
+    pub last_probe: Option<Probe>,
+}
+
 /// The claims of a verified ID token plinth reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
@@ -63,6 +138,8 @@ pub struct Verified {
     pub email: Option<String>,
     /// `email_verified` is true (or `"true"`).
     pub email_verified: bool,
+    /// The token carried an `email_verified` claim at all.
+    pub email_verified_claim: bool,
     /// `name`.
     pub name: Option<String>,
 }
@@ -80,17 +157,25 @@ pub struct Provider {
     cached: Mutex<Cached>,
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
+    health: Mutex<Health>,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 impl Provider {
-    /// A provider not yet contacted.
-    pub fn new(name: String, config: ProviderConfig, secret: String, redirect_uri: String) -> Self {
+    /// A provider not yet contacted, with its accepted baseline.
+    pub fn new(
+        name: String,
+        config: ProviderConfig,
+        (secret, redirect_uri): (String, String),
+        baseline: Option<Baseline>,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("the HTTP client builds");
-        Self {
+        let provider = Self {
             name,
             config,
             secret,
@@ -98,6 +183,143 @@ impl Provider {
             http,
             cached: Mutex::new(Cached::default()),
             fetching: tokio::sync::Mutex::new(()),
+            health: Mutex::new(Health { baseline, ..Health::default() }),
+            metrics,
+        };
+        provider.publish(&provider.health());
+        provider
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().expect("provider health poisoned")
+    }
+
+    fn publish(&self, health: &Health) {
+        let labels = ProviderLabels { provider: self.name.clone() };
+        self.metrics.auth_provider_state.get_or_create(&labels).set(health.state().gauge());
+    }
+
+    /// Merges what was just seen into the observation and compares it with
+    /// the baseline; the differences that were not there before.
+    pub fn observe(&self, update: impl FnOnce(&mut Observation)) -> Vec<Drift> {
+        let mut health = self.health();
+        let mut observed = health.observed.clone().unwrap_or_default();
+        update(&mut observed);
+        let drift = health.baseline.as_ref().map(|b| observed.drift_from(&b.observation)).unwrap_or_default();
+        let new: Vec<Drift> = drift.iter().filter(|d| !health.drift.contains(d)).cloned().collect();
+        for d in &new {
+            let severity = match d.severity {
+                Severity::Warning => "warning",
+                Severity::Breaking => "breaking",
+            };
+            let labels = DriftLabels { provider: self.name.clone(), severity: severity.to_owned() };
+            self.metrics.auth_drift.get_or_create(&labels).inc();
+        }
+        health.observed = Some(observed);
+        health.drift = drift;
+        self.publish(&health);
+        new
+    }
+
+    fn observe_metadata(&self, metadata: &Metadata) -> Vec<Drift> {
+        let seen = Observation::of(metadata, &self.config.algorithms);
+        self.observe(|observed| {
+            *observed = Observation {
+                subject_format: observed.subject_format.take(),
+                email_verified_claim: observed.email_verified_claim,
+                ..seen
+            }
+        })
+    }
+
+    /// Why it fails closed, when its drift breaks sign-ins.
+    pub fn breaking(&self) -> Option<String> {
+        let health = self.health();
+        let breaking: Vec<String> = health
+            .drift
+            .iter()
+            .filter(|d| d.severity == Severity::Breaking)
+            .map(|d| format!("{} was `{}`, is `{}`", d.field, d.baseline, d.now))
+            .collect();
+        (!breaking.is_empty()).then(|| {
+            format!(
+                "provider `{}` drifted from its baseline ({}): an operator checks it and accepts the new \
+                 behaviour (`plinth auth baseline accept`) before sign-ins resume",
+                self.name,
+                breaking.join("; ")
+            )
+        })
+    }
+
+    /// Its status.
+    pub fn status(&self) -> Status {
+        let health = self.health();
+        Status {
+            name: self.name.clone(),
+            issuer: self.config.issuer.clone(),
+            state: health.state(),
+            baseline: health.baseline.clone(),
+            observed: health.observed.clone(),
+            drift: health.drift.clone(),
+            last_probe: health.last_probe.clone(),
+        }
+    }
+
+    /// Accepts what was observed last as the baseline (none observed: none
+    /// accepted); the baseline.
+    pub fn accept(&self, by: &str) -> Option<Baseline> {
+        let mut health = self.health();
+        let observation = health.observed.clone()?;
+        let baseline = Baseline { observation, accepted_at: super::now_rfc3339(), accepted_by: by.to_owned() };
+        health.baseline = Some(baseline.clone());
+        health.drift.clear();
+        self.publish(&health);
+        Some(baseline)
+    }
+
+    /// Fetches its discovery document and keys and sends its token endpoint
+    /// a made-up code (which it must refuse with `invalid_grant`); the new
+    /// differences from the baseline.
+    pub async fn probe(&self) -> Vec<Drift> {
+        let mut problems = Vec::new();
+        let mut drift = Vec::new();
+        let url = format!("{}/.well-known/openid-configuration", self.config.issuer.trim_end_matches('/'));
+        match self.get_json::<Metadata>(&url).await {
+            Err(e) => problems.push(e.to_string()),
+            Ok(metadata) => {
+                drift = self.observe_metadata(&metadata);
+                match self.check(metadata.clone()) {
+                    Ok(checked) => self.cached().metadata = Some(std::sync::Arc::new(checked)),
+                    Err(e) => {
+                        problems.push(e.to_string());
+                        self.cached().metadata = None;
+                    }
+                }
+                match self.get_json::<JwkSet>(&metadata.jwks_uri).await {
+                    Ok(keys) => {
+                        let mut cached = self.cached();
+                        cached.keys = Some(std::sync::Arc::new(keys));
+                        cached.keys_fetched_at = Some(Instant::now());
+                    }
+                    Err(e) => problems.push(e.to_string()),
+                }
+                if let Err(why) = self.token_probe(&metadata).await {
+                    problems.push(why);
+                }
+            }
+        }
+        let mut health = self.health();
+        health.failed_probes = if problems.is_empty() { 0 } else { health.failed_probes + 1 };
+        health.last_probe = Some(Probe { at: super::now_rfc3339(), problems });
+        self.publish(&health);
+        drift
+    }
+
+    async fn token_probe(&self, metadata: &Metadata) -> Result<(), String> {
+        match self.exchange(metadata, "plinth-drift-probe", "plinth-drift-probe-verifier-0123456789abcdef").await {
+            Err(OidcError::CodeInvalid) => Ok(()),
+            Err(e) => Err(format!("its token endpoint, sent a made-up code: {e}")),
+            Ok(_) => Err("its token endpoint took a made-up code".to_owned()),
         }
     }
 
@@ -137,6 +359,8 @@ impl Provider {
                 let metadata = std::sync::Arc::new(metadata);
                 cached.metadata = Some(metadata.clone());
                 cached.failed_at = None;
+                drop(cached);
+                self.observe_metadata(&metadata);
                 Ok(metadata)
             }
             Err(e) => {
@@ -311,6 +535,7 @@ impl Provider {
         // Some providers send "true" as text.
         let email_verified = matches!(claims.get("email_verified"), Some(serde_json::Value::Bool(true)))
             || claims.get("email_verified").and_then(|v| v.as_str()) == Some("true");
-        Ok(Verified { subject, email: text("email"), email_verified, name: text("name") })
+        let email_verified_claim = claims.contains_key("email_verified");
+        Ok(Verified { subject, email: text("email"), email_verified, email_verified_claim, name: text("name") })
     }
 }
