@@ -230,10 +230,9 @@ impl Oidc {
 
     /// Probes every provider at start and then every `probe_interval`.
     pub fn spawn_probes(self: &Arc<Self>) {
-        for name in self.providers.keys().cloned() {
-            let oidc = self.clone();
+        for (name, provider) in &self.providers {
+            let (oidc, name, interval) = (self.clone(), name.clone(), provider.config.probe_interval.0);
             tokio::spawn(async move {
-                let interval = oidc.providers[&name].config.probe_interval.0;
                 loop {
                     if let Err(e) = oidc.probe(&name).await {
                         tracing::error!(provider = %name, error = %e, "the drift probe could not record its findings");
