@@ -283,6 +283,8 @@ pub struct App {
     pub identity: Arc<Identity>,
     /// Sign-in through external providers, when `[auth]` names any.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// Credentials-only emergency mode.
+    pub emergency: Arc<crate::oidc::emergency::Emergency>,
     /// Password hashing pool.
     pub passwords: Arc<Passwords>,
     /// The mail queue; its worker runs while the server serves.
@@ -392,15 +394,26 @@ impl App {
                 "applied host data step"
             );
         }
-        let oidc = crate::oidc::Oidc::open(&config, storage.as_ref(), audit.clone(), metrics.clone()).await?;
-        let oidc = oidc.map(Arc::new);
-        if let Some(oidc) = &oidc {
-            oidc.spawn_probes();
-        }
         let lifetimes =
             Lifetimes { idle: config.sessions.idle_timeout.0, absolute: config.sessions.absolute_timeout.0 };
         let identity =
             Arc::new(Identity::open(storage.as_ref(), audit.clone(), lifetimes)?.with_metrics(metrics.clone()));
+        let emergency =
+            crate::oidc::emergency::Emergency::open(&config.auth, storage.as_ref(), audit.clone(), identity.clone())
+                .await
+                .context("opening the emergency mode")?;
+        emergency.spawn_expiry();
+        let oidc = crate::oidc::Oidc::open(
+            &config,
+            storage.as_ref(),
+            (audit.clone(), metrics.clone()),
+            Some(emergency.clone()),
+        )
+        .await?;
+        let oidc = oidc.map(Arc::new);
+        if let Some(oidc) = &oidc {
+            oidc.spawn_probes();
+        }
         // One core is left to the edge: a login flood then never delays other
         // requests by more than the scheduler's wake-up latency (measured in
         // BENCHMARKS.md); `Passwords` keeps at least one thread.
@@ -461,6 +474,7 @@ impl App {
             audit,
             identity,
             oidc,
+            emergency,
             passwords,
             outbox,
             webhooks,
@@ -699,6 +713,7 @@ impl App {
             audit: self.audit.clone(),
             identity: self.identity.clone(),
             passwords: self.passwords.clone(),
+            emergency: self.emergency.clone(),
             outbox: self.outbox.clone(),
             webhooks: self.webhooks.clone(),
             signing: self.signing.clone(),

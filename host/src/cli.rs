@@ -781,7 +781,7 @@ async fn accept_baselines(file: &Path, data: Option<PathBuf>, only: Option<Strin
     })?;
     let key = crate::audit::AuditKey::load_or_create(&config.audit.key_file)?;
     let audit = Arc::new(crate::audit::AuditLog::open(&storage, None, key).await?);
-    let oidc = crate::oidc::Oidc::open(&config, &storage, audit, Arc::default())
+    let oidc = crate::oidc::Oidc::open(&config, &storage, (audit, Arc::default()), None)
         .await?
         .ok_or_else(|| anyhow::anyhow!("{}: [auth] names no provider", config.source.display()))?;
     let names: Vec<String> = oidc.providers().map(|p| p.name.clone()).collect();

@@ -3,7 +3,8 @@
 //!
 //! Session tokens are 256 random bits; only their SHA-256 is stored. Layout
 //! of the `sessions` system namespace: `t/{token hash}` → the session,
-//! `a/{account}/{session id}` → token hash (host data version 1 dropped an
+//! `a/{account}/{session id}` → token hash, `e/{session id}` →
+//! `{account}/{token hash}` for sessions issued in emergency mode (host data version 1 dropped an
 //! `i/{session id}` index nothing read: `migrations/0001-session-id-index.toml`).
 //! Every security change is audited first and not made when the audit
 //! record cannot be written.
@@ -75,6 +76,9 @@ pub struct Session {
     pub client_address: String,
     /// The `User-Agent` it was issued to (bounded).
     pub user_agent: String,
+    /// Issued in emergency mode: shorter-lived, and revoked when it ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub emergency: bool,
 }
 
 /// A request's resolved identity.
@@ -250,6 +254,18 @@ impl Identity {
         user_agent: &str,
         envelope: &Envelope,
     ) -> Result<(IssuedToken, Session), IdentityError> {
+        self.issue_as(account_id, (client_address, user_agent), envelope, None).await
+    }
+
+    /// Issues a session; with `emergency`, an emergency-mode session that
+    /// lasts at most that long and is indexed for [`Identity::revoke_emergency`].
+    pub async fn issue_as(
+        &self,
+        account_id: &str,
+        (client_address, user_agent): (&str, &str),
+        envelope: &Envelope,
+        emergency: Option<Duration>,
+    ) -> Result<(IssuedToken, Session), IdentityError> {
         match self.account(account_id).await? {
             Some(account) if account.status == Status::Active => {}
             _ => return Err(IdentityError::NotActive),
@@ -263,25 +279,27 @@ impl Identity {
             account_id: account_id.to_owned(),
             created_at: now,
             last_seen_at: now,
-            expires_at: now + self.lifetimes.absolute.as_secs(),
+            expires_at: now
+                + emergency.map_or(self.lifetimes.absolute, |ttl| ttl.min(self.lifetimes.absolute)).as_secs(),
             csrf_token: random_hex(32),
             client_address: client_address.to_owned(),
             user_agent: user_agent.chars().take(256).collect(),
+            emergency: emergency.is_some(),
         };
         self.audit
             .append(envelope.draft(
                 "session.issued",
                 account_id,
                 Outcome::Success,
-                Some(format!("session={}", session.id)),
+                Some(format!("session={}{}", session.id, if session.emergency { " emergency" } else { "" })),
             ))
             .await?;
-        self.sessions
-            .batch(vec![
-                Op::Set(format!("t/{hash}"), encode(&session)),
-                Op::Set(format!("a/{account_id}/{}", session.id), hash.into_bytes()),
-            ])
-            .await?;
+        let mut ops = vec![Op::Set(format!("t/{hash}"), encode(&session))];
+        if session.emergency {
+            ops.push(Op::Set(format!("e/{}", session.id), format!("{account_id}/{hash}").into_bytes()));
+        }
+        ops.push(Op::Set(format!("a/{account_id}/{}", session.id), hash.into_bytes()));
+        self.sessions.batch(ops).await?;
         self.count("issued", 1);
         Ok((IssuedToken(token), session))
     }
@@ -296,7 +314,11 @@ impl Identity {
         let reason = Some(format!("session={session_id}"));
         self.audit.append(envelope.draft("session.revoked", account_id, Outcome::Success, reason)).await?;
         self.sessions
-            .batch(vec![Op::Delete(format!("t/{hash}")), Op::Delete(format!("a/{account_id}/{session_id}"))])
+            .batch(vec![
+                Op::Delete(format!("t/{hash}")),
+                Op::Delete(format!("e/{session_id}")),
+                Op::Delete(format!("a/{account_id}/{session_id}")),
+            ])
             .await?;
         self.count("revoked", 1);
         Ok(true)
@@ -357,12 +379,45 @@ impl Identity {
                 continue;
             }
             ops.push(Op::Delete(format!("t/{}", String::from_utf8_lossy(hash))));
+            ops.push(Op::Delete(format!("e/{session_id}")));
             ops.push(Op::Delete(key.clone()));
         }
-        let count = (ops.len() / 2) as u32;
+        let count = (ops.len() / 3) as u32;
         if count > 0 {
             let reason = Some(format!("sessions={count}"));
             self.audit.append(envelope.draft("session.revoked_all", account_id, Outcome::Success, reason)).await?;
+            self.sessions.batch(ops).await?;
+            self.count("revoked", u64::from(count));
+        }
+        Ok(count)
+    }
+
+    /// Revokes every session issued in emergency mode (as it ends); how many.
+    pub async fn revoke_emergency(&self, envelope: &Envelope) -> Result<u32, IdentityError> {
+        let mut ops = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.sessions.scan_prefix("e/", after.as_deref(), SESSION_PAGE).await?;
+            for (key, value) in &page.entries {
+                let session_id = &key[2..];
+                let value = String::from_utf8_lossy(value);
+                if let Some((account_id, hash)) = value.split_once('/') {
+                    ops.push(Op::Delete(format!("t/{hash}")));
+                    ops.push(Op::Delete(format!("a/{account_id}/{session_id}")));
+                }
+                ops.push(Op::Delete(key.clone()));
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let count = ops.iter().filter(|op| matches!(op, Op::Delete(k) if k.starts_with("e/"))).count() as u32;
+        if count > 0 {
+            let reason = Some(format!("sessions={count}"));
+            self.audit
+                .append(envelope.draft("session.revoked_emergency", "emergency", Outcome::Success, reason))
+                .await?;
             self.sessions.batch(ops).await?;
             self.count("revoked", u64::from(count));
         }
@@ -392,6 +447,7 @@ impl Identity {
         self.sessions
             .batch(vec![
                 Op::Delete(format!("t/{hash}")),
+                Op::Delete(format!("e/{}", session.id)),
                 Op::Delete(format!("a/{}/{}", session.account_id, session.id)),
             ])
             .await

@@ -90,6 +90,12 @@ impl Drop for OidcProvider {
 
 /// The example deployment signing people in through the provider `test`.
 fn deployment(issuer: &str, port: u16, extra: &str) -> Deployment {
+    deployment_with(issuer, port, "", extra)
+}
+
+/// Like [`deployment`], with `auth_keys` in `[auth]` and `extra` after the
+/// provider's keys (its own or further tables).
+fn deployment_with(issuer: &str, port: u16, auth_keys: &str, extra: &str) -> Deployment {
     let deployment = example_deployment("");
     let dir = deployment.config_path().parent().unwrap().to_owned();
     std::fs::write(dir.join("oidc-secret"), format!("{SECRET}\n")).unwrap();
@@ -97,7 +103,7 @@ fn deployment(issuer: &str, port: u16, extra: &str) -> Deployment {
         .unwrap()
         .replace("dev_insecure_cookies = false", "dev_insecure_cookies = true")
         + &format!(
-            "\n[auth]\npublic_base_url = \"http://127.0.0.1:{port}\"\n\n[auth.providers.test]\nissuer = \"{issuer}\"\n\
+            "\n[auth]\n{auth_keys}public_base_url = \"http://127.0.0.1:{port}\"\n\n[auth.providers.test]\nissuer = \"{issuer}\"\n\
          client_id = \"plinth\"\nclient_secret_file = \"oidc-secret\"\n{extra}"
         );
     std::fs::write(deployment.config_path(), config).unwrap();
@@ -506,4 +512,171 @@ async fn an_operator_accepts_a_baseline_from_the_command_line_with_the_server_st
     assert_eq!(status["baseline"]["accepted_by"], "cli", "{status}");
     assert_eq!(status["baseline"]["observation"]["issuer"], provider.issuer.as_str());
     server.stop().await;
+}
+
+/// Signs in through the provider as `sub` with a verified `email` in a new
+/// browser; `Bearer …` with the session's token.
+async fn provider_bearer(s: &Setup, sub: &str, email: &str) -> String {
+    s.provider.next(sub, email, true).await;
+    let browser = browser();
+    let url = to_callback(&browser, &s.server).await;
+    let response = callback(&browser, &url).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "{}", response.text().await.unwrap());
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find_map(|c| c.strip_prefix("plinth_session="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    format!("Bearer {cookie}")
+}
+
+/// `METHOD path` as `bearer`; the status and JSON body.
+async fn call(server: &TestServer, method: reqwest::Method, path: &str, bearer: &str) -> (StatusCode, Value) {
+    let response =
+        Client::new().request(method, server.url(path)).header("authorization", bearer).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn emergency_mode_needs_two_admins_lets_break_glass_passwords_and_links_in_and_its_end_revokes_them() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let provider = OidcProvider::start(&format!("http://127.0.0.1:{port}/v1/auth/oidc/test/callback"));
+    let deployment = deployment_with(
+        &provider.issuer,
+        port,
+        "password_sign_in = \"emergency_only\"\n",
+        "\n[auth.emergency]\napprovals = 2\nsession_ttl = \"30m\"\n",
+    );
+    let invitations: Vec<String> = [
+        ("one@example.com", "admin"),
+        ("two@example.com", "admin"),
+        ("glass@example.com", "break-glass"),
+        ("pat@example.com", ""),
+    ]
+    .iter()
+    .map(|(email, roles)| crate::slices::invite(&deployment, email, roles))
+    .collect();
+    let server = TestServer::start_on(&deployment, listener).await;
+    for token in &invitations {
+        crate::slices::accept(&server, token, "Invited").await;
+    }
+    let s = Setup { provider, server, _deployment: deployment };
+    let password = |email: &'static str| {
+        let server = &s.server;
+        async move { api_sign_in(server, email, crate::slices::PASSWORD).await }
+    };
+    let status = |s: &Setup| {
+        let url = s.server.url("/v1/auth/status");
+        async move { Client::new().get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    assert_eq!(status(&s).await["password"], "off");
+    assert_eq!(error_code(password("glass@example.com").await).await.1, "password_sign_in_disabled");
+
+    // Admins sign in through the provider (their addresses link their accounts).
+    let one = provider_bearer(&s, "one", "one@example.com").await;
+    let two = provider_bearer(&s, "two", "two@example.com").await;
+    let ann = provider_bearer(&s, "ann", "ann@example.com").await;
+    let ann_id = call(&s.server, reqwest::Method::GET, "/v1/me", &ann).await.1["id"].as_str().unwrap().to_owned();
+    let on = "/admin/auth/emergency?reason=provider%20outage";
+    let (code, pending) = call(&s.server, reqwest::Method::POST, on, &one).await;
+    assert_eq!((code, pending["on"].as_bool()), (StatusCode::ACCEPTED, Some(false)), "{pending}");
+    let (code, again) = call(&s.server, reqwest::Method::POST, on, &one).await;
+    assert_eq!((code, again["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("second_admin_needed")));
+    let (code, switched) = call(&s.server, reqwest::Method::POST, on, &two).await;
+    assert_eq!((code, switched["on"].as_bool()), (StatusCode::OK, Some(true)), "{switched}");
+    assert_eq!(switched["by"].as_array().unwrap().len(), 2);
+    let now = status(&s).await;
+    assert_eq!((now["password"].as_str(), now["emergency"]["on"].as_bool()), (Some("break_glass_only"), Some(true)));
+
+    // Break-glass passwords work, with short sessions; others still do not.
+    let glass = password("glass@example.com").await;
+    assert_eq!(glass.status(), StatusCode::OK);
+    let glass: Value = glass.json().await.unwrap();
+    let ttl = glass["expires_at"].as_u64().unwrap()
+        - std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(ttl <= 1800, "an emergency session lasts at most session_ttl: {ttl}");
+    let glass = format!("Bearer {}", glass["token"].as_str().unwrap());
+    assert_eq!(error_code(password("pat@example.com").await).await.1, "password_sign_in_disabled");
+
+    // A single-use link for a provider-only account.
+    let (code, link) =
+        call(&s.server, reqwest::Method::POST, &format!("/admin/auth/emergency/links?account={ann_id}"), &one).await;
+    assert_eq!(code, StatusCode::CREATED, "{link}");
+    let url = link["url"].as_str().unwrap().to_owned();
+    let ann_browser = browser();
+    let followed = ann_browser.get(&url).send().await.unwrap();
+    assert_eq!(followed.status(), StatusCode::SEE_OTHER);
+    let me = ann_browser.get(s.server.url("/v1/me")).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    assert_eq!(error_code(browser().get(&url).send().await.unwrap()).await.1, "link_invalid", "used once");
+
+    // No new account through the provider meanwhile; linked ones sign in.
+    s.provider.next("newcomer", "new@example.com", true).await;
+    let newcomer = browser();
+    let to = to_callback(&newcomer, &s.server).await;
+    assert_eq!(
+        error_code(callback(&newcomer, &to).await).await,
+        (StatusCode::FORBIDDEN, "account_creation_paused".into())
+    );
+
+    // Ended: the emergency sessions go, the others stay.
+    let (code, ended) = call(&s.server, reqwest::Method::DELETE, "/admin/auth/emergency", &one).await;
+    assert_eq!((code, ended["sessions_revoked"].as_u64()), (StatusCode::OK, Some(2)), "{ended}");
+    assert_eq!(call(&s.server, reqwest::Method::GET, "/v1/me", &glass).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(ann_browser.get(s.server.url("/v1/me")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&s.server, reqwest::Method::GET, "/v1/me", &ann).await.0, StatusCode::OK);
+
+    // On again for two seconds: it ends by itself, and so do its sessions.
+    let brief = "/admin/auth/emergency?reason=drill&seconds=2";
+    assert_eq!(call(&s.server, reqwest::Method::POST, brief, &two).await.0, StatusCode::ACCEPTED);
+    assert_eq!(call(&s.server, reqwest::Method::POST, brief, &one).await.0, StatusCode::OK);
+    let glass = password("glass@example.com").await.json::<Value>().await.unwrap();
+    let glass = format!("Bearer {}", glass["token"].as_str().unwrap());
+    assert_eq!(call(&s.server, reqwest::Method::GET, "/v1/me", &glass).await.0, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    assert_eq!(call(&s.server, reqwest::Method::GET, "/v1/me", &glass).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&s).await["emergency"]["on"], false);
+
+    let admin = one.clone();
+    let audit = call(&s.server, reqwest::Method::GET, "/admin/audit?limit=1000", &admin).await.1;
+    let actions: Vec<&str> =
+        audit["records"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    for action in [
+        "auth.emergency_requested",
+        "auth.emergency_on",
+        "auth.emergency_link",
+        "auth.emergency_off",
+        "session.revoked_emergency",
+        "auth.emergency_sign_in",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_provider_going_down_switches_emergency_mode_on_when_so_configured() {
+    let s = setup("\n[auth.emergency]\non_provider_down = true\nmax_duration = \"2h\"\n").await;
+    s.provider.next("kim", "kim@example.com", true).await;
+    signed_in(&browser(), &s.server).await;
+    provider_action(&s.server, "baseline").await;
+    let admin = admin(&s.server).await;
+    assert_eq!(get_json(&s.server, "/admin/auth/emergency", &admin).await["on"], false);
+    s.provider.control("discovery", json!({ "code_challenge_methods_supported": ["plain"] })).await;
+    assert_eq!(provider_action(&s.server, "probe").await["state"], "down");
+    let mode = get_json(&s.server, "/admin/auth/emergency", &admin).await;
+    assert_eq!((mode["on"].as_bool(), &mode["by"]), (Some(true), &json!(["system"])), "{mode}");
+    assert!(mode["reason"].as_str().unwrap().contains("s256"), "{mode}");
+    let status: Value = Client::new().get(s.server.url("/v1/auth/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["providers"][0]["available"], false);
+    assert_eq!(status["emergency"]["on"], true);
+    s.server.stop().await;
 }

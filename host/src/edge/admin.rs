@@ -98,6 +98,9 @@ pub async fn handle(
                 None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("there is no backup `{id}`"))),
             }
         }
+        (_, "/admin/auth/emergency" | "/admin/auth/emergency/links") => {
+            emergency(app, method, path, query, envelope).await
+        }
         (&Method::GET, "/admin/auth/providers" | "/admin/auth/drift") => {
             let Some(oidc) = &app.oidc else {
                 return Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "providers": [] })));
@@ -367,6 +370,66 @@ fn migrating(app: &App) -> Result<tokio::sync::OwnedMutexGuard<()>, ApiError> {
             "a rehearsal or a migration window change is running; wait for it to end",
         )
     })
+}
+
+/// `GET`, `POST ?reason=&seconds=`, `DELETE ?reason=` `/admin/auth/emergency`
+/// and `POST /admin/auth/emergency/links?account=`.
+async fn emergency(
+    app: &App,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    envelope: &Envelope,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let mode = &app.emergency;
+    let refused = |e: crate::oidc::emergency::EmergencyError| {
+        use crate::oidc::emergency::EmergencyError as E;
+        let status = match e {
+            E::AlreadyOn(_) | E::Off | E::SecondAdminNeeded => StatusCode::CONFLICT,
+            E::Invalid(_) | E::LinkInvalid => StatusCode::BAD_REQUEST,
+            E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    };
+    let text = |name: &str| {
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let state = |app: &App| serde_json::to_value(app.emergency.status()).expect("serializes");
+    match (method, path) {
+        (&Method::GET, "/admin/auth/emergency") => Ok(super::json_response(StatusCode::OK, &state(app))),
+        (&Method::POST, "/admin/auth/emergency") => {
+            let reason = text("reason").unwrap_or_default();
+            let seconds = query_text(query, "seconds")
+                .map(str::parse)
+                .transpose()
+                .map_err(|_| invalid_query("seconds", "must be a whole number of seconds"))?;
+            let after = mode.request(envelope, &reason, seconds).await.map_err(refused)?;
+            let status = if after.on { StatusCode::OK } else { StatusCode::ACCEPTED };
+            Ok(super::json_response(status, &state(app)))
+        }
+        (&Method::DELETE, "/admin/auth/emergency") => {
+            let reason = text("reason").unwrap_or_else(|| "ended by an admin".to_owned());
+            let revoked = mode.end(envelope, &reason).await.map_err(refused)?;
+            Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "on": false, "sessions_revoked": revoked })))
+        }
+        (&Method::POST, "/admin/auth/emergency/links") => {
+            let account = text("account").ok_or_else(|| invalid_query("account", "names the account to sign in"))?;
+            let (token, expires_at) = mode.link(envelope, &account).await.map_err(refused)?;
+            let base = app
+                .deployment
+                .load()
+                .config
+                .auth
+                .public_base_url
+                .as_ref()
+                .map(|u| u.as_str().trim_end_matches('/').to_owned());
+            let url = format!("{}/v1/auth/emergency/{token}", base.unwrap_or_default());
+            Ok(super::json_response(StatusCode::CREATED, &serde_json::json!({ "url": url, "expires_at": expires_at })))
+        }
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {method} {path}"))),
+    }
 }
 
 /// `POST /admin/migrations/{name}/apply[?override=REASON]`: opens a

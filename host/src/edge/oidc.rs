@@ -69,6 +69,12 @@ pub async fn handle(
     if req.method != Method::GET {
         return Err(not_found());
     }
+    if req.path == "/v1/auth/status" {
+        return Ok(status(app));
+    }
+    if let Some(token) = req.path.strip_prefix("/v1/auth/emergency/") {
+        return emergency_link(app, deployment, &req, token).await;
+    }
     let Some(oidc) = &app.oidc else { return Err(not_found()) };
     let rest = req.path.strip_prefix("/v1/auth/oidc/").ok_or_else(not_found)?;
     let segments: Vec<&str> = rest.split('/').collect();
@@ -105,6 +111,7 @@ pub async fn handle(
                 email: verified.email,
                 email_verified: verified.email_verified,
                 name: verified.name,
+                may_create: !app.emergency.is_on(),
             };
             let index = deployment
                 .plugins
@@ -160,6 +167,64 @@ pub async fn handle(
         }
         _ => Err(not_found()),
     }
+}
+
+/// `GET /v1/auth/status`: which ways of signing in work now.
+fn status(app: &App) -> Response<Full<Bytes>> {
+    let providers: Vec<serde_json::Value> = app
+        .oidc
+        .iter()
+        .flat_map(|oidc| oidc.providers())
+        .map(|p| {
+            let status = p.status();
+            serde_json::json!({
+                "name": status.name,
+                "available": status.state != crate::oidc::provider::State::Down,
+                "start": format!("/v1/auth/oidc/{}", status.name),
+            })
+        })
+        .collect();
+    let mode = app.emergency.status();
+    let body = serde_json::json!({
+        "password": app.emergency.password_sign_in(),
+        "providers": providers,
+        "emergency": { "on": app.emergency.is_on(), "until": mode.until.filter(|_| mode.on) },
+    });
+    super::json_response(StatusCode::OK, &body)
+}
+
+/// `GET /v1/auth/emergency/{token}`: an admin's single-use sign-in link,
+/// while emergency mode is on; an emergency session.
+async fn emergency_link(
+    app: &App,
+    deployment: &Deployment,
+    req: &AuthRequest<'_>,
+    token: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let account = app.emergency.redeem(token).await.map_err(|e| {
+        let status =
+            if e.code() == "audit_unavailable" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_REQUEST };
+        ApiError::new(status, e.code(), e.to_string())
+    })?;
+    let client = (req.client.to_string(), user_agent(req.parts));
+    let ttl = Some(app.emergency.session_ttl());
+    let (token, session) =
+        app.identity.issue_as(&account, (&client.0, &client.1), req.envelope, ttl).await.map_err(|e| {
+            ApiError::new(StatusCode::FORBIDDEN, "account_not_active", format!("no session for `{account}`: {e}"))
+        })?;
+    let draft = req.envelope.draft(
+        "auth.emergency_sign_in",
+        &account,
+        Outcome::Success,
+        Some(format!("session={}", session.id)),
+    );
+    app.audit.append(draft).await.map_err(|_| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", "the audit log cannot be written")
+    })?;
+    let mut response = redirect(&deployment.config.auth.landing);
+    let max_age = session.expires_at.saturating_sub(session.created_at);
+    response.headers_mut().append(header::SET_COOKIE, deployment.cookies.issue(&token.0, max_age));
+    Ok(response)
 }
 
 /// 403 in the standard error shape, with the plugin's code when it is one

@@ -28,6 +28,50 @@ pub struct AuthConfig {
     pub accounts_plugin: String,
     /// The providers, by name (a-z, 0-9, `-`; part of their URLs).
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// When the plugins' own credentials (passwords) may sign people in.
+    pub password_sign_in: PasswordSignIn,
+    /// The credentials-only emergency mode.
+    pub emergency: EmergencyConfig,
+}
+
+/// When a plugin's own credential check may end in a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordSignIn {
+    /// Always (the default).
+    #[default]
+    Always,
+    /// Only in emergency mode, and only for accounts holding the
+    /// break-glass role: people sign in through the providers.
+    EmergencyOnly,
+}
+
+/// `[auth.emergency]`: credentials-only sign-in while the providers fail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmergencyConfig {
+    /// The longest it stays on; it ends by itself then (`"4h"`).
+    pub max_duration: HumanDuration,
+    /// Admins who must ask for it, each in their own session (1 or 2).
+    pub approvals: u8,
+    /// How long a session issued in emergency mode lasts at most (`"1h"`).
+    pub session_ttl: HumanDuration,
+    /// The role of accounts that may sign in with a password in it.
+    pub break_glass_role: String,
+    /// It switches on by itself when a provider goes down (fails closed).
+    pub on_provider_down: bool,
+}
+
+impl Default for EmergencyConfig {
+    fn default() -> Self {
+        Self {
+            max_duration: HumanDuration(Duration::from_secs(4 * 3600)),
+            approvals: 1,
+            session_ttl: HumanDuration(Duration::from_secs(3600)),
+            break_glass_role: "break-glass".to_owned(),
+            on_provider_down: false,
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -37,6 +81,8 @@ impl Default for AuthConfig {
             landing: "/".to_owned(),
             accounts_plugin: "accounts".to_owned(),
             providers: BTreeMap::new(),
+            password_sign_in: PasswordSignIn::Always,
+            emergency: EmergencyConfig::default(),
         }
     }
 }
@@ -108,6 +154,16 @@ impl AuthConfig {
                 "auth.landing".into(),
                 format!("`{}` is not a path on this host, such as \"/\"", self.landing),
             ));
+        }
+        let emergency = &self.emergency;
+        if !(1..=2).contains(&emergency.approvals) {
+            return Some(("auth.emergency.approvals".into(), "is 1 or 2 admins".into()));
+        }
+        if emergency.max_duration.0.is_zero() || emergency.session_ttl.0.is_zero() {
+            return Some(("auth.emergency".into(), "max_duration and session_ttl are above zero".into()));
+        }
+        if emergency.break_glass_role.is_empty() {
+            return Some(("auth.emergency.break_glass_role".into(), "is empty".into()));
         }
         if self.providers.is_empty() {
             return None;

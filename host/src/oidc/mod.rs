@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod drift;
+pub mod emergency;
 pub mod provider;
 
 use std::collections::BTreeMap;
@@ -126,6 +127,8 @@ pub struct Oidc {
     /// Sign-ins in progress (`flow/`) and accepted baselines (`baseline/`).
     flows: Arc<dyn Namespace>,
     audit: Arc<AuditLog>,
+    /// Switched on when a provider goes down, if so configured.
+    emergency: Option<Arc<emergency::Emergency>>,
     /// Where a browser lands once signed in.
     pub landing: String,
     /// The plugin asked who gets in.
@@ -157,8 +160,8 @@ impl Oidc {
     pub async fn open(
         config: &crate::Config,
         storage: &dyn Storage,
-        audit: Arc<AuditLog>,
-        metrics: Arc<Metrics>,
+        (audit, metrics): (Arc<AuditLog>, Arc<Metrics>),
+        emergency: Option<Arc<emergency::Emergency>>,
     ) -> anyhow::Result<Option<Self>> {
         let auth = &config.auth;
         if auth.providers.is_empty() {
@@ -190,6 +193,7 @@ impl Oidc {
             providers,
             flows,
             audit,
+            emergency,
             landing: auth.landing.clone(),
             accounts_plugin: auth.accounts_plugin.clone(),
         }))
@@ -225,7 +229,27 @@ impl Oidc {
         let provider = self.provider(name)?;
         let drift = provider.probe().await;
         self.record_drift(provider, &drift).await?;
+        self.when_down(provider).await;
         Ok(provider.status())
+    }
+
+    /// A provider that went down may switch emergency mode on.
+    async fn when_down(&self, provider: &Provider) {
+        let status = provider.status();
+        if status.state != provider::State::Down {
+            return;
+        }
+        let why = provider.breaking().unwrap_or_else(|| "its probes keep failing".to_owned());
+        if let Some(emergency) = &self.emergency
+            && let Err(e) = emergency.provider_down(&provider.name, &why).await
+        {
+            tracing::error!(provider = %provider.name, error = %e, "emergency mode could not switch on");
+        }
+    }
+
+    /// The emergency mode, when this deployment has one to switch.
+    pub fn emergency(&self) -> Option<&Arc<emergency::Emergency>> {
+        self.emergency.as_ref()
     }
 
     /// Probes every provider at start and then every `probe_interval`.
@@ -372,6 +396,7 @@ impl Oidc {
         });
         self.record_drift(provider, &drift).await?;
         if let Some(why) = provider.breaking() {
+            self.when_down(provider).await;
             return Err(OidcError::Unavailable(why));
         }
         Ok(verified)

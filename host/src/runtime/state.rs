@@ -29,6 +29,8 @@ pub struct PluginContext {
     pub identity: Arc<Identity>,
     /// Password hashing (reachable only with that grant).
     pub passwords: Arc<Passwords>,
+    /// Whether a password sign-in may end in a session now (emergency mode).
+    pub emergency: Arc<crate::oidc::emergency::Emergency>,
     /// The mail queue (reachable only with that grant).
     pub outbox: Arc<Outbox>,
     /// Webhook endpoints and delivery (reachable only with that grant).

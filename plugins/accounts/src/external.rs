@@ -57,6 +57,12 @@ pub fn admit(identity: Identity) -> Result<String, Refusal> {
             active(&stored.account)?;
             stored.account
         }
+        None if !identity.may_create => {
+            return Err(Refusal::new(
+                "account_creation_paused",
+                "new accounts are not made while emergency mode is on; an admin can send you a sign-in link",
+            ));
+        }
         None => create(&identity, email)?,
     };
     // One person, one link: a concurrent first sign-in of the same person

@@ -131,6 +131,7 @@ pub fn session_error(e: sessions::Error) -> Error {
         sessions::Error::AccountNotActive => {
             Error::new(401, "invalid_credentials", "the e-mail address or password is wrong")
         }
+        sessions::Error::Refused(why) => Error::new(403, "password_sign_in_disabled", why),
         other => Error::unavailable(other),
     }
 }

@@ -22,14 +22,19 @@ impl From<IdentityError> for Error {
 impl HostState {
     /// Issues a session, first revoking the one the request came with (no
     /// fixation).
+    /// Only when password sign-in is on for the account now; in emergency
+    /// mode, an emergency session.
     async fn new_session(&mut self, account_id: &str) -> Result<(Token, Session), Error> {
         let envelope = self.envelope();
         let identity = self.plugin.identity.clone();
+        let roles = identity.account(account_id).await?.map(|a| a.roles).unwrap_or_default();
+        let emergency = self.plugin.emergency.password_session(&roles).map_err(Error::Refused)?;
         self.wrote = true;
         if let Some(current) = &self.request.principal {
             identity.revoke(&current.account_id, &current.session_id, &envelope).await?;
         }
-        Ok(identity.issue(account_id, &self.request.client_address, &self.request.user_agent, &envelope).await?)
+        let client = (self.request.client_address.as_str(), self.request.user_agent.as_str());
+        Ok(identity.issue_as(account_id, client, &envelope, emergency).await?)
     }
 }
 
