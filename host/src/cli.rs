@@ -332,6 +332,25 @@ pub enum AuthCommand {
     /// The providers' baselines (what the drift monitor compares them with).
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Switch credentials-only emergency mode on or off with the server
+    /// stopped (when no admin can sign in to do it over HTTP).
+    Emergency {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        switch: String,
+        /// The config file (plinth.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The data directory, instead of `storage.path`.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Why (audited); required to switch it on.
+        #[arg(long)]
+        reason: Option<String>,
+        /// How long it stays on (`"2h"`; default `auth.emergency.max_duration`).
+        #[arg(long)]
+        duration: Option<String>,
+    },
 }
 
 /// Baseline subcommands.
@@ -399,6 +418,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Auth(AuthCommand::Baseline(BaselineCommand::Accept { config, data, provider })) => {
             accept_baselines(&config, data, provider).await
+        }
+        Command::Auth(AuthCommand::Emergency { switch, config, data, reason, duration }) => {
+            emergency_switch(&config, data, switch == "on", reason, duration).await
         }
         Command::Audit(AuditCommand::Verify { config, data }) => audit_check(&config, data, false).await,
         Command::Audit(AuditCommand::Seal { config, data }) => audit_check(&config, data, true).await,
@@ -766,6 +788,50 @@ async fn close_window(
     let windows = crate::migrations::online::Windows::new(bench.storage.clone(), Arc::default(), 0);
     let window = windows.close(bench, plugin, keep_newer, &[]).await?;
     Ok(if keep_newer { window.to } else { window.from })
+}
+
+/// `plinth auth emergency on|off`.
+async fn emergency_switch(
+    file: &Path,
+    data: Option<PathBuf>,
+    on: bool,
+    reason: Option<String>,
+    duration: Option<String>,
+) -> anyhow::Result<()> {
+    use crate::storage::Storage as _;
+    let config = load_config(file, None, data)?;
+    let path = &config.storage.path;
+    let storage = Arc::new(crate::storage::SledStorage::open(path).with_context(|| {
+        format!(
+            "opening {} (is a server still running on it? admins switch it with /admin/auth/emergency)",
+            path.display()
+        )
+    })?);
+    let key = crate::audit::AuditKey::load_or_create(&config.audit.key_file)?;
+    let audit = Arc::new(crate::audit::AuditLog::open(storage.as_ref(), None, key).await?);
+    let lifetimes = crate::identity::Lifetimes {
+        idle: config.sessions.idle_timeout.0,
+        absolute: config.sessions.absolute_timeout.0,
+    };
+    let identity = Arc::new(crate::identity::Identity::open(storage.as_ref(), audit.clone(), lifetimes)?);
+    let mode = crate::oidc::emergency::Emergency::open(&config.auth, storage.as_ref(), audit, identity).await?;
+    if on {
+        let reason = reason.ok_or_else(|| anyhow::anyhow!("--reason says why (it is audited)"))?;
+        let seconds = match duration {
+            Some(text) => humantime::parse_duration(&text)
+                .map_err(|e| anyhow::anyhow!("--duration `{text}`: {e} (such as \"2h\")"))?
+                .as_secs(),
+            None => config.auth.emergency.max_duration.0.as_secs(),
+        };
+        let state = mode.switch_on_offline(&reason, seconds).await?;
+        println!("ok: emergency mode is on until {} (Unix seconds)", state.until.unwrap_or_default());
+    } else {
+        let envelope = crate::audit::Envelope { actor: crate::audit::Actor::Cli, ..crate::audit::Envelope::system() };
+        let revoked = mode.end(&envelope, &reason.unwrap_or_else(|| "ended from the command line".to_owned())).await?;
+        println!("ok: emergency mode is off; {revoked} emergency session(s) revoked");
+    }
+    storage.flush().await?;
+    Ok(())
 }
 
 /// `plinth auth baseline accept`.

@@ -212,7 +212,21 @@ async fn signed_in(browser: &Client, server: &TestServer) -> Value {
     assert!(cookies.iter().any(|c| c.starts_with("plinth_oidc=;")), "the binding is cleared: {cookies:?}");
     let me = browser.get(server.url("/v1/me")).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::OK);
-    me.json().await.unwrap()
+    let me: Value = me.json().await.unwrap();
+    // The page learns its CSRF token from the status, and can then change things.
+    let status: Value = browser.get(server.url("/v1/auth/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["session"]["account_id"], me["id"]);
+    let csrf = status["session"]["csrf_token"].as_str().unwrap();
+    let renamed = browser
+        .patch(server.url("/v1/me"))
+        .header("x-csrf-token", csrf)
+        .header("if-match", format!("\"v{}\"", 1))
+        .json(&json!({ "display_name": me["display_name"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(renamed.status(), StatusCode::FORBIDDEN, "the CSRF token works: {}", renamed.text().await.unwrap());
+    me
 }
 
 async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
@@ -507,11 +521,25 @@ async fn an_operator_accepts_a_baseline_from_the_command_line_with_the_server_st
     let (ok, _, stderr) = crate::support::plinth_cli(&[&args[..5], &["--provider", "nope"]].concat());
     assert!(!ok && stderr.contains("no provider `nope`"), "{stderr}");
 
+    // With no admin able to sign in, emergency mode is switched from the
+    // command line too.
+    let emergency = ["auth", "emergency", "on", "--config", config.to_str().unwrap(), "--data", data.to_str().unwrap()];
+    let (ok, _, stderr) = crate::support::plinth_cli(&emergency);
+    assert!(!ok && stderr.contains("--reason says why"), "{stderr}");
+    let (ok, stdout, stderr) =
+        crate::support::plinth_cli(&[&emergency[..], &["--reason", "provider outage", "--duration", "1h"]].concat());
+    assert!(ok && stdout.starts_with("ok: emergency mode is on until"), "{stdout}{stderr}");
+
     let server = TestServer::start_on(&deployment, listener).await;
     let status = status(&server).await;
     assert_eq!(status["baseline"]["accepted_by"], "cli", "{status}");
     assert_eq!(status["baseline"]["observation"]["issuer"], provider.issuer.as_str());
+    let mode = get_json(&server, "/admin/auth/emergency", &admin(&server).await).await;
+    assert_eq!((mode["on"].as_bool(), &mode["by"]), (Some(true), &json!(["cli"])), "{mode}");
     server.stop().await;
+    let off = ["auth", "emergency", "off", "--config", config.to_str().unwrap(), "--data", data.to_str().unwrap()];
+    let (ok, stdout, stderr) = crate::support::plinth_cli(&off);
+    assert!(ok && stdout.starts_with("ok: emergency mode is off"), "{stdout}{stderr}");
 }
 
 /// Signs in through the provider as `sub` with a verified `email` in a new

@@ -70,7 +70,7 @@ pub async fn handle(
         return Err(not_found());
     }
     if req.path == "/v1/auth/status" {
-        return Ok(status(app));
+        return Ok(status(app, req.signed_in));
     }
     if let Some(token) = req.path.strip_prefix("/v1/auth/emergency/") {
         return emergency_link(app, deployment, &req, token).await;
@@ -169,8 +169,10 @@ pub async fn handle(
     }
 }
 
-/// `GET /v1/auth/status`: which ways of signing in work now.
-fn status(app: &App) -> Response<Full<Bytes>> {
+/// `GET /v1/auth/status`: which ways of signing in work now, and the
+/// caller's session (with its CSRF token: a browser that came back from a
+/// provider has no other way to learn it; other sites cannot read this).
+fn status(app: &App, signed_in: Option<&Authenticated>) -> Response<Full<Bytes>> {
     let providers: Vec<serde_json::Value> = app
         .oidc
         .iter()
@@ -185,10 +187,19 @@ fn status(app: &App) -> Response<Full<Bytes>> {
         })
         .collect();
     let mode = app.emergency.status();
+    let session = signed_in.map(|a| {
+        serde_json::json!({
+            "account_id": a.account.id,
+            "csrf_token": a.session.csrf_token,
+            "expires_at": a.session.expires_at,
+            "emergency": a.session.emergency,
+        })
+    });
     let body = serde_json::json!({
         "password": app.emergency.password_sign_in(),
         "providers": providers,
         "emergency": { "on": app.emergency.is_on(), "until": mode.until.filter(|_| mode.on) },
+        "session": session,
     });
     super::json_response(StatusCode::OK, &body)
 }

@@ -118,7 +118,6 @@ pub struct Emergency {
     state: Mutex<ModeState>,
     /// One change at a time.
     changing: tokio::sync::Mutex<()>,
-    changed: tokio::sync::Notify,
 }
 
 impl Emergency {
@@ -142,7 +141,6 @@ impl Emergency {
             identity,
             state: Mutex::new(state),
             changing: tokio::sync::Mutex::new(()),
-            changed: tokio::sync::Notify::new(),
         });
         emergency.end_if_due().await?;
         Ok(emergency)
@@ -192,7 +190,6 @@ impl Emergency {
     async fn save(&self, state: ModeState) -> Result<(), EmergencyError> {
         self.ns.set(STATE_KEY, serde_json::to_vec(&state).expect("serializes")).await.map_err(unavailable)?;
         *self.state() = state;
-        self.changed.notify_waiters();
         Ok(())
     }
 
@@ -245,6 +242,21 @@ impl Emergency {
             }
         }
         self.switch_on(envelope, reason, seconds, by).await
+    }
+
+    /// Switched on from the command line, with the server stopped: whoever
+    /// can do that holds the server itself, so no second admin is asked.
+    pub async fn switch_on_offline(&self, reason: &str, seconds: u64) -> Result<ModeState, EmergencyError> {
+        let max = self.config.emergency.max_duration.0.as_secs();
+        if seconds == 0 || seconds > max || reason.trim().is_empty() {
+            return Err(EmergencyError::Invalid(format!("a reason, and a duration of 1 to {max} seconds")));
+        }
+        let _one = self.changing.lock().await;
+        if self.is_on() {
+            return Err(EmergencyError::AlreadyOn(self.status().until.unwrap_or_default()));
+        }
+        let envelope = Envelope { actor: crate::audit::Actor::Cli, ..Envelope::system() };
+        self.switch_on(&envelope, reason.trim(), seconds, vec!["cli".to_owned()]).await
     }
 
     async fn switch_on(
@@ -307,24 +319,16 @@ impl Emergency {
         Ok(())
     }
 
-    /// Ends the mode at its deadline.
+    /// Ends the mode at its deadline (checked every second), for as long
+    /// as the server holds it.
     pub fn spawn_expiry(self: &Arc<Self>) {
-        let emergency = self.clone();
+        let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                let changed = emergency.changed.notified();
-                let wait = match emergency.status().until {
-                    Some(until) => Duration::from_secs(until.saturating_sub(now())),
-                    None => Duration::from_secs(3600),
-                };
-                tokio::select! {
-                    () = changed => {}
-                    () = tokio::time::sleep(wait) => {
-                        if let Err(e) = emergency.end_if_due().await {
-                            tracing::error!(error = %e, "emergency mode could not end at its deadline; retrying");
-                            tokio::time::sleep(Duration::from_secs(5)).await;
-                        }
-                    }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(emergency) = weak.upgrade() else { return };
+                if let Err(e) = emergency.end_if_due().await {
+                    tracing::error!(error = %e, "emergency mode could not end at its deadline; retrying");
                 }
             }
         });

@@ -252,15 +252,18 @@ impl Oidc {
         self.emergency.as_ref()
     }
 
-    /// Probes every provider at start and then every `probe_interval`.
+    /// Probes every provider at start and then every `probe_interval`, for
+    /// as long as the server holds it.
     pub fn spawn_probes(self: &Arc<Self>) {
         for (name, provider) in &self.providers {
-            let (oidc, name, interval) = (self.clone(), name.clone(), provider.config.probe_interval.0);
+            let (weak, name, interval) = (Arc::downgrade(self), name.clone(), provider.config.probe_interval.0);
             tokio::spawn(async move {
                 loop {
+                    let Some(oidc) = weak.upgrade() else { return };
                     if let Err(e) = oidc.probe(&name).await {
                         tracing::error!(provider = %name, error = %e, "the drift probe could not record its findings");
                     }
+                    drop(oidc);
                     tokio::time::sleep(interval).await;
                 }
             });
