@@ -124,6 +124,10 @@ pub struct Identity {
     lifetimes: Lifetimes,
     /// Counts sessions issued and revoked, when set.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// When the emergency mode in force began (Unix seconds; 0: off). An
+    /// emergency session from before it, or from when it is off, is void
+    /// even before `revoke_emergency` reaches it.
+    emergency_since: std::sync::atomic::AtomicU64,
 }
 
 /// A fresh session token; the caller puts it in the cookie.
@@ -173,6 +177,7 @@ impl Identity {
             audit,
             lifetimes,
             metrics: None,
+            emergency_since: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -228,7 +233,9 @@ impl Identity {
         let mut session: Session = decode("session", &bytes)?;
         let now = now();
         let idle_deadline = session.last_seen_at + self.lifetimes.idle.as_secs();
-        if now >= session.expires_at || now >= idle_deadline {
+        let since = self.emergency_since.load(std::sync::atomic::Ordering::Acquire);
+        let void = session.emergency && (since == 0 || session.created_at < since);
+        if now >= session.expires_at || now >= idle_deadline || void {
             self.delete_session(&hash, &session).await?;
             return Ok(None);
         }
@@ -390,6 +397,11 @@ impl Identity {
             self.count("revoked", u64::from(count));
         }
         Ok(count)
+    }
+
+    /// Tells it when the emergency mode in force began (0: none is).
+    pub fn set_emergency_since(&self, since: u64) {
+        self.emergency_since.store(since, std::sync::atomic::Ordering::Release);
     }
 
     /// Revokes every session issued in emergency mode (as it ends); how many.

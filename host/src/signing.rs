@@ -288,6 +288,12 @@ pub fn redact_tokens(path: &str) -> std::borrow::Cow<'_, str> {
             && parts.clone().count() == 3
             && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
     };
+    // An emergency sign-in link's token too.
+    if let Some(link) = path.strip_prefix("/v1/auth/emergency/")
+        && !link.is_empty()
+    {
+        return "/v1/auth/emergency/…".into();
+    }
     if !path.split('/').any(token_like) {
         return path.into();
     }
@@ -303,6 +309,7 @@ mod tests {
         use super::redact_tokens;
         assert_eq!(redact_tokens("/v1/state/links/v1.3.eyJr.AbC_-9/changes"), "/v1/state/links/v1.…/changes");
         assert_eq!(redact_tokens("/v1/state/views/v1.0.a.b"), "/v1/state/views/v1.…");
+        assert_eq!(redact_tokens(&format!("/v1/auth/emergency/{}", "ab".repeat(32))), "/v1/auth/emergency/…");
         for kept in ["/v1/state/notes/n1", "/v1/hello", "/v1/x/v1.2.3", "/v1/x/v1.a.b.c.d", "/"] {
             assert_eq!(redact_tokens(kept), kept);
         }

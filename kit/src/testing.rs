@@ -1128,7 +1128,12 @@ pub mod principals {
 /// `plinth:platform/sessions`, as counters: no tokens, no cookies.
 pub mod sessions {
     use crate::bindings::plinth::platform::principals::Status;
-    use crate::bindings::plinth::platform::sessions::{Error, Issued, IssuedToken, SessionInfo};
+    use crate::bindings::plinth::platform::sessions::{Error, Issued, IssuedToken, PasswordPolicy, SessionInfo};
+
+    /// See the WIT; always available in the test host.
+    pub fn password_sign_in() -> PasswordPolicy {
+        PasswordPolicy::Available
+    }
 
     /// See the WIT; the account must exist and be active.
     pub fn issue(account_id: &str) -> Result<Issued, Error> {

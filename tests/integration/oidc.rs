@@ -364,9 +364,11 @@ async fn a_token_signed_with_an_algorithm_not_allowed_is_refused_and_recorded() 
     let url = to_callback(&di, &s.server).await;
     let (status, code) = error_code(callback(&di, &url).await).await;
     assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "oidc_token_invalid"));
+    // Recorded (sampled per client: the second refusal within the minute is
+    // counted into the next record, not written).
     let records = audit(&s.server).await;
-    let refusals = records.iter().filter(|r| r["outcome"] == "denied").count();
-    assert_eq!(refusals, 2, "{records:?}");
+    let refusal = records.iter().find(|r| r["outcome"] == "denied").expect("a refusal is recorded");
+    assert!(refusal["reason"].as_str().unwrap().contains("signed with RS256"), "{records:?}");
     s.server.stop().await;
 }
 
@@ -442,38 +444,38 @@ async fn a_token_from_a_clock_far_ahead_is_refused() {
 }
 
 #[tokio::test]
-async fn a_new_subject_format_fails_the_provider_closed_until_an_operator_accepts_it() {
+async fn a_subject_in_a_new_shape_is_refused_and_reported_until_an_operator_accepts_it() {
     let s = setup("").await;
     s.provider.next("248289761001", "hal@example.com", true).await;
     signed_in(&browser(), &s.server).await;
     assert_eq!(status(&s.server).await["state"], "degraded", "no baseline yet");
     let accepted = provider_action(&s.server, "baseline").await;
     assert_eq!(accepted["state"], "healthy", "{accepted}");
-    assert_eq!(accepted["baseline"]["observation"]["subject_format"], "numeric/short");
+    assert_eq!(accepted["baseline"]["observation"]["subject_formats"], json!(["numeric/short"]));
     assert_eq!(state_metric(&s.server).await, Some(0.0));
     assert_eq!(audit_of(&s.server, "auth.baseline_accepted").await.len(), 1);
 
-    // The provider switches to UUID subjects: the sign-in is refused, and so
-    // is every sign-in after it, until an operator looks.
+    // The provider names someone with a UUID: that sign-in is refused (no
+    // person is mapped to a new account) and reported; the others go on.
     s.provider.next("8c3e6a0e-3b1f-4f5a-9d1e-2b7c4a6f0e11", "ivy@example.com", true).await;
     let ivy = browser();
     let url = to_callback(&ivy, &s.server).await;
-    let response = callback(&ivy, &url).await;
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "provider_unavailable", "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("subject_format was `numeric/short`"), "{body}");
-    let start = browser().get(s.server.url("/v1/auth/oidc/test")).send().await.unwrap();
-    assert_eq!(error_code(start).await, (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable".into()));
-    let down = status(&s.server).await;
-    assert_eq!(down["state"], "down");
-    assert_eq!(down["drift"][0]["field"], "subject_format");
-    assert_eq!(state_metric(&s.server).await, Some(2.0));
+    let body: Value = callback(&ivy, &url).await.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "oidc_subject_format_changed", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("shaped `uuid/medium`"), "{body}");
+    let now = status(&s.server).await;
+    assert_eq!((now["state"].as_str(), now["drift"][0]["field"].as_str()), (Some("degraded"), Some("subject_formats")));
+    assert_eq!(now["drift"][0]["severity"], "warning");
+    assert_eq!(state_metric(&s.server).await, Some(1.0));
     let recorded = audit_of(&s.server, "auth.drift").await;
-    assert!(recorded.iter().any(|r| r["reason"].as_str().unwrap().contains("subject_format")), "{recorded:?}");
+    assert!(recorded.iter().any(|r| r["reason"].as_str().unwrap().contains("subject_formats")), "{recorded:?}");
     let drift = get_json(&s.server, "/admin/auth/drift", &admin(&s.server).await).await;
-    assert_eq!(drift["providers"][0]["drift"][0]["severity"], "breaking");
+    assert_eq!(drift["providers"][0]["drift"][0]["field"], "subject_formats");
+    s.provider.next("248289761001", "hal@example.com", true).await;
+    signed_in(&browser(), &s.server).await;
 
     provider_action(&s.server, "baseline").await;
+    s.provider.next("8c3e6a0e-3b1f-4f5a-9d1e-2b7c4a6f0e11", "ivy@example.com", true).await;
     let profile = signed_in(&browser(), &s.server).await;
     assert_eq!(profile["email"], "ivy@example.com");
     s.server.stop().await;
@@ -632,7 +634,9 @@ async fn emergency_mode_needs_two_admins_lets_break_glass_passwords_and_links_in
         - std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     assert!(ttl <= 1800, "an emergency session lasts at most session_ttl: {ttl}");
     let glass = format!("Bearer {}", glass["token"].as_str().unwrap());
-    assert_eq!(error_code(password("pat@example.com").await).await.1, "password_sign_in_disabled");
+    // Others are told what a wrong password is told: the answer says nothing
+    // of the password, nor of who holds the role.
+    assert_eq!(error_code(password("pat@example.com").await).await.1, "invalid_credentials");
 
     // A single-use link for a provider-only account.
     let (code, link) =

@@ -219,7 +219,8 @@ async fn route(
         }
         _ if path.starts_with("/v1/auth/") => {
             outline.route = "/v1/auth/**".to_owned();
-            outline.class = "login".to_owned();
+            // Sign-ins are counted as logins; the status a page polls is not.
+            outline.class = if path == "/v1/auth/status" { DEFAULT_CLASS } else { "login" }.to_owned();
             (Target::Auth, Access::Public)
         }
         _ => {

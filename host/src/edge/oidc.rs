@@ -43,6 +43,7 @@ fn error(e: &OidcError) -> ApiError {
         OidcError::Unavailable(_) | OidcError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
         OidcError::Provider(_) => StatusCode::BAD_GATEWAY,
         OidcError::Denied(_) | OidcError::Token(_) => StatusCode::UNAUTHORIZED,
+        OidcError::SubjectFormat(_) => StatusCode::FORBIDDEN,
         OidcError::StateInvalid | OidcError::StateExpired | OidcError::IssuerMismatch(_) | OidcError::CodeInvalid => {
             StatusCode::BAD_REQUEST
         }
@@ -98,8 +99,13 @@ pub async fn handle(
             let verified = match oidc.finish(name, query, binding.as_deref()).await {
                 Ok(verified) => verified,
                 Err(e) => {
-                    if e.is_suspicious() {
-                        audit(Outcome::Denied, &format!("provider/{name}"), format!("{}: {e}", e.code())).await?;
+                    // Sampled per client: a flood of made-up states is not a flood of records.
+                    let key = format!("{} {}", crate::edge::client::limit_key(req.client), req.envelope.actor);
+                    if e.is_suspicious()
+                        && let Some(suppressed) = app.denials.sample("auth.oidc", &key)
+                    {
+                        let reason = super::denials::with_suppressed(format!("{}: {e}", e.code()), suppressed);
+                        audit(Outcome::Denied, &format!("provider/{name}"), reason).await?;
                     }
                     return Err(error(&e));
                 }
@@ -217,6 +223,11 @@ async fn emergency_link(
             if e.code() == "audit_unavailable" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_REQUEST };
         ApiError::new(status, e.code(), e.to_string())
     })?;
+    if let Some(current) = req.signed_in {
+        app.identity.revoke(&current.account.id, &current.session.id, req.envelope).await.map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "sessions are unavailable")
+        })?;
+    }
     let client = (req.client.to_string(), user_agent(req.parts));
     let ttl = Some(app.emergency.session_ttl());
     let (token, session) =

@@ -149,7 +149,10 @@ fn default_refetch_cooldown() -> HumanDuration {
 impl AuthConfig {
     /// The first thing wrong with it: the dotted key, and what is wrong.
     pub fn problem(&self) -> Option<(String, String)> {
-        if !self.landing.starts_with('/') || self.landing.starts_with("//") {
+        if !self.landing.starts_with('/')
+            || self.landing.starts_with("//")
+            || self.landing.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace())
+        {
             return Some((
                 "auth.landing".into(),
                 format!("`{}` is not a path on this host, such as \"/\"", self.landing),

@@ -3,10 +3,15 @@
 //!
 //! What sign-ins depend on breaks them when it moves: the issuer, the
 //! hosts of the endpoints, PKCE with S256, an algorithm the baseline had,
-//! the shape of the subject (a provider switching `sub` formats would map
-//! people to new accounts), and `email_verified` (without it no address
-//! links). Those make the provider fail closed until an operator accepts
-//! the new behaviour. Anything else that moves is a warning.
+//! and `email_verified` beside the addresses tokens carry (without it no
+//! address links). Those make the provider fail closed until an operator
+//! accepts the new behaviour. Anything else that moves is a warning.
+//!
+//! A subject in a shape the baseline never saw (a provider switching `sub`
+//! formats would map people to new accounts) refuses the sign-ins that
+//! carry it and is reported, but does not fail the provider: one person
+//! signing in through an unusual connection could otherwise shut everyone
+//! out. What one sign-in shows never switches emergency mode on.
 
 use std::collections::BTreeMap;
 
@@ -29,9 +34,9 @@ pub struct Observation {
     pub algorithms: Vec<String>,
     /// It sends `iss` with authorization responses.
     pub iss_parameter: bool,
-    /// The shape of the subjects sign-ins carried (see [`subject_format`]).
-    pub subject_format: Option<String>,
-    /// Sign-ins carried an `email_verified` claim.
+    /// The shapes of the subjects sign-ins carried (see [`subject_format`]).
+    pub subject_formats: Vec<String>,
+    /// The last token that carried an address carried `email_verified` too.
     pub email_verified_claim: Option<bool>,
 }
 
@@ -107,7 +112,7 @@ impl Observation {
             s256: metadata.code_challenge_methods_supported.as_ref().is_none_or(|m| m.iter().any(|m| m == "S256")),
             algorithms,
             iss_parameter: metadata.authorization_response_iss_parameter_supported,
-            subject_format: None,
+            subject_formats: Vec::new(),
             email_verified_claim: None,
         }
     }
@@ -134,8 +139,15 @@ impl Observation {
         let severity = if gone.is_empty() { Severity::Warning } else { Severity::Breaking };
         differ("algorithms", baseline.algorithms.join(","), self.algorithms.join(","), severity);
         differ("iss_parameter", baseline.iss_parameter.to_string(), self.iss_parameter.to_string(), Severity::Warning);
-        if let (Some(then), Some(now)) = (&baseline.subject_format, &self.subject_format) {
-            differ("subject_format", then.clone(), now.clone(), Severity::Breaking);
+        let new_formats: Vec<&String> =
+            self.subject_formats.iter().filter(|f| !baseline.subject_formats.contains(f)).collect();
+        if !new_formats.is_empty() && !baseline.subject_formats.is_empty() {
+            differ(
+                "subject_formats",
+                baseline.subject_formats.join(","),
+                self.subject_formats.join(","),
+                Severity::Warning,
+            );
         }
         if let (Some(then), Some(now)) = (baseline.email_verified_claim, self.email_verified_claim) {
             let severity = if then && !now { Severity::Breaking } else { Severity::Warning };
@@ -216,14 +228,15 @@ mod tests {
     #[test]
     fn claims_seen_in_sign_ins_drift_too() {
         let mut baseline = Observation::of(&metadata(), &allowed());
-        baseline.subject_format = Some(subject_format("248289761001"));
+        baseline.subject_formats = vec![subject_format("248289761001")];
         baseline.email_verified_claim = Some(true);
         let mut now = baseline.clone();
-        now.subject_format = Some(subject_format("8c3e6a0e-3b1f-4f5a-9d1e-2b7c4a6f0e11"));
+        now.subject_formats.push(subject_format("8c3e6a0e-3b1f-4f5a-9d1e-2b7c4a6f0e11"));
         now.email_verified_claim = Some(false);
         let drift = now.drift_from(&baseline);
-        assert!(drift.iter().all(|d| d.severity == Severity::Breaking), "{drift:?}");
-        assert_eq!(drift.len(), 2);
+        let severity = |field: &str| drift.iter().find(|d| d.field == field).map(|d| d.severity);
+        assert_eq!(severity("subject_formats"), Some(Severity::Warning), "{drift:?}");
+        assert_eq!(severity("email_verified_claim"), Some(Severity::Breaking), "{drift:?}");
         assert_eq!(subject_format("248289761001"), "numeric/short");
         assert_eq!(subject_format("ada@example.com"), "email/short");
         assert_eq!(subject_format("AItOawmwtWwcT0k51BayewNvutrJUqsvl6qs7A4"), "token/medium");

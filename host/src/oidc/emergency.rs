@@ -134,6 +134,7 @@ impl Emergency {
                 .map_err(|e| anyhow::anyhow!("the emergency mode's stored state is unreadable: {e}"))?,
             None => ModeState::default(),
         };
+        identity.set_emergency_since(if state.on { state.since.unwrap_or_default() } else { 0 });
         let emergency = Arc::new(Self {
             config: config.clone(),
             ns,
@@ -159,6 +160,11 @@ impl Emergency {
     pub fn is_on(&self) -> bool {
         let state = self.state();
         state.on && state.until.is_some_and(|until| now() < until)
+    }
+
+    /// The role break-glass accounts hold.
+    pub fn break_glass_role(&self) -> &str {
+        &self.config.emergency.break_glass_role
     }
 
     /// What password sign-in is now: `available`, `break_glass_only` or `off`.
@@ -189,6 +195,7 @@ impl Emergency {
 
     async fn save(&self, state: ModeState) -> Result<(), EmergencyError> {
         self.ns.set(STATE_KEY, serde_json::to_vec(&state).expect("serializes")).await.map_err(unavailable)?;
+        self.identity.set_emergency_since(if state.on { state.since.unwrap_or_default() } else { 0 });
         *self.state() = state;
         Ok(())
     }
@@ -218,6 +225,8 @@ impl Emergency {
         if reason.is_empty() || reason.len() > 500 {
             return Err(EmergencyError::Invalid("reason: 1 to 500 bytes, saying why".to_owned()));
         }
+        // A mode past its deadline ends (its sessions revoked) before a new one.
+        self.end_if_due().await.map_err(unavailable)?;
         let _one = self.changing.lock().await;
         let mut state = self.status();
         if self.is_on() {
@@ -226,11 +235,14 @@ impl Emergency {
         let who = envelope.actor.to_string();
         let now = now();
         let pending = state.pending.take().filter(|p| now.saturating_sub(p.at) < PENDING_TTL);
-        let mut by = vec![who.clone()];
         if self.config.emergency.approvals > 1 {
             match pending {
                 Some(first) if first.by == who => return Err(EmergencyError::SecondAdminNeeded),
-                Some(first) => by.insert(0, first.by),
+                // The second admin confirms the first one's request as it was.
+                Some(first) => {
+                    let reason = format!("{} (confirmed: {reason})", first.reason);
+                    return self.switch_on(envelope, &reason, first.seconds, vec![first.by, who]).await;
+                }
                 None => {
                     let pending = Pending { by: who, at: now, reason: reason.to_owned(), seconds };
                     self.record(envelope, "auth.emergency_requested", format!("{seconds} s: {reason}")).await?;
@@ -241,7 +253,7 @@ impl Emergency {
                 }
             }
         }
-        self.switch_on(envelope, reason, seconds, by).await
+        self.switch_on(envelope, reason, seconds, vec![who]).await
     }
 
     /// Switched on from the command line, with the server stopped: whoever
@@ -299,11 +311,24 @@ impl Emergency {
     /// revoked. How many were.
     pub async fn end(&self, envelope: &Envelope, why: &str) -> Result<u32, EmergencyError> {
         let _one = self.changing.lock().await;
-        if !self.status().on {
+        let state = self.status();
+        if !state.on && state.pending.is_some() {
+            self.record(envelope, "auth.emergency_cancelled", why.to_owned()).await?;
+            self.save(ModeState::default()).await?;
+            return Ok(0);
+        }
+        if !state.on {
             return Err(EmergencyError::Off);
         }
         self.record(envelope, "auth.emergency_off", why.to_owned()).await?;
         let revoked = self.identity.revoke_emergency(envelope).await.map_err(unavailable)?;
+        // Links not used yet die with the mode.
+        let links = self.ns.scan_prefix("elink/", None, 10_000).await.map_err(unavailable)?;
+        let stale: Vec<crate::storage::Op> =
+            links.entries.into_iter().map(|(key, _)| crate::storage::Op::Delete(key)).collect();
+        if !stale.is_empty() {
+            self.ns.batch(stale).await.map_err(unavailable)?;
+        }
         self.save(ModeState::default()).await?;
         Ok(revoked)
     }

@@ -69,6 +69,9 @@ pub enum OidcError {
     /// The ID token failed a check.
     #[error("the ID token was refused: {0}")]
     Token(String),
+    /// The subject is in a shape the provider's baseline never saw.
+    #[error("{0}")]
+    SubjectFormat(String),
     /// The host's storage failed.
     #[error("sign-in storage: {0}")]
     Storage(String),
@@ -87,13 +90,17 @@ impl OidcError {
             OidcError::CodeInvalid => "oidc_code_invalid",
             OidcError::Provider(_) => "provider_error",
             OidcError::Token(_) => "oidc_token_invalid",
+            OidcError::SubjectFormat(_) => "oidc_subject_format_changed",
             OidcError::Storage(_) => "storage_unavailable",
         }
     }
 
     /// Worth an audit record: what an attack, or a provider drifting, looks like.
     pub fn is_suspicious(&self) -> bool {
-        matches!(self, OidcError::StateInvalid | OidcError::IssuerMismatch(_) | OidcError::Token(_))
+        matches!(
+            self,
+            OidcError::StateInvalid | OidcError::IssuerMismatch(_) | OidcError::Token(_) | OidcError::SubjectFormat(_)
+        )
     }
 }
 
@@ -227,29 +234,24 @@ impl Oidc {
     /// Probes a provider now; its status after.
     pub async fn probe(&self, name: &str) -> Result<Status, OidcError> {
         let provider = self.provider(name)?;
+        let was_down = provider.is_down();
         let drift = provider.probe().await;
         self.record_drift(provider, &drift).await?;
-        self.when_down(provider).await;
+        if !was_down && provider.is_down() {
+            self.went_down(provider).await;
+        }
         Ok(provider.status())
     }
 
-    /// A provider that went down may switch emergency mode on.
-    async fn when_down(&self, provider: &Provider) {
-        let status = provider.status();
-        if status.state != provider::State::Down {
-            return;
-        }
+    /// A provider the probes found going down may switch emergency mode on
+    /// (once per fall: an admin who ends the mode is not overruled).
+    async fn went_down(&self, provider: &Provider) {
         let why = provider.breaking().unwrap_or_else(|| "its probes keep failing".to_owned());
         if let Some(emergency) = &self.emergency
             && let Err(e) = emergency.provider_down(&provider.name, &why).await
         {
             tracing::error!(provider = %provider.name, error = %e, "emergency mode could not switch on");
         }
-    }
-
-    /// The emergency mode, when this deployment has one to switch.
-    pub fn emergency(&self) -> Option<&Arc<emergency::Emergency>> {
-        self.emergency.as_ref()
     }
 
     /// Probes every provider at start and then every `probe_interval`, for
@@ -384,6 +386,11 @@ impl Oidc {
             return Err(OidcError::Denied(format!("{error}{described}")));
         }
         let code = params.get("code").ok_or_else(|| OidcError::Provider("the response carries no code".into()))?;
+        // Nothing (the code, the verifier, the secret) goes to a provider
+        // that moved since the sign-in started.
+        if let Some(why) = provider.breaking() {
+            return Err(OidcError::Unavailable(why));
+        }
         let token = match provider.exchange(&metadata, code, &flow.verifier).await {
             Err(OidcError::Unavailable(why)) => {
                 provider.forget();
@@ -393,14 +400,25 @@ impl Oidc {
         };
         let verified = provider.verify(&metadata, &token, &flow.nonce).await?;
         // What the token says about the provider is watched for drift too.
+        let format = drift::subject_format(&verified.subject);
         let drift = provider.observe(|observed| {
-            observed.subject_format = Some(drift::subject_format(&verified.subject));
-            observed.email_verified_claim = Some(verified.email_verified_claim);
+            if !observed.subject_formats.contains(&format) {
+                observed.subject_formats.push(format.clone());
+                observed.subject_formats.sort();
+            }
+            if verified.email.is_some() {
+                observed.email_verified_claim = Some(verified.email_verified_claim);
+            }
         });
         self.record_drift(provider, &drift).await?;
         if let Some(why) = provider.breaking() {
-            self.when_down(provider).await;
             return Err(OidcError::Unavailable(why));
+        }
+        if !provider.knows_subject_format(&format) {
+            return Err(OidcError::SubjectFormat(format!(
+                "provider `{name}` named this person with a subject shaped `{format}`, which its baseline never saw; \
+                 an operator checks it and accepts the new behaviour before such sign-ins are taken"
+            )));
         }
         Ok(verified)
     }

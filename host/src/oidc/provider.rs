@@ -225,11 +225,25 @@ impl Provider {
         let seen = Observation::of(metadata, &self.config.algorithms);
         self.observe(|observed| {
             *observed = Observation {
-                subject_format: observed.subject_format.take(),
+                subject_formats: std::mem::take(&mut observed.subject_formats),
                 email_verified_claim: observed.email_verified_claim,
                 ..seen
             }
         })
+    }
+
+    /// Whether a subject of shape `format` may sign in: any, until a
+    /// baseline with subjects in it is accepted; then only the shapes it saw.
+    pub fn knows_subject_format(&self, format: &str) -> bool {
+        let health = self.health();
+        health.baseline.as_ref().is_none_or(|b| {
+            b.observation.subject_formats.is_empty() || b.observation.subject_formats.iter().any(|f| f == format)
+        })
+    }
+
+    /// Whether it is down now.
+    pub fn is_down(&self) -> bool {
+        self.health().state() == State::Down
     }
 
     /// Why it fails closed, when its drift breaks sign-ins.
@@ -288,12 +302,20 @@ impl Provider {
             Err(e) => problems.push(e.to_string()),
             Ok(metadata) => {
                 drift = self.observe_metadata(&metadata);
-                match self.check(metadata.clone()) {
-                    Ok(checked) => self.cached().metadata = Some(std::sync::Arc::new(checked)),
+                let checked = match self.check(metadata.clone()) {
+                    Ok(checked) => {
+                        self.cached().metadata = Some(std::sync::Arc::new(checked));
+                        true
+                    }
                     Err(e) => {
                         problems.push(e.to_string());
                         self.cached().metadata = None;
+                        false
                     }
+                };
+                // Neither the keys nor the secret are asked of endpoints that moved.
+                if !checked || self.breaking().is_some() {
+                    return self.probed(problems, drift);
                 }
                 match self.get_json::<JwkSet>(&metadata.jwks_uri).await {
                     Ok(keys) => {
@@ -308,6 +330,10 @@ impl Provider {
                 }
             }
         }
+        self.probed(problems, drift)
+    }
+
+    fn probed(&self, problems: Vec<String>, drift: Vec<Drift>) -> Vec<Drift> {
         let mut health = self.health();
         health.failed_probes = if problems.is_empty() { 0 } else { health.failed_probes + 1 };
         health.last_probe = Some(Probe { at: super::now_rfc3339(), problems });
@@ -379,6 +405,19 @@ impl Provider {
                 metadata.issuer, self.config.issuer
             )));
         }
+        // Endpoints over https, or plain http on loopback beside a loopback issuer.
+        let issuer_http = self.config.issuer.starts_with("http://");
+        for (name, endpoint) in [
+            ("authorization_endpoint", &metadata.authorization_endpoint),
+            ("token_endpoint", &metadata.token_endpoint),
+            ("jwks_uri", &metadata.jwks_uri),
+        ] {
+            let url = url::Url::parse(endpoint).map_err(|e| self.unavailable(format!("its {name}: {e}")))?;
+            let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+            if url.scheme() != "https" && !(issuer_http && loopback && url.scheme() == "http") {
+                return Err(self.unavailable(format!("its {name} `{endpoint}` is not https")));
+            }
+        }
         if let Some(methods) = &metadata.code_challenge_methods_supported
             && !methods.iter().any(|m| m == "S256")
         {
@@ -423,14 +462,21 @@ impl Provider {
             return DecodingKey::from_jwk(&jwk).map_err(|e| OidcError::Token(format!("its key is unusable: {e}")));
         }
         let cooldown = self.config.key_refetch_cooldown.0;
-        if held.is_some() && fetched_at.is_some_and(|at| at.elapsed() < cooldown) {
+        if fetched_at.is_some_and(|at| at.elapsed() < cooldown) {
             return Err(OidcError::Token(format!(
                 "it names key `{}`, which the provider's key set does not hold (fetched less than {} s ago)",
                 kid.unwrap_or("(none)"),
                 cooldown.as_secs()
             )));
         }
-        let keys: JwkSet = self.get_json(&metadata.jwks_uri).await?;
+        let keys: JwkSet = match self.get_json(&metadata.jwks_uri).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                // A failing key endpoint is asked again only after the cooldown.
+                self.cached().keys_fetched_at = Some(Instant::now());
+                return Err(e);
+            }
+        };
         let jwk = find(&keys);
         {
             let mut cached = self.cached();
@@ -506,6 +552,7 @@ impl Provider {
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_audience(&[&self.config.client_id]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud"]);
+        validation.validate_nbf = true;
         let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &validation)
             .map_err(|e| OidcError::Token(format!("{e}")))?
             .claims;
@@ -521,6 +568,10 @@ impl Provider {
             && azp.as_str() != Some(self.config.client_id.as_str())
         {
             return Err(OidcError::Token(format!("it was issued to another party ({azp})")));
+        }
+        // Several audiences: the authorized party must say it is ours.
+        if claims.get("aud").and_then(|a| a.as_array()).is_some_and(|a| a.len() > 1) && !claims.contains_key("azp") {
+            return Err(OidcError::Token("it names several audiences and no authorized party".to_owned()));
         }
         let subject = match claims.get(&self.config.subject_claim) {
             Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 255 => s.clone(),

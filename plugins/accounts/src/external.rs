@@ -52,6 +52,12 @@ pub fn admit(identity: Identity) -> Result<String, Refusal> {
         ));
     }
     let account = match store::account_by_email(&email).map_err(unavailable)? {
+        Some(stored) if stored.account.state == State::Pending && !identity.may_create => {
+            return Err(Refusal::new(
+                "account_creation_paused",
+                "accounts are not activated this way while emergency mode is on; an admin can send you a sign-in link",
+            ));
+        }
         Some(stored) if stored.account.state == State::Pending => take_over(&stored)?,
         Some(stored) => {
             active(&stored.account)?;

@@ -95,17 +95,34 @@ pub fn sign_in_for_api(req: &Request) -> Result<Response> {
 /// with the throttle, the constant-cost check and the audit record.
 fn check_credentials(req: &Request) -> Result<Account> {
     let input: Credentials = req.json()?;
+    // Decided before the password is checked: the answer must not tell
+    // whether it was right.
+    let only_role = match sessions::password_sign_in() {
+        sessions::PasswordPolicy::Off => {
+            return Err(Error::new(
+                403,
+                "password_sign_in_disabled",
+                "password sign-in is off: sign in through a provider (GET /v1/auth/status)",
+            ));
+        }
+        sessions::PasswordPolicy::BreakGlassOnly(role) => Some(role),
+        sessions::PasswordPolicy::Available => None,
+    };
     let email = fields::email("email", &input.email)?;
     let key = failure_key(&email);
     check_throttle(&key)?;
     let stored = store::account_by_email(&email)?;
     // Unknown addresses are checked against a dummy hash: same cost.
     let verdict = passwords::verify(&input.password, stored.as_ref().and_then(|s| stored_hash(&s.account)));
+    let allowed = |account: &Account| only_role.as_ref().is_none_or(|role| account.roles.contains(role));
     let account = match stored {
-        Some(stored) if verdict.valid && stored.account.state == State::Active => stored,
+        Some(stored) if verdict.valid && stored.account.state == State::Active && allowed(&stored.account) => stored,
         other => {
-            let reason = other
-                .map_or("unknown address", |s| if verdict.valid { s.account.state.name() } else { "wrong password" });
+            let reason = other.map_or("unknown address", |s| match (verdict.valid, s.account.state) {
+                (false, _) => "wrong password",
+                (true, State::Active) => "not break-glass in emergency mode",
+                (true, state) => state.name(),
+            });
             hourly::count(&key)?;
             store::record("session.login_failed", &store::sha256(&email), Audit::Failure, Some(reason.into()))?;
             return Err(Error::new(401, "invalid_credentials", "the e-mail address or password is wrong"));

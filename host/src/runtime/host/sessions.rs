@@ -3,7 +3,7 @@
 
 use crate::identity::IdentityError;
 use crate::identity::{IssuedToken as Token, Session};
-use crate::runtime::bindings::sessions::{Error, Host, Issued, IssuedToken, SessionInfo};
+use crate::runtime::bindings::sessions::{Error, Host, Issued, IssuedToken, PasswordPolicy, SessionInfo};
 use crate::runtime::state::{HostState, SessionEffect};
 
 impl From<IdentityError> for Error {
@@ -84,6 +84,15 @@ impl Host for HostState {
         self.wrote = true;
         let revoked = self.plugin.identity.revoke_all(&account_id, except.as_deref(), &envelope).await;
         Ok(revoked.map_err(Error::from))
+    }
+
+    async fn password_sign_in(&mut self) -> wasmtime::Result<PasswordPolicy> {
+        let emergency = &self.plugin.emergency;
+        Ok(match emergency.password_sign_in() {
+            "available" => PasswordPolicy::Available,
+            "break_glass_only" => PasswordPolicy::BreakGlassOnly(emergency.break_glass_role().to_owned()),
+            _ => PasswordPolicy::Off,
+        })
     }
 
     async fn list(&mut self, account_id: String) -> wasmtime::Result<Result<Vec<SessionInfo>, Error>> {
