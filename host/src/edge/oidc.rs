@@ -249,13 +249,20 @@ async fn emergency_link(
     Ok(response)
 }
 
-/// 403 in the standard error shape, with the plugin's code when it is one
-/// (snake_case, at most 64 bytes).
+/// The plugin's refusal in the standard error shape (403, or 503 and 409
+/// for its storage failing and a concurrent change), with its code when it
+/// is one (snake_case, at most 64 bytes).
 fn refused(code: &str, message: &str, trace_id: &str) -> Response<Full<Bytes>> {
     let stable = !code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
     let code = if stable { code } else { "sign_in_refused" };
+    // What is not the person's fault is not a 403.
+    let status = match code {
+        "storage_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "conflict" => StatusCode::CONFLICT,
+        _ => StatusCode::FORBIDDEN,
+    };
     let body = serde_json::json!({ "error": { "code": code, "message": message, "trace_id": trace_id } });
-    super::json_response(StatusCode::FORBIDDEN, &body)
+    super::json_response(status, &body)
 }
 
 fn unavailable(why: &str) -> ApiError {
