@@ -615,6 +615,16 @@ async fn emergency_mode_needs_two_admins_lets_break_glass_passwords_and_links_in
     let two = provider_bearer(&s, "two", "two@example.com").await;
     let ann = provider_bearer(&s, "ann", "ann@example.com").await;
     let ann_id = call(&s.server, reqwest::Method::GET, "/v1/me", &ann).await.1["id"].as_str().unwrap().to_owned();
+
+    // The provider goes down: after three failed probes, sign-ins through it
+    // are refused at once.
+    s.provider.control("fail", json!({ "path": "*", "status": 503 })).await;
+    for _ in 0..3 {
+        call(&s.server, reqwest::Method::POST, "/admin/auth/providers/test/probe", &one).await;
+    }
+    let start = browser().get(s.server.url("/v1/auth/oidc/test")).send().await.unwrap();
+    assert_eq!(error_code(start).await, (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable".into()));
+    assert_eq!(status(&s).await["providers"][0]["available"], false);
     let on = "/admin/auth/emergency?reason=provider%20outage";
     let (code, pending) = call(&s.server, reqwest::Method::POST, on, &one).await;
     assert_eq!((code, pending["on"].as_bool()), (StatusCode::ACCEPTED, Some(false)), "{pending}");
@@ -650,7 +660,11 @@ async fn emergency_mode_needs_two_admins_lets_break_glass_passwords_and_links_in
     assert_eq!(me.status(), StatusCode::OK);
     assert_eq!(error_code(browser().get(&url).send().await.unwrap()).await.1, "link_invalid", "used once");
 
-    // No new account through the provider meanwhile; linked ones sign in.
+    // The provider is back: no new account through it while the mode is
+    // on; linked people sign in.
+    s.provider.control("fail", json!({ "path": "*" })).await;
+    let (_, probed) = call(&s.server, reqwest::Method::POST, "/admin/auth/providers/test/probe", &one).await;
+    assert_ne!(probed["state"], "down", "{probed}");
     s.provider.next("newcomer", "new@example.com", true).await;
     let newcomer = browser();
     let to = to_callback(&newcomer, &s.server).await;
@@ -710,5 +724,16 @@ async fn a_provider_going_down_switches_emergency_mode_on_when_so_configured() {
     let status: Value = Client::new().get(s.server.url("/v1/auth/status")).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["providers"][0]["available"], false);
     assert_eq!(status["emergency"]["on"], true);
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_code_the_provider_refuses_is_oidc_code_invalid() {
+    let s = setup("").await;
+    s.provider.next("lu", "lu@example.com", true).await;
+    let lu = browser();
+    let url = to_callback(&lu, &s.server).await;
+    s.provider.control("fail", json!({ "path": "/token", "status": 400, "error": "invalid_grant" })).await;
+    assert_eq!(error_code(callback(&lu, &url).await).await, (StatusCode::BAD_REQUEST, "oidc_code_invalid".into()));
     s.server.stop().await;
 }

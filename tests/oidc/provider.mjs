@@ -129,8 +129,8 @@ const controls = {
   async discovery(patch) {
     state.discovery = patch;
   },
-  async fail({ path, status }) {
-    if (status) state.failing.set(path, status);
+  async fail({ path, status, error }) {
+    if (status) state.failing.set(path, { status, error: error || 'temporarily_unavailable' });
     else state.failing.delete(path);
   },
   async clock({ offset }) {
@@ -152,7 +152,7 @@ const server = createServer(async (req, res) => {
   if (req.headers['x-plinth-unpatched']) return provider.callback()(req, res);
   state.requests.set(path, (state.requests.get(path) || 0) + 1);
   const failing = state.failing.get(path) ?? state.failing.get('*');
-  if (failing) return json(res, failing, { error: 'temporarily_unavailable' });
+  if (failing) return json(res, failing.status, { error: failing.error });
   try {
     if (path.startsWith('/interaction/')) return await interaction(req, res);
     if (path === '/.well-known/openid-configuration' && Object.keys(state.discovery).length) {

@@ -404,3 +404,30 @@ impl Emergency {
 fn link_key(token: &str) -> String {
     format!("elink/{}", hex::encode(Sha256::digest(token.as_bytes())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Actor, AuditKey};
+    use crate::identity::Lifetimes;
+    use crate::storage::SledStorage;
+
+    #[tokio::test]
+    async fn the_mode_does_not_change_when_its_audit_record_cannot_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = SledStorage::open(dir.path()).unwrap();
+        let key = AuditKey::from_bytes([3; 32]);
+        let audit = Arc::new(AuditLog::open(&storage, Some(std::path::Path::new("/dev/full")), key).await.unwrap());
+        let lifetimes = Lifetimes { idle: Duration::from_secs(60), absolute: Duration::from_secs(600) };
+        let identity = Arc::new(Identity::open(&storage, audit.clone(), lifetimes).unwrap());
+        let mode = Emergency::open(&AuthConfig::default(), &storage, audit, identity).await.unwrap();
+        let admin = Envelope { actor: Actor::Principal("ada".into()), ..Envelope::system() };
+        let refused = mode.request(&admin, "provider outage", None).await.unwrap_err();
+        assert_eq!(refused.code(), "audit_unavailable");
+        assert!(!mode.is_on());
+        assert_eq!(mode.status(), ModeState::default());
+        let stored = storage.namespace(NamespaceId::System("oidc"), None).unwrap().get(STATE_KEY).await.unwrap();
+        assert_eq!(stored, None, "nothing stored either");
+        assert_eq!(mode.password_session(&["break-glass".to_owned()]), Ok(None), "password sign-in unchanged");
+    }
+}

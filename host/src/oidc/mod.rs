@@ -300,6 +300,11 @@ impl Oidc {
         if let Some(why) = provider.breaking() {
             return Err(OidcError::Unavailable(why));
         }
+        if provider.is_down() {
+            return Err(OidcError::Unavailable(format!(
+                "provider `{name}` is down: its last probes failed (GET /v1/auth/status)"
+            )));
+        }
         self.sweep().await?;
         let created_at = now();
         let state = format!("{created_at:010x}{}", random(24));

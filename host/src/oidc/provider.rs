@@ -590,3 +590,48 @@ impl Provider {
         Ok(Verified { subject, email: text("email"), email_verified, email_verified_claim, name: text("name") })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider() -> Provider {
+        let config: ProviderConfig =
+            toml::from_str("issuer = \"http://127.0.0.1:9\"\nclient_id = \"plinth\"\nclient_secret_file = \"s\"\n")
+                .unwrap();
+        let redirect = ("secret".to_owned(), "http://127.0.0.1:8/cb".to_owned());
+        Provider::new("test".into(), config, redirect, None, std::sync::Arc::default())
+    }
+
+    fn metadata() -> Metadata {
+        Metadata {
+            issuer: "http://127.0.0.1:9".into(),
+            authorization_endpoint: "http://127.0.0.1:9/auth".into(),
+            token_endpoint: "http://127.0.0.1:9/token".into(),
+            jwks_uri: "http://127.0.0.1:9/jwks".into(),
+            code_challenge_methods_supported: None,
+            id_token_signing_alg_values_supported: Vec::new(),
+            authorization_response_iss_parameter_supported: false,
+        }
+    }
+
+    fn token(header: &str) -> String {
+        use base64::Engine as _;
+        let part = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let claims = r#"{"iss":"http://127.0.0.1:9","aud":"plinth","sub":"x","exp":9999999999,"iat":1,"nonce":"n"}"#;
+        format!("{}.{}.{}", part(header), part(claims), part("sig"))
+    }
+
+    #[tokio::test]
+    async fn unsigned_and_shared_secret_tokens_are_refused_before_any_key_is_fetched() {
+        let provider = provider();
+        for (header, why) in [
+            (r#"{"alg":"none"}"#, "it is not a JWT"),
+            (r#"{"alg":"HS256","kid":"k"}"#, "it is signed with HS256, not one of the allowed"),
+            (r#"{"alg":"PS256","kid":"k"}"#, "it is signed with PS256, not one of the allowed"),
+        ] {
+            let refused = provider.verify(&metadata(), &token(header), "n").await.unwrap_err();
+            assert!(matches!(&refused, OidcError::Token(m) if m.contains(why)), "{header}: {refused}");
+        }
+    }
+}
