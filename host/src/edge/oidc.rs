@@ -175,6 +175,15 @@ pub async fn handle(
     }
 }
 
+/// The page an emergency link shows before it is used: its button submits
+/// the same link with `confirm=yes`.
+const CONFIRM_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<title>Emergency sign-in</title></head><body><h1>Emergency sign-in</h1>\
+<p>An administrator sent you this link to sign in while sign-in through your provider is unavailable. \
+It works once, within fifteen minutes of being sent.</p>\
+<form method=\"get\"><input type=\"hidden\" name=\"confirm\" value=\"yes\">\
+<button type=\"submit\">Sign in</button></form></body></html>\n";
+
 /// `GET /v1/auth/status`: which ways of signing in work now, and the
 /// caller's session (with its CSRF token: a browser that came back from a
 /// provider has no other way to learn it; other sites cannot read this).
@@ -211,13 +220,24 @@ fn status(app: &App, signed_in: Option<&Authenticated>) -> Response<Full<Bytes>>
 }
 
 /// `GET /v1/auth/emergency/{token}`: an admin's single-use sign-in link,
-/// while emergency mode is on; an emergency session.
+/// while emergency mode is on. The link itself shows a page whose button
+/// (`?confirm=yes`) signs in, so a mail scanner following it uses nothing
+/// up; confirmed, an emergency session.
 async fn emergency_link(
     app: &App,
     deployment: &Deployment,
     req: &AuthRequest<'_>,
     token: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    let confirmed = req.parts.uri.query().is_some_and(|q| q.split('&').any(|pair| pair == "confirm=yes"));
+    if !confirmed {
+        let mut page = Response::new(Full::new(Bytes::from_static(CONFIRM_PAGE.as_bytes())));
+        let headers = page.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        return Ok(page);
+    }
     let account = app.emergency.redeem(token).await.map_err(|e| {
         let status =
             if e.code() == "audit_unavailable" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_REQUEST };

@@ -37,6 +37,9 @@ use crate::storage::{Namespace, NamespaceId, Storage, Swap};
 pub const FLOW_TTL_SECS: u64 = 600;
 /// Expired sign-ins removed per new one, at most.
 const SWEEP: usize = 64;
+/// Sign-ins in progress at once on this server, at most: past it new ones
+/// wait (a flood from many addresses fills no disk).
+const MAX_PENDING: usize = 100_000;
 
 /// Why a sign-in through a provider failed; each has a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,6 +136,8 @@ pub struct Oidc {
     providers: BTreeMap<String, Arc<Provider>>,
     /// Sign-ins in progress (`flow/`) and accepted baselines (`baseline/`).
     flows: Arc<dyn Namespace>,
+    /// Sign-ins started and not yet finished or swept, since start.
+    pending: std::sync::atomic::AtomicUsize,
     audit: Arc<AuditLog>,
     /// Switched on when a provider goes down, if so configured.
     emergency: Option<Arc<emergency::Emergency>>,
@@ -198,6 +203,7 @@ impl Oidc {
         }
         Ok(Some(Self {
             providers,
+            pending: std::sync::atomic::AtomicUsize::new(0),
             flows,
             audit,
             emergency,
@@ -306,6 +312,11 @@ impl Oidc {
             )));
         }
         self.sweep().await?;
+        if self.pending.load(std::sync::atomic::Ordering::Relaxed) >= MAX_PENDING {
+            return Err(OidcError::Unavailable(format!(
+                "{MAX_PENDING} sign-ins are in progress already; try again in a few minutes"
+            )));
+        }
         let created_at = now();
         let state = format!("{created_at:010x}{}", random(24));
         let (nonce, verifier, binding) = (random(24), random(32), random(32));
@@ -321,6 +332,7 @@ impl Oidc {
             .set(&format!("flow/{state}"), serde_json::to_vec(&flow).expect("serializes"))
             .await
             .map_err(storage_error)?;
+        self.pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut scopes = provider.config.scopes.clone();
         if !scopes.iter().any(|s| s == "openid") {
             scopes.insert(0, "openid".to_owned());
@@ -350,8 +362,19 @@ impl Oidc {
                 break;
             }
             self.flows.delete(&key).await.map_err(storage_error)?;
+            self.forget_one();
         }
         Ok(())
+    }
+
+    /// One pending sign-in fewer (never below none: those from before a
+    /// restart are swept without being counted).
+    fn forget_one(&self) {
+        let _ = self.pending.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |n| Some(n.saturating_sub(1)),
+        );
     }
 
     /// Finishes a sign-in the provider sent the browser back from, with
@@ -368,7 +391,7 @@ impl Oidc {
         let stored = self.flows.get(&key).await.map_err(storage_error)?.ok_or(OidcError::StateInvalid)?;
         // Taken once: a replay, or a race of two, finds it gone.
         match self.flows.compare_and_swap(&key, Some(stored.clone()), None).await.map_err(storage_error)? {
-            Swap::Swapped => {}
+            Swap::Swapped => self.forget_one(),
             Swap::Conflict(_) => return Err(OidcError::StateInvalid),
         }
         let flow: Flow = serde_json::from_slice(&stored).map_err(storage_error)?;
