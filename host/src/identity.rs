@@ -79,6 +79,9 @@ pub struct Session {
     /// Issued in emergency mode: shorter-lived, and revoked when it ends.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub emergency: bool,
+    /// For an emergency session, when the mode it was issued in began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency_since: Option<u64>,
 }
 
 /// A request's resolved identity.
@@ -124,10 +127,10 @@ pub struct Identity {
     lifetimes: Lifetimes,
     /// Counts sessions issued and revoked, when set.
     metrics: Option<Arc<crate::metrics::Metrics>>,
-    /// When the emergency mode in force began (Unix seconds; 0: off). An
-    /// emergency session from before it, or from when it is off, is void
-    /// even before `revoke_emergency` reaches it.
-    emergency_since: std::sync::atomic::AtomicU64,
+    /// When the emergency mode in force began and ends (Unix seconds; 0:
+    /// none is on). An emergency session of another mode, or past its
+    /// mode's end, is void even before `revoke_emergency` reaches it.
+    emergency: std::sync::Mutex<(u64, u64)>,
 }
 
 /// A fresh session token; the caller puts it in the cookie.
@@ -177,7 +180,7 @@ impl Identity {
             audit,
             lifetimes,
             metrics: None,
-            emergency_since: std::sync::atomic::AtomicU64::new(0),
+            emergency: std::sync::Mutex::new((0, 0)),
         })
     }
 
@@ -233,8 +236,8 @@ impl Identity {
         let mut session: Session = decode("session", &bytes)?;
         let now = now();
         let idle_deadline = session.last_seen_at + self.lifetimes.idle.as_secs();
-        let since = self.emergency_since.load(std::sync::atomic::Ordering::Acquire);
-        let void = session.emergency && (since == 0 || session.created_at < since);
+        let (since, until) = *self.emergency.lock().expect("emergency window poisoned");
+        let void = session.emergency && (since == 0 || session.emergency_since != Some(since) || now >= until);
         if now >= session.expires_at || now >= idle_deadline || void {
             self.delete_session(&hash, &session).await?;
             return Ok(None);
@@ -292,6 +295,7 @@ impl Identity {
             client_address: client_address.to_owned(),
             user_agent: user_agent.chars().take(256).collect(),
             emergency: emergency.is_some(),
+            emergency_since: emergency.map(|_| self.emergency.lock().expect("emergency window poisoned").0),
         };
         self.audit
             .append(envelope.draft(
@@ -399,9 +403,10 @@ impl Identity {
         Ok(count)
     }
 
-    /// Tells it when the emergency mode in force began (0: none is).
-    pub fn set_emergency_since(&self, since: u64) {
-        self.emergency_since.store(since, std::sync::atomic::Ordering::Release);
+    /// Tells it when the emergency mode in force began and ends (0, 0:
+    /// none is on).
+    pub fn set_emergency(&self, since: u64, until: u64) {
+        *self.emergency.lock().expect("emergency window poisoned") = (since, until);
     }
 
     /// Revokes every session issued in emergency mode (as it ends); how many.

@@ -488,12 +488,22 @@ async fn the_monitor_finds_s256_gone_and_email_verified_dropped_and_fails_closed
     signed_in(&browser(), &s.server).await;
     provider_action(&s.server, "baseline").await;
 
-    // email_verified no longer sent: nothing links by address any more.
-    s.provider.control("login", json!({ "sub": "jo", "email": "jo@example.com" })).await;
-    let jo = browser();
-    let url = to_callback(&jo, &s.server).await;
-    let body: Value = callback(&jo, &url).await.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("email_verified_claim was `true`"), "{body}");
+    // email_verified no longer sent: nothing links by address any more, and
+    // once three people's tokens lack it (one person's cannot do it), the
+    // provider fails closed.
+    let mut answers = Vec::new();
+    for sub in ["jo", "kai", "lia"] {
+        s.provider.control("login", json!({ "sub": sub, "email": format!("{sub}@example.com") })).await;
+        let person = browser();
+        let url = to_callback(&person, &s.server).await;
+        let response = callback(&person, &url).await;
+        let status = response.status();
+        answers.push((status, response.text().await.unwrap()));
+    }
+    assert_eq!(answers[0].0, StatusCode::SEE_OTHER, "jo's link is by subject: {answers:?}");
+    assert!(answers[1].1.contains("email_unverified"), "{answers:?}");
+    assert_eq!(answers[2].0, StatusCode::SERVICE_UNAVAILABLE, "{answers:?}");
+    assert!(answers[2].1.contains("email_verified_claim was `true`"), "{answers:?}");
     provider_action(&s.server, "baseline").await;
 
     // S256 dropped from discovery: the next probe finds it.
@@ -660,11 +670,14 @@ async fn emergency_mode_needs_two_admins_lets_break_glass_passwords_and_links_in
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("name=\"confirm\" value=\"yes\""));
     let url = format!("{url}?confirm=yes");
-    let followed = ann_browser.get(&url).send().await.unwrap();
+    let from_elsewhere = ann_browser.get(&url).header("sec-fetch-site", "cross-site").send().await.unwrap();
+    assert_eq!(from_elsewhere.status(), StatusCode::OK, "another site's navigation only shows the page");
+    let followed = ann_browser.get(&url).header("sec-fetch-site", "same-origin").send().await.unwrap();
     assert_eq!(followed.status(), StatusCode::SEE_OTHER);
     let me = ann_browser.get(s.server.url("/v1/me")).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::OK);
-    assert_eq!(error_code(browser().get(&url).send().await.unwrap()).await.1, "link_invalid", "used once");
+    let again = browser().get(&url).header("sec-fetch-site", "same-origin").send().await.unwrap();
+    assert_eq!(error_code(again).await.1, "link_invalid", "used once");
 
     // The provider is back: no new account through it while the mode is
     // on; linked people sign in.

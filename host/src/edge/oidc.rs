@@ -100,7 +100,8 @@ pub async fn handle(
                 Ok(verified) => verified,
                 Err(e) => {
                     // Sampled per client: a flood of made-up states is not a flood of records.
-                    let key = format!("{} {}", crate::edge::client::limit_key(req.client), req.envelope.actor);
+                    let client = crate::edge::client::limit_key(req.client);
+                    let key = format!("{client} {} {}", req.envelope.actor, e.code());
                     if e.is_suspicious()
                         && let Some(suppressed) = app.denials.sample("auth.oidc", &key)
                     {
@@ -229,7 +230,11 @@ async fn emergency_link(
     req: &AuthRequest<'_>,
     token: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let confirmed = req.parts.uri.query().is_some_and(|q| q.split('&').any(|pair| pair == "confirm=yes"));
+    // Confirmed from the link's own page: a navigation from elsewhere (a
+    // link another site sends the browser to, a scanner) only shows it.
+    let same_origin = req.parts.headers.get("sec-fetch-site").is_some_and(|v| v == "same-origin");
+    let confirmed =
+        same_origin && req.parts.uri.query().is_some_and(|q| q.split('&').any(|pair| pair == "confirm=yes"));
     if !confirmed {
         let mut page = Response::new(Full::new(Bytes::from_static(CONFIRM_PAGE.as_bytes())));
         let headers = page.headers_mut();

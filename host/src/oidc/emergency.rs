@@ -134,7 +134,7 @@ impl Emergency {
                 .map_err(|e| anyhow::anyhow!("the emergency mode's stored state is unreadable: {e}"))?,
             None => ModeState::default(),
         };
-        identity.set_emergency_since(if state.on { state.since.unwrap_or_default() } else { 0 });
+        identity.set_emergency(state.since.filter(|_| state.on).unwrap_or(0), state.until.unwrap_or(0));
         let emergency = Arc::new(Self {
             config: config.clone(),
             ns,
@@ -195,7 +195,7 @@ impl Emergency {
 
     async fn save(&self, state: ModeState) -> Result<(), EmergencyError> {
         self.ns.set(STATE_KEY, serde_json::to_vec(&state).expect("serializes")).await.map_err(unavailable)?;
-        self.identity.set_emergency_since(if state.on { state.since.unwrap_or_default() } else { 0 });
+        self.identity.set_emergency(state.since.filter(|_| state.on).unwrap_or(0), state.until.unwrap_or(0));
         *self.state() = state;
         Ok(())
     }
@@ -323,10 +323,12 @@ impl Emergency {
         self.record(envelope, "auth.emergency_off", why.to_owned()).await?;
         let revoked = self.identity.revoke_emergency(envelope).await.map_err(unavailable)?;
         // Links not used yet die with the mode.
-        let links = self.ns.scan_prefix("elink/", None, 10_000).await.map_err(unavailable)?;
-        let stale: Vec<crate::storage::Op> =
-            links.entries.into_iter().map(|(key, _)| crate::storage::Op::Delete(key)).collect();
-        if !stale.is_empty() {
+        loop {
+            let links = self.ns.scan_prefix("elink/", None, 1000).await.map_err(unavailable)?;
+            if links.entries.is_empty() {
+                break;
+            }
+            let stale = links.entries.into_iter().map(|(key, _)| crate::storage::Op::Delete(key)).collect();
             self.ns.batch(stale).await.map_err(unavailable)?;
         }
         self.save(ModeState::default()).await?;
@@ -361,6 +363,7 @@ impl Emergency {
 
     /// A single-use sign-in link's token for an account, while on.
     pub async fn link(&self, envelope: &Envelope, account: &str) -> Result<(String, u64), EmergencyError> {
+        let _one = self.changing.lock().await;
         if !self.is_on() {
             return Err(EmergencyError::Off);
         }

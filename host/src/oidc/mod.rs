@@ -243,7 +243,10 @@ impl Oidc {
         let was_down = provider.is_down();
         let drift = provider.probe().await;
         self.record_drift(provider, &drift).await?;
-        if !was_down && provider.is_down() {
+        // Only what this probe found (its failures, its breaking drift)
+        // switches emergency mode on, not a sign-in meanwhile.
+        let found = provider.failed_probes() >= 3 || drift.iter().any(|d| d.severity == drift::Severity::Breaking);
+        if !was_down && provider.is_down() && found {
             self.went_down(provider).await;
         }
         Ok(provider.status())
@@ -361,8 +364,9 @@ impl Oidc {
             if created.is_some_and(|at| at >= cutoff) {
                 break;
             }
-            self.flows.delete(&key).await.map_err(storage_error)?;
-            self.forget_one();
+            if self.flows.delete(&key).await.map_err(storage_error)? {
+                self.forget_one();
+            }
         }
         Ok(())
     }
@@ -429,13 +433,17 @@ impl Oidc {
         let verified = provider.verify(&metadata, &token, &flow.nonce).await?;
         // What the token says about the provider is watched for drift too.
         let format = drift::subject_format(&verified.subject);
+        let email_verified = match verified.email {
+            Some(_) => provider.note_email_verified(&verified.subject, verified.email_verified_claim),
+            None => None,
+        };
         let drift = provider.observe(|observed| {
             if !observed.subject_formats.contains(&format) {
                 observed.subject_formats.push(format.clone());
                 observed.subject_formats.sort();
             }
-            if verified.email.is_some() {
-                observed.email_verified_claim = Some(verified.email_verified_claim);
+            if email_verified.is_some() {
+                observed.email_verified_claim = email_verified;
             }
         });
         self.record_drift(provider, &drift).await?;

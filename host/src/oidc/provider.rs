@@ -21,6 +21,9 @@ use super::config::ProviderConfig;
 use super::drift::{Baseline, Drift, Observation, Severity};
 use crate::metrics::{DriftLabels, Metrics, ProviderLabels};
 
+/// People whose tokens must lack `email_verified` before it counts as gone.
+const MISSING_CLAIM_PEOPLE: usize = 3;
+
 /// A failed fetch is not tried again sooner than this.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
 
@@ -96,6 +99,9 @@ struct Health {
     drift: Vec<Drift>,
     last_probe: Option<Probe>,
     failed_probes: u32,
+    /// Hashes of the people whose tokens carried an address without
+    /// `email_verified`, since one carried both.
+    lacking_email_verified: Vec<String>,
 }
 
 impl Health {
@@ -241,6 +247,31 @@ impl Provider {
         })
     }
 
+    /// Notes whether a token that carried an address carried
+    /// `email_verified` too; what the observation records: present, or
+    /// missing once [`MISSING_CLAIM_PEOPLE`] different people's tokens
+    /// lacked it (one person's token cannot fail the provider), or nothing new.
+    pub fn note_email_verified(&self, subject: &str, present: bool) -> Option<bool> {
+        let mut health = self.health();
+        if present {
+            health.lacking_email_verified.clear();
+            return Some(true);
+        }
+        use sha2::Digest;
+        let person = hex::encode(&sha2::Sha256::digest(subject.as_bytes())[..8]);
+        if health.lacking_email_verified.len() < MISSING_CLAIM_PEOPLE
+            && !health.lacking_email_verified.contains(&person)
+        {
+            health.lacking_email_verified.push(person);
+        }
+        (health.lacking_email_verified.len() >= MISSING_CLAIM_PEOPLE).then_some(false)
+    }
+
+    /// Probes failed in a row.
+    pub fn failed_probes(&self) -> u32 {
+        self.health().failed_probes
+    }
+
     /// Whether it is down now.
     pub fn is_down(&self) -> bool {
         self.health().state() == State::Down
@@ -379,14 +410,20 @@ impl Provider {
         }
         let url = format!("{}/.well-known/openid-configuration", self.config.issuer.trim_end_matches('/'));
         let fetched = self.get_json::<Metadata>(&url).await.and_then(|m| self.check(m));
+        // Seen before it is used: a document that drifted is never cached.
+        let fetched = fetched.and_then(|metadata| {
+            self.observe_metadata(&metadata);
+            match self.breaking() {
+                Some(why) => Err(OidcError::Unavailable(why)),
+                None => Ok(metadata),
+            }
+        });
         let mut cached = self.cached();
         match fetched {
             Ok(metadata) => {
                 let metadata = std::sync::Arc::new(metadata);
                 cached.metadata = Some(metadata.clone());
                 cached.failed_at = None;
-                drop(cached);
-                self.observe_metadata(&metadata);
                 Ok(metadata)
             }
             Err(e) => {
@@ -462,6 +499,9 @@ impl Provider {
             return DecodingKey::from_jwk(&jwk).map_err(|e| OidcError::Token(format!("its key is unusable: {e}")));
         }
         let cooldown = self.config.key_refetch_cooldown.0;
+        if held.is_none() && fetched_at.is_some_and(|at| at.elapsed() < cooldown) {
+            return Err(self.unavailable("its key set could not be fetched a moment ago"));
+        }
         if fetched_at.is_some_and(|at| at.elapsed() < cooldown) {
             return Err(OidcError::Token(format!(
                 "it names key `{}`, which the provider's key set does not hold (fetched less than {} s ago)",

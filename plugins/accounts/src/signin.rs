@@ -148,7 +148,11 @@ pub fn session_error(e: sessions::Error) -> Error {
         sessions::Error::AccountNotActive => {
             Error::new(401, "invalid_credentials", "the e-mail address or password is wrong")
         }
-        sessions::Error::Refused(why) => Error::new(403, "password_sign_in_disabled", why),
+        // Only after the credentials were checked (break-glass mode): the
+        // answer a wrong password gets, so it tells nothing.
+        sessions::Error::Refused(_) => {
+            Error::new(401, "invalid_credentials", "the e-mail address or password is wrong")
+        }
         other => Error::unavailable(other),
     }
 }
