@@ -639,21 +639,7 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
                 );
                 if matches!(action, MigrateAction::Status) {
                     for a in p.in_effect() {
-                        println!(
-                            "  step {} {}: applied {} by {} after backup {}; {} records ({} converted); canonical {}, \
-                             semantic {}; digest {} → {}",
-                            a.to,
-                            a.name,
-                            a.at,
-                            a.by,
-                            a.backup,
-                            a.records,
-                            a.converted,
-                            a.canonical,
-                            a.semantic,
-                            a.before.blake3,
-                            a.after.blake3
-                        );
+                        println!("{}", applied_line(a, "converted"));
                     }
                 }
                 for problem in &p.problems {
@@ -727,6 +713,26 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
     }
 }
 
+/// One applied step as `plinth migrate status` prints it; `converted`
+/// names what its count of changed records is.
+fn applied_line(a: &crate::migrations::Applied, converted: &str) -> String {
+    format!(
+        "  step {} {}: applied {} by {} after backup {}; {} records ({} {converted}); canonical {}, semantic {}; \
+         digest {} → {}",
+        a.to,
+        a.name,
+        a.at,
+        a.by,
+        a.backup,
+        a.records,
+        a.converted,
+        a.canonical,
+        a.semantic,
+        a.before.blake3,
+        a.after.blake3
+    )
+}
+
 /// Prints where the host's data stands against this binary's steps (and,
 /// with `applied`, each step applied); the number of problems.
 async fn host_status(bench: &crate::migrations::run::Workbench, applied: bool) -> anyhow::Result<usize> {
@@ -758,21 +764,7 @@ async fn host_status(bench: &crate::migrations::run::Workbench, applied: bool) -
             );
         }
         if applied {
-            println!(
-                "  step {} {}: applied {} by {} after backup {}; {} records, {} edits; canonical {}, semantic {}; \
-                 digest {} → {}",
-                a.to,
-                a.name,
-                a.at,
-                a.by,
-                a.backup,
-                a.records,
-                a.converted,
-                a.canonical,
-                a.semantic,
-                a.before.blake3,
-                a.after.blake3
-            );
+            println!("{}", applied_line(&a, "edits"));
         }
     }
     Ok(problems)

@@ -1158,6 +1158,20 @@ mod tests {
         Fixture { _dir: dir, storage, windows, open, stable, canary }
     }
 
+    /// Runs the fixture's backfill through; the ledger it recorded in.
+    async fn backfilled(f: &Fixture) -> Arc<Ledger> {
+        let ledger = Arc::new(Ledger::open(f.storage.as_ref()).unwrap());
+        f.windows.start_backfill(&f.open, ledger.clone());
+        for _ in 0..600 {
+            if f.open.is_done() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(f.open.is_done(), "the backfill went through");
+        ledger
+    }
+
     /// Notes `note/0000`… with texts `{prefix} {n}`.
     fn numbered(count: usize, prefix: &str) -> Vec<(String, Value)> {
         (0..count).map(|i| (format!("note/{i:04}"), json!({"text": format!("{prefix} {i}")}))).collect()
@@ -1268,15 +1282,7 @@ mod tests {
     async fn the_backfill_copies_what_the_newer_version_lacks_and_leaves_newer_writes_alone() {
         let f = fixture(&numbered(600, "note number")).await;
         f.canary.set("note/0300", bytes(json!({"text": "newer", "words": 1}))).await.unwrap();
-        let ledger = Arc::new(Ledger::open(f.storage.as_ref()).unwrap());
-        f.windows.start_backfill(&f.open, ledger.clone());
-        for _ in 0..600 {
-            if f.open.is_done() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(f.open.is_done(), "the backfill went through");
+        let ledger = backfilled(&f).await;
         let window = ledger.window("notes").await.unwrap().unwrap();
         assert_eq!((window.done, window.copied, window.failure, window.lease), (true, 600, None, None));
         let raw = f.storage.namespace(namespace_at("notes", 1), None).unwrap();
@@ -1351,15 +1357,7 @@ mod tests {
     #[tokio::test]
     async fn the_backfill_copies_versioned_records_with_their_versions() {
         let f = fixture_with(&numbered(40, "versioned note"), true).await;
-        let ledger = Arc::new(Ledger::open(f.storage.as_ref()).unwrap());
-        f.windows.start_backfill(&f.open, ledger.clone());
-        for _ in 0..600 {
-            if f.open.is_done() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(f.open.is_done(), "the backfill went through");
+        backfilled(&f).await;
         let raw = f.storage.namespace(namespace_at("notes", 1), None).unwrap();
         let (older, _) = f.stable.get_versioned("note/0007").await.unwrap().unwrap();
         let (version, copied) = raw.get_versioned("note/0007").await.unwrap().unwrap();
