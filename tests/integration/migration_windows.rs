@@ -90,17 +90,7 @@ impl Admin {
     }
 
     async fn metric(&self, line_start: &str) -> Option<f64> {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.base))
-            .header("authorization", &self.bearer)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines().find(|l| l.starts_with(line_start))?.rsplit(' ').next()?.parse().ok()
+        crate::support::metric(&self.base, &self.bearer, line_start).await
     }
 }
 

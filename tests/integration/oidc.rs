@@ -155,17 +155,8 @@ async fn provider_action(server: &TestServer, action: &str) -> Value {
 }
 
 async fn state_metric(server: &TestServer) -> Option<f64> {
-    let text = Client::new()
-        .get(server.url("/metrics"))
-        .header("authorization", admin(server).await)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let line = text.lines().find(|l| l.starts_with("plinth_auth_provider_state{provider=\"test\"}"))?;
-    line.rsplit(' ').next()?.parse().ok()
+    let line = "plinth_auth_provider_state{provider=\"test\"}";
+    crate::support::metric(&server.url(""), &admin(server).await, line).await
 }
 
 /// A browser: a cookie jar, redirects followed by hand.

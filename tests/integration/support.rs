@@ -137,6 +137,21 @@ pub fn example_deployment(accounts_settings: &str) -> Deployment {
     )
 }
 
+/// The value of the first `/metrics` line starting with `line_start`, as
+/// `authorization` (an admin) reads it.
+pub async fn metric(base: &str, authorization: &str, line_start: &str) -> Option<f64> {
+    let text = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .header("authorization", authorization)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines().find(|l| l.starts_with(line_start))?.rsplit(' ').next()?.parse().ok()
+}
+
 /// A signed-in test principal.
 #[derive(Debug, Clone)]
 pub struct SignedIn {

@@ -158,23 +158,18 @@ impl HostStep {
         for (i, fixture) in raw.fixtures.into_iter().enumerate() {
             let (before, after) = (bytes(fixture.before), bytes(fixture.after));
             document.push(serde_json::json!({ "before": as_json(&before), "after": as_json(&after) }));
-            let up = convert(&before, self.up);
-            if up != after {
-                return Err(format!(
-                    "{at}: fixture {}: up makes {} of `before`, not `after`",
-                    i + 1,
-                    canonical_json(&as_json(&up))
-                ));
+            for (direction, conversion, from, to, names) in [
+                ("up", self.up, &before, &after, ("before", "after")),
+                ("down", self.down, &after, &before, ("after", "before")),
+            ] {
+                let made = convert(from, conversion);
+                if made != *to {
+                    let made = canonical_json(&as_json(&made));
+                    let (from, to) = names;
+                    return Err(format!("{at}: fixture {}: {direction} makes {made} of `{from}`, not `{to}`", i + 1));
+                }
             }
-            let down = convert(&after, self.down);
-            if down != before {
-                return Err(format!(
-                    "{at}: fixture {}: down makes {} of `after`, not `before`",
-                    i + 1,
-                    canonical_json(&as_json(&down))
-                ));
-            }
-            made.push(as_json(&up));
+            made.push(as_json(&convert(&before, self.up)));
         }
         let file = serde_json::json!({
             "description": raw.description, "namespace": raw.namespace, "fixtures": document,
