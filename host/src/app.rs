@@ -117,6 +117,9 @@ impl LoadedPlugin {
             && self.config.limits == config.limits
             && self.config.settings == config.settings
             && self.config.canary == config.canary
+            && self.config.routes == config.routes
+            && self.config.outgoing_http == config.outgoing_http
+            && self.config.strip_prefix == config.strip_prefix
             && self.canary.as_ref().map(|(c, _)| c.digest.as_str()) == canary_digest
     }
 
@@ -731,6 +734,14 @@ impl App {
             locales: files.locales.clone(),
             messages: files.messages.clone(),
             assets: files.assets.clone(),
+            egress: match entry.grants.contains(&crate::config::Grant::OutgoingHttp) {
+                true => Some(Arc::new(crate::runtime::outgoing::Egress::new(
+                    entry.name.as_str().into(),
+                    &entry.outgoing_http,
+                    self.metrics.clone(),
+                )?)),
+                false => None,
+            },
         });
         let origin = prepared.origin;
         let plugin = prepared.bind(ctx, self.storage.clone(), self.metrics.clone());

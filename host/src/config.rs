@@ -680,6 +680,16 @@ pub struct PluginConfig {
     /// (`0001-{name}.toml`, …: description, families, fixtures); needed
     /// when its component declares steps.
     pub migrations: Option<PathBuf>,
+    /// The hosts its outgoing HTTP (`wasi:http/outgoing-handler`, grant
+    /// `outgoing-http`) may reach: `[scheme://]host[:port]`, the host
+    /// `*.example.com` for its subdomains. Internal addresses are refused
+    /// whatever this lists.
+    #[serde(default)]
+    pub outgoing_http: Vec<String>,
+    /// For a `wasi:http` component: the leading path its routes share,
+    /// removed before the component sees the path (a component written to
+    /// serve `/v1/hello` served at `/wasi/v1/hello`).
+    pub strip_prefix: Option<String>,
 }
 
 /// One path, or a list of them.
@@ -780,6 +790,9 @@ pub enum Grant {
     /// `plinth:platform/webhooks`: signed HTTP notifications the host
     /// delivers to endpoints outside, with retries.
     Webhooks,
+    /// `wasi:http/outgoing-handler`: HTTP requests to the hosts the plugin's
+    /// `outgoing_http` lists, never to an internal address.
+    OutgoingHttp,
 }
 
 impl Grant {
@@ -798,6 +811,7 @@ impl Grant {
             Grant::Blobs => "blobs",
             Grant::Jobs => "jobs",
             Grant::Webhooks => "webhooks",
+            Grant::OutgoingHttp => "outgoing-http",
         }
     }
 }
@@ -1165,8 +1179,66 @@ impl Config {
                     self.invalid(key("grants"), "grant `jobs` reads and makes blobs, so it needs grant `blobs` too")
                 );
             }
+            self.check_outgoing_http(&key, plugin)?;
+            if let Some(prefix) = &plugin.strip_prefix {
+                self.check_strip_prefix(&key, prefix, &plugin.routes)?;
+            }
         }
         self.validate_workers()
+    }
+
+    /// A plugin's outgoing HTTP: the grant and the hosts it may reach come
+    /// together, and each host entry is well formed.
+    fn check_outgoing_http(&self, key: &dyn Fn(&str) -> String, plugin: &PluginConfig) -> Result<(), ConfigError> {
+        let granted = plugin.grants.contains(&Grant::OutgoingHttp);
+        if granted && plugin.outgoing_http.is_empty() {
+            return Err(self.invalid(
+                key("outgoing_http"),
+                "grant `outgoing-http` needs the hosts it may reach, such as outgoing_http = [\"api.example.com\"]",
+            ));
+        }
+        if !granted && !plugin.outgoing_http.is_empty() {
+            return Err(self.invalid(
+                key("grants"),
+                "`outgoing_http` lists hosts, but the plugin lacks grant `outgoing-http` to reach them",
+            ));
+        }
+        for (j, entry) in plugin.outgoing_http.iter().enumerate() {
+            crate::runtime::outgoing::AllowedHost::parse(entry)
+                .map_err(|message| self.invalid(key(&format!("outgoing_http[{j}]")), message))?;
+        }
+        Ok(())
+    }
+
+    /// A `strip_prefix`: a path of whole segments that every route of the
+    /// plugin starts with.
+    fn check_strip_prefix(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        prefix: &str,
+        routes: &[String],
+    ) -> Result<(), ConfigError> {
+        let segments_ok = prefix.len() > 1
+            && prefix.starts_with('/')
+            && !prefix.ends_with('/')
+            && prefix[1..].split('/').all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains(['{', '}', '*']));
+        if !segments_ok {
+            return Err(self.invalid(
+                key("strip_prefix"),
+                format!("`{prefix}` is not a path prefix; write literal segments such as \"/wasi\" (no trailing `/`)"),
+            ));
+        }
+        for route in routes {
+            let path = route.rsplit(' ').next().unwrap_or(route);
+            let under = path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+            if !under {
+                return Err(self.invalid(
+                    key("strip_prefix"),
+                    format!("route `{route}` does not start with `{prefix}`; every route of the plugin must"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// A plugin's or worker's name (valid, not taken) and component file.

@@ -33,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod edge;
+pub mod egress;
 pub mod error;
 pub mod events;
 pub mod i18n;

@@ -72,6 +72,16 @@ pub struct FailureLabels {
     pub kind: String,
 }
 
+/// A plugin's outgoing HTTP request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutgoingLabels {
+    /// Plugin name.
+    pub plugin: String,
+    /// `sent` (a response came), `denied` (the allowlist, an internal
+    /// address, the per-call budget) or `failed` (connection, protocol).
+    pub outcome: String,
+}
+
 /// A burn rate's labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BurnLabels {
@@ -103,6 +113,8 @@ pub struct Metrics {
     pub call: Family<PluginLabels, Histogram>,
     /// Traps, deadline and memory-cap hits, failed flushes.
     pub plugin_failures: Family<FailureLabels, Counter>,
+    /// Plugins' outgoing HTTP requests by outcome.
+    pub outgoing_http: Family<OutgoingLabels, Counter>,
     /// 429s by route class.
     pub rate_limited: Family<Named, Counter>,
     /// Reloads by outcome (`ok`, `failed`).
@@ -163,6 +175,7 @@ impl Default for Metrics {
             instantiate: Family::new_with_constructor(latency_histogram),
             call: Family::new_with_constructor(latency_histogram),
             plugin_failures: Family::default(),
+            outgoing_http: Family::default(),
             rate_limited: Family::default(),
             reloads: Family::default(),
             sessions: Family::default(),
@@ -192,6 +205,11 @@ impl Default for Metrics {
         registry.register("plugin_instantiate_seconds", "Instance creation time", metrics.instantiate.clone());
         registry.register("plugin_call_seconds", "Guest handler time", metrics.call.clone());
         registry.register("plugin_failures", "Traps, deadline and memory-cap hits", metrics.plugin_failures.clone());
+        registry.register(
+            "plugin_outgoing_http",
+            "Plugins' outgoing HTTP requests: sent, denied or failed",
+            metrics.outgoing_http.clone(),
+        );
         registry.register("rate_limited", "Requests refused with 429, by class", metrics.rate_limited.clone());
         registry.register("reloads", "Config reloads by outcome", metrics.reloads.clone());
         registry.register("sessions", "Sessions issued and revoked", metrics.sessions.clone());

@@ -25,12 +25,15 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "migrator-v0",
             "migrator-v1",
             "migrator-v2",
+            "httpprobe",
         ],
     ),
     ("../../plugins", &["hello", "accounts", "state", "media", "images", "forms", "exports"]),
     ("../../examples/notes", &["notes"]),
     ("../../examples/feedback-desk/desk", &["desk"]),
     ("../../examples/shared-checklist/lists", &["lists"]),
+    // The `wasmtime serve` hello, deployed unchanged as a wasi:http plugin.
+    ("../../benches/wasi-hello", &["wasi-hello"]),
 ];
 
 fn main() {

@@ -2,8 +2,14 @@
 //!
 //! Deny by default: an import is allowed only when it is the base contract
 //! (`plinth:platform/types`, `settings`, `log`, `schemas`, `messages`
-//! and `assets`, which reach nothing outside the plugin), the WASI baseline (with nothing inherited), or a
-//! host interface the plugin's grants list.
+//! and `assets`, which reach nothing outside the plugin), the WASI baseline
+//! (with nothing inherited; `wasi:sockets` linked with every operation
+//! refused, since language runtimes import it whether they use it or not),
+//! `wasi:http/types`, or a host interface the plugin's grants list.
+//!
+//! A component is one of two kinds, by what it exports: a plinth plugin
+//! (`plinth:platform/handler`) or a standard `wasi:http` proxy component
+//! (`wasi:http/incoming-handler`).
 
 use std::fmt;
 
@@ -16,6 +22,8 @@ use crate::config::Grant;
 pub const PLATFORM_VERSION: &str = "0.1.0";
 /// The export every plugin must have.
 pub const HANDLER_EXPORT: &str = "plinth:platform/handler@0.1.0";
+/// The export of a standard `wasi:http` proxy component (any 0.2.x).
+pub const INCOMING_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
 /// The export every worker must have.
 pub const WORK_EXPORT: &str = "plinth:platform/work@0.1.0";
 /// The one interface a worker reaches beyond the base: its job's blobs.
@@ -30,6 +38,8 @@ pub enum Need {
     Base,
     /// Linked only with this grant.
     Grant(Grant),
+    /// Linked, and every call refused; the reason says why.
+    Inert(String),
     /// Never linked; the reason says why.
     Refused(String),
 }
@@ -39,6 +49,7 @@ impl fmt::Display for Need {
         match self {
             Need::Base => f.write_str("always available"),
             Need::Grant(g) => write!(f, "grant `{g}`"),
+            Need::Inert(why) => write!(f, "linked, every call refused: {why}"),
             Need::Refused(why) => write!(f, "not available: {why}"),
         }
     }
@@ -80,7 +91,14 @@ pub fn need_of(import: &str) -> Need {
                 other => Need::Refused(format!("plinth:platform has no interface `{other}`")),
             }
         }
-        "wasi:sockets" | "wasi:http" => Need::Refused("plugins get no network access".into()),
+        "wasi:sockets" if version.starts_with("0.2.") => {
+            Need::Inert("no sockets (outgoing HTTP is `wasi:http/outgoing-handler`, grant `outgoing-http`)".into())
+        }
+        "wasi:http" if version.starts_with("0.2.") => match interface {
+            "types" => Need::Base,
+            "outgoing-handler" => Need::Grant(Grant::OutgoingHttp),
+            other => Need::Refused(format!("a component exports `wasi:http/{other}`, it does not import it")),
+        },
         "wasi:cli" | "wasi:io" | "wasi:clocks" | "wasi:random" | "wasi:filesystem" if version.starts_with("0.2.") => {
             Need::Base
         }
@@ -107,6 +125,43 @@ pub fn surface(engine: &Engine, component: &Component) -> Surface {
     Surface { imports, exports }
 }
 
+/// Which contract a component serves requests through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A plinth plugin: `plinth:platform/handler`.
+    Plinth,
+    /// A standard `wasi:http` proxy component: `wasi:http/incoming-handler`.
+    Proxy,
+}
+
+impl Kind {
+    /// What `plinth plugin inspect` calls it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Plinth => "a plinth plugin (exports plinth:platform/handler; it declares its routes)",
+            Kind::Proxy => {
+                "a wasi:http proxy component (exports wasi:http/incoming-handler; it serves the routes its \
+                 [[plugins]] entry lists)"
+            }
+        }
+    }
+}
+
+/// The kind of a component, by its exports.
+pub fn kind(surface: &Surface) -> Result<Kind, GrantError> {
+    let plinth = surface.exports.iter().any(|e| e == HANDLER_EXPORT);
+    let proxy = surface
+        .exports
+        .iter()
+        .any(|e| e.starts_with(INCOMING_HANDLER_EXPORT) && e[INCOMING_HANDLER_EXPORT.len()..].starts_with('.'));
+    match (plinth, proxy) {
+        (true, false) => Ok(Kind::Plinth),
+        (false, true) => Ok(Kind::Proxy),
+        (true, true) => Err(GrantError::BothHandlers),
+        (false, false) => Err(GrantError::NoHandler { exports: surface.exports.join(", ") }),
+    }
+}
+
 /// Why a component may not run with the grants it was given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GrantError {
@@ -130,19 +185,29 @@ pub enum GrantError {
         /// Why.
         reason: String,
     },
-    /// It lacks the handler export.
-    #[error("does not export `{HANDLER_EXPORT}`; build it against the `plinth:platform/plugin` world")]
-    NoHandler,
+    /// It exports neither handler.
+    #[error(
+        "exports neither `{HANDLER_EXPORT}` (build it against the `plinth:platform/plugin` world) nor \
+         `wasi:http/incoming-handler@0.2.x` (a standard wasi:http proxy component); it exports [{exports}]"
+    )]
+    NoHandler {
+        /// What it does export.
+        exports: String,
+    },
+    /// It exports both handlers, and the host would not know which to call.
+    #[error("exports both `{HANDLER_EXPORT}` and `wasi:http/incoming-handler`; a plugin serves requests through one")]
+    BothHandlers,
     /// A worker lacks the work export.
     #[error("does not export `{WORK_EXPORT}`; build it against the `plinth:platform/worker` world")]
     NoWork,
 }
 
-/// Checks a component's surface against its grants.
-pub fn check(surface: &Surface, grants: &[Grant]) -> Result<(), GrantError> {
+/// Checks a component's surface against its grants; returns its kind.
+pub fn check(surface: &Surface, grants: &[Grant]) -> Result<Kind, GrantError> {
+    let kind = kind(surface)?;
     for import in &surface.imports {
         match need_of(import) {
-            Need::Base => {}
+            Need::Base | Need::Inert(_) => {}
             Need::Grant(grant) if grants.contains(&grant) => {}
             Need::Grant(grant) => {
                 return Err(GrantError::NotGranted {
@@ -159,10 +224,7 @@ pub fn check(surface: &Surface, grants: &[Grant]) -> Result<(), GrantError> {
             }
         }
     }
-    if !surface.exports.iter().any(|e| e == HANDLER_EXPORT) {
-        return Err(GrantError::NoHandler);
-    }
-    Ok(())
+    Ok(kind)
 }
 
 /// Checks a worker's surface: WASI, `log`, its job's blobs and records,
@@ -176,14 +238,14 @@ pub fn check_worker(surface: &Surface) -> Result<(), GrantError> {
         let plugin_only = import.starts_with("plinth:platform/") && !import.starts_with("plinth:platform/log@");
         match need_of(import) {
             _ if job_blobs => {}
-            Need::Base if plugin_only => {
+            Need::Base | Need::Inert(_) if plugin_only => {
                 return Err(GrantError::Refused {
                     import: import.clone(),
                     reason: "not available to workers: a worker imports only WASI, `log`, `job-blobs` and `job-kv`"
                         .into(),
                 });
             }
-            Need::Base => {}
+            Need::Base | Need::Inert(_) => {}
             Need::Grant(grant) => {
                 return Err(GrantError::Refused {
                     import: import.clone(),
@@ -220,13 +282,17 @@ mod tests {
             ("plinth:platform/audit@0.1.0", Need::Grant(Grant::Audit)),
             ("wasi:cli/environment@0.2.6", Need::Base),
             ("wasi:io/streams@0.2.0", Need::Base),
+            ("wasi:http/types@0.2.4", Need::Base),
+            ("wasi:http/outgoing-handler@0.2.0", Need::Grant(Grant::OutgoingHttp)),
         ];
         for (import, need) in cases {
             assert_eq!(need_of(import), need, "{import}");
         }
+        assert!(matches!(need_of("wasi:sockets/tcp@0.2.9"), Need::Inert(_)));
         for refused in [
-            "wasi:sockets/tcp@0.2.0",
-            "wasi:http/outgoing-handler@0.2.0",
+            "wasi:sockets/tcp@0.3.0",
+            "wasi:http/incoming-handler@0.2.0",
+            "wasi:http/types@0.3.0",
             "plinth:platform/kv@0.2.0",
             "plinth:platform/teleport@0.1.0",
             "acme:evil/api@1.0.0",
@@ -258,8 +324,23 @@ mod tests {
             err.contains("`plinth:platform/kv@0.1.0`") && err.contains("grant `kv`") && err.contains("[log]"),
             "{err}"
         );
-        assert!(check(&surface, &[Grant::Kv]).is_ok());
-        let no_handler = Surface { imports: vec![], exports: vec![] };
-        assert_eq!(check(&no_handler, &[]), Err(GrantError::NoHandler));
+        assert_eq!(check(&surface, &[Grant::Kv]), Ok(Kind::Plinth));
+        let no_handler = Surface { imports: vec![], exports: vec!["acme:thing/run@1.0.0".into()] };
+        let err = check(&no_handler, &[]).unwrap_err().to_string();
+        assert!(err.contains("exports neither") && err.contains("[acme:thing/run@1.0.0]"), "{err}");
+    }
+
+    #[test]
+    fn a_component_is_a_plugin_or_a_proxy_by_its_export() {
+        let exports =
+            |names: &[&str]| Surface { imports: vec![], exports: names.iter().map(|n| n.to_string()).collect() };
+        assert_eq!(kind(&exports(&["wasi:http/incoming-handler@0.2.0"])), Ok(Kind::Proxy));
+        assert_eq!(kind(&exports(&["wasi:http/incoming-handler@0.2.12"])), Ok(Kind::Proxy));
+        assert!(kind(&exports(&["wasi:http/incoming-handler@0.20.0"])).is_err(), "0.20 is not 0.2");
+        assert!(kind(&exports(&["wasi:http/incoming-handler@0.3.0-rc"])).is_err());
+        assert_eq!(
+            kind(&exports(&[HANDLER_EXPORT, "wasi:http/incoming-handler@0.2.0"])),
+            Err(GrantError::BothHandlers)
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! The component runtime: one engine, one `InstancePre` per plugin, a fresh
-//! instance per request.
+//! instance per request. A plugin is a plinth plugin or a standard
+//! `wasi:http` proxy component (see [`proxy`]); both run in the same store,
+//! limits and grants.
 //!
 //! Instances come from the pooling allocator, sized so that every in-flight
 //! request can have one. A request's time in the guest is bounded twice: the
@@ -12,7 +14,9 @@ pub mod cache;
 pub mod grants;
 pub mod host;
 pub mod migrating;
+pub mod outgoing;
 mod output;
+pub mod proxy;
 pub mod state;
 pub mod worker;
 
@@ -25,6 +29,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::audit::Actor;
 use crate::config::{Grant, MAX_PLUGIN_MEMORY, PluginConfig};
@@ -36,15 +42,16 @@ use crate::runtime::bindings::{
     PluginBindingsPre, assets, audit, blobs, events, jobs, kv, log, messages, outbox, passwords, principals, schemas,
     sessions, settings, signing, types, webhooks,
 };
-use crate::runtime::host::types::{RequestData, ResponseData};
+use crate::runtime::host::types::{RequestBody, RequestData, ResponseData};
 use crate::runtime::state::{HostState, PluginContext, RequestMeta, SessionEffect};
 use crate::storage::Storage;
 
 /// How often the epoch advances; the granularity of plugin deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
-/// Core instances, memories and tables one component instance may use
-/// (a Rust wasip2 component has one core module; headroom for adapters).
-const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// Core instances, memories and tables one component instance may use (a
+/// Rust wasip2 component has one core module; a componentize-py one, its
+/// interpreter and libraries linked dynamically, has 14).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
 /// Most bytes of a freed slot's memory (and tables) reset in place instead of
 /// released with `madvise`, which under concurrency means TLB shootdowns
 /// across cores. With `PAGEMAP_SCAN` only the pages the guest dirtied are
@@ -84,12 +91,12 @@ pub enum LoadError {
         reason: String,
     },
     /// Its imports or exports do not fit its grants.
-    #[error("plugin `{plugin}`: component {source}")]
+    #[error("plugin `{plugin}`: component {problem}")]
     Grants {
         /// Plugin name.
         plugin: String,
         /// Which import or export.
-        source: grants::GrantError,
+        problem: grants::GrantError,
     },
     /// The routes it declares could not be read or are malformed.
     #[error("plugin `{plugin}`: {reason}")]
@@ -269,20 +276,40 @@ impl Runtime {
     ) -> Result<Prepared, LoadError> {
         let (component, origin) = self.compile_bytes(&config.name, &config.component, bytes, &digest).await?;
         let surface = grants::surface(&self.engine, &component);
-        grants::check(&surface, &config.grants)
-            .map_err(|source| LoadError::Grants { plugin: config.name.clone(), source })?;
+        let kind = grants::check(&surface, &config.grants)
+            .map_err(|problem| LoadError::Grants { plugin: config.name.clone(), problem })?;
         let link_error = |e: wasmtime::Error| LoadError::Link { plugin: config.name.clone(), reason: format!("{e:#}") };
         let linker = self.linker(&config.grants).map_err(link_error)?;
         let pre = linker.instantiate_pre(&component).map_err(link_error)?;
-        // Only a component that exports it has it.
-        let signing_in = ExternalSigningBindingsPre::new(pre.clone()).ok();
-        let pre = PluginBindingsPre::new(pre).map_err(link_error)?;
-        let routes = self.declared_routes(&config.name, &component).await?;
+        let routes_error = |reason: String| LoadError::Routes { plugin: config.name.clone(), reason };
+        let (handler, signing_in, routes) = match kind {
+            grants::Kind::Plinth => {
+                if config.strip_prefix.is_some() {
+                    return Err(routes_error(
+                        "`strip_prefix` is for wasi:http components; a plinth plugin declares the paths it serves"
+                            .into(),
+                    ));
+                }
+                // Only a component that exports it has it.
+                let signing_in = ExternalSigningBindingsPre::new(pre.clone()).ok();
+                let pre = PluginBindingsPre::new(pre).map_err(link_error)?;
+                (Handler::Plinth(pre), signing_in, self.declared_routes(&config.name, &component).await?)
+            }
+            grants::Kind::Proxy => {
+                let routes = config
+                    .routes
+                    .iter()
+                    .map(|r| Route::parse(r).map_err(|e| routes_error(format!("its entry lists an {e}"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let pre = ProxyPre::new(pre).map_err(link_error)?;
+                (Handler::Proxy { pre, strip_prefix: config.strip_prefix.clone() }, None, routes)
+            }
+        };
         let timeout = Duration::from_millis(config.limits.timeout_ms);
         let data_version =
             self.data_version(&config.name, &component, config.limits.memory.0 as usize, timeout).await?;
         Ok(Prepared {
-            pre,
+            handler,
             signing_in,
             routes,
             data_version,
@@ -371,6 +398,12 @@ impl Runtime {
     fn linker(&self, grants: &[Grant]) -> wasmtime::Result<Linker<HostState>> {
         let mut linker = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        let http_options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
+        wasmtime_wasi_http::p2::bindings::http::types::add_to_linker::<_, wasmtime_wasi_http::WasiHttp>(
+            &mut linker,
+            &(&http_options).into(),
+            HostState::http,
+        )?;
         types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         settings::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
@@ -392,6 +425,10 @@ impl Runtime {
                 Grant::Blobs => blobs::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Jobs => jobs::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Webhooks => webhooks::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
+                Grant::OutgoingHttp => wasmtime_wasi_http::p2::bindings::http::outgoing_handler::add_to_linker::<
+                    _,
+                    wasmtime_wasi_http::WasiHttp,
+                >(&mut linker, HostState::http)?,
             }
         }
         Ok(linker)
@@ -424,10 +461,28 @@ pub struct PluginOutput {
     pub host_failure: Option<crate::error::ApiError>,
 }
 
+/// How a component serves requests, linked and type-checked once;
+/// instantiated per request.
+enum Handler {
+    /// A plinth plugin.
+    Plinth(PluginBindingsPre<HostState>),
+    /// A `wasi:http` proxy component, and the prefix its paths lose.
+    Proxy { pre: ProxyPre<HostState>, strip_prefix: Option<String> },
+}
+
+impl Handler {
+    fn engine(&self) -> &Engine {
+        match self {
+            Handler::Plinth(pre) => pre.engine(),
+            Handler::Proxy { pre, .. } => pre.engine(),
+        }
+    }
+}
+
 /// A compiled, checked and linked plugin, not yet bound to storage.
 pub struct Prepared {
-    /// Linked and type-checked once; instantiated per request.
-    pre: PluginBindingsPre<HostState>,
+    /// How it serves requests.
+    handler: Handler,
     /// Its `external-sign-in` export, if it has one.
     signing_in: Option<ExternalSigningBindingsPre<HostState>>,
     /// The routes the component declares.
@@ -458,7 +513,7 @@ impl Prepared {
             metrics,
             ctx,
             storage,
-            pre: self.pre,
+            handler: self.handler,
             signing_in: self.signing_in,
             routes: self.routes,
             data_version: self.data_version,
@@ -483,8 +538,8 @@ pub struct Plugin {
     ctx: Arc<PluginContext>,
     /// Flushed before a response that follows a write.
     storage: Arc<dyn Storage>,
-    /// Linked and type-checked once; instantiated per request.
-    pre: PluginBindingsPre<HostState>,
+    /// How it serves requests.
+    handler: Handler,
     /// Its `external-sign-in` export, if it has one.
     signing_in: Option<ExternalSigningBindingsPre<HostState>>,
     /// The routes the component declares.
@@ -540,14 +595,21 @@ impl Plugin {
         let started = tokio::time::Instant::now();
         let mut store = self.store(meta, started);
         let call = async {
-            let started = Instant::now();
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            let instantiated = Instant::now();
-            Metrics::observe(&self.instantiate_seconds, instantiated - started);
-            let req = store.data_mut().table.push(request)?;
-            let resp = instance.plinth_platform_handler().call_handle(&mut store, req).await?;
-            Metrics::observe(&self.call_seconds, instantiated.elapsed());
-            Ok::<_, wasmtime::Error>(store.data_mut().table.delete(resp)?)
+            match &self.handler {
+                Handler::Plinth(pre) => {
+                    let started = Instant::now();
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let instantiated = Instant::now();
+                    Metrics::observe(&self.instantiate_seconds, instantiated - started);
+                    let req = store.data_mut().table.push(request)?;
+                    let resp = instance.plinth_platform_handler().call_handle(&mut store, req).await?;
+                    Metrics::observe(&self.call_seconds, instantiated.elapsed());
+                    Ok::<_, wasmtime::Error>(store.data_mut().table.delete(resp)?)
+                }
+                Handler::Proxy { pre, strip_prefix } => {
+                    self.call_proxy(pre, strip_prefix.as_deref(), request, &mut store).await
+                }
+            }
         };
         let outcome = body_wait.within(started, self.timeout, call).await;
         let response = match outcome {
@@ -566,11 +628,62 @@ impl Plugin {
         Ok(PluginOutput { response, session: state.session_effect.take(), host_failure: state.host_failure.take() })
     }
 
+    /// Runs one request through a `wasi:http` component: the request as
+    /// [`proxy::incoming`] makes it, the response as [`proxy::collect`]
+    /// reads it, read while the guest writes it.
+    async fn call_proxy(
+        &self,
+        pre: &ProxyPre<HostState>,
+        strip_prefix: Option<&str>,
+        mut request: RequestData,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<ResponseData> {
+        let body = match std::mem::replace(&mut request.body, RequestBody::Taken).read_whole().await {
+            Ok(bytes) => bytes,
+            Err(failure) => {
+                store.data_mut().host_failure = Some(failure);
+                return Ok(ResponseData::default());
+            }
+        };
+        let locale = request.locale(&self.ctx.locales);
+        let incoming = proxy::incoming(&request, body, strip_prefix, locale)?.map(|body| {
+            http_body_util::BodyExt::map_err(body, |never| -> wasmtime_wasi_http::Error { match never {} })
+        });
+        let started = Instant::now();
+        let instance = pre.instantiate_async(&mut *store).await?;
+        let instantiated = Instant::now();
+        Metrics::observe(&self.instantiate_seconds, instantiated - started);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(wasmtime_wasi_http::p2::bindings::http::types::Scheme::Http, incoming)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        let handle = instance.wasi_http_incoming_handler().call_handle(&mut *store, req, out);
+        let collect = proxy::collect(receiver, self.memory_limit);
+        tokio::pin!(handle, collect);
+        // The body is read while the guest writes it; a trap ends the call
+        // at once, whether or not a response was started.
+        let mut collected = None;
+        loop {
+            tokio::select! {
+                called = &mut handle => { called?; break; }
+                done = &mut collect, if collected.is_none() => collected = Some(done),
+            }
+        }
+        let response = match collected {
+            Some(done) => done,
+            None => collect.await,
+        };
+        Metrics::observe(&self.call_seconds, instantiated.elapsed());
+        Ok(response?)
+    }
+
     /// A store for one call, within the plugin's memory cap and its
     /// deadline from `started` (moved by the time spent waiting for a body).
     fn store(&self, meta: RequestMeta, started: tokio::time::Instant) -> Store<HostState> {
         let wait = meta.body_wait.clone();
-        let mut store = Store::new(self.pre.engine(), HostState::new(self.ctx.clone(), meta, self.memory_limit));
+        let mut store = Store::new(self.handler.engine(), HostState::new(self.ctx.clone(), meta, self.memory_limit));
         store.limiter(|s| &mut s.memory);
         let timeout = self.timeout;
         store.set_epoch_deadline(1);

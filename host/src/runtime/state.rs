@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::audit::{Actor, AuditLog, Envelope};
 use crate::identity::Identity;
 use crate::outbox::Outbox;
 use crate::passwords::Passwords;
 use crate::runtime::bindings::types::Principal;
+use crate::runtime::outgoing::{Egress, OutgoingHooks};
 use crate::runtime::output::GuestOutput;
 use crate::storage::Namespace;
 
@@ -59,6 +61,8 @@ pub struct PluginContext {
     pub messages: Option<Arc<crate::i18n::Catalog>>,
     /// The plugin's read-only files.
     pub assets: Arc<crate::assets::Assets>,
+    /// Where its outgoing HTTP may go (none without grant `outgoing-http`).
+    pub egress: Option<Arc<Egress>>,
 }
 
 /// Bytes of blobs a plugin may hold, in all and per owner.
@@ -152,6 +156,10 @@ pub struct HostState {
     /// WASI with no preopens, no environment, no network; built on the
     /// guest's first WASI call, since many requests make none.
     wasi: Option<WasiCtx>,
+    /// `wasi:http` state: field limits, and the hooks its outgoing
+    /// requests go through.
+    http: WasiHttpCtx,
+    outgoing: OutgoingHooks,
     /// The memory cap.
     pub memory: MemoryCap,
     /// The plugin's host handles.
@@ -204,6 +212,8 @@ impl HostState {
         Self {
             table: ResourceTable::new(),
             wasi: None,
+            http: WasiHttpCtx::new(),
+            outgoing: OutgoingHooks::new(plugin.egress.clone()),
             memory: MemoryCap::new(memory_limit),
             plugin,
             request,
@@ -244,5 +254,11 @@ impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         let ctx = self.wasi.get_or_insert_with(|| sandboxed_wasi(&self.plugin.name));
         WasiCtxView { ctx, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outgoing }
     }
 }

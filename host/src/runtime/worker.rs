@@ -113,7 +113,7 @@ impl Runtime {
         let name = format!("worker {}", config.name);
         let (component, _) = self.compile_bytes(&name, &config.component, bytes, &digest).await?;
         let surface = grants::surface(self.engine(), &component);
-        grants::check_worker(&surface).map_err(|source| LoadError::Grants { plugin: name.clone(), source })?;
+        grants::check_worker(&surface).map_err(|problem| LoadError::Grants { plugin: name.clone(), problem })?;
         let link_error = |e: wasmtime::Error| LoadError::Link { plugin: name.clone(), reason: format!("{e:#}") };
         let mut linker = Linker::<WorkerState>::new(self.engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_error)?;

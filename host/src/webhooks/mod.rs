@@ -12,8 +12,6 @@
 //! `done/{id}` and `failed/{id}` finished ones (without their payload,
 //! kept [`RETENTION`]), `log/{endpoint}/{seq}` attempts.
 
-mod destination;
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +21,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use destination::{Allowed, is_internal};
+pub use crate::egress::{Allowed, is_internal};
 
 use crate::audit::{AuditLog, Envelope, Outcome};
 use crate::config::WebhooksConfig;
@@ -170,7 +168,7 @@ impl Webhooks {
     pub fn open(storage: Arc<dyn Storage>, audit: Arc<AuditLog>, config: WebhooksConfig) -> anyhow::Result<Self> {
         let allowed = Allowed::new(&config.allow_hosts);
         let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(destination::Resolver(allowed.clone())))
+            .dns_resolver(Arc::new(crate::egress::Resolver(allowed.clone())))
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout.0)

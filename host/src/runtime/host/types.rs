@@ -26,6 +26,18 @@ pub enum RequestBody {
     Taken,
 }
 
+impl RequestBody {
+    /// The whole body (none when it was streamed to a blob), or why the
+    /// client's body could not be read.
+    pub async fn read_whole(self) -> Result<Bytes, crate::error::ApiError> {
+        match self {
+            RequestBody::Read(bytes) => Ok(bytes),
+            RequestBody::Pending { reader, whole_limit } => reader.limited(whole_limit)?.read_all().await,
+            RequestBody::Taken => Ok(Bytes::new()),
+        }
+    }
+}
+
 impl From<Bytes> for RequestBody {
     fn from(bytes: Bytes) -> Self {
         Self::Read(bytes)
@@ -60,6 +72,22 @@ pub struct RequestData {
     pub csrf_token: Option<String>,
     /// The host re-asks for an open stream (see `events.follow`).
     pub revalidation: bool,
+}
+
+impl RequestData {
+    /// The locale this request is served in, of `locales`: an explicit
+    /// `locale` query parameter, then `Accept-Language`, then the default.
+    pub fn locale<'a>(&self, locales: &'a crate::i18n::Locales) -> &'a str {
+        let explicit = self
+            .query
+            .as_deref()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("locale="))
+            .map(|value| percent_encoding::percent_decode_str(value).decode_utf8_lossy());
+        let accept_language = self.headers.iter().find(|(name, _)| name == "accept-language").map(|(_, v)| v.as_str());
+        locales.negotiate(explicit.as_deref(), accept_language)
+    }
 }
 
 /// What a plugin builds as its answer.
@@ -113,6 +141,11 @@ const HOST_OWNED_HEADERS: &[&str] = &[
     "clear-site-data",
 ];
 
+/// Whether a response header is one only the host sets.
+pub fn is_host_owned(name: &str) -> bool {
+    HOST_OWNED_HEADERS.contains(&name)
+}
+
 impl Host for HostState {}
 
 impl HostRequest for HostState {
@@ -140,22 +173,15 @@ impl HostRequest for HostState {
 
     async fn body(&mut self, req: Resource<RequestData>) -> wasmtime::Result<Vec<u8>> {
         let body = std::mem::replace(&mut self.table.get_mut(&req)?.body, RequestBody::Taken);
-        let bytes = match body {
-            RequestBody::Read(bytes) => bytes,
-            RequestBody::Pending { reader, whole_limit } => {
-                let read = match reader.limited(whole_limit) {
-                    Ok(reader) => reader.read_all().await,
-                    Err(e) => Err(e),
-                };
-                match read {
-                    Ok(bytes) => bytes,
-                    Err(failure) => {
-                        self.host_failure = Some(failure);
-                        return Ok(Vec::new());
-                    }
-                }
+        if matches!(body, RequestBody::Taken) {
+            return Ok(Vec::new());
+        }
+        let bytes = match body.read_whole().await {
+            Ok(bytes) => bytes,
+            Err(failure) => {
+                self.host_failure = Some(failure);
+                return Ok(Vec::new());
             }
-            RequestBody::Taken => return Ok(Vec::new()),
         };
         let copy = bytes.to_vec();
         self.table.get_mut(&req)?.body = RequestBody::Read(bytes);
@@ -192,16 +218,7 @@ impl HostRequest for HostState {
     }
 
     fn locale(&mut self, req: Resource<RequestData>) -> wasmtime::Result<String> {
-        let req = self.table.get(&req)?;
-        let explicit = req
-            .query
-            .as_deref()
-            .unwrap_or_default()
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("locale="))
-            .map(|value| percent_encoding::percent_decode_str(value).decode_utf8_lossy());
-        let accept_language = req.headers.iter().find(|(name, _)| name == "accept-language").map(|(_, v)| v.as_str());
-        Ok(self.plugin.locales.negotiate(explicit.as_deref(), accept_language).to_owned())
+        Ok(self.table.get(&req)?.locale(&self.plugin.locales).to_owned())
     }
 
     fn drop(&mut self, req: Resource<RequestData>) -> wasmtime::Result<()> {
@@ -227,7 +244,7 @@ impl HostResponse for HostState {
         let Ok(name) = HeaderName::try_from(name.as_str()) else {
             return Ok(Err(format!("`{name}` is not a valid header name")));
         };
-        if HOST_OWNED_HEADERS.contains(&name.as_str()) {
+        if is_host_owned(name.as_str()) {
             return Ok(Err(format!("`{name}` is set by the host only")));
         }
         let Ok(value) = HeaderValue::try_from(value) else {

@@ -1,11 +1,13 @@
-//! Where a webhook may go. A URL is `http` or `https` with a host; a host
-//! that is, or resolves to, an internal address (loopback, private,
-//! link-local and so the cloud metadata address, shared, unique-local,
-//! multicast, reserved, or IPv6 forms of those) is refused unless the
-//! operator allowed that host by name. The check is made on the addresses
-//! the connection then uses (the client's resolver is this one), so a
-//! name that resolves to a public address when checked and to an internal
-//! one a moment later (DNS rebinding) cannot pass.
+//! Where the host's own outgoing connections may go: webhooks, and plugins'
+//! outgoing HTTP. A URL is `http` or `https` with a host; a host that is,
+//! or resolves to, an internal address (loopback, private, link-local and
+//! so the cloud metadata address, shared, unique-local, multicast,
+//! reserved, or IPv6 forms of those) is refused unless the operator
+//! allowed that host by name (`[webhooks] allow_hosts`; plugins get no such
+//! exception). The check is made on the addresses the connection then uses
+//! (the client's resolver is this one), so a name that resolves to a public
+//! address when checked and to an internal one a moment later (DNS
+//! rebinding) cannot pass.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, LazyLock};
@@ -13,7 +15,7 @@ use std::sync::{Arc, LazyLock};
 use ipnet::IpNet;
 use reqwest::Url;
 
-/// Networks no webhook reaches unless its host is allowed.
+/// Networks no outgoing connection reaches unless its host is allowed.
 static INTERNAL: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
     [
         "0.0.0.0/8",       // "this network"
@@ -111,7 +113,7 @@ impl Allowed {
         self.0.iter().any(|(allowed, only)| *allowed == host && only.is_none_or(|only| Some(only) == port))
     }
 
-    /// `url`, if a webhook may be sent there as far as its text tells: the
+    /// `url`, if a request may be sent there as far as its text tells: the
     /// scheme, a host, no credentials, and an IP literal only when it is
     /// public or allowed. Names are checked again when they resolve.
     pub fn check_url(&self, url: &str) -> Result<Url, String> {
@@ -146,7 +148,12 @@ impl Allowed {
     }
 }
 
-/// The resolver webhook connections use: every address a name resolves
+/// A name resolved to no address a connection may use.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` resolves to no address the host may connect to (internal addresses are refused)")]
+pub struct NoReachableAddress(pub String);
+
+/// The resolver outgoing connections use: every address a name resolves
 /// to is checked, and only the permitted ones are connected to.
 #[derive(Debug, Clone)]
 pub struct Resolver(pub Allowed);
@@ -163,10 +170,7 @@ impl reqwest::dns::Resolve for Resolver {
                 found.into_iter().filter(|a| !is_internal(a.ip())).collect()
             };
             if permitted.is_empty() {
-                return Err(format!(
-                    "`{host}` resolves to no address a webhook may reach (internal addresses are refused)"
-                )
-                .into());
+                return Err(Box::new(NoReachableAddress(host)) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(permitted.into_iter()) as reqwest::dns::Addrs)
         })
