@@ -14,13 +14,19 @@ FMT_ONLY_WORKSPACES := fuzz
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 
-# cargo-fuzz, installed once outside the clone; each target runs this long.
+# cargo-fuzz and componentize-py, installed once outside the clone; each
+# fuzz target runs this long.
 PLINTH_TOOLS ?= $(HOME)/.cache/plinth-tools
+# The Python plugins' component tool, in a virtual environment of its own;
+# tests/guests/build.rs reads this too.
+COMPONENTIZE_PY_VERSION := 0.25.1
+PLINTH_COMPONENTIZE_PY ?= $(PLINTH_TOOLS)/componentize-py/bin/componentize-py
+export PLINTH_COMPONENTIZE_PY
 CARGO_FUZZ_VERSION := 0.13.2
 FUZZ_SECONDS ?= 20
 FUZZ_TARGETS := path config traceparent headers accounts_bodies state_bodies media_bodies
 
-.PHONY: run build test bench fuzz wasm-target test-deps plugins host fmt-check clippy feedback-desk shared-checklist
+.PHONY: run build test bench fuzz wasm-target lang-tools test-deps plugins host fmt-check clippy feedback-desk shared-checklist
 
 run: build
 	./target/release/plinth serve --config examples/plinth.toml --data data
@@ -40,6 +46,17 @@ build: plugins host
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
+# The component tools for the plugins written in JavaScript (componentize-js
+# from the npm registry, pinned by plugins/counters-js/package-lock.json) and
+# Python (componentize-py from PyPI).
+lang-tools:
+	@command -v npm > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm > /dev/null; }
+	@test -x plugins/counters-js/node_modules/.bin/componentize-js || \
+		(cd plugins/counters-js && npm ci --no-audit --no-fund --loglevel=error)
+	@"$(PLINTH_COMPONENTIZE_PY)" --version 2>/dev/null | grep -qF "$(COMPONENTIZE_PY_VERSION)" || { \
+		python3 -m venv "$(PLINTH_TOOLS)/componentize-py" && \
+		"$(PLINTH_TOOLS)/componentize-py/bin/pip" install --quiet componentize-py==$(COMPONENTIZE_PY_VERSION); }
+
 # The SMTP delivery test talks to a real SMTP server (aiosmtpd), the media
 # tests upload with a real tus client (tuspy), the webhook tests verify
 # signatures with the Standard Webhooks library (standardwebhooks), all from
@@ -48,19 +65,22 @@ wasm-target:
 # headless Chromium (Debian's chromium and chromium-driver), and sign-in
 # through an external provider meets a real OpenID Provider (oidc-provider
 # from the npm registry, run by Node).
-test-deps:
+test-deps: lang-tools
 	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 	@python3 -c 'import tusclient' 2>/dev/null || python3 -m pip install --quiet tuspy
 	@python3 -c 'import standardwebhooks' 2>/dev/null || python3 -m pip install --quiet standardwebhooks
 	@command -v clamd > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clamav-daemon > /dev/null; }
 	@command -v chromedriver > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null; }
-	@command -v npm > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm > /dev/null; }
 	@test -d tests/oidc/node_modules/oidc-provider || (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
 
-plugins: wasm-target
+plugins: wasm-target lang-tools
 	cargo build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml
 	mkdir -p target/plugins
 	for p in $(PLUGINS); do cp "$(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/$$p.wasm" target/plugins/; done
+	cd plugins/counters-js && node_modules/.bin/componentize-js counters.js --wit wit --world-name counters \
+		--disable http fetch-event --out ../../target/plugins/counters-js.wasm
+	cd plugins/counters-py && "$(PLINTH_COMPONENTIZE_PY)" --wit-path wit --world counters --quiet componentize app \
+		--python-path . --output ../../target/plugins/counters-py.wasm
 	for slice in feedback-desk/desk shared-checklist/lists; do \
 		cargo build --release --target $(WASM_TARGET) --manifest-path examples/$$slice/Cargo.toml || exit 1; \
 		cp "$(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/$${slice#*/}.wasm" target/plugins/; done

@@ -1,9 +1,29 @@
 //! Builds the wasm guests the integration tests run (the test-only ones in
-//! `wasm/` and the real plugins in `/plugins`), once per build, and writes a
-//! constant with the path of each component.
+//! `wasm/`, `js/` and `python/`, and the real plugins in `/plugins`), once
+//! per build, and writes a constant with the path of each component.
+//!
+//! JavaScript components are built with componentize-js from
+//! `plugins/counters-js/node_modules` (`npm ci` there), Python ones with
+//! the componentize-py that `PLINTH_COMPONENTIZE_PY` names (else the one on
+//! `PATH`); `make test-deps` installs both.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Components in other languages: (constant, language, source directory
+/// relative to this crate, module, world).
+const LANGUAGE_GUESTS: &[(&str, Language, &str, &str, &str)] = &[
+    ("COUNTERS_JS", Language::JavaScript, "../../plugins/counters-js", "counters.js", "counters"),
+    ("COUNTERS_PY", Language::Python, "../../plugins/counters-py", "app", "counters"),
+    ("JSPROBE", Language::JavaScript, "js", "probe.js", "probe"),
+    ("PYPROBE", Language::Python, "python", "probe", "probe"),
+];
+
+#[derive(Clone, Copy)]
+enum Language {
+    JavaScript,
+    Python,
+}
 
 /// (workspace, crates) pairs to build, relative to this crate.
 const WORKSPACES: &[(&str, &[&str])] = &[
@@ -76,7 +96,83 @@ fn main() {
          pub const ACCOUNTS_DATA_V0: &str = {:?};\n",
         previous.join("wasm32-wasip2/release/accounts.wasm").display().to_string()
     ));
+    let languages = target.with_file_name("wasm-guests-languages");
+    std::fs::create_dir_all(&languages).unwrap();
+    println!("cargo:rerun-if-env-changed=PLINTH_COMPONENTIZE_PY");
+    for (constant, language, dir, module, world) in LANGUAGE_GUESTS {
+        let dir = here.join(dir);
+        println!("cargo:rerun-if-changed={}", dir.display());
+        let wasm = languages.join(format!("{}.wasm", constant.to_lowercase()));
+        build_language(*language, &dir, module, world, &wasm);
+        constants.push_str(&format!(
+            "/// The `{constant}` component.\npub const {constant}: &str = {:?};\n",
+            wasm.display().to_string()
+        ));
+    }
     std::fs::write(out.join("guests.rs"), constants).unwrap();
+}
+
+/// Builds a JavaScript or Python component from `dir` (its `wit/` and its
+/// module) into `wasm`, unless `wasm` is newer than every source file.
+fn build_language(language: Language, dir: &Path, module: &str, world: &str, wasm: &Path) {
+    let built = std::fs::metadata(wasm).and_then(|m| m.modified()).ok();
+    let sources = [dir.join("wit"), dir.join(module), dir.join(format!("{module}.py")), platform_wit(dir)];
+    if built.is_some_and(|built| sources.iter().all(|s| newest(s).is_none_or(|changed| changed <= built))) {
+        return;
+    }
+    let partial = wasm.with_extension("partial");
+    let mut cmd = match language {
+        Language::JavaScript => {
+            let tool = repository_root(dir).join("plugins/counters-js/node_modules/.bin/componentize-js");
+            assert!(
+                tool.is_file(),
+                "{} is missing: run `make test-deps` (npm ci in plugins/counters-js)",
+                tool.display()
+            );
+            let mut cmd = Command::new(tool);
+            cmd.arg(module).args(["--wit", "wit", "--world-name", world, "--disable", "http", "fetch-event", "--out"]);
+            cmd
+        }
+        Language::Python => {
+            let tool = std::env::var("PLINTH_COMPONENTIZE_PY").unwrap_or_else(|_| "componentize-py".into());
+            let mut cmd = Command::new(tool);
+            cmd.args(["--wit-path", "wit", "--world", world, "--quiet", "componentize", module, "--python-path", "."]);
+            cmd.arg("--output");
+            cmd
+        }
+    };
+    cmd.arg(&partial).current_dir(dir);
+    let status = cmd.status().unwrap_or_else(|e| {
+        panic!("cannot run the component tool for {}: {e}; run `make test-deps` to install it", dir.display())
+    });
+    assert!(status.success(), "building the component in {} failed", dir.display());
+    std::fs::rename(&partial, wasm).unwrap();
+}
+
+/// The repository root, from a directory inside it.
+fn repository_root(dir: &Path) -> PathBuf {
+    dir.ancestors().find(|a| a.join("kit/wit").is_dir()).expect("inside the repository").to_path_buf()
+}
+
+/// The WIT every language guest is built against.
+fn platform_wit(dir: &Path) -> PathBuf {
+    repository_root(dir).join("kit/wit")
+}
+
+/// The latest modification time of a file or of anything in a directory
+/// (none when it does not exist), skipping `node_modules`.
+fn newest(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name() != "node_modules" && e.file_name() != "__pycache__")
+        .filter_map(|e| newest(&e.path()))
+        .chain(meta.modified().ok())
+        .max()
 }
 
 fn build(workspace: &Path, target: &Path) {

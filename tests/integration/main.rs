@@ -20,6 +20,7 @@ mod headers;
 mod hello;
 mod http_limits;
 mod jobs;
+mod languages;
 mod logging;
 mod mail;
 mod media;

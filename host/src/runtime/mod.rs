@@ -344,13 +344,15 @@ impl Runtime {
     }
 
     /// Calls the component's `routes` in an instance that can reach nothing
-    /// (every import traps), under a small memory cap and a deadline.
+    /// but WASI with nothing inherited (every other import traps), under a
+    /// small memory cap and a deadline.
     async fn declared_routes(&self, plugin: &str, component: &Component) -> Result<Vec<Route>, LoadError> {
         let fail = |reason: String| LoadError::Routes { plugin: plugin.to_owned(), reason };
-        let mut linker = Linker::<state::MemoryCap>::new(&self.engine);
-        linker.define_unknown_imports_as_traps(component).map_err(|e| fail(format!("{e:#}")))?;
-        let mut store = Store::new(&self.engine, state::MemoryCap::new(ROUTES_MEMORY));
-        store.limiter(|cap| cap);
+        let mut linker = Linker::<state::LoadState>::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| fail(format!("{e:#}")))?;
+        stub_non_wasi_imports(&mut linker, &self.engine, component).map_err(|e| fail(format!("{e:#}")))?;
+        let mut store = Store::new(&self.engine, state::LoadState::new(&plugin.into(), ROUTES_MEMORY));
+        store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(ROUTES_DEADLINE_TICKS);
         store.epoch_deadline_trap();
         // Looked up by name: the typed bindings would check `handle`'s
@@ -433,6 +435,39 @@ impl Runtime {
         }
         Ok(linker)
     }
+}
+
+/// Defines every function a component imports outside WASI as a trap, and
+/// its resources as stand-ins. (wasmtime's `define_unknown_imports_as_traps`
+/// would also stub a WASI interface imported at a newer 0.2.x than the
+/// linker's, shadowing the real one with a mismatched resource type.)
+fn stub_non_wasi_imports<T: 'static>(
+    linker: &mut Linker<T>,
+    engine: &Engine,
+    component: &Component,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::ResourceType;
+    use wasmtime::component::types::ComponentItem;
+    for (name, item) in component.component_type().imports(engine) {
+        let ComponentItem::ComponentInstance(instance) = item.ty else { continue };
+        if name.starts_with("wasi:") {
+            continue;
+        }
+        let mut stubs = linker.instance(name)?;
+        for (export, item) in instance.exports(engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let what = format!("{name}#{export}");
+                    stubs.func_new(export, move |_, _, _, _| {
+                        wasmtime::bail!("`{what}` is not reachable while a component loads")
+                    })?;
+                }
+                ComponentItem::Resource(_) => stubs.resource(export, ResourceType::host::<()>(), |_, _| Ok(()))?,
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Interrupts the store's guest at `deadline`, handing the thread back to

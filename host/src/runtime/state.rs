@@ -238,6 +238,29 @@ impl HostState {
     }
 }
 
+/// The store of a call made while a component loads (`routes`): a memory
+/// cap and WASI with nothing inherited, which language runtimes need for
+/// their clocks and randomness; every other import traps.
+pub struct LoadState {
+    /// The memory cap.
+    pub memory: MemoryCap,
+    table: ResourceTable,
+    wasi: WasiCtx,
+}
+
+impl LoadState {
+    /// State for plugin `name`'s load-time call, capped at `limit` bytes.
+    pub fn new(name: &Arc<str>, limit: usize) -> Self {
+        Self { memory: MemoryCap::new(limit), table: ResourceTable::new(), wasi: sandboxed_wasi(name) }
+    }
+}
+
+impl WasiView for LoadState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
 /// WASI for a guest named `name` (a plugin or a worker): no preopens, no
 /// environment, no network; its output goes to the host's log.
 pub fn sandboxed_wasi(name: &Arc<str>) -> WasiCtx {
