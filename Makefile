@@ -77,6 +77,8 @@ plugins: wasm-target lang-tools
 	cargo build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml
 	mkdir -p target/plugins
 	for p in $(PLUGINS); do cp "$(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/$$p.wasm" target/plugins/; done
+	cargo build --release --target $(WASM_TARGET) --manifest-path benches/wasi-hello/Cargo.toml
+	cp "$(CARGO_TARGET_DIR)/$(WASM_TARGET)/release/wasi_hello.wasm" target/plugins/wasi-hello.wasm
 	cd plugins/counters-js && node_modules/.bin/componentize-js counters.js --wit wit --world-name counters \
 		--disable http fetch-event --out ../../target/plugins/counters-js.wasm
 	cd plugins/counters-py && "$(PLINTH_COMPONENTIZE_PY)" --wit-path wit --world counters --quiet componentize app \
@@ -128,5 +130,4 @@ fuzz: plugins
 # beside bare hyper and `wasmtime serve`), written into BENCHMARKS.md.
 bench: build
 	cargo build --release -p bare-hyper
-	cargo build --release --target $(WASM_TARGET) --manifest-path benches/wasi-hello/Cargo.toml
 	bash benches/run.sh

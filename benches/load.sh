@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # HTTP figures over loopback, each scenario for $SECONDS_PER_RUN seconds:
 # hello from bare hyper (the ceiling), `wasmtime serve` (defaults, and tuned
-# like plinth's pool) and plinth, at 1/32/128 connections (wrk, closed loop);
+# like plinth's pool) and plinth (the Rust hello, the wasi:http hello, the
+# JavaScript and Python counters), at 1/32/128 connections (wrk, closed loop);
 # PATCH /v1/me signed in, closed loop and at a fixed offered rate (oha);
 # /healthz sampled at a fixed rate, alone and during a flood of real (argon2)
 # sign-ins; change streams (benches/fanout.py); a 1 GiB upload, download and
@@ -167,6 +168,7 @@ for start in cold warm warm; do
 done
 base=$(wait_for_address "$work/plinth.log" "listening on ")
 hello_at_each "plinth GET /v1/hello (edge + plugin)" "$base/v1/hello"
+hello_at_each "plinth GET /wasi/v1/hello (edge + the wasi:http hello)" "$base/wasi/v1/hello"
 
 # A signed-in user: sign up, verify through the outbox file, sign in.
 email=bench@example.com password="velvet lantern orchard"
@@ -183,6 +185,16 @@ sign_in() { # sets $cookie and $csrf
   cookie=$(sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' "$work/headers")
 }
 sign_in
+
+# One counter read through the JavaScript and the Python plugin (the same
+# work; each instance is the language's whole runtime).
+echo "wrk.headers[\"cookie\"] = \"$cookie\"" > "$work/cookie.lua"
+for language in js py; do
+  for c in "${CONNECTIONS[@]}"; do
+    wrk_run "plinth GET /v1/$language/counters/{name} (edge + $language plugin)" "$c" \
+      "$base/v1/$language/counters/visits" "$work/cookie.lua"
+  done
+done
 
 # Every PATCH changes the name (a PATCH that changes nothing writes nothing).
 cat > "$work/patch.lua" <<LUA

@@ -1,6 +1,8 @@
 //! In-process costs on the request path: a plugin call from `InstancePre`
-//! (instantiate + call + drop), kv, audit append, session lookup, policy
-//! match and rate-limit check. Results and the machine: BENCHMARKS.md.
+//! (instantiate + call + drop; the Rust hello, the same counters in
+//! JavaScript and Python, the `wasmtime serve` hello as a wasi:http
+//! component), kv, audit append, session lookup, policy match and
+//! rate-limit check. Results and the machine: BENCHMARKS.md.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -16,12 +18,20 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
-/// A deployment with the hello plugin, built in a temp dir.
+/// A deployment with the hello plugin (first), the counters plugins in
+/// JavaScript and Python and the wasi:http hello, built in a temp dir.
 fn hello_app(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, Arc<plinth::App>) {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "[[plugins]]\nname = \"hello\"\ncomponent = {:?}\nroutes = [\"GET /v1/hello\", \"POST /v1/hello/count\"]\ngrants = [\"kv\"]\n",
-        plinth_test_guests::HELLO
+        "[[plugins]]\nname = \"hello\"\ncomponent = {:?}\nroutes = [\"GET /v1/hello\", \"POST /v1/hello/count\"]\ngrants = [\"kv\"]\n\n\
+         [[plugins]]\nname = \"counters-js\"\ncomponent = {:?}\nroutes = [\"/v1/js/**\"]\ngrants = [\"kv\"]\n\n\
+         [[plugins]]\nname = \"counters-py\"\ncomponent = {:?}\nroutes = [\"/v1/py/**\"]\ngrants = [\"kv\"]\n\
+         limits = {{ memory = \"128MiB\" }}\n\n\
+         [[plugins]]\nname = \"wasi-hello\"\ncomponent = {:?}\nroutes = [\"GET /wasi/v1/hello\"]\nstrip_prefix = \"/wasi\"\n",
+        plinth_test_guests::HELLO,
+        plinth_test_guests::COUNTERS_JS,
+        plinth_test_guests::COUNTERS_PY,
+        plinth_test_guests::WASI_HELLO,
     );
     std::fs::write(dir.path().join("plinth.toml"), config).unwrap();
     std::fs::create_dir(dir.path().join("policies")).unwrap();
@@ -77,6 +87,54 @@ fn plugin_calls(c: &mut Criterion) {
     });
 }
 
+/// One GET to each kind of plugin: the same work (a JSON answer; the
+/// counters read one key) through each language's runtime.
+fn plugin_calls_by_language(c: &mut Criterion) {
+    let rt = runtime();
+    let (_dir, app) = hello_app(&rt);
+    let plugins = app.deployment.load().plugins.clone();
+    let reader = plinth::runtime::bindings::types::Principal {
+        account_id: "bench".into(),
+        roles: Vec::new(),
+        session_id: "bench-session".into(),
+    };
+    let counter = |language: &str| RequestData {
+        route: format!("GET,POST,DELETE /v1/{language}/counters/{{name}}"),
+        params: vec![("name".into(), "visits".into())],
+        principal: Some(reader.clone()),
+        ..request("GET", &format!("/v1/{language}/counters/visits"))
+    };
+    let cases = [
+        ("plugin/counters-js GET (JavaScript: instantiate + call + drop)", 1, counter("js")),
+        ("plugin/counters-py GET (Python: instantiate + call + drop)", 2, counter("py")),
+        (
+            "plugin/wasi-hello GET (wasi:http component: instantiate + call + drop)",
+            3,
+            RequestData { route: "GET /wasi/v1/hello".into(), ..request("GET", "/wasi/v1/hello") },
+        ),
+    ];
+    for (name, index, template) in cases {
+        let plugin = plugins[index].plugin.clone();
+        c.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let request = RequestData {
+                    body: bytes::Bytes::new().into(),
+                    headers: template.headers.clone(),
+                    params: template.params.clone(),
+                    principal: template.principal.clone(),
+                    route: template.route.clone(),
+                    ..request("GET", &template.path)
+                };
+                let out =
+                    plugin.handle(request, String::new(), plinth::audit::Actor::Anonymous, Default::default()).await;
+                let out = out.unwrap();
+                assert_eq!(out.response.status, 200);
+                black_box(out);
+            })
+        });
+    }
+}
+
 fn storage_and_audit(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
@@ -127,5 +185,5 @@ fn policy_and_limits(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, plugin_calls, storage_and_audit, policy_and_limits);
+criterion_group!(benches, plugin_calls, plugin_calls_by_language, storage_and_audit, policy_and_limits);
 criterion_main!(benches);

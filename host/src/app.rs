@@ -446,7 +446,7 @@ impl App {
         }
         let max_in_flight = u32::try_from(config.server.max_in_flight).context("server.max_in_flight is too large")?;
         let runtime =
-            Runtime::new(max_in_flight + crate::config::MAX_WORKER_SLOTS, Some(config.storage.path.join("compiled")))?;
+            Runtime::new(max_in_flight + crate::config::MAX_WORKER_SLOTS, Some(config.storage.compiled_dir()))?;
         let runtime = Arc::new(runtime);
         let windows = Arc::new(crate::migrations::online::Windows::new(
             storage.clone(),

@@ -102,9 +102,13 @@ pub enum NewCommand {
         /// Where to create it (default: ./NAME); must not exist.
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// The plinth kit to depend on (default: the one this binary was built with).
+        /// The plinth kit to depend on, or whose WIT to copy (default: the one
+        /// this binary was built with).
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../kit"))]
         kit: PathBuf,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::scaffold::Language,
     },
 }
 
@@ -424,15 +428,23 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit(AuditCommand::Verify { config, data }) => audit_check(&config, data, false).await,
         Command::Audit(AuditCommand::Seal { config, data }) => audit_check(&config, data, true).await,
-        Command::New(NewCommand::Plugin { name, dir, kit }) => {
+        Command::New(NewCommand::Plugin { name, dir, kit, lang }) => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            for file in crate::scaffold::new_plugin(&name, &dir, &kit)? {
+            for file in crate::scaffold::new_plugin(&name, &dir, &kit, lang)? {
                 println!("created {}", file.display());
             }
-            println!(
-                "next: cd {} && cargo test && cargo build --release --target wasm32-wasip2 --target-dir target && plinth serve --config plinth.toml",
-                dir.display()
-            );
+            let steps = match lang {
+                crate::scaffold::Language::Rust => {
+                    "cargo test && cargo build --release --target wasm32-wasip2 --target-dir target".to_owned()
+                }
+                crate::scaffold::Language::Js => "npm install && npm run build && npm test".to_owned(),
+                crate::scaffold::Language::Python => format!(
+                    "pip install componentize-py=={} && componentize-py --wit-path wit --world component componentize \
+                     app --output {name}.wasm && python3 -m unittest",
+                    crate::scaffold::COMPONENTIZE_PY_VERSION
+                ),
+            };
+            println!("next: cd {} && {steps} && plinth serve --config plinth.toml", dir.display());
             Ok(())
         }
         Command::Admin(AdminCommand::Invite { config, data, email, roles }) => {
@@ -607,7 +619,7 @@ async fn migrate(action: MigrateAction, file: &Path, data: Option<PathBuf>) -> a
             .with_context(|| format!("opening {} (is a server still running on it? stop it first)", path.display()))?,
     );
     let bench = Workbench::offline(&config, storage).await?;
-    let runtime = Runtime::new(4, Some(path.join("compiled")))?;
+    let runtime = Runtime::new(4, Some(config.storage.compiled_dir()))?;
     let plugin = |name: &str| {
         config
             .plugins

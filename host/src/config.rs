@@ -625,9 +625,18 @@ pub struct StorageConfig {
     /// requests': measured on 2 cores, 2,000/s keeps their p99 within 1.3×
     /// of idle, unpaced (~9,000–11,000/s) costs 18–28× (BENCHMARKS.md).
     pub backfill_rate: u32,
+    /// Where compiled components are cached (default: `compiled` in the
+    /// data directory). Servers may share one: entries are named by the
+    /// component's digest and the engine's settings, and written whole.
+    pub compiled: Option<PathBuf>,
 }
 
 impl StorageConfig {
+    /// The compiled-component cache directory.
+    pub fn compiled_dir(&self) -> PathBuf {
+        self.compiled.clone().unwrap_or_else(|| self.path.join("compiled"))
+    }
+
     /// The backup directory.
     pub fn backups_dir(&self) -> PathBuf {
         self.backups.clone().unwrap_or_else(|| match self.path.parent() {
@@ -639,7 +648,7 @@ impl StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("data"), backups: None, backfill_rate: 2000 }
+        Self { path: PathBuf::from("data"), backups: None, backfill_rate: 2000, compiled: None }
     }
 }
 
@@ -941,6 +950,7 @@ impl Config {
         let base = file.parent().unwrap_or(Path::new(""));
         config.storage.path = base.join(&config.storage.path);
         config.storage.backups = config.storage.backups.as_ref().map(|dir| base.join(dir));
+        config.storage.compiled = config.storage.compiled.as_ref().map(|dir| base.join(dir));
         if let Some(tls) = &mut config.server.tls {
             tls.cert = base.join(&tls.cert);
             tls.key = base.join(&tls.key);

@@ -86,7 +86,7 @@ function step(req) {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new Problem(422, 'invalid_field', 'the body is a JSON object such as {"by": 2}');
   }
-  const by = value.by ?? 1;
+  const by = 'by' in value ? value.by : 1;
   if (!Number.isInteger(by) || by < 1 || by > MAX_STEP) {
     throw new Problem(422, 'invalid_field', `\`by\` is a whole number from 1 to ${MAX_STEP}`, 'by');
   }

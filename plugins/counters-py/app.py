@@ -85,6 +85,8 @@ def step(req: Request) -> int:
     if not isinstance(value, dict):
         raise Problem(422, "invalid_field", 'the body is a JSON object such as {"by": 2}')
     by = value.get("by", 1)
+    if type(by) is float and by.is_integer():
+        by = int(by)  # JSON has one kind of number: 2.0 is 2, as in JavaScript
     if type(by) is not int or not 1 <= by <= MAX_STEP:
         raise Problem(422, "invalid_field", f"`by` is a whole number from 1 to {MAX_STEP}", "by")
     return by

@@ -22,7 +22,8 @@ async fn a_source_change_is_swapped_under_load_and_a_broken_one_keeps_the_old_ve
     let dir = tempfile::tempdir().unwrap();
     let krate = dir.path().join("devdemo");
     let kit = concat!(env!("CARGO_MANIFEST_DIR"), "/../kit");
-    plinth::scaffold::new_plugin("devdemo", &krate, std::path::Path::new(kit)).unwrap();
+    plinth::scaffold::new_plugin("devdemo", &krate, std::path::Path::new(kit), plinth::scaffold::Language::Rust)
+        .unwrap();
     // The load below is far over the default class's 600 requests a minute.
     let config = krate.join("plinth.toml");
     let scaffolded = std::fs::read_to_string(&config).unwrap();

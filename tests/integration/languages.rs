@@ -96,12 +96,17 @@ async fn counters_work(server: &TestServer, base: &str, ada: &SignedIn, grace: &
         .await;
     let zero = call(server, "POST", &path, ada, Some(("application/json", r#"{"by": 0}"#))).await;
     assert_eq!(assert_error(zero, 422, "invalid_field").await["error"]["field"], "by");
-    let huge = call(server, "POST", &path, ada, Some(("application/json", r#"{"by": 1e400}"#))).await;
-    assert_eq!(assert_error(huge, 422, "invalid_field").await["error"]["field"], "by");
+    for bad in [r#"{"by": 1e400}"#, r#"{"by": null}"#, r#"{"by": "2"}"#, r#"{"by": true}"#, r#"{"by": 1.5}"#, "[1]"] {
+        let refused = call(server, "POST", &path, ada, Some(("application/json", bad))).await;
+        assert_error(refused, 422, "invalid_field").await;
+    }
     let named = call(server, "GET", &format!("{base}/Not%20Ok"), ada, None).await;
     assert_eq!(assert_error(named, 400, "invalid_name").await["error"]["field"], "name");
     let unchanged = json_of(call(server, "GET", &path, ada, None).await, 200).await;
     assert_eq!(unchanged["value"], 6, "{base}: refused input changed nothing");
+    // JSON has one kind of number: 2.0 is 2 in both languages.
+    let two = call(server, "POST", &path, ada, Some(("application/json", r#"{"by": 2.0}"#))).await;
+    assert_eq!(json_of(two, 200).await["value"], 8, "{base}");
 
     assert_eq!(call(server, "DELETE", &path, ada, None).await.status(), 204);
     assert_eq!(json_of(call(server, "GET", &path, ada, None).await, 200).await["value"], 0);

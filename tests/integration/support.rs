@@ -103,6 +103,10 @@ pub const LOOSE_LIMITS: &str = "[rate_limits.classes.login]\nper_address = \"100
 [rate_limits.classes.email]\nper_address = \"1000/min\"\nper_principal = \"1000/min\"\n\n\
 [rate_limits.classes.password_reset]\nper_address = \"1000/min\"\n\n";
 
+/// One compiled-component cache for every example deployment of a test
+/// run, so the language plugins' large components compile once.
+const SHARED_COMPILED: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/compiled");
+
 /// The example deployment (examples/plinth.toml and policies/routes.toml)
 /// with components built for tests, loose rate limits, the issuer plugin
 /// added, and `extra` top-level settings spliced in.
@@ -111,6 +115,9 @@ pub fn example_deployment(accounts_settings: &str) -> Deployment {
     let config = std::fs::read_to_string(format!("{root}/examples/plinth.toml")).unwrap();
     let mut config = config
         .replace("../target/plugins/hello.wasm", plinth_test_guests::HELLO)
+        .replace("../target/plugins/counters-js.wasm", plinth_test_guests::COUNTERS_JS)
+        .replace("../target/plugins/counters-py.wasm", plinth_test_guests::COUNTERS_PY)
+        .replace("../target/plugins/wasi-hello.wasm", plinth_test_guests::WASI_HELLO)
         .replace("../target/plugins/accounts.wasm", plinth_test_guests::ACCOUNTS)
         .replace("../target/plugins/state.wasm", plinth_test_guests::STATE)
         .replace("../target/plugins/media.wasm", plinth_test_guests::MEDIA)
@@ -122,7 +129,10 @@ pub fn example_deployment(accounts_settings: &str) -> Deployment {
         .replace("\"forms/locales\"", &format!("{:?}", format!("{root}/examples/forms/locales")))
         .replace("assets = \"forms\"", &format!("assets = {:?}", format!("{root}/examples/forms")))
         .replace("policies = \"../policies/routes.toml\"", "policies = \"policies/routes.toml\"")
-        .replace("[storage]\npath = \"../data\"", "[storage]\npath = \"data\"")
+        .replace(
+            "[storage]\npath = \"../data\"",
+            &format!("[storage]\npath = \"data\"\ncompiled = {SHARED_COMPILED:?}"),
+        )
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
         .replace("dev_insecure_cookies = true", "dev_insecure_cookies = false");
     if !accounts_settings.is_empty() {

@@ -78,7 +78,11 @@ impl CompiledCache {
             std::fs::create_dir_all(&self.dir)?;
             let bytes = component.serialize()?;
             let (code, sum) = self.paths(digest);
-            let tmp = code.with_extension("tmp");
+            // Its own temporary file, so servers sharing a cache never
+            // write into one another's.
+            static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = code.with_extension(format!("{}-{write}.tmp", std::process::id()));
             std::fs::write(&tmp, &bytes)?;
             std::fs::write(&sum, hex::encode(Sha256::digest(&bytes)))?;
             std::fs::rename(&tmp, &code)?;
