@@ -105,10 +105,10 @@ fn fetch(url: &str) -> String {
 
 fn read_body(request: IncomingRequest) -> Vec<u8> {
     let mut value = Vec::new();
-    if let Ok(body) = request.consume() {
-        if let Ok(mut stream) = body.stream() {
-            let _ = stream.read_to_end(&mut value);
-        }
+    if let Ok(body) = request.consume()
+        && let Ok(mut stream) = body.stream()
+    {
+        let _ = stream.read_to_end(&mut value);
     }
     value
 }
