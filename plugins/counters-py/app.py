@@ -80,8 +80,8 @@ def step(req: Request) -> int:
         raise Problem(415, "unsupported_media_type", "send the body as application/json")
     try:
         value = json.loads(body)
-    except ValueError:
-        raise Problem(400, "invalid_json", "the body is not valid JSON")
+    except (ValueError, RecursionError):
+        raise Problem(400, "invalid_json", "the body is not valid JSON (or nested too deeply)")
     if not isinstance(value, dict):
         raise Problem(422, "invalid_field", 'the body is a JSON object such as {"by": 2}')
     by = value.get("by", 1)

@@ -46,6 +46,8 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "migrator-v1",
             "migrator-v2",
             "httpprobe",
+            "fetcher",
+            "sleeper",
         ],
     ),
     ("../../plugins", &["hello", "accounts", "state", "media", "images", "forms", "exports"]),

@@ -147,6 +147,23 @@ pub fn example_deployment(accounts_settings: &str) -> Deployment {
     )
 }
 
+/// `config` without the `[[plugins]]` tables of the plugins `names`.
+pub fn without_plugins(config: &str, names: &[&str]) -> String {
+    let mut tables: Vec<String> = vec![String::new()];
+    for line in config.lines() {
+        if line.starts_with('[') {
+            tables.push(String::new());
+        }
+        let table = tables.last_mut().unwrap();
+        table.push_str(line);
+        table.push('\n');
+    }
+    tables
+        .into_iter()
+        .filter(|t| !(t.starts_with("[[plugins]]") && names.iter().any(|n| t.contains(&format!("\nname = {n:?}\n")))))
+        .collect()
+}
+
 /// The value of the first `/metrics` line starting with `line_start`, as
 /// `authorization` (an admin) reads it.
 pub async fn metric(base: &str, authorization: &str, line_start: &str) -> Option<f64> {

@@ -639,6 +639,15 @@ fn find_route<'a>(
     method: &Method,
     path: &str,
 ) -> Result<(&'a ServedRoute, Params), RouteMiss> {
+    // No plugin serves these: a 2xx to CONNECT makes the connection a
+    // tunnel, and TRACE echoes a request back (cross-site tracing).
+    if method == Method::CONNECT || method == Method::TRACE {
+        return Err(RouteMiss::Refused(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "method_not_implemented",
+            format!("{method} is not served"),
+        )));
+    }
     match deployment.routes.lookup(method.as_str(), path) {
         Lookup::Found { target, params, .. } => Ok((target, params)),
         Lookup::MethodNotAllowed(allowed) => {

@@ -83,7 +83,10 @@ impl CompiledCache {
             static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let tmp = code.with_extension(format!("{}-{write}.tmp", std::process::id()));
-            std::fs::write(&tmp, &bytes)?;
+            if let Err(e) = std::fs::write(&tmp, &bytes) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
             std::fs::write(&sum, hex::encode(Sha256::digest(&bytes)))?;
             std::fs::rename(&tmp, &code)?;
             Ok(())

@@ -350,6 +350,8 @@ impl Runtime {
         let fail = |reason: String| LoadError::Routes { plugin: plugin.to_owned(), reason };
         let mut linker = Linker::<state::LoadState>::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| fail(format!("{e:#}")))?;
+        // Every outgoing request is refused: the load state has no egress.
+        link_wasi_http(&mut linker, true).map_err(|e| fail(format!("{e:#}")))?;
         stub_non_wasi_imports(&mut linker, &self.engine, component).map_err(|e| fail(format!("{e:#}")))?;
         let mut store = Store::new(&self.engine, state::LoadState::new(&plugin.into(), ROUTES_MEMORY));
         store.limiter(|state| &mut state.memory);
@@ -368,9 +370,14 @@ impl Runtime {
             let routes = instance.get_typed_func::<(), (Vec<String>,)>(&mut store, routes)?;
             let (texts,) = routes.call_async(&mut store, ()).await?;
             Ok::<_, wasmtime::Error>(texts)
-        }
-        .await
-        .map_err(|e| fail(format!("its `routes` export failed: {e:#}")))?;
+        };
+        // The epoch deadline stops computing; this stops waiting (a guest
+        // asleep in a WASI poll), so no component can hold up a load.
+        let deadline = EPOCH_TICK * ROUTES_DEADLINE_TICKS as u32;
+        let texts = tokio::time::timeout(deadline, texts)
+            .await
+            .map_err(|_| fail(format!("its `routes` export did not return within {deadline:?}")))?
+            .map_err(|e| fail(format!("its `routes` export failed: {e:#}")))?;
         if texts.is_empty() || texts.len() > MAX_DECLARED_ROUTES {
             return Err(fail(format!(
                 "it declares {} routes; a plugin declares 1 to {MAX_DECLARED_ROUTES}",
@@ -400,12 +407,7 @@ impl Runtime {
     fn linker(&self, grants: &[Grant]) -> wasmtime::Result<Linker<HostState>> {
         let mut linker = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        let http_options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
-        wasmtime_wasi_http::p2::bindings::http::types::add_to_linker::<_, wasmtime_wasi_http::WasiHttp>(
-            &mut linker,
-            &(&http_options).into(),
-            HostState::http,
-        )?;
+        link_wasi_http(&mut linker, grants.contains(&Grant::OutgoingHttp))?;
         types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         settings::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
         log::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
@@ -427,14 +429,24 @@ impl Runtime {
                 Grant::Blobs => blobs::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Jobs => jobs::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
                 Grant::Webhooks => webhooks::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?,
-                Grant::OutgoingHttp => wasmtime_wasi_http::p2::bindings::http::outgoing_handler::add_to_linker::<
-                    _,
-                    wasmtime_wasi_http::WasiHttp,
-                >(&mut linker, HostState::http)?,
+                // Linked with `wasi:http` above.
+                Grant::OutgoingHttp => {}
             }
         }
         Ok(linker)
     }
+}
+
+/// Links `wasi:http/types` and, with `outgoing`, the outgoing handler
+/// (whose requests go through the store's hooks).
+fn link_wasi_http<T: WasiHttpView + 'static>(linker: &mut Linker<T>, outgoing: bool) -> wasmtime::Result<()> {
+    use wasmtime_wasi_http::WasiHttp;
+    use wasmtime_wasi_http::p2::bindings::{LinkOptions, http};
+    http::types::add_to_linker::<_, WasiHttp>(linker, &(&LinkOptions::default()).into(), T::http)?;
+    if outgoing {
+        http::outgoing_handler::add_to_linker::<_, WasiHttp>(linker, T::http)?;
+    }
+    Ok(())
 }
 
 /// Defines every function a component imports outside WASI as a trap, and

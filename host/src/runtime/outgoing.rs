@@ -4,10 +4,16 @@
 //! addresses the connection uses, see [`crate::egress`]), follows no
 //! redirect, and is bounded in number, size and time. Everything else is
 //! answered to the guest as a `wasi:http` error code, never a trap.
+//!
+//! Hosts are read once, by the URL parser the client itself uses, so
+//! `127.1` or `0x7f.1` is judged as the loopback address it is.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use url::{Host, Url};
 
 use http_body_util::{BodyExt, Limited};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
@@ -17,8 +23,8 @@ use crate::metrics::{Metrics, OutgoingLabels};
 
 /// Most outgoing requests one plugin call may make.
 pub const MAX_REQUESTS_PER_CALL: u32 = 16;
-/// Largest outgoing request body.
-const MAX_REQUEST_BODY: usize = 8 << 20;
+/// Most bytes of outgoing request bodies one plugin call may send, in all.
+const MAX_BODY_BYTES_PER_CALL: usize = 8 << 20;
 /// Time to connect, and to the response's head, unless the guest asks for
 /// less (the plugin's own deadline bounds both in any case).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,21 +72,36 @@ impl AllowedHost {
             Some(domain) => (domain, true),
             None => (host, false),
         };
-        let valid = !host.is_empty()
-            && host.len() <= 253
-            && (host.parse::<std::net::IpAddr>().is_ok()
-                || host.split('.').all(|label| {
-                    !label.is_empty()
-                        && label.len() <= 63
-                        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                }));
-        if !valid {
-            return Err(format!(
+        let not_a_host = || {
+            format!(
                 "`{entry}` is not a host; name one (`api.example.com`) or its subdomains (`*.example.com`), \
                  never every host"
-            ));
+            )
+        };
+        let bracketed = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
+        let parsed = Url::parse(&format!("http://{bracketed}/")).ok().and_then(|u| u.host().map(|h| h.to_owned()));
+        let host = match parsed {
+            Some(Host::Domain(domain)) => {
+                let labels_ok = domain.len() <= 253
+                    && domain.split('.').all(|label| {
+                        !label.is_empty()
+                            && label.len() <= 63
+                            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    });
+                if !labels_ok || host.is_empty() {
+                    return Err(not_a_host());
+                }
+                domain
+            }
+            Some(Host::Ipv4(_) | Host::Ipv6(_)) if subdomains => return Err(not_a_host()),
+            Some(Host::Ipv4(ip)) => public_address(entry, ip.into())?,
+            Some(Host::Ipv6(ip)) => public_address(entry, ip.into())?,
+            None => return Err(not_a_host()),
+        };
+        if host == "localhost" || host.ends_with(".localhost") {
+            return Err(format!("`{entry}` names this machine; plugins never reach an internal address"));
         }
-        Ok(Self { scheme, host: host.to_owned(), subdomains, port })
+        Ok(Self { scheme, host, subdomains, port })
     }
 
     /// Whether a request to `scheme://host:port` is one this entry allows.
@@ -93,6 +114,14 @@ impl AllowedHost {
         let default_port = if scheme == "https" { 443 } else { 80 };
         self.scheme.as_deref().is_none_or(|s| s == scheme) && host_matches && self.port.unwrap_or(default_port) == port
     }
+}
+
+/// An address entry in its canonical spelling, unless it is internal.
+fn public_address(entry: &str, ip: std::net::IpAddr) -> Result<String, String> {
+    if is_internal(ip) {
+        return Err(format!("`{entry}` is the internal address {ip}; plugins never reach an internal address"));
+    }
+    Ok(ip.to_string())
 }
 
 /// What one plugin's outgoing requests share: its allowlist and a client
@@ -120,19 +149,30 @@ impl Egress {
         Ok(Self { plugin, allowed, client, metrics })
     }
 
-    /// Whether `uri` may be requested, as far as its text tells (its
-    /// addresses are checked when it resolves).
-    fn judge(&self, uri: &http::Uri) -> Result<(), Error> {
-        let scheme = uri.scheme_str().unwrap_or("https");
-        let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).trim_end_matches('.').to_ascii_lowercase();
-        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+    /// The URL to request, if `uri` may be requested as far as its text
+    /// tells (its addresses are checked again when it resolves). The URL
+    /// is what the client sends to, so what was judged is what goes out.
+    fn judge(&self, uri: &http::Uri) -> Result<Url, Error> {
+        let url = Url::parse(&uri.to_string()).map_err(|_| Error::HttpRequestUriInvalid)?;
+        let scheme = url.scheme();
+        let port = url.port_or_known_default().ok_or(Error::HttpRequestUriInvalid)?;
+        let (host, internal) = match url.host() {
+            Some(Host::Domain(domain)) => {
+                let domain = domain.trim_end_matches('.').to_owned();
+                let local = domain == "localhost" || domain.ends_with(".localhost");
+                (domain, local)
+            }
+            Some(Host::Ipv4(ip)) => (ip.to_string(), is_internal(ip.into())),
+            Some(Host::Ipv6(ip)) => (ip.to_string(), is_internal(ip.into())),
+            None => return Err(Error::HttpRequestUriInvalid),
+        };
         if !self.allowed.iter().any(|a| a.permits(scheme, &host, port)) {
             return Err(Error::HttpRequestDenied);
         }
-        if host.parse().is_ok_and(is_internal) || host == "localhost" || host.ends_with(".localhost") {
+        if internal {
             return Err(Error::DestinationIpProhibited);
         }
-        Ok(())
+        Ok(url)
     }
 
     fn count(&self, outcome: &'static str) {
@@ -140,23 +180,28 @@ impl Egress {
         self.metrics.outgoing_http.get_or_create(&labels).inc();
     }
 
-    /// Sends a judged request and hands back the response as it streams in.
+    /// Sends a request to the `url` it was judged by and hands back the
+    /// response as it streams in; its body comes out of the call's
+    /// `budget` of body bytes.
     async fn send(
         self: Arc<Self>,
         request: http::Request<WasiBody>,
+        url: Url,
+        budget: Arc<AtomicUsize>,
         options: Option<RequestOptions>,
     ) -> Result<http::Response<WasiBody>, Error> {
         let (mut parts, body) = request.into_parts();
-        let body = Limited::new(body, MAX_REQUEST_BODY)
-            .collect()
-            .await
-            .map_err(|_| Error::HttpRequestBodySize(Some(MAX_REQUEST_BODY as u64)))?
-            .to_bytes();
+        let too_large = || Error::HttpRequestBodySize(Some(MAX_BODY_BYTES_PER_CALL as u64));
+        let body =
+            Limited::new(body, budget.load(Ordering::Relaxed)).collect().await.map_err(|_| too_large())?.to_bytes();
+        budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(body.len()))
+            .map_err(|_| too_large())?;
         // The client sets `host` from the URL, so the request goes to the
         // host that was judged.
         parts.headers.remove(http::header::HOST);
         let first_byte = options.and_then(|o| o.first_byte_timeout).unwrap_or(FIRST_BYTE_TIMEOUT);
-        let send = self.client.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body).send();
+        let send = self.client.request(parts.method, url).headers(parts.headers).body(body).send();
         let response = match tokio::time::timeout(first_byte.min(FIRST_BYTE_TIMEOUT), send).await {
             Err(_) => Err(Error::ConnectionReadTimeout),
             Ok(result) => result.map_err(|e| error_code(&e)),
@@ -195,20 +240,20 @@ fn error_code(e: &reqwest::Error) -> Error {
 }
 
 /// One call's `wasi:http` hooks: its plugin's egress (none without the
-/// grant) and the requests it made so far.
-#[derive(Default)]
+/// grant), the requests it made so far and the body bytes it has left.
 pub struct OutgoingHooks {
     egress: Option<Arc<Egress>>,
     sent: u32,
+    budget: Arc<AtomicUsize>,
 }
 
 impl OutgoingHooks {
     /// Hooks for a call of a plugin with `egress`.
     pub fn new(egress: Option<Arc<Egress>>) -> Self {
-        Self { egress, sent: 0 }
+        Self { egress, sent: 0, budget: Arc::new(AtomicUsize::new(MAX_BODY_BYTES_PER_CALL)) }
     }
 
-    fn admit(&mut self, uri: &http::Uri) -> Result<Arc<Egress>, Error> {
+    fn admit(&mut self, uri: &http::Uri) -> Result<(Arc<Egress>, Url), Error> {
         let Some(egress) = self.egress.clone() else { return Err(Error::HttpRequestDenied) };
         self.sent += 1;
         let judged =
@@ -217,7 +262,7 @@ impl OutgoingHooks {
             egress.count("denied");
             tracing::warn!(plugin = %egress.plugin, host = uri.host().unwrap_or_default(), error = %e, "outgoing HTTP request refused");
         }
-        judged.map(|()| egress)
+        judged.map(|url| (egress, url))
     }
 }
 
@@ -232,8 +277,10 @@ impl WasiHttpHooks for OutgoingHooks {
         _request_done: Boxed<Result<(), Error>>,
     ) -> Boxed<Result<(http::Response<WasiBody>, Boxed<Result<(), Error>>), Error>> {
         let admitted = self.admit(request.uri());
+        let budget = self.budget.clone();
         Box::new(async move {
-            let response = admitted?.send(request, options).await?;
+            let (egress, url) = admitted?;
+            let response = egress.send(request, url, budget, options).await?;
             Ok((response, Box::new(async { Ok(()) }) as Boxed<Result<(), Error>>))
         })
     }
@@ -280,6 +327,27 @@ mod tests {
         ] {
             assert!(AllowedHost::parse(bad).is_err(), "{bad}");
         }
+        // Internal addresses in any spelling the client's URL parser reads
+        // as one, and this machine's names, are never an entry.
+        for internal in [
+            "127.0.0.1",
+            "127.1",
+            "0x7f.1",
+            "2130706433",
+            "017700000001",
+            "0",
+            "[::1]",
+            "[::ffff:127.0.0.1]",
+            "10.0.0.1:443",
+            "169.254.169.254",
+            "localhost",
+            "api.localhost",
+        ] {
+            let err = AllowedHost::parse(internal).unwrap_err();
+            assert!(err.contains("internal") || err.contains("this machine"), "{internal}: {err}");
+        }
+        assert_eq!(AllowedHost::parse("http://0x5db8d822").unwrap().host, "93.184.216.34", "the canonical address");
+        assert!(AllowedHost::parse("*.93.184.216.34").is_err(), "an address has no subdomains");
     }
 
     #[test]
@@ -304,19 +372,29 @@ mod tests {
 
     #[test]
     fn unlisted_hosts_internal_literals_and_the_call_budget_are_refused() {
-        let mut hooks = OutgoingHooks::new(Some(egress(&["api.example.com", "127.0.0.1", "[::1]", "localhost"])));
+        let mut hooks = OutgoingHooks::new(Some(egress(&["api.example.com", "93.184.216.34"])));
         let uri = |u: &str| u.parse::<http::Uri>().unwrap();
         assert!(matches!(hooks.admit(&uri("https://other.example.com/")), Err(Error::HttpRequestDenied)));
         assert!(matches!(hooks.admit(&uri("https://api.example.com.evil.net/")), Err(Error::HttpRequestDenied)));
-        for internal in ["http://127.0.0.1/", "http://[::1]/", "http://localhost/"] {
-            assert!(matches!(hooks.admit(&uri(internal)), Err(Error::DestinationIpProhibited)), "{internal}");
+        for unlisted in [
+            "http://127.0.0.1/",
+            "http://127.1/",
+            "http://0x7f.1/",
+            "http://2130706433/",
+            "http://[::1]/",
+            "http://localhost/",
+            "http://api.example.com@127.1/",
+        ] {
+            assert!(matches!(hooks.admit(&uri(unlisted)), Err(Error::HttpRequestDenied)), "{unlisted}");
         }
+        let (_, url) = hooks.admit(&uri("http://0x5db8d822/x")).unwrap();
+        assert_eq!(url.as_str(), "http://93.184.216.34/x", "the address judged is the address requested");
         assert!(hooks.admit(&uri("https://api.example.com/v1")).is_ok());
         while hooks.sent < MAX_REQUESTS_PER_CALL {
             let _ = hooks.admit(&uri("https://api.example.com/v1"));
         }
         assert!(matches!(hooks.admit(&uri("https://api.example.com/v1")), Err(Error::ConnectionLimitReached)));
-        let mut ungranted = OutgoingHooks::default();
+        let mut ungranted = OutgoingHooks::new(None);
         assert!(matches!(ungranted.admit(&uri("https://api.example.com/")), Err(Error::HttpRequestDenied)));
     }
 
@@ -326,7 +404,15 @@ mod tests {
         // would be), the resolver still refuses it.
         let egress = egress(&["api.example.com"]);
         let request = http::Request::get("http://localhost/").body(body_of(b"")).unwrap();
-        let sent = egress.send(request, None).await;
+        let url = Url::parse("http://localhost/").unwrap();
+        let sent = egress.clone().send(request, url, Arc::new(AtomicUsize::new(1024)), None).await;
         assert!(matches!(sent, Err(Error::DestinationIpProhibited)), "{sent:?}");
+        // A call's bodies share one budget: what is left bounds the next.
+        let budget = Arc::new(AtomicUsize::new(4));
+        let request = http::Request::post("http://api.example.com/").body(body_of(b"12345678")).unwrap();
+        let url = Url::parse("http://api.example.com/").unwrap();
+        let sent = egress.send(request, url, budget.clone(), None).await;
+        assert!(matches!(sent, Err(Error::HttpRequestBodySize(_))), "{sent:?}");
+        assert_eq!(budget.load(Ordering::Relaxed), 4);
     }
 }

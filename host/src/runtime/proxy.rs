@@ -3,10 +3,10 @@
 //! the component receives it as a `wasi:http` incoming request whose path
 //! is the canonical path the edge routed (less the entry's `strip_prefix`),
 //! with what a plinth plugin reads through `types.request` set as
-//! `plinth-*` headers (see [`FACT_HEADERS`]) and every `plinth-*` header the
-//! client sent removed. Its response is read whole, at most the plugin's
-//! memory cap, into the [`ResponseData`] a plinth plugin builds, less the
-//! headers the host owns.
+//! `plinth-*` headers (see [`FACT_HEADERS`]) and every header the client
+//! sent that could pass for one removed ([`is_withheld`]). Its response is
+//! read whole, at most the plugin's memory cap, into the [`ResponseData`] a
+//! plinth plugin builds, less the headers the host owns.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -32,6 +32,19 @@ pub const FACT_HEADERS: [&str; 8] = [
     "plinth-route",
     "plinth-locale",
 ];
+
+/// Client headers a component never sees: any that reads as a `plinth-*`
+/// fact once `_` is taken for `-` (as CGI-style frameworks map
+/// `HTTP_PLINTH_ACCOUNT_ID`), and the forwarding headers, whose answer the
+/// edge already settled (`plinth-client-address`).
+pub fn is_withheld(name: &str) -> bool {
+    let name = name.to_ascii_lowercase().replace('_', "-");
+    name.starts_with("plinth-")
+        || name == "forwarded"
+        || name.starts_with("x-forwarded-")
+        || name == "x-real-ip"
+        || name == "x-client-ip"
+}
 
 /// What a path segment keeps unencoded: RFC 3986 `pchar` less `%`.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -71,7 +84,7 @@ pub fn incoming(
     }
     let mut headers = HeaderMap::new();
     for (name, value) in &request.headers {
-        if name.starts_with("plinth-") {
+        if is_withheld(name) {
             continue;
         }
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
@@ -118,6 +131,10 @@ pub enum ResponseFailure {
     /// It set an error code instead of a response.
     #[error("the component answered with error code {0:?}")]
     Error(ErrorCode),
+    /// Its status is not a final one (a 1xx would turn the exchange into
+    /// something else, such as a 101 upgrade).
+    #[error("the component answered with status {0}; a response is 200 to 599")]
+    Status(u16),
     /// Its body was larger than the memory cap.
     #[error("the component's response body is over {0} bytes")]
     TooLarge(usize),
@@ -134,6 +151,9 @@ pub async fn collect(
 ) -> Result<ResponseData, ResponseFailure> {
     let response = receiver.await.map_err(|_| ResponseFailure::None)?.map_err(ResponseFailure::Error)?;
     let (parts, body) = response.into_parts();
+    if !(200..=599).contains(&parts.status.as_u16()) {
+        return Err(ResponseFailure::Status(parts.status.as_u16()));
+    }
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(ResponseFailure::TooLarge(limit)),
@@ -145,7 +165,7 @@ pub async fn collect(
         .filter(|(name, _)| !is_host_owned(name.as_str()))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    Ok(ResponseData { status: parts.status.as_u16(), headers, body: body.to_vec(), ..ResponseData::default() })
+    Ok(ResponseData { status: parts.status.as_u16(), headers, body: Vec::from(body), ..ResponseData::default() })
 }
 
 #[cfg(test)]
@@ -182,6 +202,9 @@ mod tests {
                 ("host", "example.com:8080"),
                 ("plinth-account-id", "forged"),
                 ("plinth-roles", "admin"),
+                ("plinth_account_id", "forged"),
+                ("x-forwarded-for", "10.0.0.1"),
+                ("forwarded", "for=10.0.0.1"),
                 ("x-kept", "1"),
             ],
         );
@@ -193,6 +216,9 @@ mod tests {
         assert_eq!(header("plinth-route"), ["GET /wasi/v1/{name}"]);
         assert_eq!(header("plinth-locale"), ["pl"]);
         assert_eq!(header("x-kept"), ["1"]);
+        for withheld in ["plinth_account_id", "x-forwarded-for", "forwarded"] {
+            assert!(header(withheld).is_empty(), "{withheld}");
+        }
         let mut anonymous = request("/wasi", &[("plinth-session-id", "forged"), ("host", "a@b")]);
         anonymous.principal = None;
         anonymous.csrf_token = None;
@@ -227,6 +253,13 @@ mod tests {
         let (sender, receiver) = oneshot::channel();
         sender.send(Ok(hyper::Response::new(body(b"hello!")))).unwrap();
         assert!(matches!(collect(receiver, 5).await, Err(ResponseFailure::TooLarge(5))));
+        for status in [101, 103, 600] {
+            let (sender, receiver) = oneshot::channel();
+            let mut response = hyper::Response::new(body(b""));
+            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            sender.send(Ok(response)).unwrap();
+            assert!(matches!(collect(receiver, 5).await, Err(ResponseFailure::Status(s)) if s == status));
+        }
         let (sender, receiver) = oneshot::channel::<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>();
         drop(sender);
         assert!(matches!(collect(receiver, 5).await, Err(ResponseFailure::None)));

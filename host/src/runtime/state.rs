@@ -239,25 +239,41 @@ impl HostState {
 }
 
 /// The store of a call made while a component loads (`routes`): a memory
-/// cap and WASI with nothing inherited, which language runtimes need for
-/// their clocks and randomness; every other import traps.
+/// cap, WASI with nothing inherited (language runtimes need its clocks and
+/// randomness) and `wasi:http` with every request refused; every other
+/// import traps.
 pub struct LoadState {
     /// The memory cap.
     pub memory: MemoryCap,
     table: ResourceTable,
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    /// Hooks with no egress: every outgoing request is refused.
+    outgoing: OutgoingHooks,
 }
 
 impl LoadState {
     /// State for plugin `name`'s load-time call, capped at `limit` bytes.
     pub fn new(name: &Arc<str>, limit: usize) -> Self {
-        Self { memory: MemoryCap::new(limit), table: ResourceTable::new(), wasi: sandboxed_wasi(name) }
+        Self {
+            memory: MemoryCap::new(limit),
+            table: ResourceTable::new(),
+            wasi: sandboxed_wasi(name),
+            http: WasiHttpCtx::new(),
+            outgoing: OutgoingHooks::new(None),
+        }
     }
 }
 
 impl WasiView for LoadState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for LoadState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.outgoing }
     }
 }
 

@@ -2,7 +2,8 @@
 //! and what it can reach, one route each (under `/probe`, which its test
 //! entries strip):
 //!
-//! - `/facts`: its method, path and every `plinth-*` header it received;
+//! - `/facts`: its method, path and every header it received whose name
+//!   starts with `plinth` or names a forwarding;
 //! - `/sandbox`: environment, arguments, files and a TCP connection to the
 //!   address in its query, as `key=value` lines;
 //! - `/fetch?URL`: an outgoing request, answered `ok STATUS` or `error CODE`;
@@ -56,7 +57,7 @@ impl Guest for Probe {
 fn facts(request: &IncomingRequest, method: &Method, target: &str) -> String {
     let mut lines = vec![format!("method={method:?}"), format!("target={target}")];
     for (name, value) in request.headers().entries() {
-        if name.starts_with("plinth-") {
+        if name.starts_with("plinth") || name.contains("forwarded") {
             lines.push(format!("{name}={}", String::from_utf8_lossy(&value)));
         }
     }
