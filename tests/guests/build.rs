@@ -74,6 +74,12 @@ fn main() {
         for watched in ["Cargo.toml", "Cargo.lock"] {
             println!("cargo:rerun-if-changed={}", dir.join(watched).display());
         }
+        // Sources the crates share (`include!`d from the workspace's root).
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "rs") {
+                println!("cargo:rerun-if-changed={}", entry.path().display());
+            }
+        }
         for name in *crates {
             println!("cargo:rerun-if-changed={}", dir.join(name).display());
         }

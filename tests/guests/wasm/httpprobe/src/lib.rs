@@ -21,9 +21,7 @@ use std::io::Read as _;
 
 use plinth::platform::kv;
 use wasip2::exports::http::incoming_handler::Guest;
-use wasip2::http::types::{
-    Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse, ResponseOutparam, Scheme,
-};
+use wasip2::http::types::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam};
 
 struct Probe;
 
@@ -77,32 +75,7 @@ fn sandbox(address: &str) -> String {
     report.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
 }
 
-fn fetch(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some(("https", rest)) => (Scheme::Https, rest),
-        Some((_, rest)) => (Scheme::Http, rest),
-        None => (Scheme::Http, url),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let request = OutgoingRequest::new(Fields::new());
-    let _ = request.set_scheme(Some(&scheme));
-    let _ = request.set_authority(Some(authority));
-    let _ = request.set_path_with_query(Some(path));
-    match wasip2::http::outgoing_handler::handle(request, None) {
-        Err(code) => format!("error {code:?}"),
-        Ok(future) => {
-            future.subscribe().block();
-            match future.get() {
-                Some(Ok(Ok(response))) => format!("ok {}", response.status()),
-                Some(Ok(Err(code))) => format!("error {code:?}"),
-                other => format!("error {other:?}"),
-            }
-        }
-    }
-}
+include!("../../fetch.rs");
 
 fn read_body(request: IncomingRequest) -> Vec<u8> {
     let mut value = Vec::new();
