@@ -344,8 +344,9 @@ impl Runtime {
     }
 
     /// Calls the component's `routes` in an instance that can reach nothing
-    /// but WASI with nothing inherited (every other import traps), under a
-    /// small memory cap and a deadline.
+    /// but WASI with nothing inherited and `wasi:http` refusing every
+    /// request (every other import traps), under a small memory cap and a
+    /// deadline.
     async fn declared_routes(&self, plugin: &str, component: &Component) -> Result<Vec<Route>, LoadError> {
         let fail = |reason: String| LoadError::Routes { plugin: plugin.to_owned(), reason };
         let mut linker = Linker::<state::LoadState>::new(&self.engine);
