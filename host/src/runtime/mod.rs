@@ -187,7 +187,7 @@ pub struct Runtime {
     /// One engine for all plugins.
     engine: Engine,
     /// Compiled components on disk; none for `check` and `inspect`.
-    cache: Option<cache::CompiledCache>,
+    cache: Option<Arc<cache::CompiledCache>>,
     /// Keeps plugin deadlines moving.
     _ticker: EpochTicker,
 }
@@ -215,7 +215,7 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let ticker = EpochTicker::start(engine.clone());
-        let cache = cache_dir.map(|dir| cache::CompiledCache::new(dir, &engine));
+        let cache = cache_dir.map(|dir| Arc::new(cache::CompiledCache::new(dir, &engine)));
         Ok(Self { engine, cache, _ticker: ticker })
     }
 
@@ -232,7 +232,9 @@ impl Runtime {
         Ok((self.compile_bytes(plugin, path, bytes, &digest).await?.0, digest))
     }
 
-    /// Compiles on a blocking thread, or takes the compiled code from the cache.
+    /// Takes the compiled code from the cache, or compiles it (and caches
+    /// it), on a blocking thread: a language runtime's entry is tens of MB
+    /// read, checked and mapped, which must not stall a reload's neighbours.
     async fn compile_bytes(
         &self,
         plugin: &str,
@@ -240,22 +242,22 @@ impl Runtime {
         bytes: Vec<u8>,
         digest: &str,
     ) -> Result<(Component, cache::Origin), LoadError> {
-        if let Some(component) = self.cache.as_ref().and_then(|c| c.load(&self.engine, digest)) {
-            return Ok((component, cache::Origin::Cache));
-        }
-        let engine = self.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-            .await
-            .expect("compile task panicked")
-            .map_err(|e| LoadError::Compile {
-                plugin: plugin.to_owned(),
-                path: path.display().to_string(),
-                reason: format!("{e:#}"),
-            })?;
-        if let Some(cache) = &self.cache {
-            cache.store(digest, &component);
-        }
-        Ok((component, cache::Origin::Compiled))
+        let (engine, cache, digest) = (self.engine.clone(), self.cache.clone(), digest.to_owned());
+        let compiled = tokio::task::spawn_blocking(move || {
+            if let Some(component) = cache.as_ref().and_then(|c| c.load(&engine, &digest)) {
+                return Ok((component, cache::Origin::Cache));
+            }
+            let component = Component::new(&engine, &bytes)?;
+            if let Some(cache) = &cache {
+                cache.store(&digest, &component);
+            }
+            Ok((component, cache::Origin::Compiled))
+        });
+        compiled.await.expect("compile task panicked").map_err(|e: wasmtime::Error| LoadError::Compile {
+            plugin: plugin.to_owned(),
+            path: path.display().to_string(),
+            reason: format!("{e:#}"),
+        })
     }
 
     /// Prepares a plugin from its component file; see [`Runtime::prepare_bytes`].
