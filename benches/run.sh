@@ -12,6 +12,8 @@ WASMTIME_VERSION=$(awk '$0 == "name = \"wasmtime\"" { getline; gsub(/[^0-9.]/, "
 OHA_VERSION=1.16.0
 
 command -v wrk > /dev/null || { apt-get update -qq && apt-get install -y -qq wrk > /dev/null; }
+# The HTTP/2 client the stream fan-out and attack scenarios speak with.
+python3 -c 'import h2' 2> /dev/null || python3 -m pip install --quiet h2
 install_tool() { # crate, version, binary
   "$PLINTH_BENCH_TOOLS/bin/$3" --version 2> /dev/null | grep -qF "$2" && return
   echo "installing $1 $2 into $PLINTH_BENCH_TOOLS (once; minutes)" >&2

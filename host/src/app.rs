@@ -526,8 +526,13 @@ impl App {
                 return (Err(anyhow::anyhow!("{}: {key}: {message}", config.source.display())), changes);
             }
         };
-        for entry in &config.plugins {
-            match self.load_plugin(entry, current, locales.clone()).await {
+        // Loaded side by side: a language runtime's component takes tens of
+        // milliseconds to read, check and map even from the compiled cache
+        // (each one's own records are its own; results keep config order).
+        let loads = config.plugins.iter().map(|entry| self.load_plugin(entry, current, locales.clone()));
+        let loaded = futures::future::join_all(loads).await;
+        for (entry, load) in config.plugins.iter().zip(loaded) {
+            match load {
                 Ok((plugin, outcome)) => {
                     changes.push(PluginChange { name: entry.name.clone(), outcome, error: None });
                     plugins.push(plugin);
