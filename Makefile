@@ -51,6 +51,7 @@ wasm-target:
 # Python (componentize-py from PyPI).
 lang-tools:
 	@command -v npm > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm > /dev/null; }
+	@python3 -c 'import ensurepip' 2> /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv > /dev/null; }
 	@test -x plugins/counters-js/node_modules/.bin/componentize-js || \
 		(cd plugins/counters-js && npm ci --no-audit --no-fund --loglevel=error)
 	@"$(PLINTH_COMPONENTIZE_PY)" --version 2>/dev/null | grep -qF "$(COMPONENTIZE_PY_VERSION)" || { \

@@ -94,8 +94,9 @@ pub enum Command {
 /// What `plinth new` creates.
 #[derive(Debug, Subcommand)]
 pub enum NewCommand {
-    /// A plugin crate on the kit: a first route and its unit test, a
-    /// plinth.toml that serves it, and its policy rules.
+    /// A plugin (a Rust crate on the kit, or a JavaScript or Python module):
+    /// a first route and its test, a plinth.toml that serves it, and its
+    /// policy rules.
     Plugin {
         /// The plugin's name: a-z, 0-9 and `-`; also its crate and URL prefix.
         name: String,
@@ -439,8 +440,8 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 }
                 crate::scaffold::Language::Js => "npm install && npm run build && npm test".to_owned(),
                 crate::scaffold::Language::Python => format!(
-                    "pip install componentize-py=={} && componentize-py --wit-path wit --world component componentize \
-                     app --output {name}.wasm && python3 -m unittest",
+                    "python3 -m venv .venv && .venv/bin/pip install componentize-py=={} && .venv/bin/componentize-py \
+                     --wit-path wit --world component componentize app --output {name}.wasm && python3 -m unittest",
                     crate::scaffold::COMPONENTIZE_PY_VERSION
                 ),
             };

@@ -276,8 +276,8 @@ fn plinth_toml(name: &str, language: Language) -> String {
         ),
         Language::Python => (
             format!(
-                "#   pip install componentize-py=={COMPONENTIZE_PY_VERSION}    (once)\n\
-                 #   componentize-py --wit-path wit --world component componentize app --output {name}.wasm\n\
+                "#   python3 -m venv .venv && .venv/bin/pip install componentize-py=={COMPONENTIZE_PY_VERSION}    (once)\n\
+                 #   .venv/bin/componentize-py --wit-path wit --world component componentize app --output {name}.wasm\n\
                  {serving}\n{swap}"
             ),
             format!("{name}.wasm"),
@@ -337,7 +337,7 @@ fn package_json(name: &str) -> String {
   "type": "module",
   "scripts": {{
     "build": "componentize-js plugin.js --wit wit --world-name component --disable http fetch-event --out {name}.wasm",
-    "test": "node --test test/"
+    "test": "node --test test/serve.test.mjs"
   }},
   "devDependencies": {{
     "@bytecodealliance/componentize-js": "{COMPONENTIZE_JS_VERSION}"

@@ -70,6 +70,11 @@ def counter_name(req: Request) -> str:
     return name
 
 
+def not_json(constant: str):
+    """`NaN` and `Infinity` are not JSON, though Python's parser takes them."""
+    raise ValueError(f"{constant} is not JSON")
+
+
 def step(req: Request) -> int:
     """How much to add: the body's `by`, or 1 without a body."""
     body = req.body()
@@ -79,7 +84,7 @@ def step(req: Request) -> int:
     if kind != "application/json":
         raise Problem(415, "unsupported_media_type", "send the body as application/json")
     try:
-        value = json.loads(body)
+        value = json.loads(body, parse_constant=not_json)
     except (ValueError, RecursionError):
         raise Problem(400, "invalid_json", "the body is not valid JSON (or nested too deeply)")
     if not isinstance(value, dict):

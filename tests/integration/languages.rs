@@ -90,8 +90,10 @@ async fn counters_work(server: &TestServer, base: &str, ada: &SignedIn, grace: &
 
     // Bad input: the platform's error shape, with the field at fault.
     let path = format!("{base}/visits");
-    assert_error(call(server, "POST", &path, ada, Some(("application/json", "{nope"))).await, 400, "invalid_json")
-        .await;
+    for not_json in ["{nope", r#"{"by": NaN}"#, r#"{"by": Infinity}"#] {
+        let refused = call(server, "POST", &path, ada, Some(("application/json", not_json))).await;
+        assert_error(refused, 400, "invalid_json").await;
+    }
     assert_error(call(server, "POST", &path, ada, Some(("text/plain", "2"))).await, 415, "unsupported_media_type")
         .await;
     let zero = call(server, "POST", &path, ada, Some(("application/json", r#"{"by": 0}"#))).await;
