@@ -82,7 +82,7 @@ pub fn new_plugin(name: &str, dir: &Path, kit: &Path, language: Language) -> any
         "`{}` is not the plinth kit (no wit/platform.wit); pass --kit",
         kit.display()
     );
-    let files = match language {
+    let mut files = match language {
         Language::Rust => {
             vec![
                 ("Cargo.toml", cargo_toml(name, &kit)),
@@ -116,7 +116,6 @@ pub fn new_plugin(name: &str, dir: &Path, kit: &Path, language: Language) -> any
             files
         }
     };
-    let mut files = files;
     files.push(("policies/routes.toml", policy(name)));
     let mut written = Vec::new();
     for (file, text) in files {
