@@ -296,3 +296,25 @@ fn a_component_whose_routes_never_return_is_refused_within_its_deadline() {
     assert!(stderr.contains("plugin `sleeper`") && stderr.contains("did not return within"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(50), "the load waited for the guest's sleep");
 }
+
+#[tokio::test]
+async fn a_response_over_the_memory_cap_ends_the_request_at_once() {
+    // The probe writes for ever and ignores that the host stopped reading:
+    // the answer is a 500 when the cap is reached, not at the deadline.
+    let entry = plugin(
+        "probe",
+        plinth_test_guests::HTTPPROBE,
+        &["/probe/**"],
+        &["kv", "outgoing-http"],
+        "memory = \"16MiB\", timeout_ms = 20000",
+    );
+    let config = format!("{TEST_SERVER}{entry}strip_prefix = \"/probe\"\noutgoing_http = [\"api.example.com\"]\n");
+    let deployment = Deployment::with_policy(&config, OPEN);
+    let server = TestServer::start(&deployment).await;
+    let started = std::time::Instant::now();
+    let flooded = reqwest::get(server.url("/probe/flood")).await.unwrap();
+    assert_error(flooded, 500, "plugin_trap").await;
+    assert!(started.elapsed() < Duration::from_secs(10), "answered at the deadline, not at the cap");
+    assert_eq!(reqwest::get(server.url("/probe/facts")).await.unwrap().status(), 200);
+    server.stop().await;
+}

@@ -712,21 +712,24 @@ impl Plugin {
         let handle = instance.wasi_http_incoming_handler().call_handle(&mut *store, req, out);
         let collect = proxy::collect(receiver, self.memory_limit);
         tokio::pin!(handle, collect);
-        // The body is read while the guest writes it; a trap ends the call
-        // at once, whether or not a response was started.
-        let mut collected = None;
-        loop {
-            tokio::select! {
-                called = &mut handle => { called?; break; }
-                done = &mut collect, if collected.is_none() => collected = Some(done),
+        // The body is read while the guest writes it. A trap ends the call
+        // at once, whether or not a response was started; so does a
+        // response that cannot be taken (too large, no final status),
+        // whatever the guest goes on doing; a whole one waits for the guest
+        // to return (it may still trap).
+        let response = tokio::select! {
+            called = &mut handle => {
+                called?;
+                collect.await?
             }
-        }
-        let response = match collected {
-            Some(done) => done,
-            None => collect.await,
+            done = &mut collect => {
+                let response = done?;
+                handle.await?;
+                response
+            }
         };
         Metrics::observe(&self.call_seconds, instantiated.elapsed());
-        Ok(response?)
+        Ok(response)
     }
 
     /// A store for one call, within the plugin's memory cap and its

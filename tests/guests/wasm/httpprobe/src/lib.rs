@@ -9,7 +9,8 @@
 //! - `/fetch?URL`: an outgoing request, answered `ok STATUS` or `error CODE`;
 //! - `/kv/{key}`: `plinth:platform/kv` (by grant) — PUT stores the body,
 //!   GET reads it back;
-//! - `/trap`: panics.
+//! - `/trap`: panics;
+//! - `/flood`: writes its body for ever, ignoring that nobody reads it.
 
 wit_bindgen::generate!({
     inline: "package probe:http; world probe { import plinth:platform/kv@0.1.0; }",
@@ -46,6 +47,7 @@ impl Guest for Probe {
                 Err(e) => (500, format!("{e:?}")),
             },
             (_, "/trap") => panic!("the probe was asked to trap"),
+            (_, "/flood") => flood(response_out),
             _ => (404, format!("no probe at {path}")),
         };
         respond(response_out, status, body.as_bytes());
@@ -76,6 +78,17 @@ fn sandbox(address: &str) -> String {
 }
 
 include!("../../fetch.rs");
+
+fn flood(response_out: ResponseOutparam) -> ! {
+    let response = OutgoingResponse::new(Fields::new());
+    let outgoing = response.body().expect("the body is taken once");
+    ResponseOutparam::set(response_out, Ok(response));
+    let stream = outgoing.write().expect("the stream is taken once");
+    let chunk = vec![b'x'; 4096];
+    loop {
+        let _ = stream.blocking_write_and_flush(&chunk);
+    }
+}
 
 fn read_body(request: IncomingRequest) -> Vec<u8> {
     let mut value = Vec::new();
