@@ -49,14 +49,17 @@ wasm-target:
 # The component tools for the plugins written in JavaScript (componentize-js
 # from the npm registry, pinned by plugins/counters-js/package-lock.json) and
 # Python (componentize-py from PyPI).
-lang-tools:
-	@command -v npm > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm > /dev/null; }
+lang-tools: plugins/counters-js/node_modules/.package-lock.json
 	@python3 -c 'import ensurepip' 2> /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv > /dev/null; }
-	@test -x plugins/counters-js/node_modules/.bin/componentize-js || \
-		(cd plugins/counters-js && npm ci --no-audit --no-fund --loglevel=error)
 	@"$(PLINTH_COMPONENTIZE_PY)" --version 2>/dev/null | grep -qF "$(COMPONENTIZE_PY_VERSION)" || { \
 		python3 -m venv "$(PLINTH_TOOLS)/componentize-py" && \
 		"$(PLINTH_TOOLS)/componentize-py/bin/pip" install --quiet componentize-py==$(COMPONENTIZE_PY_VERSION); }
+
+# npm writes node_modules/.package-lock.json on install: a lock file newer
+# than it installs again, so node_modules never lags behind what is committed.
+%/node_modules/.package-lock.json: %/package-lock.json
+	@command -v npm > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm > /dev/null; }
+	cd $* && npm ci --no-audit --no-fund --loglevel=error
 
 # The SMTP delivery test talks to a real SMTP server (aiosmtpd), the media
 # tests upload with a real tus client (tuspy), the webhook tests verify
@@ -66,13 +69,12 @@ lang-tools:
 # headless Chromium (Debian's chromium and chromium-driver), and sign-in
 # through an external provider meets a real OpenID Provider (oidc-provider
 # from the npm registry, run by Node).
-test-deps: lang-tools
+test-deps: lang-tools tests/oidc/node_modules/.package-lock.json
 	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 	@python3 -c 'import tusclient' 2>/dev/null || python3 -m pip install --quiet tuspy
 	@python3 -c 'import standardwebhooks' 2>/dev/null || python3 -m pip install --quiet standardwebhooks
 	@command -v clamd > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clamav-daemon > /dev/null; }
 	@command -v chromedriver > /dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver > /dev/null; }
-	@test -d tests/oidc/node_modules/oidc-provider || (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
 
 plugins: wasm-target lang-tools
 	cargo build --release --target $(WASM_TARGET) --manifest-path plugins/Cargo.toml
