@@ -389,21 +389,19 @@ pub enum PluginCommand {
 }
 
 /// Sets up logging to stderr; `RUST_LOG` filters (default `info`). Lines
-/// are written by a background thread, so a request never waits on the
-/// terminal or a pipe; keep the returned guard alive to flush at exit.
-/// The thread drains every queued line into a buffer and flushes once the
-/// queue is empty: one `write` per batch rather than per line under load,
-/// and nothing held back when idle.
-pub fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// are written by a thread of their own (`log_writer`), so a request never
+/// waits on the terminal or a pipe; keep the returned guard alive, and drop
+/// it to write the last lines at exit.
+pub fn init_logging(format: LogFormat) -> std::io::Result<crate::log_writer::LogGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::new(std::io::stderr()));
+    let (writer, guard) = crate::log_writer::start(std::io::stderr())?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
     }
-    guard
+    Ok(guard)
 }
 
 /// Runs a parsed command.

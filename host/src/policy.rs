@@ -178,7 +178,7 @@ impl Policy {
     pub fn lookup(&self, method: &str, path: &str) -> Option<&Rule> {
         self.rules
             .iter()
-            .filter(|r| r.route.allows(method) && r.route.match_path(path).is_some())
+            .filter(|r| r.route.allows(method) && r.route.matches(path))
             .max_by_key(|r| r.route.specificity())
     }
 

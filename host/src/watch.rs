@@ -3,30 +3,57 @@
 //! or a copy in progress makes one reload.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher as _};
 
-use crate::app::App;
+use crate::app::{App, Deployment};
 use crate::audit::Envelope;
 
 /// Quiet time after the last change before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// The files a reload reads, canonicalized.
-fn watched_files(app: &App) -> HashSet<PathBuf> {
-    let deployment = app.deployment.load();
-    let config = &deployment.config;
-    let mut files = vec![config.source.clone(), config.policies.clone()];
-    files.extend(config.plugins.iter().map(|p| p.component.clone()));
-    for plugin in &deployment.plugins {
-        files.extend(plugin.files.paths().map(Path::to_path_buf));
-        // A file added to a messages or assets directory counts too.
-        files.extend(plugin.files.paths().filter_map(Path::parent).map(Path::to_path_buf));
+/// The files a reload reads, canonicalized, and their names, for one
+/// deployment: a path whose name is not among them is no watched file,
+/// known without a system call (a log written beside the config changes
+/// often).
+struct Watched {
+    /// The deployment they were read from; a swap (a reload, or a plugin
+    /// version swapped by an operator) means reading them again.
+    deployment: Weak<Deployment>,
+    files: HashSet<PathBuf>,
+    names: HashSet<OsString>,
+}
+
+impl Watched {
+    fn of(deployment: &Arc<Deployment>) -> Self {
+        let config = &deployment.config;
+        let mut files = vec![config.source.clone(), config.policies.clone()];
+        files.extend(config.plugins.iter().map(|p| p.component.clone()));
+        for plugin in &deployment.plugins {
+            files.extend(plugin.files.paths().map(Path::to_path_buf));
+            // A file added to a messages or assets directory counts too.
+            files.extend(plugin.files.paths().filter_map(Path::parent).map(Path::to_path_buf));
+        }
+        let files: HashSet<PathBuf> = files.iter().filter_map(|f| f.canonicalize().ok()).collect();
+        let names = files.iter().filter_map(|f| f.file_name()).map(ToOwned::to_owned).collect();
+        Self { deployment: Arc::downgrade(deployment), files, names }
     }
-    files.iter().filter_map(|f| f.canonicalize().ok()).collect()
+
+    /// Whether a path from a change event is a watched file or directory.
+    fn contains(&self, path: &Path) -> bool {
+        self.files.contains(path)
+            || path.file_name().is_some_and(|name| self.names.contains(name))
+                && path.canonicalize().is_ok_and(|c| self.files.contains(&c))
+    }
+
+    /// Whether any of an event's paths is one a reload would read.
+    fn relevant(&self, paths: &[PathBuf]) -> bool {
+        paths.iter().any(|p| self.contains(p) || p.parent().is_some_and(|dir| self.contains(dir) && is_plugin_file(p)))
+    }
 }
 
 /// Watches the deployment's files until the app is dropped.
@@ -42,13 +69,19 @@ pub fn spawn(app: Arc<App>) -> anyhow::Result<()> {
     let app = Arc::downgrade(&app);
     tokio::spawn(async move {
         let mut dirs: HashSet<PathBuf> = HashSet::new();
+        let mut watched: Option<Watched> = None;
         loop {
             let Some(strong) = app.upgrade() else { return };
-            let files = watched_files(&strong);
+            let deployment = strong.deployment.load_full();
             drop(strong);
+            if watched.as_ref().is_none_or(|w| !std::ptr::eq(w.deployment.as_ptr(), Arc::as_ptr(&deployment))) {
+                watched = Some(Watched::of(&deployment));
+            }
+            drop(deployment);
+            let current = watched.as_ref().expect("read above");
             // Directories, not files: editors and `cp` replace files, which
             // would end a watch on the file itself.
-            for dir in files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)) {
+            for dir in current.files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)) {
                 if !dirs.contains(&dir) {
                     match watcher.watch(&dir, RecursiveMode::NonRecursive) {
                         Ok(()) => drop(dirs.insert(dir)),
@@ -57,13 +90,7 @@ pub fn spawn(app: Arc<App>) -> anyhow::Result<()> {
                 }
             }
             let Some(paths) = rx.recv().await else { return };
-            let relevant = |paths: &[PathBuf]| {
-                paths.iter().any(|p| {
-                    let known = |p: &Path| files.contains(p) || p.canonicalize().is_ok_and(|c| files.contains(&c));
-                    known(p) || p.parent().is_some_and(|dir| known(dir) && is_plugin_file(p))
-                })
-            };
-            if !relevant(&paths) {
+            if !current.relevant(&paths) {
                 continue;
             }
             while let Ok(Some(_)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}

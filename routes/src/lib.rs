@@ -33,6 +33,8 @@ pub struct Route {
     segments: Vec<Segment>,
     /// The text it was parsed from, for messages.
     source: String,
+    /// See [`Route::specificity`]; ranked once, compared on every lookup.
+    rank: (Vec<u8>, bool),
 }
 
 /// Why a route string was refused.
@@ -95,7 +97,8 @@ impl Route {
             };
             segments.push(segment);
         }
-        Ok(Self { methods, segments, source: text.trim().to_owned() })
+        let rank = rank(&segments, methods.is_some());
+        Ok(Self { methods, segments, source: text.trim().to_owned(), rank })
     }
 
     /// The route as written (ends trimmed): what the host hands a plugin as
@@ -118,27 +121,45 @@ impl Route {
     /// `/v1/hello/` is not `/v1/hello`. Returns the bound parameters (and
     /// `**` as `rest`).
     pub fn match_path(&self, path: &str) -> Option<Params> {
-        let rest = path.strip_prefix('/')?;
-        let mut parts = (!rest.is_empty()).then(|| rest.split('/')).into_iter().flatten();
         let mut params = Vec::new();
+        self.walk(path, |name, value| params.push((name.to_owned(), value.to_owned()))).then_some(params)
+    }
+
+    /// Whether [`Route::match_path`] would match, without binding anything.
+    pub fn matches(&self, path: &str) -> bool {
+        self.walk(path, |_, _| {})
+    }
+
+    /// Matches `path` segment by segment, handing each binding to `bind`.
+    fn walk<'p>(&self, path: &'p str, mut bind: impl FnMut(&str, &'p str)) -> bool {
+        let Some(rest) = path.strip_prefix('/') else { return false };
+        // What is left of the path after the segments taken so far; `None`
+        // once it is used up (the root has no segment at all).
+        let mut left = (!rest.is_empty()).then_some(rest);
+        let mut next = || {
+            let text = left?;
+            let (segment, after) = text.split_once('/').map_or((text, None), |(s, after)| (s, Some(after)));
+            left = after;
+            Some(segment)
+        };
         for segment in &self.segments {
             match segment {
                 Segment::Rest => {
-                    params.push(("rest".to_owned(), parts.collect::<Vec<_>>().join("/")));
-                    return Some(params);
+                    bind("rest", left.unwrap_or(""));
+                    return true;
                 }
                 Segment::Literal(lit) => {
-                    if parts.next() != Some(lit.as_str()) {
-                        return None;
+                    if next() != Some(lit.as_str()) {
+                        return false;
                     }
                 }
-                Segment::Param(name) => match parts.next() {
-                    Some(value) if !value.is_empty() => params.push((name.clone(), value.to_owned())),
-                    _ => return None,
+                Segment::Param(name) => match next() {
+                    Some(value) if !value.is_empty() => bind(name, value),
+                    _ => return false,
                 },
             }
         }
-        parts.next().is_none().then_some(params)
+        next().is_none()
     }
 
     /// True when every request this route matches, `other` matches too.
@@ -154,20 +175,8 @@ impl Route {
     /// Orders routes by how specific they are, most specific greatest: per
     /// segment a literal beats a parameter beats `**`, then a longer path
     /// wins, then a route with methods beats one for every method.
-    pub fn specificity(&self) -> (Vec<u8>, bool) {
-        let mut rank: Vec<u8> = self
-            .segments
-            .iter()
-            .map(|s| match s {
-                Segment::Literal(_) => 3,
-                Segment::Param(_) => 2,
-                Segment::Rest => 1,
-            })
-            .collect();
-        // A path that ends outranks `**` at that position, which also
-        // matches longer paths.
-        rank.push(if self.segments.last() == Some(&Segment::Rest) { 0 } else { 2 });
-        (rank, self.methods.is_some())
+    pub fn specificity(&self) -> &(Vec<u8>, bool) {
+        &self.rank
     }
 
     /// The path pattern without methods, such as `/v1/things/{id}`.
@@ -219,6 +228,22 @@ impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A route's [`Route::specificity`].
+fn rank(segments: &[Segment], has_methods: bool) -> (Vec<u8>, bool) {
+    let mut rank: Vec<u8> = segments
+        .iter()
+        .map(|s| match s {
+            Segment::Literal(_) => 3,
+            Segment::Param(_) => 2,
+            Segment::Rest => 1,
+        })
+        .collect();
+    // A path that ends outranks `**` at that position, which also matches
+    // longer paths.
+    rank.push(if segments.last() == Some(&Segment::Rest) { 0 } else { 2 });
+    (rank, has_methods)
 }
 
 fn parse_methods(text: &str) -> Result<BTreeSet<String>, String> {
@@ -312,17 +337,18 @@ impl<T> RouteTable<T> {
     /// allow the method, the most specific.
     pub fn lookup(&self, method: &str, path: &str) -> Lookup<'_, T> {
         let mut allowed = Vec::new();
-        let mut best: Option<(&Route, &T, Params)> = None;
-        for (route, target) in &self.entries {
-            if let Some(params) = route.match_path(path) {
+        let mut best: Option<&(Route, T)> = None;
+        for entry @ (route, _) in &self.entries {
+            if route.matches(path) {
                 if !route.allows(method) {
                     allowed.extend(route.methods().into_iter().flatten().map(str::to_owned));
-                } else if best.as_ref().is_none_or(|(b, ..)| route.specificity() > b.specificity()) {
-                    best = Some((route, target, params));
+                } else if best.is_none_or(|(b, _)| route.specificity() > b.specificity()) {
+                    best = Some(entry);
                 }
             }
         }
-        if let Some((route, target, params)) = best {
+        if let Some((route, target)) = best {
+            let params = route.match_path(path).expect("it matched");
             return Lookup::Found { target, route, params };
         }
         if allowed.is_empty() {
@@ -364,11 +390,19 @@ mod tests {
             ("/v1/me/**", "/v1/me/password", Some(&[("rest", "password")])),
             ("/v1/me/**", "/v1/me/a/b", Some(&[("rest", "a/b")])),
             ("/v1/me/**", "/v1/mex", None),
+            ("/v1/me/**", "/v1/me/", Some(&[("rest", "")])),
+            ("/v1/me/**", "/v1/me/a//b/", Some(&[("rest", "a//b/")])),
+            ("/**", "/", Some(&[("rest", "")])),
+            ("/", "/", Some(&[])),
+            ("/", "/x", None),
+            ("/v1/hello", "v1/hello", None),
+            ("/v1/hello", "", None),
         ];
         for (pattern, path, expected) in cases {
             let got = route(pattern).match_path(path);
             let expected = expected.map(|e| e.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>());
             assert_eq!(got, expected, "{pattern} against {path}");
+            assert_eq!(route(pattern).matches(path), expected.is_some(), "{pattern} matches {path}");
         }
     }
 
@@ -417,7 +451,7 @@ mod tests {
         assert!(!route("/v1/me").covered_by(&route("GET /v1/me")));
         assert!(!route("/v1/{x}").covered_by(&route("/v1/me")));
         let mut ranked = ["/v1/**", "/v1/me/**", "/v1/me", "GET /v1/me", "/v1/{x}"].map(route);
-        ranked.sort_by_key(Route::specificity);
+        ranked.sort_by(|a, b| a.specificity().cmp(b.specificity()));
         let order: Vec<String> = ranked.iter().map(ToString::to_string).collect();
         assert_eq!(order, ["/v1/**", "/v1/{x}", "/v1/me/**", "/v1/me", "GET /v1/me"]);
         assert_eq!(route("/v1/things/{id}/**").example_path(), "/v1/things/x");

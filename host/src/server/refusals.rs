@@ -39,13 +39,14 @@ impl<S> EdgeRefusals<S> {
 /// The status of a head hyper wrote by itself, if `buf` is one.
 fn hyper_refusal(buf: &[u8]) -> Option<StatusCode> {
     let rest = buf.strip_prefix(b"HTTP/1.1 ")?;
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&buf[..head_end]).ok()?.to_ascii_lowercase();
-    if !head.contains("\r\ncontent-length: 0") || head.contains("\r\nx-trace-id:") {
+    // Most heads are the edge's successes: read no further for them.
+    let status = StatusCode::from_bytes(rest.get(..3)?).ok()?;
+    if !status.is_client_error() && !status.is_server_error() {
         return None;
     }
-    let status = StatusCode::from_bytes(rest.get(..3)?).ok()?;
-    (status.is_client_error() || status.is_server_error()).then_some(status)
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..head_end]).ok()?.to_ascii_lowercase();
+    (head.contains("\r\ncontent-length: 0") && !head.contains("\r\nx-trace-id:")).then_some(status)
 }
 
 impl<S: AsyncWrite + Unpin> EdgeRefusals<S> {
