@@ -26,6 +26,10 @@ struct Watched {
     deployment: Weak<Deployment>,
     files: HashSet<PathBuf>,
     names: HashSet<OsString>,
+    /// False when some file could not be found (mid-copy, or removed and
+    /// not yet back): then they are read again at every change, as a file
+    /// missing from the set would go unwatched.
+    complete: bool,
 }
 
 impl Watched {
@@ -38,9 +42,16 @@ impl Watched {
             // A file added to a messages or assets directory counts too.
             files.extend(plugin.files.paths().filter_map(Path::parent).map(Path::to_path_buf));
         }
-        let files: HashSet<PathBuf> = files.iter().filter_map(|f| f.canonicalize().ok()).collect();
+        let found: Vec<PathBuf> = files.iter().filter_map(|f| f.canonicalize().ok()).collect();
+        let complete = found.len() == files.len();
+        let files: HashSet<PathBuf> = found.into_iter().collect();
         let names = files.iter().filter_map(|f| f.file_name()).map(ToOwned::to_owned).collect();
-        Self { deployment: Arc::downgrade(deployment), files, names }
+        Self { deployment: Arc::downgrade(deployment), files, names, complete }
+    }
+
+    /// Whether this set still holds for `deployment`.
+    fn holds_for(&self, deployment: &Arc<Deployment>) -> bool {
+        self.complete && std::ptr::eq(self.deployment.as_ptr(), Arc::as_ptr(deployment))
     }
 
     /// Whether a path from a change event is a watched file or directory.
@@ -74,7 +85,7 @@ pub fn spawn(app: Arc<App>) -> anyhow::Result<()> {
             let Some(strong) = app.upgrade() else { return };
             let deployment = strong.deployment.load_full();
             drop(strong);
-            if watched.as_ref().is_none_or(|w| !std::ptr::eq(w.deployment.as_ptr(), Arc::as_ptr(&deployment))) {
+            if !watched.as_ref().is_some_and(|w| w.holds_for(&deployment)) {
                 watched = Some(Watched::of(&deployment));
             }
             drop(deployment);

@@ -199,7 +199,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
 /// finish first).
 async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     builder: &auto::Builder<TokioExecutor>,
-    stream: S,
+    stream: refusals::EdgeRefusals<S>,
     peer: SocketAddr,
     app: Arc<App>,
     admitted: &connections::Admitted,
@@ -207,7 +207,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (header_timeout, idle_timeout) = (app.server.header_timeout(), app.server.idle_timeout());
     let tracker = admitted.tracker();
+    let dispatched = stream.dispatched();
     let service = service_fn(move |req| {
+        dispatched.mark();
         let app = app.clone();
         let busy = tracker.busy();
         async move {

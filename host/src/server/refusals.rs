@@ -6,11 +6,17 @@
 //!
 //! A hyper answer is recognised by its shape: a whole head with
 //! `content-length: 0` and no `x-trace-id`, which every response of the
-//! edge carries. HTTP/2 frames never start with a status line.
+//! edge carries. HTTP/2 frames never start with a status line. And only
+//! while hyper could be answering by itself: between bytes read from the
+//! client and the request reaching the edge. Once the edge has a request,
+//! what is written is its response, and a body may hold any bytes (a file
+//! made to look like a refusal must be served as it is, or the response's
+//! length and the connection's framing would change).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use http::StatusCode;
@@ -27,12 +33,33 @@ pub struct EdgeRefusals<S> {
     render: Render,
     /// A replacement being written, and how much of it is out.
     pending: Option<(Vec<u8>, usize)>,
+    /// Set by bytes from the client, cleared when a request reaches the
+    /// edge: whether a head written now could be hyper's own.
+    armed: Arc<AtomicBool>,
+}
+
+/// Tells the stream that hyper handed a request to the edge.
+#[derive(Clone)]
+pub struct Dispatched(Arc<AtomicBool>);
+
+impl Dispatched {
+    /// Called as each request reaches the edge.
+    pub fn mark(&self) {
+        // Read and written on the connection's own task, in order: hyper
+        // reads, then calls the service, then writes.
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
 
 impl<S> EdgeRefusals<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, render: Render) -> Self {
-        Self { inner, render, pending: None }
+        Self { inner, render, pending: None, armed: Arc::default() }
+    }
+
+    /// The handle the connection's service marks requests with.
+    pub fn dispatched(&self) -> Dispatched {
+        Dispatched(self.armed.clone())
     }
 }
 
@@ -68,6 +95,9 @@ impl<S: AsyncWrite + Unpin> EdgeRefusals<S> {
     /// Takes `buf` as written when it is a hyper refusal, queueing the
     /// edge's answer instead.
     fn replace(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Option<Poll<io::Result<usize>>> {
+        if !self.armed.load(Ordering::Relaxed) {
+            return None;
+        }
         let status = hyper_refusal(buf)?;
         self.pending = Some(((self.render)(status), 0));
         Some(match self.poll_pending(cx) {
@@ -80,7 +110,12 @@ impl<S: AsyncWrite + Unpin> EdgeRefusals<S> {
 
 impl<S: AsyncRead + Unpin> AsyncRead for EdgeRefusals<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.armed.store(true, Ordering::Relaxed);
+        }
+        read
     }
 }
 
@@ -149,11 +184,42 @@ mod tests {
         let (client, server) = tokio::io::duplex(1024);
         let mut wrapped = EdgeRefusals::new(server, render);
         let mut client = client;
+        client.write_all(b"GET /").await.unwrap();
+        wrapped.read_exact(&mut [0; 5]).await.unwrap();
         wrapped.write_all(b"HTTP/1.1 200 OK\r\nx-trace-id: 1\r\ncontent-length: 2\r\n\r\nhi").await.unwrap();
         wrapped.write_all(b"HTTP/1.1 431 Too Large\r\ncontent-length: 0\r\n\r\n").await.unwrap();
         wrapped.shutdown().await.unwrap();
         let mut seen = String::new();
         client.read_to_string(&mut seen).await.unwrap();
         assert_eq!(seen, "HTTP/1.1 200 OK\r\nx-trace-id: 1\r\ncontent-length: 2\r\n\r\nhiEDGE 431");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_looks_like_a_refusal_is_written_as_it_is() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let render: Render = Arc::new(|status| format!("EDGE {}", status.as_u16()).into_bytes());
+        let (mut client, server) = tokio::io::duplex(4096);
+        let mut wrapped = EdgeRefusals::new(server, render);
+        let dispatched = wrapped.dispatched();
+        let fake = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        // Nothing read yet: nothing hyper could be refusing.
+        wrapped.write_all(fake).await.unwrap();
+        // A request read and handed to the edge: its response's chunks pass.
+        client.write_all(b"GET /file HTTP/1.1\r\n\r\n").await.unwrap();
+        wrapped.read_exact(&mut [0; 22]).await.unwrap();
+        dispatched.mark();
+        wrapped.write_all(b"HTTP/1.1 200 OK\r\nx-trace-id: 1\r\ncontent-length: 96\r\n\r\n").await.unwrap();
+        wrapped.write_all(fake).await.unwrap();
+        wrapped.write_all(fake).await.unwrap();
+        // The next request's bytes arrive and hyper refuses them: replaced.
+        client.write_all(b"\x01\x02").await.unwrap();
+        wrapped.read_exact(&mut [0; 2]).await.unwrap();
+        wrapped.write_all(fake).await.unwrap();
+        wrapped.shutdown().await.unwrap();
+        let mut seen = Vec::new();
+        client.read_to_end(&mut seen).await.unwrap();
+        let ok = b"HTTP/1.1 200 OK\r\nx-trace-id: 1\r\ncontent-length: 96\r\n\r\n";
+        let expected = [&fake[..], ok, fake, fake, b"EDGE 400"].concat();
+        assert_eq!(String::from_utf8_lossy(&seen), String::from_utf8_lossy(&expected));
     }
 }
