@@ -411,14 +411,9 @@ async fn route(
                 Some(follow) if response.status() == StatusCode::OK => {
                     let (mut head, prefix) = response.into_parts();
                     head.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-                    let origin = stream::Origin {
-                        plugin: plugin.name().into(),
-                        uri: parts.uri,
-                        headers: parts.headers,
-                        path: path.to_owned(),
-                        client,
-                        token: presented.map(|(token, _)| token),
-                    };
+                    let token = presented.map(|(token, _)| token);
+                    let origin =
+                        stream::Origin::new(plugin.name().into(), &parts.uri, &parts.headers, path, client, token);
                     Response::from_parts(head, stream::start(app.clone(), origin, follow, prefix.to_vec()))
                 }
                 _ => response.map(|body| ResponseBody::from(Full::new(body))),

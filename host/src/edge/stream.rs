@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, Uri};
+use http::{HeaderMap, HeaderValue, Uri};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::{broadcast, mpsc};
@@ -116,6 +116,31 @@ pub struct Origin {
     pub client: IpAddr,
     /// The session token the client presented, if any.
     pub token: Option<String>,
+}
+
+impl Origin {
+    /// Keeps copies of `uri` and `headers`: hyper parses both as slices of
+    /// the connection's read buffer, which would otherwise stay allocated
+    /// (8 KiB) beside the buffer hyper takes for its next read, for as long
+    /// as the stream is open.
+    pub fn new(
+        plugin: Arc<str>,
+        uri: &Uri,
+        headers: &HeaderMap,
+        path: &str,
+        client: IpAddr,
+        token: Option<String>,
+    ) -> Self {
+        let uri = Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone());
+        let mut owned = HeaderMap::with_capacity(headers.len());
+        for (name, value) in headers {
+            let mut copy = HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value.as_bytes()))
+                .unwrap_or_else(|_| value.clone());
+            copy.set_sensitive(value.is_sensitive());
+            owned.append(name.clone(), copy);
+        }
+        Self { plugin, uri, headers: owned, path: path.to_owned(), client, token }
+    }
 }
 
 /// Why a heartbeat's check ended a stream: sent as the `end` event.
