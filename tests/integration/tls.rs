@@ -41,6 +41,50 @@ async fn https_negotiates_h2_and_http1() {
     server.stop().await;
 }
 
+/// Under TLS a client speaks the version ALPN agreed: the server reads
+/// nothing to find out (an HTTP/1 request where h2 was agreed gets no
+/// HTTP/1 answer), and one that named no protocol is detected.
+#[tokio::test]
+async fn a_tls_client_speaks_the_version_alpn_agreed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let deployment = Deployment::new(&format!(
+        "{}\ntls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n\n{}",
+        TEST_SERVER.trim_end(),
+        hello_plugin()
+    ));
+    std::fs::write(deployment.dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(deployment.dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let server = TestServer::start(&deployment).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let http1_answer = |alpn: Option<&'static [u8]>| {
+        let roots = roots.clone();
+        async move {
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            config.alpn_protocols = alpn.into_iter().map(<[u8]>::to_vec).collect();
+            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+            let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = connector.connect(name, tcp).await.unwrap();
+            tls.write_all(b"GET /v1/hello HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").await.unwrap();
+            let mut answer = Vec::new();
+            let read = tokio::time::timeout(std::time::Duration::from_secs(10), tls.read_to_end(&mut answer)).await;
+            assert!(read.is_ok(), "the server ends the connection");
+            String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200")
+        }
+    };
+    assert!(http1_answer(Some(b"http/1.1")).await);
+    assert!(http1_answer(None).await, "no protocol named: detected from the bytes");
+    assert!(!http1_answer(Some(b"h2")).await, "h2 was agreed: HTTP/1 bytes are not served");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn plain_http1_and_h2c() {
     let deployment = Deployment::new(&format!("{TEST_SERVER}{}", hello_plugin()));
