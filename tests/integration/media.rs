@@ -262,6 +262,30 @@ async fn a_resumable_upload_larger_than_the_body_limit_resumes_and_is_served_who
     assert_eq!((info["type"].as_str(), info["size"].as_u64()), (Some("image/png"), Some(file.len() as u64)));
 }
 
+/// A served file may hold what hyper's own refusal looks like: it goes out
+/// byte for byte, never swapped for the edge's answer mid-body
+/// (THREATS.md F15). The look-alike starts every 4 KiB, so some write of
+/// the body starts with it whatever the frame and write sizes.
+#[tokio::test]
+async fn a_file_that_looks_like_a_refusal_is_served_as_it_is() {
+    let deployment = deployment("64MiB", 3600);
+    let (_server, _alice, me) = alice_on(&deployment).await;
+    let mut file = png(1 << 20);
+    let refusal = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+    for at in (4096..file.len() - refusal.len()).step_by(4096) {
+        file[at..at + refusal.len()].copy_from_slice(refusal);
+    }
+    let upload = me.create(file.len(), "attachment", "refusals.png").await;
+    let done = me.patch(&upload, 0, &file).await;
+    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    let item = item_path(&done);
+    for _ in 0..3 {
+        let served = me.req(Method::GET, &item).send().await.unwrap();
+        assert_eq!(served.status(), StatusCode::OK);
+        assert!(served.bytes().await.unwrap() == file, "the bytes served are the bytes stored");
+    }
+}
+
 #[tokio::test]
 async fn ranges_validators_and_head_follow_rfc_9110() {
     let deployment = deployment("64MiB", 3600);
