@@ -1,7 +1,8 @@
 //! Where log lines go: appended to a shared buffer under a lock and written
-//! out by a thread of their own every few milliseconds, or at once when the
-//! buffer grows large. A request never waits on the terminal or a pipe, and
-//! no thread is woken per line: tracing-appender's writer wakes its thread
+//! out by a thread of their own, which sleeps while there are none and
+//! writes together what comes within a few milliseconds of the first (at
+//! once when the buffer grows large). A request never waits on the terminal
+//! or a pipe, and no thread is woken per line: tracing-appender's writer wakes its thread
 //! for every line, which under load cost a request more than formatting its
 //! line (see BENCHMARKS.md).
 
@@ -35,7 +36,8 @@ pub struct LogGuard {
 
 struct Shared {
     pending: Mutex<Pending>,
-    /// Wakes the writing thread early: a large buffer, or exiting.
+    /// Wakes the writing thread: a first line (it sleeps while there is
+    /// none), a large buffer, or exiting.
     wake: Condvar,
 }
 
@@ -71,6 +73,10 @@ fn write_until_closed(shared: &Shared, mut out: impl Write) {
     loop {
         let (dropped, closing) = {
             let mut pending = shared.lock();
+            while pending.text.is_empty() && !pending.closing {
+                pending = shared.wake.wait(pending).unwrap_or_else(PoisonError::into_inner);
+            }
+            // Lines that come within the interval go out together.
             if pending.text.len() < WRITE_AT && !pending.closing {
                 pending = shared.wake.wait_timeout(pending, FLUSH_EVERY).unwrap_or_else(PoisonError::into_inner).0;
             }
@@ -101,7 +107,7 @@ impl Write for &LogWriter {
         } else {
             let before = pending.text.len();
             pending.text.extend_from_slice(line);
-            if before < WRITE_AT && pending.text.len() >= WRITE_AT {
+            if before == 0 || (before < WRITE_AT && pending.text.len() >= WRITE_AT) {
                 self.shared.wake.notify_one();
             }
         }
