@@ -1,10 +1,11 @@
 //! Where log lines go: appended to a shared buffer under a lock and written
 //! out by a thread of their own, which sleeps while there are none and
 //! writes together what comes within a few milliseconds of the first (at
-//! once when the buffer grows large). A request never waits on the terminal
-//! or a pipe, and no thread is woken per line: tracing-appender's writer wakes its thread
-//! for every line, which under load cost a request more than formatting its
-//! line (see BENCHMARKS.md).
+//! once when the buffer grows large). A request never waits on the
+//! terminal or a pipe, and the thread is woken once per batch, not per
+//! line: tracing-appender's writer woke its thread for every line, which
+//! under load cost a request more than formatting its line (see
+//! BENCHMARKS.md).
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
@@ -12,8 +13,9 @@ use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// How long a line may wait in the buffer.
-const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// How long lines are gathered after the first one before they are
+/// written: how long a line may wait in the buffer.
+const GATHER_FOR: Duration = Duration::from_millis(20);
 /// A buffer this large is written out without waiting for the interval.
 const WRITE_AT: usize = 64 * 1024;
 /// Past this much unwritten text (the reader of stderr has stopped), lines
@@ -73,12 +75,12 @@ fn write_until_closed(shared: &Shared, mut out: impl Write) {
     loop {
         let (dropped, closing) = {
             let mut pending = shared.lock();
-            while pending.text.is_empty() && !pending.closing {
+            while pending.text.is_empty() && pending.dropped == 0 && !pending.closing {
                 pending = shared.wake.wait(pending).unwrap_or_else(PoisonError::into_inner);
             }
             // Lines that come within the interval go out together.
             if pending.text.len() < WRITE_AT && !pending.closing {
-                pending = shared.wake.wait_timeout(pending, FLUSH_EVERY).unwrap_or_else(PoisonError::into_inner).0;
+                pending = shared.wake.wait_timeout(pending, GATHER_FOR).unwrap_or_else(PoisonError::into_inner).0;
             }
             std::mem::swap(&mut pending.text, &mut writing);
             (std::mem::take(&mut pending.dropped), pending.closing)
@@ -103,6 +105,11 @@ impl Write for &LogWriter {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
         let mut pending = self.shared.lock();
         if pending.text.len() + line.len() > CAPACITY {
+            // A line too large for an empty buffer wakes the thread to
+            // report it.
+            if pending.text.is_empty() && pending.dropped == 0 {
+                self.shared.wake.notify_one();
+            }
             pending.dropped += 1;
         } else {
             let before = pending.text.len();
@@ -188,11 +195,34 @@ mod tests {
         let sink = Sink::default();
         let (writer, _guard) = start(sink.clone()).unwrap();
         line(&writer, "alone\n");
-        let written = (0..200).any(|_| {
+        assert!(written(&sink, b"alone\n"), "a lone line reaches the output while the server runs");
+    }
+
+    /// Waits up to 2 s for the sink to hold `text`.
+    fn written(sink: &Sink, text: &[u8]) -> bool {
+        (0..200).any(|_| {
             std::thread::sleep(Duration::from_millis(10));
-            sink.text.lock().unwrap().as_slice() == b"alone\n"
-        });
-        assert!(written, "a lone line reaches the output while the server runs");
+            sink.text.lock().unwrap().as_slice() == text
+        })
+    }
+
+    #[test]
+    fn the_sleeping_thread_wakes_for_each_later_line() {
+        let sink = Sink::default();
+        let (writer, _guard) = start(sink.clone()).unwrap();
+        line(&writer, "one\n");
+        assert!(written(&sink, b"one\n"));
+        line(&writer, "two\n");
+        assert!(written(&sink, b"one\ntwo\n"), "a line after the thread went back to sleep");
+        line(&writer, &"x".repeat(CAPACITY + 1));
+        assert!(
+            written(
+                &sink,
+                format!("one\ntwo\n1 log lines were dropped: the log's reader fell {CAPACITY} bytes behind\n")
+                    .as_bytes()
+            ),
+            "a line too large for the buffer is reported while nothing else comes"
+        );
     }
 
     #[test]
@@ -203,7 +233,7 @@ mod tests {
         line(&writer, "first\n");
         // The writing thread is now stuck in the sink; lines pile up to the
         // cap and the rest are dropped, and writing one never blocks.
-        std::thread::sleep(FLUSH_EVERY * 3);
+        std::thread::sleep(GATHER_FOR * 3);
         let long = "x".repeat(1023) + "\n";
         let lines = CAPACITY / long.len() + 100;
         for _ in 0..lines {

@@ -264,8 +264,8 @@ async fn a_resumable_upload_larger_than_the_body_limit_resumes_and_is_served_who
 
 /// A served file may hold what hyper's own refusal looks like: it goes out
 /// byte for byte, never swapped for the edge's answer mid-body
-/// (THREATS.md F15). The look-alike starts every 4 KiB, so some write of
-/// the body starts with it whatever the frame and write sizes.
+/// (THREATS.md F15). The look-alike starts every 4 KiB, so it begins each
+/// 64 KiB frame a download is written in, and any write cut at a page.
 #[tokio::test]
 async fn a_file_that_looks_like_a_refusal_is_served_as_it_is() {
     let deployment = deployment("64MiB", 3600);
@@ -279,6 +279,8 @@ async fn a_file_that_looks_like_a_refusal_is_served_as_it_is() {
     let done = me.patch(&upload, 0, &file).await;
     assert_eq!(done.status(), StatusCode::NO_CONTENT);
     let item = item_path(&done);
+    // Over one kept-alive connection: a swap would also break the next
+    // download's framing.
     for _ in 0..3 {
         let served = me.req(Method::GET, &item).send().await.unwrap();
         assert_eq!(served.status(), StatusCode::OK);

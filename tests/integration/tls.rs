@@ -2,18 +2,22 @@
 
 use reqwest::Version;
 
-use crate::support::{Deployment, ISSUER_POLICY, TEST_SERVER, TestServer, hello_plugin, issuer_plugin};
+use crate::support::{Deployment, ISSUER_POLICY, OPEN_POLICY, TEST_SERVER, TestServer, hello_plugin, issuer_plugin};
+
+/// A deployment serving HTTPS with a fresh self-signed certificate for
+/// `localhost`; `rest` follows the `[server]` table, whose `tls` it adds.
+fn over_tls(rest: &str, policy: &str) -> (Deployment, rcgen::CertifiedKey) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let toml = format!("{}\ntls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n\n{rest}", TEST_SERVER.trim_end());
+    let deployment = Deployment::with_policy(&toml, policy);
+    std::fs::write(deployment.dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(deployment.dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    (deployment, cert)
+}
 
 #[tokio::test]
 async fn https_negotiates_h2_and_http1() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let deployment = Deployment::new(&format!(
-        "{}\ntls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n\n{}",
-        TEST_SERVER.trim_end(),
-        hello_plugin()
-    ));
-    std::fs::write(deployment.dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(deployment.dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let (deployment, cert) = over_tls(&hello_plugin(), OPEN_POLICY);
     let server = TestServer::start(&deployment).await;
     let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
     let url = format!("https://localhost:{}/v1/hello", server.addr.port());
@@ -47,14 +51,7 @@ async fn https_negotiates_h2_and_http1() {
 #[tokio::test]
 async fn a_tls_client_speaks_the_version_alpn_agreed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let deployment = Deployment::new(&format!(
-        "{}\ntls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n\n{}",
-        TEST_SERVER.trim_end(),
-        hello_plugin()
-    ));
-    std::fs::write(deployment.dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(deployment.dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let (deployment, cert) = over_tls(&hello_plugin(), OPEN_POLICY);
     let server = TestServer::start(&deployment).await;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
@@ -101,17 +98,8 @@ async fn plain_http1_and_h2c() {
 /// keeps `Secure` and `__Host-` (finding 11).
 #[tokio::test]
 async fn the_development_cookie_setting_never_weakens_tls() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let deployment = Deployment::with_policy(
-        &format!(
-            "{}\ntls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n\n[sessions]\ndev_insecure_cookies = true\n\n{}",
-            TEST_SERVER.trim_end(),
-            issuer_plugin()
-        ),
-        ISSUER_POLICY,
-    );
-    std::fs::write(deployment.dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(deployment.dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let (deployment, cert) =
+        over_tls(&format!("[sessions]\ndev_insecure_cookies = true\n\n{}", issuer_plugin()), ISSUER_POLICY);
     let server = TestServer::start(&deployment).await;
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())

@@ -466,8 +466,9 @@ async fn revalidate(app: &Arc<App>, origin: &stream::Origin, key: &str) -> Resul
     if *plugin.name() != *origin.plugin {
         return Err(ended(StatusCode::NOT_FOUND, "not_found"));
     }
-    let (mut parts, ()) = Request::builder().uri(origin.uri.clone()).body(()).expect("a URI that parsed").into_parts();
-    parts.headers.clone_from(&origin.headers);
+    let (mut parts, ()) =
+        Request::builder().uri(origin.uri().clone()).body(()).expect("a URI that parsed").into_parts();
+    parts.headers.clone_from(origin.headers());
     let request = PluginRequest {
         method: Method::GET,
         parts: &parts,

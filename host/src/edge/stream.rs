@@ -106,10 +106,11 @@ impl Body for ResponseBody {
 pub struct Origin {
     /// The plugin serving it.
     pub plugin: Arc<str>,
-    /// URI and headers as received.
-    pub uri: Uri,
-    /// Headers as received (the plugin sees them filtered, as always).
-    pub headers: HeaderMap,
+    /// The URI as received (a copy: see [`Origin::new`]).
+    uri: Uri,
+    /// Headers as received, copied likewise (the plugin sees them
+    /// filtered, as always).
+    headers: HeaderMap,
     /// The canonical path.
     pub path: String,
     /// The client address.
@@ -131,15 +132,26 @@ impl Origin {
         client: IpAddr,
         token: Option<String>,
     ) -> Self {
+        // Neither copy can fail for what hyper parsed; were one to, the
+        // original serves as well, only holding the buffer.
         let uri = Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone());
         let mut owned = HeaderMap::with_capacity(headers.len());
         for (name, value) in headers {
-            let mut copy = HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value.as_bytes()))
-                .unwrap_or_else(|_| value.clone());
+            let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
             copy.set_sensitive(value.is_sensitive());
             owned.append(name.clone(), copy);
         }
         Self { plugin, uri, headers: owned, path: path.to_owned(), client, token }
+    }
+
+    /// The URI as received.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The headers as received.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
     }
 }
 
@@ -255,6 +267,25 @@ fn event(change: &Change) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_keeps_no_slice_of_its_requests_buffer() {
+        let read = Bytes::from_static(b"/v1/state/notes/a/changes?since=3 session=abc");
+        let uri = Uri::from_maybe_shared(read.slice(..33)).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::COOKIE, HeaderValue::from_maybe_shared(read.slice(34..)).unwrap());
+        let origin = Origin::new("state".into(), &uri, &headers, uri.path(), [127, 0, 0, 1].into(), None);
+        let buffer = read.as_ptr_range();
+        assert_eq!(origin.uri(), &uri);
+        assert!(!buffer.contains(&origin.uri().path().as_ptr()), "the URI is a copy");
+        let cookie = &origin.headers()[http::header::COOKIE];
+        assert_eq!(cookie, "session=abc");
+        assert!(!buffer.contains(&cookie.as_bytes().as_ptr()), "the header is a copy");
+        assert!(
+            buffer.contains(&uri.path().as_ptr())
+                && buffer.contains(&headers[http::header::COOKIE].as_bytes().as_ptr())
+        );
+    }
 
     #[test]
     fn an_event_never_carries_a_raw_newline_in_data() {

@@ -4,6 +4,7 @@
 
 mod connections;
 mod refusals;
+mod version;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use connections::Connections;
+use version::{Builders, Speaks};
 
 use crate::app::App;
 use crate::edge;
@@ -66,7 +68,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     let server = &app.server;
     raise_open_file_limit(server.max_connections);
     let tls = server.tls.as_ref().map(crate::tls::acceptor).transpose()?;
-    let builders = Arc::new(Builders::new(&app));
+    let builders = Arc::new(Builders::new(http_builder(&app)));
     let render: refusals::Render = {
         let app = app.clone();
         Arc::new(move |status| edge::refusal_bytes(&app, status))
@@ -260,90 +262,6 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
 }
 
-/// The HTTP version a connection speaks, known before hyper reads from it.
-///
-/// hyper_util's detection reads up to 24 bytes itself and hands them to
-/// hyper as its first read; hyper's next read then finds its 8 KiB buffer
-/// started and doubles it, and an HTTP/1 connection keeps 16 KiB for its
-/// whole life (the largest part of an idle change stream's memory). Told
-/// the version, hyper reads the first request whole into 8 KiB.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Speaks {
-    Http1,
-    Http2,
-    /// Not told yet: hyper_util detects it.
-    Unknown,
-}
-
-/// What a client opens an HTTP/2 connection with, without TLS.
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-impl Speaks {
-    /// The version TLS agreed on (ALPN); a client that named none is
-    /// detected.
-    fn negotiated(alpn: Option<&[u8]>) -> Self {
-        match alpn {
-            Some(b"h2") => Self::Http2,
-            Some(b"http/1.1") => Self::Http1,
-            _ => Self::Unknown,
-        }
-    }
-
-    /// What the first bytes a client has sent say, leaving them in the socket.
-    fn of_first_bytes(first: &[u8]) -> Self {
-        if first == H2_PREFACE {
-            Self::Http2
-        } else if first.is_empty() || H2_PREFACE.starts_with(first) {
-            Self::Unknown
-        } else {
-            Self::Http1
-        }
-    }
-
-    /// Waits for a plain connection's first bytes and names their version;
-    /// `None` when none came within `within` or the connection was shed
-    /// meanwhile (closed without a word, as hyper's header timeout does).
-    async fn sniffed(
-        stream: &tokio::net::TcpStream,
-        within: Duration,
-        admitted: &connections::Admitted,
-    ) -> Option<Self> {
-        let mut first = [0; H2_PREFACE.len()];
-        tokio::select! {
-            peeked = tokio::time::timeout(within, stream.peek(&mut first)) => match peeked {
-                Ok(Ok(n)) => Some(Self::of_first_bytes(&first[..n])),
-                // An error is hyper's to meet on its first read.
-                Ok(Err(_)) => Some(Self::Unknown),
-                Err(_) => None,
-            },
-            () = admitted.close_requested() => None,
-        }
-    }
-}
-
-/// hyper's connection builders, one per [`Speaks`], made once.
-struct Builders {
-    any: auto::Builder<TokioExecutor>,
-    http1: auto::Builder<TokioExecutor>,
-    http2: auto::Builder<TokioExecutor>,
-}
-
-impl Builders {
-    fn new(app: &App) -> Self {
-        let any = http_builder(app);
-        Self { http1: any.clone().http1_only(), http2: any.clone().http2_only(), any }
-    }
-
-    /// The builder serving only `speaks` when it is known.
-    fn speaking(&self, speaks: Speaks) -> &auto::Builder<TokioExecutor> {
-        match speaks {
-            Speaks::Http1 => &self.http1,
-            Speaks::Http2 => &self.http2,
-            Speaks::Unknown => &self.any,
-        }
-    }
-}
-
 /// Sleeps until `deadline`, or forever without one.
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
@@ -371,26 +289,4 @@ fn http_builder(app: &App) -> auto::Builder<TokioExecutor> {
         .max_concurrent_streams(u32::try_from(server.streams_per_connection()).unwrap_or(u32::MAX))
         .max_header_list_size(u32::try_from(header_bytes.saturating_mul(2)).unwrap_or(u32::MAX));
     builder
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_bytes_name_a_version_only_once_they_decide_it() {
-        assert_eq!(Speaks::of_first_bytes(b"GET / HTTP/1.1\r\n"), Speaks::Http1);
-        assert_eq!(Speaks::of_first_bytes(b"P"), Speaks::Unknown, "the start of the preface");
-        assert_eq!(Speaks::of_first_bytes(b"PRI * HTTP/2.0\r\n"), Speaks::Unknown);
-        assert_eq!(Speaks::of_first_bytes(b"PUT /x HTTP/1.1\r\n"), Speaks::Http1, "P, then not the preface");
-        assert_eq!(Speaks::of_first_bytes(H2_PREFACE), Speaks::Http2);
-        assert_eq!(Speaks::of_first_bytes(b""), Speaks::Unknown, "nothing came: hyper meets the end");
-    }
-
-    #[test]
-    fn tls_names_the_version_it_agreed() {
-        assert_eq!(Speaks::negotiated(Some(b"h2")), Speaks::Http2);
-        assert_eq!(Speaks::negotiated(Some(b"http/1.1")), Speaks::Http1);
-        assert_eq!(Speaks::negotiated(None), Speaks::Unknown);
-    }
 }
