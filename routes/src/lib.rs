@@ -35,6 +35,10 @@ pub struct Route {
     source: String,
     /// See [`Route::specificity`]; ranked once, compared on every lookup.
     rank: (Vec<u8>, bool),
+    /// The leading literal segments as a path (`/v1/things` for
+    /// `/v1/things/{id}`), which every path it matches starts with: a
+    /// table's lookup turns most routes away with one comparison.
+    prefix: String,
 }
 
 /// Why a route string was refused.
@@ -98,7 +102,8 @@ impl Route {
             segments.push(segment);
         }
         let rank = rank(&segments, methods.is_some());
-        Ok(Self { methods, segments, source: text.trim().to_owned(), rank })
+        let prefix = literal_prefix(&segments);
+        Ok(Self { methods, segments, source: text.trim().to_owned(), rank, prefix })
     }
 
     /// The route as written (ends trimmed): what the host hands a plugin as
@@ -132,6 +137,9 @@ impl Route {
 
     /// Matches `path` segment by segment, handing each binding to `bind`.
     fn walk<'p>(&self, path: &'p str, mut bind: impl FnMut(&str, &'p str)) -> bool {
+        if !path.starts_with(&self.prefix) {
+            return false;
+        }
         let Some(rest) = path.strip_prefix('/') else { return false };
         // What is left of the path after the segments taken so far; `None`
         // once it is used up (the root has no segment at all).
@@ -244,6 +252,17 @@ fn rank(segments: &[Segment], has_methods: bool) -> (Vec<u8>, bool) {
     // longer paths.
     rank.push(if segments.last() == Some(&Segment::Rest) { 0 } else { 2 });
     (rank, has_methods)
+}
+
+/// A route's [`Route::prefix`](Route).
+fn literal_prefix(segments: &[Segment]) -> String {
+    let mut prefix = String::new();
+    for segment in segments {
+        let Segment::Literal(literal) = segment else { break };
+        prefix.push('/');
+        prefix.push_str(literal);
+    }
+    prefix
 }
 
 fn parse_methods(text: &str) -> Result<BTreeSet<String>, String> {
