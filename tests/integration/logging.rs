@@ -40,3 +40,24 @@ async fn guest_stderr_is_logged_with_plugin_and_trace_id() {
     assert!(paths.contains(&"/v1/state/links/v1.…"), "the request is logged, its token cut: {paths:?}\n{log}");
     assert!(!log.contains("c2VjcmV0dGFn"), "no token in the log:\n{log}");
 }
+
+#[tokio::test]
+async fn text_lines_in_a_file_carry_no_terminal_escape_codes() {
+    let deployment = Deployment::new(&format!(
+        "{TEST_SERVER}{}",
+        plugin("trap", plinth_test_guests::TRAP, &["GET /v1/trap"], &[], "")
+    ));
+    let mut server = ServerProcess::start_with_text_log(&deployment);
+    let response = reqwest::get(server.url("/v1/trap")).await.unwrap();
+    let trace_id = response.headers()["x-trace-id"].to_str().unwrap().to_owned();
+    server.signal("TERM");
+    assert!(server.child.wait().unwrap().success());
+    drop(server);
+    let log = std::fs::read_to_string(deployment.log_path()).unwrap();
+    assert!(!log.contains('\u{1b}'), "no escape codes in a log file:\n{log}");
+    let served = log
+        .lines()
+        .find(|l| l.contains(&format!("trace_id={trace_id}")) && l.contains("served"))
+        .unwrap_or_else(|| panic!("no line for the request with its trace id:\n{log}"));
+    assert!(served.contains("status=500") && served.contains("path=/v1/trap"), "{served}");
+}

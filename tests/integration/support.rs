@@ -334,7 +334,7 @@ impl ServerProcess {
     pub fn dev(config: &Path, data: &Path, log: &Path) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_plinth"));
         command.arg("dev");
-        Self::spawn(command, config, data, log)
+        Self::spawn(command, config, data, log, "json")
     }
 
     /// Like [`ServerProcess::start`], with the soft limit on open files
@@ -355,15 +355,23 @@ impl ServerProcess {
         Self::start_from(deployment, shell)
     }
 
-    fn start_from(deployment: &Deployment, mut command: Command) -> Self {
+    /// As [`ServerProcess::start`], with the default, human-readable log
+    /// lines as an operator redirecting stderr to a file gets them.
+    pub fn start_with_text_log(deployment: &Deployment) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plinth"));
         command.arg("serve");
-        Self::spawn(command, &deployment.config_path(), &deployment.data_path(), &deployment.log_path())
+        Self::spawn(command, &deployment.config_path(), &deployment.data_path(), &deployment.log_path(), "text")
     }
 
-    fn spawn(mut command: Command, config: &Path, data: &Path, log: &Path) -> Self {
+    fn start_from(deployment: &Deployment, mut command: Command) -> Self {
+        command.arg("serve");
+        Self::spawn(command, &deployment.config_path(), &deployment.data_path(), &deployment.log_path(), "json")
+    }
+
+    fn spawn(mut command: Command, config: &Path, data: &Path, log: &Path, log_format: &str) -> Self {
         let log = std::fs::File::create(log).unwrap();
         let mut child = command
-            .args(["--log-format", "json", "--listen", "127.0.0.1:0", "--config"])
+            .args(["--log-format", log_format, "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .arg("--data")
             .arg(data)
