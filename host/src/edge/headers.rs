@@ -34,7 +34,7 @@ const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self';
 /// Sent only over TLS, where it means something.
 pub const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// Headers that identify the software; always removed.
-const REMOVED: [&str; 2] = ["server", "x-powered-by"];
+static REMOVED: [HeaderName; 2] = [header::SERVER, HeaderName::from_static("x-powered-by")];
 
 /// Header values per route class, resolved once at start-up.
 #[derive(Debug, Clone)]
@@ -115,7 +115,7 @@ impl SecurityHeaders {
     /// TLS, `Cache-Control: no-store` when a principal is involved, and
     /// removes software banners.
     pub fn apply(&self, headers: &mut HeaderMap, class: &str, tls: bool, authenticated: bool) {
-        for name in REMOVED {
+        for name in &REMOVED {
             headers.remove(name);
         }
         for (name, value) in self.classes.get(class).unwrap_or(&self.base) {

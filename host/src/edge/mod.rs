@@ -23,7 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tracing::Instrument;
@@ -56,7 +56,10 @@ fn test_headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
 }
 
 /// Response header that echoes the request's trace id.
-pub const TRACE_ID_HEADER: &str = "x-trace-id";
+pub static TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
+/// The rate-limit headers a limited route's response carries.
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Request headers a plugin never sees: credentials stay with the host.
 const WITHHELD_HEADERS: &[&str] = &["cookie", "authorization", "proxy-authorization"];
@@ -121,14 +124,14 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
         let served_blob = response.extensions().get::<blob::Served>().is_some();
         let headers = response.headers_mut();
         if let Some(rate) = &outline.rate {
-            headers.insert("ratelimit-policy", HeaderValue::from_str(&rate.policy).expect("ascii"));
-            headers.insert("ratelimit", HeaderValue::from_str(&rate.state).expect("ascii"));
+            headers.insert(&RATELIMIT_POLICY, HeaderValue::from_str(&rate.policy).expect("ascii"));
+            headers.insert(&RATELIMIT, HeaderValue::from_str(&rate.state).expect("ascii"));
         }
         deployment.headers.apply(headers, &outline.class, app.server.tls.is_some(), outline.authenticated);
         if served_blob {
             blob::harden(headers);
         }
-        headers.insert(TRACE_ID_HEADER, HeaderValue::from_str(&trace_id).expect("trace ids are hex"));
+        headers.insert(&TRACE_ID_HEADER, HeaderValue::from_str(&trace_id).expect("trace ids are hex"));
         let status = response.status().as_u16();
         let metrics = &app.metrics;
         metrics.requests.get_or_create(&RequestLabels { route: outline.route.clone(), method, status }).inc();
@@ -155,7 +158,7 @@ pub fn refusal_bytes(app: &App, status: StatusCode) -> Vec<u8> {
     let mut headers = http::HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     app.deployment.load().headers.apply(&mut headers, DEFAULT_CLASS, app.server.tls.is_some(), false);
-    headers.insert(TRACE_ID_HEADER, HeaderValue::from_str(&trace_id).expect("trace ids are hex"));
+    headers.insert(&TRACE_ID_HEADER, HeaderValue::from_str(&trace_id).expect("trace ids are hex"));
     let mut bytes = format!("HTTP/1.1 {} {}\r\n", status.as_str(), status.canonical_reason().unwrap_or("Error"));
     for (name, value) in &headers {
         bytes.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap_or_default()));
