@@ -416,6 +416,13 @@ mod tests {
             ("/", "/x", None),
             ("/v1/hello", "v1/hello", None),
             ("/v1/hello", "", None),
+            // Literals after a parameter are not part of the prefix a
+            // lookup compares first; a prefix that ends inside a segment
+            // is not a match.
+            ("/v1/things/{id}/tags", "/v1/things/7/tags", Some(&[("id", "7")])),
+            ("/v1/things/{id}/tags", "/v1/things/7/tagsx", None),
+            ("/v1/me/{id}", "/v1/mex/1", None),
+            ("/{any}/hello", "/v2/hello", Some(&[("any", "v2")])),
         ];
         for (pattern, path, expected) in cases {
             let got = route(pattern).match_path(path);
