@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 TOOLS=${PLINTH_BENCH_TOOLS:-$HOME/.cache/plinth-bench-tools}/bin
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 HELLO_RUNS=${HELLO_RUNS:-3}
+[ "$HELLO_RUNS" -ge 1 ] || { echo "benches/load.sh: HELLO_RUNS must be at least 1" >&2; exit 1; }
 PATCH_RATE=${PATCH_RATE:-1000}
 HEALTHZ_RATE=${HEALTHZ_RATE:-500}
 ATTACK_RATE=${ATTACK_RATE:-200}
@@ -70,12 +71,14 @@ print(f"{sys.argv[2]}\t{sys.argv[3]}\t{r['summary']['requestsPerSec']:.2f}\t{pct
 PY
 }
 
-# The hello figures are the median of $HELLO_RUNS runs (by req/s): single
-# runs on a 2-core VM land in one of two modes some 20 % apart, whichever
-# server is measured.
+# The hello figures are the median run of $HELLO_RUNS (by req/s), with the
+# failures of all of them: single runs on a 2-core VM land in one of two
+# modes some 20 % apart, whichever server is measured.
 hello_at_each() { # scenario, url
   for c in "${CONNECTIONS[@]}"; do
-    for _ in $(seq "$HELLO_RUNS"); do wrk_run "$1" "$c" "$2"; done | sort -t$'\t' -k3,3g | sed -n "$(((HELLO_RUNS + 1) / 2))p"
+    for _ in $(seq "$HELLO_RUNS"); do wrk_run "$1" "$c" "$2"; done | sort -t$'\t' -k3,3g |
+      awk -F'\t' -v OFS='\t' -v mid=$(((HELLO_RUNS + 1) / 2)) '{ failed += $6 } NR == mid { line = $0 }
+        END { $0 = line; $6 = failed; print }'
   done
 }
 

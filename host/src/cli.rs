@@ -396,9 +396,11 @@ pub fn init_logging(format: LogFormat) -> std::io::Result<crate::log_writer::Log
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) = crate::log_writer::start(std::io::stderr())?;
-    // Colour only for a person at a terminal: escape codes in a log file
-    // are noise to every reader and tool, and cost formatting per line.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Colour only for a person at a terminal who has not asked for none
+    // (NO_COLOR): escape codes in a log file are noise to every reader and
+    // tool, and cost formatting per line.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && !no_color;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
