@@ -3,16 +3,23 @@
 
 use crate::support::{Deployment, ServerProcess, TEST_SERVER, plugin};
 
-#[tokio::test]
-async fn guest_stderr_is_logged_with_plugin_and_trace_id() {
+/// A deployment of the trap plugin, a server started on it by `start`, and
+/// the trace id of one request to the plugin (which fails).
+async fn trap_served(start: fn(&Deployment) -> ServerProcess) -> (Deployment, ServerProcess, String) {
     let deployment = Deployment::new(&format!(
         "{TEST_SERVER}{}",
         plugin("trap", plinth_test_guests::TRAP, &["GET /v1/trap"], &[], "")
     ));
-    let mut server = ServerProcess::start(&deployment);
+    let server = start(&deployment);
     let response = reqwest::get(server.url("/v1/trap")).await.unwrap();
-    let trace_id = response.headers()["x-trace-id"].to_str().unwrap().to_owned();
     assert_eq!(response.status(), 500);
+    let trace_id = response.headers()["x-trace-id"].to_str().unwrap().to_owned();
+    (deployment, server, trace_id)
+}
+
+#[tokio::test]
+async fn guest_stderr_is_logged_with_plugin_and_trace_id() {
+    let (deployment, mut server, trace_id) = trap_served(ServerProcess::start).await;
     // A token in a path (a state link, a view) is a key: not for the log.
     let linked = reqwest::get(server.url("/v1/state/links/v1.1.eyJrIjoieCJ9.c2VjcmV0dGFn")).await.unwrap();
     let linked_trace = linked.headers()["x-trace-id"].to_str().unwrap().to_owned();
@@ -43,13 +50,7 @@ async fn guest_stderr_is_logged_with_plugin_and_trace_id() {
 
 #[tokio::test]
 async fn text_lines_in_a_file_carry_no_terminal_escape_codes() {
-    let deployment = Deployment::new(&format!(
-        "{TEST_SERVER}{}",
-        plugin("trap", plinth_test_guests::TRAP, &["GET /v1/trap"], &[], "")
-    ));
-    let mut server = ServerProcess::start_with_text_log(&deployment);
-    let response = reqwest::get(server.url("/v1/trap")).await.unwrap();
-    let trace_id = response.headers()["x-trace-id"].to_str().unwrap().to_owned();
+    let (deployment, mut server, trace_id) = trap_served(ServerProcess::start_with_text_log).await;
     server.signal("TERM");
     assert!(server.child.wait().unwrap().success());
     drop(server);
