@@ -62,3 +62,30 @@ async fn text_lines_in_a_file_carry_no_terminal_escape_codes() {
         .unwrap_or_else(|| panic!("no line for the request with its trace id:\n{log}"));
     assert!(served.contains("status=500") && served.contains("path=/v1/trap"), "{served}");
 }
+
+#[tokio::test]
+async fn control_and_bidi_characters_in_a_path_are_logged_escaped() {
+    use std::io::{Read, Write};
+    let (deployment, mut server, _) = trap_served(ServerProcess::start_with_text_log).await;
+    // hyper takes any byte at or above 0x80 in a request target: a C1 CSI
+    // (U+009B), a next-line (U+0085) and a right-to-left override (U+202E).
+    for target in [&b"/v1/a\xc2\x9b31mred"[..], b"/v1/b\xc2\x85fake", b"/v1/c\xe2\x80\xaeevil"] {
+        let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+        let request = [&b"GET "[..], target, b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"].concat();
+        stream.write_all(&request).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let response = String::from_utf8_lossy(&response);
+        assert!(response.starts_with("HTTP/1.1 4"), "refused, not served: {response}");
+    }
+    server.signal("TERM");
+    assert!(server.child.wait().unwrap().success());
+    drop(server);
+    let log = std::fs::read_to_string(deployment.log_path()).unwrap();
+    for raw in ['\u{9b}', '\u{85}', '\u{202e}'] {
+        assert!(!log.contains(raw), "{raw:?} written raw:\n{log}");
+    }
+    for escaped in ["path=/v1/a\\u{9b}31mred", "path=/v1/b\\u{85}fake", "path=/v1/c\\u{202e}evil"] {
+        assert!(log.contains(escaped), "no line with {escaped}:\n{log}");
+    }
+}
