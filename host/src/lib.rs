@@ -39,6 +39,7 @@ pub mod events;
 pub mod i18n;
 pub mod identity;
 pub mod jobs;
+pub mod log_text;
 pub mod log_writer;
 pub mod metrics;
 pub mod migrations;

@@ -8,7 +8,7 @@ use crate::support::{Deployment, ServerProcess, TEST_SERVER, plugin};
 async fn trap_served(start: fn(&Deployment) -> ServerProcess) -> (Deployment, ServerProcess, String) {
     let deployment = Deployment::new(&format!(
         "{TEST_SERVER}{}",
-        plugin("trap", plinth_test_guests::TRAP, &["GET /v1/trap"], &[], "")
+        plugin("trap", plinth_test_guests::TRAP, &["GET /v1/trap/**"], &[], "")
     ));
     let server = start(&deployment);
     let response = reqwest::get(server.url("/v1/trap")).await.unwrap();
@@ -64,7 +64,7 @@ async fn text_lines_in_a_file_carry_no_terminal_escape_codes() {
 }
 
 #[tokio::test]
-async fn control_and_bidi_characters_in_a_path_are_logged_escaped() {
+async fn control_and_bidi_characters_from_a_client_or_a_plugin_are_logged_escaped() {
     use std::io::{Read, Write};
     let (deployment, mut server, _) = trap_served(ServerProcess::start_with_text_log).await;
     // hyper takes any byte at or above 0x80 in a request target: a C1 CSI
@@ -78,6 +78,10 @@ async fn control_and_bidi_characters_in_a_path_are_logged_escaped() {
         let response = String::from_utf8_lossy(&response);
         assert!(response.starts_with("HTTP/1.1 4"), "refused, not served: {response}");
     }
+    // A bidi override survives canonicalization (it is no control), so it
+    // reaches the plugin, which writes it to stderr.
+    let reached = reqwest::get(server.url("/v1/trap/d%E2%80%AEevil")).await.unwrap();
+    assert_eq!(reached.status(), 500);
     server.signal("TERM");
     assert!(server.child.wait().unwrap().success());
     drop(server);
@@ -85,7 +89,12 @@ async fn control_and_bidi_characters_in_a_path_are_logged_escaped() {
     for raw in ['\u{9b}', '\u{85}', '\u{202e}'] {
         assert!(!log.contains(raw), "{raw:?} written raw:\n{log}");
     }
-    for escaped in ["path=/v1/a\\u{9b}31mred", "path=/v1/b\\u{85}fake", "path=/v1/c\\u{202e}evil"] {
+    for escaped in [
+        "path=/v1/a\\u{9b}31mred",
+        "path=/v1/b\\u{85}fake",
+        "path=/v1/c\\u{202e}evil",
+        "about to fail on /v1/trap/d\\u{202e}evil",
+    ] {
         assert!(log.contains(escaped), "no line with {escaped}:\n{log}");
     }
 }

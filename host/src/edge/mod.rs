@@ -14,7 +14,6 @@ pub mod blob;
 pub mod client;
 pub mod denials;
 pub mod headers;
-mod log_fields;
 mod oidc;
 pub mod rate_limit;
 pub mod stream;
@@ -89,7 +88,8 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
     let deployment = app.deployment.load_full();
     let proxies = &deployment.config.proxies;
     let client = client::client_address(peer.ip(), req.headers(), &proxies.trusted, proxies.header);
-    let path = log_fields::path(req.uri().path());
+    let redacted = crate::signing::redact_tokens(req.uri().path());
+    let path = crate::log_text::escaped(&redacted);
     let span = tracing::info_span!("request", trace_id = %trace_id, %client, method = %req.method(), %path);
     async {
         let started = std::time::Instant::now();

@@ -74,6 +74,7 @@ impl LineBuffer {
 
     fn emit(&mut self) {
         let line = String::from_utf8_lossy(&self.pending);
+        let line = crate::log_text::escaped(&line);
         tracing::info!(target: "plugin", plugin = &*self.plugin, stream = self.stream, "{line}");
         self.pending.clear();
     }

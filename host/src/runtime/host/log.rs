@@ -28,8 +28,12 @@ impl Host for HostState {
 
 /// Writes one guest log line, tagged with the plugin (or worker) name.
 pub fn emit(plugin: &str, level: Level, message: &str, fields: &[(String, String)]) {
-    let message = bounded(message);
-    let fields = fields.iter().map(|(k, v)| format!("{}={:?}", bounded(k), bounded(v))).collect::<Vec<_>>().join(" ");
+    let message = crate::log_text::escaped(bounded(message));
+    let fields = fields
+        .iter()
+        .map(|(k, v)| format!("{}={:?}", crate::log_text::escaped(bounded(k)), bounded(v)))
+        .collect::<Vec<_>>()
+        .join(" ");
     match level {
         Level::Trace => tracing::trace!(target: "plugin", plugin, fields, "{message}"),
         Level::Debug => tracing::debug!(target: "plugin", plugin, fields, "{message}"),

@@ -1,24 +1,21 @@
-//! What the request log shows of text a client chose. The log is read on
-//! terminals and by tools that split lines, so a character that could
+//! Text a client or a plugin chose, as the log shows it. The log is read
+//! on terminals and by tools that split lines, so a character that could
 //! move the cursor, start a line or reorder what a reader sees is written
 //! as its `\u{..}` escape instead: C0 and C1 controls (U+009B is a CSI on
 //! terminals that honour 8-bit controls, U+0085 a line break to some
 //! tools), line and paragraph separators, and bidirectional and
-//! zero-width format characters. hyper passes any byte at or above 0x80
-//! in a request target, and the path is logged before it is checked.
+//! zero-width format characters. A request path is logged before it is
+//! checked (hyper passes any byte at or above 0x80 in a request target);
+//! a plugin's messages and output are its own to shape.
 
 use std::borrow::Cow;
 use std::fmt::Write;
 
-/// A request path as the log shows it: tokens cut (see
-/// [`crate::signing::redact_tokens`]) and unsafe characters escaped.
-pub fn path(raw: &str) -> Cow<'_, str> {
-    escape(crate::signing::redact_tokens(raw))
-}
-
-fn escape(text: Cow<'_, str>) -> Cow<'_, str> {
+/// `text` with every character unsafe in a log line escaped; borrowed when
+/// there is none.
+pub fn escaped(text: &str) -> Cow<'_, str> {
     if !text.chars().any(unsafe_in_log) {
-        return text;
+        return text.into();
     }
     let mut escaped = String::with_capacity(text.len() + 16);
     for c in text.chars() {
@@ -39,7 +36,7 @@ fn unsafe_in_log(c: char) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::path;
+    use super::escaped;
 
     #[test]
     fn controls_separators_and_bidi_marks_are_escaped() {
@@ -49,17 +46,12 @@ mod tests {
             ("/a\u{9b}31mred", "/a\\u{9b}31mred"),
             ("/a\u{85}fake line", "/a\\u{85}fake line"),
             ("/a\u{1b}[2J", "/a\\u{1b}[2J"),
+            ("ok\r\n2026-01-01 INFO forged", "ok\\u{d}\\u{a}2026-01-01 INFO forged"),
             ("/a\u{2028}b\u{202e}c", "/a\\u{2028}b\\u{202e}c"),
             ("/a\u{200b}b\u{feff}", "/a\\u{200b}b\\u{feff}"),
         ];
         for (raw, logged) in cases {
-            assert_eq!(path(raw), logged, "{raw:?}");
+            assert_eq!(escaped(raw), logged, "{raw:?}");
         }
-    }
-
-    #[test]
-    fn tokens_are_still_cut() {
-        assert_eq!(path("/v1/state/links/v1.1.eyJrIjoieCJ9.c2VjcmV0dGFn"), "/v1/state/links/v1.…");
-        assert_eq!(path("/v1/state/links/v1.1.eyJrIjoieCJ9.c2VjcmV0dGFn/\u{9b}"), "/v1/state/links/v1.…/\\u{9b}");
     }
 }
