@@ -278,15 +278,21 @@ fn check_purpose(purpose: &str) -> Result<(), SignError> {
     Ok(())
 }
 
-/// `path` with every segment that has a token's shape (`v1.<key>.<body>.<tag>`)
+/// `path` with every segment that begins with a token's shape
+/// (`v1.<key>.<body>.<tag>`, read percent-decoded, whatever follows it)
 /// cut to `v1.…`, for the request log: a link or view token in a path is
-/// a key to what it opens, and logs travel further than the data.
+/// a key to what it opens, and logs travel further than the data. A link
+/// pasted with a trailing `.` or `)`, or with its dots encoded, still
+/// carries the token.
 pub fn redact_tokens(path: &str) -> std::borrow::Cow<'_, str> {
+    let token_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
     let token_like = |segment: &str| {
-        let mut parts = segment.split('.');
-        parts.next() == Some(FORMAT)
-            && parts.clone().count() == 3
-            && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        let parts: Vec<&str> = decoded.splitn(4, '.').collect();
+        parts.len() == 4
+            && parts[0] == FORMAT
+            && parts[1..3].iter().all(|p| !p.is_empty() && p.bytes().all(token_byte))
+            && parts[3].bytes().next().is_some_and(token_byte)
     };
     // An emergency sign-in link's token too.
     if let Some(link) = path.strip_prefix("/v1/auth/emergency/")
@@ -310,7 +316,12 @@ mod tests {
         assert_eq!(redact_tokens("/v1/state/links/v1.3.eyJr.AbC_-9/changes"), "/v1/state/links/v1.…/changes");
         assert_eq!(redact_tokens("/v1/state/views/v1.0.a.b"), "/v1/state/views/v1.…");
         assert_eq!(redact_tokens(&format!("/v1/auth/emergency/{}", "ab".repeat(32))), "/v1/auth/emergency/…");
-        for kept in ["/v1/state/notes/n1", "/v1/hello", "/v1/x/v1.2.3", "/v1/x/v1.a.b.c.d", "/"] {
+        // A token with something after it, or spelled with encoded dots,
+        // is still a token.
+        for pasted in ["v1.3.eyJr.AbC_-9.", "v1.3.eyJr.AbC_-9)", "v1.3.eyJr.AbC_-9%C2%9B", "v1%2E3%2eeyJr.AbC_-9"] {
+            assert_eq!(redact_tokens(&format!("/v1/state/links/{pasted}")), "/v1/state/links/v1.…", "{pasted}");
+        }
+        for kept in ["/v1/state/notes/n1", "/v1/hello", "/v1/x/v1.2.3", "/v1/x/v1.2.3.", "/v1/x/v1..b.c", "/"] {
             assert_eq!(redact_tokens(kept), kept);
         }
     }

@@ -23,6 +23,12 @@ async fn guest_stderr_is_logged_with_plugin_and_trace_id() {
     // A token in a path (a state link, a view) is a key: not for the log.
     let linked = reqwest::get(server.url("/v1/state/links/v1.1.eyJrIjoieCJ9.c2VjcmV0dGFn")).await.unwrap();
     let linked_trace = linked.headers()["x-trace-id"].to_str().unwrap().to_owned();
+    // Pasted with a trailing character, or with its dots encoded.
+    for spelling in
+        ["v1.1.eyJrIjoieCJ9.c2VjcmV0dGFn.", "v1.1.eyJrIjoieCJ9.c2VjcmV0dGFn)", "v1%2E1%2EeyJrIjoieCJ9.c2VjcmV0dGFn"]
+    {
+        reqwest::get(server.url(&format!("/v1/state/links/{spelling}"))).await.unwrap();
+    }
     server.signal("TERM");
     // Log lines are written in the background; a clean exit flushes them.
     assert!(server.child.wait().unwrap().success());
