@@ -180,7 +180,8 @@ fn policy_and_limits(c: &mut Criterion) {
     c.bench_function("rate_limit/check (address + principal)", |b| {
         b.iter(|| {
             i = i.wrapping_add(1);
-            black_box(limits.check("default", &format!("10.0.{}.{}", (i >> 8) & 255, i & 255), Some("user")))
+            let address = plinth::edge::client::ClientKey::V4([10, 0, (i >> 8) as u8, i as u8].into());
+            black_box(limits.check("default", address, Some("user")))
         })
     });
 }

@@ -20,6 +20,7 @@ use crate::assets::Assets;
 use crate::audit::{AuditKey, AuditLog, Envelope, Outcome};
 use crate::config::{Config, OnBroken, PluginConfig, ServerConfig};
 use crate::edge::auth::CookiePolicy;
+use crate::edge::client::ClientKey;
 use crate::edge::headers::SecurityHeaders;
 use crate::edge::rate_limit::RateLimits;
 use crate::events::Events;
@@ -322,7 +323,7 @@ pub struct App {
     pub denials: crate::edge::denials::DenialSampler,
     /// Each client address's share of requests in progress (body upload
     /// included), so no one client can hold every permit.
-    pub client_in_flight: Arc<PerClientLimit<String>>,
+    pub client_in_flight: Arc<PerClientLimit<ClientKey>>,
     /// The engine and its epoch ticker.
     pub runtime: Arc<Runtime>,
     /// Prometheus metrics.

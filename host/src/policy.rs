@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use serde::Deserialize;
 
@@ -18,6 +19,8 @@ use crate::routes::{Route, RouteTable};
 
 /// The role that may use the host's `/admin` routes.
 pub const ADMIN_ROLE: &str = "admin";
+/// What the host's own admin endpoints (`/admin/**`, `/metrics`) require.
+pub static ADMIN_ONLY: LazyLock<Access> = LazyLock::new(|| Access::Roles(BTreeSet::from([ADMIN_ROLE.to_owned()])));
 /// The class of routes without one.
 pub const DEFAULT_CLASS: &str = "default";
 /// Every method a route without methods accepts.

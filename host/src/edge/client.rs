@@ -4,7 +4,8 @@
 //! other header is never read: a proxy that sets one passes the other
 //! through from the client untouched.
 
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
 
 use http::HeaderMap;
 use ipnet::IpNet;
@@ -83,16 +84,35 @@ fn forwarded_for(element: &str) -> Option<IpAddr> {
     })
 }
 
-/// The rate-limit key of an address: IPv6 by its /64, which one client
-/// usually holds whole.
-pub fn limit_key(ip: IpAddr) -> String {
+/// Whom the per-client limits count: an IPv4 address, or an IPv6 address's
+/// /64, which one client usually holds whole. Hashed and compared as it
+/// is; written out only for a log or an audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// An IPv4 address (an IPv4-mapped IPv6 one included).
+    V4(Ipv4Addr),
+    /// The first four segments of an IPv6 address.
+    V6Net([u16; 4]),
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientKey::V4(v4) => v4.fmt(f),
+            ClientKey::V6Net([a, b, c, d]) => write!(f, "{a:x}:{b:x}:{c:x}:{d:x}::/64"),
+        }
+    }
+}
+
+/// The key the limits count `ip` under.
+pub fn limit_key(ip: IpAddr) -> ClientKey {
     match ip {
-        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V4(v4) => ClientKey::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
+            Some(v4) => ClientKey::V4(v4),
             None => {
                 let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                ClientKey::V6Net([s[0], s[1], s[2], s[3]])
             }
         },
     }
@@ -157,6 +177,9 @@ mod tests {
         let a = limit_key("2001:db8:1:2:aaaa::1".parse().unwrap());
         let b = limit_key("2001:db8:1:2:bbbb::9".parse().unwrap());
         assert_eq!(a, b);
-        assert_eq!(limit_key("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1");
+        assert_eq!(a.to_string(), "2001:db8:1:2::/64");
+        assert_ne!(a, limit_key("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(limit_key("::ffff:192.0.2.1".parse().unwrap()), limit_key("192.0.2.1".parse().unwrap()));
+        assert_eq!(limit_key("::ffff:192.0.2.1".parse().unwrap()).to_string(), "192.0.2.1");
     }
 }

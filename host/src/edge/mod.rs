@@ -18,7 +18,6 @@ mod oidc;
 pub mod rate_limit;
 pub mod stream;
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -37,7 +36,7 @@ use crate::edge::stream::ResponseBody;
 use crate::error::ApiError;
 use crate::identity::Authenticated;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
-use crate::policy::{Access, DEFAULT_CLASS, Denial, is_sensitive_class};
+use crate::policy::{ADMIN_ONLY, Access, DEFAULT_CLASS, Denial, is_sensitive_class};
 use crate::routes::{Lookup, Params};
 use crate::runtime::bindings::types::Principal;
 use crate::runtime::host::types::{Follow, RequestBody, RequestData};
@@ -124,9 +123,9 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
         };
         let served_blob = response.extensions().get::<blob::Served>().is_some();
         let headers = response.headers_mut();
-        if let Some(rate) = &outline.rate {
-            headers.insert(&RATELIMIT_POLICY, HeaderValue::from_str(&rate.policy).expect("ascii"));
-            headers.insert(&RATELIMIT, HeaderValue::from_str(&rate.state).expect("ascii"));
+        if let Some(rate) = outline.rate.take() {
+            headers.insert(&RATELIMIT_POLICY, rate.policy);
+            headers.insert(&RATELIMIT, rate.state);
         }
         deployment.headers.apply(headers, &outline.class, app.server.tls.is_some(), outline.authenticated);
         if served_blob {
@@ -201,31 +200,30 @@ async fn route(
     // HEAD is the GET it mirrors, for every route: judged, routed and served
     // as GET (hyper sends no body for it).
     let method = if req.method() == Method::HEAD { Method::GET } else { req.method().clone() };
-    let admin_access = Access::Roles(BTreeSet::from([crate::policy::ADMIN_ROLE.to_owned()]));
-    let (target, access) = match (&method, path) {
+    let (target, access): (_, &Access) = match (&method, path) {
         (&Method::GET, "/healthz" | "/readyz") => {
             path.clone_into(&mut outline.route);
-            (Target::Health(path), Access::Public)
+            (Target::Health(path), &Access::Public)
         }
         (&Method::GET, "/openapi.json") => {
             path.clone_into(&mut outline.route);
-            (Target::OpenApi, Access::Public)
+            (Target::OpenApi, &Access::Public)
         }
         (&Method::GET, "/metrics") => {
             path.clone_into(&mut outline.route);
             outline.class = "admin".to_owned();
-            (Target::Metrics, admin_access)
+            (Target::Metrics, &ADMIN_ONLY)
         }
         _ if path == "/admin" || path.starts_with("/admin/") => {
             outline.route = "/admin/**".to_owned();
             outline.class = "admin".to_owned();
-            (Target::Admin, admin_access)
+            (Target::Admin, &ADMIN_ONLY)
         }
         _ if path.starts_with("/v1/auth/") => {
             outline.route = "/v1/auth/**".to_owned();
             // Sign-ins are counted as logins; the status a page polls is not.
             outline.class = if path == "/v1/auth/status" { DEFAULT_CLASS } else { "login" }.to_owned();
-            (Target::Auth, Access::Public)
+            (Target::Auth, &Access::Public)
         }
         _ => {
             let (served, params) = match find_route(deployment, &method, path) {
@@ -239,7 +237,7 @@ async fn route(
                 ApiError::new(StatusCode::FORBIDDEN, "no_policy", format!("no policy rule covers {method} {path}"))
             })?;
             outline.class.clone_from(&rule.class);
-            (Target::Plugin(served.clone(), params), rule.access.clone())
+            (Target::Plugin(served.clone(), params), &rule.access)
         }
     };
 
@@ -252,7 +250,8 @@ async fn route(
         None => None,
     };
     outline.authenticated = signed_in.is_some();
-    let envelope = Envelope {
+    // Written out only for what is audited.
+    let envelope = || Envelope {
         actor: signed_in.as_ref().map_or(Actor::Anonymous, |a| Actor::Principal(a.account.id.clone())),
         client_address: Some(client.to_string()),
         trace_id: Some(trace_id.to_owned()),
@@ -261,10 +260,11 @@ async fn route(
 
     let client_key = client::limit_key(client);
     let verdict =
-        deployment.rate_limits.check(&outline.class, &client_key, signed_in.as_ref().map(|a| a.account.id.as_str()));
+        deployment.rate_limits.check(&outline.class, client_key, signed_in.as_ref().map(|a| a.account.id.as_str()));
     let retry_after = verdict.retry_after;
     outline.rate = Some(verdict);
     let record_denial = async |action: &'static str, reason: String| {
+        let envelope = envelope();
         if let Some(suppressed) = app.denials.sample(action, &format!("{client_key} {}", envelope.actor)) {
             let reason = Some(denials::with_suppressed(reason, suppressed));
             let _ = app.audit.append(envelope.draft(action, path, Outcome::Denied, reason)).await;
@@ -293,10 +293,10 @@ async fn route(
 
     if let Err(denial) = access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
         record_denial("authz.denied", format!("{method} {path} needs {access}")).await;
-        return Err(refused(denial, &access));
+        return Err(refused(denial, access));
     }
 
-    let _share = app.client_in_flight.try_acquire(client_key.clone()).ok_or_else(|| {
+    let _share = app.client_in_flight.try_acquire(client_key).ok_or_else(|| {
         Metrics::count(&app.metrics.requests_shed, "client_in_flight");
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -371,7 +371,7 @@ async fn route(
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
         }
-        Target::Admin => admin::handle(app, &method, path, parts.uri.query(), &envelope).await?,
+        Target::Admin => admin::handle(app, &method, path, parts.uri.query(), &envelope()).await?,
         Target::Auth => {
             let request = oidc::AuthRequest {
                 method: &method,
@@ -380,7 +380,7 @@ async fn route(
                 client,
                 trace_id,
                 signed_in: signed_in.as_ref(),
-                envelope: &envelope,
+                envelope: &envelope(),
             };
             // It sets or clears a session: never stored.
             outline.authenticated = true;

@@ -3,7 +3,7 @@
 //! first, so memory stays bounded however many distinct keys arrive.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,9 +13,11 @@ use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::{Quota, RateLimiter};
+use http::HeaderValue;
 use lru::LruCache;
 
 use crate::config::{Rate, RateLimitConfig};
+use crate::edge::client::ClientKey;
 
 /// Shards of the key store; spreads lock contention across cores.
 const SHARDS: usize = 16;
@@ -24,15 +26,15 @@ const SHARDS: usize = 16;
 /// to clone; clones share the keys (the limiter owns one, we keep one to
 /// read its size).
 #[derive(Clone)]
-pub struct BoundedStore(Arc<Shards>);
+pub struct BoundedStore<K>(Arc<Shards<K>>);
 
-struct Shards {
-    shards: Vec<Mutex<LruCache<String, Nanos>>>,
+struct Shards<K> {
+    shards: Vec<Mutex<LruCache<K, Nanos>>>,
     /// Picks the shard; random per process so keys cannot be aimed at one.
     hasher: RandomState,
 }
 
-impl BoundedStore {
+impl<K: Hash + Eq> BoundedStore<K> {
     /// A store remembering about `capacity` keys.
     pub fn new(capacity: usize) -> Self {
         let per_shard = std::num::NonZeroUsize::new(capacity.div_ceil(SHARDS).max(1)).expect("non-zero");
@@ -53,57 +55,95 @@ impl BoundedStore {
     }
 }
 
-impl StateStore for BoundedStore {
-    type Key = String;
+impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
+    type Key = K;
 
-    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> Result<T, E>
+    fn measure_and_replace<T, F, E>(&self, key: &K, f: F) -> Result<T, E>
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
         let shard = &self.0.shards[(self.0.hasher.hash_one(key) as usize) % SHARDS];
         let mut cache = shard.lock().expect("rate-limit shard poisoned");
-        let (result, next) = f(cache.get(key).copied())?;
+        if let Some(state) = cache.get_mut(key) {
+            let (result, next) = f(Some(*state))?;
+            *state = next;
+            return Ok(result);
+        }
+        let (result, next) = f(None)?;
         cache.put(key.clone(), next);
         Ok(result)
     }
 }
 
-type Limiter = RateLimiter<String, BoundedStore, DefaultClock, StateInformationMiddleware>;
+type Limiter<K> = RateLimiter<K, BoundedStore<K>, DefaultClock, StateInformationMiddleware>;
 
 /// One dimension (address or principal) of one class.
-struct Dimension {
-    limiter: Limiter,
+struct Dimension<K: Hash + Eq + Clone> {
+    /// `address` or `principal`, as the headers name it.
+    name: &'static str,
+    limiter: Limiter<K>,
     /// The limiter's store, for its size.
-    store: BoundedStore,
-    rate: Rate,
+    store: BoundedStore<K>,
+    /// Its window in seconds.
+    window: u64,
+    /// Its `RateLimit-Policy` value, the same for every request.
+    policy: HeaderValue,
 }
 
-impl Dimension {
-    fn new(rate: Rate, capacity: usize) -> Self {
+impl<K: Hash + Eq + Clone> Dimension<K> {
+    fn new(name: &'static str, rate: Rate, capacity: usize) -> Self {
         let count = NonZeroU32::new(rate.count).expect("rates are validated non-zero");
         let quota = Quota::with_period(rate.per / rate.count).expect("non-zero period").allow_burst(count);
         let store = BoundedStore::new(capacity);
         let limiter =
-            RateLimiter::<String, BoundedStore, DefaultClock>::new(quota, store.clone(), DefaultClock::default())
+            RateLimiter::<K, BoundedStore<K>, DefaultClock>::new(quota, store.clone(), DefaultClock::default())
                 .with_middleware::<StateInformationMiddleware>();
-        Self { limiter, store, rate }
+        let window = rate.per.as_secs();
+        let policy = header_value(format!("\"{name}\";q={};w={window}", rate.count));
+        Self { name, limiter, store, window, policy }
     }
+
+    /// Counts one request of `key`.
+    fn check(&self, key: &K, clock: &DefaultClock) -> Verdict {
+        let name = self.name;
+        match self.limiter.check_key(key) {
+            Ok(snapshot) => Verdict {
+                policy: self.policy.clone(),
+                state: header_value(format!("\"{name}\";r={};t={}", snapshot.remaining_burst_capacity(), self.window)),
+                retry_after: None,
+            },
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(clock.now());
+                Verdict {
+                    policy: self.policy.clone(),
+                    state: header_value(format!("\"{name}\";r=0;t={}", wait.as_secs().max(1))),
+                    retry_after: Some(wait),
+                }
+            }
+        }
+    }
+}
+
+/// A header value of ours: quoted names and numbers only.
+fn header_value(text: String) -> HeaderValue {
+    HeaderValue::try_from(text).expect("rate-limit header values are ASCII")
 }
 
 /// What the response should say about the limit, allowed or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     /// `RateLimit-Policy` value.
-    pub policy: String,
+    pub policy: HeaderValue,
     /// `RateLimit` value.
-    pub state: String,
+    pub state: HeaderValue,
     /// Set when refused: wait this long (`Retry-After`).
     pub retry_after: Option<Duration>,
 }
 
-/// The limiters of every class.
+/// The limiters of every class: per client address (or IPv6 /64), and per
+/// principal where the class says so.
 pub struct RateLimits {
-    classes: HashMap<String, (Dimension, Option<Dimension>)>,
+    classes: HashMap<String, (Dimension<ClientKey>, Option<Dimension<String>>)>,
     /// Reads the time for `Retry-After`; made once, since making a clock
     /// calibrates it (tens of microseconds).
     clock: DefaultClock,
@@ -117,49 +157,25 @@ impl RateLimits {
             .classes
             .iter()
             .map(|(name, limits)| {
-                let principal = limits.per_principal.map(|r| Dimension::new(r, capacity));
-                (name.clone(), (Dimension::new(limits.per_address, capacity), principal))
+                let principal = limits.per_principal.map(|r| Dimension::new("principal", r, capacity));
+                (name.clone(), (Dimension::new("address", limits.per_address, capacity), principal))
             })
             .collect();
         Self { classes, clock: DefaultClock::default() }
     }
 
-    /// Counts one request of `class` from `address` (and `principal`).
-    pub fn check(&self, class: &str, address: &str, principal: Option<&str>) -> Verdict {
+    /// Counts one request of `class` from `address` (and `principal`): the
+    /// verdict of the first limit that refuses, else of the last checked.
+    pub fn check(&self, class: &str, address: ClientKey, principal: Option<&str>) -> Verdict {
         let (per_address, per_principal) = match self.classes.get(class) {
             Some(dims) => dims,
             None => self.classes.get(crate::policy::DEFAULT_CLASS).expect("the default class always exists"),
         };
-        let mut checks = vec![("address", per_address, address)];
-        if let (Some(dim), Some(who)) = (per_principal, principal) {
-            checks.push(("principal", dim, who));
+        let verdict = per_address.check(&address, &self.clock);
+        match (per_principal, principal) {
+            (Some(dim), Some(who)) if verdict.retry_after.is_none() => dim.check(&who.to_owned(), &self.clock),
+            _ => verdict,
         }
-        let mut tightest: Option<Verdict> = None;
-        for (name, dim, key) in checks {
-            let window = dim.rate.per.as_secs();
-            let policy = format!("\"{name}\";q={};w={window}", dim.rate.count);
-            let verdict = match dim.limiter.check_key(&key.to_owned()) {
-                Ok(snapshot) => Verdict {
-                    policy,
-                    state: format!("\"{name}\";r={};t={window}", snapshot.remaining_burst_capacity()),
-                    retry_after: None,
-                },
-                Err(not_until) => {
-                    let wait = not_until.wait_time_from(self.clock.now());
-                    Verdict {
-                        policy,
-                        state: format!("\"{name}\";r=0;t={}", wait.as_secs().max(1)),
-                        retry_after: Some(wait),
-                    }
-                }
-            };
-            let refused = verdict.retry_after.is_some();
-            tightest = Some(verdict);
-            if refused {
-                break;
-            }
-        }
-        tightest.expect("every class checks the address")
     }
 
     /// Keys remembered by a class's address limiter (for tests and metrics).
@@ -172,6 +188,11 @@ impl RateLimits {
 mod tests {
     use super::*;
     use crate::config::ClassLimits;
+    use crate::edge::client::limit_key;
+
+    fn at(address: &str) -> ClientKey {
+        limit_key(address.parse().unwrap())
+    }
 
     fn limits(rate: &str, keys: usize) -> RateLimits {
         let config = RateLimitConfig {
@@ -192,22 +213,23 @@ mod tests {
     fn refuses_past_the_burst_with_a_retry_after() {
         let limits = limits("3/min", 100);
         for remaining in [2, 1, 0] {
-            let v = limits.check("default", "a", None);
-            assert_eq!((v.retry_after, v.state), (None, format!("\"address\";r={remaining};t=60")));
+            let v = limits.check("default", at("192.0.2.1"), None);
+            assert_eq!(v.retry_after, None);
+            assert_eq!(v.state, format!("\"address\";r={remaining};t=60"));
         }
-        let refused = limits.check("default", "a", None);
+        let refused = limits.check("default", at("192.0.2.1"), None);
         assert!(refused.retry_after.unwrap() > Duration::from_secs(15));
         assert_eq!(refused.policy, "\"address\";q=3;w=60");
-        assert!(limits.check("default", "b", None).retry_after.is_none(), "other keys are unaffected");
+        assert!(limits.check("default", at("192.0.2.2"), None).retry_after.is_none(), "other keys are unaffected");
     }
 
     #[test]
     fn principals_are_limited_across_addresses() {
         let limits = limits("100/min", 100);
-        assert!(limits.check("default", "a", Some("ann")).retry_after.is_none());
-        assert!(limits.check("default", "b", Some("ann")).retry_after.is_none());
-        let refused = limits.check("default", "c", Some("ann"));
-        assert!(refused.policy.starts_with("\"principal\""));
+        assert!(limits.check("default", at("192.0.2.1"), Some("ann")).retry_after.is_none());
+        assert!(limits.check("default", at("192.0.2.2"), Some("ann")).retry_after.is_none());
+        let refused = limits.check("default", at("192.0.2.3"), Some("ann"));
+        assert_eq!(refused.policy, "\"principal\";q=2;w=60");
         assert!(refused.retry_after.is_some());
     }
 
@@ -215,11 +237,11 @@ mod tests {
     fn memory_stays_bounded_under_a_key_flood() {
         let limits = limits("1/h", 1_000);
         for i in 0..200_000u32 {
-            limits.check("default", &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255), None);
+            limits.check("default", ClientKey::V4(i.into()), None);
         }
         let tracked = limits.tracked_addresses("default");
         assert!(tracked <= 1_000 + SHARDS, "{tracked} keys tracked");
         // The most recent keys are still limited.
-        assert!(limits.check("default", "10.3.13.63", None).retry_after.is_some());
+        assert!(limits.check("default", ClientKey::V4((200_000u32 - 1).into()), None).retry_after.is_some());
     }
 }

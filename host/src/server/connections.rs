@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::edge::client::limit_key;
+use crate::edge::client::{ClientKey, limit_key};
 use crate::per_client::{PerClientLimit, Share};
 
 /// Every open connection, with the caps new ones are admitted under.
@@ -19,7 +19,7 @@ pub struct Connections {
     /// Open connections at most.
     max_total: usize,
     /// Open connections per client address.
-    per_client: Arc<PerClientLimit<String>>,
+    per_client: Arc<PerClientLimit<ClientKey>>,
     /// Open connections by id; a plain mutex held for one map operation (or
     /// one scan of at most `max_total` entries when shedding).
     open: Mutex<HashMap<u64, Arc<ConnectionState>>>,
@@ -74,7 +74,7 @@ pub struct Admitted {
     /// What its requests need to mark it busy.
     tracker: Tracker,
     /// Its client's share, given back on drop; `None` for trusted proxies.
-    _share: Option<Share<String>>,
+    _share: Option<Share<ClientKey>>,
 }
 
 /// Marks requests in progress on one connection.
