@@ -41,7 +41,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(canonicalize(path).map(|p| p.as_str().to_owned()).as_deref(), Ok(path), "{raw:?} reads back");
     let method = METHODS[usize::from(selector) % METHODS.len()];
     let (table, policy) = &*EXAMPLE;
-    if let Lookup::Found { .. } = table.lookup(method, path) {
-        assert!(policy.lookup(method, path).is_some(), "{method} {path} reaches a plugin without a rule");
+    if let Lookup::Found { route, .. } = table.lookup(method, path) {
+        let rule = policy.lookup(route, method, path);
+        assert!(rule.is_some(), "{method} {path} reaches {route} without a rule");
     }
 });

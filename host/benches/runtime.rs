@@ -172,8 +172,9 @@ fn storage_and_audit(c: &mut Criterion) {
 fn policy_and_limits(c: &mut Criterion) {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/routes.toml");
     let policy = plinth::policy::Policy::load(std::path::Path::new(root)).unwrap().unwrap();
+    let me = plinth::routes::Route::parse("PATCH /v1/me").unwrap();
     c.bench_function("policy/lookup (example policy)", |b| {
-        b.iter(|| black_box(policy.lookup("PATCH", black_box("/v1/me")).unwrap()))
+        b.iter(|| black_box(policy.lookup(&me, "PATCH", black_box("/v1/me")).unwrap()))
     });
     let limits = plinth::edge::rate_limit::RateLimits::new(&plinth::config::RateLimitConfig::default());
     let mut i = 0u32;

@@ -177,11 +177,16 @@ impl Policy {
         &self.rules
     }
 
-    /// The most specific rule for a request, if any.
-    pub fn lookup(&self, method: &str, path: &str) -> Option<&Rule> {
+    /// The rule that judges a request the router sent to `route`: the most
+    /// specific rule matching the method and path among those nested with
+    /// the route (covering it, or refining it to some of its paths). A rule
+    /// written for another route never judges this one, even where the two
+    /// routes' patterns both match the path: the policy and the router
+    /// cannot read one request as two different routes.
+    pub fn lookup(&self, route: &Route, method: &str, path: &str) -> Option<&Rule> {
         self.rules
             .iter()
-            .filter(|r| r.route.allows(method) && r.route.matches(path))
+            .filter(|r| r.route.allows(method) && r.route.matches(path) && r.route.nested_with(route))
             .max_by_key(|r| r.route.specificity())
     }
 
@@ -206,10 +211,13 @@ impl Policy {
         Ok(())
     }
 
-    /// Rules that match no route in the table: a typo, or a route that
-    /// is gone. Harmless to serve, but worth a word.
+    /// Rules that judge no route in the table (none is nested with them): a
+    /// typo, or a route that is gone. Harmless to serve, but worth a word.
     pub fn unused_rules<T>(&self, routes: &RouteTable<T>) -> Vec<&Rule> {
-        self.rules.iter().filter(|rule| !routes.iter().any(|(route, _)| route.overlaps(&rule.route))).collect()
+        self.rules
+            .iter()
+            .filter(|rule| !routes.iter().any(|(route, _)| route.overlaps(&rule.route) && route.nested_with(&rule.route)))
+            .collect()
     }
 
     /// Route × method × access, for `plinth policy check` and generated tests:
@@ -220,7 +228,7 @@ impl Policy {
             for method in route_methods(route) {
                 let mut paths = vec![route.example_path()];
                 for rule in &self.rules {
-                    if rule.route.allows(method) && rule.route.overlaps(route) && !route.covered_by(&rule.route) {
+                    if rule.route.allows(method) && rule.route.nested_with(route) && !route.covered_by(&rule.route) {
                         paths.push(rule.route.example_path());
                     }
                 }
@@ -228,7 +236,7 @@ impl Policy {
                     if route.match_path(&path).is_none() {
                         continue;
                     }
-                    let rule = self.lookup(method, &path);
+                    let rule = self.lookup(route, method, &path);
                     rows.push(MatrixRow {
                         plugin: owner(target),
                         method: method.to_owned(),
@@ -301,11 +309,39 @@ mod tests {
     #[test]
     fn the_most_specific_rule_applies() {
         let p = policy(RULES).unwrap();
-        let signup = p.lookup("POST", "/v1/accounts/signup").unwrap();
+        let accounts = Route::parse("/v1/accounts/**").unwrap();
+        let signup = p.lookup(&accounts, "POST", "/v1/accounts/signup").unwrap();
         assert_eq!((&signup.access, signup.class.as_str()), (&Access::Public, "email"));
-        let other = p.lookup("GET", "/v1/accounts/signup").unwrap();
+        let other = p.lookup(&accounts, "GET", "/v1/accounts/signup").unwrap();
         assert!(matches!(other.access, Access::Roles(_)));
-        assert!(p.lookup("GET", "/v2/x").is_none());
+        assert!(p.lookup(&Route::parse("/v2/**").unwrap(), "GET", "/v2/x").is_none());
+    }
+
+    #[test]
+    fn a_rule_for_another_route_never_judges_a_request_both_match() {
+        let p = policy(
+            "[[route]]\nroute = \"/v1/media/**\"\nallow = \"authenticated\"\n\
+             [[route]]\nroute = \"GET /v1/media/{id}/info\"\nallow = \"public\"\n\
+             [[route]]\nroute = \"GET /v1/media/{id}\"\nallow = \"public\"\n\
+             [[route]]\nroute = \"GET /v1/media/usage\"\nallow = [\"admin\"]\n",
+        )
+        .unwrap();
+        let status = Route::parse("GET /v1/media/uploads/{id}").unwrap();
+        let info = Route::parse("GET /v1/media/{id}/info").unwrap();
+        // `/v1/media/uploads/info` matches both routes' patterns; the router
+        // sends it to `uploads/{id}`, which the public info rule is not about.
+        let rule = p.lookup(&status, "GET", "/v1/media/uploads/info").unwrap();
+        assert_eq!(rule.access, Access::Authenticated);
+        assert_eq!(p.lookup(&info, "GET", "/v1/media/abc/info").unwrap().access, Access::Public);
+        // A rule refining a route to some of its paths still judges them.
+        let item = Route::parse("GET /v1/media/{id}").unwrap();
+        assert!(matches!(p.lookup(&item, "GET", "/v1/media/usage").unwrap().access, Access::Roles(_)));
+        assert_eq!(p.lookup(&item, "GET", "/v1/media/abc").unwrap().access, Access::Public);
+
+        let mut routes = RouteTable::default();
+        routes.insert(status, "media").unwrap();
+        let unused: Vec<String> = p.unused_rules(&routes).iter().map(|r| r.route.to_string()).collect();
+        assert_eq!(unused, ["GET /v1/media/{id}/info", "GET /v1/media/{id}", "GET /v1/media/usage"]);
     }
 
     #[test]

@@ -180,6 +180,15 @@ impl Route {
         methods_covered && path_covered_by(&self.segments, &other.segments)
     }
 
+    /// True when one route's paths hold all of the other's (methods
+    /// aside): `/v1/x/**` and `/v1/x/{id}`, or `/v1/x/{id}` and
+    /// `/v1/x/public`. Routes that merely overlap, such as `/v1/x/{id}/info`
+    /// and `/v1/x/uploads/{id}`, are not nested: each has paths the other
+    /// lacks, so they were written for different things.
+    pub fn nested_with(&self, other: &Route) -> bool {
+        path_covered_by(&self.segments, &other.segments) || path_covered_by(&other.segments, &self.segments)
+    }
+
     /// Orders routes by how specific they are, most specific greatest: per
     /// segment a literal beats a parameter beats `**`, then a longer path
     /// wins, then a route with methods beats one for every method.
@@ -514,5 +523,19 @@ mod tests {
         assert!(route("GET /a/{x}").ambiguous_with(&route("GET /a/{y}")));
         assert!(!route("DELETE /v1/sessions/{id}").ambiguous_with(&route("DELETE /v1/sessions/current")));
         assert!(!route("GET /a/{x}").ambiguous_with(&route("POST /a/{y}")));
+    }
+
+    #[test]
+    fn nesting_is_holding_every_path_of_the_other_either_way() {
+        let nested = |a: &str, b: &str| route(a).nested_with(&route(b));
+        assert!(nested("/v1/media/**", "GET /v1/media/{id}"));
+        assert!(nested("GET /v1/media/{id}", "/v1/media/**"));
+        assert!(nested("GET /v1/things/{id}", "GET /v1/things/public"));
+        assert!(nested("/v1/x/**", "/v1/x"), "`**` holds its own prefix");
+        assert!(nested("GET /a/{x}", "POST /a/{y}"), "methods aside");
+        assert!(!nested("GET /v1/media/{id}/info", "GET /v1/media/uploads/{id}"));
+        assert!(route("GET /v1/media/{id}/info").overlaps(&route("GET /v1/media/uploads/{id}")));
+        assert!(!nested("/v1/x/{id}", "/v1/x/{id}/more"));
+        assert!(!nested("/v1/a/**", "/v1/b"));
     }
 }

@@ -149,3 +149,21 @@ async fn a_sign_in_posted_from_another_site_gets_no_session() {
     }
     server.stop().await;
 }
+
+/// A path that two routes' patterns both match is judged by the rule of the
+/// route the router sends it to, never by a rule written for the other.
+#[tokio::test]
+async fn a_path_two_routes_match_is_judged_as_the_route_it_reaches() {
+    let deployment = example_deployment("");
+    let server = TestServer::start(&deployment).await;
+    let client = reqwest::Client::new();
+    // `GET /v1/media/{id}/info` is public, but this path goes to
+    // `GET /v1/media/uploads/{id}`, which is for signed-in callers: the
+    // edge refuses it before the media plugin sees it.
+    let upload = client.get(server.url("/v1/media/uploads/info")).send().await.unwrap();
+    assert_error(upload, 401, "unauthenticated").await;
+    // The public rule still judges its own route: the plugin answers.
+    let info = client.get(server.url("/v1/media/abc/info")).send().await.unwrap();
+    assert_error(info, 404, "not_found").await;
+    server.stop().await;
+}

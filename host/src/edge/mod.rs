@@ -37,7 +37,7 @@ use crate::error::ApiError;
 use crate::identity::Authenticated;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::policy::{ADMIN_ONLY, Access, DEFAULT_CLASS, Denial, is_sensitive_class};
-use crate::routes::{Lookup, Params};
+use crate::routes::{Lookup, Params, Route};
 use crate::runtime::bindings::types::Principal;
 use crate::runtime::host::types::{Follow, RequestBody, RequestData};
 use crate::runtime::state::SessionEffect;
@@ -226,14 +226,14 @@ async fn route(
             (Target::Auth, &Access::Public)
         }
         _ => {
-            let (served, params) = match find_route(deployment, &method, path) {
+            let (route, served, params) = match find_route(deployment, &method, path) {
                 Ok(found) => found,
                 Err(RouteMiss::Options(allowed)) => return Ok(options(&allowed).map(ResponseBody::from)),
                 Err(RouteMiss::Refused(e)) => return Err(e),
             };
             outline.route.clone_from(&served.declared);
             // Coverage is checked at load, so a missing rule is a bug; deny.
-            let rule = deployment.config.policy.lookup(method.as_str(), path).ok_or_else(|| {
+            let rule = deployment.config.policy.lookup(route, method.as_str(), path).ok_or_else(|| {
                 ApiError::new(StatusCode::FORBIDDEN, "no_policy", format!("no policy rule covers {method} {path}"))
             })?;
             outline.class.clone_from(&rule.class);
@@ -458,10 +458,11 @@ async fn revalidate(app: &Arc<App>, origin: &stream::Origin, key: &str) -> Resul
     };
     let deployment = app.deployment.load_full();
     let path = origin.path.as_str();
-    let Ok((served, params)) = find_route(&deployment, &Method::GET, path) else {
+    let Ok((route, served, params)) = find_route(&deployment, &Method::GET, path) else {
         return Err(ended(StatusCode::NOT_FOUND, "not_found"));
     };
-    let rule = deployment.config.policy.lookup("GET", path).ok_or_else(|| ended(StatusCode::FORBIDDEN, "no_policy"))?;
+    let rule =
+        deployment.config.policy.lookup(route, "GET", path).ok_or_else(|| ended(StatusCode::FORBIDDEN, "no_policy"))?;
     if let Err(denial) = rule.access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
         let refusal = refused(denial, &rule.access);
         return Err(ended(refusal.status, refusal.code));
@@ -631,14 +632,15 @@ enum RouteMiss {
     Refused(ApiError),
 }
 
-/// The plugin route for a request. `OPTIONS` goes to a route only when one
-/// declares it; otherwise the edge answers with the methods the path
-/// allows, as it does for a 405.
+/// The plugin route for a request: the pattern it matched (which the
+/// policy judges), its plugin and its parameters. `OPTIONS` goes to a route
+/// only when one declares it; otherwise the edge answers with the methods
+/// the path allows, as it does for a 405.
 fn find_route<'a>(
     deployment: &'a Deployment,
     method: &Method,
     path: &str,
-) -> Result<(&'a ServedRoute, Params), RouteMiss> {
+) -> Result<(&'a Route, &'a ServedRoute, Params), RouteMiss> {
     // No plugin serves these: a 2xx to CONNECT makes the connection a
     // tunnel, and TRACE echoes a request back (cross-site tracing).
     if method == Method::CONNECT || method == Method::TRACE {
@@ -649,7 +651,7 @@ fn find_route<'a>(
         )));
     }
     match deployment.routes.lookup(method.as_str(), path) {
-        Lookup::Found { target, params, .. } => Ok((target, params)),
+        Lookup::Found { target, route, params } => Ok((route, target, params)),
         Lookup::MethodNotAllowed(allowed) => {
             let allowed = with_derived_methods(allowed);
             if method == Method::OPTIONS {
