@@ -368,9 +368,12 @@ impl ServerProcess {
         Self::spawn(command, &deployment.config_path(), &deployment.data_path(), &deployment.log_path(), "json")
     }
 
+    /// The server logs at its default level (info) whatever `RUST_LOG` the
+    /// suite runs under: tests read its request lines.
     fn spawn(mut command: Command, config: &Path, data: &Path, log: &Path, log_format: &str) -> Self {
         let log = std::fs::File::create(log).unwrap();
         let mut child = command
+            .env_remove("RUST_LOG")
             .args(["--log-format", log_format, "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .arg("--data")
