@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Deployment, TEST_SERVER, TestServer, assert_error, plugin};
+use crate::support::{Deployment, ServerProcess, TEST_SERVER, TestServer, assert_error, plugin};
 
 #[tokio::test]
 async fn a_looping_guest_is_cut_off_while_others_are_served() {
@@ -27,6 +27,48 @@ async fn a_looping_guest_is_cut_off_while_others_are_served() {
     let response = spinning.await.unwrap().unwrap();
     assert_error(response, 503, "plugin_timeout").await;
     server.stop().await;
+}
+
+/// Times the server's epoch thread has woken (voluntary context switches).
+fn epoch_wakeups(server: &ServerProcess) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.child.id())).unwrap();
+    let epoch = tasks
+        .flatten()
+        .find(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim() == "plinth-epoch"))
+        .expect("the server has an epoch thread");
+    let status = std::fs::read_to_string(epoch.path().join("status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("voluntary_ctxt_switches:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The epoch that bounds guests moves while one may run and rests while
+/// none can: an idle server's epoch thread does not wake, yet a looping
+/// guest is still cut off at its deadline.
+#[tokio::test]
+async fn the_epoch_ticks_while_a_guest_runs_and_rests_when_idle() {
+    let deployment = Deployment::new(&format!(
+        "{TEST_SERVER}{}",
+        plugin("spin", plinth_test_guests::SPIN, &["GET /v1/spin/**"], &[], "timeout_ms = 300")
+    ));
+    let server = ServerProcess::start(&deployment);
+    // Loading ran the guest (its routes); let that spell's last tick pass.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Ticking, it would wake 60 times in 300 ms; a stray wake is no tick.
+    let idle = epoch_wakeups(&server);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(epoch_wakeups(&server) <= idle + 2, "an idle server's epoch thread sleeps");
+
+    let spin = tokio::time::timeout(Duration::from_secs(10), reqwest::get(server.url("/v1/spin")));
+    let spinning = spin.await.expect("the looping guest is cut off at its deadline").unwrap();
+    assert_error(spinning, 503, "plugin_timeout").await;
+    let after = epoch_wakeups(&server);
+    assert!(after >= idle + 20, "the epoch moved while the guest ran: {idle} → {after} wakeups");
+
+    // The last tick of the busy spell, then rest.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rested = epoch_wakeups(&server);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(epoch_wakeups(&server) <= rested + 2, "idle again, the epoch thread sleeps");
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use wasmtime::{Store, Trap};
 
 use crate::runtime::bindings::log;
 use crate::runtime::bindings::migrating::{MigratingBindingsPre, migrations};
+use crate::runtime::epoch::{Running, Ticking};
 use crate::runtime::state::MemoryCap;
 use crate::runtime::{LoadError, Runtime, grants};
 
@@ -30,6 +31,8 @@ pub struct ConverterState {
     memory: MemoryCap,
     /// Log lines written so far.
     lines: u32,
+    /// Keeps the epoch moving while the guest may run.
+    _running: Running,
 }
 
 impl log::Host for ConverterState {
@@ -70,6 +73,8 @@ pub struct Converter {
     pre: MigratingBindingsPre<ConverterState>,
     memory: usize,
     timeout: Duration,
+    /// Keeps the epoch moving while its conversions run.
+    ticking: Ticking,
 }
 
 impl Runtime {
@@ -94,7 +99,7 @@ impl Runtime {
         linker.define_unknown_imports_as_traps(component).map_err(link_error)?;
         let pre = linker.instantiate_pre(component).map_err(link_error)?;
         let pre = MigratingBindingsPre::new(pre).map_err(link_error)?;
-        Ok(Some(Converter { plugin: plugin.into(), pre, memory, timeout }))
+        Ok(Some(Converter { plugin: plugin.into(), pre, memory, timeout, ticking: self.ticking() }))
     }
 }
 
@@ -106,7 +111,12 @@ impl Converter {
     ) -> Result<T, ConvertError> {
         let mut store = Store::new(
             self.pre.engine(),
-            ConverterState { plugin: self.plugin.clone(), memory: MemoryCap::new(self.memory), lines: 0 },
+            ConverterState {
+                plugin: self.plugin.clone(),
+                memory: MemoryCap::new(self.memory),
+                lines: 0,
+                _running: self.ticking.running(),
+            },
         );
         store.limiter(|state| &mut state.memory);
         // Yields at every tick like a request, so a slow conversion (one a

@@ -11,6 +11,7 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod epoch;
 pub mod grants;
 pub mod host;
 pub mod migrating;
@@ -154,42 +155,14 @@ async fn read_component(plugin: &str, path: &Path) -> Result<Vec<u8>, LoadError>
     })
 }
 
-/// Advances the engine epoch on its own thread until dropped.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::Builder::new()
-            .name("plinth-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            })
-            .expect("spawn the epoch thread");
-        Self { stop }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// The engine and what every plugin shares.
 pub struct Runtime {
     /// One engine for all plugins.
     engine: Engine,
     /// Compiled components on disk; none for `check` and `inspect`.
     cache: Option<Arc<cache::CompiledCache>>,
-    /// Keeps plugin deadlines moving.
-    _ticker: EpochTicker,
+    /// Keeps guests' deadlines moving while they run.
+    ticker: epoch::EpochTicker,
 }
 
 impl Runtime {
@@ -214,14 +187,19 @@ impl Runtime {
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
-        let ticker = EpochTicker::start(engine.clone());
+        let ticker = epoch::EpochTicker::start(engine.clone());
         let cache = cache_dir.map(|dir| Arc::new(cache::CompiledCache::new(dir, &engine)));
-        Ok(Self { engine, cache, _ticker: ticker })
+        Ok(Self { engine, cache, ticker })
     }
 
     /// The engine, for inspecting components.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// What a store of this engine holds while its guest may run.
+    fn ticking(&self) -> epoch::Ticking {
+        self.ticker.ticking()
     }
 
     /// Reads and compiles a component file (on a blocking thread); returns
@@ -319,6 +297,7 @@ impl Runtime {
             origin,
             memory_limit: config.limits.memory.0 as usize,
             timeout: Duration::from_millis(config.limits.timeout_ms),
+            ticking: self.ticking(),
         })
     }
 
@@ -356,7 +335,8 @@ impl Runtime {
         // Every outgoing request is refused: the load state has no egress.
         link_wasi_http(&mut linker, true).map_err(|e| fail(format!("{e:#}")))?;
         stub_non_wasi_imports(&mut linker, &self.engine, component).map_err(|e| fail(format!("{e:#}")))?;
-        let mut store = Store::new(&self.engine, state::LoadState::new(&plugin.into(), ROUTES_MEMORY));
+        let running = self.ticking().running();
+        let mut store = Store::new(&self.engine, state::LoadState::new(&plugin.into(), ROUTES_MEMORY, running));
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(ROUTES_DEADLINE_TICKS);
         store.epoch_deadline_trap();
@@ -547,6 +527,8 @@ pub struct Prepared {
     memory_limit: usize,
     /// Time one request may spend in the guest.
     timeout: Duration,
+    /// Keeps the epoch moving while its requests run.
+    ticking: epoch::Ticking,
 }
 
 impl Prepared {
@@ -570,6 +552,7 @@ impl Prepared {
             digest: self.digest,
             memory_limit: self.memory_limit,
             timeout: self.timeout,
+            ticking: self.ticking,
         }
     }
 }
@@ -602,6 +585,8 @@ pub struct Plugin {
     memory_limit: usize,
     /// Time one request may spend in the guest.
     timeout: Duration,
+    /// Keeps the epoch moving while its requests run.
+    ticking: epoch::Ticking,
 }
 
 impl Plugin {
@@ -736,7 +721,8 @@ impl Plugin {
     /// deadline from `started` (moved by the time spent waiting for a body).
     fn store(&self, meta: RequestMeta, started: tokio::time::Instant) -> Store<HostState> {
         let wait = meta.body_wait.clone();
-        let mut store = Store::new(self.handler.engine(), HostState::new(self.ctx.clone(), meta, self.memory_limit));
+        let state = HostState::new(self.ctx.clone(), meta, self.memory_limit, self.ticking.running());
+        let mut store = Store::new(self.handler.engine(), state);
         store.limiter(|s| &mut s.memory);
         let timeout = self.timeout;
         store.set_epoch_deadline(1);

@@ -12,6 +12,7 @@ use crate::identity::Identity;
 use crate::outbox::Outbox;
 use crate::passwords::Passwords;
 use crate::runtime::bindings::types::Principal;
+use crate::runtime::epoch::Running;
 use crate::runtime::outgoing::{Egress, OutgoingHooks};
 use crate::runtime::output::GuestOutput;
 use crate::storage::Namespace;
@@ -181,6 +182,8 @@ pub struct HostState {
     /// Jobs this request submitted, forgotten likewise: a job no record
     /// names would hold the blobs its worker makes for good.
     pub unanswered_jobs: Vec<String>,
+    /// Keeps the epoch moving while the guest may run.
+    _running: Running,
 }
 
 impl Drop for HostState {
@@ -208,7 +211,7 @@ impl Drop for HostState {
 
 impl HostState {
     /// State for one request to `plugin`, capped at `memory_limit` bytes.
-    pub fn new(plugin: Arc<PluginContext>, request: RequestMeta, memory_limit: usize) -> Self {
+    pub fn new(plugin: Arc<PluginContext>, request: RequestMeta, memory_limit: usize, running: Running) -> Self {
         Self {
             table: ResourceTable::new(),
             wasi: None,
@@ -222,6 +225,7 @@ impl HostState {
             host_failure: None,
             unanswered_links: Vec::new(),
             unanswered_jobs: Vec::new(),
+            _running: running,
         }
     }
 }
@@ -250,17 +254,20 @@ pub struct LoadState {
     http: WasiHttpCtx,
     /// Hooks with no egress: every outgoing request is refused.
     outgoing: OutgoingHooks,
+    /// Keeps the epoch moving while the guest may run.
+    _running: Running,
 }
 
 impl LoadState {
     /// State for plugin `name`'s load-time call, capped at `limit` bytes.
-    pub fn new(name: &Arc<str>, limit: usize) -> Self {
+    pub fn new(name: &Arc<str>, limit: usize, running: Running) -> Self {
         Self {
             memory: MemoryCap::new(limit),
             table: ResourceTable::new(),
             wasi: sandboxed_wasi(name),
             http: WasiHttpCtx::new(),
             outgoing: OutgoingHooks::new(None),
+            _running: running,
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::config::WorkerConfig;
 use crate::jobs::{Claimed, Jobs, MAX_TEXT, Ran};
 use crate::runtime::bindings::log;
 use crate::runtime::bindings::worker::{WorkerBindingsPre, job_blobs, job_kv, work};
+use crate::runtime::epoch::{Running, Ticking};
 use crate::runtime::state::{BlobQuota, MemoryCap, sandboxed_wasi};
 use crate::runtime::{LoadError, Runtime, grants};
 
@@ -54,6 +55,8 @@ pub struct WorkerState {
     pub job: JobScope,
     /// Uploads of writers not finished: removed when the job's store goes.
     pub open_writers: Vec<String>,
+    /// Keeps the epoch moving while the guest may run.
+    _running: Running,
 }
 
 impl Drop for WorkerState {
@@ -99,6 +102,8 @@ pub struct Worker {
     pre: WorkerBindingsPre<WorkerState>,
     /// Jobs it may run at once.
     pub slots: Arc<Semaphore>,
+    /// Keeps the epoch moving while its jobs run.
+    ticking: Ticking,
 }
 
 impl Runtime {
@@ -128,6 +133,7 @@ impl Runtime {
             digest,
             pre,
             slots: Arc::new(Semaphore::new(config.limits.concurrency as usize)),
+            ticking: self.ticking(),
         })
     }
 }
@@ -144,6 +150,7 @@ impl Worker {
             memory: MemoryCap::new(memory_limit),
             job: scope,
             open_writers: Vec::new(),
+            _running: self.ticking.running(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.memory);
