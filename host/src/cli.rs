@@ -462,13 +462,17 @@ async fn policy_check(file: &Path) -> anyhow::Result<()> {
     let rows = config.policy.matrix(&routes, |served| config.plugins[served.plugin].name.clone());
     println!("{:<8} {:<40} {:<28} {:<16} plugin", "method", "path", "access", "class");
     for row in &rows {
-        let access = row.access.as_ref().map_or_else(|| "NO RULE".to_owned(), ToString::to_string);
+        let access = if row.access.is_empty() {
+            "NO RULE".to_owned()
+        } else {
+            row.access.iter().map(ToString::to_string).collect::<Vec<_>>().join(" and ")
+        };
         println!("{:<8} {:<40} {:<28} {:<16} {}", row.method, row.path, access, row.class, row.plugin);
     }
     for rule in config.policy.unused_rules(&routes) {
         println!("warning: rule `{}` in {} matches no route", rule.route, config.policy.source().display());
     }
-    let gaps = rows.iter().filter(|r| r.access.is_none()).count();
+    let gaps = rows.iter().filter(|r| r.access.is_empty()).count();
     anyhow::ensure!(gaps == 0, "{gaps} route(s) without a rule in {}", config.policy.source().display());
     println!("ok: {} rules cover {} routes of {}", config.policy.rules().len(), rows.len(), file.display());
     Ok(())

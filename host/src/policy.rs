@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 
 use crate::config::ConfigError;
-use crate::routes::{Route, RouteTable};
+use crate::routes::{Lookup, Route, RouteTable};
 
 /// The role that may use the host's `/admin` routes.
 pub const ADMIN_ROLE: &str = "admin";
@@ -177,17 +177,28 @@ impl Policy {
         &self.rules
     }
 
-    /// The rule that judges a request the router sent to `route`: the most
-    /// specific rule matching the method and path among those nested with
-    /// the route (covering it, or refining it to some of its paths). A rule
-    /// written for another route never judges this one, even where the two
-    /// routes' patterns both match the path: the policy and the router
-    /// cannot read one request as two different routes.
-    pub fn lookup(&self, route: &Route, method: &str, path: &str) -> Option<&Rule> {
-        self.rules
-            .iter()
-            .filter(|r| r.route.allows(method) && r.route.matches(path) && r.route.nested_with(route))
-            .max_by_key(|r| r.route.specificity())
+    /// The rules that judge a request the router sent to `route`: the most
+    /// specific rule for its method and path, and the most specific of
+    /// those nested with the route (covering it, or refining it to some of
+    /// its paths). Almost always one rule; where the path also matches a
+    /// more specific rule written for another route, both must allow the
+    /// request, so such a rule can add a requirement but never lift the
+    /// route's own. `None` when no rule is nested with the route (coverage
+    /// at load rules that out): the request is refused.
+    pub fn lookup(&self, route: &Route, method: &str, path: &str) -> Option<Judges<'_>> {
+        let mut for_path: Option<&Rule> = None;
+        let mut for_route: Option<&Rule> = None;
+        for rule in self.rules.iter().filter(|r| r.route.allows(method) && r.route.matches(path)) {
+            let more_specific = |best: Option<&Rule>| best.is_none_or(|b| rule.route.specificity() > b.route.specificity());
+            if more_specific(for_path) {
+                for_path = Some(rule);
+            }
+            if more_specific(for_route) && rule.route.nested_with(route) {
+                for_route = Some(rule);
+            }
+        }
+        let (rule, route_rule) = (for_path?, for_route?);
+        Some(Judges { rule, route_rule: (!std::ptr::eq(rule, route_rule)).then_some(route_rule) })
     }
 
     /// Refuses a policy that leaves some plugin route without a rule.
@@ -211,38 +222,37 @@ impl Policy {
         Ok(())
     }
 
-    /// Rules that judge no route in the table (none is nested with them): a
-    /// typo, or a route that is gone. Harmless to serve, but worth a word.
+    /// Rules that match no route in the table: a typo, or a route that
+    /// is gone. Harmless to serve, but worth a word.
     pub fn unused_rules<T>(&self, routes: &RouteTable<T>) -> Vec<&Rule> {
-        self.rules
-            .iter()
-            .filter(|rule| !routes.iter().any(|(route, _)| route.overlaps(&rule.route) && route.nested_with(&rule.route)))
-            .collect()
+        self.rules.iter().filter(|rule| !routes.iter().any(|(route, _)| route.overlaps(&rule.route))).collect()
     }
 
     /// Route × method × access, for `plinth policy check` and generated tests:
-    /// each plugin route with each of its methods, plus every rule refining it.
+    /// each plugin route with each of its methods, plus every rule refining
+    /// it; each path judged as the route the router sends it to.
     pub fn matrix<T>(&self, routes: &RouteTable<T>, owner: impl Fn(&T) -> String) -> Vec<MatrixRow> {
         let mut rows = Vec::new();
-        for (route, target) in routes.iter() {
+        for (route, _) in routes.iter() {
             for method in route_methods(route) {
                 let mut paths = vec![route.example_path()];
                 for rule in &self.rules {
-                    if rule.route.allows(method) && rule.route.nested_with(route) && !route.covered_by(&rule.route) {
+                    if rule.route.allows(method) && rule.route.overlaps(route) && !route.covered_by(&rule.route) {
                         paths.push(rule.route.example_path());
                     }
                 }
                 for path in paths {
+                    let Lookup::Found { route: reached, target, .. } = routes.lookup(method, &path) else { continue };
                     if route.match_path(&path).is_none() {
                         continue;
                     }
-                    let rule = self.lookup(route, method, &path);
+                    let judges = self.lookup(reached, method, &path);
                     rows.push(MatrixRow {
                         plugin: owner(target),
                         method: method.to_owned(),
                         path,
-                        access: rule.map(|r| r.access.clone()),
-                        class: rule.map_or_else(|| DEFAULT_CLASS.to_owned(), |r| r.class.clone()),
+                        access: judges.map(|j| j.accesses().cloned().collect()).unwrap_or_default(),
+                        class: judges.map_or_else(|| DEFAULT_CLASS.to_owned(), |j| j.rule.class.clone()),
                     });
                 }
             }
@@ -250,6 +260,24 @@ impl Policy {
         rows.sort_by(|a, b| (&a.path, &a.method).cmp(&(&b.path, &b.method)));
         rows.dedup_by(|a, b| a.path == b.path && a.method == b.method);
         rows
+    }
+}
+
+/// The rules that judge one request; see [`Policy::lookup`].
+#[derive(Debug, Clone, Copy)]
+pub struct Judges<'p> {
+    /// The most specific rule for the method and path: its class applies,
+    /// and its access must allow the request.
+    pub rule: &'p Rule,
+    /// The most specific rule nested with the route the request reaches,
+    /// when that is another rule: its access must allow the request too.
+    pub route_rule: Option<&'p Rule>,
+}
+
+impl<'p> Judges<'p> {
+    /// Every access the request must satisfy, the path's rule first.
+    pub fn accesses(&self) -> impl Iterator<Item = &'p Access> + use<'p> {
+        std::iter::once(&self.rule.access).chain(self.route_rule.map(|r| &r.access))
     }
 }
 
@@ -262,8 +290,8 @@ pub struct MatrixRow {
     pub method: String,
     /// A concrete path (parameters filled with `x`).
     pub path: String,
-    /// Who may call it; `None` is a gap.
-    pub access: Option<Access>,
+    /// What a caller must satisfy (every one); none is a gap.
+    pub access: Vec<Access>,
     /// Its class.
     pub class: String,
 }
@@ -311,37 +339,41 @@ mod tests {
         let p = policy(RULES).unwrap();
         let accounts = Route::parse("/v1/accounts/**").unwrap();
         let signup = p.lookup(&accounts, "POST", "/v1/accounts/signup").unwrap();
-        assert_eq!((&signup.access, signup.class.as_str()), (&Access::Public, "email"));
+        assert_eq!((&signup.rule.access, signup.rule.class.as_str()), (&Access::Public, "email"));
+        assert!(signup.route_rule.is_none(), "one rule judges it");
         let other = p.lookup(&accounts, "GET", "/v1/accounts/signup").unwrap();
-        assert!(matches!(other.access, Access::Roles(_)));
+        assert!(matches!(other.rule.access, Access::Roles(_)));
         assert!(p.lookup(&Route::parse("/v2/**").unwrap(), "GET", "/v2/x").is_none());
     }
 
     #[test]
-    fn a_rule_for_another_route_never_judges_a_request_both_match() {
+    fn a_rule_for_another_route_adds_to_the_routes_own_and_never_lifts_it() {
         let p = policy(
             "[[route]]\nroute = \"/v1/media/**\"\nallow = \"authenticated\"\n\
              [[route]]\nroute = \"GET /v1/media/{id}/info\"\nallow = \"public\"\n\
              [[route]]\nroute = \"GET /v1/media/{id}\"\nallow = \"public\"\n\
-             [[route]]\nroute = \"GET /v1/media/usage\"\nallow = [\"admin\"]\n",
+             [[route]]\nroute = \"GET /v1/media/usage\"\nallow = [\"admin\"]\n\
+             [[route]]\nroute = \"/v1/docs/**\"\nallow = \"public\"\n\
+             [[route]]\nroute = \"/v1/docs/internal/**\"\nallow = [\"staff\"]\n",
         )
         .unwrap();
-        let status = Route::parse("GET /v1/media/uploads/{id}").unwrap();
-        let info = Route::parse("GET /v1/media/{id}/info").unwrap();
+        let accesses = |route: &str, path: &str| -> Vec<String> {
+            let judges = p.lookup(&Route::parse(route).unwrap(), "GET", path).unwrap();
+            judges.accesses().map(ToString::to_string).collect()
+        };
         // `/v1/media/uploads/info` matches both routes' patterns; the router
-        // sends it to `uploads/{id}`, which the public info rule is not about.
-        let rule = p.lookup(&status, "GET", "/v1/media/uploads/info").unwrap();
-        assert_eq!(rule.access, Access::Authenticated);
-        assert_eq!(p.lookup(&info, "GET", "/v1/media/abc/info").unwrap().access, Access::Public);
-        // A rule refining a route to some of its paths still judges them.
-        let item = Route::parse("GET /v1/media/{id}").unwrap();
-        assert!(matches!(p.lookup(&item, "GET", "/v1/media/usage").unwrap().access, Access::Roles(_)));
-        assert_eq!(p.lookup(&item, "GET", "/v1/media/abc").unwrap().access, Access::Public);
-
-        let mut routes = RouteTable::default();
-        routes.insert(status, "media").unwrap();
-        let unused: Vec<String> = p.unused_rules(&routes).iter().map(|r| r.route.to_string()).collect();
-        assert_eq!(unused, ["GET /v1/media/{id}/info", "GET /v1/media/{id}", "GET /v1/media/usage"]);
+        // sends it to `uploads/{id}`, whose own rule must allow it too.
+        assert_eq!(accesses("GET /v1/media/uploads/{id}", "/v1/media/uploads/info"), ["public", "authenticated"]);
+        assert_eq!(accesses("GET /v1/media/{id}/info", "/v1/media/abc/info"), ["public"]);
+        // A rule refining a route to some of its paths judges them alone.
+        assert_eq!(accesses("GET /v1/media/{id}", "/v1/media/usage"), ["roles: admin"]);
+        assert_eq!(accesses("GET /v1/media/{id}", "/v1/media/abc"), ["public"]);
+        // A stricter rule for another route's paths still applies.
+        assert_eq!(accesses("GET /v1/docs/{id}", "/v1/docs/internal"), ["roles: staff", "public"]);
+        let uploads = Route::parse("GET /v1/media/uploads/{id}").unwrap();
+        let judges = p.lookup(&uploads, "GET", "/v1/media/uploads/info").unwrap();
+        let refused: Vec<Denial> = judges.accesses().filter_map(|a| a.decide(None).err()).collect();
+        assert_eq!(refused, [Denial::Unauthenticated], "anonymous callers are refused");
     }
 
     #[test]
@@ -381,8 +413,7 @@ mod tests {
         let mut routes = RouteTable::default();
         routes.insert(Route::parse("POST /v1/accounts/**").unwrap(), "accounts").unwrap();
         let rows = p.matrix(&routes, |n| n.to_string());
-        let cells: Vec<(String, String)> =
-            rows.iter().map(|r| (r.path.clone(), r.access.as_ref().unwrap().to_string())).collect();
+        let cells: Vec<(String, String)> = rows.iter().map(|r| (r.path.clone(), r.access[0].to_string())).collect();
         assert_eq!(
             cells,
             [("/v1/accounts".into(), "roles: admin".into()), ("/v1/accounts/signup".into(), "public".into())]

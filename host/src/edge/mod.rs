@@ -200,30 +200,32 @@ async fn route(
     // HEAD is the GET it mirrors, for every route: judged, routed and served
     // as GET (hyper sends no body for it).
     let method = if req.method() == Method::HEAD { Method::GET } else { req.method().clone() };
-    let (target, access): (_, &Access) = match (&method, path) {
+    // Every access the request must satisfy (a plugin route's rules; the
+    // host's own for its endpoints).
+    let (target, required): (_, [Option<&Access>; 2]) = match (&method, path) {
         (&Method::GET, "/healthz" | "/readyz") => {
             path.clone_into(&mut outline.route);
-            (Target::Health(path), &Access::Public)
+            (Target::Health(path), [None, None])
         }
         (&Method::GET, "/openapi.json") => {
             path.clone_into(&mut outline.route);
-            (Target::OpenApi, &Access::Public)
+            (Target::OpenApi, [None, None])
         }
         (&Method::GET, "/metrics") => {
             path.clone_into(&mut outline.route);
             outline.class = "admin".to_owned();
-            (Target::Metrics, &ADMIN_ONLY)
+            (Target::Metrics, [Some(&ADMIN_ONLY), None])
         }
         _ if path == "/admin" || path.starts_with("/admin/") => {
             outline.route = "/admin/**".to_owned();
             outline.class = "admin".to_owned();
-            (Target::Admin, &ADMIN_ONLY)
+            (Target::Admin, [Some(&ADMIN_ONLY), None])
         }
         _ if path.starts_with("/v1/auth/") => {
             outline.route = "/v1/auth/**".to_owned();
             // Sign-ins are counted as logins; the status a page polls is not.
             outline.class = if path == "/v1/auth/status" { DEFAULT_CLASS } else { "login" }.to_owned();
-            (Target::Auth, &Access::Public)
+            (Target::Auth, [None, None])
         }
         _ => {
             let (route, served, params) = match find_route(deployment, &method, path) {
@@ -233,11 +235,11 @@ async fn route(
             };
             outline.route.clone_from(&served.declared);
             // Coverage is checked at load, so a missing rule is a bug; deny.
-            let rule = deployment.config.policy.lookup(route, method.as_str(), path).ok_or_else(|| {
+            let judges = deployment.config.policy.lookup(route, method.as_str(), path).ok_or_else(|| {
                 ApiError::new(StatusCode::FORBIDDEN, "no_policy", format!("no policy rule covers {method} {path}"))
             })?;
-            outline.class.clone_from(&rule.class);
-            (Target::Plugin(served.clone(), params), &rule.access)
+            outline.class.clone_from(&judges.rule.class);
+            (Target::Plugin(served.clone(), params), [Some(&judges.rule.access), judges.route_rule.map(|r| &r.access)])
         }
     };
 
@@ -291,9 +293,11 @@ async fn route(
         }
     };
 
-    if let Err(denial) = access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
-        record_denial("authz.denied", format!("{method} {path} needs {access}")).await;
-        return Err(refused(denial, access));
+    for access in required.into_iter().flatten() {
+        if let Err(denial) = access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
+            record_denial("authz.denied", format!("{method} {path} needs {access}")).await;
+            return Err(refused(denial, access));
+        }
     }
 
     let _share = app.client_in_flight.try_acquire(client_key).ok_or_else(|| {
@@ -461,11 +465,13 @@ async fn revalidate(app: &Arc<App>, origin: &stream::Origin, key: &str) -> Resul
     let Ok((route, served, params)) = find_route(&deployment, &Method::GET, path) else {
         return Err(ended(StatusCode::NOT_FOUND, "not_found"));
     };
-    let rule =
+    let judges =
         deployment.config.policy.lookup(route, "GET", path).ok_or_else(|| ended(StatusCode::FORBIDDEN, "no_policy"))?;
-    if let Err(denial) = rule.access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
-        let refusal = refused(denial, &rule.access);
-        return Err(ended(refusal.status, refusal.code));
+    for access in judges.accesses() {
+        if let Err(denial) = access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
+            let refusal = refused(denial, access);
+            return Err(ended(refusal.status, refusal.code));
+        }
     }
     let plugin = deployment.plugin(served.plugin, signed_in.as_ref().map(|a| a.session.id.as_str()));
     if *plugin.name() != *origin.plugin {
