@@ -189,7 +189,8 @@ impl Policy {
         let mut for_path: Option<&Rule> = None;
         let mut for_route: Option<&Rule> = None;
         for rule in self.rules.iter().filter(|r| r.route.allows(method) && r.route.matches(path)) {
-            let more_specific = |best: Option<&Rule>| best.is_none_or(|b| rule.route.specificity() > b.route.specificity());
+            let more_specific =
+                |best: Option<&Rule>| best.is_none_or(|b| rule.route.specificity() > b.route.specificity());
             if more_specific(for_path) {
                 for_path = Some(rule);
             }

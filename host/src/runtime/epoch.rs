@@ -3,8 +3,8 @@
 //! while none can (an idle server wakes for nothing). Every store holds a
 //! [`Running`] for as long as its guest may run, so the epoch moves for it.
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 
 use wasmtime::Engine;
@@ -37,7 +37,8 @@ impl Shared {
 impl EpochTicker {
     /// Starts the thread, parked until a store needs it.
     pub fn start(engine: Engine) -> Self {
-        let shared = Arc::new(Shared { running: AtomicUsize::new(0), stop: AtomicBool::new(false), thread: OnceLock::new() });
+        let shared =
+            Arc::new(Shared { running: AtomicUsize::new(0), stop: AtomicBool::new(false), thread: OnceLock::new() });
         let ticks = shared.clone();
         let handle = std::thread::Builder::new()
             .name("plinth-epoch".into())
