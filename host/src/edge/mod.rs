@@ -699,7 +699,7 @@ fn options(allowed: &[String]) -> Response<Full<Bytes>> {
 }
 
 fn too_many_requests(wait: std::time::Duration) -> ApiError {
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let seconds = rate_limit::whole_seconds(wait);
     ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests; retry in {seconds} s"))
         .with_header(header::RETRY_AFTER, seconds.to_string())
 }

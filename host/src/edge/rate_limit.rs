@@ -84,8 +84,10 @@ struct Dimension<K: Hash + Eq + Clone> {
     limiter: Limiter<K>,
     /// The limiter's store, for its size.
     store: BoundedStore<K>,
-    /// Its window in seconds.
-    window: u64,
+    /// How often one request's worth comes back.
+    interval: Duration,
+    /// Requests allowed at once.
+    burst: u32,
     /// Its `RateLimit-Policy` value, the same for every request.
     policy: HeaderValue,
 }
@@ -98,30 +100,43 @@ impl<K: Hash + Eq + Clone> Dimension<K> {
         let limiter =
             RateLimiter::<K, BoundedStore<K>, DefaultClock>::new(quota, store.clone(), DefaultClock::default())
                 .with_middleware::<StateInformationMiddleware>();
-        let window = rate.per.as_secs();
-        let policy = header_value(format!("\"{name}\";q={};w={window}", rate.count));
-        Self { name, limiter, store, window, policy }
+        let policy = header_value(format!("\"{name}\";q={};w={}", rate.count, rate.per.as_secs()));
+        Self { name, limiter, store, interval: rate.per / rate.count, burst: rate.count, policy }
     }
 
-    /// Counts one request of `key`.
+    /// Counts one request of `key`. `t` is when the quota is whole again
+    /// (GCRA gives back one request's worth every interval), or when the
+    /// next request may come, rounded up as `Retry-After` is.
     fn check(&self, key: &K, clock: &DefaultClock) -> Verdict {
         let name = self.name;
         match self.limiter.check_key(key) {
-            Ok(snapshot) => Verdict {
-                policy: self.policy.clone(),
-                state: header_value(format!("\"{name}\";r={};t={}", snapshot.remaining_burst_capacity(), self.window)),
-                retry_after: None,
-            },
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let whole_in = whole_seconds(self.interval * self.burst.saturating_sub(remaining));
+                Verdict {
+                    policy: self.policy.clone(),
+                    state: header_value(format!("\"{name}\";r={remaining};t={whole_in}")),
+                    remaining,
+                    retry_after: None,
+                }
+            }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(clock.now());
                 Verdict {
                     policy: self.policy.clone(),
-                    state: header_value(format!("\"{name}\";r=0;t={}", wait.as_secs().max(1))),
+                    state: header_value(format!("\"{name}\";r=0;t={}", whole_seconds(wait).max(1))),
+                    remaining: 0,
                     retry_after: Some(wait),
                 }
             }
         }
     }
+}
+
+/// `duration` in whole seconds, rounded up: a client that waits this long
+/// is never early.
+pub fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 /// A header value of ours: quoted names and numbers only.
@@ -136,6 +151,8 @@ pub struct Verdict {
     pub policy: HeaderValue,
     /// `RateLimit` value.
     pub state: HeaderValue,
+    /// Requests left under this limit now.
+    pub remaining: u32,
     /// Set when refused: wait this long (`Retry-After`).
     pub retry_after: Option<Duration>,
 }
@@ -165,16 +182,25 @@ impl RateLimits {
     }
 
     /// Counts one request of `class` from `address` (and `principal`): the
-    /// verdict of the first limit that refuses, else of the last checked.
+    /// verdict of the first limit that refuses, else of the one with the
+    /// fewest requests left, so the headers name the limit that will
+    /// refuse first.
     pub fn check(&self, class: &str, address: ClientKey, principal: Option<&str>) -> Verdict {
         let (per_address, per_principal) = match self.classes.get(class) {
             Some(dims) => dims,
             None => self.classes.get(crate::policy::DEFAULT_CLASS).expect("the default class always exists"),
         };
-        let verdict = per_address.check(&address, &self.clock);
+        let by_address = per_address.check(&address, &self.clock);
         match (per_principal, principal) {
-            (Some(dim), Some(who)) if verdict.retry_after.is_none() => dim.check(&who.to_owned(), &self.clock),
-            _ => verdict,
+            (Some(dim), Some(who)) if by_address.retry_after.is_none() => {
+                let by_principal = dim.check(&who.to_owned(), &self.clock);
+                if by_principal.retry_after.is_some() || by_principal.remaining < by_address.remaining {
+                    by_principal
+                } else {
+                    by_address
+                }
+            }
+            _ => by_address,
         }
     }
 
@@ -212,15 +238,32 @@ mod tests {
     #[test]
     fn refuses_past_the_burst_with_a_retry_after() {
         let limits = limits("3/min", 100);
-        for remaining in [2, 1, 0] {
+        // One request's worth comes back every 20 s: whole again in 20, 40, 60.
+        for (remaining, whole_in) in [(2, 20), (1, 40), (0, 60)] {
             let v = limits.check("default", at("192.0.2.1"), None);
             assert_eq!(v.retry_after, None);
-            assert_eq!(v.state, format!("\"address\";r={remaining};t=60"));
+            assert_eq!(v.state, format!("\"address\";r={remaining};t={whole_in}"));
         }
         let refused = limits.check("default", at("192.0.2.1"), None);
-        assert!(refused.retry_after.unwrap() > Duration::from_secs(15));
+        let wait = refused.retry_after.unwrap();
+        assert!(wait > Duration::from_secs(15));
+        assert_eq!(refused.state, format!("\"address\";r=0;t={}", whole_seconds(wait)), "rounded up as Retry-After is");
         assert_eq!(refused.policy, "\"address\";q=3;w=60");
         assert!(limits.check("default", at("192.0.2.2"), None).retry_after.is_none(), "other keys are unaffected");
+    }
+
+    #[test]
+    fn the_headers_name_the_limit_with_the_fewest_requests_left() {
+        // 3 per address, 2 per principal.
+        let limits = limits("3/min", 100);
+        let first = limits.check("default", at("192.0.2.1"), Some("ann"));
+        assert_eq!(first.state, "\"principal\";r=1;t=30");
+        let roomier = limits.check("default", at("192.0.2.2"), Some("bob"));
+        assert_eq!(roomier.policy, "\"principal\";q=2;w=60");
+        // Ann's address has 1 left after two more; her own limit refuses first.
+        assert!(limits.check("default", at("192.0.2.1"), None).retry_after.is_none());
+        let address_tighter = limits.check("default", at("192.0.2.1"), Some("cy"));
+        assert_eq!((address_tighter.policy, address_tighter.remaining), ("\"address\";q=3;w=60".parse().unwrap(), 0));
     }
 
     #[test]
