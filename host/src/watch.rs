@@ -16,10 +16,13 @@ use crate::audit::Envelope;
 /// Quiet time after the last change before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// The files a reload reads, canonicalized, and their names, for one
-/// deployment: a path whose name is not among them is no watched file,
-/// known without a system call (a log written beside the config changes
-/// often).
+/// The files a reload reads, and their names, for one deployment: a path
+/// whose name is not among them is no watched file, known without a system
+/// call (a log written beside the config changes often). Each file is held
+/// twice: where it is named (its directory resolved, the name not), so that
+/// a symlink re-pointed at another file (`ln -sfn`, a common way to deploy
+/// a release) is seen; and where it resolves to, so that a change to the
+/// file a symlink names is seen too.
 struct Watched {
     /// The deployment they were read from; a swap (a reload, or a plugin
     /// version swapped by an operator) means reading them again.
@@ -44,7 +47,8 @@ impl Watched {
         }
         let found: Vec<PathBuf> = files.iter().filter_map(|f| f.canonicalize().ok()).collect();
         let complete = found.len() == files.len();
-        let files: HashSet<PathBuf> = found.into_iter().collect();
+        let named = files.iter().filter_map(|f| where_named(f));
+        let files: HashSet<PathBuf> = found.into_iter().chain(named).collect();
         let names = files.iter().filter_map(|f| f.file_name()).map(ToOwned::to_owned).collect();
         Self { deployment: Arc::downgrade(deployment), files, names, complete }
     }
@@ -58,7 +62,8 @@ impl Watched {
     fn contains(&self, path: &Path) -> bool {
         self.files.contains(path)
             || path.file_name().is_some_and(|name| self.names.contains(name))
-                && path.canonicalize().is_ok_and(|c| self.files.contains(&c))
+                && (path.canonicalize().is_ok_and(|c| self.files.contains(&c))
+                    || where_named(path).is_some_and(|n| self.files.contains(&n)))
     }
 
     /// Whether any of an event's paths is one a reload would read.
@@ -111,6 +116,16 @@ pub fn spawn(app: Arc<App>) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// Where `path` is named: its directory canonicalized, its own name kept
+/// as it is (a symlink stays the link, not what it points at).
+fn where_named(path: &Path) -> Option<PathBuf> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.canonicalize().ok()?,
+        _ => std::env::current_dir().ok()?,
+    };
+    Some(dir.join(path.file_name()?))
 }
 
 /// Whether a new file in a plugin's messages or assets directory is one

@@ -333,3 +333,42 @@ async fn a_new_kv_quota_applies_when_its_reload_goes_into_service_and_not_before
     assert_eq!(put("b").await.unwrap().status(), 204, "the new quota is in service");
     server.stop().await;
 }
+
+/// An operator who deploys by re-pointing a symlink at the new release
+/// (`ln -sfn`: a new link renamed over the old) gets it swapped in, as when
+/// the component file itself is replaced.
+#[tokio::test]
+async fn re_pointing_a_symlinked_component_swaps_it_in() {
+    let scratch = tempfile::tempdir().unwrap();
+    let first = std::fs::read(plinth_test_guests::VERSION).unwrap();
+    // The same component with a custom section added: other bytes, other digest.
+    let mut second = first.clone();
+    second.extend_from_slice(b"\x00\x05\x04plin");
+    let (v1, v2) = (scratch.path().join("v1.wasm"), scratch.path().join("v2.wasm"));
+    std::fs::write(&v1, &first).unwrap();
+    std::fs::write(&v2, &second).unwrap();
+    let link = scratch.path().join("version.wasm");
+    std::os::unix::fs::symlink(&v1, &link).unwrap();
+    let deployment =
+        Deployment::with_policy(&config(link.to_str().unwrap(), "1", &[]), &format!("{POLICY}{ISSUER_POLICY}"));
+    let server = TestServer::start(&deployment).await;
+    let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
+    let digest = async || {
+        let plugins: Value = get_json(&server, "/admin/plugins", &admin).await;
+        let listed = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
+        listed["digest"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(digest().await, plinth::runtime::digest(&first));
+    let staged = scratch.path().join("version.wasm.next");
+    std::os::unix::fs::symlink(&v2, &staged).unwrap();
+    std::fs::rename(&staged, &link).unwrap();
+    for _ in 0..100 {
+        if digest().await == plinth::runtime::digest(&second) {
+            assert_eq!(version(&server).await, "1", "the new release serves");
+            server.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the re-pointed symlink was not picked up");
+}
