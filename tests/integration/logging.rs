@@ -17,9 +17,20 @@ async fn trap_served(start: fn(&Deployment) -> ServerProcess) -> (Deployment, Se
     (deployment, server, trace_id)
 }
 
+/// Stops the server with SIGTERM and reads its log: log lines are written
+/// in the background, and a clean exit flushes them.
+fn stopped_log(deployment: &Deployment, mut server: ServerProcess) -> String {
+    server.signal("TERM");
+    let status = server.child.wait().unwrap();
+    drop(server);
+    let log = std::fs::read_to_string(deployment.log_path()).unwrap();
+    assert!(status.success(), "the server exited with {status}; its log:\n{log}");
+    log
+}
+
 #[tokio::test]
 async fn guest_stderr_is_logged_with_plugin_and_trace_id() {
-    let (deployment, mut server, trace_id) = trap_served(ServerProcess::start).await;
+    let (deployment, server, trace_id) = trap_served(ServerProcess::start).await;
     // A token in a path (a state link, a view) is a key: not for the log.
     let linked = reqwest::get(server.url("/v1/state/links/v1.1.eyJrIjoieCJ9.c2VjcmV0dGFn")).await.unwrap();
     let linked_trace = linked.headers()["x-trace-id"].to_str().unwrap().to_owned();
@@ -29,11 +40,7 @@ async fn guest_stderr_is_logged_with_plugin_and_trace_id() {
     {
         reqwest::get(server.url(&format!("/v1/state/links/{spelling}"))).await.unwrap();
     }
-    server.signal("TERM");
-    // Log lines are written in the background; a clean exit flushes them.
-    assert!(server.child.wait().unwrap().success());
-    drop(server);
-    let log = std::fs::read_to_string(deployment.log_path()).unwrap();
+    let log = stopped_log(&deployment, server);
     let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let request_lines: Vec<_> = lines.iter().filter(|l| l["span"]["trace_id"] == trace_id.as_str()).collect();
     let guest = request_lines
@@ -56,11 +63,8 @@ async fn guest_stderr_is_logged_with_plugin_and_trace_id() {
 
 #[tokio::test]
 async fn text_lines_in_a_file_carry_no_terminal_escape_codes() {
-    let (deployment, mut server, trace_id) = trap_served(ServerProcess::start_with_text_log).await;
-    server.signal("TERM");
-    assert!(server.child.wait().unwrap().success());
-    drop(server);
-    let log = std::fs::read_to_string(deployment.log_path()).unwrap();
+    let (deployment, server, trace_id) = trap_served(ServerProcess::start_with_text_log).await;
+    let log = stopped_log(&deployment, server);
     assert!(!log.contains('\u{1b}'), "no escape codes in a log file:\n{log}");
     let served = log
         .lines()
@@ -72,7 +76,7 @@ async fn text_lines_in_a_file_carry_no_terminal_escape_codes() {
 #[tokio::test]
 async fn control_and_bidi_characters_from_a_client_or_a_plugin_are_logged_escaped() {
     use std::io::{Read, Write};
-    let (deployment, mut server, _) = trap_served(ServerProcess::start_with_text_log).await;
+    let (deployment, server, _) = trap_served(ServerProcess::start_with_text_log).await;
     // hyper takes any byte at or above 0x80 in a request target: a C1 CSI
     // (U+009B), a next-line (U+0085) and a right-to-left override (U+202E).
     for target in [&b"/v1/a\xc2\x9b31mred"[..], b"/v1/b\xc2\x85fake", b"/v1/c\xe2\x80\xaeevil"] {
@@ -88,10 +92,7 @@ async fn control_and_bidi_characters_from_a_client_or_a_plugin_are_logged_escape
     // reaches the plugin, which writes it to stderr.
     let reached = reqwest::get(server.url("/v1/trap/d%E2%80%AEevil")).await.unwrap();
     assert_eq!(reached.status(), 500);
-    server.signal("TERM");
-    assert!(server.child.wait().unwrap().success());
-    drop(server);
-    let log = std::fs::read_to_string(deployment.log_path()).unwrap();
+    let log = stopped_log(&deployment, server);
     for raw in ['\u{9b}', '\u{85}', '\u{202e}'] {
         assert!(!log.contains(raw), "{raw:?} written raw:\n{log}");
     }
@@ -103,4 +104,22 @@ async fn control_and_bidi_characters_from_a_client_or_a_plugin_are_logged_escape
     ] {
         assert!(log.contains(escaped), "no line with {escaped}:\n{log}");
     }
+}
+
+/// A plugin calling `log` in a loop, with a pile of fields each time, cannot
+/// flood the host's log: a request writes a bounded number of lines, each
+/// of bounded length, and one warning says the rest were dropped.
+#[tokio::test]
+async fn a_plugin_cannot_flood_the_log() {
+    let (deployment, server, _) = trap_served(ServerProcess::start).await;
+    let flood = reqwest::get(server.url("/v1/trap/flood")).await.unwrap();
+    assert_eq!(flood.status(), 500);
+    let trace_id = flood.headers()["x-trace-id"].to_str().unwrap().to_owned();
+    let log = stopped_log(&deployment, server);
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(&trace_id)).collect();
+    let floods = lines.iter().filter(|l| l.contains("flood line")).count();
+    assert!((1..=plinth::runtime::host::log::MAX_LINES_PER_REQUEST as usize).contains(&floods), "{floods} lines");
+    assert!(lines.iter().all(|l| l.len() < 16 * 1024), "a line is bounded");
+    assert!(lines.iter().any(|l| l.contains("the rest are dropped")), "the cut is said");
+    assert!(log.len() < 4 * 1024 * 1024, "the whole log stays small: {} bytes", log.len());
 }

@@ -13,6 +13,7 @@ use wasmtime::{Store, Trap};
 use crate::runtime::bindings::log;
 use crate::runtime::bindings::migrating::{MigratingBindingsPre, migrations};
 use crate::runtime::epoch::{Running, Ticking};
+use crate::runtime::host::log::{LogBudget, MAX_LINES_PER_CONVERSION};
 use crate::runtime::state::MemoryCap;
 use crate::runtime::{LoadError, Runtime, grants};
 
@@ -21,28 +22,19 @@ pub use migrations::{Direction, Entry, Step};
 /// The export a component with migrations has.
 pub const MIGRATIONS_EXPORT: &str = "plinth:platform/migrations@0.1.0";
 
-/// Log lines one call may write; the rest are dropped (a million records
-/// each logging would flood the host's log).
-const MAX_LOG_LINES: u32 = 16;
-
 /// The data of one conversion's store.
 pub struct ConverterState {
     plugin: Arc<str>,
     memory: MemoryCap,
-    /// Log lines written so far.
-    lines: u32,
+    /// The lines the guest may still log.
+    log: LogBudget,
     /// Keeps the epoch moving while the guest may run.
     _running: Running,
 }
 
 impl log::Host for ConverterState {
     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
-        self.lines += 1;
-        if self.lines <= MAX_LOG_LINES {
-            crate::runtime::host::log::emit(&self.plugin, level, &message, &fields);
-        } else if self.lines == MAX_LOG_LINES + 1 {
-            tracing::warn!(plugin = %self.plugin, "a conversion logged more than {MAX_LOG_LINES} lines; the rest are dropped");
-        }
+        self.log.emit(&self.plugin, level, &message, &fields);
         Ok(())
     }
 }
@@ -114,7 +106,7 @@ impl Converter {
             ConverterState {
                 plugin: self.plugin.clone(),
                 memory: MemoryCap::new(self.memory),
-                lines: 0,
+                log: LogBudget::new(MAX_LINES_PER_CONVERSION, "a conversion"),
                 _running: self.ticking.running(),
             },
         );

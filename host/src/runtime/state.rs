@@ -13,6 +13,7 @@ use crate::outbox::Outbox;
 use crate::passwords::Passwords;
 use crate::runtime::bindings::types::Principal;
 use crate::runtime::epoch::Running;
+use crate::runtime::host::log::{LogBudget, MAX_LINES_PER_REQUEST};
 use crate::runtime::outgoing::{Egress, OutgoingHooks};
 use crate::runtime::output::GuestOutput;
 use crate::storage::Namespace;
@@ -182,6 +183,8 @@ pub struct HostState {
     /// Jobs this request submitted, forgotten likewise: a job no record
     /// names would hold the blobs its worker makes for good.
     pub unanswered_jobs: Vec<String>,
+    /// The lines the guest may still log.
+    pub log: LogBudget,
     /// Keeps the epoch moving while the guest may run.
     _running: Running,
 }
@@ -225,6 +228,7 @@ impl HostState {
             host_failure: None,
             unanswered_links: Vec::new(),
             unanswered_jobs: Vec::new(),
+            log: LogBudget::new(MAX_LINES_PER_REQUEST, "a request"),
             _running: running,
         }
     }

@@ -17,6 +17,7 @@ use crate::jobs::{Claimed, Jobs, MAX_TEXT, Ran};
 use crate::runtime::bindings::log;
 use crate::runtime::bindings::worker::{WorkerBindingsPre, job_blobs, job_kv, work};
 use crate::runtime::epoch::{Running, Ticking};
+use crate::runtime::host::log::{LogBudget, MAX_LINES_PER_JOB};
 use crate::runtime::state::{BlobQuota, MemoryCap, sandboxed_wasi};
 use crate::runtime::{LoadError, Runtime, grants};
 
@@ -55,6 +56,8 @@ pub struct WorkerState {
     pub job: JobScope,
     /// Uploads of writers not finished: removed when the job's store goes.
     pub open_writers: Vec<String>,
+    /// The lines the guest may still log.
+    log: LogBudget,
     /// Keeps the epoch moving while the guest may run.
     _running: Running,
 }
@@ -86,7 +89,7 @@ impl WasiView for WorkerState {
 
 impl log::Host for WorkerState {
     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
-        crate::runtime::host::log::emit(&self.job.worker, level, &message, &fields);
+        self.log.emit(&self.job.worker, level, &message, &fields);
         Ok(())
     }
 }
@@ -150,6 +153,7 @@ impl Worker {
             memory: MemoryCap::new(memory_limit),
             job: scope,
             open_writers: Vec::new(),
+            log: LogBudget::new(MAX_LINES_PER_JOB, "a job"),
             _running: self.ticking.running(),
         };
         let mut store = Store::new(self.pre.engine(), state);
