@@ -19,10 +19,10 @@ pub const DEBOUNCE: Duration = Duration::from_millis(300);
 /// The files a reload reads, and their names, for one deployment: a path
 /// whose name is not among them is no watched file, known without a system
 /// call (a log written beside the config changes often). Each file is held
-/// twice: where it is named (its directory resolved, the name not), so that
-/// a symlink re-pointed at another file (`ln -sfn`, a common way to deploy
-/// a release) is seen; and where it resolves to, so that a change to the
-/// file a symlink names is seen too.
+/// where it resolves to, and where it and each symlink on its path are
+/// named (their directory resolved, their own name not): re-pointing a
+/// symlink at another release (`ln -sfn`, to the file or to a directory
+/// above it) is a change, as is a change to the file it names.
 struct Watched {
     /// The deployment they were read from; a swap (a reload, or a plugin
     /// version swapped by an operator) means reading them again.
@@ -47,7 +47,7 @@ impl Watched {
         }
         let found: Vec<PathBuf> = files.iter().filter_map(|f| f.canonicalize().ok()).collect();
         let complete = found.len() == files.len();
-        let named = files.iter().filter_map(|f| where_named(f));
+        let named = files.iter().flat_map(|f| links_on_the_way(f));
         let files: HashSet<PathBuf> = found.into_iter().chain(named).collect();
         let names = files.iter().filter_map(|f| f.file_name()).map(ToOwned::to_owned).collect();
         Self { deployment: Arc::downgrade(deployment), files, names, complete }
@@ -62,8 +62,7 @@ impl Watched {
     fn contains(&self, path: &Path) -> bool {
         self.files.contains(path)
             || path.file_name().is_some_and(|name| self.names.contains(name))
-                && (path.canonicalize().is_ok_and(|c| self.files.contains(&c))
-                    || where_named(path).is_some_and(|n| self.files.contains(&n)))
+                && path.canonicalize().is_ok_and(|c| self.files.contains(&c))
     }
 
     /// Whether any of an event's paths is one a reload would read.
@@ -113,9 +112,20 @@ pub fn spawn(app: Arc<App>) -> anyhow::Result<()> {
             let Some(app) = app.upgrade() else { return };
             tracing::info!("a watched file changed; reloading");
             app.reload(&Envelope::system()).await;
+            // Read the files again even when the reload failed: a
+            // re-pointed symlink now resolves elsewhere, and a fix made
+            // there must be seen.
+            watched = None;
         }
     });
     Ok(())
+}
+
+/// Where `path` is named, and where each symlink among its ancestors is.
+fn links_on_the_way(path: &Path) -> Vec<PathBuf> {
+    let is_link = |p: &Path| p.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink());
+    let links = path.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty() && is_link(a));
+    std::iter::once(path).chain(links).filter_map(where_named).collect()
 }
 
 /// Where `path` is named: its directory canonicalized, its own name kept

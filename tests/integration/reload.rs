@@ -334,41 +334,94 @@ async fn a_new_kv_quota_applies_when_its_reload_goes_into_service_and_not_before
     server.stop().await;
 }
 
-/// An operator who deploys by re-pointing a symlink at the new release
-/// (`ln -sfn`: a new link renamed over the old) gets it swapped in, as when
-/// the component file itself is replaced.
-#[tokio::test]
-async fn re_pointing_a_symlinked_component_swaps_it_in() {
-    let scratch = tempfile::tempdir().unwrap();
-    let first = std::fs::read(plinth_test_guests::VERSION).unwrap();
-    // The same component with a custom section added: other bytes, other digest.
-    let mut second = first.clone();
-    second.extend_from_slice(b"\x00\x05\x04plin");
-    let (v1, v2) = (scratch.path().join("v1.wasm"), scratch.path().join("v2.wasm"));
-    std::fs::write(&v1, &first).unwrap();
-    std::fs::write(&v2, &second).unwrap();
-    let link = scratch.path().join("version.wasm");
-    std::os::unix::fs::symlink(&v1, &link).unwrap();
-    let deployment =
-        Deployment::with_policy(&config(link.to_str().unwrap(), "1", &[]), &format!("{POLICY}{ISSUER_POLICY}"));
-    let server = TestServer::start(&deployment).await;
-    let admin = sign_in(&server.url(""), "ops", &["admin"], None).await.bearer();
-    let digest = async || {
-        let plugins: Value = get_json(&server, "/admin/plugins", &admin).await;
-        let listed = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
-        listed["digest"].as_str().unwrap().to_owned()
-    };
-    assert_eq!(digest().await, plinth::runtime::digest(&first));
-    let staged = scratch.path().join("version.wasm.next");
-    std::os::unix::fs::symlink(&v2, &staged).unwrap();
-    std::fs::rename(&staged, &link).unwrap();
+/// `digest` of the `version` plugin as `GET /admin/plugins` lists it.
+async fn served_digest(server: &TestServer, admin: &str) -> String {
+    let plugins: Value = get_json(server, "/admin/plugins", admin).await;
+    let listed = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
+    listed["digest"].as_str().unwrap().to_owned()
+}
+
+/// Polls until the `version` plugin serves the component `bytes`.
+async fn wait_for_digest(server: &TestServer, admin: &str, bytes: &[u8], what: &str) {
     for _ in 0..100 {
-        if digest().await == plinth::runtime::digest(&second) {
-            assert_eq!(version(&server).await, "1", "the new release serves");
-            server.stop().await;
+        if served_digest(server, admin).await == plinth::runtime::digest(bytes) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the re-pointed symlink was not picked up");
+    panic!("{what} was not picked up");
+}
+
+/// The version guest with a custom section named `tag` added: the same
+/// plugin in other bytes, so another digest.
+fn tagged_version(tag: &[u8; 4]) -> Vec<u8> {
+    let mut bytes = std::fs::read(plinth_test_guests::VERSION).unwrap();
+    bytes.extend_from_slice(b"\x00\x05\x04");
+    bytes.extend_from_slice(tag);
+    bytes
+}
+
+/// Re-points `link` at `target` as `ln -sfn` does: a new link renamed over
+/// the old one.
+fn re_point(link: &std::path::Path, target: &std::path::Path) {
+    let staged = link.with_extension("next");
+    std::os::unix::fs::symlink(target, &staged).unwrap();
+    std::fs::rename(&staged, link).unwrap();
+}
+
+/// An operator who deploys by re-pointing a symlink at the new release
+/// gets it swapped in, as when the component file itself is replaced:
+/// a link to the file, or to the release directory above it.
+#[tokio::test]
+async fn re_pointing_a_symlinked_component_swaps_it_in() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (first, second, third) = (tagged_version(b"one_"), tagged_version(b"two_"), tagged_version(b"tri_"));
+    for (release, bytes) in [("r1", &first), ("r2", &second), ("r3", &third)] {
+        std::fs::create_dir(scratch.path().join(release)).unwrap();
+        std::fs::write(scratch.path().join(release).join("version.wasm"), bytes).unwrap();
+    }
+    // The file is a link into r1; r1 is also where `current` points.
+    let (file_link, current) = (scratch.path().join("version.wasm"), scratch.path().join("current"));
+    std::os::unix::fs::symlink(scratch.path().join("r1/version.wasm"), &file_link).unwrap();
+    std::os::unix::fs::symlink(scratch.path().join("r1"), &current).unwrap();
+
+    let deployment =
+        Deployment::with_policy(&config(file_link.to_str().unwrap(), "1", &[]), &format!("{POLICY}{ISSUER_POLICY}"));
+    let server = TestServer::start(&deployment).await;
+    let admin = admin_of(&server).await;
+    assert_eq!(served_digest(&server, &admin).await, plinth::runtime::digest(&first));
+    re_point(&file_link, &scratch.path().join("r2/version.wasm"));
+    wait_for_digest(&server, &admin, &second, "the re-pointed file link").await;
+    server.stop().await;
+
+    let through_dir = config(current.join("version.wasm").to_str().unwrap(), "1", &[]);
+    let deployment = Deployment::with_policy(&through_dir, &format!("{POLICY}{ISSUER_POLICY}"));
+    let server = TestServer::start(&deployment).await;
+    let admin = admin_of(&server).await;
+    assert_eq!(served_digest(&server, &admin).await, plinth::runtime::digest(&first));
+    // A release that does not load changes nothing; fixed where it lies,
+    // it is swapped in.
+    std::fs::write(scratch.path().join("r3/version.wasm"), b"\0asm but not really").unwrap();
+    re_point(&current, &scratch.path().join("r3"));
+    let mut refused = false;
+    for _ in 0..100 {
+        let plugins: Value = get_json(&server, "/admin/plugins", &admin).await;
+        let listed = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
+        if listed["last_error"].as_str().is_some_and(|e| e.contains("not a loadable wasm component")) {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the re-pointed directory link was not picked up");
+    assert_eq!(served_digest(&server, &admin).await, plinth::runtime::digest(&first), "the old release serves");
+    std::fs::write(scratch.path().join("r3/version.wasm"), &third).unwrap();
+    wait_for_digest(&server, &admin, &third, "the release fixed after a failed reload").await;
+    assert_eq!(version(&server).await, "1");
+    server.stop().await;
+}
+
+/// A bearer for a new admin of `server`.
+async fn admin_of(server: &TestServer) -> String {
+    sign_in(&server.url(""), "ops", &["admin"], None).await.bearer()
 }

@@ -699,7 +699,7 @@ fn options(allowed: &[String]) -> Response<Full<Bytes>> {
 }
 
 fn too_many_requests(wait: std::time::Duration) -> ApiError {
-    let seconds = rate_limit::whole_seconds(wait);
+    let seconds = rate_limit::retry_after_seconds(wait);
     ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests; retry in {seconds} s"))
         .with_header(header::RETRY_AFTER, seconds.to_string())
 }

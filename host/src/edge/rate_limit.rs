@@ -104,9 +104,10 @@ impl<K: Hash + Eq + Clone> Dimension<K> {
         Self { name, limiter, store, interval: rate.per / rate.count, burst: rate.count, policy }
     }
 
-    /// Counts one request of `key`. `t` is when the quota is whole again
-    /// (GCRA gives back one request's worth every interval), or when the
-    /// next request may come, rounded up as `Retry-After` is.
+    /// Counts one request of `key`. `t` is at most the time until the
+    /// quota is whole again (GCRA gives back one request's worth every
+    /// interval; counted in whole intervals), or the time until the next
+    /// request may come, as `Retry-After` says it.
     fn check(&self, key: &K, clock: &DefaultClock) -> Verdict {
         let name = self.name;
         match self.limiter.check_key(key) {
@@ -124,7 +125,7 @@ impl<K: Hash + Eq + Clone> Dimension<K> {
                 let wait = not_until.wait_time_from(clock.now());
                 Verdict {
                     policy: self.policy.clone(),
-                    state: header_value(format!("\"{name}\";r=0;t={}", whole_seconds(wait).max(1))),
+                    state: header_value(format!("\"{name}\";r=0;t={}", retry_after_seconds(wait))),
                     remaining: 0,
                     retry_after: Some(wait),
                 }
@@ -135,8 +136,14 @@ impl<K: Hash + Eq + Clone> Dimension<K> {
 
 /// `duration` in whole seconds, rounded up: a client that waits this long
 /// is never early.
-pub fn whole_seconds(duration: Duration) -> u64 {
+fn whole_seconds(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// The `Retry-After` of a refusal that asked to wait `wait`: whole seconds,
+/// rounded up, at least one.
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    whole_seconds(wait).max(1)
 }
 
 /// A header value of ours: quoted names and numbers only.
@@ -247,7 +254,7 @@ mod tests {
         let refused = limits.check("default", at("192.0.2.1"), None);
         let wait = refused.retry_after.unwrap();
         assert!(wait > Duration::from_secs(15));
-        assert_eq!(refused.state, format!("\"address\";r=0;t={}", whole_seconds(wait)), "rounded up as Retry-After is");
+        assert_eq!(refused.state, format!("\"address\";r=0;t={}", retry_after_seconds(wait)), "as Retry-After says");
         assert_eq!(refused.policy, "\"address\";q=3;w=60");
         assert!(limits.check("default", at("192.0.2.2"), None).retry_after.is_none(), "other keys are unaffected");
     }
