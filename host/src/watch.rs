@@ -1,4 +1,5 @@
-//! Reload when the config file, the policy file, a component file or a
+//! Reload when the config file, the policy file, a component file (a
+//! plugin's, its canary's or a worker's) or a
 //! plugin's messages or assets change on disk (notify), debounced so that an editor's burst of writes
 //! or a copy in progress makes one reload.
 
@@ -40,6 +41,8 @@ impl Watched {
         let config = &deployment.config;
         let mut files = vec![config.source.clone(), config.policies.clone()];
         files.extend(config.plugins.iter().map(|p| p.component.clone()));
+        files.extend(config.plugins.iter().filter_map(|p| p.canary.as_ref()).map(|c| c.component.clone()));
+        files.extend(config.workers.iter().map(|w| w.component.clone()));
         for plugin in &deployment.plugins {
             files.extend(plugin.files.paths().map(Path::to_path_buf));
             // A file added to a messages or assets directory counts too.

@@ -425,3 +425,43 @@ async fn re_pointing_a_symlinked_component_swaps_it_in() {
 async fn admin_of(server: &TestServer) -> String {
     sign_in(&server.url(""), "ops", &["admin"], None).await.bearer()
 }
+
+/// A canary's or a worker's component file is watched like a plugin's:
+/// rewritten in place, it is swapped in.
+#[tokio::test]
+async fn a_rewritten_canary_or_worker_component_is_swapped_in() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (canary, worker) = (scratch.path().join("canary.wasm"), scratch.path().join("worker.wasm"));
+    std::fs::write(&canary, tagged_version(b"can1")).unwrap();
+    std::fs::copy(plinth_test_guests::JOBPROBE, &worker).unwrap();
+    let config = config(plinth_test_guests::VERSION, "1", &["blobs", "jobs"]).replace(
+        "settings = { version = \"1\" }\n",
+        &format!("settings = {{ version = \"1\" }}\ncanary = {{ component = {canary:?}, weight = 10 }}\n"),
+    );
+    let config = format!("{config}\n[[workers]]\nname = \"probe\"\ncomponent = {worker:?}\nplugins = [\"version\"]\n");
+    let deployment = Deployment::with_policy(&config, &format!("{POLICY}{ISSUER_POLICY}"));
+    let server = TestServer::start(&deployment).await;
+    let admin = admin_of(&server).await;
+    let canary_digest = async || {
+        let plugins: Value = get_json(&server, "/admin/plugins", &admin).await;
+        let listed = plugins["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "version").unwrap().clone();
+        listed["canary"]["digest"].as_str().unwrap().to_owned()
+    };
+    let worker_digest = || server.app.deployment.load().workers[0].digest.clone();
+    assert_eq!(worker_digest(), plinth::runtime::digest(&std::fs::read(&worker).unwrap()));
+
+    let (new_canary, mut new_worker) = (tagged_version(b"can2"), std::fs::read(plinth_test_guests::JOBPROBE).unwrap());
+    new_worker.extend_from_slice(b"\x00\x05\x04wrk2");
+    std::fs::write(&canary, &new_canary).unwrap();
+    std::fs::write(&worker, &new_worker).unwrap();
+    for _ in 0..100 {
+        if canary_digest().await == plinth::runtime::digest(&new_canary)
+            && worker_digest() == plinth::runtime::digest(&new_worker)
+        {
+            server.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the rewritten canary or worker was not picked up");
+}
