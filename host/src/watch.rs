@@ -1,6 +1,6 @@
 //! Reload when the config file, the policy file, a component file (a
-//! plugin's, its canary's or a worker's) or a
-//! plugin's messages or assets change on disk (notify), debounced so that an editor's burst of writes
+//! plugin's, its canary's or a worker's) or a plugin's messages or assets
+//! change on disk (notify), debounced so that an editor's burst of writes
 //! or a copy in progress makes one reload.
 
 use std::collections::HashSet;
