@@ -98,8 +98,20 @@ pub fn spawn(app: Arc<App>) -> anyhow::Result<()> {
             drop(deployment);
             let current = watched.as_ref().expect("read above");
             // Directories, not files: editors and `cp` replace files, which
-            // would end a watch on the file itself.
-            for dir in current.files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)) {
+            // would end a watch on the file itself. A directory no longer
+            // read (a release a link has left) is let go, so that release
+            // after release does not pile up watches.
+            let wanted: HashSet<PathBuf> =
+                current.files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
+            dirs.retain(|dir| {
+                let keep = wanted.contains(dir);
+                if !keep {
+                    // A directory since removed has lost its watch already.
+                    let _ = watcher.unwatch(dir);
+                }
+                keep
+            });
+            for dir in wanted {
                 if !dirs.contains(&dir) {
                     match watcher.watch(&dir, RecursiveMode::NonRecursive) {
                         Ok(()) => drop(dirs.insert(dir)),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, example_deployment, get_json, sign_in};
+use crate::support::{TestServer, eventually, example_deployment, get_json, sign_in};
 
 /// aiosmtpd writing what it receives into a maildir.
 struct SmtpServer(Child);
@@ -55,16 +55,6 @@ fn delivered(maildir: &std::path::Path) -> Vec<String> {
 async fn outbox(server: &TestServer, bearer: &str, state: &str) -> Vec<Value> {
     let body: Value = get_json(server, &format!("/admin/outbox?state={state}"), bearer).await;
     body["messages"].as_array().unwrap().clone()
-}
-
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..200 {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    Deployment, ISSUER_POLICY, LOOSE_LIMITS, ServerProcess, TestServer, get_json, issuer_plugin, plugin, sign_in,
+    Deployment, ISSUER_POLICY, LOOSE_LIMITS, ServerProcess, TestServer, eventually, get_json, issuer_plugin, plugin,
+    sign_in,
 };
 
 /// The config with the `version` plugin at `component`, with `version`.
@@ -352,6 +353,18 @@ async fn wait_for_digest(server: &TestServer, admin: &str, bytes: &[u8], what: &
     panic!("{what} was not picked up");
 }
 
+/// Whether an inotify instance of this process watches directory `dir`
+/// (its inode, as `/proc/self/fdinfo` lists each watch).
+fn watched(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let inode = format!("ino:{:x} ", std::fs::metadata(dir).unwrap().ino());
+    std::fs::read_dir("/proc/self/fd").unwrap().flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:inotify")
+            && std::fs::read_to_string(std::path::Path::new("/proc/self/fdinfo").join(fd.file_name()))
+                .is_ok_and(|info| info.lines().any(|line| line.starts_with("inotify ") && line.contains(&inode)))
+    })
+}
+
 /// The version guest with a custom section named `tag` added: the same
 /// plugin in other bytes, so another digest.
 fn tagged_version(tag: &[u8; 4]) -> Vec<u8> {
@@ -390,8 +403,12 @@ async fn re_pointing_a_symlinked_component_swaps_it_in() {
     let server = TestServer::start(&deployment).await;
     let admin = admin_of(&server).await;
     assert_eq!(served_digest(&server, &admin).await, plinth::runtime::digest(&first));
+    assert!(watched(&scratch.path().join("r1")));
     re_point(&file_link, &scratch.path().join("r2/version.wasm"));
     wait_for_digest(&server, &admin, &second, "the re-pointed file link").await;
+    // Release after release, the watches do not pile up.
+    let (left, taken) = (scratch.path().join("r1"), scratch.path().join("r2"));
+    eventually("the left release let go", async || (!watched(&left) && watched(&taken)).then_some(())).await;
     server.stop().await;
 
     let through_dir = config(current.join("version.wasm").to_str().unwrap(), "1", &[]);

@@ -435,6 +435,17 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
     body
 }
 
+/// Polls `probe` every 50 ms until it finds something, for at most 15 s.
+pub async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..300 {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
 /// GETs `path` with a session token (`Authorization` value).
 pub async fn get_as(server: &TestServer, path: &str, authorization: &str) -> reqwest::Response {
     reqwest::Client::new().get(server.url(path)).header("authorization", authorization).send().await.unwrap()
