@@ -62,6 +62,15 @@ pub enum Denial {
     Forbidden,
 }
 
+/// The first of `accesses` that refuses a principal's roles (`None`:
+/// anonymous), and why: a request goes on only if every one allows it.
+pub fn refusal<'a>(
+    accesses: impl IntoIterator<Item = &'a Access>,
+    roles: Option<&[String]>,
+) -> Option<(&'a Access, Denial)> {
+    accesses.into_iter().find_map(|access| access.decide(roles).err().map(|denial| (access, denial)))
+}
+
 impl Access {
     /// Decides for a principal's roles (`None`: anonymous).
     pub fn decide(&self, roles: Option<&[String]>) -> Result<(), Denial> {
@@ -373,8 +382,13 @@ mod tests {
         assert_eq!(accesses("GET /v1/docs/{id}", "/v1/docs/internal"), ["roles: staff", "public"]);
         let uploads = Route::parse("GET /v1/media/uploads/{id}").unwrap();
         let judges = p.lookup(&uploads, "GET", "/v1/media/uploads/info").unwrap();
-        let refused: Vec<Denial> = judges.accesses().filter_map(|a| a.decide(None).err()).collect();
-        assert_eq!(refused, [Denial::Unauthenticated], "anonymous callers are refused");
+        let refused = refusal(judges.accesses(), None).map(|(access, denial)| (access.to_string(), denial));
+        assert_eq!(
+            refused,
+            Some(("authenticated".to_owned(), Denial::Unauthenticated)),
+            "anonymous callers are refused"
+        );
+        assert_eq!(refusal(judges.accesses(), Some(&[])), None, "signed-in callers are let through");
     }
 
     #[test]

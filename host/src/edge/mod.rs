@@ -36,7 +36,7 @@ use crate::edge::stream::ResponseBody;
 use crate::error::ApiError;
 use crate::identity::Authenticated;
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
-use crate::policy::{ADMIN_ONLY, Access, DEFAULT_CLASS, Denial, is_sensitive_class};
+use crate::policy::{self, ADMIN_ONLY, Access, DEFAULT_CLASS, Denial, is_sensitive_class};
 use crate::routes::{Lookup, Params, Route};
 use crate::runtime::bindings::types::Principal;
 use crate::runtime::host::types::{Follow, RequestBody, RequestData};
@@ -293,11 +293,10 @@ async fn route(
         }
     };
 
-    for access in required.into_iter().flatten() {
-        if let Err(denial) = access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
-            record_denial("authz.denied", format!("{method} {path} needs {access}")).await;
-            return Err(refused(denial, access));
-        }
+    let roles = signed_in.as_ref().map(|a| a.account.roles.as_slice());
+    if let Some((access, denial)) = policy::refusal(required.into_iter().flatten(), roles) {
+        record_denial("authz.denied", format!("{method} {path} needs {access}")).await;
+        return Err(refused(denial, access));
     }
 
     let _share = app.client_in_flight.try_acquire(client_key).ok_or_else(|| {
@@ -467,11 +466,10 @@ async fn revalidate(app: &Arc<App>, origin: &stream::Origin, key: &str) -> Resul
     };
     let judges =
         deployment.config.policy.lookup(route, "GET", path).ok_or_else(|| ended(StatusCode::FORBIDDEN, "no_policy"))?;
-    for access in judges.accesses() {
-        if let Err(denial) = access.decide(signed_in.as_ref().map(|a| a.account.roles.as_slice())) {
-            let refusal = refused(denial, access);
-            return Err(ended(refusal.status, refusal.code));
-        }
+    let roles = signed_in.as_ref().map(|a| a.account.roles.as_slice());
+    if let Some((access, denial)) = policy::refusal(judges.accesses(), roles) {
+        let refusal = refused(denial, access);
+        return Err(ended(refusal.status, refusal.code));
     }
     let plugin = deployment.plugin(served.plugin, signed_in.as_ref().map(|a| a.session.id.as_str()));
     if *plugin.name() != *origin.plugin {
