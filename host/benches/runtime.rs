@@ -1,7 +1,8 @@
 //! In-process costs on the request path: a plugin call from `InstancePre`
 //! (instantiate + call + drop; the Rust hello, the same counters in
 //! JavaScript and Python, the `wasmtime serve` hello as a wasi:http
-//! component), kv, audit append, session lookup, policy match and
+//! component), what wasmtime alone costs for the same (the floor), kv,
+//! audit append, session lookup, policy match and
 //! rate-limit check. Results and the machine: BENCHMARKS.md.
 
 use std::hint::black_box;
@@ -13,6 +14,8 @@ use plinth::audit::{AuditLog, Envelope, Outcome};
 use plinth::identity::{Account, Identity, Lifetimes, Status};
 use plinth::runtime::host::types::RequestData;
 use plinth::storage::{NamespaceId, SledStorage, Storage};
+use wasmtime::Store;
+use wasmtime::component::{Component, Linker};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -83,6 +86,45 @@ fn plugin_calls(c: &mut Criterion) {
                 )
                 .await;
             black_box(out.unwrap());
+        })
+    });
+}
+
+/// A component of one function that returns a number.
+const ONE_FUNCTION: &str = r#"(component
+  (core module $m (memory (export "memory") 1) (func (export "f") (result i32) i32.const 42))
+  (core instance $i (instantiate $m))
+  (func (export "f") (result u32) (canon lift (core func $i "f"))))"#;
+
+/// The floor under the plugin call, on the host's own engine and pool:
+/// wasmtime's instantiate + call + drop of a one-function component, and
+/// the hello component instantiated and dropped with every import a stub
+/// and nothing called (its shape alone: three core modules, the WASI and
+/// platform imports it links).
+fn plugin_call_floor(c: &mut Criterion) {
+    let rt = runtime();
+    let (_dir, app) = hello_app(&rt);
+    let engine = app.runtime.engine().clone();
+    let one_function = Component::new(&engine, wat::parse_str(ONE_FUNCTION).unwrap()).unwrap();
+    let pre = Linker::<()>::new(&engine).instantiate_pre(&one_function).unwrap();
+    c.bench_function("wasmtime/one-function component (instantiate + call + drop)", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut store = Store::new(&engine, ());
+            store.set_epoch_deadline(1_000_000);
+            let instance = pre.instantiate_async(&mut store).await.unwrap();
+            let f = instance.get_typed_func::<(), (u32,)>(&mut store, "f").unwrap();
+            black_box(f.call_async(&mut store, ()).await.unwrap());
+        })
+    });
+    let hello = Component::from_file(&engine, plinth_test_guests::HELLO).unwrap();
+    let mut linker = Linker::<()>::new(&engine);
+    linker.define_unknown_imports_as_traps(&hello).unwrap();
+    let pre = linker.instantiate_pre(&hello).unwrap();
+    c.bench_function("plugin/hello instantiate + drop (imports stubbed, no call)", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut store = Store::new(&engine, ());
+            store.set_epoch_deadline(1_000_000);
+            black_box(pre.instantiate_async(&mut store).await.unwrap());
         })
     });
 }
@@ -187,5 +229,12 @@ fn policy_and_limits(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, plugin_calls, plugin_calls_by_language, storage_and_audit, policy_and_limits);
+criterion_group!(
+    benches,
+    plugin_calls,
+    plugin_call_floor,
+    plugin_calls_by_language,
+    storage_and_audit,
+    policy_and_limits
+);
 criterion_main!(benches);
