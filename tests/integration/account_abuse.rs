@@ -1,10 +1,11 @@
-//! The accounts plugin against abuse (THREATS.md, findings 7 to 9 and 14):
-//! old links after a password change, password guessing through a stolen
-//! session, squatting an address, and look-alike addresses.
+//! The accounts plugin against abuse (THREATS.md, findings 7 to 9, 14 and
+//! 21): old links after a password change, password guessing through a
+//! stolen session or by many guesses at once, squatting an address, and
+//! look-alike addresses.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::accounts::{Browser, PASSWORD, mail, new_user, token_in, with_admin};
+use crate::accounts::{Browser, PASSWORD, api_sign_in, mail, new_user, token_in, with_admin};
 use crate::support::assert_error;
 
 #[tokio::test]
@@ -49,6 +50,60 @@ async fn a_stolen_session_cannot_guess_the_password() {
     assert_error(thief.post("/v1/me/password", body).await, 429, "too_many_failed_logins").await;
     let body = json!({ "current_password": PASSWORD, "email": "thief@example.com" });
     assert_error(thief.post("/v1/me/email", body).await, 429, "too_many_failed_logins").await;
+    server.stop().await;
+}
+
+/// Guesses sent at once are each counted before any password is checked:
+/// however many arrive together, at most the hourly limit of them are
+/// checked, at sign-in and through a stolen session.
+#[tokio::test]
+async fn guesses_sent_at_once_get_no_more_checks_than_the_hourly_limit() {
+    let settings = "public_base_url = \"http://127.0.0.1:8080\", max_failed_logins_per_hour = \"3\"";
+    let (deployment, server, _admin) = with_admin(settings).await;
+    new_user(&deployment, &server, "ivy@example.com").await;
+    new_user(&deployment, &server, "oak@example.com").await;
+    // What each of `answers` said: its status and error code.
+    async fn said(answers: tokio::task::JoinSet<reqwest::Response>) -> Vec<(u16, String)> {
+        let mut said = Vec::new();
+        for answer in answers.join_all().await {
+            let status = answer.status().as_u16();
+            let body: Value = answer.json().await.unwrap();
+            said.push((status, body["error"]["code"].as_str().unwrap_or_default().to_owned()));
+        }
+        said
+    }
+    // At most three of ten guesses are checked (`wrong`); the others are
+    // refused before their password is, and then the right one is too.
+    let assert_at_most_three_checked = |said: &[(u16, String)], wrong: (u16, &str)| {
+        let checked = said.iter().filter(|(status, code)| (*status, code.as_str()) == wrong).count();
+        assert!((1..=3).contains(&checked), "{checked} guesses were checked: {said:?}");
+        assert_eq!(said.iter().filter(|(status, _)| *status == 429).count(), 10 - checked, "{said:?}");
+    };
+
+    let mut sign_ins = tokio::task::JoinSet::new();
+    for guess in 0..10 {
+        let url = server.url("/v1/sessions/token");
+        let body = json!({ "email": "ivy@example.com", "password": format!("wrong guess {guess}") });
+        sign_ins.spawn(async move { reqwest::Client::new().post(url).json(&body).send().await.unwrap() });
+    }
+    assert_at_most_three_checked(&said(sign_ins).await, (401, "invalid_credentials"));
+    let locked = api_sign_in(&server, "ivy@example.com", PASSWORD).await;
+    assert_error(locked, 429, "too_many_failed_logins").await;
+
+    // A thief holding oak's session, guessing oak's password at once.
+    let signed_in: Value = api_sign_in(&server, "oak@example.com", PASSWORD).await.json().await.unwrap();
+    let bearer = format!("Bearer {}", signed_in["token"].as_str().unwrap());
+    let mut changes = tokio::task::JoinSet::new();
+    for guess in 0..10 {
+        let (url, bearer) = (server.url("/v1/me/password"), bearer.clone());
+        let body = json!({ "current_password": format!("wrong guess {guess}"), "password": "amber falcon meadow" });
+        changes.spawn(async move {
+            reqwest::Client::new().post(url).header("authorization", bearer).json(&body).send().await.unwrap()
+        });
+    }
+    assert_at_most_three_checked(&said(changes).await, (403, "wrong_password"));
+    let locked = api_sign_in(&server, "oak@example.com", PASSWORD).await;
+    assert_error(locked, 429, "too_many_failed_logins").await;
     server.stop().await;
 }
 

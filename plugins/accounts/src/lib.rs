@@ -6,7 +6,8 @@
 //!
 //! Storage (its own kv namespace): `account/{id}`, `email/{address}` → id,
 //! `token/{sha256 of token}` → single-use token, `fail/{sha256 of address}`
-//! → failed sign-ins this hour, `mailed/{sha256 of address}` → mails the
+//! → password checks this hour (each counted before it is made, given
+//! back when right, cleared by a sign-in), `mailed/{sha256 of address}` → mails the
 //! forms sent it this hour, `link/{provider}/{sha256 of subject}` → the
 //! account a person signing in through an external provider is.
 

@@ -1,7 +1,9 @@
 //! Signing in and out, and the caller's own sessions. Every failed sign-in
-//! answers the same 401, whatever the reason; failures are counted per
-//! address so one account cannot be guessed at more than the configured
-//! number of times an hour (the host also limits each client address).
+//! answers the same 401, whatever the reason; password checks are counted
+//! per address before they are made (a right password gives its count
+//! back), so one account cannot be guessed at more than the configured
+//! number of times an hour, however many guesses arrive at once (the host
+//! also limits each client address).
 
 use serde::Deserialize;
 
@@ -27,18 +29,20 @@ fn failure_limit() -> u64 {
     store::setting("max_failed_logins_per_hour", "20").parse().unwrap_or(20).clamp(1, MAX_FAILURES)
 }
 
-/// Refuses while this address has used up its failures for the hour.
-fn check_throttle(key: &str) -> Result<(), Error> {
-    let (failures, left) = hourly::current(key)?;
-    if failures >= failure_limit() {
-        return Err(Error::new(
+/// Takes one of the address's password checks for the hour, before the
+/// password is checked (given back when it is right), so that checks sent
+/// at once cannot all pass before any failure is counted; refused once
+/// they are used up.
+fn take_attempt(key: &str) -> Result<(), Error> {
+    match hourly::take(key, failure_limit())? {
+        hourly::Taken::Yes => Ok(()),
+        hourly::Taken::Full { seconds_left } => Err(Error::new(
             429,
             "too_many_failed_logins",
             "too many failed sign-ins; try again later or reset your password",
         )
-        .with_header("retry-after", left.to_string()));
+        .with_header("retry-after", seconds_left.to_string())),
     }
-    Ok(())
 }
 
 /// The failed-attempt counter of an address (sign-ins and password checks
@@ -59,11 +63,10 @@ fn stored_hash(account: &Account) -> Option<&str> {
 /// cannot guess the password faster than a sign-in form could.
 pub fn check_password_attempt(account: &Account, password: &str) -> Result<(), Error> {
     let key = failure_key(&account.email);
-    check_throttle(&key)?;
+    take_attempt(&key)?;
     if passwords::verify(password, stored_hash(account)).valid {
-        return Ok(());
+        return hourly::give_back(&key);
     }
-    hourly::count(&key)?;
     store::record("account.password_check_failed", &account.id, Audit::Failure, None)?;
     Err(Error::new(403, "wrong_password", "the password is wrong"))
 }
@@ -110,7 +113,7 @@ fn check_credentials(req: &Request) -> Result<Account> {
     };
     let email = fields::email("email", &input.email)?;
     let key = failure_key(&email);
-    check_throttle(&key)?;
+    take_attempt(&key)?;
     let stored = store::account_by_email(&email)?;
     // Unknown addresses are checked against a dummy hash: same cost.
     let verdict = passwords::verify(&input.password, stored.as_ref().and_then(|s| stored_hash(&s.account)));
@@ -123,7 +126,6 @@ fn check_credentials(req: &Request) -> Result<Account> {
                 (true, State::Active) => "not break-glass in emergency mode",
                 (true, state) => state.name(),
             });
-            hourly::count(&key)?;
             store::record("session.login_failed", &store::sha256(&email), Audit::Failure, Some(reason.into()))?;
             return Err(Error::new(401, "invalid_credentials", "the e-mail address or password is wrong"));
         }

@@ -267,7 +267,8 @@ const MAX_MAILS_PER_ADDRESS: u64 = 100;
 /// not sent), so nobody can flood an inbox through the forms.
 pub fn may_mail(email: &str) -> Result<bool, Error> {
     let limit = setting("max_mails_per_address_per_hour", "10").parse().unwrap_or(10).clamp(1, MAX_MAILS_PER_ADDRESS);
-    Ok(crate::hourly::count(&format!("mailed/{}", sha256(email)))? <= limit)
+    let taken = crate::hourly::take(&format!("mailed/{}", sha256(email)), limit)?;
+    Ok(matches!(taken, crate::hourly::Taken::Yes))
 }
 
 /// Queues an e-mail.
