@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::audit::{AuditError, AuditLog, Envelope, Outcome};
-use crate::storage::{Namespace, NamespaceId, Op, Storage, StorageError};
+use crate::storage::{Namespace, NamespaceId, Op, Storage, StorageError, Swap};
 
 /// Longest account id.
 const MAX_ACCOUNT_ID: usize = 128;
@@ -251,9 +251,23 @@ impl Identity {
         let granularity = LAST_SEEN_GRANULARITY.min(self.lifetimes.idle / 4).as_secs();
         if now.saturating_sub(session.last_seen_at) >= granularity.max(1) {
             session.last_seen_at = now;
-            self.sessions.set(&format!("t/{hash}"), encode(&session)).await?;
+            if !self.touch(&hash, bytes, &session).await? {
+                return Ok(None);
+            }
         }
         Ok(Some(Authenticated { session, account }))
+    }
+
+    /// Writes a session's new `last_seen_at` only over the record `read`:
+    /// a session revoked since it was read stays revoked (an unconditional
+    /// write would bring it back, out of its account's index). False when
+    /// it is gone.
+    async fn touch(&self, hash: &str, read: Vec<u8>, session: &Session) -> Result<bool, IdentityError> {
+        let key = format!("t/{hash}");
+        Ok(match self.sessions.compare_and_swap(&key, Some(read), Some(encode(session))).await? {
+            Swap::Swapped => true,
+            Swap::Conflict(now) => now.is_some(),
+        })
     }
 
     /// Issues a session to an active account.
@@ -311,6 +325,12 @@ impl Identity {
         }
         ops.push(Op::Set(format!("a/{account_id}/{}", session.id), hash.into_bytes()));
         self.sessions.batch(ops).await?;
+        // A suspension that landed after the check above revoked the
+        // sessions it could see, not yet this one: look again.
+        if !matches!(self.account(account_id).await?, Some(account) if account.status == Status::Active) {
+            self.revoke(account_id, &session.id, envelope).await?;
+            return Err(IdentityError::NotActive);
+        }
         self.count("issued", 1);
         Ok((IssuedToken(token), session))
     }
@@ -521,6 +541,40 @@ mod tests {
         assert!(ids.revoke("ann", &session.id, &env).await.unwrap());
         assert!(ids.authenticate(&token.0).await.unwrap().is_none());
         assert!(!ids.revoke("ann", &session.id, &env).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_session_revoked_while_a_request_reads_it_stays_revoked() {
+        let (_dir, ids) = identity(600).await;
+        let env = Envelope::system();
+        ids.put_account(&active("eve"), &env).await.unwrap();
+        let (token, session) = ids.issue("eve", "127.0.0.1", "", &env).await.unwrap();
+        let hash = token_hash(&token.0);
+        let read = ids.sessions.get(&format!("t/{hash}")).await.unwrap().unwrap();
+        // A request read the session; its owner signs it out; the request
+        // then moves `last_seen_at` over what it read.
+        assert!(ids.revoke("eve", &session.id, &env).await.unwrap());
+        let seen = Session { last_seen_at: session.last_seen_at + 60, ..session.clone() };
+        assert!(!ids.touch(&hash, read, &seen).await.unwrap(), "the request learns the session is gone");
+        assert!(ids.sessions.get(&format!("t/{hash}")).await.unwrap().is_none());
+        assert!(ids.authenticate(&token.0).await.unwrap().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_issued_while_its_account_is_suspended_does_not_outlive_it() {
+        let (_dir, ids) = identity(600).await;
+        let (ids, env) = (Arc::new(ids), Envelope::system());
+        for round in 0..100 {
+            let id = format!("sue{round}");
+            ids.put_account(&active(&id), &env).await.unwrap();
+            let issuing = tokio::spawn({
+                let (ids, id) = (ids.clone(), id.clone());
+                async move { ids.issue(&id, "127.0.0.1", "", &Envelope::system()).await }
+            });
+            ids.put_account(&Account { status: Status::Suspended, ..active(&id) }, &env).await.unwrap();
+            let _ = issuing.await.unwrap();
+            assert!(ids.list(&id).await.unwrap().is_empty(), "round {round}: a session outlived the suspension");
+        }
     }
 
     #[tokio::test]

@@ -107,6 +107,42 @@ async fn guesses_sent_at_once_get_no_more_checks_than_the_hourly_limit() {
     server.stop().await;
 }
 
+/// Sign-ins with the old password racing a password reset: whichever
+/// read the account before the reset wrote it, none of their sessions
+/// outlives the reset (each is checked again once issued).
+#[tokio::test]
+async fn no_session_signed_in_with_the_old_password_outlives_a_reset() {
+    let (deployment, server, _admin) = with_admin("").await;
+    new_user(&deployment, &server, "yew@example.com").await;
+    let mut anon = Browser::new(&server);
+    let asked = anon.post("/v1/accounts/password-reset", json!({ "email": "yew@example.com" })).await;
+    assert_eq!(asked.status(), 202);
+    let token = token_in(&mail(&deployment, "yew@example.com", "reset", 1).await);
+
+    let mut sign_ins = tokio::task::JoinSet::new();
+    for wait in 0..16 {
+        let url = server.url("/v1/sessions/token");
+        sign_ins.spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(wait * 5)).await;
+            let body = json!({ "email": "yew@example.com", "password": PASSWORD });
+            reqwest::Client::new().post(url).json(&body).send().await.unwrap()
+        });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let confirm = json!({ "token": token, "password": "velvet lantern orchard" });
+    assert_eq!(anon.post("/v1/accounts/password-reset/confirm", confirm).await.status(), 204);
+    for answer in sign_ins.join_all().await {
+        let status = answer.status().as_u16();
+        let body: Value = answer.json().await.unwrap();
+        assert!([200, 401].contains(&status), "{status} {body}");
+        if let Some(token) = body["token"].as_str() {
+            let me = crate::support::get_as(&server, "/v1/me", &format!("Bearer {token}")).await;
+            assert_eq!(me.status(), 401, "a session signed in with the old password outlived the reset");
+        }
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_address_cannot_be_squatted() {
     let (deployment, server, _admin) = with_admin("").await;

@@ -75,6 +75,7 @@ pub fn check_password_attempt(account: &Account, password: &str) -> Result<(), E
 pub fn sign_in(req: &Request) -> Result<Response> {
     let account = check_credentials(req)?;
     let issued = sessions::issue(&account.id).map_err(session_error)?;
+    still_current(&account, &issued.session_id)?;
     Ok(Response::json(200, &serde_json::json!({ "account_id": account.id, "csrf_token": issued.csrf_token })))
 }
 
@@ -83,6 +84,7 @@ pub fn sign_in(req: &Request) -> Result<Response> {
 pub fn sign_in_for_api(req: &Request) -> Result<Response> {
     let account = check_credentials(req)?;
     let issued = sessions::issue_token(&account.id).map_err(session_error)?;
+    still_current(&account, &issued.session.session_id)?;
     Ok(Response::json(
         200,
         &serde_json::json!({
@@ -92,6 +94,22 @@ pub fn sign_in_for_api(req: &Request) -> Result<Response> {
             "expires_at": issued.session.expires_at,
         }),
     ))
+}
+
+/// After a session is issued to `checked`: the account must still hold
+/// the credentials that were checked, and be active. A reset, a password
+/// change or a suspension that landed while the password was being checked
+/// revoked the sessions it saw, not yet this one; so this one is revoked
+/// here, and the sign-in fails as a wrong password does.
+fn still_current(checked: &Account, session_id: &str) -> Result<()> {
+    let now = store::account(&checked.id)?;
+    if now
+        .is_some_and(|s| s.account.state == State::Active && s.account.credential_stamp() == checked.credential_stamp())
+    {
+        return Ok(());
+    }
+    sessions::revoke(&checked.id, session_id).map_err(session_error)?;
+    Err(Error::new(401, "invalid_credentials", "the e-mail address or password is wrong"))
 }
 
 /// The active account whose e-mail address and password the body carries,
