@@ -312,6 +312,30 @@ async fn a_retried_write_with_its_idempotency_key_is_applied_once() {
         .unwrap();
     assert_error(reused, 422, "idempotency_key_reused").await;
 
+    // With `If-Match: *` a retry admits whatever version it loads, its
+    // first attempt's too: it must find that attempt's record, not apply
+    // the patch again (a race: five rounds of twelve retries).
+    for round in 0..5 {
+        let (_, current, _) = me.read("/v1/state/notes/n1").await;
+        let current = current.unwrap();
+        let bump = || {
+            let patch = json!([{"op": "replace", "path": "/count", "value": round + 2}]);
+            me.patch("/v1/state/notes/n1", "*", JSON_PATCH, &patch)
+                .header("idempotency-key", format!("any-version-{round}"))
+                .send()
+        };
+        assert_eq!(futures_statuses((0..12).map(|_| bump())).await, [200; 12]);
+        let feed: Value = me
+            .req(Method::GET, &format!("/v1/state/notes/n1/changes?since={}", version(&current)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(feed["changes"].as_array().unwrap().len(), 1, "round {round}: one write happened: {feed}");
+    }
+
     // Retries of one create racing each other make one document.
     let post = || {
         me.req(Method::POST, "/v1/state/notes").header("idempotency-key", "create-once").json(&json!({"title": "t"}))

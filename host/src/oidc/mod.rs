@@ -315,7 +315,10 @@ impl Oidc {
             )));
         }
         self.sweep().await?;
-        if self.pending.load(std::sync::atomic::Ordering::Relaxed) >= MAX_PENDING {
+        // Counted before the flow is written, so starts racing each other
+        // cannot all pass the bound.
+        if self.pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= MAX_PENDING {
+            self.forget_one();
             return Err(OidcError::Unavailable(format!(
                 "{MAX_PENDING} sign-ins are in progress already; try again in a few minutes"
             )));
@@ -331,11 +334,11 @@ impl Oidc {
             binding: sha256_hex(&binding),
             created_at,
         };
-        self.flows
-            .set(&format!("flow/{state}"), serde_json::to_vec(&flow).expect("serializes"))
-            .await
-            .map_err(storage_error)?;
-        self.pending.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stored = self.flows.set(&format!("flow/{state}"), serde_json::to_vec(&flow).expect("serializes")).await;
+        if let Err(e) = stored {
+            self.forget_one();
+            return Err(storage_error(e));
+        }
         let mut scopes = provider.config.scopes.clone();
         if !scopes.iter().any(|s| s == "openid") {
             scopes.insert(0, "openid".to_owned());

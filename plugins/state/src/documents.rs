@@ -253,6 +253,12 @@ fn finish(
     response: Response,
     idempotency: Option<&Idempotency>,
 ) -> Result<Response> {
+    // A retry that loaded the version its first attempt committed (after
+    // the replay check at its start) finds that attempt's record here, as
+    // the two were written together; `If-Match: *` would let it apply twice.
+    if let Some(first) = replayed(idempotency)? {
+        return Ok(first);
+    }
     if let Some(idempotency) = idempotency {
         write.also.extend(idempotency.record(&response)?);
     }
