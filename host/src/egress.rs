@@ -96,20 +96,21 @@ impl Allowed {
                     _ => (text.clone(), None),
                 },
             };
-            (host, port)
+            (name(&host), port)
         };
         Self(Arc::new(hosts.iter().map(|h| entry(h)).collect()))
     }
 
-    /// Whether `host` is allowed on some port (the resolver knows no port).
+    /// Whether `host` is allowed on some port (the resolver knows no port,
+    /// so [`Allowed::check_url`] refuses a URL on any other).
     fn allows(&self, host: &str) -> bool {
-        let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+        let host = name(host);
         self.0.iter().any(|(allowed, _)| *allowed == host)
     }
 
     /// Whether `host` is allowed on `port`.
     fn allows_on(&self, host: &str, port: Option<u16>) -> bool {
-        let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
+        let host = name(host);
         self.0.iter().any(|(allowed, only)| *allowed == host && only.is_none_or(|only| Some(only) == port))
     }
 
@@ -131,6 +132,11 @@ impl Allowed {
         if self.allows_on(host, parsed.port_or_known_default()) {
             return Ok(parsed);
         }
+        if self.allows(host) {
+            // The resolver lets an allowed name reach its internal
+            // addresses whatever the port: another port is refused here.
+            return Err(format!("`{url}`: [webhooks] allow_hosts allows this host on another port only"));
+        }
         let literal = match parsed.host() {
             Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
             Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
@@ -141,11 +147,18 @@ impl Allowed {
                 "`{url}` is an internal address; an operator may allow its host in [webhooks] allow_hosts"
             ));
         }
-        if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+        let host = name(host);
+        if host == "localhost" || host.ends_with(".localhost") {
             return Err(format!("`{url}` names this machine; an operator may allow it in [webhooks] allow_hosts"));
         }
         Ok(parsed)
     }
+}
+
+/// A host as the allow list holds it: lower case, without IPv6 brackets or
+/// the trailing dot of a fully qualified name (`localhost.` is `localhost`).
+fn name(host: &str) -> String {
+    host.trim_matches(['[', ']']).trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// A name resolved to no address a connection may use.
@@ -223,6 +236,8 @@ mod tests {
             "http://0x7f.1/",
             "http://localhost:8080/",
             "http://api.localhost/",
+            "http://localhost./",
+            "http://API.localhost./",
             "not a url",
         ] {
             assert!(none.check_url(bad).is_err(), "{bad}");
@@ -232,6 +247,14 @@ mod tests {
         assert!(loopback.check_url("http://127.0.0.1:6379/").is_err(), "only the allowed port");
         assert!(loopback.check_url("http://[::1]:9000/hook").is_ok(), "any port when none is named");
         assert!(loopback.check_url("http://127.0.0.2:9000/hook").is_err(), "only the allowed host");
+        // A name is let through the resolver to internal addresses on any
+        // port, so its port is held at the URL.
+        let named = Allowed::new(&["Hooks.Internal:8443".into()]);
+        assert!(named.check_url("https://hooks.internal:8443/in").is_ok());
+        assert!(named.check_url("https://HOOKS.internal.:8443/in").is_ok(), "spelled otherwise, the same host");
+        for other_port in ["https://hooks.internal:6379/", "https://hooks.internal/", "http://hooks.internal.:22/"] {
+            assert!(named.check_url(other_port).is_err(), "{other_port}");
+        }
     }
 
     #[tokio::test]
