@@ -68,6 +68,12 @@ impl<'a> As<'a> {
         (response.status(), etag, response.bytes().await.unwrap().to_vec())
     }
 
+    /// The document's changes since the version `etag` names, as JSON.
+    async fn changes_since(&self, path: &str, etag: &str) -> Value {
+        let since = format!("{path}/changes?since={}", version(etag));
+        self.req(Method::GET, &since).send().await.unwrap().json().await.unwrap()
+    }
+
     fn patch(&self, path: &str, etag: &str, kind: &str, body: &Value) -> reqwest::RequestBuilder {
         self.req(Method::PATCH, path).header("if-match", etag).header("content-type", kind).body(body.to_string())
     }
@@ -295,14 +301,7 @@ async fn a_retried_write_with_its_idempotency_key_is_applied_once() {
     assert_eq!(statuses, [200, 200, 200, 200], "the retries get the first result, not a 412");
     let first = bump().await.unwrap();
     assert_eq!(first.headers()["idempotent-replayed"], "true");
-    let feed: Value = me
-        .req(Method::GET, &format!("/v1/state/notes/n1/changes?since={}", version(&etag)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let feed = me.changes_since("/v1/state/notes/n1", &etag).await;
     assert_eq!(feed["changes"].as_array().unwrap().len(), 1, "one write happened: {feed}");
     let reused = me
         .patch("/v1/state/notes/n1", &etag, MERGE, &json!({"count": 9}))
@@ -325,14 +324,7 @@ async fn a_retried_write_with_its_idempotency_key_is_applied_once() {
                 .send()
         };
         assert_eq!(futures_statuses((0..12).map(|_| bump())).await, [200; 12]);
-        let feed: Value = me
-            .req(Method::GET, &format!("/v1/state/notes/n1/changes?since={}", version(&current)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let feed = me.changes_since("/v1/state/notes/n1", &current).await;
         assert_eq!(feed["changes"].as_array().unwrap().len(), 1, "round {round}: one write happened: {feed}");
     }
 
