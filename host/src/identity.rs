@@ -131,7 +131,14 @@ pub struct Identity {
     /// none is on). An emergency session of another mode, or past its
     /// mode's end, is void even before `revoke_emergency` reaches it.
     emergency: std::sync::Mutex<(u64, u64)>,
+    /// Held by one account's issue from making room to writing the session
+    /// (one lock per shard of accounts), so that sign-ins at once cannot
+    /// each find room for one more.
+    issuing: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Shards of [`Identity::issuing`].
+const ISSUING_SHARDS: usize = 16;
 
 /// A fresh session token; the caller puts it in the cookie.
 pub struct IssuedToken(pub String);
@@ -181,6 +188,7 @@ impl Identity {
             lifetimes,
             metrics: None,
             emergency: std::sync::Mutex::new((0, 0)),
+            issuing: (0..ISSUING_SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
     }
 
@@ -294,6 +302,8 @@ impl Identity {
             Some(account) if account.status == Status::Active => {}
             _ => return Err(IdentityError::NotActive),
         }
+        let shard = Sha256::digest(account_id.as_bytes())[0] as usize % ISSUING_SHARDS;
+        let issuing = self.issuing[shard].lock().await;
         self.make_room(account_id, envelope).await?;
         let token = random_hex(32);
         let hash = token_hash(&token);
@@ -325,6 +335,7 @@ impl Identity {
         }
         ops.push(Op::Set(format!("a/{account_id}/{}", session.id), hash.into_bytes()));
         self.sessions.batch(ops).await?;
+        drop(issuing);
         // A suspension that landed after the check above revoked the
         // sessions it could see, not yet this one: look again.
         if !matches!(self.account(account_id).await?, Some(account) if account.status == Status::Active) {
@@ -575,6 +586,23 @@ mod tests {
             let _ = issuing.await.unwrap();
             assert!(ids.list(&id).await.unwrap().is_empty(), "round {round}: a session outlived the suspension");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sign_ins_at_once_do_not_take_an_account_past_its_sessions() {
+        let (_dir, ids) = identity(600).await;
+        let (ids, env) = (Arc::new(ids), Envelope::system());
+        ids.put_account(&active("dot"), &env).await.unwrap();
+        for _ in 0..MAX_SESSIONS_PER_ACCOUNT - 1 {
+            ids.issue("dot", "127.0.0.1", "", &env).await.unwrap();
+        }
+        let mut issuing = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let ids = ids.clone();
+            issuing.spawn(async move { ids.issue("dot", "127.0.0.1", "", &Envelope::system()).await.map(|_| ()) });
+        }
+        assert!(issuing.join_all().await.iter().all(Result::is_ok));
+        assert_eq!(ids.list("dot").await.unwrap().len(), MAX_SESSIONS_PER_ACCOUNT);
     }
 
     #[tokio::test]
